@@ -1,0 +1,37 @@
+"""The broker core: sessions, routing, retained messages, hooks, metrics.
+
+Knows nothing of sockets or HTTP.  Outside this package, import from here
+only (`from starling.broker import Broker`), never from a submodule.
+"""
+
+from __future__ import annotations
+
+from .broker import Broker
+from .channel import AuthResult, Channel, Connection
+from .hooks import STOP, HookPoint, Hooks, Stop
+from .message import Message
+from .metrics import ALL_METRICS, EXTRA_METRICS, SEED_METRICS
+from .options import BrokerOptions
+from .session import Session
+from .stats import STAT_NAMES
+from .sys_topics import format_datetime, format_uptime
+
+__all__ = [
+    "ALL_METRICS",
+    "EXTRA_METRICS",
+    "SEED_METRICS",
+    "STAT_NAMES",
+    "STOP",
+    "AuthResult",
+    "Broker",
+    "BrokerOptions",
+    "Channel",
+    "Connection",
+    "HookPoint",
+    "Hooks",
+    "Message",
+    "Session",
+    "Stop",
+    "format_datetime",
+    "format_uptime",
+]

@@ -1,0 +1,245 @@
+"""The Broker facade: the one object the rest of Starling talks to.
+
+It owns the session registry (client id → session, client id → online
+channel), the router, the retained store, the hooks bus, metrics and stats.
+Channels call into it for everything that crosses connections: opening a
+session (with takeover), publishing, subscribing.  The REST API, plugins and
+the rule engine use the same methods and the snapshot readers at the end.
+
+The publish path (`publish` → `dispatch` → `Session.deliver`) awaits
+nothing and logs nothing per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from starling.mqtt import SubscriptionOptions
+
+from . import metrics as m
+from .channel import Channel
+from .hooks import HookPoint, Hooks
+from .message import Message
+from .options import BrokerOptions
+from .retained import RetainedStore
+from .router import Router
+from .session import Session
+from .stats import Stats
+from .sys_topics import SysPublisher
+
+log = logging.getLogger(__name__)
+
+
+class Broker:
+    def __init__(self, options: BrokerOptions | None = None) -> None:
+        self.options = options or BrokerOptions()
+        self.hooks = Hooks()
+        self.counters = m.new_counters()
+        self.router = Router()
+        self.retained = RetainedStore()
+        self.sessions: dict[str, Session] = {}
+        self.channels: dict[str, Channel] = {}
+        self.stats = Stats(self)
+        self.sys = SysPublisher(self)
+        self.started_at = time.time()
+        self._expiry: list[tuple[float, int, Session]] = []
+        self._expiry_seq = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._housekeeping: asyncio.TimerHandle | None = None
+        self.running = False
+
+    # -- lifecycle -----------------------------------------------------------
+    async def start(self) -> None:
+        self.running = True
+        self.started_at = time.time()
+        self._housekeeping = asyncio.get_running_loop().call_later(1.0, self._tick)
+        self.sys.start()
+
+    async def stop(self) -> None:
+        """Close every connection (wills of 3.x clients are not sent on shutdown)."""
+        self.running = False
+        self.sys.stop()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        for channel in list(self.channels.values()):
+            channel.will = None
+            channel.close("shutdown")
+        for task in list(self._tasks):
+            task.cancel()
+
+    def track(self, task: asyncio.Task[Any] | Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Keep a reference to a background task until it ends."""
+        if not isinstance(task, asyncio.Task):
+            task = asyncio.get_running_loop().create_task(task)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _tick(self) -> None:
+        """Once a second: expire offline sessions, sample the stats."""
+        now = time.monotonic()
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            _, _, session = heapq.heappop(heap)
+            if (session.channel is None and self.sessions.get(session.client_id) is session
+                    and session.disconnected_at is not None
+                    and now - session.disconnected_at >= session.expiry_interval):
+                self.discard_session(session)
+        self.stats.sample()
+        self._housekeeping = asyncio.get_running_loop().call_later(1.0, self._tick)
+
+    # -- sessions --------------------------------------------------------------
+    def open_session(self, channel: Channel, clean_start: bool,
+                     expiry_interval: float) -> tuple[Session, bool]:
+        """Bind `channel` to a session, taking over any live connection of the id."""
+        client_id = channel.client_id
+        old = self.channels.get(client_id)
+        if old is not None and old is not channel:
+            old.takeover()
+            if self.hooks.has(HookPoint.SESSION_TAKEOVERED):
+                self.hooks.run(HookPoint.SESSION_TAKEOVERED, client_id)
+        session = self.sessions.get(client_id)
+        if session is not None and clean_start:
+            self.discard_session(session)
+            session = None
+        present = session is not None
+        if session is None:
+            session = Session(client_id, clean_start, expiry_interval, self.options,
+                              self.counters)
+            self.sessions[client_id] = session
+            if self.hooks.has(HookPoint.SESSION_CREATED):
+                self.hooks.run(HookPoint.SESSION_CREATED, client_id, session)
+        else:
+            session.clean_start = clean_start
+            session.expiry_interval = expiry_interval
+            if self.hooks.has(HookPoint.SESSION_RESUMED):
+                self.hooks.run(HookPoint.SESSION_RESUMED, client_id, session)
+        session.channel = channel
+        session.disconnected_at = None
+        self.channels[client_id] = channel
+        return session, present
+
+    def discard_session(self, session: Session) -> None:
+        """End a session: its subscriptions go, its queued messages are dropped."""
+        for topic_filter in list(session.subscriptions):
+            self.router.unsubscribe(topic_filter, session)
+        session.subscriptions.clear()
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+        if self.hooks.has(HookPoint.SESSION_TERMINATED):
+            self.hooks.run(HookPoint.SESSION_TERMINATED, session.client_id, session)
+
+    def channel_connected(self, channel: Channel) -> None:
+        if self.hooks.has(HookPoint.CLIENT_CONNECTED):
+            self.hooks.run(HookPoint.CLIENT_CONNECTED, channel)
+        self.sys.client_connected(channel)
+
+    def channel_closed(self, channel: Channel, reason: str) -> None:
+        """Called once per connected channel when its connection ends."""
+        client_id = channel.client_id
+        if self.channels.get(client_id) is channel:
+            del self.channels[client_id]
+        session = channel.session
+        channel.session = None
+        if session is not None and session.channel is channel:
+            session.channel = None
+            if session.expiry_interval <= 0:
+                self.discard_session(session)
+            else:
+                now = time.monotonic()
+                session.disconnected_at = now
+                self._expiry_seq += 1
+                heapq.heappush(self._expiry, (now + session.expiry_interval,
+                                              self._expiry_seq, session))
+        if self.hooks.has(HookPoint.CLIENT_DISCONNECTED):
+            self.hooks.run(HookPoint.CLIENT_DISCONNECTED, channel, reason)
+        self.sys.client_disconnected(channel, reason)
+
+    def kick(self, client_id: str) -> bool:
+        channel = self.channels.get(client_id)
+        if channel is None:
+            return False
+        channel.kick()
+        return True
+
+    # -- publish -----------------------------------------------------------------
+    def publish(self, message: Message) -> int:
+        """Route a message to its subscribers; return how many it reached."""
+        hooks = self.hooks
+        if hooks.has(HookPoint.MESSAGE_PUBLISH):
+            result = hooks.run_fold(HookPoint.MESSAGE_PUBLISH, (), message)
+            if not isinstance(result, Message):
+                return 0  # a plugin took the message (e.g. delayed publish)
+            message = result
+        if message.retain and self.options.retain_available:
+            self.retained.put(message)
+        return self.dispatch(message)
+
+    def dispatch(self, message: Message) -> int:
+        subscribers = self.router.match(message.topic)
+        if not subscribers:
+            if not message.sys:
+                self.counters[m.MESSAGES_DROPPED] += 1
+                if self.hooks.has(HookPoint.MESSAGE_DROPPED):
+                    self.hooks.run(HookPoint.MESSAGE_DROPPED, message, "no_subscribers")
+            return 0
+        msg_qos = message.qos
+        sender = message.sender
+        for session, opts in subscribers.items():
+            if opts.no_local and session.client_id == sender:
+                continue  # MQTT 5.0 No Local [MQTT-3.8.3-3]
+            qos = opts.qos if opts.qos < msg_qos else msg_qos
+            # Live messages go out with RETAIN 0 unless Retain As Published [MQTT-3.3.1-9].
+            session.deliver(message, qos, message.retain and opts.retain_as_published)
+        if self.hooks.has(HookPoint.MESSAGE_DELIVERED):
+            for session in subscribers:
+                self.hooks.run(HookPoint.MESSAGE_DELIVERED, session.client_id, message)
+        return len(subscribers)
+
+    def deliver_retained(self, session: Session, topic_filter: str, granted_qos: int) -> None:
+        """Send retained messages matching a new subscription, RETAIN set [MQTT-3.3.1-8]."""
+        for message in self.retained.match(topic_filter):
+            if message.expires_at is not None and message.expired:
+                self.retained.delete(message.topic)
+                continue
+            session.deliver(message, min(message.qos, granted_qos), True)
+
+    # -- subscriptions -----------------------------------------------------------
+    def subscribe(self, session: Session, topic_filter: str, opts: SubscriptionOptions) -> bool:
+        """Add a subscription; return True if it is new (not a replacement)."""
+        is_new = topic_filter not in session.subscriptions
+        session.subscriptions[topic_filter] = opts
+        self.router.subscribe(topic_filter, session, opts)
+        if self.hooks.has(HookPoint.SESSION_SUBSCRIBED):
+            self.hooks.run(HookPoint.SESSION_SUBSCRIBED, session.client_id, topic_filter, opts)
+        return is_new
+
+    def unsubscribe(self, session: Session, topic_filter: str) -> bool:
+        if session.subscriptions.pop(topic_filter, None) is None:
+            return False
+        self.router.unsubscribe(topic_filter, session)
+        if self.hooks.has(HookPoint.SESSION_UNSUBSCRIBED):
+            self.hooks.run(HookPoint.SESSION_UNSUBSCRIBED, session.client_id, topic_filter)
+        return True
+
+    def check_acl(self, channel: Channel, action: str, topic: str) -> bool:
+        """Ask the `client.check_acl` hook; plugins answer "allow" or "deny"."""
+        if channel.is_superuser:
+            return True
+        result = self.hooks.run_fold(HookPoint.CLIENT_CHECK_ACL, (channel, action, topic),
+                                     "allow")
+        return bool(result == "allow")
+
+    # -- readers for the API and plugins -------------------------------------------
+    def metrics(self) -> dict[str, int]:
+        counters = dict(self.counters)
+        counters[m.MESSAGES_RETAINED] = len(self.retained)
+        return counters
+
+    def uptime(self) -> float:
+        return time.time() - self.started_at

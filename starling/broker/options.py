@@ -1,0 +1,38 @@
+"""The broker's tunables, with EMQ X v3's zone defaults.
+
+The node builds one `BrokerOptions` from its configuration (`starling.config`);
+the core never parses configuration itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOptions:
+    node_name: str = "starling@127.0.0.1"
+    version: str = "0.1.0"
+    sysdescr: str = "Starling MQTT Broker"
+    # -- MQTT protocol (emqx.conf `mqtt.*` / zone) --------------------------
+    max_packet_size: int = 1024 * 1024
+    max_clientid_len: int = 65535
+    max_topic_levels: int = 0  #: 0 = unlimited
+    allow_anonymous: bool = True
+    keepalive_multiplier: float = 1.5
+    idle_timeout: float = 15.0  #: seconds a new connection may wait before CONNECT
+    wildcard_subscription: bool = True
+    retain_available: bool = True
+    # -- sessions ----------------------------------------------------------
+    session_expiry_interval: float = 7200.0  #: seconds an offline persistent session lives
+    max_inflight: int = 32
+    max_mqueue_len: int = 1000  #: 0 = unlimited
+    mqueue_store_qos0: bool = True
+    max_awaiting_rel: int = 100  #: 0 = unlimited
+    await_rel_timeout: float = 300.0
+    upgrade_qos: bool = False
+    max_subscriptions: int = 0  #: 0 = unlimited
+    # -- $SYS --------------------------------------------------------------
+    sys_interval: float = 60.0  #: 0 disables the periodic $SYS messages
+    sys_heartbeat: float = 1.0
+    presence_qos: int = 1

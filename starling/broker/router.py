@@ -1,0 +1,148 @@
+"""Which sessions want a topic: an exact-match dict plus a wildcard trie.
+
+Filters without wildcards live in a dict (one lookup per publish).  Filters
+with ``+``/``#`` live in a trie keyed by level, so matching a topic costs
+O(levels x branching), never O(subscriptions).  The trie holds no caches, so
+nothing in it can go stale.
+
+A session subscribed through several overlapping filters gets one copy, with
+the highest granted QoS among them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from starling.mqtt import SubscriptionOptions
+
+if TYPE_CHECKING:
+    from .session import Session
+
+Subscribers = dict["Session", SubscriptionOptions]
+_EMPTY: Subscribers = {}
+
+
+class _Node:
+    __slots__ = ("children", "subs")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.subs: Subscribers = {}
+
+
+def _merge(out: Subscribers, subs: Subscribers) -> None:
+    for session, opts in subs.items():
+        have = out.get(session)
+        if have is None or opts.qos > have.qos:
+            out[session] = opts
+
+
+def _collect(node: _Node, levels: list[str], i: int, out: Subscribers) -> None:
+    children = node.children
+    if i == len(levels):
+        if node.subs:
+            _merge(out, node.subs)
+        multi = children.get("#")  # "a/#" also matches "a" [MQTT-4.7.1-2]
+        if multi is not None and multi.subs:
+            _merge(out, multi.subs)
+        return
+    multi = children.get("#")
+    if multi is not None and multi.subs:
+        _merge(out, multi.subs)
+    single = children.get("+")
+    if single is not None:
+        _collect(single, levels, i + 1, out)
+    child = children.get(levels[i])
+    if child is not None:
+        _collect(child, levels, i + 1, out)
+
+
+class Router:
+    def __init__(self) -> None:
+        self._exact: dict[str, Subscribers] = {}
+        self._root = _Node()
+        self._wild_filters: dict[str, Subscribers] = {}
+        #: (filter, session) pairs: the `subscriptions/count` stat.
+        self.subscription_count = 0
+
+    # -- changes -----------------------------------------------------------
+    def subscribe(self, topic_filter: str, session: Session, opts: SubscriptionOptions) -> bool:
+        """Add or replace; return True if the pair is new."""
+        if "+" in topic_filter or "#" in topic_filter:
+            subs = self._wild_filters.get(topic_filter)
+            if subs is None:
+                node = self._root
+                for level in topic_filter.split("/"):
+                    node = node.children.setdefault(level, _Node())
+                subs = self._wild_filters[topic_filter] = node.subs
+        else:
+            subs = self._exact.setdefault(topic_filter, {})
+        new = session not in subs
+        subs[session] = opts
+        if new:
+            self.subscription_count += 1
+        return new
+
+    def unsubscribe(self, topic_filter: str, session: Session) -> bool:
+        if "+" in topic_filter or "#" in topic_filter:
+            subs = self._wild_filters.get(topic_filter)
+            if subs is None or session not in subs:
+                return False
+            del subs[session]
+            if not subs:
+                del self._wild_filters[topic_filter]
+                self._prune(topic_filter.split("/"))
+        else:
+            subs = self._exact.get(topic_filter)
+            if subs is None or session not in subs:
+                return False
+            del subs[session]
+            if not subs:
+                del self._exact[topic_filter]
+        self.subscription_count -= 1
+        return True
+
+    def _prune(self, levels: list[str]) -> None:
+        path = [self._root]
+        for level in levels:
+            path.append(path[-1].children[level])
+        for depth in range(len(levels), 0, -1):
+            node = path[depth]
+            if node.subs or node.children:
+                break
+            del path[depth - 1].children[levels[depth - 1]]
+
+    # -- lookups -----------------------------------------------------------
+    def match(self, topic: str) -> Subscribers:
+        """Sessions subscribed to `topic` with their (best) options.
+
+        The result may be an internal dict: iterate it, never change it.
+        """
+        exact = self._exact.get(topic, _EMPTY)
+        if not self._wild_filters:
+            return exact
+        out: Subscribers = dict(exact)
+        levels = topic.split("/")
+        root = self._root
+        if topic.startswith("$"):
+            # Wildcards in the first level never match "$" topics [MQTT-4.7.2-1].
+            child = root.children.get(levels[0])
+            if child is not None:
+                _collect(child, levels, 1, out)
+        else:
+            _collect(root, levels, 0, out)
+        return out
+
+    def filters(self) -> Iterator[str]:
+        """Every topic filter with at least one subscriber (the route table)."""
+        yield from self._exact
+        yield from self._wild_filters
+
+    def subscribers(self, topic_filter: str) -> Subscribers:
+        table = self._wild_filters if ("+" in topic_filter or "#" in topic_filter) else self._exact
+        return table.get(topic_filter, _EMPTY)
+
+    @property
+    def route_count(self) -> int:
+        return len(self._exact) + len(self._wild_filters)

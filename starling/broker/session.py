@@ -1,0 +1,189 @@
+"""A client's session: what survives the connection (MQTT §4.1).
+
+Holds subscriptions, the outgoing in-flight window (QoS 1/2 PUBLISHes sent
+but not acknowledged, keyed by packet id in send order), the message queue
+for what does not fit the window or arrives while offline, and the packet
+ids of incoming QoS 2 messages awaiting PUBREL.
+
+Bounds, so a slow or absent consumer cannot grow memory without limit:
+the window holds at most `max_inflight`; the queue at most `max_mqueue_len`,
+after which the *oldest* message is dropped and counted (EMQ X's policy).
+
+The session does no I/O: it hands encoded packets to its channel, which is
+None while the client is offline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starling.mqtt import SubscriptionOptions
+
+from . import metrics as m
+from .message import Message
+from .options import BrokerOptions
+
+if TYPE_CHECKING:
+    from .channel import Channel
+
+
+@dataclass(slots=True)
+class InflightEntry:
+    message: Message
+    qos: int
+    retain: bool
+    #: QoS 2 only: PUBREC received and PUBREL sent; waiting for PUBCOMP.
+    released: bool = False
+
+
+class Session:
+    __slots__ = (
+        "_next_id",
+        "awaiting_rel",
+        "channel",
+        "clean_start",
+        "client_id",
+        "counters",
+        "created_at",
+        "deliver_msg",
+        "disconnected_at",
+        "enqueue_msg",
+        "expiry_interval",
+        "inflight",
+        "max_inflight",
+        "mqueue",
+        "mqueue_dropped",
+        "options",
+        "subscriptions",
+    )
+
+    def __init__(self, client_id: str, clean_start: bool, expiry_interval: float,
+                 options: BrokerOptions, counters: dict[str, int]) -> None:
+        self.client_id = client_id
+        self.clean_start = clean_start
+        #: Seconds the session outlives its connection; 0 = ends with it.
+        self.expiry_interval = expiry_interval
+        self.options = options
+        self.counters = counters
+        self.created_at = time.time()
+        self.disconnected_at: float | None = None
+        self.subscriptions: dict[str, SubscriptionOptions] = {}
+        self.inflight: dict[int, InflightEntry] = {}
+        self.max_inflight = options.max_inflight or 65535
+        self.mqueue: deque[tuple[Message, int, bool]] = deque()
+        self.mqueue_dropped = 0
+        #: Incoming QoS 2 packet ids → monotonic time received.
+        self.awaiting_rel: dict[int, float] = {}
+        self.channel: Channel | None = None
+        self.deliver_msg = 0
+        self.enqueue_msg = 0
+        self._next_id = 0
+
+    @property
+    def persistent(self) -> bool:
+        return self.expiry_interval > 0
+
+    # -- outgoing messages ---------------------------------------------------
+    def deliver(self, message: Message, qos: int, retain: bool) -> None:
+        """Send now if the client is online and the window allows; else queue."""
+        channel = self.channel
+        if channel is not None and channel.writable:
+            if not qos:
+                channel.send_publish(message, 0, retain, 0, False)
+                self.deliver_msg += 1
+                return
+            if len(self.inflight) < self.max_inflight and not self.mqueue:
+                packet_id = self._allocate_id()
+                self.inflight[packet_id] = InflightEntry(message, qos, retain)
+                channel.send_publish(message, qos, retain, packet_id, False)
+                self.deliver_msg += 1
+                return
+        elif channel is None and not qos and not self.options.mqueue_store_qos0:
+            self.counters[m.MESSAGES_DROPPED] += 1
+            return
+        self._enqueue(message, qos, retain)
+
+    def _enqueue(self, message: Message, qos: int, retain: bool) -> None:
+        limit = self.options.max_mqueue_len
+        if limit and len(self.mqueue) >= limit:
+            self.mqueue.popleft()
+            self.mqueue_dropped += 1
+            self.counters[m.MESSAGES_DROPPED] += 1
+        self.mqueue.append((message, qos, retain))
+        self.enqueue_msg += 1
+
+    def drain(self) -> None:
+        """Move queued messages into the window while there is room."""
+        channel = self.channel
+        queue = self.mqueue
+        while queue and channel is not None and channel.writable:
+            message, qos, retain = queue[0]
+            if qos and len(self.inflight) >= self.max_inflight:
+                return
+            queue.popleft()
+            if message.expires_at is not None and message.expired:
+                self.counters[m.MESSAGES_EXPIRED] += 1
+                continue
+            packet_id = 0
+            if qos:
+                packet_id = self._allocate_id()
+                self.inflight[packet_id] = InflightEntry(message, qos, retain)
+            channel.send_publish(message, qos, retain, packet_id, False)
+            self.deliver_msg += 1
+
+    def resend_inflight(self) -> None:
+        """After a reconnect: PUBLISH again with DUP, or PUBREL [MQTT-4.4.0-1]."""
+        channel = self.channel
+        assert channel is not None
+        for packet_id, entry in self.inflight.items():
+            if entry.released:
+                channel.send_pubrel(packet_id)
+            else:
+                channel.send_publish(entry.message, entry.qos, entry.retain, packet_id, True)
+
+    def _allocate_id(self) -> int:
+        packet_id = self._next_id
+        inflight = self.inflight
+        while True:
+            packet_id = packet_id % 65535 + 1
+            if packet_id not in inflight:
+                self._next_id = packet_id
+                return packet_id
+
+    # -- acknowledgements from the client ----------------------------------
+    def puback(self, packet_id: int) -> Message | None:
+        entry = self.inflight.get(packet_id)
+        if entry is None or entry.qos != 1:
+            return None
+        del self.inflight[packet_id]
+        if self.mqueue:
+            self.drain()
+        return entry.message
+
+    def pubrec(self, packet_id: int) -> Message | None:
+        entry = self.inflight.get(packet_id)
+        if entry is None or entry.qos != 2:
+            return None
+        entry.released = True
+        return entry.message
+
+    def pubcomp(self, packet_id: int) -> Message | None:
+        entry = self.inflight.get(packet_id)
+        if entry is None or not entry.released:
+            return None
+        del self.inflight[packet_id]
+        if self.mqueue:
+            self.drain()
+        return entry.message
+
+    # -- incoming QoS 2 ----------------------------------------------------
+    def expire_awaiting_rel(self, now: float) -> int:
+        """Forget incoming QoS 2 ids older than await_rel_timeout; return how many."""
+        timeout = self.options.await_rel_timeout
+        stale = [pid for pid, at in self.awaiting_rel.items() if now - at >= timeout]
+        for pid in stale:
+            del self.awaiting_rel[pid]
+        return len(stale)

@@ -1,0 +1,87 @@
+"""Command line: ``starling start`` runs a node in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Config, ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="starling", description="Starling MQTT broker")
+    parser.add_argument("--version", action="version", version=f"starling {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="run a node in the foreground")
+    start.add_argument("--config", type=Path, help="TOML configuration file")
+    start.add_argument("--data-dir", help="directory for persistent data (node.data_dir)")
+    start.add_argument("--node-name", help="node name, e.g. starling@127.0.0.1 (node.name)")
+    start.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="set any configuration key (repeatable)")
+    return parser
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Listener addresses and "node started" are shown at any level.
+    logging.getLogger("starling.startup").setLevel(logging.INFO)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+async def _run(config: Config) -> None:
+    from .node import Node
+
+    node = Node(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    try:
+        await stop.wait()
+    finally:
+        await node.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    extra: dict[str, Any] = {}
+    if args.data_dir:
+        extra["node.data_dir"] = args.data_dir
+    if args.node_name:
+        extra["node.name"] = args.node_name
+    try:
+        config = Config.load(args.config, args.set, extra)
+        _setup_logging(config["log.level"])
+    except (ConfigError, ValueError) as exc:
+        print(f"starling: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_run(config))
+    except ConfigError as exc:
+        logging.getLogger("starling").error("configuration error: %s", exc)
+        return 2
+    except OSError as exc:
+        logging.getLogger("starling").error("cannot start: %s", exc)
+        return 1
+    return 0

@@ -1,0 +1,200 @@
+"""Node configuration: one flat table of dotted keys, each with a default.
+
+Sources, later ones winning: built-in defaults → the TOML file given with
+``--config`` (nested tables are flattened: ``[session] max_inflight = 64`` is
+``session.max_inflight``) → ``--set KEY=VALUE`` on the command line.  Values
+given as strings are converted by the key's kind: durations (``"2h"``,
+``"300s"``, ``"500ms"``, plain seconds), sizes (``"1MB"``, ``"64KB"``, plain
+bytes), booleans (``true/false/on/off``), bind addresses (``"0.0.0.0:1883"``,
+``"1883"``, or ``"off"``).  An unknown key is an error, so typos do not pass
+silently.  docs/configuration.md documents every key (a test checks it).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    key: str
+    default: Any
+    kind: str  # str | int | float | bool | duration | size | bind
+    doc: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("node.name", "starling@127.0.0.1", "str", "Node name, shown in the API and $SYS."),
+    Setting("node.data_dir", "data", "str", "Directory for the node's persistent data."),
+    Setting("log.level", "info", "str", "debug, info, warning or error."),
+    # MQTT listeners (EMQX's later key names).
+    Setting("listeners.tcp.default.bind", "0.0.0.0:1883", "bind", "External MQTT/TCP listener."),
+    Setting("listeners.tcp.default.zone", "external", "str", "Zone of the listener."),
+    Setting("listeners.tcp.default.max_connections", 1024000, "int",
+            "Connections beyond this are refused and counted."),
+    Setting("listeners.tcp.default.acceptors", 8, "int", "Reported acceptor count."),
+    Setting("listeners.tcp.internal.bind", "127.0.0.1:11883", "bind",
+            "Internal MQTT/TCP listener."),
+    Setting("listeners.tcp.internal.zone", "internal", "str", "Zone of the listener."),
+    Setting("listeners.tcp.internal.max_connections", 1024000, "int",
+            "Connections beyond this are refused and counted."),
+    Setting("listeners.tcp.internal.acceptors", 4, "int", "Reported acceptor count."),
+    Setting("management.bind", "0.0.0.0:8080", "bind", "Management REST API listener."),
+    Setting("dashboard.bind", "0.0.0.0:18083", "bind", "Dashboard listener."),
+    # MQTT protocol.
+    Setting("mqtt.max_packet_size", 1024 * 1024, "size",
+            "Largest packet accepted; a larger one closes the connection."),
+    Setting("mqtt.max_clientid_len", 65535, "int", "Longer client ids are refused."),
+    Setting("mqtt.max_topic_levels", 0, "int", "Reserved: 0 means unlimited."),
+    Setting("mqtt.allow_anonymous", True, "bool",
+            "Let clients in that no auth plugin recognises."),
+    Setting("mqtt.keepalive_multiplier", 1.5, "float",
+            "A client silent for keepalive x this is disconnected."),
+    Setting("mqtt.idle_timeout", 15.0, "duration",
+            "How long a new connection may take to send CONNECT."),
+    Setting("mqtt.retain_available", True, "bool", "Store and deliver retained messages."),
+    # Sessions.
+    Setting("session.expiry_interval", 7200.0, "duration",
+            "How long an offline persistent session is kept."),
+    Setting("session.max_inflight", 32, "int",
+            "QoS 1/2 messages sent and not yet acknowledged, per client."),
+    Setting("session.max_mqueue_len", 1000, "int",
+            "Queued messages per session; beyond it the oldest is dropped. 0 = unlimited."),
+    Setting("session.mqueue_store_qos0", True, "bool",
+            "Queue QoS 0 messages for offline persistent sessions."),
+    Setting("session.max_awaiting_rel", 100, "int",
+            "Incoming QoS 2 messages awaiting PUBREL, per client. 0 = unlimited."),
+    Setting("session.await_rel_timeout", 300.0, "duration",
+            "After this an incoming QoS 2 message awaiting PUBREL is forgotten."),
+    # $SYS.
+    Setting("broker.sys_interval", 60.0, "duration",
+            "Interval of $SYS version/stats/metrics messages; 0 disables them."),
+    Setting("broker.sys_heartbeat", 1.0, "duration",
+            "Interval of $SYS uptime/datetime messages; 0 disables them."),
+    Setting("broker.presence_qos", 1, "int", "QoS of $SYS client connected/disconnected events."),
+)
+
+_BY_KEY = {s.key: s for s in SETTINGS}
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_SIZE = re.compile(r"^\s*([0-9]+)\s*(b|kb|k|mb|m|gb|g)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {None: 1, "b": 1, "k": 1024, "kb": 1024, "m": 1 << 20, "mb": 1 << 20,
+               "g": 1 << 30, "gb": 1 << 30}
+
+
+def parse_duration(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ConfigError(f"bad duration {value!r} (e.g. 30s, 500ms, 2h)")
+    unit = match.group(2).lower() if match.group(2) else None
+    return float(match.group(1)) * _DURATION_UNITS[unit]
+
+
+def parse_size(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ConfigError(f"bad size {value!r} (e.g. 1MB, 64KB, 1024)")
+    unit = match.group(2).lower() if match.group(2) else None
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "on", "yes", "1"):
+        return True
+    if text in ("false", "off", "no", "0"):
+        return False
+    raise ConfigError(f"bad boolean {value!r} (true/false)")
+
+
+def _convert(setting: Setting, value: Any) -> Any:
+    kind = setting.kind
+    try:
+        if kind == "duration":
+            return parse_duration(value)
+        if kind == "size":
+            return parse_size(value)
+        if kind == "bool":
+            return parse_bool(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bind":
+            text = str(value).strip()
+            if text.lower() in ("off", "false", "disabled", ""):
+                return "off"
+            return text
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{setting.key}: {exc}") from None
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, value in table.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, Mapping) and full not in _BY_KEY:
+            yield from _flatten(value, full + ".")
+        else:
+            yield full, value
+
+
+class Config:
+    """Resolved settings; read with ``config["session.max_inflight"]``."""
+
+    def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
+        self._values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
+        for key, value in (overrides or {}).items():
+            self.set(key, value)
+
+    def set(self, key: str, value: Any) -> None:
+        setting = _BY_KEY.get(key)
+        if setting is None:
+            raise ConfigError(f"unknown configuration key {key!r}")
+        self._values[key] = _convert(setting, value)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        return self._values.items()
+
+    @classmethod
+    def load(cls, path: Path | None = None, sets: Iterable[str] = (),
+             extra: Mapping[str, Any] | None = None) -> Config:
+        """Defaults, then the TOML file, then `extra` (CLI flags), then `--set` pairs."""
+        config = cls()
+        if path is not None:
+            try:
+                with open(path, "rb") as f:
+                    table = tomllib.load(f)
+            except OSError as exc:
+                raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+            for key, value in _flatten(table):
+                config.set(key, value)
+        for key, value in (extra or {}).items():
+            config.set(key, value)
+        for item in sets:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+            config.set(key.strip(), value.strip())
+        return config

@@ -1,0 +1,364 @@
+"""Incremental MQTT decoder: bytes in, packets out, no I/O.
+
+Theory of operation: `feed()` appends bytes and returns every packet that is
+now complete.  The fixed header is read first so that an oversized packet is
+refused as soon as its length is known, before its body arrives.  A stream
+split at any byte boundary decodes exactly as the same bytes in one piece.
+
+The decoder starts knowing no protocol level; decoding CONNECT sets it, so
+MQTT 5.0 packets that follow in the same read already parse with properties.
+
+Errors: if a read holds good packets followed by a bad one, `feed()` returns
+the good ones and keeps the error in `pending_error` for the caller to raise
+after handling them (packets a client sent before its mistake still count).
+After an error the decoder refuses further input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ._primitives import decode_binary, decode_string, decode_u16
+from .constants import MAX_PACKET_SIZE, PacketType
+from .errors import (
+    MalformedPacket,
+    MQTTError,
+    PacketTooLarge,
+    ProtocolError,
+    UnsupportedProtocolVersion,
+)
+from .packets import (
+    Auth,
+    Connack,
+    Connect,
+    Disconnect,
+    Packet,
+    Pingreq,
+    Pingresp,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    SubscriptionOptions,
+    Unsuback,
+    Unsubscribe,
+    Will,
+)
+from .properties import Properties, decode_properties
+
+#: Fixed-header flag bits each packet type must carry [MQTT-2.2.2-1, -2].
+#: PUBLISH is absent: its flags carry DUP/QoS/RETAIN and are checked apart.
+REQUIRED_FLAGS: dict[int, int] = {t: 0 for t in PacketType if t != PacketType.PUBLISH}
+REQUIRED_FLAGS[PacketType.PUBREL] = 0b0010
+REQUIRED_FLAGS[PacketType.SUBSCRIBE] = 0b0010
+REQUIRED_FLAGS[PacketType.UNSUBSCRIBE] = 0b0010
+
+_NO_PROPS: Properties = {}
+
+
+def _props(level: int, data: bytes, pos: int, end: int) -> tuple[Properties, int]:
+    if level == 5:
+        return decode_properties(data, pos, end)
+    return {}, pos
+
+
+def _packet_id(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    packet_id, pos = decode_u16(data, pos, end)
+    if packet_id == 0:
+        raise MalformedPacket("packet identifier 0")  # [MQTT-2.3.1-1]
+    return packet_id, pos
+
+
+def _check_end(pos: int, end: int) -> None:
+    if pos != end:
+        raise MalformedPacket("bytes left over at the end of the packet")
+
+
+class Decoder:
+    """Turns a byte stream from one peer into packets."""
+
+    __slots__ = ("_buffer", "_need", "max_packet_size", "pending_error", "protocol_level")
+
+    def __init__(self, max_packet_size: int = MAX_PACKET_SIZE, protocol_level: int = 0) -> None:
+        self.max_packet_size = max_packet_size
+        #: 0 until a CONNECT is decoded; then 3, 4 or 5.
+        self.protocol_level = protocol_level
+        self.pending_error: MQTTError | None = None
+        self._buffer = bytearray()
+        self._need = 0
+
+    def feed(self, data: bytes) -> list[Packet]:
+        """Consume `data`; return the packets it completes (maybe none)."""
+        if self.pending_error is not None:
+            raise self.pending_error
+        if self._buffer:
+            self._buffer += data
+            if len(self._buffer) < self._need:
+                return []
+            buf = bytes(self._buffer)
+            self._buffer.clear()
+        else:
+            buf = data
+        packets: list[Packet] = []
+        pos = 0
+        size = len(buf)
+        need = 0
+        try:
+            while size - pos >= 2:
+                first = buf[pos]
+                # Remaining Length, inlined: at most 4 bytes [MQTT-2.2.3].
+                length = 0
+                shift = 0
+                i = pos + 1
+                while True:
+                    if i >= size:
+                        length = -1
+                        break
+                    byte = buf[i]
+                    i += 1
+                    length |= (byte & 0x7F) << shift
+                    if not byte & 0x80:
+                        break
+                    shift += 7
+                    if shift >= 28:
+                        raise MalformedPacket("remaining length longer than 4 bytes")
+                if length < 0:
+                    break
+                end = i + length
+                if end - pos > self.max_packet_size:
+                    raise PacketTooLarge(f"packet of {end - pos} bytes exceeds maximum")
+                if end > size:
+                    need = end - pos
+                    break
+                packets.append(self._decode_body(first, buf, i, end))
+                pos = end
+        except MQTTError as exc:
+            if not packets:
+                self.pending_error = exc
+                raise
+            self.pending_error = exc
+            return packets
+        if pos < size:
+            self._buffer += buf[pos:]
+        self._need = need
+        return packets
+
+    def _decode_body(self, first: int, data: bytes, pos: int, end: int) -> Packet:
+        ptype = first >> 4
+        flags = first & 0x0F
+        if ptype == 3:  # PUBLISH: the hot path, kept out of the table lookup
+            return self._publish(flags, data, pos, end)
+        reader = _READERS.get(ptype)
+        if reader is None:
+            raise MalformedPacket(f"reserved packet type {ptype}")
+        if flags != REQUIRED_FLAGS[ptype]:
+            raise MalformedPacket(f"invalid flags 0x{flags:x} for packet type {ptype}")
+        return reader(self, data, pos, end)
+
+    # -- one reader per packet type ----------------------------------------
+    def _publish(self, flags: int, data: bytes, pos: int, end: int) -> Publish:
+        qos = (flags >> 1) & 3
+        if qos == 3:
+            raise MalformedPacket("PUBLISH with QoS 3")  # [MQTT-3.3.1-4]
+        dup = bool(flags & 8)
+        if dup and not qos:
+            raise MalformedPacket("DUP set on a QoS 0 PUBLISH")  # [MQTT-3.3.1-2]
+        topic, pos = decode_string(data, pos, end)
+        if "+" in topic or "#" in topic:
+            raise MalformedPacket("wildcard in PUBLISH topic")  # [MQTT-3.3.2-2]
+        packet_id = None
+        if qos:
+            packet_id, pos = _packet_id(data, pos, end)
+        props = _NO_PROPS
+        if self.protocol_level == 5:
+            props, pos = decode_properties(data, pos, end)
+        elif not topic:
+            raise MalformedPacket("empty PUBLISH topic")  # [MQTT-4.7.3-1]
+        return Publish(topic, bytes(data[pos:end]), qos, bool(flags & 1), dup, packet_id,
+                       props if props else {})
+
+    def _connect(self, data: bytes, pos: int, end: int) -> Connect:
+        name, pos = decode_string(data, pos, end)
+        if pos >= end:
+            raise MalformedPacket("CONNECT without protocol level")
+        level = data[pos]
+        pos += 1
+        if name not in ("MQTT", "MQIsdp"):
+            raise ProtocolError(f"unknown protocol name {name!r}")  # [MQTT-3.1.2-1]
+        if (name == "MQIsdp") != (level == 3) or level not in (3, 4, 5):
+            raise UnsupportedProtocolVersion(f"unsupported protocol level {level}")
+        if pos + 3 > end:
+            raise MalformedPacket("truncated CONNECT")
+        flags = data[pos]
+        keepalive = (data[pos + 1] << 8) | data[pos + 2]
+        pos += 3
+        if flags & 0x01:
+            raise MalformedPacket("CONNECT reserved flag set")  # [MQTT-3.1.2-3]
+        will_flag = bool(flags & 0x04)
+        will_qos = (flags >> 3) & 3
+        will_retain = bool(flags & 0x20)
+        has_password = bool(flags & 0x40)
+        has_username = bool(flags & 0x80)
+        if will_qos == 3:
+            raise MalformedPacket("will QoS 3")  # [MQTT-3.1.2-14]
+        if not will_flag and (will_qos or will_retain):
+            raise MalformedPacket("will QoS/retain without will flag")  # [MQTT-3.1.2-11]
+        if level < 5 and has_password and not has_username:
+            raise MalformedPacket("password without user name")  # [MQTT-3.1.2-22]
+        self.protocol_level = level
+        props, pos = _props(level, data, pos, end)
+        client_id, pos = decode_string(data, pos, end)
+        will = None
+        if will_flag:
+            will_props, pos = _props(level, data, pos, end)
+            will_topic, pos = decode_string(data, pos, end)
+            if not will_topic or "+" in will_topic or "#" in will_topic:
+                raise MalformedPacket("invalid will topic")  # [MQTT-3.1.3-11]
+            will_payload, pos = decode_binary(data, pos, end)
+            will = Will(will_topic, will_payload, will_qos, will_retain, will_props)
+        username = password = None
+        if has_username:
+            username, pos = decode_string(data, pos, end)
+        if has_password:
+            password, pos = decode_binary(data, pos, end)
+        _check_end(pos, end)
+        return Connect(client_id, level, name, bool(flags & 0x02), keepalive, will,
+                       username, password, props)
+
+    def _connack(self, data: bytes, pos: int, end: int) -> Connack:
+        if pos + 2 > end:
+            raise MalformedPacket("truncated CONNACK")
+        ack_flags, code = data[pos], data[pos + 1]
+        if ack_flags & 0xFE:
+            raise MalformedPacket("CONNACK reserved flags set")
+        props, pos = _props(self.protocol_level, data, pos + 2, end)
+        _check_end(pos, end)
+        return Connack(bool(ack_flags & 1), code, props)
+
+    def _ack(self, cls: type[Puback | Pubrec | Pubrel | Pubcomp],
+             data: bytes, pos: int, end: int) -> Puback | Pubrec | Pubrel | Pubcomp:
+        packet_id, pos = _packet_id(data, pos, end)
+        if self.protocol_level == 5 and pos < end:
+            code = data[pos]
+            props: Properties = {}
+            if pos + 1 < end:
+                props, pos = decode_properties(data, pos + 1, end)
+            else:
+                pos += 1
+            _check_end(pos, end)
+            return cls(packet_id, code, props)
+        _check_end(pos, end)
+        return cls(packet_id)
+
+    def _puback(self, data: bytes, pos: int, end: int) -> Packet:
+        return self._ack(Puback, data, pos, end)
+
+    def _pubrec(self, data: bytes, pos: int, end: int) -> Packet:
+        return self._ack(Pubrec, data, pos, end)
+
+    def _pubrel(self, data: bytes, pos: int, end: int) -> Packet:
+        return self._ack(Pubrel, data, pos, end)
+
+    def _pubcomp(self, data: bytes, pos: int, end: int) -> Packet:
+        return self._ack(Pubcomp, data, pos, end)
+
+    def _subscribe(self, data: bytes, pos: int, end: int) -> Subscribe:
+        packet_id, pos = _packet_id(data, pos, end)
+        props, pos = _props(self.protocol_level, data, pos, end)
+        v5 = self.protocol_level == 5
+        entries: list[tuple[str, SubscriptionOptions]] = []
+        while pos < end:
+            topic_filter, pos = decode_string(data, pos, end)
+            if pos >= end:
+                raise MalformedPacket("SUBSCRIBE entry without options")
+            options = data[pos]
+            pos += 1
+            qos = options & 3
+            if qos == 3:
+                raise MalformedPacket("requested QoS 3")
+            if v5:
+                handling = (options >> 4) & 3
+                if options & 0xC0 or handling == 3:
+                    raise MalformedPacket("reserved subscription option bits set")
+                opts = SubscriptionOptions(qos, bool(options & 4), bool(options & 8), handling)
+            else:
+                if options & 0xFC:
+                    raise MalformedPacket("reserved subscription option bits set")  # [MQTT-3.8.3-4]
+                opts = SubscriptionOptions(qos)
+            entries.append((topic_filter, opts))
+        if not entries:
+            raise ProtocolError("SUBSCRIBE without topic filters")  # [MQTT-3.8.3-3]
+        return Subscribe(packet_id, entries, props)
+
+    def _suback(self, data: bytes, pos: int, end: int) -> Suback:
+        packet_id, pos = _packet_id(data, pos, end)
+        props, pos = _props(self.protocol_level, data, pos, end)
+        return Suback(packet_id, list(data[pos:end]), props)
+
+    def _unsubscribe(self, data: bytes, pos: int, end: int) -> Unsubscribe:
+        packet_id, pos = _packet_id(data, pos, end)
+        props, pos = _props(self.protocol_level, data, pos, end)
+        filters: list[str] = []
+        while pos < end:
+            topic_filter, pos = decode_string(data, pos, end)
+            filters.append(topic_filter)
+        if not filters:
+            raise ProtocolError("UNSUBSCRIBE without topic filters")  # [MQTT-3.10.3-2]
+        return Unsubscribe(packet_id, filters, props)
+
+    def _unsuback(self, data: bytes, pos: int, end: int) -> Unsuback:
+        packet_id, pos = _packet_id(data, pos, end)
+        if self.protocol_level == 5:
+            props, pos = decode_properties(data, pos, end)
+            return Unsuback(packet_id, list(data[pos:end]), props)
+        _check_end(pos, end)
+        return Unsuback(packet_id)
+
+    def _pingreq(self, data: bytes, pos: int, end: int) -> Packet:
+        _check_end(pos, end)
+        return Pingreq()
+
+    def _pingresp(self, data: bytes, pos: int, end: int) -> Packet:
+        _check_end(pos, end)
+        return Pingresp()
+
+    def _reason_and_props(self, data: bytes, pos: int, end: int) -> tuple[int, Properties]:
+        if self.protocol_level != 5 or pos == end:
+            _check_end(pos, end)
+            return 0, {}
+        code = data[pos]
+        props: Properties = {}
+        pos += 1
+        if pos < end:
+            props, pos = decode_properties(data, pos, end)
+        _check_end(pos, end)
+        return code, props
+
+    def _disconnect(self, data: bytes, pos: int, end: int) -> Disconnect:
+        return Disconnect(*self._reason_and_props(data, pos, end))
+
+    def _auth(self, data: bytes, pos: int, end: int) -> Auth:
+        if self.protocol_level != 5:
+            raise MalformedPacket("AUTH before MQTT 5.0")
+        return Auth(*self._reason_and_props(data, pos, end))
+
+
+_READERS: dict[int, Callable[[Decoder, bytes, int, int], Packet]] = {
+    PacketType.CONNECT: Decoder._connect,
+    PacketType.CONNACK: Decoder._connack,
+    PacketType.PUBACK: Decoder._puback,
+    PacketType.PUBREC: Decoder._pubrec,
+    PacketType.PUBREL: Decoder._pubrel,
+    PacketType.PUBCOMP: Decoder._pubcomp,
+    PacketType.SUBSCRIBE: Decoder._subscribe,
+    PacketType.SUBACK: Decoder._suback,
+    PacketType.UNSUBSCRIBE: Decoder._unsubscribe,
+    PacketType.UNSUBACK: Decoder._unsuback,
+    PacketType.PINGREQ: Decoder._pingreq,
+    PacketType.PINGRESP: Decoder._pingresp,
+    PacketType.DISCONNECT: Decoder._disconnect,
+    PacketType.AUTH: Decoder._auth,
+}

@@ -1,0 +1,96 @@
+"""Assemble a node from its configuration, and take it down in order.
+
+Start: broker core → MQTT listeners.  Stop: listeners stop accepting →
+broker closes every connection → timers and tasks end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from . import __version__
+from .broker import Broker, BrokerOptions
+from .config import Config, ConfigError
+from .transport import Listener, ListenerConfig, parse_bind
+
+log = logging.getLogger(__name__)
+startup_log = logging.getLogger("starling.startup")
+
+#: The MQTT/TCP listeners a node knows: (config prefix, listener name).
+TCP_LISTENERS = (
+    ("listeners.tcp.default", "mqtt:tcp:default"),
+    ("listeners.tcp.internal", "mqtt:tcp:internal"),
+)
+
+
+def broker_options(config: Config) -> BrokerOptions:
+    return BrokerOptions(
+        node_name=config["node.name"],
+        version=__version__,
+        max_packet_size=config["mqtt.max_packet_size"],
+        max_clientid_len=config["mqtt.max_clientid_len"],
+        max_topic_levels=config["mqtt.max_topic_levels"],
+        allow_anonymous=config["mqtt.allow_anonymous"],
+        keepalive_multiplier=config["mqtt.keepalive_multiplier"],
+        idle_timeout=config["mqtt.idle_timeout"],
+        retain_available=config["mqtt.retain_available"],
+        session_expiry_interval=config["session.expiry_interval"],
+        max_inflight=config["session.max_inflight"],
+        max_mqueue_len=config["session.max_mqueue_len"],
+        mqueue_store_qos0=config["session.mqueue_store_qos0"],
+        max_awaiting_rel=config["session.max_awaiting_rel"],
+        await_rel_timeout=config["session.await_rel_timeout"],
+        sys_interval=config["broker.sys_interval"],
+        sys_heartbeat=config["broker.sys_heartbeat"],
+        presence_qos=config["broker.presence_qos"],
+    )
+
+
+class Node:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.name: str = config["node.name"]
+        self.data_dir = Path(config["node.data_dir"])
+        self.broker = Broker(broker_options(config))
+        self.listeners: list[Listener] = []
+
+    def _listener_configs(self) -> list[ListenerConfig]:
+        out = []
+        for prefix, name in TCP_LISTENERS:
+            bind = self.config[f"{prefix}.bind"]
+            if bind == "off":
+                continue
+            try:
+                host, port = parse_bind(bind)
+            except ValueError as exc:
+                raise ConfigError(f"{prefix}.bind: {exc}") from None
+            out.append(ListenerConfig(
+                name, host, port, zone=self.config[f"{prefix}.zone"],
+                max_connections=self.config[f"{prefix}.max_connections"],
+                acceptors=self.config[f"{prefix}.acceptors"]))
+        return out
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.broker.start()
+        try:
+            for listener_config in self._listener_configs():
+                listener = Listener(self.broker, listener_config)
+                await listener.start()
+                self.listeners.append(listener)
+        except BaseException:
+            await self.stop()
+            raise
+        startup_log.info("node started: %s (Starling %s)", self.name, __version__)
+
+    async def stop(self) -> None:
+        for listener in self.listeners:
+            if listener.server is not None:
+                listener.server.close()
+        await self.broker.stop()
+        await asyncio.gather(*(listener.stop() for listener in self.listeners),
+                             return_exceptions=True)
+        self.listeners.clear()
+        log.info("node stopped: %s", self.name)

@@ -1,0 +1,105 @@
+"""The asyncio shell around a Channel: bytes from the socket to the decoder,
+packets to the channel, and the channel's writes back to the socket.
+
+Flow control: asyncio calls `pause_writing` when the socket's write buffer
+passes its high-water mark; the channel then stops sending and lets its
+session queue (bounded), and `resume_writing` drains the queue again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, cast
+
+from starling.broker import Broker, Channel
+from starling.mqtt import Decoder, MQTTError
+
+if TYPE_CHECKING:
+    from .listener import Listener
+
+log = logging.getLogger(__name__)
+
+#: Write buffer high-water mark per connection, before the session queues.
+WRITE_HIGH_WATER = 256 * 1024
+
+
+class MQTTConnection(asyncio.Protocol):
+    """One MQTT connection over a stream transport (TCP or TLS)."""
+
+    def __init__(self, broker: Broker, listener: Listener) -> None:
+        self.broker = broker
+        self.listener_ref = listener
+        self.listener = listener.name
+        self.peername: tuple[str, int] = ("", 0)
+        self.transport: asyncio.Transport | None = None
+        self.decoder = Decoder(broker.options.max_packet_size)
+        self.channel: Channel | None = None
+        self.counters = broker.counters
+        self.recv_oct = self.send_oct = 0
+        self.recv_cnt = self.send_cnt = 0
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peername = (peer[0], peer[1])
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER)
+        self.channel = Channel(self.broker, self, self.listener_ref.zone)
+        self.listener_ref.connection_opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        channel = self.channel
+        assert channel is not None
+        size = len(data)
+        self.recv_oct += size
+        self.recv_cnt += 1
+        self.counters["bytes/received"] += size
+        channel.last_seen = time.monotonic()
+        decoder = self.decoder
+        try:
+            packets = decoder.feed(data)
+        except MQTTError as exc:
+            channel.handle_error(exc)
+            return
+        handle = channel.handle
+        for packet in packets:
+            handle(packet)
+        if decoder.pending_error is not None and channel.state != "closed":
+            channel.handle_error(decoder.pending_error)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.channel is not None:
+            self.channel.connection_lost()
+        self.listener_ref.connection_closed(self)
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        if self.channel is not None:
+            self.channel.set_writable(False)
+
+    def resume_writing(self) -> None:
+        if self.channel is not None:
+            self.channel.set_writable(True)
+
+    # -- the channel's Connection interface -----------------------------------------
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        size = len(data)
+        self.send_oct += size
+        self.send_cnt += 1
+        self.counters["bytes/sent"] += size
+
+    def close(self) -> None:
+        """Flush what is buffered, then close."""
+        if self.transport is not None:
+            self.transport.close()
