@@ -29,6 +29,7 @@ from starling.mqtt import (
     MQTTError,
     Packet,
     PacketType,
+    PropertyId,
     Puback,
     Pubcomp,
     Publish,
@@ -46,7 +47,6 @@ from starling.mqtt import (
     is_valid_topic_filter,
     parse_share,
 )
-from starling.mqtt.properties import PropertyId
 
 from . import metrics as m
 from .hooks import HookPoint
