@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from typing import TYPE_CHECKING, cast
 
@@ -47,6 +48,10 @@ class MQTTConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peername = (peer[0], peer[1])
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Small MQTT packets must not wait for Nagle's algorithm.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)
         self.channel = Channel(self.broker, self, self.listener_ref.zone)
         self.listener_ref.connection_opened(self)
