@@ -1,6 +1,11 @@
 """The asyncio shell around a Channel: bytes from the socket to the decoder,
 packets to the channel, and the channel's writes back to the socket.
 
+Writes are coalesced: `write()` only appends to the connection's output list,
+and a `WriteBatcher` flushes every connection written to once per event-loop
+iteration.  A subscriber that receives a hundred messages from one read of a
+publisher's socket then costs one send() system call, not a hundred.
+
 Flow control: asyncio calls `pause_writing` when the socket's write buffer
 passes its high-water mark; the channel then stops sending and lets its
 session queue (bounded), and `resume_writing` drains the queue again.
@@ -26,11 +31,33 @@ log = logging.getLogger(__name__)
 WRITE_HIGH_WATER = 256 * 1024
 
 
+class WriteBatcher:
+    """Flushes the output of every connection written to, once per loop iteration."""
+
+    def __init__(self) -> None:
+        self._dirty: list[MQTTConnection] = []
+        self._scheduled = False
+
+    def mark(self, conn: MQTTConnection) -> None:
+        self._dirty.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+
+
 class MQTTConnection(asyncio.Protocol):
     """One MQTT connection over a stream transport (TCP or TLS)."""
 
-    def __init__(self, broker: Broker, listener: Listener) -> None:
+    def __init__(self, broker: Broker, listener: Listener, batcher: WriteBatcher) -> None:
         self.broker = broker
+        self._batcher = batcher
+        self._out: list[bytes] = []
         self.listener_ref = listener
         self.listener = listener.name
         self.peername: tuple[str, int] = ("", 0)
@@ -95,16 +122,27 @@ class MQTTConnection(asyncio.Protocol):
 
     # -- the channel's Connection interface -----------------------------------------
     def write(self, data: bytes) -> None:
-        transport = self.transport
-        if transport is None or transport.is_closing():
+        if self.transport is None:
             return
-        transport.write(data)
+        if not self._out:
+            self._batcher.mark(self)
+        self._out.append(data)
         size = len(data)
         self.send_oct += size
         self.send_cnt += 1
         self.counters["bytes/sent"] += size
 
+    def flush(self) -> None:
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+
     def close(self) -> None:
         """Flush what is buffered, then close."""
+        self.flush()
         if self.transport is not None:
             self.transport.close()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from starling.broker import Broker
 
-from .connection import MQTTConnection
+from .connection import MQTTConnection, WriteBatcher
 
 log = logging.getLogger(__name__)
 #: Shown at any log level: scripts read bound ports from it.
@@ -53,6 +53,7 @@ class Listener:
         self.shutdown_count: Counter[str] = Counter()
         self.refused = 0
         self.bound: tuple[str, int] = (config.host, config.port)
+        self.batcher = WriteBatcher()
 
     @property
     def current_connections(self) -> int:
@@ -61,7 +62,7 @@ class Listener:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            lambda: MQTTConnection(self.broker, self),
+            lambda: MQTTConnection(self.broker, self, self.batcher),
             self.config.host, self.config.port,
             backlog=self.config.backlog, reuse_address=True)
         addr = self.server.sockets[0].getsockname()
