@@ -75,6 +75,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Incoming QoS 2 messages awaiting PUBREL, per client. 0 = unlimited."),
     Setting("session.await_rel_timeout", 300.0, "duration",
             "After this an incoming QoS 2 message awaiting PUBREL is forgotten."),
+    Setting("session.retry_interval", 20.0, "duration",
+            "Resend unacknowledged QoS 1/2 messages after this long, on the same "
+            "connection (MQTT 3.x only; MQTT 5.0 forbids it). 0 disables."),
     # $SYS.
     Setting("broker.sys_interval", 60.0, "duration",
             "Interval of $SYS version/stats/metrics messages; 0 disables them."),

@@ -52,7 +52,7 @@ class Node:
             args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
         )
         threading.Thread(target=self._read_log, args=(self.proc,), daemon=True).start()
-        if not self._ready.wait(STARTUP_TIMEOUT):
+        if not self._ready.wait(STARTUP_TIMEOUT) or self.proc.poll() is not None:
             self.kill()
             raise RuntimeError("node did not start:\n" + "\n".join(self.log_lines[-30:]))
         return self
@@ -66,7 +66,8 @@ class Node:
                 self.listeners[match.group(1)] = (match.group(2), int(match.group(3)))
             if "node started" in line:
                 self._ready.set()
-        self._ready.set()
+        proc.wait()
+        self._ready.set()  # exited before starting: start() reports the log
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM and wait: the clean shutdown a user's service manager does."""

@@ -104,6 +104,8 @@ class Channel:
         self.disconnect_reason = ""
         self.recv_pkt = self.recv_msg = self.send_pkt = self.send_msg = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._retry_interval = 0.0
         self._pending: list[Packet] = []
         self.connect_packet: Connect | None = None
         self.assigned_client_id = False
@@ -205,6 +207,9 @@ class Channel:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
         if not was_connected:
             return
         broker = self.broker
@@ -281,6 +286,8 @@ class Channel:
         props: dict[PropertyId, Any] = {}
         if p.protocol_level == 5 and self.assigned_client_id:
             props[PropertyId.ASSIGNED_CLIENT_IDENTIFIER] = self.client_id
+        if p.protocol_level < 5:
+            self._retry_interval = broker.options.retry_interval
         self._write_connack(present, 0, props=props)
         self._reset_keepalive_timer()
         broker.channel_connected(self)
@@ -400,6 +407,8 @@ class Channel:
             if dup:
                 head = bytes((head[0] | 0x08,)) + head[1:]
             self.conn.write(head + packet_id.to_bytes(2, "big") + tail)
+            if self._retry_timer is None and self._retry_interval:
+                self._retry_timer = self._loop.call_later(self._retry_interval, self._retry)
         else:
             self.conn.write(head + tail)
         self.send_pkt += 1
@@ -410,6 +419,21 @@ class Channel:
             counters["packets/publish/sent"] += 1
             counters[m.MESSAGES_SENT] += 1
             counters[m.QOS_SENT[qos]] += 1
+
+    def _retry(self) -> None:
+        """retry_interval elapsed: resend what is still unacknowledged (MQTT 3.x)."""
+        self._retry_timer = None
+        session = self.session
+        if session is None or self.state != CONNECTED:
+            return
+        interval = self._retry_interval
+        oldest = session.resend_inflight(older_than=time.monotonic() - interval)
+        if self._retry_timer is not None:  # armed by the resends; re-arm precisely
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        if oldest is not None:
+            delay = max(0.01, oldest + interval - time.monotonic())
+            self._retry_timer = self._loop.call_later(delay, self._retry)
 
     def send_pubrel(self, packet_id: int) -> None:
         self.counters["packets/pubrel/sent"] += 1

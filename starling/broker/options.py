@@ -30,6 +30,8 @@ class BrokerOptions:
     mqueue_store_qos0: bool = True
     max_awaiting_rel: int = 100  #: 0 = unlimited
     await_rel_timeout: float = 300.0
+    #: Resend an unacknowledged QoS 1/2 message after this long (MQTT 3.x only; 0 = never).
+    retry_interval: float = 20.0
     upgrade_qos: bool = False
     max_subscriptions: int = 0  #: 0 = unlimited
     # -- $SYS --------------------------------------------------------------

@@ -35,6 +35,8 @@ class InflightEntry:
     message: Message
     qos: int
     retain: bool
+    #: `time.monotonic()` of the last transmission, for retry_interval.
+    sent_at: float
     #: QoS 2 only: PUBREC received and PUBREL sent; waiting for PUBCOMP.
     released: bool = False
 
@@ -97,7 +99,7 @@ class Session:
                 return
             if len(self.inflight) < self.max_inflight and not self.mqueue:
                 packet_id = self._allocate_id()
-                self.inflight[packet_id] = InflightEntry(message, qos, retain)
+                self.inflight[packet_id] = InflightEntry(message, qos, retain, time.monotonic())
                 channel.send_publish(message, qos, retain, packet_id, False)
                 self.deliver_msg += 1
                 return
@@ -130,19 +132,33 @@ class Session:
             packet_id = 0
             if qos:
                 packet_id = self._allocate_id()
-                self.inflight[packet_id] = InflightEntry(message, qos, retain)
+                self.inflight[packet_id] = InflightEntry(message, qos, retain, time.monotonic())
             channel.send_publish(message, qos, retain, packet_id, False)
             self.deliver_msg += 1
 
-    def resend_inflight(self) -> None:
-        """After a reconnect: PUBLISH again with DUP, or PUBREL [MQTT-4.4.0-1]."""
+    def resend_inflight(self, older_than: float | None = None) -> float | None:
+        """PUBLISH again with DUP, or PUBREL, what is unacknowledged [MQTT-4.4.0-1].
+
+        All of it after a reconnect; with `older_than` (a monotonic time) only
+        what was last sent before then.  Returns the oldest remaining send time.
+        """
         channel = self.channel
         assert channel is not None
+        now = time.monotonic()
+        oldest: float | None = None
         for packet_id, entry in self.inflight.items():
+            if older_than is not None and entry.sent_at > older_than:
+                if oldest is None or entry.sent_at < oldest:
+                    oldest = entry.sent_at
+                continue
+            entry.sent_at = now
             if entry.released:
                 channel.send_pubrel(packet_id)
             else:
                 channel.send_publish(entry.message, entry.qos, entry.retain, packet_id, True)
+        if oldest is None and self.inflight:
+            oldest = now
+        return oldest
 
     def _allocate_id(self) -> int:
         packet_id = self._next_id
@@ -168,6 +184,7 @@ class Session:
         if entry is None or entry.qos != 2:
             return None
         entry.released = True
+        entry.sent_at = time.monotonic()
         return entry.message
 
     def pubcomp(self, packet_id: int) -> Message | None:

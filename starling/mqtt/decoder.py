@@ -90,6 +90,11 @@ class Decoder:
         self._buffer = bytearray()
         self._need = 0
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held back waiting for the rest of a packet."""
+        return len(self._buffer)
+
     def feed(self, data: bytes) -> list[Packet]:
         """Consume `data`; return the packets it completes (maybe none)."""
         if self.pending_error is not None:
@@ -109,6 +114,12 @@ class Decoder:
         try:
             while size - pos >= 2:
                 first = buf[pos]
+                # Check type and flags before waiting for the body: a peer that
+                # is not speaking MQTT is refused at its first byte.
+                ptype = first >> 4
+                if ptype != 3 and (ptype == 0 or (first & 0x0F) != REQUIRED_FLAGS[ptype]):
+                    raise MalformedPacket(
+                        f"invalid packet type {ptype} with flags 0x{first & 0x0F:x}")
                 # Remaining Length, inlined: at most 4 bytes [MQTT-2.2.3].
                 length = 0
                 shift = 0
@@ -151,12 +162,8 @@ class Decoder:
         flags = first & 0x0F
         if ptype == 3:  # PUBLISH: the hot path, kept out of the table lookup
             return self._publish(flags, data, pos, end)
-        reader = _READERS.get(ptype)
-        if reader is None:
-            raise MalformedPacket(f"reserved packet type {ptype}")
-        if flags != REQUIRED_FLAGS[ptype]:
-            raise MalformedPacket(f"invalid flags 0x{flags:x} for packet type {ptype}")
-        return reader(self, data, pos, end)
+        # Type and flags were checked with the fixed header in feed().
+        return _READERS[ptype](self, data, pos, end)
 
     # -- one reader per packet type ----------------------------------------
     def _publish(self, flags: int, data: bytes, pos: int, end: int) -> Publish:

@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from starling.broker import Broker, Channel
-from starling.mqtt import Decoder, MQTTError
+from starling.mqtt import Decoder, MQTTError, ProtocolError
 
 if TYPE_CHECKING:
     from .listener import Listener
@@ -92,6 +92,9 @@ class MQTTConnection(asyncio.Protocol):
         self.counters["bytes/received"] += size
         channel.last_seen = time.monotonic()
         decoder = self.decoder
+        if channel.state == "new" and data and data[0] != 0x10 and not decoder.buffered:
+            channel.handle_error(ProtocolError("the first packet must be CONNECT"))
+            return
         try:
             packets = decoder.feed(data)
         except MQTTError as exc:
