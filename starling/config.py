@@ -54,7 +54,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mqtt.max_packet_size", 1024 * 1024, "size",
             "Largest packet accepted; a larger one closes the connection."),
     Setting("mqtt.max_clientid_len", 65535, "int", "Longer client ids are refused."),
-    Setting("mqtt.max_topic_levels", 0, "int", "Reserved: 0 means unlimited."),
+    Setting("mqtt.max_topic_levels", 0, "int",
+            "Topics and filters with more levels are refused (PUBLISH dropped and "
+            "acknowledged, SUBACK 0x80). 0 = unlimited."),
     Setting("mqtt.allow_anonymous", True, "bool",
             "Let clients in that no auth plugin recognises."),
     Setting("mqtt.keepalive_multiplier", 1.5, "float",

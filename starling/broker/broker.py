@@ -227,6 +227,11 @@ class Broker:
             self.hooks.run(HookPoint.SESSION_UNSUBSCRIBED, session.client_id, topic_filter)
         return True
 
+    def topic_levels_ok(self, topic: str) -> bool:
+        """`mqtt.max_topic_levels`: 0 means no limit."""
+        limit = self.options.max_topic_levels
+        return not limit or topic.count("/") < limit
+
     def check_acl(self, channel: Channel, action: str, topic: str) -> bool:
         """Ask the `client.check_acl` hook; plugins answer "allow" or "deny"."""
         if channel.is_superuser:

@@ -120,6 +120,7 @@ class Channel:
             PacketType.UNSUBSCRIBE: self._on_unsubscribe,
             PacketType.PINGREQ: self._on_pingreq,
             PacketType.DISCONNECT: self._on_disconnect,
+            PacketType.AUTH: self._on_auth,
         }
         self._timer = self._loop.call_later(broker.options.idle_timeout, self._idle_timeout)
 
@@ -344,6 +345,9 @@ class Channel:
             # A resend before PUBREL: acknowledge, do not deliver again [MQTT-4.3.3-2].
             self._send_ack(0x50, p.packet_id, 0)
             return
+        if broker.options.max_topic_levels and not broker.topic_levels_ok(p.topic):
+            self._ack_publish(p, ReasonCode.TOPIC_NAME_INVALID)
+            return
         if broker.hooks.has(HookPoint.CLIENT_CHECK_ACL) and not broker.check_acl(
                 self, "publish", p.topic):
             counters["packets/publish/auth_error"] += 1
@@ -486,7 +490,7 @@ class Channel:
         codes: list[int] = []
         granted: list[tuple[str, int, bool]] = []
         for topic_filter, opts in p.subscriptions:
-            if not is_valid_topic_filter(topic_filter):
+            if not is_valid_topic_filter(topic_filter) or not broker.topic_levels_ok(topic_filter):
                 codes.append(ReasonCode.TOPIC_FILTER_INVALID if v5 else 0x80)
                 continue
             if parse_share(topic_filter)[0] is not None:
@@ -530,6 +534,12 @@ class Channel:
         if p.reason_code != ReasonCode.DISCONNECT_WITH_WILL_MESSAGE:
             self.will = None  # [MQTT-3.1.2-10]
         self.close("normal")
+
+    def _on_auth(self, p: Packet) -> None:
+        """MQTT 5.0 AUTH: enhanced authentication is not offered, so any AUTH
+        is a protocol error (none was negotiated in CONNECT) [MQTT-4.12.0-1]."""
+        self.counters["packets/auth"] += 1
+        self._protocol_violation("AUTH without an authentication method")
 
     def _send_disconnect(self, reason: ReasonCode) -> None:
         self.counters["packets/disconnect/sent"] += 1
