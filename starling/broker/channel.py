@@ -338,6 +338,14 @@ class Channel:
         qos = p.qos
         counters[m.QOS_RECEIVED[qos]] += 1
         self.recv_msg += 1
+        if p.properties and PropertyId.TOPIC_ALIAS in p.properties:
+            # We announce no Topic Alias Maximum (so 0): any alias is invalid [MQTT-3.3.2-8].
+            self._send_disconnect(ReasonCode.TOPIC_ALIAS_INVALID)
+            self.close("protocol_error")
+            return
+        if not p.topic:
+            self._protocol_violation("empty topic without a topic alias")
+            return
         broker = self.broker
         session = self.session
         assert session is not None

@@ -136,4 +136,4 @@ class Hooks:
 
     def _failed(self, point: HookPoint, entry: _Entry) -> None:
         self.errors += 1
-        log.exception("hook %s callback %r failed", point.value, entry.callback)
+        log.exception("hook %s callback %r failed", str(point), entry.callback)

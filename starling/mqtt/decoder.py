@@ -284,15 +284,15 @@ class Decoder:
             options = data[pos]
             pos += 1
             qos = options & 3
-            if qos == 3:
-                raise MalformedPacket("requested QoS 3")
             if v5:
                 handling = (options >> 4) & 3
-                if options & 0xC0 or handling == 3:
+                if options & 0xC0:
                     raise MalformedPacket("reserved subscription option bits set")
+                if qos == 3 or handling == 3:
+                    raise ProtocolError("maximum QoS or retain handling 3")  # §3.8.3.1
                 opts = SubscriptionOptions(qos, bool(options & 4), bool(options & 8), handling)
             else:
-                if options & 0xFC:
+                if options & 0xFC or qos == 3:
                     raise MalformedPacket("reserved subscription option bits set")  # [MQTT-3.8.3-4]
                 opts = SubscriptionOptions(qos)
             entries.append((topic_filter, opts))

@@ -13,9 +13,19 @@ SHARE_PREFIX = "$share/"
 QUEUE_PREFIX = "$queue/"  # EMQ X's older shared-subscription form
 
 
+def _encodable(text: str) -> bool:
+    """No U+0000 and at most 65535 UTF-8 bytes [MQTT-4.7.3-2, -3]."""
+    if "\x00" in text:
+        return False
+    try:
+        return len(text.encode()) <= 65535
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+
+
 def is_valid_topic_name(topic: str) -> bool:
     """A PUBLISH topic: at least one character, no wildcards [MQTT-4.7.3-1]."""
-    return bool(topic) and "+" not in topic and "#" not in topic and len(topic) <= 65535
+    return bool(topic) and "+" not in topic and "#" not in topic and _encodable(topic)
 
 
 def is_wildcard(topic_filter: str) -> bool:
@@ -50,7 +60,7 @@ def parse_share(topic_filter: str) -> tuple[str | None, str]:
 
 
 def is_valid_topic_filter(topic_filter: str) -> bool:
-    if len(topic_filter) > 65535:
+    if not _encodable(topic_filter):
         return False
     group, real = parse_share(topic_filter)
     if group is not None and (not group or "+" in group or "#" in group):
