@@ -49,6 +49,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Connections beyond this are refused and counted."),
     Setting("listeners.tcp.internal.acceptors", 4, "int", "Reported acceptor count."),
     Setting("management.bind", "0.0.0.0:8080", "bind", "Management REST API listener."),
+    Setting("management.max_connections", 512, "int", "Concurrent HTTP connections."),
+    Setting("api.default_app_id", "admin", "str",
+            "App id of the bootstrap management API application."),
+    Setting("api.default_app_secret", "", "str",
+            "Its secret; empty = generated at first start into <data_dir>/api_secret."),
     Setting("dashboard.bind", "0.0.0.0:18083", "bind", "Dashboard listener."),
     # MQTT protocol.
     Setting("mqtt.max_packet_size", 1024 * 1024, "size",

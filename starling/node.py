@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from . import __version__
+from .api import ApiContext, AppRegistry, HttpListener, ListenerInfo, ManagementApp, build_table
 from .broker import Broker, BrokerOptions
 from .config import Config, ConfigError
 from .transport import Listener, ListenerConfig, parse_bind
@@ -56,6 +57,10 @@ class Node:
         self.data_dir = Path(config["node.data_dir"])
         self.broker = Broker(broker_options(config))
         self.listeners: list[Listener] = []
+        self.http_listeners: list[HttpListener] = []
+        self.apps = AppRegistry()
+        self.api = ApiContext(self.broker, self.apps, self.name, __version__,
+                              listeners=self.listener_infos)
 
     def _listener_configs(self) -> list[ListenerConfig]:
         out = []
@@ -73,6 +78,31 @@ class Node:
                 acceptors=self.config[f"{prefix}.acceptors"]))
         return out
 
+    def listener_infos(self) -> list[ListenerInfo]:
+        infos = [ListenerInfo(lst.name.rsplit(":", 1)[0], lst.name, lst.bound[0], lst.bound[1],
+                              lst.config.acceptors, lst.config.max_connections,
+                              lst.current_connections, dict(lst.shutdown_count))
+                 for lst in self.listeners]
+        infos += [ListenerInfo(h.name, h.name, h.bound[0], h.bound[1], 1, h.max_connections,
+                               h.current_connections, {}) for h in self.http_listeners]
+        return infos
+
+    async def _start_management(self) -> None:
+        bind = self.config["management.bind"]
+        if bind == "off":
+            return
+        self.apps.bootstrap(self.config["api.default_app_id"],
+                            self.config["api.default_app_secret"], self.data_dir)
+        try:
+            host, port = parse_bind(bind)
+        except ValueError as exc:
+            raise ConfigError(f"management.bind: {exc}") from None
+        app = ManagementApp(self.api, build_table())
+        listener = HttpListener(app, "http:management", host, port,
+                                self.config["management.max_connections"])
+        await listener.start()
+        self.http_listeners.append(listener)
+
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.broker.start()
@@ -81,6 +111,7 @@ class Node:
                 listener = Listener(self.broker, listener_config)
                 await listener.start()
                 self.listeners.append(listener)
+            await self._start_management()
         except BaseException:
             await self.stop()
             raise
@@ -90,6 +121,8 @@ class Node:
         for listener in self.listeners:
             if listener.server is not None:
                 listener.server.close()
+        await asyncio.gather(*(h.stop() for h in self.http_listeners), return_exceptions=True)
+        self.http_listeners.clear()
         await self.broker.stop()
         await asyncio.gather(*(listener.stop() for listener in self.listeners),
                              return_exceptions=True)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 LISTENER_LINE = re.compile(r"listener (\S+) on (\S+):(\d+)")
@@ -95,6 +96,15 @@ class Node:
     def port(self) -> int:
         return self.listeners["mqtt:tcp:default"][1]
 
+    @property
+    def api_url(self) -> str:
+        host, port = self.listeners["http:management"]
+        return f"http://{host}:{port}/api/v3"
+
+    def api(self, auth: tuple[str, str] | None = ("admin", "test-secret")) -> httpx.Client:
+        """An HTTP client for the management API, with the test app's credentials."""
+        return httpx.Client(base_url=self.api_url, auth=auth, timeout=10)
+
     def wait_log(self, pattern: str, timeout: float = 5.0) -> str:
         """Wait until a log line matches `pattern` (a regex) and return it."""
         deadline = time.monotonic() + timeout
@@ -145,3 +155,21 @@ def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 @pytest.fixture
 def node(shared_node: Node) -> Node:
     return shared_node
+
+
+#: Settings that turn the management API on, with a known secret for tests.
+API_SETTINGS = {
+    "management.bind": "127.0.0.1:0",
+    "api.default_app_id": "admin",
+    "api.default_app_secret": "test-secret",
+}
+
+
+@pytest.fixture(scope="module")
+def api_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """A node with the management API on, shared by a test module."""
+    node = Node(tmp_path_factory.mktemp("api"), {**BASE_SETTINGS, **API_SETTINGS},
+                "starling@127.0.0.1")
+    node.start()
+    yield node
+    node.stop()

@@ -13,6 +13,7 @@ from .message import Message
 from .metrics import ALL_METRICS, EXTRA_METRICS, SEED_METRICS
 from .options import BrokerOptions
 from .session import Session
+from .snapshots import ConnectionSnapshot, SessionSnapshot, SubscriptionSnapshot
 from .stats import STAT_NAMES
 from .sys_topics import format_datetime, format_uptime
 
@@ -27,11 +28,14 @@ __all__ = [
     "BrokerOptions",
     "Channel",
     "Connection",
+    "ConnectionSnapshot",
     "HookPoint",
     "Hooks",
     "Message",
     "Session",
+    "SessionSnapshot",
     "Stop",
+    "SubscriptionSnapshot",
     "format_datetime",
     "format_uptime",
 ]

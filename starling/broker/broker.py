@@ -29,6 +29,7 @@ from .options import BrokerOptions
 from .retained import RetainedStore
 from .router import Router
 from .session import Session
+from .snapshots import ConnectionSnapshot, SessionSnapshot, SubscriptionSnapshot
 from .stats import Stats
 from .sys_topics import SysPublisher
 
@@ -120,6 +121,7 @@ class Broker:
             if self.hooks.has(HookPoint.SESSION_RESUMED):
                 self.hooks.run(HookPoint.SESSION_RESUMED, client_id, session)
         session.channel = channel
+        session.username = channel.username
         session.disconnected_at = None
         self.channels[client_id] = channel
         return session, present
@@ -241,6 +243,61 @@ class Broker:
         return bool(result == "allow")
 
     # -- readers for the API and plugins -------------------------------------------
+    def connections(self) -> list[ConnectionSnapshot]:
+        return [ConnectionSnapshot.of(c) for c in list(self.channels.values())]
+
+    def connection(self, client_id: str) -> ConnectionSnapshot | None:
+        channel = self.channels.get(client_id)
+        return ConnectionSnapshot.of(channel) if channel is not None else None
+
+    def session_list(self) -> list[SessionSnapshot]:
+        return [SessionSnapshot.of(s) for s in list(self.sessions.values())]
+
+    def session_info(self, client_id: str) -> SessionSnapshot | None:
+        session = self.sessions.get(client_id)
+        return SessionSnapshot.of(session) if session is not None else None
+
+    def subscription_list(self, client_id: str | None = None) -> list[SubscriptionSnapshot]:
+        if client_id is not None:
+            session = self.sessions.get(client_id)
+            sessions = [session] if session is not None else []
+        else:
+            sessions = list(self.sessions.values())
+        return [SubscriptionSnapshot(s.client_id, topic_filter, opts.qos)
+                for s in sessions for topic_filter, opts in s.subscriptions.items()]
+
+    def route_list(self) -> list[str]:
+        return list(self.router.filters())
+
+    def has_route(self, topic_filter: str) -> bool:
+        return bool(self.router.subscribers(topic_filter))
+
+    def clean_session(self, client_id: str) -> str:
+        """Discard an offline persistent session: "ok", "not_found" or "running_session"."""
+        session = self.sessions.get(client_id)
+        if session is None:
+            return "not_found"
+        if session.channel is not None:
+            return "running_session"
+        self.discard_session(session)
+        return "ok"
+
+    def subscribe_client(self, client_id: str, topic_filter: str, qos: int) -> bool:
+        """Subscribe an existing session (online or offline) on its behalf."""
+        session = self.sessions.get(client_id)
+        if session is None:
+            return False
+        self.subscribe(session, topic_filter, SubscriptionOptions(qos))
+        self.deliver_retained(session, topic_filter, qos)
+        return True
+
+    def unsubscribe_client(self, client_id: str, topic_filter: str) -> bool:
+        session = self.sessions.get(client_id)
+        if session is None:
+            return False
+        self.unsubscribe(session, topic_filter)
+        return True
+
     def metrics(self) -> dict[str, int]:
         counters = dict(self.counters)
         counters[m.MESSAGES_RETAINED] = len(self.retained)

@@ -66,10 +66,16 @@ class Connection(Protocol):
 
     peername: tuple[str, int]
     listener: str
+    #: Subject of the client certificate (TLS), None for plain connections.
+    peercert: str | None
 
     def write(self, data: bytes) -> None: ...
 
     def close(self) -> None: ...
+
+    def io_stats(self) -> dict[str, int]:
+        """recv_oct, recv_cnt, send_oct, send_cnt, send_pend (bytes not yet sent)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -98,6 +104,7 @@ class Channel:
         self.session: Session | None = None
         self.connected_at: float | None = None
         self.is_superuser = False
+        self.is_bridge = False
         #: False while the transport's write buffer is over its high-water mark.
         self.writable = True
         self.last_seen = time.monotonic()

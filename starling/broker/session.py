@@ -60,11 +60,13 @@ class Session:
         "mqueue_dropped",
         "options",
         "subscriptions",
+        "username",
     )
 
     def __init__(self, client_id: str, clean_start: bool, expiry_interval: float,
                  options: BrokerOptions, counters: dict[str, int]) -> None:
         self.client_id = client_id
+        self.username: str | None = None
         self.clean_start = clean_start
         #: Seconds the session outlives its connection; 0 = ends with it.
         self.expiry_interval = expiry_interval

@@ -61,6 +61,7 @@ class MQTTConnection(asyncio.Protocol):
         self.listener_ref = listener
         self.listener = listener.name
         self.peername: tuple[str, int] = ("", 0)
+        self.peercert: str | None = None
         self.transport: asyncio.Transport | None = None
         self.decoder = Decoder(broker.options.max_packet_size)
         self.channel: Channel | None = None
@@ -134,6 +135,14 @@ class MQTTConnection(asyncio.Protocol):
         self.send_oct += size
         self.send_cnt += 1
         self.counters["bytes/sent"] += size
+
+    def io_stats(self) -> dict[str, int]:
+        transport = self.transport
+        pending = sum(map(len, self._out))
+        if transport is not None:
+            pending += transport.get_write_buffer_size()
+        return {"recv_oct": self.recv_oct, "recv_cnt": self.recv_cnt, "send_oct": self.send_oct,
+                "send_cnt": self.send_cnt, "send_pend": pending}
 
     def flush(self) -> None:
         out = self._out

@@ -1,0 +1,22 @@
+"""The EMQ X v3 management REST API (`/api/v3/`), served in the broker's loop."""
+
+from __future__ import annotations
+
+from .app import ManagementApp
+from .apps import App, AppRegistry
+from .context import ApiContext, ListenerInfo
+from .routes import build_table
+from .routing import Route, RouteTable
+from .server import HttpListener
+
+__all__ = [
+    "ApiContext",
+    "App",
+    "AppRegistry",
+    "HttpListener",
+    "ListenerInfo",
+    "ManagementApp",
+    "Route",
+    "RouteTable",
+    "build_table",
+]

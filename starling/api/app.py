@@ -1,0 +1,166 @@
+"""The management API as an ASGI application.
+
+Order of processing, as EMQ X's minirest: credentials first (so unknown paths
+also need them), then `GET /api/v3/` (the route listing), then the route
+table.  Every answer is JSON in the EMQ X envelope; errors carry a non-zero
+`code` and a `message` with a fitting HTTP status (docs/api.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .context import ApiContext
+from .errors import ApiError, Code
+from .openapi import openapi_document
+from .request import ApiRequest, Page
+from .routing import RouteTable, split_path
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PREFIX = ("api", "v3")
+MAX_BODY = 4 * 1024 * 1024
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class ManagementApp:
+    def __init__(self, ctx: ApiContext, table: RouteTable, *, realm: str = "starling") -> None:
+        self.ctx = ctx
+        self.table = table
+        self.realm = realm
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if scope["path"].rstrip("/") == "/status":
+            await self._send_status(scope, send)
+            return
+        status, body, headers = await self._handle(scope, receive)
+        headers = [(b"content-type", b"application/json; charset=utf-8"), *headers]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _handle(self, scope: Scope, receive: Receive,
+                      ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        method: str = scope["method"]
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        segments = split_path(raw_path.decode("latin-1").split("?", 1)[0])
+        try:
+            if segments == ["api", "v3", "openapi.json"]:
+                if method != "GET":
+                    raise ApiError(Code.UNKNOWN_ERROR, "Method Not Allowed", 405)
+                return 200, _json_bytes(openapi_document(self.table, self.ctx)), []
+            if not self._authorized(scope):
+                return 401, _json_bytes({"code": Code.USERNAME_OR_PASSWORD_ERROR,
+                                         "message": "UNAUTHORIZED"}), [
+                    (b"www-authenticate", f'Basic realm="{self.realm}"'.encode())]
+            if tuple(segments[:2]) != PREFIX:
+                raise ApiError(Code.NOT_FOUND, "Not Found", 404)
+            segments = segments[2:]
+            if not segments:
+                if method != "GET":
+                    raise ApiError(Code.UNKNOWN_ERROR, "Method Not Allowed", 405)
+                return 200, _json_bytes({"code": 0, "data": self.table.listing()}), []
+            found = self.table.find(method, segments)
+            if found is None:
+                if self.table.path_exists(segments):
+                    raise ApiError(Code.UNKNOWN_ERROR, "Method Not Allowed", 405)
+                raise ApiError(Code.NOT_FOUND, "Not Found", 404)
+            route, params = found
+            body = await self._read_json(receive)
+            query = dict(reversed(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
+                                            keep_blank_values=True)))
+            request = ApiRequest(self.ctx, method, params, query, body)
+            request.check_node()
+            result = await route.handler(request)
+        except ApiError as exc:
+            return exc.status, _json_bytes({"code": exc.code, "message": exc.message}), []
+        except Exception:
+            log.exception("API handler failed: %s %s", method, scope["path"])
+            return 500, _json_bytes({"code": Code.UNKNOWN_ERROR,
+                                     "message": "internal_error"}), []
+        return 200, _json_bytes(self._envelope(result)), []
+
+    @staticmethod
+    def _envelope(result: Any) -> dict[str, Any]:
+        if result is None:
+            return {"code": 0}
+        if isinstance(result, Page):
+            return {"code": 0, "data": result.items,
+                    "meta": {"page": result.page, "limit": result.limit, "count": result.count}}
+        return {"code": 0, "data": result}
+
+    async def _send_status(self, scope: Scope, send: Send) -> None:
+        """EMQ X's health check, outside /api/v3 and without credentials (facts §1.1)."""
+        if scope["method"] == "GET":
+            status = 200
+            running = "running" if self.ctx.broker.running else "not_running"
+            text = f"Node {self.ctx.node_name} is started\nstarling is {running}\n"
+        else:
+            status, text = 400, "Not found.\n"
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+        await send({"type": "http.response.body", "body": text.encode()})
+
+    def _authorized(self, scope: Scope) -> bool:
+        header = b""
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                header = value
+                break
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"basic":
+            return False
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        app_id, sep, secret = decoded.partition(":")
+        return bool(sep) and self.ctx.apps.check(app_id, secret)
+
+    @staticmethod
+    async def _read_json(receive: Receive) -> Any:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise ApiError(Code.BAD_REQUEST, "request body too large", 413)
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(Code.BODY_NOT_JSON, "request body is not valid JSON", 400) from None

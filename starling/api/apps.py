@@ -1,0 +1,94 @@
+"""Management API credentials: the apps table (app id + secret).
+
+A fresh node must be usable at once without a well-known default password:
+the bootstrap app's secret comes from `api.default_app_secret`, else from
+`<data_dir>/api_secret`, else it is generated, written there readable by the
+owner only, and logged once with how to change it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+startup_log = logging.getLogger("starling.startup")
+
+SECRET_FILE = "api_secret"
+
+
+@dataclass(slots=True)
+class App:
+    app_id: str
+    secret: str
+    name: str = ""
+    desc: str = ""
+    status: bool = True
+    expired: int | None = None  #: epoch seconds; None = never
+
+    def public(self) -> dict[str, Any]:
+        """The list form: everything but the secret."""
+        data = asdict(self)
+        del data["secret"]
+        return data
+
+    def usable(self, now: float) -> bool:
+        return self.status and (self.expired is None or self.expired >= now)
+
+
+def generate_secret() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class AppRegistry:
+    def __init__(self) -> None:
+        self._apps: dict[str, App] = {}
+
+    def __contains__(self, app_id: str) -> bool:
+        return app_id in self._apps
+
+    def get(self, app_id: str) -> App | None:
+        return self._apps.get(app_id)
+
+    def all(self) -> list[App]:
+        return list(self._apps.values())
+
+    def put(self, app: App) -> None:
+        self._apps[app.app_id] = app
+
+    def delete(self, app_id: str) -> bool:
+        return self._apps.pop(app_id, None) is not None
+
+    def check(self, app_id: str, secret: str) -> bool:
+        app = self._apps.get(app_id)
+        if app is None or not app.usable(time.time()):
+            return False
+        return hmac.compare_digest(app.secret.encode(), secret.encode())
+
+    def bootstrap(self, app_id: str, configured_secret: str, data_dir: Path) -> App:
+        """Create the default app (see the module docstring)."""
+        if configured_secret:
+            secret = configured_secret
+        else:
+            path = data_dir / SECRET_FILE
+            if path.exists():
+                secret = path.read_text().strip()
+            else:
+                secret = generate_secret()
+                data_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(secret + "\n")
+                startup_log.info(
+                    "management API: created app id %r with secret %r (saved in %s, "
+                    "mode 0600). Use them as HTTP Basic credentials; set "
+                    "api.default_app_secret to choose your own.", app_id, secret, path)
+        app = App(app_id, secret, name="Default", desc="Bootstrap application")
+        self.put(app)
+        return app

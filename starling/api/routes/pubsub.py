@@ -1,0 +1,168 @@
+"""/mqtt/publish, /mqtt/subscribe, /mqtt/unsubscribe and their *_batch forms
+(facts §6): publish as a client would, subscribe on an existing session's
+behalf (online or offline).  HTTP publishes go through the normal broker path
+(hooks, retained, routing) but are not counted as received MQTT messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starling.broker import Message
+from starling.mqtt import is_valid_topic_filter, is_valid_topic_name
+
+from ..errors import ApiError, Code, bad_type, missing
+from ..request import ApiRequest
+from ..routing import RouteTable
+
+PUBLISH_BODY = {
+    "topic": ("string", False, "topic to publish to"),
+    "topics": ("string", False, "comma-separated topics (used when `topic` is absent)"),
+    "payload": ("string", False, "message payload (UTF-8 text)"),
+    "qos": ("integer", False, "0, 1 or 2 (default 0)"),
+    "retain": ("boolean", False, "retain flag (default false)"),
+    "client_id": ("string", False, "client id recorded as the sender"),
+}
+SUBSCRIBE_BODY = {
+    "client_id": ("string", True, "client whose session subscribes"),
+    "topic": ("string", False, "topic filter"),
+    "topics": ("string", False, "comma-separated topic filters"),
+    "qos": ("integer", False, "0, 1 or 2 (default 0)"),
+}
+UNSUBSCRIBE_BODY = {
+    "client_id": ("string", True, "client whose session unsubscribes"),
+    "topic": ("string", True, "topic filter"),
+}
+
+
+def _field(item: dict[str, Any], name: str, kind: type, default: Any) -> Any:
+    value = item.get(name, default)
+    if value is None:
+        return default
+    if kind is int:
+        if isinstance(value, bool):
+            raise bad_type(f"'{name}' must be an integer")
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            raise bad_type(f"'{name}' must be an integer") from None
+    elif kind is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if not isinstance(value, bool):
+            raise bad_type(f"'{name}' must be true or false")
+    elif not isinstance(value, kind):
+        raise bad_type(f"'{name}' must be a {kind.__name__}")
+    return value
+
+
+def _topics(item: dict[str, Any], single_only: bool = False) -> list[str]:
+    topic = _field(item, "topic", str, None)
+    if topic is not None:
+        return [topic]
+    if single_only:
+        raise missing("topic")
+    topics = _field(item, "topics", str, None)
+    if topics is None:
+        raise missing("topic")
+    return [t.strip() for t in topics.split(",") if t.strip()]
+
+
+def _qos(item: dict[str, Any]) -> int:
+    qos = _field(item, "qos", int, 0)
+    if qos not in (0, 1, 2):
+        raise bad_type("'qos' must be 0, 1 or 2")
+    return int(qos)
+
+
+def _publish(req: ApiRequest, item: dict[str, Any]) -> None:
+    topics = [t for t in _topics(item) if is_valid_topic_name(t)]
+    if not topics:
+        raise ApiError(Code.BAD_TOPIC, "bad_topic", 400)
+    payload = _field(item, "payload", str, "")
+    qos = _qos(item)
+    retain = _field(item, "retain", bool, False)
+    sender = _field(item, "client_id", str, "")
+    for topic in topics:
+        req.ctx.broker.publish(Message(topic, payload.encode(), qos, retain, sender))
+
+
+def _subscribe(req: ApiRequest, item: dict[str, Any]) -> None:
+    client_id = _field(item, "client_id", str, None)
+    if not client_id:
+        raise missing("client_id")
+    topics = [t for t in _topics(item) if is_valid_topic_filter(t)]
+    if not topics:
+        raise ApiError(Code.BAD_TOPIC, "bad_topic", 400)
+    qos = _qos(item)
+    for topic in topics:
+        if not req.ctx.broker.subscribe_client(client_id, topic, qos):
+            raise ApiError(Code.CLIENT_NOT_ONLINE, "session_not_found", 404)
+
+
+def _unsubscribe(req: ApiRequest, item: dict[str, Any]) -> None:
+    client_id = _field(item, "client_id", str, None)
+    if not client_id:
+        raise missing("client_id")
+    topic = _topics(item, single_only=True)[0]
+    if not is_valid_topic_filter(topic):
+        raise ApiError(Code.BAD_TOPIC, "bad_topic", 400)
+    if not req.ctx.broker.unsubscribe_client(client_id, topic):
+        raise ApiError(Code.CLIENT_NOT_ONLINE, "session_not_found", 404)
+
+
+def _single(req: ApiRequest) -> dict[str, Any]:
+    """The request's parameters as one item: query string over JSON body."""
+    body = req.body if isinstance(req.body, dict) else {}
+    if req.body is not None and not isinstance(req.body, dict):
+        raise bad_type("request body must be a JSON object")
+    return {**body, **req.query}
+
+
+def _batch(req: ApiRequest, action: Any) -> list[dict[str, Any]]:
+    if not isinstance(req.body, list):
+        raise bad_type("request body must be a JSON array of objects")
+    results = []
+    for item in req.body:
+        if not isinstance(item, dict):
+            raise bad_type("each batch item must be a JSON object")
+        outcome = {k: item[k] for k in ("client_id", "topic", "topics") if k in item}
+        try:
+            action(req, item)
+            outcome["code"] = 0
+        except ApiError as exc:
+            outcome["code"] = exc.code
+            outcome["message"] = exc.message
+        results.append(outcome)
+    return results
+
+
+def register(table: RouteTable) -> None:
+    @table.route("mqtt_subscribe", "POST", "/mqtt/subscribe", "Subscribe a topic",
+                 body=SUBSCRIBE_BODY)
+    async def mqtt_subscribe(req: ApiRequest) -> Any:
+        _subscribe(req, _single(req))
+
+    @table.route("mqtt_publish", "POST", "/mqtt/publish", "Publish a MQTT message",
+                 body=PUBLISH_BODY)
+    async def mqtt_publish(req: ApiRequest) -> Any:
+        _publish(req, _single(req))
+
+    @table.route("mqtt_unsubscribe", "POST", "/mqtt/unsubscribe", "Unsubscribe a topic",
+                 body=UNSUBSCRIBE_BODY)
+    async def mqtt_unsubscribe(req: ApiRequest) -> Any:
+        _unsubscribe(req, _single(req))
+
+    @table.route("mqtt_subscribe_batch", "POST", "/mqtt/subscribe_batch",
+                 "Batch subscribes topics")
+    async def mqtt_subscribe_batch(req: ApiRequest) -> Any:
+        return _batch(req, _subscribe)
+
+    @table.route("mqtt_publish_batch", "POST", "/mqtt/publish_batch",
+                 "Batch publish MQTT messages")
+    async def mqtt_publish_batch(req: ApiRequest) -> Any:
+        return _batch(req, _publish)
+
+    @table.route("mqtt_unsubscribe_batch", "POST", "/mqtt/unsubscribe_batch",
+                 "Batch unsubscribes topics")
+    async def mqtt_unsubscribe_batch(req: ApiRequest) -> Any:
+        return _batch(req, _unsubscribe)

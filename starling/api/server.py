@@ -1,0 +1,71 @@
+"""Serve an ASGI app with uvicorn inside the broker's own event loop.
+
+The socket is bound here (port 0 picks a free one) and handed to uvicorn, so
+the real address can be logged and reported.  uvicorn's own signal handling
+is switched off: the node owns SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+startup_log = logging.getLogger("starling.startup")
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HttpListener:
+    def __init__(self, app: Any, name: str, host: str, port: int,
+                 max_connections: int = 512) -> None:
+        self.app = app
+        self.name = name
+        self.host = host
+        self.port = port
+        self.max_connections = max_connections
+        self.bound: tuple[str, int] = (host, port)
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def current_connections(self) -> int:
+        server = self._server
+        return len(server.server_state.connections) if server is not None else 0
+
+    async def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(128)
+        sock.setblocking(False)
+        addr = sock.getsockname()
+        self.bound = (addr[0], addr[1])
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False,
+                                lifespan="off", limit_concurrency=self.max_connections,
+                                server_header=False, date_header=False)
+        self._server = _EmbeddedServer(config)
+        self._task = asyncio.get_running_loop().create_task(self._server.serve([sock]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises the startup error
+            await asyncio.sleep(0.01)
+        startup_log.info("listener %s on %s:%d", self.name, addr[0], addr[1])
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, 5)
+        self._server = None
+        self._task = None

@@ -1,0 +1,122 @@
+"""Read-only views of live state for the API, plugins and rules.
+
+Built on demand from channels and sessions, so callers outside the core
+never hold a live object they could change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .channel import Channel
+    from .session import Session
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSnapshot:
+    client_id: str
+    username: str | None
+    peerhost: str
+    peerport: int
+    listener: str
+    zone: str
+    protocol_level: int
+    clean_start: bool
+    keepalive: int
+    connected_at: float
+    is_bridge: bool
+    peercert: str | None
+    recv_oct: int
+    recv_cnt: int
+    recv_pkt: int
+    recv_msg: int
+    send_oct: int
+    send_cnt: int
+    send_pkt: int
+    send_msg: int
+    send_pend: int
+
+    @property
+    def protocol_name(self) -> str:
+        return "MQIsdp" if self.protocol_level == 3 else "MQTT"
+
+    @classmethod
+    def of(cls, channel: Channel) -> ConnectionSnapshot:
+        conn = channel.conn
+        io = conn.io_stats()
+        return cls(
+            client_id=channel.client_id,
+            username=channel.username,
+            peerhost=conn.peername[0],
+            peerport=conn.peername[1],
+            listener=conn.listener,
+            zone=channel.zone,
+            protocol_level=channel.protocol_level,
+            clean_start=channel.clean_start,
+            keepalive=channel.keepalive,
+            connected_at=channel.connected_at or 0.0,
+            is_bridge=channel.is_bridge,
+            peercert=conn.peercert,
+            recv_oct=io["recv_oct"],
+            recv_cnt=io["recv_cnt"],
+            recv_pkt=channel.recv_pkt,
+            recv_msg=channel.recv_msg,
+            send_oct=io["send_oct"],
+            send_cnt=io["send_cnt"],
+            send_pkt=channel.send_pkt,
+            send_msg=channel.send_msg,
+            send_pend=io["send_pend"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    client_id: str
+    username: str | None
+    connected: bool
+    clean_start: bool
+    expiry_interval: float
+    created_at: float
+    subscriptions_count: int
+    max_subscriptions: int
+    inflight_len: int
+    max_inflight: int
+    mqueue_len: int
+    max_mqueue: int
+    mqueue_dropped: int
+    awaiting_rel_len: int
+    max_awaiting_rel: int
+    deliver_msg: int
+    enqueue_msg: int
+
+    @classmethod
+    def of(cls, session: Session) -> SessionSnapshot:
+        options = session.options
+        return cls(
+            client_id=session.client_id,
+            username=session.username,
+            connected=session.channel is not None,
+            clean_start=session.clean_start,
+            expiry_interval=session.expiry_interval,
+            created_at=session.created_at,
+            subscriptions_count=len(session.subscriptions),
+            max_subscriptions=options.max_subscriptions,
+            inflight_len=len(session.inflight),
+            max_inflight=session.max_inflight,
+            mqueue_len=len(session.mqueue),
+            max_mqueue=options.max_mqueue_len,
+            mqueue_dropped=session.mqueue_dropped,
+            awaiting_rel_len=len(session.awaiting_rel),
+            max_awaiting_rel=options.max_awaiting_rel,
+            deliver_msg=session.deliver_msg,
+            enqueue_msg=session.enqueue_msg,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSnapshot:
+    client_id: str
+    topic: str
+    qos: int
