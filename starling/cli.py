@@ -13,6 +13,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config, ConfigError
+from .store import StoreError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             runner.run(_run(config))
     except ConfigError as exc:
         logging.getLogger("starling").error("configuration error: %s", exc)
+        return 2
+    except StoreError as exc:
+        logging.getLogger("starling").error("cannot open the store: %s", exc)
         return 2
     except OSError as exc:
         logging.getLogger("starling").error("cannot start: %s", exc)

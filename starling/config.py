@@ -55,6 +55,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("api.default_app_secret", "", "str",
             "Its secret; empty = generated at first start into <data_dir>/api_secret."),
     Setting("dashboard.bind", "0.0.0.0:18083", "bind", "Dashboard listener."),
+    # Store.
+    Setting("store.backend", "sqlite", "str",
+            "sqlite (a file in the data dir) or memory (nothing survives a restart)."),
+    Setting("store.durability", "durable", "str",
+            "durable: acknowledge a QoS 1/2 message for a persistent session, or a retained "
+            "message, only after it is committed; relaxed: commit every store.commit_interval."),
+    Setting("store.commit_interval", 0.1, "duration", "Commit interval in relaxed mode."),
+    Setting("store.sync", "normal", "str",
+            "normal: commits survive a crash of the process; full: also power loss (fsync)."),
     # MQTT protocol.
     Setting("mqtt.max_packet_size", 1024 * 1024, "size",
             "Largest packet accepted; a larger one closes the connection."),
@@ -91,6 +100,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("broker.sys_heartbeat", 1.0, "duration",
             "Interval of $SYS uptime/datetime messages; 0 disables them."),
     Setting("broker.presence_qos", 1, "int", "QoS of $SYS client connected/disconnected events."),
+    # Alarm monitors (thresholds in percent).
+    Setting("alarm.check_interval", 60.0, "duration",
+            "How often the alarm monitors check CPU, memory and connections; 0 disables them."),
+    Setting("alarm.cpu_high_watermark", 80.0, "float",
+            "cpu_high_watermark is raised when CPU busy reaches this percentage."),
+    Setting("alarm.cpu_low_watermark", 60.0, "float",
+            "... and cleared when CPU busy falls below this one."),
+    Setting("alarm.sysmem_high_watermark", 70.0, "float",
+            "system_memory_high_watermark: percentage of memory in use (raised at or "
+            "above, cleared below)."),
+    Setting("alarm.procmem_high_watermark", 50.0, "float",
+            "process_memory_high_watermark: the broker's resident memory as a percentage "
+            "of the system's."),
+    Setting("alarm.connections_high_watermark", 80.0, "float",
+            "too_many_connections is raised when a listener holds this percentage of its "
+            "max_connections."),
+    Setting("alarm.connections_low_watermark", 60.0, "float",
+            "... and cleared when every listener is below this one."),
 )
 
 _BY_KEY = {s.key: s for s in SETTINGS}

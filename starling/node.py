@@ -12,8 +12,9 @@ from pathlib import Path
 
 from . import __version__
 from .api import ApiContext, AppRegistry, HttpListener, ListenerInfo, ManagementApp, build_table
-from .broker import Broker, BrokerOptions
+from .broker import Broker, BrokerOptions, Journal
 from .config import Config, ConfigError
+from .store import MemoryStore, SQLiteStore, Store
 from .transport import Listener, ListenerConfig, parse_bind
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,13 @@ def broker_options(config: Config) -> BrokerOptions:
         sys_interval=config["broker.sys_interval"],
         sys_heartbeat=config["broker.sys_heartbeat"],
         presence_qos=config["broker.presence_qos"],
+        alarm_check_interval=config["alarm.check_interval"],
+        cpu_high_watermark=config["alarm.cpu_high_watermark"],
+        cpu_low_watermark=config["alarm.cpu_low_watermark"],
+        sysmem_high_watermark=config["alarm.sysmem_high_watermark"],
+        procmem_high_watermark=config["alarm.procmem_high_watermark"],
+        connections_high_watermark=config["alarm.connections_high_watermark"],
+        connections_low_watermark=config["alarm.connections_low_watermark"],
     )
 
 
@@ -55,7 +63,11 @@ class Node:
         self.config = config
         self.name: str = config["node.name"]
         self.data_dir = Path(config["node.data_dir"])
-        self.broker = Broker(broker_options(config))
+        self.store = self._make_store()
+        self.journal = Journal(self.store, config["store.durability"],
+                               config["store.commit_interval"])
+        self.broker = Broker(broker_options(config), self.journal)
+        self.broker.monitor.connection_usage = self.connection_usage
         self.listeners: list[Listener] = []
         self.http_listeners: list[HttpListener] = []
         self.apps = AppRegistry()
@@ -77,6 +89,21 @@ class Node:
                 max_connections=self.config[f"{prefix}.max_connections"],
                 acceptors=self.config[f"{prefix}.acceptors"]))
         return out
+
+    def _make_store(self) -> Store:
+        backend = self.config["store.backend"]
+        if backend == "memory":
+            return MemoryStore()
+        if backend != "sqlite":
+            raise ConfigError(f"store.backend: unknown backend {backend!r} (sqlite or memory)")
+        if self.config["store.durability"] not in ("durable", "relaxed"):
+            raise ConfigError("store.durability must be durable or relaxed")
+        return SQLiteStore(self.data_dir / "starling.db", self.config["store.sync"])
+
+    def connection_usage(self) -> list[tuple[str, int, int]]:
+        """(name, current, max) connections of each MQTT listener, for the alarm monitor."""
+        return [(lst.name, lst.current_connections, lst.config.max_connections)
+                for lst in self.listeners]
 
     def listener_infos(self) -> list[ListenerInfo]:
         infos = [ListenerInfo(lst.name.rsplit(":", 1)[0], lst.name, lst.bound[0], lst.bound[1],
@@ -105,6 +132,9 @@ class Node:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store.open()
+        self.apps.attach(self.store.load_kv("apps"), self.journal.kv_put, self.journal.kv_delete)
+        self.broker.restore()
         await self.broker.start()
         try:
             for listener_config in self._listener_configs():
@@ -127,4 +157,5 @@ class Node:
         await asyncio.gather(*(listener.stop() for listener in self.listeners),
                              return_exceptions=True)
         self.listeners.clear()
+        self.store.close()
         log.info("node stopped: %s", self.name)

@@ -161,6 +161,17 @@ class ManagementApp:
         if not raw.strip():
             return None
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            value = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            # RecursionError: nesting too deep to parse; still the client's bad JSON.
             raise ApiError(Code.BODY_NOT_JSON, "request body is not valid JSON", 400) from None
+        if b"\\u" in raw:
+            # `\ud800` is JSON syntax but not text: refuse lone surrogates here, so no
+            # handler ever stores or encodes a string that cannot be written back as UTF-8.
+            try:
+                json.dumps(value, ensure_ascii=False).encode()
+            except UnicodeEncodeError:
+                raise ApiError(Code.BODY_NOT_JSON,
+                               "request body is not valid JSON: lone surrogate in a string",
+                               400) from None
+        return value

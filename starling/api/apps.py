@@ -9,10 +9,12 @@ owner only, and logged once with how to change it.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,8 +49,22 @@ def generate_secret() -> str:
 
 
 class AppRegistry:
+    """Apps by id, written through to the store's `apps` table when attached."""
+
+    TABLE = "apps"
+
     def __init__(self) -> None:
         self._apps: dict[str, App] = {}
+        self._save: Callable[[str, str, str], None] | None = None
+        self._delete: Callable[[str, str], None] | None = None
+
+    def attach(self, stored: dict[str, str], save: Callable[[str, str, str], None],
+               delete: Callable[[str, str], None]) -> None:
+        """Load the apps the store holds; from now on write changes back."""
+        for app_id, text in stored.items():
+            self._apps[app_id] = App(**json.loads(text))
+        self._save = save
+        self._delete = delete
 
     def __contains__(self, app_id: str) -> bool:
         return app_id in self._apps
@@ -60,10 +76,16 @@ class AppRegistry:
         return list(self._apps.values())
 
     def put(self, app: App) -> None:
+        """Add or replace (also call after changing an app's fields)."""
         self._apps[app.app_id] = app
+        if self._save is not None:
+            self._save(self.TABLE, app.app_id, json.dumps(asdict(app)))
 
     def delete(self, app_id: str) -> bool:
-        return self._apps.pop(app_id, None) is not None
+        found = self._apps.pop(app_id, None) is not None
+        if found and self._delete is not None:
+            self._delete(self.TABLE, app_id)
+        return found
 
     def check(self, app_id: str, secret: str) -> bool:
         app = self._apps.get(app_id)
@@ -73,8 +95,11 @@ class AppRegistry:
 
     def bootstrap(self, app_id: str, configured_secret: str, data_dir: Path) -> App:
         """Create the default app (see the module docstring)."""
+        existing = self._apps.get(app_id)
         if configured_secret:
             secret = configured_secret
+        elif existing is not None:
+            return existing  # kept in the store from an earlier start
         else:
             path = data_dir / SECRET_FILE
             if path.exists():
@@ -89,6 +114,7 @@ class AppRegistry:
                     "management API: created app id %r with secret %r (saved in %s, "
                     "mode 0600). Use them as HTTP Basic credentials; set "
                     "api.default_app_secret to choose your own.", app_id, secret, path)
-        app = App(app_id, secret, name="Default", desc="Bootstrap application")
+        app = existing or App(app_id, secret, name="Default", desc="Bootstrap application")
+        app.secret = secret
         self.put(app)
         return app

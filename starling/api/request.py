@@ -50,12 +50,7 @@ class ApiRequest:
         value = self.arg(name)
         if value is None or value == "":
             return default
-        if isinstance(value, bool):
-            raise bad_type(f"'{name}' must be an integer")
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise bad_type(f"'{name}' must be an integer") from None
+        return to_int(name, value)
 
     def bool_arg(self, name: str, default: bool) -> bool:
         value = self.arg(name)
@@ -72,6 +67,21 @@ class ApiRequest:
         node = self.params.get("node")
         if node is not None and node != self.ctx.node_name:
             raise not_found(f"node {node} not found", Code.NOT_FOUND)
+
+
+def to_int(name: str, value: Any) -> int:
+    """An integer parameter: an int, an integral float (`1.0`) or a decimal string;
+    anything else (bools, `1.5`, `1e400` = inf, NaN, "x") is a 108."""
+    if isinstance(value, bool):
+        raise bad_type(f"'{name}' must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():  # also false for inf and nan
+            raise bad_type(f"'{name}' must be an integer")
+        return int(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise bad_type(f"'{name}' must be an integer") from None
 
 
 class Page:

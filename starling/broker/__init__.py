@@ -6,9 +6,12 @@ only (`from starling.broker import Broker`), never from a submodule.
 
 from __future__ import annotations
 
+from .alarms import Alarm, AlarmMonitor, Alarms, SystemSampler
+from .banned import BAN_KINDS, Ban, Banned
 from .broker import Broker
 from .channel import AuthResult, Channel, Connection
 from .hooks import STOP, HookPoint, Hooks, Stop
+from .journal import Journal
 from .message import Message
 from .metrics import ALL_METRICS, EXTRA_METRICS, SEED_METRICS
 from .options import BrokerOptions
@@ -19,11 +22,17 @@ from .sys_topics import format_datetime, format_uptime
 
 __all__ = [
     "ALL_METRICS",
+    "BAN_KINDS",
     "EXTRA_METRICS",
     "SEED_METRICS",
     "STAT_NAMES",
     "STOP",
+    "Alarm",
+    "AlarmMonitor",
+    "Alarms",
     "AuthResult",
+    "Ban",
+    "Banned",
     "Broker",
     "BrokerOptions",
     "Channel",
@@ -31,11 +40,13 @@ __all__ = [
     "ConnectionSnapshot",
     "HookPoint",
     "Hooks",
+    "Journal",
     "Message",
     "Session",
     "SessionSnapshot",
     "Stop",
     "SubscriptionSnapshot",
+    "SystemSampler",
     "format_datetime",
     "format_uptime",
 ]

@@ -20,15 +20,19 @@ from collections.abc import Coroutine
 from typing import Any
 
 from starling.mqtt import SubscriptionOptions
+from starling.store import MemoryStore
 
 from . import metrics as m
+from .alarms import AlarmMonitor, Alarms
+from .banned import IP_ADDRESS, USERNAME, Ban, Banned, normalize_ip
 from .channel import Channel
 from .hooks import HookPoint, Hooks
-from .message import Message
+from .journal import Journal, message_of
+from .message import Message, reset_message_ids
 from .options import BrokerOptions
 from .retained import RetainedStore
 from .router import Router
-from .session import Session
+from .session import InflightEntry, Session
 from .snapshots import ConnectionSnapshot, SessionSnapshot, SubscriptionSnapshot
 from .stats import Stats
 from .sys_topics import SysPublisher
@@ -37,8 +41,11 @@ log = logging.getLogger(__name__)
 
 
 class Broker:
-    def __init__(self, options: BrokerOptions | None = None) -> None:
+    def __init__(self, options: BrokerOptions | None = None,
+                 journal: Journal | None = None) -> None:
         self.options = options or BrokerOptions()
+        #: Writes durable state to the store; disabled with the memory store.
+        self.journal = journal or Journal(MemoryStore())
         self.hooks = Hooks()
         self.counters = m.new_counters()
         self.router = Router()
@@ -47,6 +54,11 @@ class Broker:
         self.channels: dict[str, Channel] = {}
         self.stats = Stats(self)
         self.sys = SysPublisher(self)
+        #: Clients refused at CONNECT; a new ban closes the connections it covers.
+        self.banned = Banned(on_ban=self._enforce_ban)
+        self.alarms = Alarms(self.publish, self.sys.prefix)
+        #: The built-in alarm monitors; the node sets `monitor.connection_usage`.
+        self.monitor = AlarmMonitor(self.alarms, self.options)
         self.started_at = time.time()
         self._expiry: list[tuple[float, int, Session]] = []
         self._expiry_seq = 0
@@ -56,15 +68,18 @@ class Broker:
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
+        self.journal.start()
         self.running = True
         self.started_at = time.time()
         self._housekeeping = asyncio.get_running_loop().call_later(1.0, self._tick)
         self.sys.start()
+        self.monitor.start()
 
     async def stop(self) -> None:
         """Close every connection (wills of 3.x clients are not sent on shutdown)."""
         self.running = False
         self.sys.stop()
+        self.monitor.stop()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
         for channel in list(self.channels.values()):
@@ -72,6 +87,59 @@ class Broker:
             channel.close("shutdown")
         for task in list(self._tasks):
             task.cancel()
+        await self.journal.close()
+
+    def restore(self) -> None:
+        """Load retained messages and persistent sessions from the store, before
+        any listener accepts: routes are live before the first client arrives."""
+        store = self.journal.store
+        reset_message_ids(store.max_message_id() + 1)
+        now = time.time()
+        mono = time.monotonic()
+        for record in store.load_retained():
+            message = message_of(record)
+            if message.expires_at is not None and message.expired:
+                self.journal.retained_delete(message.topic)
+                continue
+            self.retained.put(message)
+        restored = expired = 0
+        for rec in store.load_sessions():
+            # A session that was online when the node stopped went offline then.
+            gone_at = rec.disconnected_at if rec.disconnected_at is not None else now
+            remaining = rec.expiry_interval - (now - gone_at)
+            session = Session(rec.client_id, False, rec.expiry_interval, self.options,
+                              self.counters)
+            session.username = rec.username
+            session.created_at = rec.created_at
+            if remaining <= 0:
+                self.journal.add(("session_delete", rec.client_id))
+                expired += 1
+                continue
+            for sub in rec.subscriptions:
+                opts = SubscriptionOptions(sub.qos, sub.no_local, sub.retain_as_published,
+                                           sub.retain_handling)
+                session.subscriptions[sub.topic_filter] = opts
+                self.router.subscribe(sub.topic_filter, session, opts)
+            for held in rec.messages:
+                message = message_of(held.message)
+                self.journal.restored(message.id)
+                if held.packet_id is None:
+                    session.mqueue.append((message, held.qos, held.retain))
+                else:
+                    session.inflight[held.packet_id] = InflightEntry(
+                        message, held.qos, held.retain, mono, held.released)
+            for packet_id in rec.awaiting_rel:
+                session.awaiting_rel[packet_id] = mono
+            session.journal = self.journal
+            session.disconnected_at = mono - (now - gone_at)
+            self.sessions[rec.client_id] = session
+            self._expiry_seq += 1
+            heapq.heappush(self._expiry, (session.disconnected_at + session.expiry_interval,
+                                          self._expiry_seq, session))
+            restored += 1
+        if restored or expired or len(self.retained):
+            log.info("restored %d sessions (%d expired) and %d retained messages",
+                     restored, expired, len(self.retained))
 
     def track(self, task: asyncio.Task[Any] | Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Keep a reference to a background task until it ends."""
@@ -92,6 +160,7 @@ class Broker:
                     and now - session.disconnected_at >= session.expiry_interval):
                 self.discard_session(session)
         self.stats.sample()
+        self.banned.sweep()
         self._housekeeping = asyncio.get_running_loop().call_later(1.0, self._tick)
 
     # -- sessions --------------------------------------------------------------
@@ -124,12 +193,38 @@ class Broker:
         session.username = channel.username
         session.disconnected_at = None
         self.channels[client_id] = channel
+        self._persist(session, None)
         return session, present
+
+    def _persist(self, session: Session, disconnected_at: float | None) -> None:
+        """Keep the store's copy of a session in step with whether it is persistent."""
+        journal = self.journal
+        if not journal.enabled:
+            return
+        if session.expiry_interval > 0:
+            if session.journal is None:
+                session.journal = journal
+                journal.session_saved(session, disconnected_at)
+                for topic_filter, opts in session.subscriptions.items():
+                    journal.subscribed(session, topic_filter, opts)
+                for message, qos, retain in session.mqueue:
+                    if qos:
+                        journal.held(session, message, qos, retain, None)
+                for packet_id, entry in session.inflight.items():
+                    journal.held(session, entry.message, entry.qos, entry.retain, packet_id)
+            else:
+                journal.session_saved(session, disconnected_at)
+        elif session.journal is not None:
+            journal.session_deleted(session)
+            session.journal = None
 
     def discard_session(self, session: Session) -> None:
         """End a session: its subscriptions go, its queued messages are dropped."""
         for topic_filter in list(session.subscriptions):
             self.router.unsubscribe(topic_filter, session)
+        if session.journal is not None:
+            session.journal.session_deleted(session)
+            session.journal = None
         session.subscriptions.clear()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
@@ -154,6 +249,7 @@ class Broker:
                 self.discard_session(session)
             else:
                 now = time.monotonic()
+                self._persist(session, time.time())
                 session.disconnected_at = now
                 self._expiry_seq += 1
                 heapq.heappush(self._expiry, (now + session.expiry_interval,
@@ -169,6 +265,20 @@ class Broker:
         channel.kick()
         return True
 
+    def _enforce_ban(self, ban: Ban) -> None:
+        """A new ban closes the connections it covers (will published, as a kick)."""
+        channels = list(self.channels.values())
+        if ban.kind == USERNAME:
+            hit = [c for c in channels if c.username == ban.who]
+        elif ban.kind == IP_ADDRESS:
+            hit = [c for c in channels if normalize_ip(c.peerhost) == ban.who]
+        else:
+            channel = self.channels.get(ban.who)
+            hit = [channel] if channel is not None else []
+        for channel in hit:
+            self.banned.kicked += 1
+            channel.kick("banned")
+
     # -- publish -----------------------------------------------------------------
     def publish(self, message: Message) -> int:
         """Route a message to its subscribers; return how many it reached."""
@@ -180,6 +290,11 @@ class Broker:
             message = result
         if message.retain and self.options.retain_available:
             self.retained.put(message)
+            if self.journal.enabled and not message.sys:
+                if message.payload:
+                    self.journal.retained_put(message)
+                else:
+                    self.journal.retained_delete(message.topic)
         return self.dispatch(message)
 
     def dispatch(self, message: Message) -> int:
@@ -217,6 +332,8 @@ class Broker:
         is_new = topic_filter not in session.subscriptions
         session.subscriptions[topic_filter] = opts
         self.router.subscribe(topic_filter, session, opts)
+        if session.journal is not None:
+            session.journal.subscribed(session, topic_filter, opts)
         if self.hooks.has(HookPoint.SESSION_SUBSCRIBED):
             self.hooks.run(HookPoint.SESSION_SUBSCRIBED, session.client_id, topic_filter, opts)
         return is_new
@@ -225,6 +342,8 @@ class Broker:
         if session.subscriptions.pop(topic_filter, None) is None:
             return False
         self.router.unsubscribe(topic_filter, session)
+        if session.journal is not None:
+            session.journal.unsubscribed(session, topic_filter)
         if self.hooks.has(HookPoint.SESSION_UNSUBSCRIBED):
             self.hooks.run(HookPoint.SESSION_UNSUBSCRIBED, session.client_id, topic_filter)
         return True

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -114,6 +115,8 @@ class Channel:
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_interval = 0.0
         self._pending: list[Packet] = []
+        #: Acknowledgements waiting for a store commit: (batch id needed, bytes).
+        self._held_acks: deque[tuple[int, bytes]] = deque()
         self.connect_packet: Connect | None = None
         self.assigned_client_id = False
         self._loop = asyncio.get_event_loop()
@@ -188,11 +191,11 @@ class Channel:
         self._terminate(self.disconnect_reason)
         self.conn.close()
 
-    def kick(self) -> None:
-        """Administrative close (REST kickout): the will is published."""
+    def kick(self, reason: str = "kicked") -> None:
+        """Administrative close (REST kickout, a new ban): the will is published."""
         if self.protocol_level == 5:
             self._send_disconnect(ReasonCode.ADMINISTRATIVE_ACTION)
-        self.close("kicked")
+        self.close(reason)
 
     def takeover(self) -> None:
         """Another connection claimed our client id [MQTT-3.1.4-3]."""
@@ -251,6 +254,8 @@ class Channel:
             self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             return
         self.client_id = client_id
+        if self._refuse_if_banned():
+            return
         acc = AuthResult(ReasonCode.SUCCESS if broker.options.allow_anonymous
                          else ReasonCode.NOT_AUTHORIZED)
         if broker.hooks.has(HookPoint.CLIENT_AUTHENTICATE):
@@ -265,6 +270,8 @@ class Channel:
             HookPoint.CLIENT_AUTHENTICATE, (self,), acc)
         if self.state != CONNECTING:
             return  # the socket went away while we waited
+        if self._refuse_if_banned():
+            return  # banned while authentication ran
         self._finish_connect(result)
         pending, self._pending = self._pending, []
         for packet in pending:
@@ -303,10 +310,19 @@ class Channel:
             session.resend_inflight()
         session.drain()
 
-    def _refuse(self, reason: ReasonCode) -> None:
+    def _refuse(self, reason: ReasonCode, close_reason: str = "refused") -> None:
         self.counters["packets/connack/error"] += 1
         self._write_connack(False, connack_code_for(reason, self.protocol_level))
-        self.close("refused")
+        self.close(close_reason)
+
+    def _refuse_if_banned(self) -> bool:
+        """The banned table (client id, user name, IP): CONNACK 5 / 0x8A on a hit."""
+        banned = self.broker.banned
+        if banned.match(self.client_id, self.username, self.peerhost) is None:
+            return False
+        banned.refused += 1
+        self._refuse(ReasonCode.BANNED, "banned")
+        return True
 
     def _write_connack(self, present: bool, code: int, level: int | None = None,
                        props: dict[PropertyId, Any] | None = None) -> None:
@@ -358,8 +374,10 @@ class Channel:
         assert session is not None
         if qos == 2 and p.packet_id in session.awaiting_rel:
             # A resend before PUBREL: acknowledge, do not deliver again [MQTT-4.3.3-2].
-            self._send_ack(0x50, p.packet_id, 0)
+            self._send_ack(0x50, p.packet_id, 0, False)
             return
+        journal = broker.journal
+        ops_before = journal.ops_added
         if broker.options.max_topic_levels and not broker.topic_levels_ok(p.topic):
             self._ack_publish(p, ReasonCode.TOPIC_NAME_INVALID)
             return
@@ -378,7 +396,7 @@ class Channel:
                     self._ack_publish(p, ReasonCode.RECEIVE_MAXIMUM_EXCEEDED)
                     return
             assert p.packet_id is not None
-            session.awaiting_rel[p.packet_id] = time.monotonic()
+            session.await_rel(p.packet_id)
         message = Message(p.topic, p.payload, qos, p.retain, self.client_id, self.username,
                           self.conn.peername[0], p.properties)
         delivered = broker.publish(message)
@@ -386,9 +404,10 @@ class Channel:
             code = 0
             if not delivered and self.protocol_level == 5:
                 code = ReasonCode.NO_MATCHING_SUBSCRIBERS
-            self._ack_publish(p, code)
+            # Durable mode: what this PUBLISH changed in the store is committed first.
+            self._ack_publish(p, code, journal.durable and journal.ops_added != ops_before)
 
-    def _ack_publish(self, p: Publish, code: int) -> None:
+    def _ack_publish(self, p: Publish, code: int, wait: bool = False) -> None:
         if not p.qos:
             return
         assert p.packet_id is not None
@@ -396,27 +415,48 @@ class Channel:
             self.counters["packets/publish/error"] += 1
         if p.qos == 1:
             self.counters["packets/puback/sent"] += 1
-            self._send_ack(0x40, p.packet_id, code)
+            self._send_ack(0x40, p.packet_id, code, wait)
         else:
             self.counters["packets/pubrec/sent"] += 1
-            self._send_ack(0x50, p.packet_id, code)
+            self._send_ack(0x50, p.packet_id, code, wait)
 
-    def _send_ack(self, first: int, packet_id: int, code: int) -> None:
+    def _send_ack(self, first: int, packet_id: int, code: int, wait: bool) -> None:
+        """Send PUBACK/PUBREC/PUBCOMP, after the journal's commit when `wait`.
+
+        Acknowledgements leave in the order their packets arrived
+        [MQTT-4.6.0-2, -3]: once one is held back, later ones queue behind it.
+        """
         if code and self.protocol_level == 5:
-            self._send(bytes((first, 3)) + packet_id.to_bytes(2, "big") + bytes((code,)))
+            data = bytes((first, 3)) + packet_id.to_bytes(2, "big") + bytes((code,))
         else:
-            self._send(bytes((first, 2)) + packet_id.to_bytes(2, "big"))
+            data = bytes((first, 2)) + packet_id.to_bytes(2, "big")
+        held = self._held_acks
+        if not wait and not held:
+            self._send(data)
+            return
+        journal = self.broker.journal
+        held.append((journal.batch_id if wait else 0, data))
+        if wait:
+            journal.after_commit(self._release_acks)
+
+    def _release_acks(self) -> None:
+        held = self._held_acks
+        committed = self.broker.journal.committed_id
+        while held and held[0][0] <= committed:
+            self._send(held.popleft()[1])
 
     def _on_pubrel(self, p: Pubrel) -> None:
         self.counters["packets/pubrel/received"] += 1
         session = self.session
         assert session is not None
         code = 0
-        if session.awaiting_rel.pop(p.packet_id, None) is None:
+        journal = self.broker.journal
+        ops_before = journal.ops_added
+        if not session.release(p.packet_id):
             self.counters["packets/pubrel/missed"] += 1
             code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
         self.counters["packets/pubcomp/sent"] += 1
-        self._send_ack(0x70, p.packet_id, code)
+        self._send_ack(0x70, p.packet_id, code, journal.durable and journal.ops_added != ops_before)
 
     # -- PUBLISH out ---------------------------------------------------------------
     def send_publish(self, message: Message, qos: int, retain: bool, packet_id: int,
@@ -474,8 +514,7 @@ class Channel:
         assert session is not None
         if p.reason_code >= 0x80:
             # MQTT 5.0: the client refused the message; the flow ends here.
-            session.inflight.pop(p.packet_id, None)
-            session.drain()
+            session.abandon(p.packet_id)
             return
         if session.pubrec(p.packet_id) is None:
             self.counters["packets/pubrec/missed"] += 1

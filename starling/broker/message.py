@@ -22,6 +22,12 @@ def next_message_id() -> int:
     return next(_ids)
 
 
+def reset_message_ids(start: int) -> None:
+    """Continue numbering after the highest id the store holds (ids key stored bodies)."""
+    global _ids
+    _ids = itertools.count(max(start, 1))
+
+
 @dataclass(slots=True, eq=False)
 class Message:
     topic: str

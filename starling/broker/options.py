@@ -38,3 +38,12 @@ class BrokerOptions:
     sys_interval: float = 60.0  #: 0 disables the periodic $SYS messages
     sys_heartbeat: float = 1.0
     presence_qos: int = 1
+    # -- alarm monitors (percentages; EMQ X os_mon defaults) ------------------
+    alarm_check_interval: float = 60.0  #: seconds between checks; 0 disables the monitors
+    cpu_high_watermark: float = 80.0
+    cpu_low_watermark: float = 60.0
+    sysmem_high_watermark: float = 70.0
+    #: The whole broker process's RSS (EMQ X's 5% was per Erlang process).
+    procmem_high_watermark: float = 50.0
+    connections_high_watermark: float = 80.0  #: of a listener's max_connections
+    connections_low_watermark: float = 60.0

@@ -28,6 +28,7 @@ from .options import BrokerOptions
 
 if TYPE_CHECKING:
     from .channel import Channel
+    from .journal import Journal
 
 
 @dataclass(slots=True)
@@ -55,6 +56,7 @@ class Session:
         "enqueue_msg",
         "expiry_interval",
         "inflight",
+        "journal",
         "max_inflight",
         "mqueue",
         "mqueue_dropped",
@@ -82,6 +84,8 @@ class Session:
         #: Incoming QoS 2 packet ids → monotonic time received.
         self.awaiting_rel: dict[int, float] = {}
         self.channel: Channel | None = None
+        #: Set while the session is persistent and the store keeps data.
+        self.journal: Journal | None = None
         self.deliver_msg = 0
         self.enqueue_msg = 0
         self._next_id = 0
@@ -102,6 +106,8 @@ class Session:
             if len(self.inflight) < self.max_inflight and not self.mqueue:
                 packet_id = self._allocate_id()
                 self.inflight[packet_id] = InflightEntry(message, qos, retain, time.monotonic())
+                if self.journal is not None:
+                    self.journal.held(self, message, qos, retain, packet_id)
                 channel.send_publish(message, qos, retain, packet_id, False)
                 self.deliver_msg += 1
                 return
@@ -112,12 +118,17 @@ class Session:
 
     def _enqueue(self, message: Message, qos: int, retain: bool) -> None:
         limit = self.options.max_mqueue_len
+        journal = self.journal
         if limit and len(self.mqueue) >= limit:
-            self.mqueue.popleft()
+            dropped, dropped_qos, _ = self.mqueue.popleft()
             self.mqueue_dropped += 1
             self.counters[m.MESSAGES_DROPPED] += 1
+            if journal is not None and dropped_qos:
+                journal.done(self, dropped)
         self.mqueue.append((message, qos, retain))
         self.enqueue_msg += 1
+        if journal is not None and qos:
+            journal.held(self, message, qos, retain, None)
 
     def drain(self) -> None:
         """Move queued messages into the window while there is room."""
@@ -128,13 +139,18 @@ class Session:
             if qos and len(self.inflight) >= self.max_inflight:
                 return
             queue.popleft()
+            journal = self.journal
             if message.expires_at is not None and message.expired:
                 self.counters[m.MESSAGES_EXPIRED] += 1
+                if journal is not None and qos:
+                    journal.done(self, message)
                 continue
             packet_id = 0
             if qos:
                 packet_id = self._allocate_id()
                 self.inflight[packet_id] = InflightEntry(message, qos, retain, time.monotonic())
+                if journal is not None:
+                    journal.moved(self, message, qos, retain, packet_id)
             channel.send_publish(message, qos, retain, packet_id, False)
             self.deliver_msg += 1
 
@@ -177,6 +193,8 @@ class Session:
         if entry is None or entry.qos != 1:
             return None
         del self.inflight[packet_id]
+        if self.journal is not None:
+            self.journal.done(self, entry.message)
         if self.mqueue:
             self.drain()
         return entry.message
@@ -187,6 +205,8 @@ class Session:
             return None
         entry.released = True
         entry.sent_at = time.monotonic()
+        if self.journal is not None:
+            self.journal.released(self, entry.message, entry.qos, entry.retain, packet_id)
         return entry.message
 
     def pubcomp(self, packet_id: int) -> Message | None:
@@ -194,9 +214,31 @@ class Session:
         if entry is None or not entry.released:
             return None
         del self.inflight[packet_id]
+        if self.journal is not None:
+            self.journal.done(self, entry.message)
         if self.mqueue:
             self.drain()
         return entry.message
+
+    def abandon(self, packet_id: int) -> None:
+        """The client refused an in-flight message (MQTT 5.0 PUBREC >= 0x80)."""
+        entry = self.inflight.pop(packet_id, None)
+        if entry is not None and self.journal is not None:
+            self.journal.done(self, entry.message)
+        self.drain()
+
+    def await_rel(self, packet_id: int) -> None:
+        self.awaiting_rel[packet_id] = time.monotonic()
+        if self.journal is not None:
+            self.journal.awaiting_added(self, packet_id)
+
+    def release(self, packet_id: int) -> bool:
+        """PUBREL: forget an incoming QoS 2 id; False if it was unknown."""
+        if self.awaiting_rel.pop(packet_id, None) is None:
+            return False
+        if self.journal is not None:
+            self.journal.awaiting_removed(self, packet_id)
+        return True
 
     # -- incoming QoS 2 ----------------------------------------------------
     def expire_awaiting_rel(self, now: float) -> int:
@@ -205,4 +247,6 @@ class Session:
         stale = [pid for pid, at in self.awaiting_rel.items() if now - at >= timeout]
         for pid in stale:
             del self.awaiting_rel[pid]
+            if self.journal is not None:
+                self.journal.awaiting_removed(self, pid)
         return len(stale)

@@ -71,4 +71,5 @@ def register(table: RouteTable) -> None:
             raise not_found("ont_found", Code.UNKNOWN_ERROR)
         for key, value in _app_fields(req).items():
             setattr(app, key, value)
+        req.ctx.apps.put(app)
         return None

@@ -1,9 +1,106 @@
-"""/plugins: registered by its own work item; nothing routed yet."""
+"""/plugins: the plugin registry (list, load, unload, reload) and per-plugin
+config (`plugin_configs`).
+
+Errors keep the seed's body, ``{"code": 102, "message": "<reason>"}`` with
+EMQ X's reason words, but with an HTTP status that says what happened
+(EMQ X answers 200; docs/ctl.md, "Plugins and configs over the API"):
+
+=====================  ======  ==========================================
+message                status  when
+=====================  ======  ==========================================
+``not_found``          404     no plugin of that name
+``already_started``    409     load of a loaded plugin
+``not_started``        409     unload of a plugin that is not loaded
+``in_use``             409     unload of emqx_management (it serves the API)
+``not_implemented``    400     load/reload of a plugin whose implementation
+                               has not landed in Starling yet
+``load_failed``        400     the plugin raised while loading
+(a sentence)           400     plugin_configs: unknown key (code 102) or bad
+                               value (code 108)
+=====================  ======  ==========================================
+
+A successful load answers ``{"code": 0}`` as the seed shows (EMQ X 3.2 adds
+the started apps as `data`).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from starling.plugins import PluginError, PluginRegistry
+
+from ..errors import ApiError, Code, bad_type
+from ..request import ApiRequest
 from ..routing import RouteTable
+
+STATUS = {
+    "not_found": 404,
+    "already_started": 409,
+    "not_started": 409,
+    "in_use": 409,
+    "not_implemented": 400,
+    "load_failed": 400,
+    "unknown_key": 400,
+    "bad_value": 400,
+}
+#: Reasons answered with a code other than 102 (unknown error, as the seed shows).
+CODES = {"bad_value": Code.PARAMETER_TYPE_ERROR}
+
+
+def registry(req: ApiRequest) -> PluginRegistry:
+    plugins = req.ctx.services.get("plugins")
+    if not isinstance(plugins, PluginRegistry):
+        raise ApiError(Code.UNKNOWN_ERROR, "the plugin registry is not available", 404)
+    return plugins
+
+
+def api_error(exc: PluginError) -> ApiError:
+    message = exc.detail if exc.reason in ("unknown_key", "bad_value") else exc.reason
+    return ApiError(CODES.get(exc.reason, Code.UNKNOWN_ERROR), message,
+                    STATUS.get(exc.reason, 400))
 
 
 def register(table: RouteTable) -> None:
-    return None
+    @table.route("list_all_plugins", "GET", "/plugins/", "List all plugins in the cluster")
+    async def list_all(req: ApiRequest) -> Any:
+        return [{"node": req.ctx.node_name, "plugins": registry(req).views()}]
+
+    @table.route("list_node_plugins", "GET", "/nodes/:node/plugins/",
+                 "List all plugins on a node")
+    async def list_node(req: ApiRequest) -> Any:
+        return registry(req).views()
+
+    def action(name: str, verb: str, descr: str) -> None:
+        async def handler(req: ApiRequest) -> Any:
+            plugins = registry(req)
+            try:
+                await getattr(plugins, verb)(req.params["plugin"])
+            except PluginError as exc:
+                raise api_error(exc) from None
+            return None
+
+        table.route(name, "PUT", f"/nodes/:node/plugins/:plugin/{verb}", descr)(handler)
+
+    action("load_plugin", "load", "Load a plugin")
+    action("unload_plugin", "unload", "Unload a plugin")
+    action("reload_plugin", "reload", "Reload a plugin")
+
+    @table.route("get_plugin_configs", "GET", "/nodes/:node/plugin_configs/:plugin",
+                 "Get configurations of a plugin on the node")
+    async def get_configs(req: ApiRequest) -> Any:
+        try:
+            return registry(req).config_items(req.params["plugin"])
+        except PluginError as exc:
+            raise api_error(exc) from None
+
+    @table.route("update_plugin_configs", "PUT", "/nodes/:node/plugin_configs/:plugin",
+                 "Update configurations of a plugin on the node")
+    async def update_configs(req: ApiRequest) -> Any:
+        body = req.body if req.body is not None else {}
+        if not isinstance(body, dict):
+            raise bad_type("the body must be a JSON object of config key -> value")
+        try:
+            await registry(req).configure(req.params["plugin"], body)
+        except PluginError as exc:
+            raise api_error(exc) from None
+        return None

@@ -11,7 +11,7 @@ from starling.broker import Message
 from starling.mqtt import is_valid_topic_filter, is_valid_topic_name
 
 from ..errors import ApiError, Code, bad_type, missing
-from ..request import ApiRequest
+from ..request import ApiRequest, to_int
 from ..routing import RouteTable
 
 PUBLISH_BODY = {
@@ -39,12 +39,7 @@ def _field(item: dict[str, Any], name: str, kind: type, default: Any) -> Any:
     if value is None:
         return default
     if kind is int:
-        if isinstance(value, bool):
-            raise bad_type(f"'{name}' must be an integer")
-        try:
-            value = int(value)
-        except (TypeError, ValueError):
-            raise bad_type(f"'{name}' must be an integer") from None
+        value = to_int(name, value)
     elif kind is bool:
         if isinstance(value, str) and value.lower() in ("true", "false"):
             value = value.lower() == "true"

@@ -1,0 +1,238 @@
+"""The journal: what the broker writes to the store, and when it is safe.
+
+Changes to durable state (persistent sessions, their subscriptions and held
+QoS 1/2 messages, retained messages, management tables) become store
+operations appended here on the event loop.  A worker thread commits them
+in batches (group commit): everything appended while one commit runs goes
+into the next, so throughput holds however small each write is.
+
+Modes (`store.durability`):
+- ``durable``: a batch is handed to the worker as soon as the loop is idle;
+  channels hold a PUBACK/PUBREC back until the batch holding the message's
+  writes has committed (`batch_id` / `committed_id` / `after_commit`).
+- ``relaxed``: batches are committed every `interval` seconds and nobody
+  waits; a crash may lose what came after the last commit.
+
+With a store that keeps nothing (memory), the journal is disabled and costs
+one attribute check per operation site.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from starling.mqtt import SubscriptionOptions, decode_properties, encode_properties
+from starling.store import MessageRecord, Operation, Store, SubscriptionRecord
+
+from .message import Message
+
+if TYPE_CHECKING:
+    from .session import Session
+
+log = logging.getLogger(__name__)
+
+
+def record_of(message: Message) -> MessageRecord:
+    expires_at = None
+    if message.expires_at is not None:
+        expires_at = time.time() + (message.expires_at - time.monotonic())
+    return MessageRecord(message.id, message.topic, message.payload, message.qos,
+                         message.retain, encode_properties(message.properties), message.sender,
+                         message.username, message.timestamp, expires_at)
+
+
+def message_of(record: MessageRecord) -> Message:
+    properties, _ = decode_properties(record.properties, 0, len(record.properties))
+    expires_at = None
+    if record.expires_at is not None:
+        expires_at = time.monotonic() + (record.expires_at - time.time())
+    return Message(record.topic, record.payload, record.qos, record.retain, record.sender,
+                   record.username, None, properties, record.timestamp, record.id,
+                   expires_at=expires_at)
+
+
+class Journal:
+    def __init__(self, store: Store, mode: str = "durable", interval: float = 0.1) -> None:
+        self.store = store
+        self.enabled = store.durable
+        self.durable = self.enabled and mode == "durable"
+        self.interval = interval
+        #: Id of the batch now collecting operations; `committed_id` the last one written.
+        self.batch_id = 1
+        self.committed_id = 0
+        self.failures = 0
+        #: Operations recorded so far: a channel compares it before and after a
+        #: PUBLISH to know whether its acknowledgement must wait for a commit.
+        self.ops_added = 0
+        self._ops: list[Operation] = []
+        self._callbacks: list[Callable[[], None]] = []
+        self._committing = False
+        self._scheduled = False
+        self._refs: dict[int, int] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._idle: asyncio.Event | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="starling-store")
+        self._idle = asyncio.Event()
+        self._idle.set()
+        if not self.durable:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self._tick)
+
+    async def close(self) -> None:
+        """Commit everything still pending, then stop the worker."""
+        if not self.enabled or self._executor is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        assert self._idle is not None
+        await self._idle.wait()
+        if self._ops:
+            self._kick()
+            await self._idle.wait()
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    # -- batching ------------------------------------------------------------------
+    def add(self, op: Operation) -> None:
+        self._ops.append(op)
+        self.ops_added += 1
+        if self.durable and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._kick)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the batch collecting operations now is committed."""
+        if not self.durable or not self._ops:
+            callback()
+        else:
+            self._callbacks.append(callback)
+
+    def _tick(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self.interval, self._tick)
+        if self._ops and not self._committing:
+            self._kick()
+
+    def _kick(self) -> None:
+        self._scheduled = False
+        if self._committing or not self._ops or self._executor is None:
+            return
+        ops, self._ops = self._ops, []
+        callbacks, self._callbacks = self._callbacks, []
+        batch = self.batch_id
+        self.batch_id += 1
+        self._committing = True
+        assert self._idle is not None
+        self._idle.clear()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self.store.apply, ops)
+        future.add_done_callback(lambda f: self._committed(f, batch, callbacks))
+
+    def _committed(self, future: asyncio.Future[None], batch: int,
+                   callbacks: list[Callable[[], None]]) -> None:
+        self._committing = False
+        self.committed_id = batch
+        exc = future.exception()
+        if exc is not None:
+            self.failures += 1
+            log.error("store commit failed: %s", exc)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")
+        if self._ops and (self.durable or self._executor is None):
+            self._kick()
+        if not self._committing and self._idle is not None:
+            self._idle.set()
+
+    # -- what the broker records -----------------------------------------------------
+    def kv_put(self, table: str, key: str, value: str) -> None:
+        if self.enabled:
+            self.add(("kv_put", table, key, value))
+
+    def kv_delete(self, table: str, key: str) -> None:
+        if self.enabled:
+            self.add(("kv_delete", table, key))
+
+    def retained_put(self, message: Message) -> None:
+        self.add(("retained_put", record_of(message)))
+
+    def retained_delete(self, topic: str) -> None:
+        self.add(("retained_delete", topic))
+
+    def session_saved(self, session: Session, disconnected_at: float | None) -> None:
+        self.add(("session_put", session.client_id, session.username, session.expiry_interval,
+                  session.created_at, disconnected_at))
+
+    def session_deleted(self, session: Session) -> None:
+        self.add(("session_delete", session.client_id))
+        for message, qos, _retain in session.mqueue:
+            if qos:
+                self._unref(message.id, delete_row=False)
+        for entry in session.inflight.values():
+            self._unref(entry.message.id, delete_row=False)
+
+    def subscribed(self, session: Session, topic_filter: str, opts: SubscriptionOptions) -> None:
+        self.add(("subscription_put", session.client_id, SubscriptionRecord(
+            topic_filter, opts.qos, opts.no_local, opts.retain_as_published,
+            opts.retain_handling)))
+
+    def unsubscribed(self, session: Session, topic_filter: str) -> None:
+        self.add(("subscription_delete", session.client_id, topic_filter))
+
+    def held(self, session: Session, message: Message, qos: int, retain: bool,
+             packet_id: int | None) -> None:
+        """A session starts holding a QoS 1/2 message: queued (no packet id) or in flight.
+
+        Message bodies are stored once and shared; `_refs` counts the sessions
+        holding each, so the body is deleted with its last holder."""
+        refs = self._refs.get(message.id, 0)
+        if not refs:
+            self.add(("message_put", record_of(message)))
+        self._refs[message.id] = refs + 1
+        self.add(("session_message_put", session.client_id, message.id, message.id, qos, retain,
+                  packet_id, False))
+
+    def moved(self, session: Session, message: Message, qos: int, retain: bool,
+              packet_id: int) -> None:
+        """A queued message was sent: it is in flight now, under `packet_id`."""
+        self.add(("session_message_put", session.client_id, message.id, message.id, qos, retain,
+                  packet_id, False))
+
+    def released(self, session: Session, message: Message, qos: int, retain: bool,
+                 packet_id: int) -> None:
+        self.add(("session_message_put", session.client_id, message.id, message.id, qos, retain,
+                  packet_id, True))
+
+    def done(self, session: Session, message: Message) -> None:
+        """Acknowledged, dropped or expired: the session no longer holds it."""
+        self.add(("session_message_delete", session.client_id, message.id))
+        self._unref(message.id, delete_row=True)
+
+    def _unref(self, message_id: int, delete_row: bool) -> None:
+        refs = self._refs.get(message_id, 0) - 1
+        if refs > 0:
+            self._refs[message_id] = refs
+            return
+        self._refs.pop(message_id, None)
+        if delete_row:
+            self.add(("message_delete", message_id))
+
+    def restored(self, message_id: int) -> None:
+        self._refs[message_id] = self._refs.get(message_id, 0) + 1
+
+    def awaiting_added(self, session: Session, packet_id: int) -> None:
+        self.add(("awaiting_put", session.client_id, packet_id))
+
+    def awaiting_removed(self, session: Session, packet_id: int) -> None:
+        self.add(("awaiting_delete", session.client_id, packet_id))

@@ -1,0 +1,246 @@
+"""The embedded default store: one SQLite file in the node's data dir.
+
+WAL mode: readers never block the writer and a commit is one append to the
+log.  `synchronous=NORMAL` (default) makes every committed transaction
+survive a crash of the process (kill -9); `synchronous=FULL` also survives
+power loss, at the cost of an fsync per commit (`store.sync = "full"`).
+
+Schema versions are numbered; `MIGRATIONS[n]` turns version n-1 into n.  A
+file from a newer version, or one that is not a Starling store, stops the
+node with a message naming the file instead of starting empty.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .base import Operation, Store, StoreError
+from .records import (
+    MessageRecord,
+    SessionMessageRecord,
+    SessionRecord,
+    SubscriptionRecord,
+)
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x53544C47  # "STLG": marks the file as a Starling store
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE kv (tbl TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+                     PRIMARY KEY (tbl, key));
+    CREATE TABLE retained (topic TEXT PRIMARY KEY, id INTEGER, payload BLOB, qos INTEGER,
+                           props BLOB, sender TEXT, username TEXT, ts REAL, expires_at REAL);
+    CREATE TABLE sessions (client_id TEXT PRIMARY KEY, username TEXT, expiry REAL,
+                           created_at REAL, disconnected_at REAL);
+    CREATE TABLE subscriptions (client_id TEXT NOT NULL, filter TEXT NOT NULL, qos INTEGER,
+                                nl INTEGER, rap INTEGER, rh INTEGER,
+                                PRIMARY KEY (client_id, filter));
+    CREATE TABLE messages (id INTEGER PRIMARY KEY, topic TEXT, payload BLOB, qos INTEGER,
+                           retain INTEGER, props BLOB, sender TEXT, username TEXT, ts REAL,
+                           expires_at REAL);
+    CREATE TABLE session_messages (client_id TEXT NOT NULL, msg_id INTEGER NOT NULL,
+                                   seq INTEGER, qos INTEGER, retain INTEGER,
+                                   packet_id INTEGER, released INTEGER,
+                                   PRIMARY KEY (client_id, msg_id));
+    CREATE TABLE awaiting_rel (client_id TEXT NOT NULL, packet_id INTEGER NOT NULL,
+                               PRIMARY KEY (client_id, packet_id));
+    """,
+}
+
+
+def _message_row(m: MessageRecord) -> tuple[Any, ...]:
+    return (m.id, m.topic, m.payload, m.qos, int(m.retain), m.properties, m.sender,
+            m.username, m.timestamp, m.expires_at)
+
+
+def _message_from(row: Sequence[Any]) -> MessageRecord:
+    return MessageRecord(row[0], row[1], bytes(row[2]), row[3], bool(row[4]), bytes(row[5]),
+                         row[6], row[7], row[8], row[9])
+
+
+class SQLiteStore(Store):
+    durable = True
+
+    def __init__(self, path: Path, sync: str = "normal") -> None:
+        self.path = Path(path)
+        self.sync = sync
+        self._db: sqlite3.Connection | None = None
+        self._ops: dict[str, Callable[..., None]] = {
+            "kv_put": self._kv_put,
+            "kv_delete": self._kv_delete,
+            "retained_put": self._retained_put,
+            "retained_delete": self._retained_delete,
+            "session_put": self._session_put,
+            "session_delete": self._session_delete,
+            "subscription_put": self._subscription_put,
+            "subscription_delete": self._subscription_delete,
+            "message_put": self._message_put,
+            "message_delete": self._message_delete,
+            "session_message_put": self._session_message_put,
+            "session_message_delete": self._session_message_delete,
+            "awaiting_put": self._awaiting_put,
+            "awaiting_delete": self._awaiting_delete,
+        }
+
+    # -- lifecycle -------------------------------------------------------------
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable SQLite database: {exc}") from None
+        if tables and app_id != APPLICATION_ID:
+            db.close()
+            raise StoreError(f"{self.path} is not a Starling store (application_id {app_id:#x})")
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise StoreError(f"{self.path} has schema version {version}, newer than this "
+                             f"Starling understands ({SCHEMA_VERSION}); upgrade Starling")
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if self.sync == 'full' else 'NORMAL'}")
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                db.execute("BEGIN")
+                for statement in MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={target}")
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                db.execute("COMMIT")
+            db.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise StoreError(f"{self.path}: {exc}") from None
+        self._db = db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
+
+    # -- writes ------------------------------------------------------------------
+    def apply(self, operations: Sequence[Operation]) -> None:
+        db = self.db
+        ops = self._ops
+        db.execute("BEGIN")
+        try:
+            for op in operations:
+                ops[op[0]](*op[1:])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _kv_put(self, table: str, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (table, key, value))
+
+    def _kv_delete(self, table: str, key: str) -> None:
+        self.db.execute("DELETE FROM kv WHERE tbl = ? AND key = ?", (table, key))
+
+    def _retained_put(self, m: MessageRecord) -> None:
+        self.db.execute("INSERT OR REPLACE INTO retained VALUES (?,?,?,?,?,?,?,?,?)",
+                        (m.topic, m.id, m.payload, m.qos, m.properties, m.sender, m.username,
+                         m.timestamp, m.expires_at))
+
+    def _retained_delete(self, topic: str) -> None:
+        self.db.execute("DELETE FROM retained WHERE topic = ?", (topic,))
+
+    def _session_put(self, client_id: str, username: str | None, expiry: float,
+                     created_at: float, disconnected_at: float | None) -> None:
+        self.db.execute("INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?)",
+                        (client_id, username, expiry, created_at, disconnected_at))
+
+    def _session_delete(self, client_id: str) -> None:
+        db = self.db
+        db.execute("DELETE FROM sessions WHERE client_id = ?", (client_id,))
+        db.execute("DELETE FROM subscriptions WHERE client_id = ?", (client_id,))
+        db.execute("DELETE FROM awaiting_rel WHERE client_id = ?", (client_id,))
+        db.execute("DELETE FROM session_messages WHERE client_id = ?", (client_id,))
+        # Message bodies no session refers to any more.
+        db.execute("DELETE FROM messages WHERE id NOT IN "
+                   "(SELECT DISTINCT msg_id FROM session_messages)")
+
+    def _subscription_put(self, client_id: str, s: SubscriptionRecord) -> None:
+        self.db.execute("INSERT OR REPLACE INTO subscriptions VALUES (?,?,?,?,?,?)",
+                        (client_id, s.topic_filter, s.qos, int(s.no_local),
+                         int(s.retain_as_published), s.retain_handling))
+
+    def _subscription_delete(self, client_id: str, topic_filter: str) -> None:
+        self.db.execute("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?",
+                        (client_id, topic_filter))
+
+    def _message_put(self, m: MessageRecord) -> None:
+        self.db.execute("INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        _message_row(m))
+
+    def _message_delete(self, message_id: int) -> None:
+        self.db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    def _session_message_put(self, client_id: str, message_id: int, seq: int, qos: int,
+                             retain: bool, packet_id: int | None, released: bool) -> None:
+        self.db.execute("INSERT OR REPLACE INTO session_messages VALUES (?,?,?,?,?,?,?)",
+                        (client_id, message_id, seq, qos, int(retain), packet_id,
+                         int(released)))
+
+    def _session_message_delete(self, client_id: str, message_id: int) -> None:
+        self.db.execute("DELETE FROM session_messages WHERE client_id = ? AND msg_id = ?",
+                        (client_id, message_id))
+
+    def _awaiting_put(self, client_id: str, packet_id: int) -> None:
+        self.db.execute("INSERT OR IGNORE INTO awaiting_rel VALUES (?, ?)", (client_id, packet_id))
+
+    def _awaiting_delete(self, client_id: str, packet_id: int) -> None:
+        self.db.execute("DELETE FROM awaiting_rel WHERE client_id = ? AND packet_id = ?",
+                        (client_id, packet_id))
+
+    # -- reads (at start) --------------------------------------------------------
+    def load_kv(self, table: str) -> dict[str, str]:
+        rows = self.db.execute("SELECT key, value FROM kv WHERE tbl = ?", (table,))
+        return {key: value for key, value in rows}
+
+    def load_retained(self) -> list[MessageRecord]:
+        rows = self.db.execute("SELECT id, topic, payload, qos, 1, props, sender, username, ts, "
+                               "expires_at FROM retained")
+        return [_message_from(row) for row in rows]
+
+    def load_sessions(self) -> list[SessionRecord]:
+        db = self.db
+        sessions = {row[0]: SessionRecord(row[0], row[1], row[2], row[3], row[4])
+                    for row in db.execute("SELECT client_id, username, expiry, created_at, "
+                                          "disconnected_at FROM sessions")}
+        for row in db.execute("SELECT client_id, filter, qos, nl, rap, rh FROM subscriptions"):
+            if row[0] in sessions:
+                sessions[row[0]].subscriptions.append(
+                    SubscriptionRecord(row[1], row[2], bool(row[3]), bool(row[4]), row[5]))
+        messages = {row[0]: _message_from(row) for row in db.execute(
+            "SELECT id, topic, payload, qos, retain, props, sender, username, ts, expires_at "
+            "FROM messages")}
+        for row in db.execute("SELECT client_id, msg_id, seq, qos, retain, packet_id, released "
+                              "FROM session_messages ORDER BY seq"):
+            session = sessions.get(row[0])
+            message = messages.get(row[1])
+            if session is not None and message is not None:
+                session.messages.append(SessionMessageRecord(
+                    message, row[2], row[3], bool(row[4]), row[5], bool(row[6])))
+        for row in db.execute("SELECT client_id, packet_id FROM awaiting_rel"):
+            if row[0] in sessions:
+                sessions[row[0]].awaiting_rel.append(row[1])
+        return list(sessions.values())
+
+    def max_message_id(self) -> int:
+        row = self.db.execute("SELECT max(m) FROM (SELECT max(id) AS m FROM messages "
+                              "UNION ALL SELECT max(id) FROM retained)").fetchone()
+        return int(row[0] or 0)
