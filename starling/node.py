@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .api import ApiContext, AppRegistry, HttpListener, ListenerInfo, ManagementApp, build_table
+from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
 from .config import Config, ConfigError
+from .plugins import ManagementPlugin, PluginContext, PluginError, PluginRegistry
 from .store import MemoryStore, SQLiteStore, Store
 from .transport import Listener, ListenerConfig, parse_bind
 
@@ -73,6 +77,20 @@ class Node:
         self.apps = AppRegistry()
         self.api = ApiContext(self.broker, self.apps, self.name, __version__,
                               listeners=self.listener_infos)
+        self.plugins = PluginRegistry(PluginContext(self.broker, self.name, self.data_dir),
+                                      version=f"v{__version__}")
+        self.plugins.implement("emqx_management",
+                               ManagementPlugin.factory(self._apply_management),
+                               ManagementPlugin.SCHEMA)
+        self.api.services["plugins"] = self.plugins
+        self.api.services["configs"] = RuntimeConfig(config, self._apply_config)
+
+    def _apply_config(self) -> None:
+        """A runtime config change (PUT /configs): new broker options, no restart."""
+        self.broker.reconfigure(broker_options(self.config))
+
+    def _apply_management(self, settings: Mapping[str, Any]) -> None:
+        self.api.max_row_limit = settings["management.max_row_limit"]
 
     def _listener_configs(self) -> list[ListenerConfig]:
         out = []
@@ -124,6 +142,12 @@ class Node:
             host, port = parse_bind(bind)
         except ValueError as exc:
             raise ConfigError(f"management.bind: {exc}") from None
+        try:
+            await self.plugins.configure("emqx_management", {
+                "management.max_row_limit": self.config["management.max_row_limit"]})
+        except PluginError as exc:
+            raise ConfigError(str(exc)) from None
+        await self.plugins.start(["emqx_management"])
         app = ManagementApp(self.api, build_table())
         listener = HttpListener(app, "http:management", host, port,
                                 self.config["management.max_connections"])
@@ -134,6 +158,8 @@ class Node:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store.open()
         self.apps.attach(self.store.load_kv("apps"), self.journal.kv_put, self.journal.kv_delete)
+        self.broker.banned.attach(self.store.load_kv("banned"), self.journal.kv_put,
+                                  self.journal.kv_delete)
         self.broker.restore()
         await self.broker.start()
         try:
@@ -153,6 +179,7 @@ class Node:
                 listener.server.close()
         await asyncio.gather(*(h.stop() for h in self.http_listeners), return_exceptions=True)
         self.http_listeners.clear()
+        await self.plugins.stop()
         await self.broker.stop()
         await asyncio.gather(*(listener.stop() for listener in self.listeners),
                              return_exceptions=True)

@@ -227,14 +227,20 @@ def _percent(value: float) -> str:
 class AlarmMonitor:
     """The built-in monitors (module docstring), checked every interval."""
 
-    def __init__(self, alarms: Alarms, options: BrokerOptions,
+    def __init__(self, alarms: Alarms, options: BrokerOptions | Callable[[], BrokerOptions],
                  sampler: SystemSampler | None = None) -> None:
+        """`options` may be a getter, so thresholds follow the broker's current
+        options (they can be replaced at runtime)."""
         self.alarms = alarms
-        self.options = options
+        self._options = options if callable(options) else lambda: options
         self.sampler = sampler if sampler is not None else SystemSampler()
         #: Set by whoever owns the listeners (the node); None = no connection check.
         self.connection_usage: ConnectionUsage | None = None
         self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def options(self) -> BrokerOptions:
+        return self._options()
 
     def start(self) -> None:
         interval = self.options.alarm_check_interval
@@ -249,8 +255,11 @@ class AlarmMonitor:
             self._timer = None
 
     def _fire(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(
-            self.options.alarm_check_interval, self._fire)
+        interval = self.options.alarm_check_interval
+        if interval <= 0:  # turned off since
+            self._timer = None
+            return
+        self._timer = asyncio.get_running_loop().call_later(interval, self._fire)
         try:
             self.check()
         except Exception:  # a monitor must never take the loop's timer down

@@ -58,7 +58,7 @@ class Broker:
         self.banned = Banned(on_ban=self._enforce_ban)
         self.alarms = Alarms(self.publish, self.sys.prefix)
         #: The built-in alarm monitors; the node sets `monitor.connection_usage`.
-        self.monitor = AlarmMonitor(self.alarms, self.options)
+        self.monitor = AlarmMonitor(self.alarms, lambda: self.options)
         self.started_at = time.time()
         self._expiry: list[tuple[float, int, Session]] = []
         self._expiry_seq = 0
@@ -88,6 +88,23 @@ class Broker:
         for task in list(self._tasks):
             task.cancel()
         await self.journal.close()
+
+    def reconfigure(self, options: BrokerOptions) -> None:
+        """Switch to options changed at runtime (PUT /configs), without a restart.
+
+        Channels read `self.options` when they use a value, so most changes apply
+        at once; every session adopts the new window and queue limits now; the
+        $SYS timers restart if their intervals changed.  What a connection fixed
+        at its start (packet size limit, idle timeout, retry interval, a 3.x
+        session's expiry) stays until it reconnects (docs/configuration.md).
+        """
+        old, self.options = self.options, options
+        for session in list(self.sessions.values()):
+            session.reconfigure(options)
+        if self.running and (old.sys_interval, old.sys_heartbeat) != (
+                options.sys_interval, options.sys_heartbeat):
+            self.sys.stop()
+            self.sys.start()
 
     def restore(self) -> None:
         """Load retained messages and persistent sessions from the store, before

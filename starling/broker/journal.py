@@ -13,6 +13,10 @@ Modes (`store.durability`):
 - ``relaxed``: batches are committed every `interval` seconds and nobody
   waits; a crash may lose what came after the last commit.
 
+A batch that fails to commit (disk full, database locked) was rolled back
+whole: it is kept, in front of what came after it, and retried every
+`RETRY_DELAY` seconds; acknowledgements waiting for it stay held until then.
+
 With a store that keeps nothing (memory), the journal is disabled and costs
 one attribute check per operation site.
 """
@@ -35,6 +39,9 @@ if TYPE_CHECKING:
     from .session import Session
 
 log = logging.getLogger(__name__)
+
+#: Seconds between attempts to commit a batch that failed.
+RETRY_DELAY = 1.0
 
 
 def record_of(message: Message) -> MessageRecord:
@@ -76,6 +83,7 @@ class Journal:
         self._refs: dict[int, int] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._retry: asyncio.TimerHandle | None = None
         self._idle: asyncio.Event | None = None
 
     # -- lifecycle ---------------------------------------------------------------
@@ -96,9 +104,17 @@ class Journal:
             self._timer.cancel()
         assert self._idle is not None
         await self._idle.wait()
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if self._ops:
             self._kick()
             await self._idle.wait()
+        if self._retry is not None:  # the last attempt failed too: give up
+            self._retry.cancel()
+            self._retry = None
+            log.error("store: %d operations could not be committed at shutdown",
+                      len(self._ops))
         self._executor.shutdown(wait=True)
         self._executor = None
 
@@ -124,7 +140,7 @@ class Journal:
 
     def _kick(self) -> None:
         self._scheduled = False
-        if self._committing or not self._ops or self._executor is None:
+        if self._committing or not self._ops or self._executor is None or self._retry:
             return
         ops, self._ops = self._ops, []
         callbacks, self._callbacks = self._callbacks, []
@@ -135,16 +151,24 @@ class Journal:
         self._idle.clear()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, self.store.apply, ops)
-        future.add_done_callback(lambda f: self._committed(f, batch, callbacks))
+        future.add_done_callback(lambda f: self._committed(f, batch, ops, callbacks))
 
-    def _committed(self, future: asyncio.Future[None], batch: int,
+    def _committed(self, future: asyncio.Future[None], batch: int, ops: list[Operation],
                    callbacks: list[Callable[[], None]]) -> None:
         self._committing = False
-        self.committed_id = batch
         exc = future.exception()
         if exc is not None:
+            # Nothing of the batch is on disk: keep it (and the acknowledgements
+            # waiting for it) ahead of newer operations, and try again later.
             self.failures += 1
-            log.error("store commit failed: %s", exc)
+            log.error("store commit failed, retrying in %gs: %s", RETRY_DELAY, exc)
+            self._ops[:0] = ops
+            self._callbacks[:0] = callbacks
+            self._retry = asyncio.get_running_loop().call_later(RETRY_DELAY, self._retry_now)
+            if self._idle is not None:
+                self._idle.set()
+            return
+        self.committed_id = batch
         for callback in callbacks:
             try:
                 callback()
@@ -154,6 +178,10 @@ class Journal:
             self._kick()
         if not self._committing and self._idle is not None:
             self._idle.set()
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self._kick()
 
     # -- what the broker records -----------------------------------------------------
     def kv_put(self, table: str, key: str, value: str) -> None:

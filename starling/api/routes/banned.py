@@ -69,7 +69,7 @@ def _until(req: ApiRequest) -> float | None:
         raise bad_type("'until' must be a number of seconds since the epoch")
     try:
         until = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise bad_type("'until' must be a number of seconds since the epoch") from None
     if until != until or until in (float("inf"), float("-inf")):  # NaN, infinities
         raise bad_type("'until' must be a number of seconds since the epoch")
