@@ -59,7 +59,8 @@ class Node:
         self.proc = subprocess.Popen(
             args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
         )
-        threading.Thread(target=self._read_log, args=(self.proc,), daemon=True).start()
+        self._reader = threading.Thread(target=self._read_log, args=(self.proc,), daemon=True)
+        self._reader.start()
         if not self._ready.wait(STARTUP_TIMEOUT) or self.proc.poll() is not None:
             self.kill()
             raise RuntimeError("node did not start:\n" + "\n".join(self.log_lines[-30:]))
@@ -79,20 +80,32 @@ class Node:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM and wait: the clean shutdown a user's service manager does."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._release()
+        return self.proc.returncode
 
     def kill(self) -> None:
         """kill -9: what a crash looks like."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._release()
+
+    def _release(self) -> None:
+        """Let the log reader finish, then close the pipe (no ResourceWarning)."""
+        assert self.proc is not None
+        self._reader.join(timeout=5)
+        if self.proc.stderr is not None and not self.proc.stderr.closed:
+            self.proc.stderr.close()
 
     # -- addresses ---------------------------------------------------------
     @property

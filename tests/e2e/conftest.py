@@ -8,11 +8,7 @@ reference implementation; tests of Starling-only behaviour skip in that mode.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,36 +20,8 @@ if _TESTS_DIR not in sys.path:  # make `helpers` importable whatever the import 
     sys.path.insert(0, _TESTS_DIR)
 
 from helpers.clients import MQTTv311, PahoClient  # noqa: E402
+from helpers.nodes import ON_MOSQUITTO, release_pipes  # noqa: E402
 from helpers.packets import RawClient  # noqa: E402
-
-REFERENCE = os.environ.get("STARLING_E2E_BROKER", "starling").lower()
-ON_MOSQUITTO = REFERENCE == "mosquitto"
-
-
-def release_pipes(node: Any, timeout: float = 2.0) -> None:
-    """Close the stderr pipe of a node process that has exited.
-
-    tests/conftest.py's Node leaves `proc.stderr` open after the process ends, which
-    surfaces as a ResourceWarning (an error under this project's
-    filterwarnings=error) whenever the Popen is collected.  Wait for the log
-    reader thread to reach EOF first so closing never races its read."""
-    proc = getattr(node, "proc", None)
-    if proc is None or proc.poll() is None or proc.stderr is None:
-        return
-    deadline = time.monotonic() + timeout
-    for thread in threading.enumerate():
-        if thread.name.endswith("(_read_log)") and thread is not threading.current_thread():
-            thread.join(max(deadline - time.monotonic(), 0.0))
-    with contextlib.suppress(Exception):
-        proc.stderr.close()
-
-
-def restart(node: Any) -> Any:
-    """node.stop() (SIGTERM) + node.start() on the same data dir, without leaks."""
-    node.stop()
-    release_pipes(node)
-    return node.start()
-
 
 if ON_MOSQUITTO:
     from helpers.mosquitto_node import MosquittoNode, UnsupportedSetting
@@ -119,9 +87,10 @@ def raw(node: Any) -> Iterator[Callable[..., RawClient]]:
     """Factory for raw socket clients to `node` (or to another node via `target=`)."""
     made: list[RawClient] = []
 
-    def factory(target: Any = None, timeout: float = RawClient.DEFAULT_TIMEOUT) -> RawClient:
+    def factory(target: Any = None, timeout: float = RawClient.DEFAULT_TIMEOUT,
+                rcvbuf: int | None = None) -> RawClient:
         n = target or node
-        client = RawClient(n.host, n.port, timeout=timeout)
+        client = RawClient(n.host, n.port, timeout=timeout, rcvbuf=rcvbuf)
         made.append(client)
         return client
 
@@ -159,3 +128,25 @@ def connected(paho_client: Callable[..., PahoClient]) -> Callable[..., PahoClien
         return client
 
     return factory
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On failure, attach the tail of every involved node's log (and whether the
+    process is still alive) to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.passed or report.skipped:
+        return
+    funcargs = getattr(item, "funcargs", {}) or {}
+    nodes = [funcargs[name] for name in ("node", "shared_node", "sys_node") if name in funcargs]
+    seen: set[int] = set()
+    for n in nodes:
+        if id(n) in seen or not hasattr(n, "log_lines"):
+            continue
+        seen.add(id(n))
+        proc = getattr(n, "proc", None)
+        state = "running" if proc is not None and proc.poll() is None else (
+            f"exited with {proc.returncode}" if proc is not None else "not started")
+        report.sections.append((f"node {getattr(n, 'name', '?')} ({state}), last log lines",
+                                "\n".join(n.log_lines[-40:])))

@@ -217,8 +217,8 @@ def test_order_kept_per_topic(connected, qos):
 
 
 def test_outbound_packet_ids_unique_while_inflight(raw, connected):
-    """[MQTT-2.3.1-2] each new QoS 1 PUBLISH to a client uses a currently unused,
-    non-zero packet id."""
+    """[MQTT-2.3.1-2][MQTT-2.3.1-4] each new QoS 1 PUBLISH to a client uses a
+    currently unused, non-zero packet id."""
     topic = uid("ids")
     sub = subscriber(raw, topic, 1)
     pub = connected()
@@ -285,3 +285,28 @@ def test_fan_out_to_many_subscribers(connected):
     for s in subs:
         assert s.get().payload == b"all"
 
+
+
+def test_slow_subscriber_does_not_stall_others(raw, connected):
+    """A subscriber that stops reading its socket must not hold back the publisher
+    or other subscribers.  10 MB of QoS 0 traffic on a shared topic, paced so the
+    reading subscriber never falls behind by more than 100 KB: it must get every
+    message, in order, while the stuck reader (receive buffer shrunk so the
+    server really has to hold back) gets nothing further."""
+    topic = uid("slow")
+    stuck = raw(rcvbuf=4096)
+    stuck.connect(uid("stuck"))
+    stuck.subscribe(1, topic, 0)  # ...and never reads again
+    fast = connected()
+    fast.subscribe(topic, 0)
+    pub = raw()
+    pub.connect(uid("pub"))
+    chunks, per_chunk, pad = 100, 100, b"p" * 1000
+    got: list[int] = []
+    for chunk in range(chunks):
+        base = chunk * per_chunk
+        pub.send(b"".join(gen_publish(topic, 0, b"%d:" % (base + i) + pad)
+                          for i in range(per_chunk)))
+        got += [int(m.payload.split(b":")[0]) for m in fast.get_many(per_chunk, timeout=5.0)]
+    assert got == list(range(chunks * per_chunk))
+    pub.ping()

@@ -192,3 +192,17 @@ def test_retained_paho_flag(connected):
     m = sub.get()
     assert (m.payload, m.retain) == (b"live", False)
     pub.publish(topic, b"", qos=1, retain=True)
+
+
+def test_retain_unavailable(make_node, raw, connected, require_starling):
+    """mqtt.retain_available=false: retained publications are delivered live but
+    not stored, so a later subscriber gets no retained copy."""
+    n = make_node({"mqtt.retain_available": "false"})
+    topic = uid("noret")
+    pub = connected(target=n)
+    pub.publish(topic, b"r", qos=1, retain=True)
+    c = raw(target=n)
+    c.connect(uid("c"))
+    c.subscribe(1, topic, 0)
+    pub.publish(topic, b"live", qos=1)
+    c.expect_packet(gen_publish(topic, 0, b"live"))

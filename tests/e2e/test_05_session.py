@@ -175,7 +175,7 @@ def test_persistent_session_paho(paho_client, connected, protocol):
     c.close()
     connected().publish(topic, b"while-away", qos=1)
     c2 = paho_client(client_id=cid, protocol=protocol, clean_session=False)
-    rc, session_present = c2.connect()
+    _rc, session_present = c2.connect()
     if protocol == MQTTv311:
         assert session_present
     m = c2.get()
@@ -314,7 +314,7 @@ def test_max_mqueue_len_drops(make_node, raw, connected, require_starling):
         c.send(gen_puback(p.mid))
     pub.publish(topic, b"barrier", qos=1)
     p = c.expect_publish()
-    assert p.payload == b"barrier", f"more than 5 messages were queued: {got + [p.payload]}"
+    assert p.payload == b"barrier", f"more than 5 messages were queued: {[*got, p.payload]}"
     assert got == [str(i).encode() for i in range(5, 10)]
 
 
@@ -351,3 +351,60 @@ def test_session_expiry(make_node, raw, connected, require_starling):
     c.send(gen_subscribe(2, uid("other"), 0))
     pkt = c.read()
     assert pkt.type != PUBLISH, f"message of an expired session delivered: {pkt}"
+
+
+def test_max_awaiting_rel_drops_excess(make_node, raw, connected, require_starling):
+    """session.max_awaiting_rel=2: with two incoming QoS 2 messages awaiting PUBREL
+    a third is dropped (not delivered); the connection stays usable and PUBREL is
+    still answered with PUBCOMP."""
+    n = make_node({"session.max_awaiting_rel": "2"})
+    topic = uid("awrel")
+    sub = connected(target=n)
+    sub.subscribe(topic, 0)
+    c = raw(target=n)
+    c.connect(uid("c"))
+    for mid in (1, 2):
+        c.send(gen_publish(topic, 2, f"m{mid}", mid=mid))
+        c.expect_packet(gen_pubrec(mid))
+    c.send(gen_publish(topic, 2, b"m3", mid=3))
+    c.send(b"\xc0\x00")
+    got_pubrec3 = False
+    while True:  # a PUBREC for the dropped message is allowed (3.x has no error code)
+        pkt = c.read()
+        if pkt.raw == b"\xd0\x00":
+            break
+        assert pkt.raw == gen_pubrec(3), str(pkt)
+        got_pubrec3 = True
+    for mid in (1, 2) + ((3,) if got_pubrec3 else ()):
+        c.send(gen_pubrel(mid))
+        c.expect_packet(gen_pubcomp(mid))
+    c.send(gen_publish(topic, 2, b"barrier", mid=4))
+    c.expect_packet(gen_pubrec(4))
+    c.send(gen_pubrel(4))
+    c.expect_packet(gen_pubcomp(4))
+    assert [m.payload for m in sub.get_many(3)] == [b"m1", b"m2", b"barrier"]
+
+
+def test_inflight_and_queued_redelivered_in_order(raw, connected, require_starling):
+    """40 QoS 1 messages to a persistent subscriber that acks none: 32 (the default
+    session.max_inflight) are in flight, the rest queued.  After reconnecting,
+    the in-flight ones come again with DUP=1 [MQTT-4.4.0-1] and then the queued
+    ones with DUP=0, all in publish order."""
+    cid, topic = uid("infl"), uid("infl")
+    c = reconnect(raw, cid, False)
+    c.subscribe(1, topic, 1)
+    pub = raw()
+    pub.connect(uid("pub"))
+    for i in range(40):
+        pub.send(gen_publish(topic, 1, str(i).encode(), mid=i + 1))
+        pub.expect_packet(gen_puback(i + 1))
+    first = [c.expect_publish() for _ in range(32)]
+    assert [int(p.payload) for p in first] == list(range(32))
+    c.close()
+    c = reconnect(raw, cid, True)
+    got = []
+    for _ in range(40):
+        p = c.expect_publish()
+        got.append((int(p.payload), p.dup))
+        c.send(gen_puback(p.mid))
+    assert got == [(i, i < 32) for i in range(40)]

@@ -3,6 +3,7 @@ small polling utilities.  Independent of the `starling` package."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -215,3 +216,8 @@ class PahoClient:
             if self._loop_started:
                 self.client.loop_stop()
                 self._loop_started = False
+            # paho closes its sockets (and the wake-up socket pair loop_start made)
+            # only in __del__, which a reference cycle can postpone until after the
+            # sockets' own finalizers: a ResourceWarning.  Close them now.
+            with contextlib.suppress(Exception):
+                self.client._reset_sockets()

@@ -62,8 +62,9 @@ class MosquittoNode:
 
     def start(self) -> MosquittoNode:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        # errors="replace": mosquitto logs client ids verbatim, bytes and all
         self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stderr=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, text=True)
+                                     stdout=subprocess.DEVNULL, text=True, errors="replace")
         threading.Thread(target=self._read_log, args=(self.proc,), daemon=True).start()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -12,6 +12,7 @@ MQTT 3.1.1 control packet, a few parsers for what the server sends, and
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import time
@@ -350,9 +351,20 @@ class RawClient:
 
     DEFAULT_TIMEOUT = 5.0
 
-    def __init__(self, host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, host: str, port: int, timeout: float = DEFAULT_TIMEOUT,
+                 rcvbuf: int | None = None) -> None:
+        """`rcvbuf` shrinks SO_RCVBUF before connecting (to play a slow reader)."""
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if rcvbuf is not None:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
+        except OSError:
+            self.sock.close()
+            raise
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.closed_by_peer = False
 
@@ -364,10 +376,8 @@ class RawClient:
         self.close()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:  # pragma: no cover
-            pass
 
     # io
     def send(self, data: bytes) -> None:
