@@ -51,8 +51,8 @@ class HttpListener:
         sock.setblocking(False)
         addr = sock.getsockname()
         self.bound = (addr[0], addr[1])
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False,
-                                lifespan="off", limit_concurrency=self.max_connections,
+        config = uvicorn.Config(self._limited, interface="asgi3", proxy_headers=False, log_level="warning", access_log=False,
+                                lifespan="off",
                                 server_header=False, date_header=False)
         self._server = _EmbeddedServer(config)
         self._task = asyncio.get_running_loop().create_task(self._server.serve([sock]))
@@ -61,6 +61,17 @@ class HttpListener:
                 self._task.result()  # raises the startup error
             await asyncio.sleep(0.01)
         startup_log.info("listener %s on %s:%d", self.name, addr[0], addr[1])
+
+    async def _limited(self, scope: Any, receive: Any, send: Any) -> None:
+        """Refuse requests beyond `max_connections` open connections, in the
+        API's JSON envelope (uvicorn's own limit answers in plain text)."""
+        if scope["type"] == "http" and self.current_connections > self.max_connections:
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body",
+                        "body": b'{"code":102,"message":"too many connections"}'})
+            return
+        await self.app(scope, receive, send)
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:

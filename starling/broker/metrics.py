@@ -9,7 +9,7 @@ separately and documented in docs/metrics.md.
 
 from __future__ import annotations
 
-#: The 44 metrics of the seed's GET /metrics example, in its order of meaning.
+#: The 43 metrics of the seed's GET /metrics example, in its order of meaning.
 SEED_METRICS: tuple[str, ...] = (
     "bytes/received",
     "bytes/sent",

@@ -41,6 +41,8 @@ def register(table: RouteTable) -> None:
         app_id = req.str_arg("app_id")
         if not app_id:
             raise missing("app_id")
+        if ":" in app_id:  # Basic credentials are "id:secret": such an id could never log in
+            raise bad_type("'app_id' must not contain ':'")
         if app_id in req.ctx.apps:
             raise ApiError(Code.UNKNOWN_ERROR, "alread_existed", 409)
         secret = req.str_arg("secret") or generate_secret()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from starling.broker import Message
-from starling.mqtt import is_valid_topic_filter, is_valid_topic_name
+from starling.mqtt import is_valid_topic_filter, is_valid_topic_name, parse_share
 
 from ..errors import ApiError, Code, bad_type, missing
 from ..request import ApiRequest, to_int
@@ -85,7 +85,10 @@ def _subscribe(req: ApiRequest, item: dict[str, Any]) -> None:
     client_id = _field(item, "client_id", str, None)
     if not client_id:
         raise missing("client_id")
-    topics = [t for t in _topics(item) if is_valid_topic_filter(t)]
+    # Shared subscriptions are refused as MQTT clients' SUBSCRIBE refuses them (not
+    # supported yet): taken as a plain filter, `$share/g/t` would never match anything.
+    topics = [t for t in _topics(item) if is_valid_topic_filter(t)
+              and parse_share(t)[0] is None and req.ctx.broker.topic_levels_ok(t)]
     if not topics:
         raise ApiError(Code.BAD_TOPIC, "bad_topic", 400)
     qos = _qos(item)
