@@ -1,4 +1,5 @@
-"""Command line: ``starling start`` runs a node in the foreground."""
+"""Command line: ``starling start`` runs a node in the foreground; ``starling ctl``
+operates a running one through its management API (`starling.ctl`)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--node-name", help="node name, e.g. starling@127.0.0.1 (node.name)")
     start.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="set any configuration key (repeatable)")
+    # Parsed by starling.ctl itself (main() hands it everything after "ctl").
+    sub.add_parser("ctl", add_help=False,
+                   help="operate a running node through its management API "
+                        "(starling ctl --help)")
     return parser
 
 
@@ -64,6 +69,11 @@ async def _run(config: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ctl"]:
+        from .ctl import main as ctl_main
+
+        return ctl_main(argv[1:])
     args = _parser().parse_args(argv)
     extra: dict[str, Any] = {}
     if args.data_dir:

@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-PACKAGES = ["starling.mqtt", "starling.broker", "starling.transport"]
+PACKAGES = ["starling.mqtt", "starling.broker", "starling.transport", "starling.plugins"]
 
 
 def public_names(module: ModuleType) -> set[str]:

@@ -38,3 +38,5 @@ class ApiContext:
     listeners: Callable[[], list[ListenerInfo]] = lambda: []
     #: Extra services later issues plug in (plugins, rules, banned, alarms...).
     services: dict[str, Any] = field(default_factory=dict)
+    #: Default `_limit` of paginated lists (emqx_management's management.max_row_limit).
+    max_row_limit: int = 10000

@@ -99,7 +99,7 @@ class Page:
 def paginate(req: ApiRequest, rows: list[Any]) -> Page:
     """EMQ X pagination: `_page` from 1, `_limit` (default 10000), count = total."""
     page = req.int_arg("_page", 1)
-    limit = req.int_arg("_limit", DEFAULT_LIMIT)
+    limit = req.int_arg("_limit", req.ctx.max_row_limit)
     if limit < 1:
         raise ApiError(Code.PARAMETER_TYPE_ERROR, "'_limit' must be at least 1", 400)
     page = max(page, 1)

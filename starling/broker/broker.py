@@ -19,7 +19,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from starling.mqtt import SubscriptionOptions
+from starling.mqtt import SubscriptionOptions, parse_share
 from starling.store import MemoryStore
 
 from . import metrics as m
@@ -33,6 +33,7 @@ from .options import BrokerOptions
 from .retained import RetainedStore
 from .router import Router
 from .session import InflightEntry, Session
+from .shared import SharedGroup
 from .snapshots import ConnectionSnapshot, SessionSnapshot, SubscriptionSnapshot
 from .stats import Stats
 from .sys_topics import SysPublisher
@@ -48,7 +49,10 @@ class Broker:
         self.journal = journal or Journal(MemoryStore())
         self.hooks = Hooks()
         self.counters = m.new_counters()
-        self.router = Router()
+        self.router: Router[Session] = Router()
+        #: Shared subscriptions: a router of groups, and the groups by (name, filter).
+        self.shared_router: Router[SharedGroup] = Router()
+        self.shared_groups: dict[tuple[str, str], SharedGroup] = {}
         self.retained = RetainedStore()
         self.sessions: dict[str, Session] = {}
         self.channels: dict[str, Channel] = {}
@@ -136,7 +140,7 @@ class Broker:
                 opts = SubscriptionOptions(sub.qos, sub.no_local, sub.retain_as_published,
                                            sub.retain_handling)
                 session.subscriptions[sub.topic_filter] = opts
-                self.router.subscribe(sub.topic_filter, session, opts)
+                self._route_add(sub.topic_filter, session, opts)
             for held in rec.messages:
                 message = message_of(held.message)
                 self.journal.restored(message.id)
@@ -175,6 +179,7 @@ class Broker:
             if (session.channel is None and self.sessions.get(session.client_id) is session
                     and session.disconnected_at is not None
                     and now - session.disconnected_at >= session.expiry_interval):
+                self.counters["sessions/expired"] += 1
                 self.discard_session(session)
         self.stats.sample()
         self.banned.sweep()
@@ -204,6 +209,9 @@ class Broker:
         else:
             session.clean_start = clean_start
             session.expiry_interval = expiry_interval
+            if session.pending_will is not None:  # back in time: no will (§3.1.3.2.2)
+                session.pending_will[1].cancel()
+                session.pending_will = None
             if self.hooks.has(HookPoint.SESSION_RESUMED):
                 self.hooks.run(HookPoint.SESSION_RESUMED, client_id, session)
         session.channel = channel
@@ -235,10 +243,23 @@ class Broker:
             journal.session_deleted(session)
             session.journal = None
 
+    def schedule_will(self, session: Session, message: Message, delay: float) -> None:
+        handle = asyncio.get_running_loop().call_later(delay, self._fire_will, session)
+        session.pending_will = (message, handle)
+
+    def _fire_will(self, session: Session) -> None:
+        if session.pending_will is not None:
+            message, handle = session.pending_will
+            session.pending_will = None
+            handle.cancel()
+            self.publish(message)
+
     def discard_session(self, session: Session) -> None:
-        """End a session: its subscriptions go, its queued messages are dropped."""
+        """End a session: its subscriptions go, its queued messages are dropped,
+        and a will still waiting for its delay is published now."""
+        self._fire_will(session)
         for topic_filter in list(session.subscriptions):
-            self.router.unsubscribe(topic_filter, session)
+            self._route_remove(topic_filter, session)
         if session.journal is not None:
             session.journal.session_deleted(session)
             session.journal = None
@@ -316,6 +337,14 @@ class Broker:
 
     def dispatch(self, message: Message) -> int:
         subscribers = self.router.match(message.topic)
+        if self.shared_groups:
+            shared = self._dispatch_shared(message)
+            if not subscribers:
+                if not shared and not message.sys:
+                    self.counters[m.MESSAGES_DROPPED] += 1
+                return shared
+        else:
+            shared = 0
         if not subscribers:
             if not message.sys:
                 self.counters[m.MESSAGES_DROPPED] += 1
@@ -333,10 +362,50 @@ class Broker:
         if self.hooks.has(HookPoint.MESSAGE_DELIVERED):
             for session in subscribers:
                 self.hooks.run(HookPoint.MESSAGE_DELIVERED, session.client_id, message)
-        return len(subscribers)
+        return len(subscribers) + shared
+
+    def _dispatch_shared(self, message: Message) -> int:
+        """One member of each matching shared group gets the message."""
+        delivered = 0
+        strategy = self.options.shared_subscription_strategy
+        for group in self.shared_router.match(message.topic):
+            picked = group.pick(strategy, message.sender)
+            if picked is None:
+                continue
+            session, opts = picked
+            qos = opts.qos if opts.qos < message.qos else message.qos
+            session.deliver(message, qos, message.retain and opts.retain_as_published)
+            delivered += 1
+        return delivered
+
+    def _route_add(self, topic_filter: str, session: Session, opts: SubscriptionOptions) -> None:
+        name, real = parse_share(topic_filter)
+        if name is None:
+            self.router.subscribe(topic_filter, session, opts)
+            return
+        group = self.shared_groups.get((name, real))
+        if group is None:
+            group = self.shared_groups[(name, real)] = SharedGroup(name, real)
+            self.shared_router.subscribe(real, group, SubscriptionOptions(2))
+        group.members[session] = opts
+
+    def _route_remove(self, topic_filter: str, session: Session) -> None:
+        name, real = parse_share(topic_filter)
+        if name is None:
+            self.router.unsubscribe(topic_filter, session)
+            return
+        group = self.shared_groups.get((name, real))
+        if group is not None and group.members.pop(session, None) is not None \
+                and not group.members:
+            del self.shared_groups[(name, real)]
+            self.shared_router.unsubscribe(real, group)
 
     def deliver_retained(self, session: Session, topic_filter: str, granted_qos: int) -> None:
-        """Send retained messages matching a new subscription, RETAIN set [MQTT-3.3.1-8]."""
+        """Send retained messages matching a new subscription, RETAIN set [MQTT-3.3.1-8].
+
+        Not for shared subscriptions (MQTT 5.0 §4.8.2)."""
+        if parse_share(topic_filter)[0] is not None:
+            return
         for message in self.retained.match(topic_filter):
             if message.expires_at is not None and message.expired:
                 self.retained.delete(message.topic)
@@ -348,7 +417,7 @@ class Broker:
         """Add a subscription; return True if it is new (not a replacement)."""
         is_new = topic_filter not in session.subscriptions
         session.subscriptions[topic_filter] = opts
-        self.router.subscribe(topic_filter, session, opts)
+        self._route_add(topic_filter, session, opts)
         if session.journal is not None:
             session.journal.subscribed(session, topic_filter, opts)
         if self.hooks.has(HookPoint.SESSION_SUBSCRIBED):
@@ -358,7 +427,7 @@ class Broker:
     def unsubscribe(self, session: Session, topic_filter: str) -> bool:
         if session.subscriptions.pop(topic_filter, None) is None:
             return False
-        self.router.unsubscribe(topic_filter, session)
+        self._route_remove(topic_filter, session)
         if session.journal is not None:
             session.journal.unsubscribed(session, topic_filter)
         if self.hooks.has(HookPoint.SESSION_UNSUBSCRIBED):
@@ -403,10 +472,11 @@ class Broker:
                 for s in sessions for topic_filter, opts in s.subscriptions.items()]
 
     def route_list(self) -> list[str]:
-        return list(self.router.filters())
+        return [*self.router.filters(), *self.shared_router.filters()]
 
     def has_route(self, topic_filter: str) -> bool:
-        return bool(self.router.subscribers(topic_filter))
+        return bool(self.router.subscribers(topic_filter)
+                    or self.shared_router.subscribers(topic_filter))
 
     def clean_session(self, client_id: str) -> str:
         """Discard an offline persistent session: "ok", "not_found" or "running_session"."""

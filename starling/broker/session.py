@@ -15,12 +15,13 @@ None while the client is offline.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from starling.mqtt import SubscriptionOptions
+from starling.mqtt import PropertyId, SubscriptionOptions
 
 from . import metrics as m
 from .message import Message
@@ -61,6 +62,8 @@ class Session:
         "mqueue",
         "mqueue_dropped",
         "options",
+        "pending_will",
+        "subscription_ids",
         "subscriptions",
         "username",
     )
@@ -77,6 +80,8 @@ class Session:
         self.created_at = time.time()
         self.disconnected_at: float | None = None
         self.subscriptions: dict[str, SubscriptionOptions] = {}
+        #: MQTT 5.0 Subscription Identifiers by topic filter (only filters that have one).
+        self.subscription_ids: dict[str, int] = {}
         self.inflight: dict[int, InflightEntry] = {}
         self.max_inflight = options.max_inflight or 65535
         self.mqueue: deque[tuple[Message, int, bool]] = deque()
@@ -84,6 +89,8 @@ class Session:
         #: Incoming QoS 2 packet ids → monotonic time received.
         self.awaiting_rel: dict[int, float] = {}
         self.channel: Channel | None = None
+        #: A will waiting out its Will Delay Interval: (message, timer).
+        self.pending_will: tuple[Message, asyncio.TimerHandle] | None = None
         #: Set while the session is persistent and the store keeps data.
         self.journal: Journal | None = None
         self.deliver_msg = 0
@@ -93,6 +100,27 @@ class Session:
     @property
     def persistent(self) -> bool:
         return self.expiry_interval > 0
+
+    def reconfigure(self, options: BrokerOptions) -> None:
+        """Adopt options changed at runtime (PUT /configs): the new window and queue
+        limits apply from now on; a queue over its new limit loses its oldest messages
+        (counted as dropped), and a wider window is filled from the queue at once.
+        The window never exceeds an MQTT 5.0 client's Receive Maximum [MQTT-3.3.4-7]."""
+        self.options = options
+        window = options.max_inflight or 65535
+        packet = self.channel.connect_packet if self.channel is not None else None
+        if packet is not None and packet.protocol_level == 5:
+            window = min(window, int(packet.properties.get(PropertyId.RECEIVE_MAXIMUM, 65535)))
+        self.max_inflight = window
+        limit = options.max_mqueue_len
+        journal = self.journal
+        while limit and len(self.mqueue) > limit:
+            dropped, dropped_qos, _ = self.mqueue.popleft()
+            self.mqueue_dropped += 1
+            self.counters[m.MESSAGES_DROPPED] += 1
+            if journal is not None and dropped_qos:
+                journal.done(self, dropped)
+        self.drain()
 
     # -- outgoing messages ---------------------------------------------------
     def deliver(self, message: Message, qos: int, retain: bool) -> None:
@@ -108,7 +136,8 @@ class Session:
                 self.inflight[packet_id] = InflightEntry(message, qos, retain, time.monotonic())
                 if self.journal is not None:
                     self.journal.held(self, message, qos, retain, packet_id)
-                channel.send_publish(message, qos, retain, packet_id, False)
+                if not channel.send_publish(message, qos, retain, packet_id, False):
+                    self._forget(packet_id)  # too large for the client: dropped
                 self.deliver_msg += 1
                 return
         elif channel is None and not qos and not self.options.mqueue_store_qos0:
@@ -151,7 +180,8 @@ class Session:
                 self.inflight[packet_id] = InflightEntry(message, qos, retain, time.monotonic())
                 if journal is not None:
                     journal.moved(self, message, qos, retain, packet_id)
-            channel.send_publish(message, qos, retain, packet_id, False)
+            if not channel.send_publish(message, qos, retain, packet_id, False) and qos:
+                self._forget(packet_id)
             self.deliver_msg += 1
 
     def resend_inflight(self, older_than: float | None = None) -> float | None:
@@ -177,6 +207,11 @@ class Session:
         if oldest is None and self.inflight:
             oldest = now
         return oldest
+
+    def _forget(self, packet_id: int) -> None:
+        entry = self.inflight.pop(packet_id, None)
+        if entry is not None and self.journal is not None:
+            self.journal.done(self, entry.message)
 
     def _allocate_id(self) -> int:
         packet_id = self._next_id

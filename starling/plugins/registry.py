@@ -218,6 +218,9 @@ class PluginRegistry:
         """List a plugin (a seed name, or a user's own plugin)."""
         if info.type not in PLUGIN_TYPES:
             raise ValueError(f"plugin type must be one of {PLUGIN_TYPES}, not {info.type!r}")
+        current = self._entries.get(info.name)
+        if current is not None and current.active:
+            raise PluginError(IN_USE, info.name, "cannot replace a loaded plugin")
         entry = PluginEntry(info, version or self.version)
         self._entries[info.name] = entry
         return entry

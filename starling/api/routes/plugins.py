@@ -3,7 +3,7 @@ config (`plugin_configs`).
 
 Errors keep the seed's body, ``{"code": 102, "message": "<reason>"}`` with
 EMQ X's reason words, but with an HTTP status that says what happened
-(EMQ X answers 200; docs/ctl.md, "Plugins and configs over the API"):
+(EMQ X answers 200; docs/ctl.md, "Plugins"):
 
 =====================  ======  ==========================================
 message                status  when
