@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections import deque
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from starling.mqtt import (
+    MAX_PACKET_SIZE,
     PINGRESP_BYTES,
     Connack,
     Connect,
@@ -46,7 +48,10 @@ from starling.mqtt import (
     connack_code_for,
     encode,
     is_valid_topic_filter,
+    is_wildcard,
+    matches,
     parse_share,
+    publish_parts,
 )
 
 from . import metrics as m
@@ -119,6 +124,11 @@ class Channel:
         self._held_acks: deque[tuple[int, bytes]] = deque()
         self.connect_packet: Connect | None = None
         self.assigned_client_id = False
+        # MQTT 5.0 limits the client announced in CONNECT.
+        self.client_max_packet = 0  #: 0 = no limit
+        self.request_problem_info = True
+        #: Client-to-server topic aliases (MQTT 5.0 §3.3.2.3.4).
+        self._topic_aliases: dict[int, str] = {}
         self._loop = asyncio.get_event_loop()
         self._handlers: dict[PacketType, Callable[[Any], None]] = {
             PacketType.PUBLISH: self._on_publish,
@@ -170,7 +180,7 @@ class Channel:
             # Answered in 3.1.1 form: the client does not speak our 5.0 [MQTT-3.1.2-2].
             self._write_connack(False, 1, level=4)
         elif self.state == CONNECTED and self.protocol_level == 5:
-            self._send_disconnect(error.reason_code)
+            self._send_disconnect(error.reason_code, str(error))
         self.close("frame_error")
 
     def connection_lost(self) -> None:
@@ -207,7 +217,7 @@ class Channel:
         self.counters[m.PACKETS_MALFORMED] += 1
         log.debug("client %r: protocol violation: %s", self.client_id, why)
         if self.state == CONNECTED and self.protocol_level == 5:
-            self._send_disconnect(ReasonCode.PROTOCOL_ERROR)
+            self._send_disconnect(ReasonCode.PROTOCOL_ERROR, why)
         self.close("protocol_error")
 
     def _terminate(self, reason: str) -> None:
@@ -226,9 +236,20 @@ class Channel:
         broker = self.broker
         if self.will is not None:  # cleared by a normal DISCONNECT
             will, self.will = self.will, None
-            broker.publish(Message(will.topic, will.payload, will.qos, will.retain,
-                                   self.client_id, self.username, self.peerhost,
-                                   dict(will.properties)))
+            props = dict(will.properties)
+            delay = props.pop(PropertyId.WILL_DELAY_INTERVAL, 0)
+            message = Message(will.topic, will.payload, will.qos, will.retain, self.client_id,
+                              self.username, self.peerhost, props)
+            expiry = props.get(PropertyId.MESSAGE_EXPIRY_INTERVAL)
+            if expiry is not None:
+                message.expires_at = time.monotonic() + expiry
+            session = self.session
+            if delay and session is not None and session.expiry_interval > 0:
+                # Will Delay Interval: wait, unless the session comes back first;
+                # never later than the session's end (MQTT 5.0 §3.1.3.2.2).
+                broker.schedule_will(session, message, min(delay, session.expiry_interval))
+            else:
+                broker.publish(message)
         broker.channel_closed(self, reason)
 
     # -- CONNECT -----------------------------------------------------------------
@@ -254,6 +275,8 @@ class Channel:
             self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             return
         self.client_id = client_id
+        if p.protocol_level == 5 and not self._accept_v5_connect(p):
+            return
         if self._refuse_if_banned():
             return
         acc = AuthResult(ReasonCode.SUCCESS if broker.options.allow_anonymous
@@ -264,6 +287,21 @@ class Channel:
             broker.track(task)
         else:
             self._finish_connect(acc)
+
+    def _accept_v5_connect(self, p: Connect) -> bool:
+        """Check the MQTT 5.0 CONNECT properties and note the client's limits."""
+        props = p.properties
+        if props.get(PropertyId.RECEIVE_MAXIMUM) == 0 or props.get(
+                PropertyId.MAXIMUM_PACKET_SIZE) == 0:
+            self._refuse(ReasonCode.PROTOCOL_ERROR)  # §3.1.2.11.3, §3.1.2.11.4
+            return False
+        if PropertyId.AUTHENTICATION_METHOD in props and not self.broker.hooks.has(
+                HookPoint.CLIENT_ENHANCED_AUTHENTICATE):
+            self._refuse(ReasonCode.BAD_AUTHENTICATION_METHOD)  # §4.12
+            return False
+        self.client_max_packet = props.get(PropertyId.MAXIMUM_PACKET_SIZE, 0)
+        self.request_problem_info = props.get(PropertyId.REQUEST_PROBLEM_INFORMATION, 1) != 0
+        return True
 
     async def _authenticate(self, acc: AuthResult) -> None:
         result = await self.broker.hooks.run_fold_async(
@@ -299,9 +337,11 @@ class Channel:
         self.state = CONNECTED
         self.connected_at = time.time()
         props: dict[PropertyId, Any] = {}
-        if p.protocol_level == 5 and self.assigned_client_id:
-            props[PropertyId.ASSIGNED_CLIENT_IDENTIFIER] = self.client_id
-        if p.protocol_level < 5:
+        if p.protocol_level == 5:
+            props = self._connack_properties(p)
+            session.max_inflight = min(broker.options.max_inflight or 65535,
+                                       p.properties.get(PropertyId.RECEIVE_MAXIMUM, 65535))
+        else:
             self._retry_interval = broker.options.retry_interval
         self._write_connack(present, 0, props=props)
         self._reset_keepalive_timer()
@@ -309,6 +349,36 @@ class Channel:
         if present:
             session.resend_inflight()
         session.drain()
+
+    def _connack_properties(self, p: Connect) -> dict[PropertyId, Any]:
+        """The server's limits, told to a 5.0 client in CONNACK (§3.2.2.3)."""
+        options = self.broker.options
+        props: dict[PropertyId, Any] = {
+            PropertyId.RECEIVE_MAXIMUM: self.server_receive_maximum,
+            PropertyId.TOPIC_ALIAS_MAXIMUM: options.max_topic_alias,
+        }
+        if self.assigned_client_id:
+            props[PropertyId.ASSIGNED_CLIENT_IDENTIFIER] = self.client_id
+        if options.max_packet_size < MAX_PACKET_SIZE:
+            props[PropertyId.MAXIMUM_PACKET_SIZE] = options.max_packet_size
+        if not options.retain_available:
+            props[PropertyId.RETAIN_AVAILABLE] = 0
+        if not options.wildcard_subscription:
+            props[PropertyId.WILDCARD_SUBSCRIPTION_AVAILABLE] = 0
+        if not options.shared_subscription:
+            props[PropertyId.SHARED_SUBSCRIPTION_AVAILABLE] = 0
+        if options.server_keepalive:
+            self.keepalive = options.server_keepalive
+            props[PropertyId.SERVER_KEEP_ALIVE] = options.server_keepalive
+        if p.properties.get(PropertyId.REQUEST_RESPONSE_INFORMATION) and \
+                options.response_information:
+            props[PropertyId.RESPONSE_INFORMATION] = options.response_information
+        return props
+
+    @property
+    def server_receive_maximum(self) -> int:
+        """How many unacknowledged QoS 1/2 PUBLISHes the client may send us."""
+        return min(self.broker.options.max_awaiting_rel or 65535, 65535)
 
     def _refuse(self, reason: ReasonCode, close_reason: str = "refused") -> None:
         self.counters["packets/connack/error"] += 1
@@ -361,10 +431,7 @@ class Channel:
         qos = p.qos
         counters[m.QOS_RECEIVED[qos]] += 1
         self.recv_msg += 1
-        if p.properties and PropertyId.TOPIC_ALIAS in p.properties:
-            # We announce no Topic Alias Maximum (so 0): any alias is invalid [MQTT-3.3.2-8].
-            self._send_disconnect(ReasonCode.TOPIC_ALIAS_INVALID)
-            self.close("protocol_error")
+        if p.properties and not self._v5_publish_checks(p):
             return
         if not p.topic:
             self._protocol_violation("empty topic without a topic alias")
@@ -399,13 +466,46 @@ class Channel:
             session.await_rel(p.packet_id)
         message = Message(p.topic, p.payload, qos, p.retain, self.client_id, self.username,
                           self.conn.peername[0], p.properties)
+        expiry: float | None = (p.properties.get(PropertyId.MESSAGE_EXPIRY_INTERVAL)
+                                if p.properties else None)
+        expiry_cap = broker.options.message_expiry_interval
+        if expiry_cap and (expiry is None or expiry > expiry_cap):
+            expiry = expiry_cap
+        if expiry is not None:
+            message.expires_at = time.monotonic() + expiry
         delivered = broker.publish(message)
         if qos:
             code = 0
             if not delivered and self.protocol_level == 5:
                 code = ReasonCode.NO_MATCHING_SUBSCRIBERS
             # Durable mode: what this PUBLISH changed in the store is committed first.
-            self._ack_publish(p, code, journal.durable and journal.ops_added != ops_before)
+            self._ack_publish(p, code, self._store_changed(ops_before))
+
+    def _v5_publish_checks(self, p: Publish) -> bool:
+        """Topic aliases, forbidden properties and Receive Maximum (MQTT 5.0)."""
+        props = p.properties
+        if PropertyId.SUBSCRIPTION_IDENTIFIER in props:
+            self._protocol_violation("Subscription Identifier in a client PUBLISH")  # §3.3.4
+            return False
+        alias = props.pop(PropertyId.TOPIC_ALIAS, None)
+        if alias is not None:
+            if alias == 0 or alias > self.broker.options.max_topic_alias:
+                self._disconnect(ReasonCode.TOPIC_ALIAS_INVALID, f"topic alias {alias}")
+                return False
+            if p.topic:
+                self._topic_aliases[alias] = p.topic
+            else:
+                topic = self._topic_aliases.get(alias)
+                if topic is None:
+                    self._protocol_violation(f"unknown topic alias {alias}")
+                    return False
+                p.topic = topic
+        if p.qos and self.session is not None and (
+                len(self.session.awaiting_rel) + len(self._held_acks)
+                >= self.server_receive_maximum):
+            self._disconnect(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded")
+            return False
+        return True
 
     def _ack_publish(self, p: Publish, code: int, wait: bool = False) -> None:
         if not p.qos:
@@ -430,6 +530,10 @@ class Channel:
             data = bytes((first, 3)) + packet_id.to_bytes(2, "big") + bytes((code,))
         else:
             data = bytes((first, 2)) + packet_id.to_bytes(2, "big")
+        self._send_ordered(data, wait)
+
+    def _send_ordered(self, data: bytes, wait: bool) -> None:
+        """Send now, or after the commit holding what the packet confirms."""
         held = self._held_acks
         if not wait and not held:
             self._send(data)
@@ -456,12 +560,21 @@ class Channel:
             self.counters["packets/pubrel/missed"] += 1
             code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
         self.counters["packets/pubcomp/sent"] += 1
-        self._send_ack(0x70, p.packet_id, code, journal.durable and journal.ops_added != ops_before)
+        self._send_ack(0x70, p.packet_id, code, self._store_changed(ops_before))
 
     # -- PUBLISH out ---------------------------------------------------------------
     def send_publish(self, message: Message, qos: int, retain: bool, packet_id: int,
-                     dup: bool) -> None:
-        head, tail = message.parts(qos, retain, self.protocol_level)
+                     dup: bool) -> bool:
+        """Write one PUBLISH; False if it was dropped (over the client's maximum
+        packet size, MQTT 5.0 §3.1.2.11.4: the flow counts as completed)."""
+        if self.protocol_level == 5 and (message.expires_at is not None or (
+                self.session is not None and self.session.subscription_ids)):
+            head, tail = self._v5_parts(message, qos, retain)
+        else:
+            head, tail = message.parts(qos, retain, self.protocol_level)
+        if self.client_max_packet and len(head) + len(tail) + 2 > self.client_max_packet:
+            self.counters[m.MESSAGES_DROPPED] += 1
+            return False
         if qos:
             if dup:
                 head = bytes((head[0] | 0x08,)) + head[1:]
@@ -478,6 +591,21 @@ class Channel:
             counters["packets/publish/sent"] += 1
             counters[m.MESSAGES_SENT] += 1
             counters[m.QOS_SENT[qos]] += 1
+        return True
+
+    def _v5_parts(self, message: Message, qos: int, retain: bool) -> tuple[bytes, bytes]:
+        """A per-subscriber encoding: remaining expiry and Subscription Identifiers."""
+        props = dict(message.properties)
+        if message.expires_at is not None:
+            props[PropertyId.MESSAGE_EXPIRY_INTERVAL] = max(
+                0, math.ceil(message.expires_at - time.monotonic()))
+        session = self.session
+        if session is not None and session.subscription_ids:
+            ids = [i for f, i in session.subscription_ids.items()
+                   if matches(parse_share(f)[1], message.topic)]
+            if ids:
+                props[PropertyId.SUBSCRIPTION_IDENTIFIER] = ids
+        return publish_parts(message.topic, message.payload, qos, retain, False, 5, props)
 
     def _retry(self) -> None:
         """retry_interval elapsed: resend what is still unacknowledged (MQTT 3.x)."""
@@ -494,9 +622,14 @@ class Channel:
             delay = max(0.01, oldest + interval - time.monotonic())
             self._retry_timer = self._loop.call_later(delay, self._retry)
 
-    def send_pubrel(self, packet_id: int) -> None:
+    def send_pubrel(self, packet_id: int, wait: bool = False) -> None:
         self.counters["packets/pubrel/sent"] += 1
-        self._send(bytes((0x62, 2)) + packet_id.to_bytes(2, "big"))
+        self._send_ordered(bytes((0x62, 2)) + packet_id.to_bytes(2, "big"), wait)
+
+    def _store_changed(self, ops_before: int) -> bool:
+        """Did the store get writes since `ops_before`, that a reply must wait for?"""
+        journal = self.broker.journal
+        return journal.durable and journal.ops_added != ops_before
 
     def _on_puback(self, p: Puback) -> None:
         self.counters["packets/puback/received"] += 1
@@ -516,13 +649,16 @@ class Channel:
             # MQTT 5.0: the client refused the message; the flow ends here.
             session.abandon(p.packet_id)
             return
+        ops_before = self.broker.journal.ops_added
         if session.pubrec(p.packet_id) is None:
             self.counters["packets/pubrec/missed"] += 1
             if self.protocol_level == 5:
                 self.counters["packets/pubrel/sent"] += 1
                 self._send(encode(Pubrel(p.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND), 5))
                 return
-        self.send_pubrel(p.packet_id)
+        # The "released" state must be on disk before PUBREL: else a restart would
+        # resend the PUBLISH to a client that already completed it.
+        self.send_pubrel(p.packet_id, self._store_changed(ops_before))
 
     def _on_pubcomp(self, p: Pubcomp) -> None:
         self.counters["packets/pubcomp/received"] += 1
@@ -541,24 +677,43 @@ class Channel:
         session = self.session
         assert session is not None
         v5 = self.protocol_level == 5
+        sub_id = 0
+        if v5 and PropertyId.SUBSCRIPTION_IDENTIFIER in p.properties:
+            ids = p.properties[PropertyId.SUBSCRIPTION_IDENTIFIER]
+            if len(ids) != 1 or ids[0] == 0:
+                self._protocol_violation("bad Subscription Identifier")  # §3.8.2.1.2
+                return
+            sub_id = ids[0]
         codes: list[int] = []
         granted: list[tuple[str, int, bool]] = []
+        ops_before = broker.journal.ops_added
         for topic_filter, opts in p.subscriptions:
             if not is_valid_topic_filter(topic_filter) or not broker.topic_levels_ok(topic_filter):
                 codes.append(ReasonCode.TOPIC_FILTER_INVALID if v5 else 0x80)
                 continue
-            if parse_share(topic_filter)[0] is not None:
+            shared = parse_share(topic_filter)[0] is not None
+            if shared and (not broker.options.shared_subscription or opts.no_local):
+                # No Local on a shared subscription is a protocol error (§3.8.3.1);
+                # we refuse the entry rather than the connection.
                 codes.append(ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
+                continue
+            if not broker.options.wildcard_subscription and is_wildcard(topic_filter):
+                codes.append(ReasonCode.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
                 continue
             if broker.hooks.has(HookPoint.CLIENT_CHECK_ACL) and not broker.check_acl(
                     self, "subscribe", topic_filter):
                 codes.append(ReasonCode.NOT_AUTHORIZED if v5 else 0x80)
                 continue
             is_new = broker.subscribe(session, topic_filter, opts)
+            if sub_id:
+                session.subscription_ids[topic_filter] = sub_id
+            else:
+                session.subscription_ids.pop(topic_filter, None)
             codes.append(opts.qos)
             granted.append((topic_filter, opts.qos, is_new))
         self.counters["packets/suback"] += 1
-        self._send(encode(Suback(p.packet_id, codes), self.protocol_level))
+        self._send_ordered(encode(Suback(p.packet_id, codes), self.protocol_level),
+                           self._store_changed(ops_before))
         for topic_filter, qos, is_new in granted:
             opts = session.subscriptions[topic_filter]
             if opts.retain_handling == 2 or (opts.retain_handling == 1 and not is_new):
@@ -572,6 +727,7 @@ class Channel:
         codes = []
         for topic_filter in p.topic_filters:
             found = self.broker.unsubscribe(session, topic_filter)
+            session.subscription_ids.pop(topic_filter, None)
             codes.append(0 if found else ReasonCode.NO_SUBSCRIPTION_EXISTED)
         self.counters["packets/unsuback"] += 1
         self._send(encode(Unsuback(p.packet_id, codes if self.protocol_level == 5 else []),
@@ -585,6 +741,14 @@ class Channel:
 
     def _on_disconnect(self, p: Disconnect) -> None:
         self.counters["packets/disconnect/received"] += 1
+        expiry = p.properties.get(PropertyId.SESSION_EXPIRY_INTERVAL)
+        session = self.session
+        if expiry is not None and session is not None:
+            if session.expiry_interval == 0 and expiry > 0:
+                # From 0 to non-zero is a protocol error [MQTT-3.14.2-2].
+                self._protocol_violation("session expiry raised from 0 at DISCONNECT")
+                return
+            session.expiry_interval = float(expiry)
         if p.reason_code != ReasonCode.DISCONNECT_WITH_WILL_MESSAGE:
             self.will = None  # [MQTT-3.1.2-10]
         self.close("normal")
@@ -595,9 +759,20 @@ class Channel:
         self.counters["packets/auth"] += 1
         self._protocol_violation("AUTH without an authentication method")
 
-    def _send_disconnect(self, reason: ReasonCode) -> None:
+    def _send_disconnect(self, reason: ReasonCode, why: str = "") -> None:
+        """MQTT 5.0 only; a reason string unless the client asked for none."""
         self.counters["packets/disconnect/sent"] += 1
-        self._send(encode(Disconnect(reason), 5))
+        props: dict[PropertyId, Any] = {}
+        if why and self.request_problem_info:
+            props[PropertyId.REASON_STRING] = why
+        self._send(encode(Disconnect(reason, props), 5))
+
+    def _disconnect(self, reason: ReasonCode, why: str) -> None:
+        """Server-side DISCONNECT (5.0 clients) and close: the will is published."""
+        self.counters[m.PACKETS_MALFORMED] += 1
+        if self.protocol_level == 5:
+            self._send_disconnect(reason, why)
+        self.close("protocol_error")
 
     def _send(self, data: bytes) -> None:
         self.send_pkt += 1

@@ -27,6 +27,8 @@ class HookPoint(StrEnum):
     CLIENT_CONNECTED = "client.connected"
     CLIENT_DISCONNECTED = "client.disconnected"
     CLIENT_AUTHENTICATE = "client.authenticate"
+    #: MQTT 5.0 AUTH exchanges (an Authentication Method in CONNECT); Starling's own.
+    CLIENT_ENHANCED_AUTHENTICATE = "client.enhanced_authenticate"
     CLIENT_CHECK_ACL = "client.check_acl"
     CLIENT_SUBSCRIBE = "client.subscribe"
     CLIENT_UNSUBSCRIBE = "client.unsubscribe"

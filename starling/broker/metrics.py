@@ -66,6 +66,7 @@ EXTRA_METRICS: tuple[str, ...] = (
     "packets/malformed",  #: frames refused by the decoder (connection closed)
     "auth/mqtt/anonymous",
     "messages/delayed",
+    "sessions/expired",  #: offline sessions discarded because their expiry passed
 )
 
 ALL_METRICS: tuple[str, ...] = SEED_METRICS + EXTRA_METRICS

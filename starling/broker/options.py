@@ -23,6 +23,13 @@ class BrokerOptions:
     idle_timeout: float = 15.0  #: seconds a new connection may wait before CONNECT
     wildcard_subscription: bool = True
     retain_available: bool = True
+    # -- MQTT 5.0 -----------------------------------------------------------
+    server_keepalive: int = 0  #: 0 = the client's keepalive; else imposed (Server Keep Alive)
+    max_topic_alias: int = 65535  #: client->server aliases accepted; 0 = none
+    shared_subscription: bool = True
+    shared_subscription_strategy: str = "random"  #: random|round_robin|sticky|hash
+    message_expiry_interval: float = 0.0  #: cap on how long a message is kept; 0 = none
+    response_information: str = ""  #: sent when a 5.0 client asks; "" = never
     # -- sessions ----------------------------------------------------------
     session_expiry_interval: float = 7200.0  #: seconds an offline persistent session lives
     max_inflight: int = 32

@@ -11,34 +11,32 @@ the highest granted QoS among them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Hashable, Iterator
+from typing import Generic, TypeVar
 
 from starling.mqtt import SubscriptionOptions
 
-if TYPE_CHECKING:
-    from .session import Session
-
-Subscribers = dict["Session", SubscriptionOptions]
-_EMPTY: Subscribers = {}
+#: What the router routes to: sessions, or shared-subscription groups.
+K = TypeVar("K", bound=Hashable)
+Subscribers = dict[K, SubscriptionOptions]
 
 
-class _Node:
+class _Node(Generic[K]):
     __slots__ = ("children", "subs")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
-        self.subs: Subscribers = {}
+        self.children: dict[str, _Node[K]] = {}
+        self.subs: Subscribers[K] = {}
 
 
-def _merge(out: Subscribers, subs: Subscribers) -> None:
+def _merge(out: Subscribers[K], subs: Subscribers[K]) -> None:
     for session, opts in subs.items():
         have = out.get(session)
         if have is None or opts.qos > have.qos:
             out[session] = opts
 
 
-def _collect(node: _Node, levels: list[str], i: int, out: Subscribers) -> None:
+def _collect(node: _Node[K], levels: list[str], i: int, out: Subscribers[K]) -> None:
     children = node.children
     if i == len(levels):
         if node.subs:
@@ -58,16 +56,17 @@ def _collect(node: _Node, levels: list[str], i: int, out: Subscribers) -> None:
         _collect(child, levels, i + 1, out)
 
 
-class Router:
+class Router(Generic[K]):
     def __init__(self) -> None:
-        self._exact: dict[str, Subscribers] = {}
-        self._root = _Node()
-        self._wild_filters: dict[str, Subscribers] = {}
+        self._exact: dict[str, Subscribers[K]] = {}
+        self._root: _Node[K] = _Node()
+        self._wild_filters: dict[str, Subscribers[K]] = {}
+        self._empty: Subscribers[K] = {}
         #: (filter, session) pairs: the `subscriptions/count` stat.
         self.subscription_count = 0
 
     # -- changes -----------------------------------------------------------
-    def subscribe(self, topic_filter: str, session: Session, opts: SubscriptionOptions) -> bool:
+    def subscribe(self, topic_filter: str, session: K, opts: SubscriptionOptions) -> bool:
         """Add or replace; return True if the pair is new."""
         if "+" in topic_filter or "#" in topic_filter:
             subs = self._wild_filters.get(topic_filter)
@@ -84,7 +83,7 @@ class Router:
             self.subscription_count += 1
         return new
 
-    def unsubscribe(self, topic_filter: str, session: Session) -> bool:
+    def unsubscribe(self, topic_filter: str, session: K) -> bool:
         if "+" in topic_filter or "#" in topic_filter:
             subs = self._wild_filters.get(topic_filter)
             if subs is None or session not in subs:
@@ -104,7 +103,7 @@ class Router:
         return True
 
     def _prune(self, levels: list[str]) -> None:
-        path = [self._root]
+        path: list[_Node[K]] = [self._root]
         for level in levels:
             path.append(path[-1].children[level])
         for depth in range(len(levels), 0, -1):
@@ -114,15 +113,15 @@ class Router:
             del path[depth - 1].children[levels[depth - 1]]
 
     # -- lookups -----------------------------------------------------------
-    def match(self, topic: str) -> Subscribers:
+    def match(self, topic: str) -> Subscribers[K]:
         """Sessions subscribed to `topic` with their (best) options.
 
         The result may be an internal dict: iterate it, never change it.
         """
-        exact = self._exact.get(topic, _EMPTY)
+        exact = self._exact.get(topic, self._empty)
         if not self._wild_filters:
             return exact
-        out: Subscribers = dict(exact)
+        out: Subscribers[K] = dict(exact)
         levels = topic.split("/")
         root = self._root
         if topic.startswith("$"):
@@ -139,9 +138,9 @@ class Router:
         yield from self._exact
         yield from self._wild_filters
 
-    def subscribers(self, topic_filter: str) -> Subscribers:
+    def subscribers(self, topic_filter: str) -> Subscribers[K]:
         table = self._wild_filters if ("+" in topic_filter or "#" in topic_filter) else self._exact
-        return table.get(topic_filter, _EMPTY)
+        return table.get(topic_filter, self._empty)
 
     @property
     def route_count(self) -> int:

@@ -33,7 +33,7 @@ class Stats:
 
     def current(self) -> dict[str, int]:
         b = self._broker
-        routes = b.router.route_count
+        routes = b.router.route_count + b.shared_router.route_count
         subscriptions = b.router.subscription_count
         return {
             "connections": len(b.channels),
@@ -43,7 +43,7 @@ class Stats:
             "routes": routes,
             "subscribers": subscriptions,
             "subscriptions": subscriptions,
-            "subscriptions/shared": 0,
+            "subscriptions/shared": sum(len(g.members) for g in b.shared_groups.values()),
             "suboptions": subscriptions,
             "retained": len(b.retained),
         }

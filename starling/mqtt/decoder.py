@@ -47,7 +47,7 @@ from .packets import (
     Unsubscribe,
     Will,
 )
-from .properties import Properties, decode_properties
+from .properties import WILL_PROPERTIES, Properties, decode_properties
 
 #: Fixed-header flag bits each packet type must carry [MQTT-2.2.2-1, -2].
 #: PUBLISH is absent: its flags carry DUP/QoS/RETAIN and are checked apart.
@@ -59,9 +59,10 @@ REQUIRED_FLAGS[PacketType.UNSUBSCRIBE] = 0b0010
 _NO_PROPS: Properties = {}
 
 
-def _props(level: int, data: bytes, pos: int, end: int) -> tuple[Properties, int]:
+def _props(level: int, data: bytes, pos: int, end: int,
+           packet: int) -> tuple[Properties, int]:
     if level == 5:
-        return decode_properties(data, pos, end)
+        return decode_properties(data, pos, end, packet)
     return {}, pos
 
 
@@ -181,7 +182,7 @@ class Decoder:
             packet_id, pos = _packet_id(data, pos, end)
         props = _NO_PROPS
         if self.protocol_level == 5:
-            props, pos = decode_properties(data, pos, end)
+            props, pos = decode_properties(data, pos, end, 3)
         elif not topic:
             raise MalformedPacket("empty PUBLISH topic")  # [MQTT-4.7.3-1]
         return Publish(topic, bytes(data[pos:end]), qos, bool(flags & 1), dup, packet_id,
@@ -216,11 +217,11 @@ class Decoder:
         if level < 5 and has_password and not has_username:
             raise MalformedPacket("password without user name")  # [MQTT-3.1.2-22]
         self.protocol_level = level
-        props, pos = _props(level, data, pos, end)
+        props, pos = _props(level, data, pos, end, 1)
         client_id, pos = decode_string(data, pos, end)
         will = None
         if will_flag:
-            will_props, pos = _props(level, data, pos, end)
+            will_props, pos = _props(level, data, pos, end, WILL_PROPERTIES)
             will_topic, pos = decode_string(data, pos, end)
             if not will_topic or "+" in will_topic or "#" in will_topic:
                 raise MalformedPacket("invalid will topic")  # [MQTT-3.1.3-11]
@@ -241,7 +242,7 @@ class Decoder:
         ack_flags, code = data[pos], data[pos + 1]
         if ack_flags & 0xFE:
             raise MalformedPacket("CONNACK reserved flags set")
-        props, pos = _props(self.protocol_level, data, pos + 2, end)
+        props, pos = _props(self.protocol_level, data, pos + 2, end, 2)
         _check_end(pos, end)
         return Connack(bool(ack_flags & 1), code, props)
 
@@ -252,7 +253,7 @@ class Decoder:
             code = data[pos]
             props: Properties = {}
             if pos + 1 < end:
-                props, pos = decode_properties(data, pos + 1, end)
+                props, pos = decode_properties(data, pos + 1, end, cls.type)
             else:
                 pos += 1
             _check_end(pos, end)
@@ -274,7 +275,7 @@ class Decoder:
 
     def _subscribe(self, data: bytes, pos: int, end: int) -> Subscribe:
         packet_id, pos = _packet_id(data, pos, end)
-        props, pos = _props(self.protocol_level, data, pos, end)
+        props, pos = _props(self.protocol_level, data, pos, end, 8)
         v5 = self.protocol_level == 5
         entries: list[tuple[str, SubscriptionOptions]] = []
         while pos < end:
@@ -302,12 +303,12 @@ class Decoder:
 
     def _suback(self, data: bytes, pos: int, end: int) -> Suback:
         packet_id, pos = _packet_id(data, pos, end)
-        props, pos = _props(self.protocol_level, data, pos, end)
+        props, pos = _props(self.protocol_level, data, pos, end, 9)
         return Suback(packet_id, list(data[pos:end]), props)
 
     def _unsubscribe(self, data: bytes, pos: int, end: int) -> Unsubscribe:
         packet_id, pos = _packet_id(data, pos, end)
-        props, pos = _props(self.protocol_level, data, pos, end)
+        props, pos = _props(self.protocol_level, data, pos, end, 10)
         filters: list[str] = []
         while pos < end:
             topic_filter, pos = decode_string(data, pos, end)
@@ -319,7 +320,7 @@ class Decoder:
     def _unsuback(self, data: bytes, pos: int, end: int) -> Unsuback:
         packet_id, pos = _packet_id(data, pos, end)
         if self.protocol_level == 5:
-            props, pos = decode_properties(data, pos, end)
+            props, pos = decode_properties(data, pos, end, 11)
             return Unsuback(packet_id, list(data[pos:end]), props)
         _check_end(pos, end)
         return Unsuback(packet_id)
@@ -332,7 +333,8 @@ class Decoder:
         _check_end(pos, end)
         return Pingresp()
 
-    def _reason_and_props(self, data: bytes, pos: int, end: int) -> tuple[int, Properties]:
+    def _reason_and_props(self, data: bytes, pos: int, end: int,
+                          packet: int) -> tuple[int, Properties]:
         if self.protocol_level != 5 or pos == end:
             _check_end(pos, end)
             return 0, {}
@@ -340,17 +342,17 @@ class Decoder:
         props: Properties = {}
         pos += 1
         if pos < end:
-            props, pos = decode_properties(data, pos, end)
+            props, pos = decode_properties(data, pos, end, packet)
         _check_end(pos, end)
         return code, props
 
     def _disconnect(self, data: bytes, pos: int, end: int) -> Disconnect:
-        return Disconnect(*self._reason_and_props(data, pos, end))
+        return Disconnect(*self._reason_and_props(data, pos, end, 14))
 
     def _auth(self, data: bytes, pos: int, end: int) -> Auth:
         if self.protocol_level != 5:
             raise MalformedPacket("AUTH before MQTT 5.0")
-        return Auth(*self._reason_and_props(data, pos, end))
+        return Auth(*self._reason_and_props(data, pos, end, 15))
 
 
 _READERS: dict[int, Callable[[Decoder, bytes, int, int], Packet]] = {

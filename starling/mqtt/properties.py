@@ -98,9 +98,49 @@ WIRE_TYPES: dict[PropertyId, _Wire] = {
 #: Properties whose value is a list because they may appear more than once.
 REPEATABLE = frozenset({PropertyId.USER_PROPERTY, PropertyId.SUBSCRIPTION_IDENTIFIER})
 
+_ACK = frozenset({_P.REASON_STRING, _P.USER_PROPERTY})
 
-def decode_properties(data: bytes, pos: int, end: int) -> tuple[Properties, int]:
-    """Read a property block starting at `pos`; return it and the position after it."""
+#: Which properties each packet (and the will) may carry (MQTT 5.0 §2.2.2.2 table).
+#: Keyed by packet type number; WILL_PROPERTIES for the CONNECT payload's will block.
+WILL_PROPERTIES = 0
+ALLOWED: dict[int, frozenset[PropertyId]] = {
+    1: frozenset({_P.SESSION_EXPIRY_INTERVAL, _P.AUTHENTICATION_METHOD, _P.AUTHENTICATION_DATA,
+                  _P.REQUEST_PROBLEM_INFORMATION, _P.REQUEST_RESPONSE_INFORMATION,
+                  _P.RECEIVE_MAXIMUM, _P.TOPIC_ALIAS_MAXIMUM, _P.USER_PROPERTY,
+                  _P.MAXIMUM_PACKET_SIZE}),
+    2: frozenset({_P.SESSION_EXPIRY_INTERVAL, _P.ASSIGNED_CLIENT_IDENTIFIER,
+                  _P.SERVER_KEEP_ALIVE, _P.AUTHENTICATION_METHOD, _P.AUTHENTICATION_DATA,
+                  _P.RESPONSE_INFORMATION, _P.SERVER_REFERENCE, _P.REASON_STRING,
+                  _P.RECEIVE_MAXIMUM, _P.TOPIC_ALIAS_MAXIMUM, _P.MAXIMUM_QOS,
+                  _P.RETAIN_AVAILABLE, _P.USER_PROPERTY, _P.MAXIMUM_PACKET_SIZE,
+                  _P.WILDCARD_SUBSCRIPTION_AVAILABLE, _P.SUBSCRIPTION_IDENTIFIER_AVAILABLE,
+                  _P.SHARED_SUBSCRIPTION_AVAILABLE}),
+    3: frozenset({_P.PAYLOAD_FORMAT_INDICATOR, _P.MESSAGE_EXPIRY_INTERVAL, _P.CONTENT_TYPE,
+                  _P.RESPONSE_TOPIC, _P.CORRELATION_DATA, _P.SUBSCRIPTION_IDENTIFIER,
+                  _P.TOPIC_ALIAS, _P.USER_PROPERTY}),
+    4: _ACK, 5: _ACK, 6: _ACK, 7: _ACK,
+    8: frozenset({_P.SUBSCRIPTION_IDENTIFIER, _P.USER_PROPERTY}),
+    9: _ACK,
+    10: frozenset({_P.USER_PROPERTY}),
+    11: _ACK,
+    14: frozenset({_P.SESSION_EXPIRY_INTERVAL, _P.SERVER_REFERENCE, _P.REASON_STRING,
+                   _P.USER_PROPERTY}),
+    15: frozenset({_P.AUTHENTICATION_METHOD, _P.AUTHENTICATION_DATA, _P.REASON_STRING,
+                   _P.USER_PROPERTY}),
+    WILL_PROPERTIES: frozenset({_P.PAYLOAD_FORMAT_INDICATOR, _P.MESSAGE_EXPIRY_INTERVAL,
+                                _P.CONTENT_TYPE, _P.RESPONSE_TOPIC, _P.CORRELATION_DATA,
+                                _P.WILL_DELAY_INTERVAL, _P.USER_PROPERTY}),
+}
+
+
+def decode_properties(data: bytes, pos: int, end: int,
+                      packet: int | None = None) -> tuple[Properties, int]:
+    """Read a property block starting at `pos`; return it and the position after it.
+
+    With `packet` (a packet type number, or WILL_PROPERTIES), a property that
+    packet may not carry makes it malformed (§2.2.2.2).
+    """
+    allowed = ALLOWED.get(packet) if packet is not None else None
     length, pos = decode_varint(data, pos)
     stop = pos + length
     if stop > end:
@@ -112,6 +152,8 @@ def decode_properties(data: bytes, pos: int, end: int) -> tuple[Properties, int]
             pid = PropertyId(ident)
         except ValueError:
             raise MalformedPacket(f"unknown property identifier 0x{ident:02x}") from None
+        if allowed is not None and pid not in allowed:
+            raise MalformedPacket(f"property {pid.name} not allowed in this packet")
         wire = WIRE_TYPES[pid]
         value: Any
         if wire is _Wire.BYTE:

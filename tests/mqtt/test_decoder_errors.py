@@ -402,9 +402,5 @@ def test_v5_subscribe_qos_3_is_protocol_error() -> None:
     assert_error(decode_error(b("82 07 0001 00 0001 61 03"), 5), PROTOCOL)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "MQTT 5.0 §2.2.2.2: 'A Control Packet which contains an Identifier which is not valid "
-    "for its packet type ... is a Malformed Packet'; the decoder accepts any property in "
-    "any packet (here Session Expiry Interval 0x11 in PUBLISH)"))
 def test_v5_property_not_valid_for_packet_type_is_malformed() -> None:
     assert_error(decode_error(b("30 09 0001 61 05 1100000001"), 5), MALFORMED)
