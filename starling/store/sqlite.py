@@ -114,7 +114,10 @@ class SQLiteStore(Store):
                 db.execute(f"PRAGMA user_version={target}")
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 db.execute("COMMIT")
-            db.execute("PRAGMA quick_check").fetchone()
+            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                detail = " ".join(" ".join(problems).split())
+                raise sqlite3.DatabaseError(f"integrity check failed: {detail[:200]}")
         except sqlite3.DatabaseError as exc:
             db.close()
             raise StoreError(f"{self.path}: {exc}") from None
