@@ -48,6 +48,48 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listeners.tcp.internal.max_connections", 1024000, "int",
             "Connections beyond this are refused and counted."),
     Setting("listeners.tcp.internal.acceptors", 4, "int", "Reported acceptor count."),
+    Setting("listeners.ssl.default.bind", "0.0.0.0:8883", "bind",
+            "MQTT over TLS; starts only once a certificate and key are configured."),
+    Setting("listeners.ws.default.bind", "0.0.0.0:8083", "bind", "MQTT over WebSocket."),
+    Setting("listeners.wss.default.bind", "0.0.0.0:8084", "bind",
+            "MQTT over secure WebSocket; starts only once a certificate and key are configured."),
+    # Any listener, including more of each kind: listeners.<kind>.<name>.<field>,
+    # where <kind> is tcp, ssl, ws or wss and <name> is yours (e.g. listeners.tcp.lan.bind).
+    *(setting for kind in ("tcp", "ssl", "ws", "wss") for setting in (
+        Setting(f"listeners.{kind}.*.bind", "off", "bind",
+                "Bind address of a listener named by you; off = not started."),
+        Setting(f"listeners.{kind}.*.zone", "external", "str", "Zone of the listener."),
+        Setting(f"listeners.{kind}.*.max_connections",
+                102400 if kind != "tcp" else 1024000, "int",
+                "Connections beyond this are refused and counted."),
+        Setting(f"listeners.{kind}.*.max_conn_rate", 0, "int",
+                "New connections accepted per second; 0 = unlimited."),
+        Setting(f"listeners.{kind}.*.acceptors", 4, "int", "Reported acceptor count."),
+    )),
+    *(setting for kind in ("ssl", "wss") for setting in (
+        Setting(f"listeners.{kind}.*.ssl_options.certfile", "", "str",
+                "Server certificate (PEM); the chain may follow it in the file."),
+        Setting(f"listeners.{kind}.*.ssl_options.keyfile", "", "str", "Its private key (PEM)."),
+        Setting(f"listeners.{kind}.*.ssl_options.cacertfile", "", "str",
+                "CA certificates (PEM) that client certificates are checked against."),
+        Setting(f"listeners.{kind}.*.ssl_options.verify", "verify_none", "str",
+                "verify_peer asks for a client certificate and checks it; verify_none does not."),
+        Setting(f"listeners.{kind}.*.ssl_options.fail_if_no_peer_cert", False, "bool",
+                "With verify_peer: refuse clients that send no certificate."),
+        Setting(f"listeners.{kind}.*.ssl_options.ciphers", "", "str",
+                "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's); empty = default."),
+        Setting(f"listeners.{kind}.*.ssl_options.versions", "tlsv1.2,tlsv1.3", "str",
+                "Accepted TLS versions: tlsv1.2, tlsv1.3."),
+        Setting(f"listeners.{kind}.*.peer_cert_as_username", "", "str",
+                "cn or dn: use the client certificate's common name / subject as user name."),
+        Setting(f"listeners.{kind}.*.peer_cert_as_clientid", "", "str",
+                "cn or dn: use it as client id."),
+    )),
+    *(setting for kind in ("ws", "wss") for setting in (
+        Setting(f"listeners.{kind}.*.path", "/mqtt", "str", "HTTP path of the WebSocket endpoint."),
+        Setting(f"listeners.{kind}.*.proxy_address_header", "", "str",
+                "Behind a proxy: the header with the client's address, e.g. X-Forwarded-For."),
+    )),
     Setting("management.bind", "0.0.0.0:8080", "bind", "Management REST API listener."),
     Setting("management.max_connections", 512, "int", "Concurrent HTTP connections."),
     Setting("management.max_row_limit", 10000, "int",
@@ -138,6 +180,19 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_KEY = {s.key: s for s in SETTINGS}
+#: Per-listener settings, by the key with the listener name replaced by "*".
+_PATTERNS = {s.key: s for s in SETTINGS if "*" in s.key}
+LISTENER_KINDS = ("tcp", "ssl", "ws", "wss")
+
+
+def _pattern_of(key: str) -> str | None:
+    """`listeners.tcp.lan.bind` -> `listeners.tcp.*.bind` (if that is a setting)."""
+    parts = key.split(".")
+    if len(parts) >= 4 and parts[0] == "listeners" and parts[1] in LISTENER_KINDS:
+        pattern = ".".join([parts[0], parts[1], "*", *parts[3:]])
+        if pattern in _PATTERNS:
+            return pattern
+    return None
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -203,7 +258,7 @@ def _convert(setting: Setting, value: Any) -> Any:
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
     for key, value in table.items():
         full = f"{prefix}{key}"
-        if isinstance(value, Mapping) and full not in _BY_KEY:
+        if isinstance(value, Mapping) and full not in _BY_KEY and _pattern_of(full) is None:
             yield from _flatten(value, full + ".")
         else:
             yield full, value
@@ -213,18 +268,34 @@ class Config:
     """Resolved settings; read with ``config["session.max_inflight"]``."""
 
     def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
-        self._values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
+        self._values: dict[str, Any] = {s.key: s.default for s in SETTINGS if "*" not in s.key}
         for key, value in (overrides or {}).items():
             self.set(key, value)
 
     def set(self, key: str, value: Any) -> None:
         setting = _BY_KEY.get(key)
-        if setting is None:
-            raise ConfigError(f"unknown configuration key {key!r}")
+        if setting is None or "*" in key:
+            pattern = _pattern_of(key)
+            if pattern is None:
+                raise ConfigError(f"unknown configuration key {key!r}")
+            setting = _PATTERNS[pattern]
         self._values[key] = _convert(setting, value)
 
     def __getitem__(self, key: str) -> Any:
-        return self._values[key]
+        if key in self._values:
+            return self._values[key]
+        pattern = _pattern_of(key)
+        if pattern is None:
+            raise KeyError(key)
+        return _PATTERNS[pattern].default
+
+    def listener_names(self, kind: str) -> list[str]:
+        """Listeners of a kind that have a bind address set (defaults included)."""
+        prefix = f"listeners.{kind}."
+        names = [key[len(prefix):-len(".bind")] for key in self._values
+                 if key.startswith(prefix) and key.endswith(".bind")
+                 and key.count(".") == 3]
+        return list(dict.fromkeys(names))
 
     def items(self) -> Iterable[tuple[str, Any]]:
         return self._values.items()

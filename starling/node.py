@@ -19,16 +19,13 @@ from .broker import Broker, BrokerOptions, Journal
 from .config import Config, ConfigError
 from .plugins import ManagementPlugin, PluginContext, PluginError, PluginRegistry
 from .store import MemoryStore, SQLiteStore, Store
-from .transport import Listener, ListenerConfig, parse_bind
+from .transport import Listener, ListenerConfig, TlsOptions, parse_bind
 
 log = logging.getLogger(__name__)
 startup_log = logging.getLogger("starling.startup")
 
-#: The MQTT/TCP listeners a node knows: (config prefix, listener name).
-TCP_LISTENERS = (
-    ("listeners.tcp.default", "mqtt:tcp:default"),
-    ("listeners.tcp.internal", "mqtt:tcp:internal"),
-)
+#: MQTT listener kinds, in the order they start (EMQ X's protocol names mqtt:<kind>).
+LISTENER_KINDS = ("tcp", "ssl", "ws", "wss")
 
 
 def broker_options(config: Config) -> BrokerOptions:
@@ -100,20 +97,50 @@ class Node:
         self.api.max_row_limit = settings["management.max_row_limit"]
 
     def _listener_configs(self) -> list[ListenerConfig]:
+        """Every `listeners.<kind>.<name>` with a bind address, as ListenerConfig."""
         out = []
-        for prefix, name in TCP_LISTENERS:
-            bind = self.config[f"{prefix}.bind"]
-            if bind == "off":
-                continue
-            try:
-                host, port = parse_bind(bind)
-            except ValueError as exc:
-                raise ConfigError(f"{prefix}.bind: {exc}") from None
-            out.append(ListenerConfig(
-                name, host, port, zone=self.config[f"{prefix}.zone"],
-                max_connections=self.config[f"{prefix}.max_connections"],
-                acceptors=self.config[f"{prefix}.acceptors"]))
+        config = self.config
+        for kind in LISTENER_KINDS:
+            for name in config.listener_names(kind):
+                prefix = f"listeners.{kind}.{name}"
+                bind = config[f"{prefix}.bind"]
+                if bind == "off":
+                    continue
+                try:
+                    host, port = parse_bind(bind)
+                except ValueError as exc:
+                    raise ConfigError(f"{prefix}.bind: {exc}") from None
+                tls = None
+                if kind in ("ssl", "wss"):
+                    tls = self._tls_options(prefix)
+                    if tls is None:
+                        log.info("listener mqtt:%s:%s not started: no certificate configured "
+                                 "(%s.ssl_options.certfile)", kind, name, prefix)
+                        continue
+                web = kind in ("ws", "wss")
+                out.append(ListenerConfig(
+                    f"mqtt:{kind}:{name}", host, port, zone=config[f"{prefix}.zone"],
+                    max_connections=config[f"{prefix}.max_connections"],
+                    acceptors=config[f"{prefix}.acceptors"], kind=kind, tls=tls,
+                    path=config[f"{prefix}.path"] if web else "/mqtt",
+                    proxy_address_header=config[f"{prefix}.proxy_address_header"] if web else "",
+                    peer_cert_as_username=config[f"{prefix}.peer_cert_as_username"] if tls else "",
+                    peer_cert_as_clientid=config[f"{prefix}.peer_cert_as_clientid"] if tls else "",
+                    max_conn_rate=config[f"{prefix}.max_conn_rate"]))
         return out
+
+    def _tls_options(self, prefix: str) -> TlsOptions | None:
+        opts = f"{prefix}.ssl_options"
+        certfile = self.config[f"{opts}.certfile"]
+        if not certfile:
+            return None
+        for key in ("peer_cert_as_username", "peer_cert_as_clientid"):
+            if self.config[f"{prefix}.{key}"] not in ("", "cn", "dn"):
+                raise ConfigError(f"{prefix}.{key} must be cn, dn or empty")
+        return TlsOptions(certfile, self.config[f"{opts}.keyfile"],
+                          self.config[f"{opts}.cacertfile"], self.config[f"{opts}.verify"],
+                          self.config[f"{opts}.fail_if_no_peer_cert"],
+                          self.config[f"{opts}.ciphers"], self.config[f"{opts}.versions"])
 
     def _make_store(self) -> Store:
         backend = self.config["store.backend"]
@@ -121,6 +148,8 @@ class Node:
             return MemoryStore()
         if backend != "sqlite":
             raise ConfigError(f"store.backend: unknown backend {backend!r} (sqlite or memory)")
+        if self.config["store.sync"] not in ("normal", "full"):
+            raise ConfigError("store.sync must be normal or full")
         if self.config["store.durability"] not in ("durable", "relaxed"):
             raise ConfigError("store.durability must be durable or relaxed")
         return SQLiteStore(self.data_dir / "starling.db", self.config["store.sync"])
@@ -171,7 +200,10 @@ class Node:
         await self.broker.start()
         try:
             for listener_config in self._listener_configs():
-                listener = Listener(self.broker, listener_config)
+                try:
+                    listener = Listener(self.broker, listener_config)
+                except (ValueError, OSError) as exc:  # TLS files or options
+                    raise ConfigError(f"listener {listener_config.name}: {exc}") from None
                 await listener.start()
                 self.listeners.append(listener)
             await self._start_management()

@@ -140,6 +140,9 @@ class Node:
 BASE_SETTINGS = {
     "listeners.tcp.default.bind": "127.0.0.1:0",
     "listeners.tcp.internal.bind": "off",
+    "listeners.ws.default.bind": "off",
+    "listeners.ssl.default.bind": "off",
+    "listeners.wss.default.bind": "off",
     "management.bind": "off",
     "dashboard.bind": "off",
 }

@@ -74,6 +74,9 @@ class Connection(Protocol):
     listener: str
     #: Subject of the client certificate (TLS), None for plain connections.
     peercert: str | None
+    #: User name / client id taken from the client certificate, when configured.
+    cert_username: str | None
+    cert_clientid: str | None
 
     def write(self, data: bytes) -> None: ...
 
@@ -260,6 +263,10 @@ class Channel:
         self.clean_start = p.clean_start
         self.keepalive = p.keepalive
         self.username = p.username
+        if self.conn.cert_username is not None:  # peer_cert_as_username (EMQ X)
+            self.username = p.username = self.conn.cert_username
+        if self.conn.cert_clientid is not None:  # peer_cert_as_clientid
+            p.client_id = self.conn.cert_clientid
         self.password = p.password
         self.will = p.will
         self.connect_packet = p
@@ -298,6 +305,9 @@ class Channel:
         if PropertyId.AUTHENTICATION_METHOD in props and not self.broker.hooks.has(
                 HookPoint.CLIENT_ENHANCED_AUTHENTICATE):
             self._refuse(ReasonCode.BAD_AUTHENTICATION_METHOD)  # §4.12
+            return False
+        if p.will is not None and p.will.retain and not self.broker.options.retain_available:
+            self._refuse(ReasonCode.RETAIN_NOT_SUPPORTED)  # [MQTT-3.2.2-13]
             return False
         self.client_max_packet = props.get(PropertyId.MAXIMUM_PACKET_SIZE, 0)
         self.request_problem_info = props.get(PropertyId.REQUEST_PROBLEM_INFORMATION, 1) != 0
@@ -431,7 +441,7 @@ class Channel:
         qos = p.qos
         counters[m.QOS_RECEIVED[qos]] += 1
         self.recv_msg += 1
-        if p.properties and not self._v5_publish_checks(p):
+        if self.protocol_level == 5 and not self._v5_publish_checks(p):
             return
         if not p.topic:
             self._protocol_violation("empty topic without a topic alias")
@@ -500,7 +510,12 @@ class Channel:
                     self._protocol_violation(f"unknown topic alias {alias}")
                     return False
                 p.topic = topic
-        if p.qos and self.session is not None and (
+        if p.retain and not self.broker.options.retain_available:
+            # Retain Available 0 was announced [MQTT-3.2.2-14] (§3.3.1.3).
+            self._disconnect(ReasonCode.RETAIN_NOT_SUPPORTED, "retain not supported")
+            return False
+        if p.qos and self.session is not None and not (
+                p.qos == 2 and p.packet_id in self.session.awaiting_rel) and (
                 len(self.session.awaiting_rel) + len(self._held_acks)
                 >= self.server_receive_maximum):
             self._disconnect(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded")
@@ -572,7 +587,8 @@ class Channel:
             head, tail = self._v5_parts(message, qos, retain)
         else:
             head, tail = message.parts(qos, retain, self.protocol_level)
-        if self.client_max_packet and len(head) + len(tail) + 2 > self.client_max_packet:
+        if self.client_max_packet and (
+                len(head) + len(tail) + (2 if qos else 0) > self.client_max_packet):
             self.counters[m.MESSAGES_DROPPED] += 1
             return False
         if qos:
@@ -684,6 +700,10 @@ class Channel:
                 self._protocol_violation("bad Subscription Identifier")  # §3.8.2.1.2
                 return
             sub_id = ids[0]
+        if v5 and any(opts.no_local and parse_share(f)[0] is not None
+                      for f, opts in p.subscriptions):
+            self._protocol_violation("No Local on a shared subscription")  # [MQTT-3.8.3-4]
+            return
         codes: list[int] = []
         granted: list[tuple[str, int, bool]] = []
         ops_before = broker.journal.ops_added
@@ -692,9 +712,7 @@ class Channel:
                 codes.append(ReasonCode.TOPIC_FILTER_INVALID if v5 else 0x80)
                 continue
             shared = parse_share(topic_filter)[0] is not None
-            if shared and (not broker.options.shared_subscription or opts.no_local):
-                # No Local on a shared subscription is a protocol error (§3.8.3.1);
-                # we refuse the entry rather than the connection.
+            if shared and not broker.options.shared_subscription:
                 codes.append(ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
                 continue
             if not broker.options.wildcard_subscription and is_wildcard(topic_filter):

@@ -4,5 +4,8 @@ from __future__ import annotations
 
 from .connection import MQTTConnection
 from .listener import Listener, ListenerConfig, parse_bind
+from .tls import TlsOptions
+from .ws import WSConnection
 
-__all__ = ["Listener", "ListenerConfig", "MQTTConnection", "parse_bind"]
+__all__ = ["Listener", "ListenerConfig", "MQTTConnection", "TlsOptions", "WSConnection",
+           "parse_bind"]

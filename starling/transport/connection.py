@@ -17,10 +17,12 @@ import asyncio
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from starling.broker import Broker, Channel
 from starling.mqtt import Decoder, MQTTError, ProtocolError
+
+from .tls import subject_of
 
 if TYPE_CHECKING:
     from .listener import Listener
@@ -62,6 +64,9 @@ class MQTTConnection(asyncio.Protocol):
         self.listener = listener.name
         self.peername: tuple[str, int] = ("", 0)
         self.peercert: str | None = None
+        #: Identities taken from a client certificate (peer_cert_as_username/clientid).
+        self.cert_username: str | None = None
+        self.cert_clientid: str | None = None
         self.transport: asyncio.Transport | None = None
         self.decoder = Decoder(broker.options.max_packet_size)
         self.channel: Channel | None = None
@@ -81,16 +86,34 @@ class MQTTConnection(asyncio.Protocol):
             # Small MQTT packets must not wait for Nagle's algorithm.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)
+        self._take_certificate(transport.get_extra_info("peercert"))
         self.channel = Channel(self.broker, self, self.listener_ref.zone)
         self.listener_ref.connection_opened(self)
 
+    def _take_certificate(self, peercert: Any) -> None:
+        identity = subject_of(peercert)
+        if identity is None:
+            return
+        dn, cn = identity
+        self.peercert = dn
+        config = self.listener_ref.config
+        use = {"cn": cn, "dn": dn}
+        self.cert_username = use.get(config.peer_cert_as_username)
+        self.cert_clientid = use.get(config.peer_cert_as_clientid)
+
     def data_received(self, data: bytes) -> None:
-        channel = self.channel
-        assert channel is not None
+        if self.channel is None:
+            return  # refused
         size = len(data)
         self.recv_oct += size
         self.recv_cnt += 1
         self.counters["bytes/received"] += size
+        self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        """MQTT bytes from the client (the WebSocket shell unwraps frames first)."""
+        channel = self.channel
+        assert channel is not None
         channel.last_seen = time.monotonic()
         decoder = self.decoder
         if channel.state == "new" and data and data[0] != 0x10 and not decoder.buffered:
@@ -151,7 +174,20 @@ class MQTTConnection(asyncio.Protocol):
         self._out = []
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self.send_bytes(out[0] if len(out) == 1 else b"".join(out))
+
+    def send_bytes(self, data: bytes) -> None:
+        """Put MQTT bytes on the wire (the WebSocket shell frames them first)."""
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def refuse(self) -> None:
+        """Over the listener's limits: drop the connection before any MQTT."""
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            channel.close("refused")
+        if self.transport is not None:
+            self.transport.abort()
 
     def close(self) -> None:
         """Flush what is buffered, then close."""

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 
 from starling.broker import Broker
 
 from .connection import MQTTConnection, WriteBatcher
+from .tls import TlsContext, TlsOptions
+from .ws import WSConnection
 
 log = logging.getLogger(__name__)
 #: Shown at any log level: scripts read bound ports from it.
@@ -29,6 +32,17 @@ class ListenerConfig:
     max_connections: int = 1024000
     acceptors: int = 8  #: reported for EMQ X compatibility; asyncio has one accept loop
     backlog: int = 1024
+    kind: str = "tcp"  #: tcp | ssl | ws | wss
+    tls: TlsOptions | None = None
+    path: str = "/mqtt"  #: WebSocket endpoint
+    proxy_address_header: str = ""  #: e.g. X-Forwarded-For, when behind a proxy
+    peer_cert_as_username: str = ""  #: "", "cn" or "dn"
+    peer_cert_as_clientid: str = ""
+    max_conn_rate: int = 0  #: new connections per second; 0 = unlimited
+
+    @property
+    def protocol(self) -> str:
+        return f"mqtt:{self.kind}"
 
 
 def parse_bind(value: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
@@ -54,6 +68,9 @@ class Listener:
         self.refused = 0
         self.bound: tuple[str, int] = (config.host, config.port)
         self.batcher = WriteBatcher()
+        self.tls = TlsContext(config.tls) if config.tls is not None else None
+        self._rate_second = 0
+        self._rate_count = 0
 
     @property
     def current_connections(self) -> int:
@@ -61,16 +78,21 @@ class Listener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        factory = WSConnection if self.config.kind in ("ws", "wss") else MQTTConnection
         self.server = await loop.create_server(
-            lambda: MQTTConnection(self.broker, self, self.batcher),
-            self.config.host, self.config.port,
-            backlog=self.config.backlog, reuse_address=True)
+            lambda: factory(self.broker, self, self.batcher),
+            self.config.host, self.config.port, backlog=self.config.backlog,
+            reuse_address=True, ssl=self.tls.context if self.tls is not None else None)
+        if self.tls is not None:
+            self.tls.start_watching()
         addr = self.server.sockets[0].getsockname()
         self.bound = (addr[0], addr[1])
         # Scripts and tests read the real port from this line; keep its shape.
         startup_log.info("listener %s on %s:%d", self.name, addr[0], addr[1])
 
     async def stop(self) -> None:
+        if self.tls is not None:
+            self.tls.stop_watching()
         if self.server is not None:
             self.server.close()
             for conn in list(self.connections):
@@ -79,11 +101,22 @@ class Listener:
             self.server = None
 
     def connection_opened(self, conn: MQTTConnection) -> None:
-        if len(self.connections) >= self.config.max_connections:
+        if len(self.connections) >= self.config.max_connections or not self._rate_ok():
             self.refused += 1
-            conn.close()
+            conn.refuse()
             return
         self.connections.add(conn)
+
+    def _rate_ok(self) -> bool:
+        """`max_conn_rate`: at most that many new connections in each second."""
+        limit = self.config.max_conn_rate
+        if not limit:
+            return True
+        second = int(time.monotonic())
+        if second != self._rate_second:
+            self._rate_second, self._rate_count = second, 0
+        self._rate_count += 1
+        return self._rate_count <= limit
 
     def connection_closed(self, conn: MQTTConnection) -> None:
         if conn in self.connections:

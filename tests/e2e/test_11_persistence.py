@@ -595,7 +595,7 @@ def start_failing(data_dir: Path) -> tuple[int, str]:
     args = [sys.executable, "-m", "starling", "start", "--data-dir", str(data_dir),
             "--node-name", "bad@127.0.0.1",
             "--set", "listeners.tcp.default.bind=127.0.0.1:0",
-            "--set", "listeners.tcp.internal.bind=off",
+            "--set", "listeners.tcp.internal.bind=off", "--set", "listeners.ws.default.bind=off",
             "--set", "management.bind=off", "--set", "dashboard.bind=off"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []

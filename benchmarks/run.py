@@ -1,0 +1,964 @@
+#!/usr/bin/env python3
+"""Side-by-side MQTT broker benchmark: Starling against Mosquitto (and amqtt).
+
+For every selected scenario, run and broker this starts a fresh broker pinned to
+CPU 0, drives it with the C load generator (`loadgen.c`, built on demand) pinned
+to CPU 1, stops the broker, and finally prints one table with the median of the
+runs and the ratios starling/<other>.  Standard library only.
+
+    python benchmarks/run.py                       # starling,mosquitto, everything
+    python benchmarks/run.py --quick               # smoke run, a few seconds per scenario
+    python benchmarks/run.py --brokers mosquitto,amqtt --scenarios fanin,latency --runs 3
+
+A fresh broker per measurement keeps scenarios independent: memory freed by one
+run cannot be reused by the next (which would hide RSS growth), and a broker that
+fell over in one scenario does not spoil the others.  Brokers are interleaved run by run so that slow drift
+of the machine affects all of them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+BUILD_DIR = BENCH_DIR / "build"
+LOADGEN_SRC = BENCH_DIR / "loadgen.c"
+LOADGEN_BIN = BUILD_DIR / "loadgen"
+CFLAGS = ["-O2", "-Wall", "-Wextra"]
+AMQTT_VENV = BENCH_DIR / ".venv-amqtt"
+AMQTT_REQUIREMENT = "amqtt==0.12.1"  # pinned so figures stay comparable over time
+BROKER_CPU = 0
+LOADGEN_CPU = 1
+QUIET_BUSY_PCT = 15.0  # a CPU busier than this (before we start anything) is "not quiet"
+BROKER_START_TIMEOUT = 30.0
+BROKER_STOP_TIMEOUT = 10.0
+IDLE_CONCURRENCY = 50  # above ~100 the listen backlog overflows and SYN retries skew it
+
+# ----------------------------------------------------------------------------- scenarios
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the result table, read from the loadgen JSON at `path`."""
+
+    key: str
+    label: str
+    path: tuple[str, ...]
+    higher_is_better: bool
+    fmt: str  # "rate", "us" or "kib"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    loadgen_args: Callable[[argparse.Namespace], list[str]]
+    metrics: tuple[Metric, ...]
+    budget: Callable[[argparse.Namespace], float]  # seconds loadgen may take
+    noisy_pct: float = 25.0  # other processes' CPU % that makes a measurement noisy
+
+
+def _traffic_budget(a: argparse.Namespace) -> float:
+    return float(a.warmup + a.duration + 30 + 15)  # setup limit + watchdog slack
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "fanin", "10 publishers -> 1 subscriber on a wildcard filter, QoS 0, 64-byte payloads",
+        lambda a: ["--scenario", "fanin", "--publishers", "10", "--payload", "64"],
+        (Metric("fanin", "fan-in QoS0 10->1, msg/s received", ("receive_rate",), True, "rate"),),
+        _traffic_budget,
+    ),
+    Scenario(
+        "fanout", "1 publisher -> 100 subscribers on one topic, QoS 0, 64-byte payloads",
+        lambda a: ["--scenario", "fanout", "--subscribers", "100", "--payload", "64"],
+        (Metric("fanout", "fan-out QoS0 1->100, deliveries/s", ("receive_rate",), True, "rate"),),
+        _traffic_budget,
+    ),
+    Scenario(
+        "qos1", "10 publisher->subscriber pairs, own topic each, QoS 1, inflight 10",
+        lambda a: ["--scenario", "pairs", "--qos", "1", "--publishers", "10", "--inflight", "10"],
+        (Metric("qos1", "QoS1 10 pairs, msg/s received", ("receive_rate",), True, "rate"),),
+        _traffic_budget,
+    ),
+    Scenario(
+        "qos2", "10 publisher->subscriber pairs, own topic each, QoS 2, inflight 10",
+        lambda a: ["--scenario", "pairs", "--qos", "2", "--publishers", "10", "--inflight", "10"],
+        (Metric("qos2", "QoS2 10 pairs, msg/s received", ("receive_rate",), True, "rate"),),
+        _traffic_budget,
+    ),
+    Scenario(
+        "idle", "open N idle connections: CONNECT->CONNACK rate and broker RSS growth",
+        lambda a: ["--scenario", "idle", "--connections", str(a.idle_connections),
+                   "--concurrency", str(IDLE_CONCURRENCY), "--settle", "1",
+                   "--connect-timeout", str(a.idle_timeout)],
+        (
+            Metric("idle_rate", "idle conns: connect rate, conn/s", ("connect_rate",), True, "rate"),
+            Metric("idle_rss", "idle conns: broker RSS, KiB/conn (lower=better)",
+                   ("rss_per_conn_kib",), False, "kib"),
+        ),
+        lambda a: float(a.idle_timeout + 1 + 30),
+    ),
+    Scenario(
+        "latency", "1 publisher -> 1 subscriber at a fixed 1,000 msg/s, QoS 0",
+        lambda a: ["--scenario", "latency", "--rate", "1000"],
+        (
+            Metric("lat_p50", "latency @1k msg/s p50, us (lower=better)", ("latency_us", "p50"),
+                   False, "us"),
+            Metric("lat_p99", "latency @1k msg/s p99, us (lower=better)", ("latency_us", "p99"),
+                   False, "us"),
+        ),
+        _traffic_budget,
+        noisy_pct=10.0,  # a p99 moves with any neighbour that wakes up
+    ),
+)
+SCENARIO_BY_NAME = {s.name: s for s in SCENARIOS}
+
+# ----------------------------------------------------------------------------- children
+
+_children: set[subprocess.Popen[Any]] = set()
+_children_lock = threading.Lock()
+_pdeathsig_prefix: list[str] | None = None
+
+
+def die_with_parent_prefix() -> list[str]:
+    """`setpriv --pdeathsig KILL --`: the child gets SIGKILL if the runner dies, even by kill -9.
+
+    setpriv (util-linux) sets PR_SET_PDEATHSIG and execs, so the pid stays the
+    broker's; it replaces a preexec_fn, which is unsafe once we have threads.
+    """
+    global _pdeathsig_prefix
+    if _pdeathsig_prefix is None:
+        _pdeathsig_prefix = []
+        setpriv = shutil.which("setpriv")
+        if setpriv and subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"],
+                                      capture_output=True, timeout=10).returncode == 0:
+            _pdeathsig_prefix = [setpriv, "--pdeathsig", "KILL", "--"]
+    return _pdeathsig_prefix
+
+
+def spawn(args: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
+    """Popen in its own session (Ctrl-C reaches only us; we stop children in order)."""
+    proc: subprocess.Popen[Any] = subprocess.Popen(
+        [*die_with_parent_prefix(), *args], start_new_session=True, **kw
+    )
+    with _children_lock:
+        _children.add(proc)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = BROKER_STOP_TIMEOUT) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; always reaps."""
+    try:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    finally:
+        with _children_lock:
+            _children.discard(proc)
+
+
+def stop_all_children() -> None:
+    with _children_lock:
+        procs = list(_children)
+    for proc in procs:
+        stop_process(proc, timeout=3.0)
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def raise_nofile_limit() -> int:
+    """Soft RLIMIT_NOFILE := hard, here and so in every broker we start (inherited)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def cpu_busy_pct(cpus: Sequence[int], seconds: float = 1.0) -> dict[int, float]:
+    """How busy each CPU is right now (from /proc/stat), before we add any load."""
+
+    def snapshot() -> dict[int, tuple[int, int]]:
+        out: dict[int, tuple[int, int]] = {}
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                for line in f:
+                    name, *fields = line.split()
+                    if name.startswith("cpu") and name[3:].isdigit():
+                        v = [int(x) for x in fields[:8]]
+                        out[int(name[3:])] = (sum(v), v[3] + v[4])  # total, idle+iowait
+        except OSError:
+            pass
+        return out
+
+    before = snapshot()
+    time.sleep(seconds)
+    after = snapshot()
+    busy: dict[int, float] = {}
+    for cpu in cpus:
+        if cpu in before and cpu in after:
+            total = after[cpu][0] - before[cpu][0]
+            idle = after[cpu][1] - before[cpu][1]
+            busy[cpu] = 100.0 * (total - idle) / total if total > 0 else 0.0
+    return busy
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies summed over all CPUs, from the first line of /proc/stat."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    """utime+stime of a process, in seconds (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+@contextmanager
+def other_cpu_meter(broker_pid: int, box: dict[str, float]) -> Iterator[None]:
+    """CPU used by everything but the broker and loadgen while the block runs.
+
+    Sets box["other_cpu_pct"], in percent of one CPU.  A busy neighbour (a test
+    suite, a compiler) shows up here and marks the measurement as noisy.
+    """
+    busy0, _ = _cpu_jiffies()
+    broker0 = _proc_cpu_seconds(broker_pid)
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        wall = time.monotonic() - t0
+        busy1, _ = _cpu_jiffies()
+        kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # loadgen, reaped by now
+        loadgen = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
+        broker = _proc_cpu_seconds(broker_pid) - broker0
+        total = (busy1 - busy0) / os.sysconf("SC_CLK_TCK")
+        if wall > 0:
+            box["other_cpu_pct"] = max(0.0, 100.0 * (total - loadgen - broker) / wall)
+
+
+def wait_for_quiet(cpus: Sequence[int], max_wait: float) -> bool:
+    """Wait (at most `max_wait` s) until no CPU we use is busy with someone else's work."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy = cpu_busy_pct(cpus, 0.5)
+        if all(pct < QUIET_BUSY_PCT for pct in busy.values()):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+
+
+def pin(cpu: int | None) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, proc: subprocess.Popen[Any], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BrokerError(f"exited with status {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BrokerError(f"not listening on port {port} after {timeout:.0f}s")
+
+
+# ----------------------------------------------------------------------------- loadgen
+
+
+def build_loadgen(force: bool = False, out: Path = LOADGEN_BIN) -> Path:
+    """gcc -O2 loadgen.c, unless the binary is newer than the source."""
+    if not force and out.exists() and out.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
+        return out
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise SystemExit("run.py: gcc is needed to build the load generator")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [gcc, *CFLAGS, "-o", str(out), str(LOADGEN_SRC)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if res.returncode != 0 or res.stderr.strip():
+        # Warnings count as failures: the source is meant to build clean.
+        raise SystemExit(f"run.py: building loadgen failed:\n{' '.join(cmd)}\n{res.stderr}")
+    return out
+
+
+def run_loadgen(
+    loadgen: Path, port: int, broker_pid: int, extra: list[str], timeout: float,
+    duration: float, warmup: float, cpu: int | None = LOADGEN_CPU,
+) -> dict[str, Any]:
+    """Run one measurement; the loadgen JSON, plus 'error' if it failed."""
+    cmd = [*pin(cpu), str(loadgen), "--port", str(port), "--broker-pid", str(broker_pid),
+           "--duration", str(duration), "--warmup", str(warmup), *extra]
+    proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_process(proc, timeout=1.0)
+        return {"ok": False, "error": f"loadgen did not finish within {timeout:.0f}s"}
+    finally:
+        with _children_lock:
+            _children.discard(proc)
+    result: dict[str, Any] = {}
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if lines:
+        try:
+            result = json.loads(lines[-1])
+        except json.JSONDecodeError:
+            result = {}
+    if proc.returncode != 0 or not result.get("ok"):
+        result["ok"] = False
+        result.setdefault("error", err.strip().splitlines()[-1] if err.strip()
+                          else f"loadgen exit status {proc.returncode}")
+    if err.strip():
+        result["stderr"] = err.strip()[-2000:]
+    return result
+
+
+# ----------------------------------------------------------------------------- brokers
+
+
+class BrokerError(Exception):
+    """A broker could not be installed or started."""
+
+
+@dataclass
+class RunningBroker:
+    name: str
+    proc: subprocess.Popen[Any]
+    port: int
+    log_path: Path
+    log_tail: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        # setpriv and `taskset -c N cmd` exec what follows, so the pid is the broker's own.
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+class Broker:
+    name = "?"
+
+    def available(self) -> str | None:
+        """None if the broker can be run here, else why not."""
+        return None
+
+    def version(self) -> str:
+        return "?"
+
+    def start(self, workdir: Path) -> RunningBroker:
+        raise NotImplementedError
+
+    @contextmanager
+    def running(self, workdir: Path) -> Iterator[RunningBroker]:
+        broker = self.start(workdir)
+        try:
+            yield broker
+        finally:
+            stop_process(broker.proc)
+
+
+def _drain(stream: Any, log_path: Path, tail: list[str],
+           on_line: Callable[[str], None] | None = None) -> None:
+    """Copy a child's output to its log file so the pipe never fills up."""
+    with open(log_path, "a", encoding="utf-8", errors="replace") as log:
+        for line in stream:
+            log.write(line)
+            tail.append(line.rstrip("\n"))
+            del tail[:-40]
+            if on_line is not None:
+                on_line(line)
+    stream.close()
+
+
+class Mosquitto(Broker):
+    name = "mosquitto"
+
+    def _binary(self) -> str | None:
+        return shutil.which("mosquitto") or next(
+            (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.path.exists(p)),
+            None)
+
+    def available(self) -> str | None:
+        return None if self._binary() else "mosquitto is not installed (apt-get install mosquitto)"
+
+    def version(self) -> str:
+        binary = self._binary()
+        if not binary:
+            return "?"
+        res = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=10)
+        match = re.search(r"mosquitto version (\S+)", res.stdout + res.stderr)
+        return match.group(1) if match else "?"
+
+    def start(self, workdir: Path) -> RunningBroker:
+        binary = self._binary()
+        if binary is None:
+            raise BrokerError("mosquitto is not installed")
+        port = free_port()
+        log_path = workdir / "mosquitto.log"
+        conf = workdir / "mosquitto.conf"
+        lines = [
+            f"listener {port} 127.0.0.1",
+            "allow_anonymous true",
+            "persistence false",
+            "max_queued_messages 100000",
+            f"log_dest file {log_path}",
+            # Same verbosity as Starling's log.level=warning: no line per connection.
+            "log_type error",
+            "log_type warning",
+        ]
+        if os.geteuid() == 0:
+            # As root mosquitto would switch to user "mosquitto", who cannot write
+            # the log into our private temp dir.
+            lines.append("user root")
+        conf.write_text("\n".join(lines) + "\n")
+        proc = spawn([*pin(BROKER_CPU), binary, "-c", str(conf)],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        broker = RunningBroker(self.name, proc, port, log_path)
+        try:
+            wait_port(port, proc, BROKER_START_TIMEOUT)
+        except BrokerError:
+            stop_process(proc)
+            raise
+        return broker
+
+
+class Starling(Broker):
+    """`python -m starling start` from the repo root, or from a commit (`ref`).
+
+    With a ref, the `starling` package of that commit is exported (git archive)
+    into the run's temp dir and started from there, so edits made to the working
+    tree while the benchmark runs cannot change or break the broker under test.
+    """
+
+    name = "starling"
+    LISTENER = re.compile(r"listener mqtt:tcp:default on ([0-9.]+):(\d+)")
+
+    def __init__(self, ref: str | None = None) -> None:
+        self.ref = ref
+        self.root = REPO_ROOT
+
+    def _git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, timeout=60)
+
+    def available(self) -> str | None:
+        if self.ref is None:
+            if not (REPO_ROOT / "starling" / "__main__.py").exists():
+                return "starling/__main__.py does not exist yet (`python -m starling start` fails)"
+            return None
+        if self._git("cat-file", "-e", f"{self.ref}:starling/__main__.py").returncode != 0:
+            return f"{self.ref}:starling/__main__.py does not exist"
+        return None
+
+    def export(self, dest: Path) -> None:
+        """Unpack the `starling` package of `ref` under `dest` and run from there."""
+        if self.ref is None:
+            return
+        res = self._git("archive", "--format=tar", self.ref, "--", "starling")
+        if res.returncode != 0:
+            raise BrokerError(f"git archive {self.ref} failed: {res.stderr.decode(errors='replace')}")
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(res.stdout)) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(dest, filter="data")
+            else:  # pragma: no cover - Python without extraction filters
+                tar.extractall(dest)
+        self.root = dest
+
+    def version(self) -> str:
+        if self.ref is not None:
+            out = self._git("rev-parse", "--short", self.ref).stdout.decode().strip()
+            return f"{out} ({self.ref})"
+        out = self._git("describe", "--always", "--dirty").stdout.decode().strip()
+        return f"{out or 'uncommitted'} (working tree)"
+
+    def start(self, workdir: Path) -> RunningBroker:
+        data_dir = workdir / "starling-data"
+        data_dir.mkdir(exist_ok=True)
+        cmd = [*pin(BROKER_CPU), sys.executable, "-m", "starling", "start",
+               "--data-dir", str(data_dir),
+               "--set", "listeners.tcp.default.bind=127.0.0.1:0",
+               "--set", "listeners.tcp.internal.bind=off", "--set", "listeners.ws.default.bind=off",
+               "--set", "management.bind=off",
+               "--set", "dashboard.bind=off",
+               "--set", "log.level=warning"]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = spawn(cmd, cwd=self.root, env=env, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.PIPE, text=True)
+        log_path = workdir / "starling.log"
+        port_box: list[int] = []
+        started = threading.Event()
+
+        def on_line(line: str) -> None:
+            match = self.LISTENER.search(line)
+            if match:
+                port_box.append(int(match.group(2)))
+            if "node started" in line:
+                started.set()
+
+        broker = RunningBroker(self.name, proc, 0, log_path)
+        reader = threading.Thread(target=_drain, args=(proc.stderr, log_path, broker.log_tail, on_line),
+                                  daemon=True)
+        reader.start()
+        deadline = time.monotonic() + BROKER_START_TIMEOUT
+        while not started.is_set() and proc.poll() is None and time.monotonic() < deadline:
+            started.wait(0.1)
+        if not started.is_set() or not port_box:
+            stop_process(proc)
+            reader.join(2)
+            why = (f"exited with status {proc.returncode}" if proc.returncode is not None
+                   else "no 'node started' line" if not started.is_set()
+                   else "no 'listener mqtt:tcp:default on ...' line")
+            tail = "\n    ".join(broker.log_tail[-15:])
+            raise BrokerError(f"did not start ({why}); last output:\n    {tail}")
+        broker.port = port_box[-1]
+        return broker
+
+
+AMQTT_WRAPPER = '''\
+"""amqtt's own CLI logs every connection at INFO; run it at WARNING like the others."""
+import asyncio, json, logging, signal, sys
+
+from amqtt.broker import Broker
+
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+
+async def main() -> None:
+    with open(sys.argv[1]) as f:
+        config = json.load(f)
+    broker = Broker(config)
+    await broker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await broker.shutdown()
+
+
+asyncio.run(main())
+'''
+
+
+class Amqtt(Broker):
+    name = "amqtt"
+
+    @property
+    def python(self) -> Path:
+        return AMQTT_VENV / "bin" / "python"
+
+    def ensure_installed(self) -> None:
+        """Create benchmarks/.venv-amqtt and pip install amqtt into it, once."""
+        if self.python.exists() and subprocess.run(
+                [str(self.python), "-c", "import amqtt.broker"], capture_output=True,
+                timeout=60).returncode == 0:
+            return
+        print(f"run.py: installing {AMQTT_REQUIREMENT} into {AMQTT_VENV} ...", file=sys.stderr)
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(AMQTT_VENV)], check=True,
+                           capture_output=True, timeout=300)
+            res = subprocess.run([str(self.python), "-m", "pip", "install", "-q", AMQTT_REQUIREMENT],
+                                 capture_output=True, text=True, timeout=600)
+        except (subprocess.SubprocessError, OSError) as exc:
+            raise BrokerError(f"could not create {AMQTT_VENV}: {exc}") from exc
+        if res.returncode != 0:
+            raise BrokerError(f"pip install {AMQTT_REQUIREMENT} failed:\n{res.stderr[-2000:]}")
+
+    def available(self) -> str | None:
+        try:
+            self.ensure_installed()
+        except BrokerError as exc:
+            return str(exc)
+        return None
+
+    def version(self) -> str:
+        res = subprocess.run([str(self.python), "-c", "import amqtt; print(amqtt.__version__)"],
+                             capture_output=True, text=True, timeout=60)
+        return res.stdout.strip() or "?"
+
+    def start(self, workdir: Path) -> RunningBroker:
+        port = free_port()
+        conf = workdir / "amqtt.json"
+        conf.write_text(json.dumps({
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            # Only anonymous auth: no $SYS publisher, no packet/event logging plugins.
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }))
+        wrapper = workdir / "amqtt_broker.py"
+        wrapper.write_text(AMQTT_WRAPPER)
+        log_path = workdir / "amqtt.log"
+        proc = spawn([*pin(BROKER_CPU), str(self.python), str(wrapper), str(conf)],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        broker = RunningBroker(self.name, proc, port, log_path)
+        threading.Thread(target=_drain, args=(proc.stderr, log_path, broker.log_tail),
+                         daemon=True).start()
+        try:
+            wait_port(port, proc, BROKER_START_TIMEOUT)
+        except BrokerError as exc:
+            stop_process(proc)
+            raise BrokerError(f"{exc}; last output:\n    " + "\n    ".join(broker.log_tail[-15:])) from exc
+        return broker
+
+
+BROKERS: dict[str, Callable[[argparse.Namespace], Broker]] = {
+    "starling": lambda a: Starling(a.starling_ref),
+    "mosquitto": lambda a: Mosquitto(),
+    "amqtt": lambda a: Amqtt(),
+}
+
+# ----------------------------------------------------------------------------- results
+
+
+def dig(obj: Any, path: Sequence[str]) -> float | None:
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return float(obj) if isinstance(obj, int | float) else None
+
+
+def fmt_value(value: float | None, kind: str) -> str:
+    if value is None:
+        return "n/a"
+    if kind == "rate":
+        return f"{value:,.0f}"
+    if kind == "us":
+        return f"{value:,.1f}"
+    return f"{value:,.2f}"
+
+
+def render_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(header), sep, *(line(r) for r in rows)])
+
+
+def summarize(
+    scenarios: list[Scenario], brokers: list[str], results: dict[str, dict[str, list[dict[str, Any]]]],
+) -> tuple[dict[str, Any], str, str]:
+    """Medians and ratios as JSON, the main table and the diagnostics table."""
+    others = [b for b in brokers if b != "starling"] if "starling" in brokers else []
+    header = ["scenario", *brokers, *(f"starling/{o}" for o in others)]
+    rows: list[list[str]] = []
+    summary: dict[str, Any] = {}
+    for sc in scenarios:
+        for metric in sc.metrics:
+            medians: dict[str, float | None] = {}
+            only_noisy: set[str] = set()
+            for b in brokers:
+                ok = [r for r in results.get(b, {}).get(sc.name, []) if r.get("ok")]
+                # Disturbed runs count only when there is nothing better.
+                clean = [r for r in ok if not r.get("noisy")]
+                if ok and not clean:
+                    only_noisy.add(b)
+                values = [v for r in (clean or ok) if (v := dig(r, metric.path)) is not None]
+                medians[b] = statistics.median(values) if values else None
+            ratios: dict[str, float | None] = {}
+            for o in others:
+                s, m = medians.get("starling"), medians.get(o)
+                ratios[f"starling/{o}"] = s / m if s is not None and m else None
+            summary[metric.key] = {"label": metric.label, "higher_is_better": metric.higher_is_better,
+                                   "median": medians, "ratios": ratios,
+                                   "only_noisy_runs": sorted(only_noisy)}
+            rows.append([metric.label,
+                         *(fmt_value(medians[b], metric.fmt) + ("*" if b in only_noisy else "")
+                           for b in brokers),
+                         *(f"{r:.3f}x" if r is not None else "n/a" for r in ratios.values())])
+    table = render_table(header, rows)
+    if any(v["only_noisy_runs"] for v in summary.values()):
+        table += ("\n* every run of this one was disturbed by other processes (see 'other CPU %')"
+                  "; the median is of those")
+
+    # Diagnostics: who was busy, and did anything go wrong.
+    dheader = ["broker", "scenario", "ok runs", "noisy", "broker CPU %", "loadgen CPU % (user)",
+               "other CPU %", "lost", "reordered", "errors"]
+    drows: list[list[str]] = []
+    for b in brokers:
+        for sc in scenarios:
+            runs = results.get(b, {}).get(sc.name, [])
+            if not runs:
+                continue
+            ok = [r for r in runs if r.get("ok")]
+
+            def med(key: str, ok: list[dict[str, Any]] = ok) -> str:
+                vals = [float(r[key]) for r in ok if key in r]
+                return f"{statistics.median(vals):.0f}" if vals else "n/a"
+
+            lost = sum(int(r.get("lost", 0)) + int(r.get("timed_out", 0)) for r in runs)
+            reordered = sum(int(r.get("reordered", 0)) for r in runs)
+            noisy = sum(1 for r in runs if r.get("noisy"))
+            errors = "; ".join(sorted({str(r.get("error")) for r in runs if not r.get("ok")}))
+            drows.append([b, sc.name, f"{len(ok)}/{len(runs)}", str(noisy), med("broker_cpu_pct"),
+                          f"{med('loadgen_cpu_pct')} ({med('loadgen_user_cpu_pct')})",
+                          med("other_cpu_pct"), str(lost), str(reordered),
+                          errors[:100] or "-"])
+    diag = render_table(dheader, drows) if drows else ""
+    return summary, table, diag
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def measure(broker: Broker, sc: Scenario, args: argparse.Namespace, loadgen: Path,
+            workdir: Path) -> dict[str, Any]:
+    """One measurement on a fresh broker, repeated if another process disturbed it.
+
+    Returns the first clean attempt, or, if every attempt was noisy, the least
+    disturbed one (marked "noisy").  A failed attempt is returned as it is:
+    retrying must not hide a broker that fails under load.
+    """
+    attempts: list[dict[str, Any]] = []
+    for attempt in range(args.noise_retries + 1):
+        quiet = args.quiet_wait <= 0 or wait_for_quiet([BROKER_CPU, LOADGEN_CPU], args.quiet_wait)
+        with broker.running(workdir) as rb:
+            box: dict[str, float] = {}
+            with other_cpu_meter(rb.pid, box):
+                res = run_loadgen(loadgen, rb.port, rb.pid, sc.loadgen_args(args),
+                                  sc.budget(args), args.duration, args.warmup)
+            res.update(box)
+            if not rb.alive():
+                res["ok"] = False
+                res["error"] = f"broker died (status {rb.proc.returncode})"
+        res["attempt"] = attempt + 1
+        res["noisy"] = not quiet or box.get("other_cpu_pct", 0.0) > sc.noisy_pct
+        if not res["noisy"] or not res.get("ok"):
+            return res
+        attempts.append(res)
+        print(f"run.py:   other processes used {box.get('other_cpu_pct', 0):.0f}% CPU meanwhile; "
+              + ("measuring again" if attempt < args.noise_retries else "keeping the least noisy"),
+              file=sys.stderr)
+    return min(attempts, key=lambda r: float(r.get("other_cpu_pct", 0.0)))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Benchmark Starling side by side with Mosquitto (and amqtt).",
+        epilog="scenarios: " + "; ".join(f"{s.name}: {s.description}" for s in SCENARIOS))
+    p.add_argument("--brokers", default="starling,mosquitto",
+                   help="comma-separated, from starling,mosquitto,amqtt (default: %(default)s)")
+    p.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS),
+                   help="comma-separated (default: all: %(default)s)")
+    p.add_argument("--duration", type=float, help="measured seconds per run (default 5, quick 1)")
+    p.add_argument("--warmup", type=float, help="unmeasured seconds before it (default 1, quick 0.3)")
+    p.add_argument("--runs", type=int, help="runs per scenario and broker; the median is reported "
+                   "(default 1)")
+    p.add_argument("--idle-connections", type=int,
+                   help="connections in the idle scenario (default 10000, quick 1000)")
+    p.add_argument("--idle-timeout", type=float, default=180.0,
+                   help="limit for opening all idle connections, seconds (default %(default)s)")
+    p.add_argument("--quiet-wait", type=float, default=60.0,
+                   help="before each measurement wait up to this many seconds for CPUs "
+                   f"{BROKER_CPU},{LOADGEN_CPU} to be <{QUIET_BUSY_PCT:.0f}%% busy; 0 = don't "
+                   "(default %(default)s)")
+    p.add_argument("--noise-retries", type=int, default=2,
+                   help="measure again (up to N times) when other processes used more than "
+                   "25%% CPU meanwhile (10%% for latency) (default %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 1 s measurements, 0.3 s warm-up, 1,000 idle connections")
+    p.add_argument("--starling-ref", metavar="REF",
+                   help="benchmark Starling as committed at REF (e.g. HEAD), exported to the "
+                   "temp dir, instead of the live working tree")
+    p.add_argument("--json", metavar="FILE", type=Path, help="also write all results as JSON")
+    p.add_argument("--keep-temp", action="store_true", help="keep broker configs and logs")
+    p.add_argument("--rebuild", action="store_true", help="rebuild loadgen even if up to date")
+    a = p.parse_args(argv)
+    a.duration = a.duration if a.duration is not None else (1.0 if a.quick else 5.0)
+    a.warmup = a.warmup if a.warmup is not None else (0.3 if a.quick else 1.0)
+    a.runs = a.runs if a.runs is not None else 1
+    a.idle_connections = a.idle_connections or (1000 if a.quick else 10000)
+    if a.duration <= 0 or a.warmup < 0 or a.runs < 1 or a.idle_connections < 1:
+        p.error("--duration, --runs and --idle-connections must be positive, --warmup >= 0")
+    a.broker_names = [b.strip() for b in a.brokers.split(",") if b.strip()]
+    a.scenario_names = [s.strip() for s in a.scenarios.split(",") if s.strip()]
+    for b in a.broker_names:
+        if b not in BROKERS:
+            p.error(f"unknown broker {b!r}; choose from {','.join(BROKERS)}")
+    for s in a.scenario_names:
+        if s not in SCENARIO_BY_NAME:
+            p.error(f"unknown scenario {s!r}; choose from {','.join(SCENARIO_BY_NAME)}")
+    if len(set(a.broker_names)) != len(a.broker_names) or not a.broker_names:
+        p.error("--brokers: give each broker once")
+    return a
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Interruptible even when started with SIGINT ignored (e.g. as a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _sigterm)
+    nofile = raise_nofile_limit()
+    if "idle" in args.scenario_names and nofile < args.idle_connections + 100:
+        print(f"run.py: warning: open-file limit {nofile} is below {args.idle_connections} "
+              "idle connections; lower --idle-connections or raise the hard limit", file=sys.stderr)
+    global BROKER_CPU, LOADGEN_CPU
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:
+        BROKER_CPU, LOADGEN_CPU = cpus[0], cpus[1]
+    else:
+        print("run.py: warning: fewer than 2 CPUs; broker and loadgen share one", file=sys.stderr)
+    if not shutil.which("taskset"):
+        print("run.py: warning: taskset not found; processes are not pinned", file=sys.stderr)
+
+    loadgen = build_loadgen(force=args.rebuild)
+    # Anything else running on these CPUs skews every figure: say so up front.
+    idle_check = cpu_busy_pct([BROKER_CPU, LOADGEN_CPU])
+    busy = {cpu: pct for cpu, pct in idle_check.items() if pct > 10.0}
+    if busy:
+        print("run.py: warning: the machine is not idle before starting ("
+              + ", ".join(f"CPU {c} {p:.0f}% busy" for c, p in busy.items())
+              + "); results will be skewed", file=sys.stderr)
+    scenarios = [SCENARIO_BY_NAME[n] for n in args.scenario_names]
+    brokers: dict[str, Broker] = {}
+    unavailable: dict[str, str] = {}
+    versions: dict[str, str] = {}
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {b: {} for b in args.broker_names}
+    interrupted = False
+    start_failures: list[str] = []
+    started_at = time.time()
+    workroot = Path(tempfile.mkdtemp(prefix="starling-bench-"))
+    try:
+        for name in args.broker_names:
+            broker = BROKERS[name](args)
+            why = broker.available()
+            if not why and isinstance(broker, Starling):
+                try:
+                    broker.export(workroot / "starling-src")
+                except BrokerError as exc:
+                    why = str(exc)
+            if why:
+                unavailable[name] = why
+                print(f"run.py: skipping {name}: {why}", file=sys.stderr)
+            else:
+                brokers[name] = broker
+                versions[name] = broker.version()
+
+        for sc in scenarios:
+            for run in range(args.runs):
+                for name, broker in list(brokers.items()):
+                    if name in unavailable:
+                        continue
+                    workdir = workroot / f"{name}-{sc.name}-{run}"
+                    workdir.mkdir()
+                    print(f"run.py: {sc.name} run {run + 1}/{args.runs} on {name} ...",
+                          file=sys.stderr, flush=True)
+                    try:
+                        res = measure(broker, sc, args, loadgen, workdir)
+                    except BrokerError as exc:
+                        # A broker that cannot start will not start for the next scenario either.
+                        unavailable[name] = f"failed to start: {exc}"
+                        start_failures.append(name)
+                        print(f"run.py: {name} {unavailable[name]}", file=sys.stderr)
+                        continue
+                    results[name].setdefault(sc.name, []).append(res)
+                    if not res.get("ok"):
+                        print(f"run.py:   {name} {sc.name} failed: {res.get('error')}", file=sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nrun.py: interrupted; stopping brokers and printing what was measured",
+              file=sys.stderr)
+    finally:
+        stop_all_children()
+        if args.keep_temp:
+            print(f"run.py: broker configs and logs kept in {workroot}", file=sys.stderr)
+        else:
+            shutil.rmtree(workroot, ignore_errors=True)
+
+    summary, table, diag = summarize(scenarios, args.broker_names, results)
+    print()
+    print(f"duration {args.duration:g}s after {args.warmup:g}s warm-up, median of {args.runs} "
+          f"run(s); broker on CPU {BROKER_CPU}, loadgen on CPU {LOADGEN_CPU}")
+    print(table)
+    if diag:
+        print()
+        print(diag)
+    for name, why in unavailable.items():
+        print(f"{name}: not measured: {why.splitlines()[0]}")
+
+    if args.json:
+        doc = {
+            "meta": {
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started_at)),
+                "seconds": round(time.time() - started_at, 1),
+                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                            "python": platform.python_version()},
+                "versions": versions,
+                "broker_cpu": BROKER_CPU, "loadgen_cpu": LOADGEN_CPU,
+                "cpu_busy_before_pct": idle_check,
+                "duration": args.duration, "warmup": args.warmup, "runs": args.runs,
+                "idle_connections": args.idle_connections, "interrupted": interrupted,
+                "unavailable": unavailable,
+            },
+            "scenarios": {s.name: s.description for s in scenarios},
+            "summary": summary,
+            "results": results,
+        }
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"results written to {args.json}")
+    if interrupted:
+        return 130
+    # A broker that is not installed (or, for Starling, not runnable yet) is reported
+    # above but is not a failure; one that would not start or a failed run is.
+    failed = any(not r.get("ok") for per in results.values() for runs in per.values() for r in runs)
+    return 1 if failed or start_failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
