@@ -11,11 +11,13 @@ browsers' MQTT libraries of EMQ X v3's time did).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from websockets.datastructures import Headers
+from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
@@ -112,10 +114,8 @@ class WSConnection(MQTTConnection):
     def close(self) -> None:
         self.flush()
         if self.handshake_done and self.transport is not None:
-            try:
+            with contextlib.suppress(InvalidState):  # already closing
                 self.ws.send_close(1000)
-            except Exception:  # already closing
-                pass
             self._pump()
         if self.transport is not None:
             self.transport.close()
