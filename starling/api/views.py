@@ -32,7 +32,8 @@ def connection(c: ConnectionSnapshot, node: str) -> dict[str, Any]:
         "ipaddress": c.peerhost,
         "port": c.peerport,
         "zone": c.zone,
-        "conn_mod": "emqx_connection",
+        "conn_mod": ("emqx_ws_connection" if c.listener.startswith(("mqtt:ws:", "mqtt:wss:"))
+                     else "emqx_connection"),
         "connected_at": local_time(c.connected_at),
         "clean_start": c.clean_start,
         "keepalive": c.keepalive,
