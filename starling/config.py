@@ -98,7 +98,23 @@ SETTINGS: tuple[Setting, ...] = (
             "App id of the bootstrap management API application."),
     Setting("api.default_app_secret", "", "str",
             "Its secret; empty = generated at first start into <data_dir>/api_secret."),
-    Setting("dashboard.bind", "0.0.0.0:18083", "bind", "Dashboard listener."),
+    Setting("dashboard.bind", "0.0.0.0:18083", "bind",
+            "Dashboard listener (emqx_dashboard): the API with dashboard user credentials."),
+    Setting("dashboard.max_connections", 512, "int",
+            "Concurrent HTTP connections to the dashboard listener."),
+    Setting("dashboard.default_user.login", "admin", "str",
+            "Name of the default dashboard user, created when absent."),
+    Setting("dashboard.default_user.password", "", "str",
+            "Its initial password; empty = generated at first start into "
+            "<data_dir>/dashboard_password."),
+    # Plugins (docs/ctl.md, "Plugins").
+    Setting("plugins.loaded",
+            "emqx_dashboard,emqx_management,emqx_recon,emqx_retainer,emqx_rule_engine", "str",
+            "Plugins loaded at start (comma-separated EMQ X names) unless a load or unload "
+            "through the API or ctl, which is remembered in the store, says otherwise."),
+    Setting("plugins.etc_dir", "", "str",
+            "Directory of EMQ X v3 plugin conf files (<plugin>.conf, e.g. "
+            "emqx_auth_clientid.conf), read at start; empty = none."),
     # Store.
     Setting("store.backend", "sqlite", "str",
             "sqlite (a file in the data dir) or memory (nothing survives a restart)."),
@@ -153,6 +169,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("session.retry_interval", 20.0, "duration",
             "Resend unacknowledged QoS 1/2 messages after this long, on the same "
             "connection (MQTT 3.x only; MQTT 5.0 forbids it). 0 disables."),
+    # ACL (EMQ X v3's emqx.conf names; docs/acl.md).
+    Setting("acl_file", "", "str",
+            "The ACL rules file, in EMQ X's acl.conf syntax; empty = <data_dir>/acl.conf, "
+            "written with EMQ X's default rules at first start."),
+    Setting("acl_file_check_interval", 5.0, "duration",
+            "How often the ACL file is checked for changes (reloaded when it changed); "
+            "0 = only on request (PUT /api/v3/acl/reload)."),
+    Setting("acl_nomatch", "allow", "str",
+            "allow or deny: the decision when no ACL rule or plugin matches."),
+    Setting("acl_deny_action", "ignore", "str",
+            "ignore (refuse the PUBLISH/SUBSCRIBE only) or disconnect (also close the "
+            "connection) when ACL denies."),
+    Setting("enable_acl_cache", True, "bool", "Cache ACL decisions per connection."),
+    Setting("acl_cache_max_size", 32, "int", "ACL decisions cached per connection."),
+    Setting("acl_cache_ttl", 60.0, "duration", "How long a cached ACL decision is used."),
+    Setting("zone.external.enable_acl", True, "bool",
+            "Check ACL for clients of zone external (any zone not listed here: on)."),
+    Setting("zone.internal.enable_acl", False, "bool",
+            "Check ACL for clients of zone internal (the internal listener)."),
     # $SYS.
     Setting("broker.sys_interval", 60.0, "duration",
             "Interval of $SYS version/stats/metrics messages; 0 disables them."),
@@ -180,6 +215,15 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_KEY = {s.key: s for s in SETTINGS}
+#: Other names for a setting: EMQX's later `mqtt.*` spellings of the session limits.
+ALIASES = {
+    "mqtt.max_inflight": "session.max_inflight",
+    "mqtt.session_expiry_interval": "session.expiry_interval",
+    "mqtt.max_mqueue_len": "session.max_mqueue_len",
+    "mqtt.max_awaiting_rel": "session.max_awaiting_rel",
+    "mqtt.await_rel_timeout": "session.await_rel_timeout",
+    "mqtt.retry_interval": "session.retry_interval",
+}
 #: Per-listener settings, by the key with the listener name replaced by "*".
 _PATTERNS = {s.key: s for s in SETTINGS if "*" in s.key}
 LISTENER_KINDS = ("tcp", "ssl", "ws", "wss")
@@ -273,6 +317,7 @@ class Config:
             self.set(key, value)
 
     def set(self, key: str, value: Any) -> None:
+        key = ALIASES.get(key, key)
         setting = _BY_KEY.get(key)
         if setting is None or "*" in key:
             pattern = _pattern_of(key)
@@ -282,6 +327,7 @@ class Config:
         self._values[key] = _convert(setting, value)
 
     def __getitem__(self, key: str) -> Any:
+        key = ALIASES.get(key, key)
         if key in self._values:
             return self._values[key]
         pattern = _pattern_of(key)

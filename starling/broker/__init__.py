@@ -6,6 +6,22 @@ only (`from starling.broker import Broker`), never from a submodule.
 
 from __future__ import annotations
 
+from .acl import (
+    ACL_ACTIONS,
+    DEFAULT_ACL_CONF,
+    AclCache,
+    AclExplanation,
+    AclMatch,
+    AclRule,
+    AclStep,
+    AclSubject,
+    AclSyntaxError,
+    InternalAcl,
+    explain_acl,
+    match_rules,
+    parse_acl,
+    topic_matches,
+)
 from .alarms import Alarm, AlarmMonitor, Alarms, SystemSampler
 from .banned import BAN_KINDS, Ban, Banned
 from .broker import Broker
@@ -21,12 +37,21 @@ from .stats import STAT_NAMES
 from .sys_topics import format_datetime, format_uptime
 
 __all__ = [
+    "ACL_ACTIONS",
     "ALL_METRICS",
     "BAN_KINDS",
+    "DEFAULT_ACL_CONF",
     "EXTRA_METRICS",
     "SEED_METRICS",
     "STAT_NAMES",
     "STOP",
+    "AclCache",
+    "AclExplanation",
+    "AclMatch",
+    "AclRule",
+    "AclStep",
+    "AclSubject",
+    "AclSyntaxError",
     "Alarm",
     "AlarmMonitor",
     "Alarms",
@@ -40,6 +65,7 @@ __all__ = [
     "ConnectionSnapshot",
     "HookPoint",
     "Hooks",
+    "InternalAcl",
     "Journal",
     "Message",
     "Session",
@@ -47,6 +73,10 @@ __all__ = [
     "Stop",
     "SubscriptionSnapshot",
     "SystemSampler",
+    "explain_acl",
     "format_datetime",
     "format_uptime",
+    "match_rules",
+    "parse_acl",
+    "topic_matches",
 ]

@@ -19,10 +19,11 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from starling.mqtt import SubscriptionOptions, parse_share
+from starling.mqtt import SubscriptionOptions, matches, parse_share
 from starling.store import MemoryStore
 
 from . import metrics as m
+from .acl import AclCache, InternalAcl, acl_topic
 from .alarms import AlarmMonitor, Alarms
 from .banned import IP_ADDRESS, USERNAME, Ban, Banned, normalize_ip
 from .channel import Channel
@@ -63,6 +64,10 @@ class Broker:
         self.alarms = Alarms(self.publish, self.sys.prefix)
         #: The built-in alarm monitors; the node sets `monitor.connection_usage`.
         self.monitor = AlarmMonitor(self.alarms, lambda: self.options)
+        #: The ACL file's rules (emqx_mod_acl_internal); the node loads and attaches them.
+        self.acl = InternalAcl()
+        #: Bumped when ACL rules change: every connection's ACL cache is then stale.
+        self.acl_generation = 0
         self.started_at = time.time()
         self._expiry: list[tuple[float, int, Session]] = []
         self._expiry_seq = 0
@@ -145,7 +150,7 @@ class Broker:
                 message = message_of(held.message)
                 self.journal.restored(message.id)
                 if held.packet_id is None:
-                    session.mqueue.append((message, held.qos, held.retain))
+                    session.mqueue.append((message, held.qos, held.retain, None))
                 else:
                     session.inflight[held.packet_id] = InflightEntry(
                         message, held.qos, held.retain, mono, held.released)
@@ -196,7 +201,9 @@ class Broker:
             if self.hooks.has(HookPoint.SESSION_TAKEOVERED):
                 self.hooks.run(HookPoint.SESSION_TAKEOVERED, client_id)
         session = self.sessions.get(client_id)
-        if session is not None and clean_start:
+        if session is not None and (clean_start or self._expired(session)):
+            if not clean_start:
+                self.counters["sessions/expired"] += 1
             self.discard_session(session)
             session = None
         present = session is not None
@@ -232,7 +239,7 @@ class Broker:
                 journal.session_saved(session, disconnected_at)
                 for topic_filter, opts in session.subscriptions.items():
                     journal.subscribed(session, topic_filter, opts)
-                for message, qos, retain in session.mqueue:
+                for message, qos, retain, _via in session.mqueue:
                     if qos:
                         journal.held(session, message, qos, retain, None)
                 for packet_id, entry in session.inflight.items():
@@ -242,6 +249,12 @@ class Broker:
         elif session.journal is not None:
             journal.session_deleted(session)
             session.journal = None
+
+    @staticmethod
+    def _expired(session: Session) -> bool:
+        """Offline longer than its expiry (the once-a-second sweep may not have run yet)."""
+        return (session.channel is None and session.disconnected_at is not None
+                and time.monotonic() - session.disconnected_at >= session.expiry_interval)
 
     def schedule_will(self, session: Session, message: Message, delay: float) -> None:
         handle = asyncio.get_running_loop().call_later(delay, self._fire_will, session)
@@ -260,6 +273,7 @@ class Broker:
         self._fire_will(session)
         for topic_filter in list(session.subscriptions):
             self._route_remove(topic_filter, session)
+        self._redispatch_shared(session)
         if session.journal is not None:
             session.journal.session_deleted(session)
             session.journal = None
@@ -374,9 +388,35 @@ class Broker:
                 continue
             session, opts = picked
             qos = opts.qos if opts.qos < message.qos else message.qos
-            session.deliver(message, qos, message.retain and opts.retain_as_published)
+            session.deliver(message, qos, message.retain and opts.retain_as_published,
+                            group.full_filter)
             delivered += 1
         return delivered
+
+    def _redispatch_shared(self, leaving: Session) -> None:
+        """A shared-subscription member's session ended: its unacknowledged QoS 1/2
+        messages that only its shared subscriptions explain go to another member
+        of the group (as EMQ X does; MQTT 5.0 §4.8.2)."""
+        filters = [parse_share(f) for f in leaving.subscriptions]
+        shared = [(name, real) for name, real in filters if name is not None]
+        if not shared:
+            return
+        plain = [real for name, real in filters if name is None]
+        held = [(e.message, e.qos) for e in leaving.inflight.values()]
+        held += [(message, qos) for message, qos, _, _ in leaving.mqueue if qos]
+        strategy = self.options.shared_subscription_strategy
+        for message, qos in held:
+            if any(matches(f, message.topic) for f in plain):
+                continue
+            for key in shared:
+                group = self.shared_groups.get(key)
+                if group is None or not matches(key[1], message.topic):
+                    continue
+                picked = group.pick(strategy, message.sender)
+                if picked is not None:
+                    session, opts = picked
+                    session.deliver(message, min(qos, opts.qos), False, group.full_filter)
+                break
 
     def _route_add(self, topic_filter: str, session: Session, opts: SubscriptionOptions) -> None:
         name, real = parse_share(topic_filter)
@@ -440,12 +480,39 @@ class Broker:
         return not limit or topic.count("/") < limit
 
     def check_acl(self, channel: Channel, action: str, topic: str) -> bool:
-        """Ask the `client.check_acl` hook; plugins answer "allow" or "deny"."""
-        if channel.is_superuser:
+        """May this client publish to / subscribe to `topic`?  (EMQ X's
+        emqx_access_control:check_acl.)  Superusers and zones with `enable_acl`
+        off are not checked; otherwise the connection's ACL cache answers, or the
+        `client.check_acl` chain does (ACL plugins, then the ACL file), starting
+        from `acl_nomatch`.  A shared subscription is checked by its real filter."""
+        options = self.options
+        if channel.is_superuser or channel.zone in options.acl_disabled_zones:
             return True
+        topic = acl_topic(action, topic)
+        counters = self.counters
+        cache = None
+        if options.enable_acl_cache:
+            cache = channel.acl_cache
+            if cache is None:
+                cache = channel.acl_cache = AclCache(self.acl_generation)
+            now = time.monotonic()
+            cached = cache.get(action, topic, now, self.acl_generation)
+            if cached is not None:
+                counters[m.ACL_CACHE_HIT] += 1
+                counters[m.ACL_ALLOW if cached else m.ACL_DENY] += 1
+                return cached
         result = self.hooks.run_fold(HookPoint.CLIENT_CHECK_ACL, (channel, action, topic),
-                                     "allow")
-        return bool(result == "allow")
+                                     options.acl_nomatch)
+        allowed = bool(result == "allow")
+        counters[m.ACL_ALLOW if allowed else m.ACL_DENY] += 1
+        if cache is not None:
+            cache.put(action, topic, allowed, now + options.acl_cache_ttl,
+                      options.acl_cache_max_size)
+        return allowed
+
+    def invalidate_acl_cache(self) -> None:
+        """ACL rules changed: every connection's cached decisions are dropped."""
+        self.acl_generation += 1
 
     # -- readers for the API and plugins -------------------------------------------
     def connections(self) -> list[ConnectionSnapshot]:

@@ -59,6 +59,7 @@ from .hooks import HookPoint
 from .message import Message
 
 if TYPE_CHECKING:
+    from .acl import AclCache
     from .broker import Broker
     from .session import Session
 
@@ -114,6 +115,8 @@ class Channel:
         self.connected_at: float | None = None
         self.is_superuser = False
         self.is_bridge = False
+        #: Recent ACL decisions (made by `Broker.check_acl` when first needed).
+        self.acl_cache: AclCache | None = None
         #: False while the transport's write buffer is over its high-water mark.
         self.writable = True
         self.last_seen = time.monotonic()
@@ -336,6 +339,10 @@ class Channel:
         if auth.anonymous and self.username is None:
             self.counters["auth/mqtt/anonymous"] += 1
         self.is_superuser = auth.superuser
+        if self.will is not None and broker.hooks.has(HookPoint.CLIENT_CHECK_ACL) and \
+                not broker.check_acl(self, "publish", self.will.topic):
+            self._refuse(ReasonCode.NOT_AUTHORIZED)  # EMQ X's check_will_acl
+            return
         p = self.connect_packet
         assert p is not None
         if p.protocol_level == 5:
@@ -462,6 +469,8 @@ class Channel:
                 self, "publish", p.topic):
             counters["packets/publish/auth_error"] += 1
             self._ack_publish(p, ReasonCode.NOT_AUTHORIZED)
+            if broker.options.acl_deny_action == "disconnect":
+                self._acl_disconnect()
             return
         if qos == 2:
             limit = broker.options.max_awaiting_rel
@@ -579,12 +588,12 @@ class Channel:
 
     # -- PUBLISH out ---------------------------------------------------------------
     def send_publish(self, message: Message, qos: int, retain: bool, packet_id: int,
-                     dup: bool) -> bool:
+                     dup: bool, via: str | None = None) -> bool:
         """Write one PUBLISH; False if it was dropped (over the client's maximum
         packet size, MQTT 5.0 §3.1.2.11.4: the flow counts as completed)."""
         if self.protocol_level == 5 and (message.expires_at is not None or (
                 self.session is not None and self.session.subscription_ids)):
-            head, tail = self._v5_parts(message, qos, retain)
+            head, tail = self._v5_parts(message, qos, retain, via)
         else:
             head, tail = message.parts(qos, retain, self.protocol_level)
         if self.client_max_packet and (
@@ -609,7 +618,8 @@ class Channel:
             counters[m.QOS_SENT[qos]] += 1
         return True
 
-    def _v5_parts(self, message: Message, qos: int, retain: bool) -> tuple[bytes, bytes]:
+    def _v5_parts(self, message: Message, qos: int, retain: bool,
+                  via: str | None) -> tuple[bytes, bytes]:
         """A per-subscriber encoding: remaining expiry and Subscription Identifiers."""
         props = dict(message.properties)
         if message.expires_at is not None:
@@ -617,8 +627,14 @@ class Channel:
                 0, math.ceil(message.expires_at - time.monotonic()))
         session = self.session
         if session is not None and session.subscription_ids:
-            ids = [i for f, i in session.subscription_ids.items()
-                   if matches(parse_share(f)[1], message.topic)]
+            # The identifiers of the subscriptions this copy is for [MQTT-3.3.4-5]:
+            # the shared subscription it came through, or every plain one that matches.
+            if via is not None:
+                ident = session.subscription_ids.get(via)
+                ids = [ident] if ident else []
+            else:
+                ids = [i for f, i in session.subscription_ids.items()
+                       if parse_share(f)[0] is None and matches(f, message.topic)]
             if ids:
                 props[PropertyId.SUBSCRIPTION_IDENTIFIER] = ids
         return publish_parts(message.topic, message.payload, qos, retain, False, 5, props)
@@ -706,6 +722,7 @@ class Channel:
             return
         codes: list[int] = []
         granted: list[tuple[str, int, bool]] = []
+        denied = False
         ops_before = broker.journal.ops_added
         for topic_filter, opts in p.subscriptions:
             if not is_valid_topic_filter(topic_filter) or not broker.topic_levels_ok(topic_filter):
@@ -721,6 +738,7 @@ class Channel:
             if broker.hooks.has(HookPoint.CLIENT_CHECK_ACL) and not broker.check_acl(
                     self, "subscribe", topic_filter):
                 codes.append(ReasonCode.NOT_AUTHORIZED if v5 else 0x80)
+                denied = True
                 continue
             is_new = broker.subscribe(session, topic_filter, opts)
             if sub_id:
@@ -732,6 +750,9 @@ class Channel:
         self.counters["packets/suback"] += 1
         self._send_ordered(encode(Suback(p.packet_id, codes), self.protocol_level),
                            self._store_changed(ops_before))
+        if denied and broker.options.acl_deny_action == "disconnect":
+            self._acl_disconnect()
+            return
         for topic_filter, qos, is_new in granted:
             opts = session.subscriptions[topic_filter]
             if opts.retain_handling == 2 or (opts.retain_handling == 1 and not is_new):
@@ -784,6 +805,13 @@ class Channel:
         if why and self.request_problem_info:
             props[PropertyId.REASON_STRING] = why
         self._send(encode(Disconnect(reason, props), 5))
+
+    def _acl_disconnect(self) -> None:
+        """`acl_deny_action = disconnect`, after the refusal was acknowledged:
+        DISCONNECT 0x87 to a 5.0 client, then close (the will is published)."""
+        if self.protocol_level == 5:
+            self._send_disconnect(ReasonCode.NOT_AUTHORIZED, "not authorized")
+        self.close("not_authorized")
 
     def _disconnect(self, reason: ReasonCode, why: str) -> None:
         """Server-side DISCONNECT (5.0 clients) and close: the will is published."""

@@ -204,7 +204,7 @@ class Journal:
 
     def session_deleted(self, session: Session) -> None:
         self.add(("session_delete", session.client_id))
-        for message, qos, _retain in session.mqueue:
+        for message, qos, _retain, _via in session.mqueue:
             if qos:
                 self._unref(message.id, delete_row=False)
         for entry in session.inflight.values():

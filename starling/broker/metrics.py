@@ -65,8 +65,18 @@ EXTRA_METRICS: tuple[str, ...] = (
     "packets/auth/sent",
     "packets/malformed",  #: frames refused by the decoder (connection closed)
     "auth/mqtt/anonymous",
+    # emqx_auth_clientid / emqx_auth_username (EMQ X 3.2's auth.clientid.success ...)
+    "auth/clientid/success",
+    "auth/clientid/failure",
+    "auth/clientid/ignore",
+    "auth/username/success",
+    "auth/username/failure",
+    "auth/username/ignore",
     "messages/delayed",
     "sessions/expired",  #: offline sessions discarded because their expiry passed
+    "client/acl/allow",  #: ACL decisions: allowed (EMQ X 4's client.acl.allow)
+    "client/acl/deny",  #: ... denied
+    "client/acl/cache_hit",  #: ... answered from the connection's ACL cache
 )
 
 ALL_METRICS: tuple[str, ...] = SEED_METRICS + EXTRA_METRICS
@@ -84,6 +94,9 @@ MESSAGES_RETAINED = "messages/retained"
 MESSAGES_EXPIRED = "messages/expired"
 QOS_RECEIVED = ("messages/qos0/received", "messages/qos1/received", "messages/qos2/received")
 QOS_SENT = ("messages/qos0/sent", "messages/qos1/sent", "messages/qos2/sent")
+ACL_ALLOW = "client/acl/allow"
+ACL_DENY = "client/acl/deny"
+ACL_CACHE_HIT = "client/acl/cache_hit"
 
 
 def new_counters() -> dict[str, int]:

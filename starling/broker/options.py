@@ -41,6 +41,14 @@ class BrokerOptions:
     retry_interval: float = 20.0
     upgrade_qos: bool = False
     max_subscriptions: int = 0  #: 0 = unlimited
+    # -- ACL (emqx.conf `acl_*`, zone `enable_acl`) ----------------------------
+    acl_nomatch: str = "allow"  #: allow | deny: the decision when no ACL rule matches
+    acl_deny_action: str = "ignore"  #: ignore | disconnect
+    enable_acl_cache: bool = True
+    acl_cache_max_size: int = 32  #: entries per connection
+    acl_cache_ttl: float = 60.0  #: seconds
+    #: Zones whose clients are not ACL-checked (`zone.<name>.enable_acl = off`).
+    acl_disabled_zones: frozenset[str] = frozenset({"internal"})
     # -- $SYS --------------------------------------------------------------
     sys_interval: float = 60.0  #: 0 disables the periodic $SYS messages
     sys_heartbeat: float = 1.0

@@ -41,6 +41,8 @@ class InflightEntry:
     sent_at: float
     #: QoS 2 only: PUBREC received and PUBREL sent; waiting for PUBCOMP.
     released: bool = False
+    #: The shared subscription this copy is for (for its Subscription Identifier).
+    via: str | None = None
 
 
 class Session:
@@ -84,7 +86,8 @@ class Session:
         self.subscription_ids: dict[str, int] = {}
         self.inflight: dict[int, InflightEntry] = {}
         self.max_inflight = options.max_inflight or 65535
-        self.mqueue: deque[tuple[Message, int, bool]] = deque()
+        #: (message, qos, retain flag, shared subscription it is for or None).
+        self.mqueue: deque[tuple[Message, int, bool, str | None]] = deque()
         self.mqueue_dropped = 0
         #: Incoming QoS 2 packet ids → monotonic time received.
         self.awaiting_rel: dict[int, float] = {}
@@ -115,7 +118,7 @@ class Session:
         limit = options.max_mqueue_len
         journal = self.journal
         while limit and len(self.mqueue) > limit:
-            dropped, dropped_qos, _ = self.mqueue.popleft()
+            dropped, dropped_qos, _, _ = self.mqueue.popleft()
             self.mqueue_dropped += 1
             self.counters[m.MESSAGES_DROPPED] += 1
             if journal is not None and dropped_qos:
@@ -123,38 +126,41 @@ class Session:
         self.drain()
 
     # -- outgoing messages ---------------------------------------------------
-    def deliver(self, message: Message, qos: int, retain: bool) -> None:
-        """Send now if the client is online and the window allows; else queue."""
+    def deliver(self, message: Message, qos: int, retain: bool, via: str | None = None) -> None:
+        """Send now if the client is online and the window allows; else queue.
+
+        `via` names the shared subscription this copy is for, if it is for one."""
         channel = self.channel
         if channel is not None and channel.writable:
             if not qos:
-                channel.send_publish(message, 0, retain, 0, False)
+                channel.send_publish(message, 0, retain, 0, False, via)
                 self.deliver_msg += 1
                 return
             if len(self.inflight) < self.max_inflight and not self.mqueue:
                 packet_id = self._allocate_id()
-                self.inflight[packet_id] = InflightEntry(message, qos, retain, time.monotonic())
+                self.inflight[packet_id] = InflightEntry(message, qos, retain, time.monotonic(),
+                                                         via=via)
                 if self.journal is not None:
                     self.journal.held(self, message, qos, retain, packet_id)
-                if not channel.send_publish(message, qos, retain, packet_id, False):
+                if not channel.send_publish(message, qos, retain, packet_id, False, via):
                     self._forget(packet_id)  # too large for the client: dropped
                 self.deliver_msg += 1
                 return
         elif channel is None and not qos and not self.options.mqueue_store_qos0:
             self.counters[m.MESSAGES_DROPPED] += 1
             return
-        self._enqueue(message, qos, retain)
+        self._enqueue(message, qos, retain, via)
 
-    def _enqueue(self, message: Message, qos: int, retain: bool) -> None:
+    def _enqueue(self, message: Message, qos: int, retain: bool, via: str | None) -> None:
         limit = self.options.max_mqueue_len
         journal = self.journal
         if limit and len(self.mqueue) >= limit:
-            dropped, dropped_qos, _ = self.mqueue.popleft()
+            dropped, dropped_qos, _, _ = self.mqueue.popleft()
             self.mqueue_dropped += 1
             self.counters[m.MESSAGES_DROPPED] += 1
             if journal is not None and dropped_qos:
                 journal.done(self, dropped)
-        self.mqueue.append((message, qos, retain))
+        self.mqueue.append((message, qos, retain, via))
         self.enqueue_msg += 1
         if journal is not None and qos:
             journal.held(self, message, qos, retain, None)
@@ -164,7 +170,7 @@ class Session:
         channel = self.channel
         queue = self.mqueue
         while queue and channel is not None and channel.writable:
-            message, qos, retain = queue[0]
+            message, qos, retain, via = queue[0]
             if qos and len(self.inflight) >= self.max_inflight:
                 return
             queue.popleft()
@@ -177,10 +183,11 @@ class Session:
             packet_id = 0
             if qos:
                 packet_id = self._allocate_id()
-                self.inflight[packet_id] = InflightEntry(message, qos, retain, time.monotonic())
+                self.inflight[packet_id] = InflightEntry(message, qos, retain, time.monotonic(),
+                                                         via=via)
                 if journal is not None:
                     journal.moved(self, message, qos, retain, packet_id)
-            if not channel.send_publish(message, qos, retain, packet_id, False) and qos:
+            if not channel.send_publish(message, qos, retain, packet_id, False, via) and qos:
                 self._forget(packet_id)
             self.deliver_msg += 1
 
@@ -203,7 +210,8 @@ class Session:
             if entry.released:
                 channel.send_pubrel(packet_id)
             else:
-                channel.send_publish(entry.message, entry.qos, entry.retain, packet_id, True)
+                channel.send_publish(entry.message, entry.qos, entry.retain, packet_id, True,
+                                     entry.via)
         if oldest is None and self.inflight:
             oldest = now
         return oldest

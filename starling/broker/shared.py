@@ -31,11 +31,14 @@ STRATEGIES = ("random", "round_robin", "sticky", "hash")
 
 
 class SharedGroup:
-    __slots__ = ("_next", "_sticky", "members", "name", "topic_filter")
+    __slots__ = ("_next", "_sticky", "full_filter", "members", "name", "topic_filter")
 
     def __init__(self, name: str, topic_filter: str) -> None:
         self.name = name
         self.topic_filter = topic_filter
+        #: As members subscribed: `$share/<name>/<filter>` (or `$queue/<filter>`).
+        self.full_filter = (f"$queue/{topic_filter}" if name == "$queue"
+                            else f"$share/{name}/{topic_filter}")
         self.members: dict[Session, SubscriptionOptions] = {}
         self._next = 0
         self._sticky: Session | None = None
