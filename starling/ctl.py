@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import getpass
 import json
 import os
 import sys
@@ -450,6 +451,30 @@ def cmd_listeners(api: ApiClient, args: argparse.Namespace, out: Output) -> None
                  col("max_conns"), col("current_conns"), col("shutdown_count")], out.out)
 
 
+def cmd_acl(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
+    """The ACL file (docs/acl.md): show its rules, reload it, explain a decision."""
+    action = args.action or "show"
+    if action == "show":
+        data = api.data("GET", "/acl/") or {}
+        if out.json(data):
+            return
+        details({k: v for k, v in data.items() if k != "rules"}, out.out)
+        out.out.write("\n")
+        table(data.get("rules") or [], [col("line"), col("rule")], out.out)
+    elif action == "reload":
+        data = api.data("PUT", "/acl/reload") or {}
+        if not out.json(data):
+            out.message(f"ACL file {data.get('file')} reloaded: {data.get('rules')} rules.")
+    else:  # explain
+        query = {"action": need(args, "what"), "topic": need(args, "topic")}
+        for name in ("client_id", "username", "ipaddr", "zone"):
+            if getattr(args, name, None):
+                query[name] = getattr(args, name)
+        data = api.data("GET", "/acl/explain", query) or {}
+        if not out.json(data):
+            out.message(f"{data.get('decision')}: {data.get('reason')}")
+
+
 BAN_KINDS = {"client_id": "client_id", "clientid": "client_id", "username": "username",
              "ip_address": "ip_address", "ip": "ip_address", "peerhost": "ip_address"}
 
@@ -548,10 +573,43 @@ def cmd_mgmt(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
         out.message(f"deleted app {app_id}")
 
 
+def _admin_password(args: argparse.Namespace) -> str:
+    """The password argument; `-` (or none) reads it from the terminal or stdin, so it
+    need not appear in the process list or the shell history."""
+    if args.password and args.password != "-":
+        return str(args.password)
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CtlError("missing argument: password", 2)
+    return password
+
+
 def cmd_admins(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
-    raise CtlError("admins: dashboard users are not implemented in Starling yet (they come "
-                   "with the dashboard); nothing was changed. Management API credentials are "
-                   "apps: see 'starling ctl mgmt'.")
+    """Dashboard users (emqx_ctl admins), through the users routes of the API."""
+    action = args.action or "list"
+    if action == "list":
+        rows = api.data("GET", "/users/") or []
+        if not out.json(rows):
+            table(rows, [col("username"), col("tags")], out.out)
+        return
+    username = need(args, "username")
+    try:
+        if action == "add":
+            api.call("POST", "/users/", body={"username": username,
+                                              "password": _admin_password(args),
+                                              "tags": args.tags or ""})
+            out.message(f"added dashboard user {username}")
+        elif action == "passwd":
+            api.call("PUT", f"/users/{q(username)}", body={"password": _admin_password(args)})
+            out.message(f"changed the password of {username}")
+        else:  # del
+            api.call("DELETE", f"/users/{q(username)}")
+            out.message(f"deleted dashboard user {username}")
+    except CtlError as exc:
+        raise CtlError(f"admins {action} {username}: {exc.message}", exc.status) from None
 
 
 def need(args: argparse.Namespace, name: str) -> str:
@@ -628,6 +686,15 @@ def parser() -> argparse.ArgumentParser:
 
     add("listeners", "the node's listeners", cmd_listeners)
 
+    acl = add("acl", "the ACL file: show its rules, reload it, explain a decision", cmd_acl)
+    acl.add_argument("action", nargs="?", choices=["show", "reload", "explain"])
+    acl.add_argument("what", nargs="?", metavar="publish|subscribe")
+    acl.add_argument("topic", nargs="?")
+    acl.add_argument("--client-id", dest="client_id")
+    acl.add_argument("--username")
+    acl.add_argument("--ipaddr")
+    acl.add_argument("--zone")
+
     configs = add("configs", "list runtime settings, or set one without a restart",
                   cmd_configs)
     configs.add_argument("action", nargs="?", choices=["list", "set"])
@@ -658,8 +725,11 @@ def parser() -> argparse.ArgumentParser:
     mgmt.add_argument("--app-secret", help="insert: the secret (generated when absent)")
     mgmt.add_argument("--expired", help="update: expiry, epoch seconds, or 'never'")
 
-    admins = add("admins", "dashboard users (not implemented yet)", cmd_admins)
-    admins.add_argument("rest", nargs=argparse.REMAINDER)
+    admins = add("admins", "dashboard users: list, add, passwd, del", cmd_admins)
+    admins.add_argument("action", nargs="?", choices=["list", "add", "passwd", "del"])
+    admins.add_argument("username", nargs="?")
+    admins.add_argument("password", nargs="?")
+    admins.add_argument("tags", nargs="?", help="add: the user's tags (default empty)")
     return p
 
 

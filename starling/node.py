@@ -13,11 +13,33 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .api import ApiContext, AppRegistry, HttpListener, ListenerInfo, ManagementApp, build_table
+from .api import (
+    ApiContext,
+    AppRegistry,
+    Dashboard,
+    HttpListener,
+    ListenerInfo,
+    ManagementApp,
+    UserRegistry,
+    build_table,
+)
 from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
 from .config import Config, ConfigError
-from .plugins import ManagementPlugin, PluginContext, PluginError, PluginRegistry
+from .plugins import (
+    AclFile,
+    AclFileError,
+    ClientIdAuthPlugin,
+    DashboardPlugin,
+    ManagementPlugin,
+    PluginContext,
+    PluginError,
+    PluginPersistence,
+    PluginRegistry,
+    PluginStore,
+    UsernameAuthPlugin,
+    plugin_names,
+)
 from .store import MemoryStore, SQLiteStore, Store
 from .transport import Listener, ListenerConfig, TlsOptions, parse_bind
 
@@ -63,7 +85,28 @@ def broker_options(config: Config) -> BrokerOptions:
         procmem_high_watermark=config["alarm.procmem_high_watermark"],
         connections_high_watermark=config["alarm.connections_high_watermark"],
         connections_low_watermark=config["alarm.connections_low_watermark"],
+        **acl_options(config),
     )
+
+
+def acl_options(config: Config) -> dict[str, Any]:
+    """The ACL settings as broker options (docs/acl.md)."""
+    for key, choices in (("acl_nomatch", ("allow", "deny")),
+                         ("acl_deny_action", ("ignore", "disconnect"))):
+        if config[key] not in choices:
+            raise ConfigError(f"{key} must be {' or '.join(choices)}, not {config[key]!r}")
+    if config["acl_cache_max_size"] < 0:
+        raise ConfigError("acl_cache_max_size must not be negative")
+    return {
+        "acl_nomatch": config["acl_nomatch"],
+        "acl_deny_action": config["acl_deny_action"],
+        "enable_acl_cache": config["enable_acl_cache"],
+        "acl_cache_max_size": config["acl_cache_max_size"],
+        "acl_cache_ttl": config["acl_cache_ttl"],
+        "acl_disabled_zones": frozenset(
+            key.split(".")[1] for key, on in config.items()
+            if key.startswith("zone.") and key.endswith(".enable_acl") and not on),
+    }
 
 
 class Node:
@@ -81,13 +124,34 @@ class Node:
         self.apps = AppRegistry()
         self.api = ApiContext(self.broker, self.apps, self.name, __version__,
                               listeners=self.listener_infos)
-        self.plugins = PluginRegistry(PluginContext(self.broker, self.name, self.data_dir),
+        self.plugin_store = PluginStore(self.store.load_kv, self.journal.kv_put,
+                                        self.journal.kv_delete)
+        self.plugins = PluginRegistry(PluginContext(self.broker, self.name, self.data_dir,
+                                                    store=self.plugin_store),
                                       version=f"v{__version__}")
+        for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
+            self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
+        etc_dir = config["plugins.etc_dir"]
+        self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,
+                                              plugin_names(config["plugins.loaded"]),
+                                              Path(etc_dir) if etc_dir else None)
+        #: The plugins to load at start (set by `_start_plugins`).
+        self.boot_plugins: list[str] = []
         self.plugins.implement("emqx_management",
                                ManagementPlugin.factory(self._apply_management),
                                ManagementPlugin.SCHEMA)
         self.api.services["plugins"] = self.plugins
+        self.users = UserRegistry()
+        self.dashboard = Dashboard(self.api, self.users, self.http_listeners)
+        self.plugins.implement("emqx_dashboard",
+                               DashboardPlugin.factory(self._dashboard_up, self.dashboard.stop),
+                               DashboardPlugin.SCHEMA)
         self.api.services["configs"] = RuntimeConfig(config, self._apply_config)
+        acl_file = config["acl_file"]
+        acl_path = Path(acl_file) if acl_file else self.data_dir / "acl.conf"
+        self.acl = AclFile(self.broker, acl_path, write_default=not acl_file,
+                           check_interval=config["acl_file_check_interval"])
+        self.api.services["acl"] = self.acl
 
     def _apply_config(self) -> None:
         """A runtime config change (PUT /configs): new broker options, no restart."""
@@ -178,11 +242,6 @@ class Node:
             host, port = parse_bind(bind)
         except ValueError as exc:
             raise ConfigError(f"management.bind: {exc}") from None
-        try:
-            await self.plugins.configure("emqx_management", {
-                "management.max_row_limit": self.config["management.max_row_limit"]})
-        except PluginError as exc:
-            raise ConfigError(str(exc)) from None
         await self.plugins.start(["emqx_management"])
         app = ManagementApp(self.api, build_table())
         listener = HttpListener(app, "http:management", host, port,
@@ -190,15 +249,65 @@ class Node:
         await listener.start()
         self.http_listeners.append(listener)
 
+    async def _dashboard_up(self) -> None:
+        """emqx_dashboard loaded: the default user, the users routes, the listener."""
+        bind = self.config["dashboard.bind"]
+        host: str | None = None
+        port = 0
+        if bind != "off":
+            try:
+                host, port = parse_bind(bind)
+            except ValueError as exc:
+                raise ConfigError(f"dashboard.bind: {exc}") from None
+        await self.dashboard.start(host, port, self.config["dashboard.max_connections"],
+                                   self.config["dashboard.default_user.login"],
+                                   self.config["dashboard.default_user.password"],
+                                   self.data_dir)
+
+    async def _start_dashboard(self) -> None:
+        """Load emqx_dashboard at start (active by default, as the seed shows); a
+        listener that cannot start stops the node, as the other listeners do."""
+        if "emqx_dashboard" not in self.boot_plugins:
+            return  # unloaded through the API (remembered), or not in plugins.loaded
+        try:
+            await self.plugins.load("emqx_dashboard")
+        except PluginError as exc:
+            raise ConfigError(f"emqx_dashboard: {exc}") from None
+
+    async def _start_plugins(self) -> None:
+        """Plugin configs and the boot-time set (plugins.loaded, changed by what the API
+        did since: `PluginPersistence`); load them — auth plugins before any MQTT
+        listener accepts a client.  emqx_management and emqx_dashboard are loaded by
+        their own steps, once the HTTP listeners can start."""
+        try:
+            self.boot_plugins = self.plugin_state.restore({"emqx_management": {
+                "management.max_row_limit": self.config["management.max_row_limit"]}})
+        except PluginError as exc:
+            raise ConfigError(str(exc)) from None
+        self.plugin_state.attach()
+        later = ("emqx_management", "emqx_dashboard")
+        now = [n for n in self.boot_plugins if n not in later]
+        for name in now:
+            if not self.plugins.get(name).implemented:
+                log.info("plugin %s not loaded at start: not implemented yet", name)
+        await self.plugins.start([n for n in now if self.plugins.get(n).implemented])
+
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store.open()
         self.apps.attach(self.store.load_kv("apps"), self.journal.kv_put, self.journal.kv_delete)
+        self.users.attach(self.store.load_kv(UserRegistry.TABLE), self.journal.kv_put,
+                          self.journal.kv_delete)
         self.broker.banned.attach(self.store.load_kv("banned"), self.journal.kv_put,
                                   self.journal.kv_delete)
         self.broker.restore()
         await self.broker.start()
         try:
+            try:
+                await self.acl.start()
+            except AclFileError as exc:
+                raise ConfigError(str(exc)) from None
+            await self._start_plugins()
             for listener_config in self._listener_configs():
                 try:
                     listener = Listener(self.broker, listener_config)
@@ -207,6 +316,7 @@ class Node:
                 await listener.start()
                 self.listeners.append(listener)
             await self._start_management()
+            await self._start_dashboard()
         except BaseException:
             await self.stop()
             raise
@@ -219,6 +329,7 @@ class Node:
         await asyncio.gather(*(h.stop() for h in self.http_listeners), return_exceptions=True)
         self.http_listeners.clear()
         await self.plugins.stop()
+        await self.acl.stop()
         await self.broker.stop()
         await asyncio.gather(*(listener.stop() for listener in self.listeners),
                              return_exceptions=True)

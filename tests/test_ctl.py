@@ -352,12 +352,17 @@ def test_mgmt_apps_lifecycle(api_node: Any) -> None:
     assert gone.status == 1 and "not found" in gone.err
 
 
-def test_admins_is_not_implemented_yet(api_node: Any) -> None:
+def test_admins_add_list_del(api_node: Any) -> None:
+    """Dashboard users; tests/api/test_dashboard.py covers them fully."""
+    name = uid("bob")
     done = run("--url", base_url(api_node), "--secret", "test-secret", "admins", "add",
-               "bob", "pw")
-    assert done.returncode == 1
-    assert "not implemented" in done.stderr
-    assert "Traceback" not in done.stderr
+               name, "pw", "ops")
+    assert done.returncode == 0, done.stderr
+    assert {"username": name, "tags": "ops"} in ctl_in(api_node, "admins", "--json").json()
+    assert ctl_in(api_node, "admins", "add", uid("keeper"), "pw").status == 0  # not the last
+    assert ctl_in(api_node, "admins", "del", name).status == 0
+    gone = ctl_in(api_node, "admins", "del", name)
+    assert gone.status == 1 and "Username Not Found" in gone.err
 
 
 # -- output ------------------------------------------------------------------------------

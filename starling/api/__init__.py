@@ -5,18 +5,23 @@ from __future__ import annotations
 from .app import ManagementApp
 from .apps import App, AppRegistry
 from .context import ApiContext, ListenerInfo
+from .dashboard import Dashboard
 from .routes import build_table
 from .routing import Route, RouteTable
 from .server import HttpListener
+from .users import DashboardUser, UserRegistry
 
 __all__ = [
     "ApiContext",
     "App",
     "AppRegistry",
+    "Dashboard",
+    "DashboardUser",
     "HttpListener",
     "ListenerInfo",
     "ManagementApp",
     "Route",
     "RouteTable",
+    "UserRegistry",
     "build_table",
 ]

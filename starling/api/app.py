@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -28,6 +28,9 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+#: Checks HTTP Basic credentials (user, password) of a listener that does not take
+#: apps (the dashboard's: dashboard users).
+Authenticate = Callable[[str, str], Awaitable[bool]]
 
 PREFIX = ("api", "v3")
 MAX_BODY = 4 * 1024 * 1024
@@ -38,10 +41,17 @@ def _json_bytes(value: Any) -> bytes:
 
 
 class ManagementApp:
-    def __init__(self, ctx: ApiContext, table: RouteTable, *, realm: str = "starling") -> None:
+    """`authenticate` replaces the apps check (None: apps, the management listener);
+    `open_routes` are ``(method, "/api/v3/...")`` answered without credentials."""
+
+    def __init__(self, ctx: ApiContext, table: RouteTable, *, realm: str = "starling",
+                 authenticate: Authenticate | None = None,
+                 open_routes: Collection[tuple[str, str]] = ()) -> None:
         self.ctx = ctx
         self.table = table
         self.realm = realm
+        self.authenticate = authenticate
+        self.open_routes = frozenset(open_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -76,7 +86,8 @@ class ManagementApp:
                 if method != "GET":
                     raise ApiError(Code.UNKNOWN_ERROR, "Method Not Allowed", 405)
                 return 200, _json_bytes(openapi_document(self.table, self.ctx)), []
-            if not self._authorized(scope):
+            open_route = (method, "/" + "/".join(segments)) in self.open_routes
+            if not open_route and not await self._authorized(scope):
                 return 401, _json_bytes({"code": Code.USERNAME_OR_PASSWORD_ERROR,
                                          "message": "UNAUTHORIZED"}), [
                     (b"www-authenticate", f'Basic realm="{self.realm}"'.encode())]
@@ -93,6 +104,9 @@ class ManagementApp:
                     raise ApiError(Code.UNKNOWN_ERROR, "Method Not Allowed", 405)
                 raise ApiError(Code.NOT_FOUND, "Not Found", 404)
             route, params = found
+            if route.plugin and not self._plugin_active(route.plugin):
+                raise ApiError(Code.NOT_FOUND, f"Not Found: plugin {route.plugin} is not loaded",
+                               404)
             body = await self._read_json(receive)
             query = dict(reversed(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
                                             keep_blank_values=True)))
@@ -128,7 +142,11 @@ class ManagementApp:
                     "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
         await send({"type": "http.response.body", "body": text.encode()})
 
-    def _authorized(self, scope: Scope) -> bool:
+    def _plugin_active(self, name: str) -> bool:
+        plugins = self.ctx.services.get("plugins")
+        return plugins is not None and name in plugins.active_names()
+
+    async def _authorized(self, scope: Scope) -> bool:
         header = b""
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
@@ -142,7 +160,11 @@ class ManagementApp:
         except (binascii.Error, UnicodeDecodeError):
             return False
         app_id, sep, secret = decoded.partition(":")
-        return bool(sep) and self.ctx.apps.check(app_id, secret)
+        if not sep:
+            return False
+        if self.authenticate is not None:
+            return await self.authenticate(app_id, secret)
+        return self.ctx.apps.check(app_id, secret)
 
     @staticmethod
     async def _read_json(receive: Receive) -> Any:

@@ -33,6 +33,9 @@ class Route:
     #: name → (type, required, description).
     body: dict[str, tuple[str, bool, str]] = field(default_factory=dict)
     segments: tuple[str, ...] = ()
+    #: The plugin the route belongs to ("" = the API itself).  Listed always, but
+    #: answered 404 while that plugin is not loaded (EMQ X's minirest filter).
+    plugin: str = ""
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
         if len(segments) != len(self.segments):
@@ -56,12 +59,12 @@ class RouteTable:
         self.routes: list[Route] = []
 
     def route(self, name: str, method: str, path: str, descr: str, *, paginated: bool = False,
-              body: dict[str, tuple[str, bool, str]] | None = None,
+              body: dict[str, tuple[str, bool, str]] | None = None, plugin: str = "",
               ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             segments = tuple(p for p in path.split("/") if p)
             self.routes.append(Route(name, method, path, descr, handler, paginated,
-                                     body or {}, segments))
+                                     body or {}, segments, plugin))
             return handler
         return register
 

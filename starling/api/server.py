@@ -36,6 +36,7 @@ class HttpListener:
         self.bound: tuple[str, int] = (host, port)
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._draining: asyncio.Task[None] | None = None  #: see stop()
 
     @property
     def current_connections(self) -> int:
@@ -74,9 +75,19 @@ class HttpListener:
         await self.app(scope, receive, send)
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._task, 5)
+        server, task = self._server, self._task
+        if server is not None and task is not None:
+            server.should_exit = True
+            if asyncio.current_task() in server.server_state.tasks:
+                # Stopped by a request it is serving (e.g. unloading emqx_dashboard
+                # through the dashboard): waiting for its requests to end would wait
+                # for ourselves.  Stop listening now; the server ends in the background
+                # once this request is answered.
+                while not task.done() and any(s.is_serving() for s in server.servers):
+                    await asyncio.sleep(0.01)
+                self._draining = task
+            else:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 5)
         self._server = None
         self._task = None

@@ -180,7 +180,8 @@ class _Lexer:
                 self.pos += 1
                 nxt = text[self.pos] if self.pos < len(text) else " "
                 if not (nxt.isspace() or nxt == "%"):
-                    self.error("'.' ends a rule and must be followed by a space or a new line")
+                    self.error("'.' ends a rule and must be followed by a space or a new line",
+                               line, column)
                 out.append(_Token("dot", ".", line, column))
             elif ch == '"':
                 out.append(_Token("string", self._quoted('"', line, column), line, column))
@@ -423,23 +424,28 @@ class TopicRule:
     kind: str  #: filter | eq | pattern
     topic: str
 
-    def resolve(self, client: AclClient) -> str:
-        """The filter with %u / %c put in (whole levels only, as EMQ X)."""
+    def levels(self, client: AclClient) -> tuple[list[str], frozenset[int]]:
+        """The filter's levels with %u / %c put in, and which levels were put in:
+        those are literal words (a user name "+" or "a/b" is no wildcard and no
+        two levels), as EMQ X's feed_var."""
+        levels = self.topic.split("/")
         if self.kind != "pattern":
-            return self.topic
-        levels = []
-        for level in self.topic.split("/"):
+            return levels, frozenset()
+        literal = set()
+        for i, level in enumerate(levels):
             if level == "%u" and client.username is not None:
-                level = client.username
+                levels[i] = client.username
+                literal.add(i)
             elif level == "%c":
-                level = client.client_id
-            levels.append(level)
-        return "/".join(levels)
+                levels[i] = client.client_id
+                literal.add(i)
+        return levels, frozenset(literal)
 
     def matches(self, client: AclClient, topic: str) -> bool:
         if self.kind == "eq":
             return topic == self.topic
-        return topic_matches(topic, self.resolve(client))
+        levels, literal = self.levels(client)
+        return _match_levels(topic.split("/"), levels, literal)
 
     def __str__(self) -> str:
         return f"{{eq, {_quote(self.topic)}}}" if self.kind == "eq" else _quote(self.topic)
@@ -448,12 +454,18 @@ class TopicRule:
 def topic_matches(topic: str, topic_filter: str) -> bool:
     """`emqx_topic:match/2`: does a client's topic (or filter, its wildcards taken
     as words) match a rule's filter?"""
-    words = topic.split("/")
-    levels = topic_filter.split("/")
-    if words[0].startswith("$") and levels[0] in ("+", "#"):
+    return _match_levels(topic.split("/"), topic_filter.split("/"), frozenset())
+
+
+def _match_levels(words: list[str], levels: list[str], literal: frozenset[int]) -> bool:
+    if words[0].startswith("$") and levels[0] in ("+", "#") and 0 not in literal:
         return False
     last = len(levels) - 1
     for i, level in enumerate(levels):
+        if i in literal:  # a user name or client id: equal to a plain word only
+            if i >= len(words) or words[i] != level or level in ("+", "#"):
+                return False
+            continue
         if level == "#" and i == last:
             return True
         if i >= len(words):

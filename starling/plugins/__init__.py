@@ -6,7 +6,14 @@ Plugins talk to the core only through the broker facade and its hooks bus
 
 from __future__ import annotations
 
+from .acl_file import AclFile, AclFileError, AclStatus
+from .auth_clientid import CLIENTID_SPEC, ClientIdAuthPlugin
+from .auth_table import TableAuthPlugin, TableSpec
+from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
+from .conffile import ConfFileError, read_conf
+from .dashboard import DashboardPlugin
 from .management import ManagementPlugin
+from .persistence import PluginPersistence, plugin_names
 from .registry import (
     PLUGIN_TYPES,
     SEED_PLUGINS,
@@ -19,11 +26,20 @@ from .registry import (
     PluginInfo,
     PluginRegistry,
 )
+from .storage import PluginStore
 
 __all__ = [
+    "CLIENTID_SPEC",
     "PLUGIN_TYPES",
     "SEED_PLUGINS",
+    "USERNAME_SPEC",
+    "AclFile",
+    "AclFileError",
+    "AclStatus",
+    "ClientIdAuthPlugin",
+    "ConfFileError",
     "ConfigKey",
+    "DashboardPlugin",
     "ManagementPlugin",
     "Plugin",
     "PluginContext",
@@ -31,5 +47,12 @@ __all__ = [
     "PluginError",
     "PluginFactory",
     "PluginInfo",
+    "PluginPersistence",
     "PluginRegistry",
+    "PluginStore",
+    "TableAuthPlugin",
+    "TableSpec",
+    "UsernameAuthPlugin",
+    "plugin_names",
+    "read_conf",
 ]

@@ -26,9 +26,10 @@ unload, plugin that must stay `PluginError("in_use")` (emqx_management serves
 
 Seams for the plugin system that comes later (issue 6): implementations are
 registered with `implement()` (entry points will call the same), every change
-is announced to `watch()` callbacks (the store will persist the active set and
-plugin configs from there), and `start()` / `stop()` load the boot-time set and
-unload everything in reverse order at shutdown.
+is announced to `watch()` callbacks (the node persists the active set and
+plugin configs from there, store table ``plugins``; docs/ctl.md), `preset()`
+applies boot-time config without reloading, and `start()` / `stop()` load the
+boot-time set and unload everything in reverse order at shutdown.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from starling.broker import Broker
+
+from .storage import PluginStore
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +74,14 @@ class PluginError(Exception):
 @dataclass(frozen=True, slots=True)
 class PluginContext:
     """What a plugin gets to work with: the broker facade (hooks bus included)
-    and where the node keeps its data.  `services` is shared by all plugins."""
+    and where the node keeps its data.  `services` is shared by all plugins;
+    `store` holds the plugins' tables (written through to the node's store)."""
 
     broker: Broker
     node_name: str
     data_dir: Path
     services: dict[str, Any] = field(default_factory=dict)
+    store: PluginStore = field(default_factory=PluginStore)
 
 
 def parse_str(value: str) -> str:
@@ -89,6 +94,12 @@ class ConfigKey:
 
     Values travel as strings (as in EMQ X's conf files and `plugin_configs`);
     `parse` turns one into what the plugin uses and raises `ValueError` on a bad one.
+
+    A segment starting with ``$`` makes the key a pattern for a family of keys, as
+    EMQ X's ``auth.client.$id.clientid``: any one segment stands there
+    (``auth.client.1.clientid``, ``auth.client.lab.clientid``).  Such keys are
+    optional, have no default, appear in the settings and in `plugin_configs` only
+    once set, and are removed again by setting them to ``""``.
     """
 
     key: str
@@ -96,6 +107,18 @@ class ConfigKey:
     desc: str
     parse: Callable[[str], Any] = parse_str
     required: bool = True
+
+    @property
+    def pattern(self) -> bool:
+        return "$" in self.key
+
+    def matches(self, key: str) -> bool:
+        """Whether `key` is this key, or one of the family a pattern key stands for."""
+        if not self.pattern:
+            return key == self.key
+        want, got = self.key.split("."), key.split(".")
+        return len(want) == len(got) and all(
+            (w.startswith("$") and g != "") or w == g for w, g in zip(want, got, strict=True))
 
 
 class Plugin:
@@ -191,8 +214,19 @@ class PluginEntry:
         return self.instance is not None
 
     def settings(self) -> dict[str, Any]:
-        """The config parsed for the plugin (values were validated when stored)."""
-        return {k.key: k.parse(self.config.get(k.key, k.default)) for k in self.schema}
+        """The config parsed for the plugin (values were validated when stored); the
+        keys of a pattern key's family under their own names."""
+        out = {k.key: k.parse(self.config.get(k.key, k.default))
+               for k in self.schema if not k.pattern}
+        for key, value in self.config.items():
+            spec = self.spec(key)
+            if spec is not None and spec.pattern:
+                out[key] = spec.parse(value)
+        return out
+
+    def spec(self, key: str) -> ConfigKey | None:
+        """The schema entry for a config key (a pattern key for one of its family)."""
+        return next((k for k in self.schema if k.matches(key)), None)
 
     def view(self) -> dict[str, Any]:
         """The API's plugin object: the seed's four fields plus v3.2's `type`."""
@@ -233,7 +267,10 @@ class PluginRegistry:
             raise PluginError(IN_USE, name, "cannot replace the implementation of a loaded plugin")
         entry.factory = factory
         entry.schema = tuple(schema)
-        entry.config = {k.key: entry.config.get(k.key, k.default) for k in entry.schema}
+        entry.config = {k.key: entry.config.get(k.key, k.default)
+                        for k in entry.schema if not k.pattern} | {
+            key: value for key, value in entry.config.items()
+            if (spec := entry.spec(key)) is not None and spec.pattern}
 
     def get(self, name: str) -> PluginEntry:
         entry = self._entries.get(name)
@@ -326,8 +363,15 @@ class PluginRegistry:
     def config_items(self, name: str) -> list[dict[str, Any]]:
         """`GET plugin_configs`: ``[{key, value, desc, required}]`` (facts §5.8)."""
         entry = self.get(name)
-        return [{"key": k.key, "value": entry.config.get(k.key, k.default), "desc": k.desc,
-                 "required": k.required} for k in entry.schema]
+        items = []
+        for k in entry.schema:
+            if not k.pattern:
+                items.append({"key": k.key, "value": entry.config.get(k.key, k.default),
+                              "desc": k.desc, "required": k.required})
+                continue
+            items += [{"key": key, "value": value, "desc": k.desc, "required": False}
+                      for key, value in sorted(entry.config.items()) if k.matches(key)]
+        return items
 
     def validate(self, name: str, values: Mapping[str, Any]) -> dict[str, str]:
         """Check new values against the plugin's schema; return them as strings.
@@ -335,10 +379,9 @@ class PluginRegistry:
         Raises `PluginError(UNKNOWN_KEY)` or `PluginError(BAD_VALUE)` naming the first
         bad key or value."""
         entry = self.get(name)
-        schema = {k.key: k for k in entry.schema}
         checked: dict[str, str] = {}
         for key, raw in values.items():
-            spec = schema.get(key)
+            spec = entry.spec(key)
             if spec is None:
                 raise PluginError(UNKNOWN_KEY, name, f"unknown key {key!r} for plugin {name}")
             if isinstance(raw, bool):
@@ -348,7 +391,8 @@ class PluginRegistry:
             else:
                 raise PluginError(BAD_VALUE, name, f"{key}: value must be a string")
             try:
-                spec.parse(text)
+                if not (spec.pattern and text == ""):  # "" removes a pattern key
+                    spec.parse(text)
             except (TypeError, ValueError) as exc:
                 raise PluginError(BAD_VALUE, name, f"{key}: {exc}") from None
             checked[key] = text
@@ -361,7 +405,7 @@ class PluginRegistry:
         async with self._lock:
             entry = self.get(name)
             previous = dict(entry.config)
-            entry.config.update(checked)
+            self._store_config(entry, checked)
             if entry.active:
                 await self._unload(entry)
                 try:
@@ -372,6 +416,22 @@ class PluginRegistry:
                     await self._load(entry)
                     raise
         self._announce(name, "configured")
+
+    def preset(self, name: str, values: Mapping[str, Any]) -> None:
+        """Validate and store config values (all or none) without reloading or
+        announcing: the node's boot-time config (EMQ X conf files, the stored
+        `plugin_configs`), applied before plugins load."""
+        checked = self.validate(name, values)
+        self._store_config(self.get(name), checked)
+
+    @staticmethod
+    def _store_config(entry: PluginEntry, checked: Mapping[str, str]) -> None:
+        for key, value in checked.items():
+            spec = entry.spec(key)
+            if spec is not None and spec.pattern and value == "":
+                entry.config.pop(key, None)
+            else:
+                entry.config[key] = value
 
     # -- node lifecycle ------------------------------------------------------------------
     async def start(self, names: Iterable[str]) -> None:

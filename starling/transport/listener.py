@@ -69,8 +69,8 @@ class Listener:
         self.bound: tuple[str, int] = (config.host, config.port)
         self.batcher = WriteBatcher()
         self.tls = TlsContext(config.tls) if config.tls is not None else None
-        self._rate_second = 0
-        self._rate_count = 0
+        self._rate_tokens = float(config.max_conn_rate)
+        self._rate_time = time.monotonic()
 
     @property
     def current_connections(self) -> int:
@@ -108,15 +108,20 @@ class Listener:
         self.connections.add(conn)
 
     def _rate_ok(self) -> bool:
-        """`max_conn_rate`: at most that many new connections in each second."""
+        """`max_conn_rate`: a token bucket (as EMQ X's esockd) holding at most that many
+        connections, refilled at that many per second.  A fixed one-second window
+        would let twice the rate through around a window's edge."""
         limit = self.config.max_conn_rate
         if not limit:
             return True
-        second = int(time.monotonic())
-        if second != self._rate_second:
-            self._rate_second, self._rate_count = second, 0
-        self._rate_count += 1
-        return self._rate_count <= limit
+        now = time.monotonic()
+        self._rate_tokens = min(float(limit),
+                                self._rate_tokens + (now - self._rate_time) * limit)
+        self._rate_time = now
+        if self._rate_tokens < 1.0:
+            return False
+        self._rate_tokens -= 1.0
+        return True
 
     def connection_closed(self, conn: MQTTConnection) -> None:
         if conn in self.connections:

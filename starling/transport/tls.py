@@ -21,9 +21,13 @@ log = logging.getLogger(__name__)
 RELOAD_INTERVAL = 5.0
 
 _VERSIONS = {"tlsv1.2": ssl.TLSVersion.TLSv1_2, "tlsv1.3": ssl.TLSVersion.TLSv1_3}
+#: Attribute names as EMQ X (esockd_ssl) writes them in a subject DN.
 _SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
           "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L",
-          "emailAddress": "emailAddress", "domainComponent": "DC"}
+          "emailAddress": "EMAILADDRESS", "domainComponent": "DC", "surname": "SN",
+          "givenName": "GIVENNAME", "initials": "INITIALS", "title": "TITLE",
+          "generationQualifier": "GENERATIONQUALIFIER", "serialNumber": "SERIALNUMBER",
+          "pseudonym": "PSEUDONYM", "streetAddress": "STREET", "userId": "UID"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +46,14 @@ class TlsContext:
 
     def __init__(self, options: TlsOptions) -> None:
         self.options = options
+        #: The context the listener was created with.  Each handshake is switched
+        #: (in the SNI callback, which OpenSSL runs for every ClientHello) to
+        #: `_current`, rebuilt from the files on each reload: a rebuilt context
+        #: also forgets CAs removed from `cacertfile`, which reloading into a live
+        #: context cannot do (OpenSSL's trust store only grows).
         self.context = self._build()
+        self._current = self.context
+        self.context.sni_callback = self._pick_context
         self._mtimes = self._stat()
         self._timer: asyncio.TimerHandle | None = None
         self.reloads = 0
@@ -57,7 +68,11 @@ class TlsContext:
         ctx.minimum_version = min(versions)
         ctx.maximum_version = max(versions)
         if o.ciphers:
-            ctx.set_ciphers(o.ciphers)
+            try:
+                ctx.set_ciphers(o.ciphers)
+            except ssl.SSLError:
+                raise ValueError(f"ssl_options.ciphers: no cipher can be selected from "
+                                 f"{o.ciphers!r}") from None
         self._load(ctx)
         if o.verify == "verify_peer":
             ctx.verify_mode = ssl.CERT_REQUIRED if o.fail_if_no_peer_cert else ssl.CERT_OPTIONAL
@@ -68,6 +83,10 @@ class TlsContext:
 
     def _load(self, ctx: ssl.SSLContext) -> None:
         o = self.options
+        for path in (o.certfile, o.keyfile, o.cacertfile):
+            if path:  # the ssl module's own error would not say which file is missing
+                with open(path, "rb"):
+                    pass
         ctx.load_cert_chain(o.certfile, o.keyfile or None)
         if o.cacertfile:
             ctx.load_verify_locations(o.cacertfile)
@@ -92,23 +111,51 @@ class TlsContext:
             return
         self._mtimes = mtimes
         try:
-            self._load(self.context)
-        except (OSError, ssl.SSLError) as exc:
+            # A fresh context: a load that fails half-way (new certificate, key not
+            # yet replaced) leaves the one in use untouched.
+            fresh = self._build()
+        except (OSError, ssl.SSLError, ValueError) as exc:
             log.error("TLS files changed but cannot be loaded (keeping the old ones): %s", exc)
             return
+        self._current = fresh
         self.reloads += 1
         log.info("reloaded TLS certificate %s", self.options.certfile)
 
+    def _pick_context(self, sslobj: ssl.SSLObject, server_name: str | None,
+                      context: ssl.SSLContext) -> None:
+        if self._current is not context:
+            sslobj.context = self._current
+
+
+def _escape(value: str) -> str:
+    """An attribute value escaped as RFC 4514 (and esockd_ssl) do."""
+    out = []
+    raw = value.encode("utf-8")
+    for i, byte in enumerate(raw):
+        char = chr(byte)
+        if (i == 0 and char in " #") or (i == len(raw) - 1 and char == " ") \
+                or char in '"+,;<>\\':
+            out.append("\\" + char)
+        elif byte < 32 or byte >= 126:
+            out.append(f"\\{byte:02X}")
+        else:
+            out.append(char)
+    return "".join(out)
+
 
 def subject_of(peercert: dict[str, Any] | None) -> tuple[str, str] | None:
-    """(distinguished name "CN=x,O=y", common name) of a verified client certificate."""
+    """(distinguished name, common name) of a verified client certificate.
+
+    The DN is written as EMQ X writes it (esockd_ssl, RFC 4514): the most
+    specific RDN first, e.g. ``CN=alice,O=Example``, multi-valued RDNs joined
+    with ``+``; several common names are joined with ``,``.
+    """
     if not peercert:
         return None
-    parts: list[str] = []
-    common_name = ""
+    rdns: list[str] = []
+    common_names: list[str] = []
     for rdn in peercert.get("subject", ()):
-        for name, value in rdn:
-            parts.append(f"{_SHORT.get(name, name)}={value}")
-            if name == "commonName":
-                common_name = value
-    return ",".join(parts), common_name
+        rdns.append("+".join(f"{_SHORT.get(name, name)}={_escape(value)}"
+                             for name, value in rdn))
+        common_names += [value for name, value in rdn if name == "commonName"]
+    return ",".join(reversed(rdns)), ",".join(common_names)

@@ -110,6 +110,8 @@ SEED_ROUTES: tuple[tuple[str, str, str, str], ...] = (
 
 #: Seed routes whose resources this suite covers (the others have their own suites).
 IMPLEMENTED = frozenset({
+    "list_clientid", "lookup_clientid", "add_clientid", "update_clientid", "delete_clientid",
+    "list_username", "lookup_username", "add_username", "update_username", "delete_username",
     "add_app", "del_app", "list_apps", "lookup_app", "update_app",
     "list_brokers", "get_broker",
     "list_connections", "list_node_connections", "lookup_node_connections",

@@ -56,7 +56,7 @@ class PahoClient:
 
     def __init__(self, host: str, port: int, client_id: str | None = None,
                  protocol: int = MQTTv311, clean_session: bool = True,
-                 keepalive: int = 60) -> None:
+                 keepalive: int = 60, transport: str = "tcp") -> None:
         self.host, self.port, self.keepalive = host, port, keepalive
         self.client_id = uid("paho") if client_id is None else client_id
         self.client = paho.Client(
@@ -64,6 +64,7 @@ class PahoClient:
             client_id=self.client_id,
             clean_session=clean_session,
             protocol=protocol,
+            transport=transport,  # "tcp" or "websockets"; TLS via self.client.tls_set*
         )
         # never let paho reconnect or retry behind the test's back
         self.client.reconnect_delay_set(min_delay=60, max_delay=60)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from ..routing import RouteTable
 from . import (
+    acl,
     alarms,
     apps,
+    auth_clientid,
+    auth_username,
     banned,
     brokers,
     configs,
@@ -20,10 +23,12 @@ from . import (
     sessions,
     stats,
     subscriptions,
+    users,
 )
 
-MODULES = (alarms, apps, banned, brokers, configs, connections, listeners, metrics, nodes,
-           plugins, pubsub, routes, sessions, stats, subscriptions)
+MODULES = (auth_clientid, auth_username, users, alarms, apps, banned, brokers, configs,
+           connections, listeners, metrics, nodes, plugins, pubsub, routes, sessions, stats,
+           subscriptions, acl)
 
 
 def build_table() -> RouteTable:

@@ -1,0 +1,69 @@
+"""The dashboard listener (`http:dashboard`, ``dashboard.bind``, EMQ X's 18083).
+
+It serves the same route table as the management listener — every route,
+the dashboard users routes included — but takes the HTTP Basic credentials
+of a *dashboard user* instead of an app, and lets ``POST /api/v3/auth``
+through without any (facts §1.1, §9).  The `emqx_dashboard` plugin starts it
+when loaded and stops it when unloaded; while the plugin is loaded the users
+routes answer on both listeners (`USERS_SERVICE` in the API context's services).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .app import ManagementApp
+from .context import ApiContext
+from .routes import build_table
+from .server import HttpListener
+from .users import USERS_SERVICE, UserRegistry
+
+log = logging.getLogger(__name__)
+
+LISTENER_NAME = "http:dashboard"
+#: Routes the dashboard listener serves without credentials: (method, path).
+OPEN_ROUTES = frozenset({("POST", "/api/v3/auth")})
+REALM = "starling-dashboard"
+
+
+class Dashboard:
+    """Starts and stops the dashboard listener; `listeners` is the node's list of
+    HTTP listeners, so `/listeners` reports it while it runs."""
+
+    def __init__(self, ctx: ApiContext, users: UserRegistry,
+                 listeners: list[HttpListener]) -> None:
+        self.ctx = ctx
+        self.users = users
+        self.listeners = listeners
+        self.listener: HttpListener | None = None
+
+    async def start(self, host: str | None, port: int, max_connections: int, login: str,
+                    default_password: str, data_dir: Path) -> None:
+        """Publish the users to the routes and listen on host:port, making sure the
+        default user exists; with `host` None (``dashboard.bind = off``) only the
+        routes (no listener, so no default user and no generated password either)."""
+        self.ctx.services[USERS_SERVICE] = self.users
+        if host is None:
+            return
+        self.users.bootstrap(login, default_password, data_dir)
+        app = ManagementApp(self.ctx, build_table(), realm=REALM,
+                            authenticate=self.users.check, open_routes=OPEN_ROUTES)
+        listener = HttpListener(app, LISTENER_NAME, host, port, max_connections)
+        try:
+            await listener.start()
+        except BaseException:
+            self.ctx.services.pop(USERS_SERVICE, None)
+            raise
+        self.listener = listener
+        self.listeners.append(listener)
+
+    async def stop(self) -> None:
+        self.ctx.services.pop(USERS_SERVICE, None)
+        listener, self.listener = self.listener, None
+        if listener is None:
+            return
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+        await listener.stop()
+        log.info("listener %s stopped", LISTENER_NAME)
