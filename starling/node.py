@@ -37,7 +37,9 @@ from .plugins import (
     PluginPersistence,
     PluginRegistry,
     PluginStore,
+    TemplatePlugin,
     UsernameAuthPlugin,
+    discover_plugins,
     plugin_names,
 )
 from .store import MemoryStore, SQLiteStore, Store
@@ -131,6 +133,8 @@ class Node:
                                       version=f"v{__version__}")
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
+        self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
+        discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,
                                               plugin_names(config["plugins.loaded"]),

@@ -12,6 +12,7 @@ from .auth_table import TableAuthPlugin, TableSpec
 from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
 from .conffile import ConfFileError, read_conf
 from .dashboard import DashboardPlugin
+from .discovery import discover_plugins
 from .management import ManagementPlugin
 from .persistence import PluginPersistence, plugin_names
 from .registry import (
@@ -27,6 +28,7 @@ from .registry import (
     PluginRegistry,
 )
 from .storage import PluginStore
+from .template import TemplatePlugin
 
 __all__ = [
     "CLIENTID_SPEC",
@@ -52,7 +54,9 @@ __all__ = [
     "PluginStore",
     "TableAuthPlugin",
     "TableSpec",
+    "TemplatePlugin",
     "UsernameAuthPlugin",
+    "discover_plugins",
     "plugin_names",
     "read_conf",
 ]

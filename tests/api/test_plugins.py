@@ -56,7 +56,7 @@ SEED_LIST = [
     ("emqx_web_hook", "EMQ X Webhook Plugin"),
 ]
 #: Plugins implemented in Starling (the others answer not_implemented).
-IMPLEMENTED_PLUGINS = {"emqx_management", "emqx_auth_clientid", "emqx_auth_username",
+IMPLEMENTED_PLUGINS = {"emqx_management", "emqx_plugin_template", "emqx_auth_clientid", "emqx_auth_username",
                        "emqx_dashboard"}
 NOT_IMPLEMENTED = [name for name, _ in SEED_LIST if name not in IMPLEMENTED_PLUGINS]
 
