@@ -144,6 +144,9 @@ SETTINGS: tuple[Setting, ...] = (
             "MQTT 5.0 Server Keep Alive imposed on 5.0 clients; 0 = off (the client's value)."),
     Setting("mqtt.max_topic_alias", 65535, "int",
             "Topic Alias Maximum announced to 5.0 clients (client-to-server aliases); 0 = none."),
+    Setting("mqtt.server_topic_alias", False, "bool",
+            "Give topics aliases on the way to 5.0 clients that accept them (saves bandwidth "
+            "for long topics; each message is then encoded per subscriber)."),
     Setting("mqtt.shared_subscription", True, "bool",
             "Serve $share/<group>/<filter> and $queue/<filter> subscriptions."),
     Setting("mqtt.shared_subscription_strategy", "random", "str",

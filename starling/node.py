@@ -66,6 +66,7 @@ def broker_options(config: Config) -> BrokerOptions:
         wildcard_subscription=config["mqtt.wildcard_subscription"],
         server_keepalive=config["mqtt.server_keepalive"],
         max_topic_alias=config["mqtt.max_topic_alias"],
+        server_topic_alias=config["mqtt.server_topic_alias"],
         shared_subscription=config["mqtt.shared_subscription"],
         shared_subscription_strategy=config["mqtt.shared_subscription_strategy"],
         message_expiry_interval=config["mqtt.message_expiry_interval"],

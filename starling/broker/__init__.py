@@ -25,7 +25,7 @@ from .acl import (
 from .alarms import Alarm, AlarmMonitor, Alarms, SystemSampler
 from .banned import BAN_KINDS, Ban, Banned
 from .broker import Broker
-from .channel import AuthResult, Channel, Connection
+from .channel import AuthResult, AuthStep, Channel, Connection
 from .hooks import STOP, HookPoint, Hooks, Stop
 from .journal import Journal
 from .message import Message
@@ -56,6 +56,7 @@ __all__ = [
     "AlarmMonitor",
     "Alarms",
     "AuthResult",
+    "AuthStep",
     "Ban",
     "Banned",
     "Broker",

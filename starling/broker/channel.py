@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starling.mqtt import (
     MAX_PACKET_SIZE,
     PINGRESP_BYTES,
+    Auth,
     Connack,
     Connect,
     Disconnect,
@@ -97,6 +98,17 @@ class AuthResult:
     superuser: bool = False
 
 
+@dataclass(slots=True)
+class AuthStep:
+    """What a `client.enhanced_authenticate` callback answers for one AUTH step
+    (MQTT 5.0 §4.12): ``continue`` (send `data` back in AUTH 0x18 and wait for
+    the client's next AUTH), ``success`` or ``failure``."""
+
+    status: str
+    data: bytes | None = None
+    superuser: bool = False
+
+
 class Channel:
     def __init__(self, broker: Broker, conn: Connection, zone: str = "external") -> None:
         self.broker = broker
@@ -130,11 +142,18 @@ class Channel:
         self._held_acks: deque[tuple[int, bytes]] = deque()
         self.connect_packet: Connect | None = None
         self.assigned_client_id = False
+        #: MQTT 5.0 enhanced authentication: the method CONNECT named, and what
+        #: the last step returned for CONNACK.
+        self._auth_method: str | None = None
+        self._auth_props: dict[PropertyId, Any] = {}
         # MQTT 5.0 limits the client announced in CONNECT.
         self.client_max_packet = 0  #: 0 = no limit
         self.request_problem_info = True
         #: Client-to-server topic aliases (MQTT 5.0 §3.3.2.3.4).
         self._topic_aliases: dict[int, str] = {}
+        #: Server-to-client aliases (`mqtt.server_topic_alias`), up to the client's maximum.
+        self._alias_max = 0
+        self._out_aliases: dict[str, int] = {}
         self._loop = asyncio.get_event_loop()
         self._handlers: dict[PacketType, Callable[[Any], None]] = {
             PacketType.PUBLISH: self._on_publish,
@@ -175,6 +194,9 @@ class Channel:
         elif state == CONNECTING:
             if isinstance(packet, Connect):
                 self._protocol_violation("second CONNECT")
+                return
+            if isinstance(packet, Auth) and self._auth_method is not None:
+                self._auth_packet(packet)
                 return
             self._pending.append(packet)
 
@@ -289,6 +311,12 @@ class Channel:
             return
         if self._refuse_if_banned():
             return
+        if self._auth_method is not None:
+            # Enhanced authentication replaces the user name / password chain.
+            self.state = CONNECTING
+            data = p.properties.get(PropertyId.AUTHENTICATION_DATA)
+            broker.track(self._loop.create_task(self._enhanced_step(data)))
+            return
         acc = AuthResult(ReasonCode.SUCCESS if broker.options.allow_anonymous
                          else ReasonCode.NOT_AUTHORIZED)
         if broker.hooks.has(HookPoint.CLIENT_AUTHENTICATE):
@@ -305,16 +333,67 @@ class Channel:
                 PropertyId.MAXIMUM_PACKET_SIZE) == 0:
             self._refuse(ReasonCode.PROTOCOL_ERROR)  # §3.1.2.11.3, §3.1.2.11.4
             return False
-        if PropertyId.AUTHENTICATION_METHOD in props and not self.broker.hooks.has(
-                HookPoint.CLIENT_ENHANCED_AUTHENTICATE):
-            self._refuse(ReasonCode.BAD_AUTHENTICATION_METHOD)  # §4.12
-            return False
+        if PropertyId.AUTHENTICATION_METHOD in props:
+            if not self.broker.hooks.has(HookPoint.CLIENT_ENHANCED_AUTHENTICATE):
+                self._refuse(ReasonCode.BAD_AUTHENTICATION_METHOD)  # §4.12
+                return False
+            self._auth_method = props[PropertyId.AUTHENTICATION_METHOD]
         if p.will is not None and p.will.retain and not self.broker.options.retain_available:
             self._refuse(ReasonCode.RETAIN_NOT_SUPPORTED)  # [MQTT-3.2.2-13]
             return False
         self.client_max_packet = props.get(PropertyId.MAXIMUM_PACKET_SIZE, 0)
+        if self.broker.options.server_topic_alias:
+            self._alias_max = props.get(PropertyId.TOPIC_ALIAS_MAXIMUM, 0)
         self.request_problem_info = props.get(PropertyId.REQUEST_PROBLEM_INFORMATION, 1) != 0
         return True
+
+    # -- enhanced authentication (MQTT 5.0 §4.12) ------------------------------
+    def _auth_packet(self, p: Auth) -> None:
+        """An AUTH from the client: the next step of a running exchange (0x18),
+        or a re-authentication once connected (0x19)."""
+        self.counters["packets/auth"] += 1
+        method = p.properties.get(PropertyId.AUTHENTICATION_METHOD)
+        expected = (ReasonCode.CONTINUE_AUTHENTICATION if self.state == CONNECTING
+                    else ReasonCode.RE_AUTHENTICATE)
+        if method != self._auth_method or p.reason_code not in (
+                expected, ReasonCode.CONTINUE_AUTHENTICATION):
+            self._protocol_violation("AUTH with another method or reason")  # [MQTT-4.12.0-5]
+            return
+        data = p.properties.get(PropertyId.AUTHENTICATION_DATA)
+        self.broker.track(self._loop.create_task(self._enhanced_step(data)))
+
+    async def _enhanced_step(self, data: bytes | None) -> None:
+        assert self._auth_method is not None
+        state = self.state
+        step = await self.broker.hooks.run_fold_async(
+            HookPoint.CLIENT_ENHANCED_AUTHENTICATE, (self, self._auth_method, data), None)
+        if self.state != state or self.state == CLOSED:
+            return  # the connection went away while the plugin worked
+        props: dict[PropertyId, Any] = {PropertyId.AUTHENTICATION_METHOD: self._auth_method}
+        if isinstance(step, AuthStep) and step.data is not None:
+            props[PropertyId.AUTHENTICATION_DATA] = step.data
+        status = step.status if isinstance(step, AuthStep) else "failure"
+        if status == "continue":
+            self.counters["packets/auth/sent"] += 1
+            self._send(encode(Auth(ReasonCode.CONTINUE_AUTHENTICATION, props), 5))
+        elif self.state == CONNECTING:
+            if status != "success":
+                self._refuse(ReasonCode.NOT_AUTHORIZED)
+                return
+            assert isinstance(step, AuthStep)
+            self._auth_props = props
+            self._finish_connect(AuthResult(ReasonCode.SUCCESS, anonymous=False,
+                                            superuser=step.superuser))
+            pending, self._pending = self._pending, []
+            for packet in pending:
+                if self.state != CONNECTED:
+                    break
+                self.handle(packet)
+        elif status == "success":  # re-authentication done
+            self.counters["packets/auth/sent"] += 1
+            self._send(encode(Auth(ReasonCode.SUCCESS, props), 5))
+        else:
+            self._disconnect(ReasonCode.NOT_AUTHORIZED, "re-authentication failed")
 
     async def _authenticate(self, acc: AuthResult) -> None:
         result = await self.broker.hooks.run_fold_async(
@@ -376,6 +455,7 @@ class Channel:
         }
         if self.assigned_client_id:
             props[PropertyId.ASSIGNED_CLIENT_IDENTIFIER] = self.client_id
+        props.update(self._auth_props)
         if options.max_packet_size < MAX_PACKET_SIZE:
             props[PropertyId.MAXIMUM_PACKET_SIZE] = options.max_packet_size
         if not options.retain_available:
@@ -591,15 +671,19 @@ class Channel:
                      dup: bool, via: str | None = None) -> bool:
         """Write one PUBLISH; False if it was dropped (over the client's maximum
         packet size, MQTT 5.0 §3.1.2.11.4: the flow counts as completed)."""
-        if self.protocol_level == 5 and (message.expires_at is not None or (
+        alias = 0
+        if self.protocol_level == 5 and (self._alias_max or message.expires_at is not None or (
                 self.session is not None and self.session.subscription_ids)):
-            head, tail = self._v5_parts(message, qos, retain, via)
+            alias = self._alias_for(message.topic)
+            head, tail = self._v5_parts(message, qos, retain, via, alias)
         else:
             head, tail = message.parts(qos, retain, self.protocol_level)
         if self.client_max_packet and (
                 len(head) + len(tail) + (2 if qos else 0) > self.client_max_packet):
             self.counters[m.MESSAGES_DROPPED] += 1
             return False
+        if alias and message.topic not in self._out_aliases:
+            self._out_aliases[message.topic] = alias  # sent: the client knows it now
         if qos:
             if dup:
                 head = bytes((head[0] | 0x08,)) + head[1:]
@@ -618,10 +702,27 @@ class Channel:
             counters[m.QOS_SENT[qos]] += 1
         return True
 
+    def _alias_for(self, topic: str) -> int:
+        """The alias to send `topic` with: known, new (while there is room), or 0."""
+        if not self._alias_max:
+            return 0
+        alias = self._out_aliases.get(topic)
+        if alias is not None:
+            return alias
+        if len(self._out_aliases) < self._alias_max:
+            return len(self._out_aliases) + 1
+        return 0
+
     def _v5_parts(self, message: Message, qos: int, retain: bool,
-                  via: str | None) -> tuple[bytes, bytes]:
-        """A per-subscriber encoding: remaining expiry and Subscription Identifiers."""
+                  via: str | None, alias: int = 0) -> tuple[bytes, bytes]:
+        """A per-subscriber encoding: remaining expiry, Subscription Identifiers,
+        and a topic alias (the topic itself left out once the client knows it)."""
         props = dict(message.properties)
+        topic = message.topic
+        if alias:
+            props[PropertyId.TOPIC_ALIAS] = alias
+            if topic in self._out_aliases:
+                topic = ""
         if message.expires_at is not None:
             props[PropertyId.MESSAGE_EXPIRY_INTERVAL] = max(
                 0, math.ceil(message.expires_at - time.monotonic()))
@@ -637,7 +738,7 @@ class Channel:
                        if parse_share(f)[0] is None and matches(f, message.topic)]
             if ids:
                 props[PropertyId.SUBSCRIPTION_IDENTIFIER] = ids
-        return publish_parts(message.topic, message.payload, qos, retain, False, 5, props)
+        return publish_parts(topic, message.payload, qos, retain, False, 5, props)
 
     def _retry(self) -> None:
         """retry_interval elapsed: resend what is still unacknowledged (MQTT 3.x)."""
@@ -792,11 +893,14 @@ class Channel:
             self.will = None  # [MQTT-3.1.2-10]
         self.close("normal")
 
-    def _on_auth(self, p: Packet) -> None:
-        """MQTT 5.0 AUTH: enhanced authentication is not offered, so any AUTH
-        is a protocol error (none was negotiated in CONNECT) [MQTT-4.12.0-1]."""
-        self.counters["packets/auth"] += 1
-        self._protocol_violation("AUTH without an authentication method")
+    def _on_auth(self, p: Auth) -> None:
+        """AUTH after CONNACK: re-authentication, if CONNECT chose a method;
+        otherwise a protocol error [MQTT-4.12.0-1]."""
+        if self._auth_method is None:
+            self.counters["packets/auth"] += 1
+            self._protocol_violation("AUTH without an authentication method")
+            return
+        self._auth_packet(p)
 
     def _send_disconnect(self, reason: ReasonCode, why: str = "") -> None:
         """MQTT 5.0 only; a reason string unless the client asked for none."""

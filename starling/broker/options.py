@@ -26,6 +26,7 @@ class BrokerOptions:
     # -- MQTT 5.0 -----------------------------------------------------------
     server_keepalive: int = 0  #: 0 = the client's keepalive; else imposed (Server Keep Alive)
     max_topic_alias: int = 65535  #: client->server aliases accepted; 0 = none
+    server_topic_alias: bool = False  #: assign server->client aliases (5.0 clients)
     shared_subscription: bool = True
     shared_subscription_strategy: str = "random"  #: random|round_robin|sticky|hash
     message_expiry_interval: float = 0.0  #: cap on how long a message is kept; 0 = none
