@@ -101,6 +101,7 @@ struct config {
     double connect_timeout;
     double loss_timeout;
     int keepalive;
+    bool persistent;      /* subscribers connect with clean session 0 */
 };
 
 static struct config cfg = {
@@ -174,7 +175,7 @@ static struct {
     uint64_t tx, rx, lost, timed_out, reordered, protocol_errors;
     uint64_t tx_m0, rx_m0, tx_m1, rx_m1;
     uint64_t t_setup0, t_warm0, t_meas0, t_meas1;
-    uint64_t cpu_self0, cpu_self1, cpu_broker0, cpu_broker1;
+    uint64_t cpu_self0, cpu_self1, cpu_user0, cpu_user1, cpu_broker0, cpu_broker1;
     /* latency samples (ns) */
     uint64_t *lat;
     size_t nlat, lat_cap;
@@ -199,11 +200,17 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t self_cpu_ns(void)
+/* Our own CPU time (user+system) in ns; the user part alone in *user_ns.  The
+ * split matters: user time is this program's work, system time is mostly the
+ * kernel's TCP loopback path, which any client would pay as well. */
+static uint64_t self_cpu_ns(uint64_t *user_ns)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    uint64_t u = (uint64_t)ru.ru_utime.tv_sec * 1000000000ull + (uint64_t)ru.ru_utime.tv_usec * 1000ull;
+    uint64_t s = (uint64_t)ru.ru_stime.tv_sec * 1000000000ull + (uint64_t)ru.ru_stime.tv_usec * 1000ull;
+    *user_ns = u;
+    return u + s;
 }
 
 static uint64_t sec_to_ns(double s) { return (uint64_t)(s * 1e9); }
@@ -428,7 +435,9 @@ static void send_connect(struct conn *c)
     p = put_varint(p, rem);
     p = put_str(p, "MQTT", 4);
     p = put_u8(p, 4);            /* protocol level: 3.1.1 */
-    p = put_u8(p, 0x02);         /* clean session, no will, no credentials */
+    /* Clean session, unless --persistent asks for persistent subscriber sessions
+     * (the broker then keeps their messages durably).  No will, no credentials. */
+    p = put_u8(p, cfg.persistent && c->role == ROLE_SUB ? 0x00 : 0x02);
     p = put_u16(p, (uint16_t)cfg.keepalive);
     p = put_str(p, cid, (size_t)n);
     out_commit(c, p);
@@ -559,7 +568,8 @@ static void expire_lost(uint64_t now)
 
 /* ------------------------------------------------------------------ MQTT decode */
 
-static void on_delivery(struct conn *c, const uint8_t *pl, size_t len, uint64_t now)
+static void on_delivery(struct conn *c, const uint8_t *topic, size_t topic_len,
+                        const uint8_t *pl, size_t len, uint64_t now)
 {
     uint32_t hdr[4];
     uint64_t ts;
@@ -582,6 +592,11 @@ static void on_delivery(struct conn *c, const uint8_t *pl, size_t len, uint64_t 
     }
     if (seq >= pp->seq_next) {
         protocol_error(c, "message %u from publisher %u was never sent", seq, p);
+        return;
+    }
+    if (topic_len != pp->topic_len || memcmp(topic, pp->topic, topic_len) != 0) {
+        protocol_error(c, "message from publisher %u arrived with topic '%.*s'", p,
+                       (int)(topic_len > 100 ? 100 : topic_len), (const char *)topic);
         return;
     }
     G.rx++;
@@ -680,7 +695,7 @@ static void handle_packet(struct conn *c, uint8_t b0, const uint8_t *body, uint3
                 *st = 1;
             }
         }
-        on_delivery(c, body + hl, len - hl, now);
+        on_delivery(c, body + 2, tl, body + hl, len - hl, now);
         return;
     }
     case MQTT_PUBREL: {
@@ -860,7 +875,7 @@ static void keepalive_sweep(uint64_t now)
 {
     if (cfg.keepalive <= 0)
         return;
-    uint64_t half = (uint64_t)cfg.keepalive * 500000000ull;
+    uint64_t half = (uint64_t)cfg.keepalive * UINT64_C(500000000);
     for (int i = 0; i < G.nconns; i++) {
         struct conn *c = &G.conns[i];
         if (c->state == CS_READY && now - c->last_tx_ns > half) {
@@ -1055,17 +1070,11 @@ static void run_traffic(const struct sockaddr_in *addr)
             G.t_meas0 = now;
             G.tx_m0 = G.tx;
             G.rx_m0 = G.rx;
-            G.cpu_self0 = self_cpu_ns();
+            G.cpu_self0 = self_cpu_ns(&G.cpu_user0);
             G.cpu_broker0 = broker_cpu_ns();
         }
-        if (G.phase == PH_MEASURE && now >= t_end) {
-            G.t_meas1 = now;
-            G.tx_m1 = G.tx;
-            G.rx_m1 = G.rx;
-            G.cpu_self1 = self_cpu_ns();
-            G.cpu_broker1 = broker_cpu_ns();
+        if (G.phase == PH_MEASURE && now >= t_end)
             break;
-        }
         if (now >= next_housekeep) {
             if (G.use_window)
                 expire_lost(now);
@@ -1076,6 +1085,15 @@ static void run_traffic(const struct sockaddr_in *addr)
         if (next_housekeep < next)
             next = next_housekeep;
         loop_turn(ms_until(next, now, 1000));
+    }
+    /* Close the measured window, also when a failure cut it short, so the
+     * report covers exactly what was counted inside it. */
+    if (G.phase == PH_MEASURE) {
+        G.t_meas1 = now_ns();
+        G.tx_m1 = G.tx;
+        G.rx_m1 = G.rx;
+        G.cpu_self1 = self_cpu_ns(&G.cpu_user1);
+        G.cpu_broker1 = broker_cpu_ns();
     }
 }
 
@@ -1093,7 +1111,7 @@ static void run_idle(const struct sockaddr_in *addr)
     G.rss_before_kib = broker_rss_kib();
     uint64_t now = now_ns();
     G.t_setup0 = now;
-    G.cpu_self0 = self_cpu_ns();
+    G.cpu_self0 = self_cpu_ns(&G.cpu_user0);
     G.cpu_broker0 = broker_cpu_ns();
     uint64_t deadline = now + sec_to_ns(cfg.connect_timeout);
     uint64_t next_housekeep = now + HOUSEKEEP_NS;
@@ -1115,7 +1133,7 @@ static void run_idle(const struct sockaddr_in *addr)
         loop_turn(ms_until(deadline, now, 50));
     }
     G.t_meas1 = now_ns();
-    G.cpu_self1 = self_cpu_ns();
+    G.cpu_self1 = self_cpu_ns(&G.cpu_user1);
     G.cpu_broker1 = broker_cpu_ns();
     G.connected = G.ready;
     if (G.failed)
@@ -1213,8 +1231,8 @@ static void report(void)
             printf(", \"window\": %d, \"inflight\": %d", cfg.window, cfg.qos ? cfg.inflight : 0);
         printf(", \"warmup_s\": %.3f, \"measured_s\": %.3f", cfg.warmup, secs);
         printf(", \"published\": %" PRIu64 ", \"received\": %" PRIu64, tx, rx);
-        printf(", \"publish_rate\": %.1f, \"receive_rate\": %.1f", secs > 0 ? tx / secs : 0.0,
-               secs > 0 ? rx / secs : 0.0);
+        printf(", \"publish_rate\": %.1f, \"receive_rate\": %.1f",
+               secs > 0 ? (double)tx / secs : 0.0, secs > 0 ? (double)rx / secs : 0.0);
         printf(", \"lost\": %" PRIu64 ", \"timed_out\": %" PRIu64 ", \"reordered\": %" PRIu64,
                G.lost, G.timed_out, G.reordered);
         if (G.lat)
@@ -1222,7 +1240,9 @@ static void report(void)
     }
     double wall = t1 > t0 ? (t1 - t0) : 0;
     if (wall > 0) {
-        printf(", \"loadgen_cpu_pct\": %.1f", 100.0 * (double)(G.cpu_self1 - G.cpu_self0) / wall);
+        printf(", \"loadgen_cpu_pct\": %.1f, \"loadgen_user_cpu_pct\": %.1f",
+               100.0 * (double)(G.cpu_self1 - G.cpu_self0) / wall,
+               100.0 * (double)(G.cpu_user1 - G.cpu_user0) / wall);
         if (cfg.broker_pid > 0 && G.cpu_broker1 >= G.cpu_broker0)
             printf(", \"broker_cpu_pct\": %.1f",
                    100.0 * (double)(G.cpu_broker1 - G.cpu_broker0) / wall);
@@ -1268,6 +1288,7 @@ static void usage(FILE *f)
         "      --connect-timeout S  limit for connecting/subscribing everything (default 30)\n"
         "      --loss-timeout S     give up on an undelivered message after S (default 2)\n"
         "      --keepalive S        MQTT keep-alive (default 60; PINGREQ at half)\n"
+        "      --persistent         subscribers use persistent sessions (clean session 0)\n"
         "  -h, --help               this text\n"
         "\n"
         "exit status: 0 ok, 1 run failed (see \"error\" in the JSON), 2 usage error\n",
@@ -1309,7 +1330,7 @@ int main(int argc, char **argv)
 {
     enum {
         O_PAYLOAD = 256, O_WINDOW, O_INFLIGHT, O_RATE, O_CONNECTIONS, O_CONCURRENCY, O_SETTLE,
-        O_PID, O_PREFIX, O_CTIMEOUT, O_LTIMEOUT, O_KEEPALIVE,
+        O_PID, O_PREFIX, O_CTIMEOUT, O_LTIMEOUT, O_KEEPALIVE, O_PERSISTENT,
     };
     static const struct option opts[] = {
         {"scenario", required_argument, 0, 's'}, {"host", required_argument, 0, 'H'},
@@ -1325,6 +1346,7 @@ int main(int argc, char **argv)
         {"connect-timeout", required_argument, 0, O_CTIMEOUT},
         {"loss-timeout", required_argument, 0, O_LTIMEOUT},
         {"keepalive", required_argument, 0, O_KEEPALIVE},
+        {"persistent", no_argument, 0, O_PERSISTENT},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     int opt;
@@ -1365,6 +1387,7 @@ int main(int argc, char **argv)
         case O_CTIMEOUT: bad |= !parse_double(a, 0.1, 3600, &cfg.connect_timeout); break;
         case O_LTIMEOUT: bad |= !parse_double(a, 0.01, 3600, &cfg.loss_timeout); break;
         case O_KEEPALIVE: bad |= !parse_int(a, 0, 65535, &v); cfg.keepalive = (int)v; break;
+        case O_PERSISTENT: cfg.persistent = true; break;
         case 'h': usage(stdout); return EXIT_OK;
         default: bad = true; break;
         }
@@ -1429,6 +1452,7 @@ int main(int argc, char **argv)
 
     memset(G.filler, 'x', sizeof G.filler);
     G.timer_fd = -1;
+    G.rss_before_kib = G.rss_after_kib = -1;
     G.ep = epoll_create1(EPOLL_CLOEXEC);
     if (G.ep < 0) {
         fprintf(stderr, "loadgen: epoll_create1: %s\n", strerror(errno));

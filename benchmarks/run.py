@@ -104,6 +104,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         _traffic_budget,
     ),
     Scenario(
+        "qos1p", "QoS 1 pairs as qos1, subscribers on persistent sessions (clean session 0): "
+        "Starling's store keeps every message until acknowledged",
+        lambda a: ["--scenario", "pairs", "--qos", "1", "--publishers", "10", "--inflight", "10",
+                   "--persistent"],
+        (Metric("qos1p", "QoS1 10 pairs, persistent subs, msg/s", ("receive_rate",), True,
+                "rate"),),
+        _traffic_budget,
+    ),
+    Scenario(
         "qos2", "10 publisher->subscriber pairs, own topic each, QoS 2, inflight 10",
         lambda a: ["--scenario", "pairs", "--qos", "2", "--publishers", "10", "--inflight", "10"],
         (Metric("qos2", "QoS2 10 pairs, msg/s received", ("receive_rate",), True, "rate"),),
@@ -485,9 +494,13 @@ class Starling(Broker):
     name = "starling"
     LISTENER = re.compile(r"listener mqtt:tcp:default on ([0-9.]+):(\d+)")
 
-    def __init__(self, ref: str | None = None) -> None:
+    def __init__(self, ref: str | None = None, name: str = "starling",
+                 settings: Sequence[str] = ()) -> None:
         self.ref = ref
         self.root = REPO_ROOT
+        self.name = name
+        #: Extra `--set KEY=VALUE` settings: the store variants below.
+        self.settings = list(settings)
 
     def _git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, timeout=60)
@@ -533,6 +546,8 @@ class Starling(Broker):
                "--set", "management.bind=off",
                "--set", "dashboard.bind=off",
                "--set", "log.level=warning"]
+        for setting in self.settings:
+            cmd += ["--set", setting]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         proc = spawn(cmd, cwd=self.root, env=env, stdout=subprocess.DEVNULL,
                      stderr=subprocess.PIPE, text=True)
@@ -654,6 +669,12 @@ class Amqtt(Broker):
 
 BROKERS: dict[str, Callable[[argparse.Namespace], Broker]] = {
     "starling": lambda a: Starling(a.starling_ref),
+    # The store's modes, for the cost of durability (docs/durability.md):
+    # "starling" is the default, durable; these two trade it away.
+    "starling-relaxed": lambda a: Starling(a.starling_ref, "starling-relaxed",
+                                           ["store.durability=relaxed"]),
+    "starling-memory": lambda a: Starling(a.starling_ref, "starling-memory",
+                                          ["store.backend=memory"]),
     "mosquitto": lambda a: Mosquitto(),
     "amqtt": lambda a: Amqtt(),
 }
@@ -728,7 +749,7 @@ def summarize(
                   "; the median is of those")
 
     # Diagnostics: who was busy, and did anything go wrong.
-    dheader = ["broker", "scenario", "ok runs", "noisy", "broker CPU %", "loadgen CPU % (user)",
+    dheader = ["broker", "scenario", "ok runs", "noisy (left out)", "broker CPU %", "loadgen CPU % (user)",
                "other CPU %", "lost", "reordered", "errors"]
     drows: list[list[str]] = []
     for b in brokers:
@@ -737,9 +758,11 @@ def summarize(
             if not runs:
                 continue
             ok = [r for r in runs if r.get("ok")]
+            # The same runs the table's medians come from: clean ones if there are any.
+            used = [r for r in ok if not r.get("noisy")] or ok
 
-            def med(key: str, ok: list[dict[str, Any]] = ok) -> str:
-                vals = [float(r[key]) for r in ok if key in r]
+            def med(key: str, used: list[dict[str, Any]] = used) -> str:
+                vals = [float(r[key]) for r in used if key in r]
                 return f"{statistics.median(vals):.0f}" if vals else "n/a"
 
             lost = sum(int(r.get("lost", 0)) + int(r.get("timed_out", 0)) for r in runs)
@@ -817,6 +840,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="benchmark Starling as committed at REF (e.g. HEAD), exported to the "
                    "temp dir, instead of the live working tree")
     p.add_argument("--json", metavar="FILE", type=Path, help="also write all results as JSON")
+    p.add_argument("--from-json", metavar="FILE", type=Path,
+                   help="measure nothing: print the tables of a run saved with --json")
     p.add_argument("--keep-temp", action="store_true", help="keep broker configs and logs")
     p.add_argument("--rebuild", action="store_true", help="rebuild loadgen even if up to date")
     a = p.parse_args(argv)
@@ -839,8 +864,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return a
 
 
+def print_tables(scenarios: list[Scenario], brokers: list[str],
+                 results: dict[str, dict[str, list[dict[str, Any]]]], heading: str) -> dict[str, Any]:
+    summary, table, diag = summarize(scenarios, brokers, results)
+    print()
+    print(heading)
+    print(table)
+    if diag:
+        print()
+        print(diag)
+    return summary
+
+
+def reprint(path: Path) -> int:
+    """--from-json: the tables of an earlier run."""
+    doc = json.loads(path.read_text())
+    meta = doc["meta"]
+    scenarios = [SCENARIO_BY_NAME[n] for n in doc["scenarios"] if n in SCENARIO_BY_NAME]
+    brokers = list(doc["results"])
+    print_tables(scenarios, brokers, doc["results"],
+                 f"{meta['started']}: duration {meta['duration']:g}s after {meta['warmup']:g}s "
+                 f"warm-up, median of {meta['runs']} run(s); versions: "
+                 + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        return reprint(args.from_json)
     # Interruptible even when started with SIGINT ignored (e.g. as a background job).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _sigterm)
@@ -921,14 +973,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             shutil.rmtree(workroot, ignore_errors=True)
 
-    summary, table, diag = summarize(scenarios, args.broker_names, results)
-    print()
-    print(f"duration {args.duration:g}s after {args.warmup:g}s warm-up, median of {args.runs} "
-          f"run(s); broker on CPU {BROKER_CPU}, loadgen on CPU {LOADGEN_CPU}")
-    print(table)
-    if diag:
-        print()
-        print(diag)
+    summary = print_tables(
+        scenarios, args.broker_names, results,
+        f"duration {args.duration:g}s after {args.warmup:g}s warm-up, median of {args.runs} "
+        f"run(s); broker on CPU {BROKER_CPU}, loadgen on CPU {LOADGEN_CPU}")
     for name, why in unavailable.items():
         print(f"{name}: not measured: {why.splitlines()[0]}")
 
