@@ -110,6 +110,49 @@ class AuthStep:
 
 
 class Channel:
+    # Slots: a node holds one Channel per connection, so its size is per-client memory.
+    __slots__ = (
+        "_alias_max",
+        "_auth_method",
+        "_auth_props",
+        "_held_acks",
+        "_loop",
+        "_out_aliases",
+        "_pending",
+        "_retry_interval",
+        "_retry_timer",
+        "_timer",
+        "_topic_aliases",
+        "acl_cache",
+        "assigned_client_id",
+        "broker",
+        "clean_start",
+        "client_id",
+        "client_max_packet",
+        "conn",
+        "connect_packet",
+        "connected_at",
+        "counters",
+        "disconnect_reason",
+        "is_bridge",
+        "is_superuser",
+        "keepalive",
+        "last_seen",
+        "password",
+        "protocol_level",
+        "recv_msg",
+        "recv_pkt",
+        "request_problem_info",
+        "send_msg",
+        "send_pkt",
+        "session",
+        "state",
+        "username",
+        "will",
+        "writable",
+        "zone",
+    )
+
     def __init__(self, broker: Broker, conn: Connection, zone: str = "external") -> None:
         self.broker = broker
         self.conn = conn
@@ -139,7 +182,7 @@ class Channel:
         self._retry_interval = 0.0
         self._pending: list[Packet] = []
         #: Acknowledgements waiting for a store commit: (batch id needed, bytes).
-        self._held_acks: deque[tuple[int, bytes]] = deque()
+        self._held_acks: deque[tuple[int, bytes]] | None = None  # made when first needed
         self.connect_packet: Connect | None = None
         self.assigned_client_id = False
         #: MQTT 5.0 enhanced authentication: the method CONNECT named, and what
@@ -155,18 +198,6 @@ class Channel:
         self._alias_max = 0
         self._out_aliases: dict[str, int] = {}
         self._loop = asyncio.get_event_loop()
-        self._handlers: dict[PacketType, Callable[[Any], None]] = {
-            PacketType.PUBLISH: self._on_publish,
-            PacketType.PUBACK: self._on_puback,
-            PacketType.PUBREC: self._on_pubrec,
-            PacketType.PUBREL: self._on_pubrel,
-            PacketType.PUBCOMP: self._on_pubcomp,
-            PacketType.SUBSCRIBE: self._on_subscribe,
-            PacketType.UNSUBSCRIBE: self._on_unsubscribe,
-            PacketType.PINGREQ: self._on_pingreq,
-            PacketType.DISCONNECT: self._on_disconnect,
-            PacketType.AUTH: self._on_auth,
-        }
         self._timer = self._loop.call_later(broker.options.idle_timeout, self._idle_timeout)
 
     @property
@@ -180,12 +211,12 @@ class Channel:
         self.counters[m.PACKETS_RECEIVED] += 1
         state = self.state
         if state == CONNECTED:
-            handler = self._handlers.get(packet.type)
+            handler = _HANDLERS.get(packet.type)
             if handler is None:
                 # CONNECT twice [MQTT-3.1.0-2], or a packet only servers send.
                 self._protocol_violation(f"unexpected {packet.type.name}")
                 return
-            handler(packet)
+            handler(self, packet)
         elif state == NEW:
             if not isinstance(packet, Connect):
                 self._protocol_violation(f"{packet.type.name} before CONNECT")  # [MQTT-3.1.0-1]
@@ -605,7 +636,7 @@ class Channel:
             return False
         if p.qos and self.session is not None and not (
                 p.qos == 2 and p.packet_id in self.session.awaiting_rel) and (
-                len(self.session.awaiting_rel) + len(self._held_acks)
+                len(self.session.awaiting_rel) + len(self._held_acks or ())
                 >= self.server_receive_maximum):
             self._disconnect(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded")
             return False
@@ -642,6 +673,8 @@ class Channel:
         if not wait and not held:
             self._send(data)
             return
+        if held is None:
+            held = self._held_acks = deque()
         journal = self.broker.journal
         held.append((journal.batch_id if wait else 0, data))
         if wait:
@@ -649,6 +682,8 @@ class Channel:
 
     def _release_acks(self) -> None:
         held = self._held_acks
+        if held is None:
+            return
         committed = self.broker.journal.committed_id
         while held and held[0][0] <= committed:
             self._send(held.popleft()[1])
@@ -928,3 +963,19 @@ class Channel:
         self.send_pkt += 1
         self.counters[m.PACKETS_SENT] += 1
         self.conn.write(data)
+
+
+#: What a connected channel does with each packet type: one table for every
+#: channel (a per-channel table of bound methods cost ~1 KiB per connection).
+_HANDLERS: dict[PacketType, Callable[[Channel, Any], None]] = {
+    PacketType.PUBLISH: Channel._on_publish,
+    PacketType.PUBACK: Channel._on_puback,
+    PacketType.PUBREC: Channel._on_pubrec,
+    PacketType.PUBREL: Channel._on_pubrel,
+    PacketType.PUBCOMP: Channel._on_pubcomp,
+    PacketType.SUBSCRIBE: Channel._on_subscribe,
+    PacketType.UNSUBSCRIBE: Channel._on_unsubscribe,
+    PacketType.PINGREQ: Channel._on_pingreq,
+    PacketType.DISCONNECT: Channel._on_disconnect,
+    PacketType.AUTH: Channel._on_auth,
+}

@@ -56,6 +56,26 @@ class WriteBatcher:
 class MQTTConnection(asyncio.Protocol):
     """One MQTT connection over a stream transport (TCP or TLS)."""
 
+    __slots__ = (
+        "_batcher",
+        "_out",
+        "broker",
+        "cert_clientid",
+        "cert_username",
+        "channel",
+        "counters",
+        "decoder",
+        "listener",
+        "listener_ref",
+        "peercert",
+        "peername",
+        "recv_cnt",
+        "recv_oct",
+        "send_cnt",
+        "send_oct",
+        "transport",
+    )
+
     def __init__(self, broker: Broker, listener: Listener, batcher: WriteBatcher) -> None:
         self.broker = broker
         self._batcher = batcher

@@ -47,6 +47,8 @@ def _select_subprotocol(protocol: ServerProtocol,
 
 
 class WSConnection(MQTTConnection):
+    __slots__ = ("handshake_done", "ws")
+
     def __init__(self, broker: Broker, listener: Listener, batcher: WriteBatcher) -> None:
         super().__init__(broker, listener, batcher)
         self.ws = ServerProtocol(select_subprotocol=_select_subprotocol,
