@@ -38,6 +38,8 @@ class StoreError(Exception):
 class Store(ABC):
     #: False for the memory store: nothing survives, so nothing needs waiting for.
     durable: bool = True
+    #: True when a commit is quick enough to run on the event loop (no fsync).
+    cheap_commit: bool = False
 
     @abstractmethod
     def open(self) -> None:

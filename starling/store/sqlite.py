@@ -68,6 +68,9 @@ class SQLiteStore(Store):
     def __init__(self, path: Path, sync: str = "normal") -> None:
         self.path = Path(path)
         self.sync = sync
+        # WAL with synchronous=NORMAL appends to the log without fsync: a commit
+        # takes microseconds, so the journal runs it inline (docs/durability.md).
+        self.cheap_commit = sync != "full"
         self._db: sqlite3.Connection | None = None
         self._ops: dict[str, Callable[..., None]] = {
             "kv_put": self._kv_put,
@@ -90,7 +93,10 @@ class SQLiteStore(Store):
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            # Inline commits must not stall the event loop on a lock held by some
+            # other process: fail fast, and the journal retries the batch.
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                 timeout=0.05 if self.cheap_commit else 5.0)
             app_id = db.execute("PRAGMA application_id").fetchone()[0]
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
