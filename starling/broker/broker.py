@@ -150,7 +150,7 @@ class Broker:
                 message = message_of(held.message)
                 self.journal.restored(message.id)
                 if held.packet_id is None:
-                    session.mqueue.append((message, held.qos, held.retain, None))
+                    session.enqueue_raw((message, held.qos, held.retain, None))
                 else:
                     session.inflight[held.packet_id] = InflightEntry(
                         message, held.qos, held.retain, mono, held.released)

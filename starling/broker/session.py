@@ -45,6 +45,23 @@ class InflightEntry:
     via: str | None = None
 
 
+QueueEntry = tuple[Message, int, bool, "str | None"]
+
+
+class _NoQueue(deque[QueueEntry]):
+    """The queue every session starts with, shared and always empty.
+
+    An empty deque costs ~600 bytes; most sessions never queue anything, so a
+    session gets its own deque only when it first does (`Session.enqueue_raw`).
+    """
+
+    def append(self, item: QueueEntry) -> None:
+        raise RuntimeError("append to the shared empty queue: use Session.enqueue_raw")
+
+
+_NO_QUEUE = _NoQueue()
+
+
 class Session:
     __slots__ = (
         "_next_id",
@@ -87,7 +104,7 @@ class Session:
         self.inflight: dict[int, InflightEntry] = {}
         self.max_inflight = options.max_inflight or 65535
         #: (message, qos, retain flag, shared subscription it is for or None).
-        self.mqueue: deque[tuple[Message, int, bool, str | None]] = deque()
+        self.mqueue: deque[QueueEntry] = _NO_QUEUE
         self.mqueue_dropped = 0
         #: Incoming QoS 2 packet ids → monotonic time received.
         self.awaiting_rel: dict[int, float] = {}
@@ -160,10 +177,16 @@ class Session:
             self.counters[m.MESSAGES_DROPPED] += 1
             if journal is not None and dropped_qos:
                 journal.done(self, dropped)
-        self.mqueue.append((message, qos, retain, via))
+        self.enqueue_raw((message, qos, retain, via))
         self.enqueue_msg += 1
         if journal is not None and qos:
             journal.held(self, message, qos, retain, None)
+
+    def enqueue_raw(self, entry: QueueEntry) -> None:
+        """Append to the queue as it is (no limit, no journal): for restore too."""
+        if self.mqueue is _NO_QUEUE:
+            self.mqueue = deque()
+        self.mqueue.append(entry)
 
     def drain(self) -> None:
         """Move queued messages into the window while there is room."""
