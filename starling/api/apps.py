@@ -9,15 +9,15 @@ owner only, and logged once with how to change it.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from .stored import StoredTable
 
 log = logging.getLogger(__name__)
 startup_log = logging.getLogger("starling.startup")
@@ -48,54 +48,30 @@ def generate_secret() -> str:
     return secrets.token_urlsafe(24)
 
 
-class AppRegistry:
+class AppRegistry(StoredTable[App]):
     """Apps by id, written through to the store's `apps` table when attached."""
 
     TABLE = "apps"
 
-    def __init__(self) -> None:
-        self._apps: dict[str, App] = {}
-        self._save: Callable[[str, str, str], None] | None = None
-        self._delete: Callable[[str, str], None] | None = None
-
-    def attach(self, stored: dict[str, str], save: Callable[[str, str, str], None],
-               delete: Callable[[str, str], None]) -> None:
-        """Load the apps the store holds; from now on write changes back."""
-        for app_id, text in stored.items():
-            self._apps[app_id] = App(**json.loads(text))
-        self._save = save
-        self._delete = delete
-
-    def __contains__(self, app_id: str) -> bool:
-        return app_id in self._apps
-
-    def get(self, app_id: str) -> App | None:
-        return self._apps.get(app_id)
-
-    def all(self) -> list[App]:
-        return list(self._apps.values())
+    def _row(self, data: dict[str, Any]) -> App:
+        return App(**data)
 
     def put(self, app: App) -> None:
         """Add or replace (also call after changing an app's fields)."""
-        self._apps[app.app_id] = app
-        if self._save is not None:
-            self._save(self.TABLE, app.app_id, json.dumps(asdict(app)))
+        self._write(app.app_id, app)
 
     def delete(self, app_id: str) -> bool:
-        found = self._apps.pop(app_id, None) is not None
-        if found and self._delete is not None:
-            self._delete(self.TABLE, app_id)
-        return found
+        return self._remove(app_id)
 
     def check(self, app_id: str, secret: str) -> bool:
-        app = self._apps.get(app_id)
+        app = self._rows.get(app_id)
         if app is None or not app.usable(time.time()):
             return False
         return hmac.compare_digest(app.secret.encode(), secret.encode())
 
     def bootstrap(self, app_id: str, configured_secret: str, data_dir: Path) -> App:
         """Create the default app (see the module docstring)."""
-        existing = self._apps.get(app_id)
+        existing = self._rows.get(app_id)
         if configured_secret:
             secret = configured_secret
         elif existing is not None:

@@ -25,14 +25,14 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 import os
 import secrets
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .stored import StoredTable
 
 log = logging.getLogger(__name__)
 startup_log = logging.getLogger("starling.startup")
@@ -103,82 +103,57 @@ class DashboardUser:
         return {"username": self.username, "tags": self.tags}
 
 
-class UserRegistry:
+class UserRegistry(StoredTable[DashboardUser]):
     """Dashboard users by name, written through to the store's `users` table when
     attached."""
 
     TABLE = "users"
 
     def __init__(self) -> None:
-        self._users: dict[str, DashboardUser] = {}
-        self._save: Callable[[str, str, str], None] | None = None
-        self._delete: Callable[[str, str], None] | None = None
+        super().__init__()
         #: The default user's name (it cannot be deleted); set by `bootstrap`.
         self.default_login = "admin"
         self._key = secrets.token_bytes(32)
         self._verified: dict[str, bytes] = {}
 
-    def attach(self, stored: dict[str, str], save: Callable[[str, str, str], None],
-               delete: Callable[[str, str], None]) -> None:
-        """Load the users the store holds; from now on write changes back."""
-        for username, text in stored.items():
-            self._users[username] = DashboardUser(**json.loads(text))
-        self._save = save
-        self._delete = delete
-
-    # -- reading ---------------------------------------------------------------------
-    def __contains__(self, username: object) -> bool:
-        return username in self._users
-
-    def __len__(self) -> int:
-        return len(self._users)
-
-    def get(self, username: str) -> DashboardUser | None:
-        return self._users.get(username)
-
-    def all(self) -> list[DashboardUser]:
-        return list(self._users.values())
+    def _row(self, data: dict[str, Any]) -> DashboardUser:
+        return DashboardUser(**data)
 
     # -- writing ---------------------------------------------------------------------
     def _put(self, user: DashboardUser) -> None:
-        self._users[user.username] = user
         self._verified.pop(user.username, None)
-        if self._save is not None:
-            self._save(self.TABLE, user.username, json.dumps(asdict(user)))
+        self._write(user.username, user)
 
     async def add(self, username: str, password: str, tags: str) -> bool:
         """Create a user; False if the name is taken."""
-        if username in self._users:
+        if username in self._rows:
             return False
         encoded = await asyncio.to_thread(hash_password, password)
-        if username in self._users:  # created meanwhile
+        if username in self._rows:  # created meanwhile
             return False
         self._put(DashboardUser(username, encoded, tags))
         return True
 
     def set_tags(self, username: str, tags: str) -> bool:
-        user = self._users.get(username)
+        user = self._rows.get(username)
         if user is None:
             return False
         self._put(DashboardUser(user.username, user.password, tags))
         return True
 
     async def set_password(self, username: str, password: str) -> bool:
-        if username not in self._users:
+        if username not in self._rows:
             return False
         encoded = await asyncio.to_thread(hash_password, password)
-        user = self._users.get(username)
+        user = self._rows.get(username)
         if user is None:  # deleted meanwhile
             return False
         self._put(DashboardUser(user.username, encoded, user.tags))
         return True
 
     def delete(self, username: str) -> bool:
-        found = self._users.pop(username, None) is not None
         self._verified.pop(username, None)
-        if found and self._delete is not None:
-            self._delete(self.TABLE, username)
-        return found
+        return self._remove(username)
 
     # -- checking --------------------------------------------------------------------
     def _fingerprint(self, user: DashboardUser, password: str) -> bytes:
@@ -188,7 +163,7 @@ class UserRegistry:
     async def check(self, username: str, password: str) -> bool:
         """Are these a user's name and password?  (The Basic-auth check of the
         dashboard listener, and `POST /auth`.)"""
-        user = self._users.get(username)
+        user = self._rows.get(username)
         if user is None:
             return False
         fingerprint = self._fingerprint(user, password)
@@ -197,7 +172,7 @@ class UserRegistry:
             return True
         if not await asyncio.to_thread(verify_password, password, user.password):
             return False
-        if self._users.get(username) is user:  # unchanged while we checked
+        if self._rows.get(username) is user:  # unchanged while we checked
             self._verified[username] = fingerprint
         return True
 
@@ -205,7 +180,7 @@ class UserRegistry:
     def bootstrap(self, login: str, configured_password: str, data_dir: Path) -> None:
         """Create the default user when absent (see the module docstring)."""
         self.default_login = login
-        if login in self._users:
+        if login in self._rows:
             return  # the password is the user's own from now on
         if configured_password:
             password = configured_password
