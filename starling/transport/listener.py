@@ -101,11 +101,17 @@ class Listener:
             self.server = None
 
     def connection_opened(self, conn: MQTTConnection) -> None:
-        if len(self.connections) >= self.config.max_connections or not self._rate_ok():
-            self.refused += 1
-            conn.refuse()
+        if len(self.connections) >= self.config.max_connections:
+            reason = "max_conns"
+        elif not self._rate_ok():
+            reason = "conn_rate_limited"
+        else:
+            self.connections.add(conn)
             return
-        self.connections.add(conn)
+        # Counted with the other ways connections end, so /listeners shows it.
+        self.refused += 1
+        self.shutdown_count[reason] += 1
+        conn.refuse()
 
     def _rate_ok(self) -> bool:
         """`max_conn_rate`: a token bucket (as EMQ X's esockd) holding at most that many

@@ -663,6 +663,8 @@ def test_max_connections_per_listener(make_node):
             assert raw_accepted(node, name) is None, "a third connection was accepted"
         row = wait_conns(node, name, 2)
         assert row["max_conns"] == 2
+        # The refusals are counted where /listeners shows how connections ended.
+        assert row["shutdown_count"] == {"max_conns": 3}, row
         other = raw_accepted(node, "mqtt:tcp:default")
         assert other is not None
         other.close()
