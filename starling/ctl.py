@@ -442,6 +442,15 @@ def cmd_configs(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
 
 
 def cmd_listeners(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
+    action = args.action or "list"
+    if action in ("stop", "start"):
+        name = need(args, "name")
+        try:
+            api.call("PUT", f"/nodes/{q(_node(api, args))}/listeners/{q(name)}/{action}")
+        except CtlError as exc:
+            raise CtlError(f"{action} {name}: {exc.message}") from None
+        out.message(f"{name} {'stopped' if action == 'stop' else 'started'}")
+        return
     data = api.data("GET", "/listeners/") or []
     if out.json(data):
         return
@@ -684,7 +693,10 @@ def parser() -> argparse.ArgumentParser:
     plugins.add_argument("action", nargs="?", choices=["list", "load", "unload", "reload"])
     plugins.add_argument("name", nargs="?")
 
-    add("listeners", "the node's listeners", cmd_listeners)
+    listeners = add("listeners", "list the node's listeners, or stop/start one by name "
+                    "(e.g. mqtt:tcp:default)", cmd_listeners)
+    listeners.add_argument("action", nargs="?", choices=["list", "stop", "start"])
+    listeners.add_argument("name", nargs="?")
 
     acl = add("acl", "the ACL file: show its rules, reload it, explain a decision", cmd_acl)
     acl.add_argument("action", nargs="?", choices=["show", "reload", "explain"])

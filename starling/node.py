@@ -146,6 +146,7 @@ class Node:
                                ManagementPlugin.factory(self._apply_management),
                                ManagementPlugin.SCHEMA)
         self.api.services["plugins"] = self.plugins
+        self.api.services["listener_control"] = self
         self.users = UserRegistry()
         self.dashboard = Dashboard(self.api, self.users, self.http_listeners)
         self.plugins.implement("emqx_dashboard",
@@ -231,11 +232,29 @@ class Node:
     def listener_infos(self) -> list[ListenerInfo]:
         infos = [ListenerInfo(lst.name.rsplit(":", 1)[0], lst.name, lst.bound[0], lst.bound[1],
                               lst.config.acceptors, lst.config.max_connections,
-                              lst.current_connections, dict(lst.shutdown_count))
+                              lst.current_connections, dict(lst.shutdown_count),
+                              lst.server is not None)
                  for lst in self.listeners]
         infos += [ListenerInfo(h.name, h.name, h.bound[0], h.bound[1], 1, h.max_connections,
                                h.current_connections, {}) for h in self.http_listeners]
         return infos
+
+    # -- MQTT listeners stopped and started at runtime (API, ctl) -------------------
+    def listener_known(self, name: str) -> bool:
+        return any(lst.name == name for lst in self.listeners)
+
+    def listener_running(self, name: str) -> bool:
+        return any(lst.name == name and lst.server is not None for lst in self.listeners)
+
+    async def stop_listener(self, name: str) -> None:
+        for lst in self.listeners:
+            if lst.name == name:
+                await lst.stop()
+
+    async def start_listener(self, name: str) -> None:
+        for lst in self.listeners:
+            if lst.name == name:
+                await lst.start()
 
     async def _start_management(self) -> None:
         bind = self.config["management.bind"]

@@ -26,6 +26,7 @@ class ListenerInfo:
     max_conns: int
     current_conns: int
     shutdown_count: dict[str, int]
+    running: bool = True
 
 
 @dataclass(slots=True)

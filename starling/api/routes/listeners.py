@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..context import ListenerInfo
+from ..errors import ApiError, Code, not_found
 from ..request import ApiRequest
 from ..routing import RouteTable
 
@@ -31,3 +32,35 @@ def register(table: RouteTable) -> None:
                  "A list of listeners on the node")
     async def list_node_listeners(req: ApiRequest) -> Any:
         return [listener_view(i) for i in req.ctx.listeners()]
+
+    # Beyond EMQ X v3: one listener by name, and stopping/starting it at runtime.
+    @table.route("lookup_node_listener", "GET", "/nodes/:node/listeners/:listener",
+                 "Lookup a listener on the node, with whether it is running")
+    async def lookup_node_listener(req: ApiRequest) -> Any:
+        for info in req.ctx.listeners():
+            if info.name == req.params["listener"]:
+                return {**listener_view(info), "name": info.name, "running": info.running}
+        raise not_found(f"listener {req.params['listener']} not found")
+
+    async def switch(req: ApiRequest, running: bool) -> Any:
+        control = req.ctx.services.get("listener_control")
+        name = req.params["listener"]
+        if control is None or not control.listener_known(name):
+            raise not_found(f"listener {name} not found")
+        if control.listener_running(name) == running:
+            raise ApiError(Code.UNKNOWN_ERROR,
+                           "already_started" if running else "not_started", 409)
+        if running:
+            await control.start_listener(name)
+        else:
+            await control.stop_listener(name)
+
+    @table.route("stop_listener", "PUT", "/nodes/:node/listeners/:listener/stop",
+                 "Stop an MQTT listener on the node (its connections are closed)")
+    async def stop_listener(req: ApiRequest) -> Any:
+        await switch(req, False)
+
+    @table.route("start_listener", "PUT", "/nodes/:node/listeners/:listener/start",
+                 "Start a stopped MQTT listener on the node")
+    async def start_listener(req: ApiRequest) -> Any:
+        await switch(req, True)

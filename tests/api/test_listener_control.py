@@ -1,0 +1,72 @@
+"""Stopping and starting an MQTT listener at runtime, without touching the others."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote
+
+from tests.conftest import API_SETTINGS
+from tests.helpers.packets import RawClient, gen_connect
+
+NODE = "starling@127.0.0.1"
+
+
+def listener_row(api: Any, name: str) -> dict[str, Any]:
+    answer = api.get(f"/nodes/{NODE}/listeners/{quote(name, safe='')}").json()
+    assert answer["code"] == 0, answer
+    data: dict[str, Any] = answer["data"]
+    return data
+
+
+def connects(host: str, port: int) -> bool:
+    try:
+        client = RawClient(host, port, timeout=2)
+    except OSError:
+        return False
+    try:
+        client.send(gen_connect("lc-" + str(time.monotonic_ns())))
+        client.expect_type(2)
+        return True
+    finally:
+        client.close()
+
+
+def test_stop_and_start_a_listener(make_node) -> None:
+    node = make_node({**API_SETTINGS, "listeners.tcp.second.bind": "127.0.0.1:0"})
+    path = quote("mqtt:tcp:second", safe="")
+    host, port = node.listeners["mqtt:tcp:second"]
+    client = RawClient(host, port, timeout=5)
+    client.send(gen_connect("lc-victim"))
+    client.expect_type(2)
+    with node.api() as api:
+        assert listener_row(api, "mqtt:tcp:second")["running"] is True
+        assert api.put(f"/nodes/{NODE}/listeners/{path}/stop").json() == {"code": 0}
+        client.expect_closed()
+        row = listener_row(api, "mqtt:tcp:second")
+        assert row["running"] is False and row["current_conns"] == 0
+        assert not connects(host, port)
+        assert connects(*node.listeners["mqtt:tcp:default"]), "the other listener stopped too"
+        again = api.put(f"/nodes/{NODE}/listeners/{path}/stop")
+        assert again.status_code == 409 and again.json()["message"] == "not_started"
+        assert api.put(f"/nodes/{NODE}/listeners/{path}/start").json() == {"code": 0}
+        assert listener_row(api, "mqtt:tcp:second")["running"] is True
+        host, port = listener_row(api, "mqtt:tcp:second")["listen_on"].rsplit(":", 1)
+        assert connects(host, int(port))
+        unknown = api.put(f"/nodes/{NODE}/listeners/{quote('mqtt:tcp:nope', safe='')}/stop")
+        assert unknown.status_code == 404 and unknown.json()["code"] != 0
+    client.close()
+
+
+def test_ctl_stops_and_starts_a_listener(make_node) -> None:
+    from starling import ctl
+
+    node = make_node({**API_SETTINGS, "listeners.tcp.third.bind": "127.0.0.1:0"})
+    host, port = node.listeners["http:management"]
+    base = ["--url", f"http://{host}:{port}", "--app-id", "admin", "--secret", "test-secret"]
+    assert ctl.main([*base, "listeners", "stop", "mqtt:tcp:third"]) == 0
+    with node.api() as api:
+        assert listener_row(api, "mqtt:tcp:third")["running"] is False
+        assert ctl.main([*base, "listeners", "stop", "mqtt:tcp:third"]) == 1  # not_started
+        assert ctl.main([*base, "listeners", "start", "mqtt:tcp:third"]) == 0
+        assert listener_row(api, "mqtt:tcp:third")["running"] is True
