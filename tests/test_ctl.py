@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from helpers.clients import PahoClient, uid, wait_until
-from helpers.nodes import release_pipes
 
 from starling import ctl
 
@@ -29,7 +28,6 @@ API_SETTINGS = {
 def api_node(api_node: Any) -> Iterator[Any]:  # wraps tests/conftest.py's
     yield api_node
     api_node.stop()
-    release_pipes(api_node)
 
 
 @pytest.fixture
@@ -44,7 +42,6 @@ def make_node(make_node: Any) -> Iterator[Any]:
     yield factory
     for node in made:
         node.stop()
-        release_pipes(node)
 
 
 def base_url(node: Any) -> str:

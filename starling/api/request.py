@@ -9,8 +9,6 @@ from typing import Any
 from .context import ApiContext
 from .errors import ApiError, Code, bad_type, missing, not_found
 
-DEFAULT_LIMIT = 10000  # management.max_row_limit (facts §3)
-
 
 @dataclass(slots=True)
 class ApiRequest:

@@ -1,8 +1,6 @@
 """Fixtures for the management API suites.
 
-`api_node` and `make_node` wrap tests/conftest.py's so that a stopped node's
-log pipe is closed (an unclosed pipe is a ResourceWarning, an error under this
-project's `filterwarnings = error`).  `api` is an authenticated httpx client
+`api_node` and `make_node` come from tests/conftest.py.  `api` is an authenticated httpx client
 that is closed after the test; `mqtt` makes paho-mqtt 2.x clients (callback
 API v2) for `api_node` and disconnects them afterwards.
 """
@@ -19,34 +17,12 @@ import httpx
 import pytest
 
 _HERE = Path(__file__).resolve().parent
-for _dir in (str(_HERE.parent), str(_HERE)):  # `helpers`, `api_support`, `emqx_seed`
+for _dir in (str(_HERE.parent), str(_HERE)):  # `helpers`, `emqx_seed`
     if _dir not in sys.path:
         sys.path.insert(0, _dir)
 
-from api_support import Node, close_node  # noqa: E402
+Node = Any  # tests/conftest.py's Node
 from helpers.clients import MQTTv311, PahoClient, wait_until  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def api_node(api_node: Node) -> Iterator[Node]:  # wraps tests/conftest.py's
-    """A node with the management API on (app `admin` / `test-secret`), per module."""
-    yield api_node
-    close_node(api_node)
-
-
-@pytest.fixture
-def make_node(make_node: Callable[..., Node]) -> Iterator[Callable[..., Node]]:
-    """tests/conftest.py's factory; the nodes' log pipes are closed afterwards."""
-    nodes: list[Node] = []
-
-    def factory(*args: Any, **kwargs: Any) -> Node:
-        node = make_node(*args, **kwargs)
-        nodes.append(node)
-        return node
-
-    yield factory
-    for node in nodes:
-        close_node(node)
 
 
 @pytest.fixture

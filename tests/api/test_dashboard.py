@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import close_node
 from emqx_seed import SEED_ROUTES
 from helpers.clients import uid, wait_until
 
@@ -113,7 +112,7 @@ def test_configured_password_is_the_initial_one(make_node: Any, tmp_path: Path) 
     with dash(node, ("root", "first-pw")) as client:
         assert ok(client.get("/users/")) == [{"username": "root", "tags": "administrator"}]
         err(client.delete("/users/root"), 409, 106, "Cannot delete admin")
-    close_node(node)
+    node.stop()
     # as in EMQ X, a later change of the configured password does not touch the user
     node = make_node({**ON, "dashboard.default_user.password": "second-pw",
                       "dashboard.default_user.login": "root"}, data_dir=data)
@@ -229,7 +228,7 @@ def test_users_survive_a_restart(make_node: Any, tmp_path: Path) -> None:
         ok(client.put(f"/users/{name}", json={"tags": "b"}))
         ok(client.post("/users/", json={"username": "gone", "password": "x"}))
         ok(client.delete("/users/gone"))
-    close_node(node)
+    node.stop()
     node = make_node(ON, data_dir=data)
     assert generated_password(node) == password
     assert not any("with password" in line for line in node.log_lines)  # logged once only

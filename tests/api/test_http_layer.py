@@ -14,7 +14,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from api_support import close_node
 from emqx_seed import BATCH_ROUTES, IMPLEMENTED, SEED_ROUTES
 from helpers.clients import uid, wait_until
 
@@ -198,7 +197,7 @@ def test_bootstrap_secret_is_generated_saved_logged_once_and_kept(make_node: Any
     with node.api(auth=("admin", "test-secret")) as client:
         err(client.get("/brokers"), 401)
 
-    close_node(node)  # restart on the same data dir: same secret, not logged again
+    node.stop()  # restart on the same data dir: same secret, not logged again
     node.start()
     assert path.read_text().strip() == secret
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

@@ -20,7 +20,7 @@ if _TESTS_DIR not in sys.path:  # make `helpers` importable whatever the import 
     sys.path.insert(0, _TESTS_DIR)
 
 from helpers.clients import MQTTv311, PahoClient  # noqa: E402
-from helpers.nodes import ON_MOSQUITTO, release_pipes  # noqa: E402
+from helpers.nodes import ON_MOSQUITTO  # noqa: E402
 from helpers.packets import RawClient  # noqa: E402
 
 if ON_MOSQUITTO:
@@ -31,7 +31,6 @@ if ON_MOSQUITTO:
         node = MosquittoNode(tmp_path_factory.mktemp("mosq"), {}, "mosquitto").start()
         yield node
         node.stop()
-        release_pipes(node)
 
     @pytest.fixture
     def make_node(tmp_path: Path) -> Iterator[Callable[..., Any]]:
@@ -50,30 +49,6 @@ if ON_MOSQUITTO:
         yield factory
         for node in nodes:
             node.stop()
-            release_pipes(node)
-
-else:
-
-    @pytest.fixture(scope="module")
-    def shared_node(shared_node: Any) -> Iterator[Any]:  # wraps tests/conftest.py's
-        yield shared_node
-        shared_node.stop()
-        release_pipes(shared_node)
-
-    @pytest.fixture
-    def make_node(make_node: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
-        nodes: list[Any] = []
-
-        def factory(*args: Any, **kwargs: Any) -> Any:
-            node = make_node(*args, **kwargs)
-            nodes.append(node)
-            return node
-
-        yield factory
-        for node in nodes:
-            node.stop()
-            release_pipes(node)
-
 
 @pytest.fixture
 def require_starling() -> None:

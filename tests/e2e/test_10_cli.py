@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from helpers.clients import uid
-from helpers.nodes import release_pipes, restart
+from helpers.nodes import restart
 from helpers.packets import gen_disconnect
 
 STDBUF = shutil.which("stdbuf")  # mosquitto_sub's -d lines are block-buffered on a pipe
@@ -174,7 +174,6 @@ def test_sigterm_exits_zero_promptly(make_node, raw, connected):
     assert rc == 0, "\n".join(n.log_lines[-20:])
     assert elapsed < 5.0, f"took {elapsed:.1f}s to stop"
     c.expect_closed(timeout=2.0)
-    release_pipes(n)
 
 
 def test_sigterm_idle_node(make_node):
@@ -183,7 +182,6 @@ def test_sigterm_idle_node(make_node):
     t0 = time.monotonic()
     assert n.stop(timeout=10) == 0
     assert time.monotonic() - t0 < 5.0
-    release_pipes(n)
 
 
 def test_restart_same_data_dir(make_node, raw):
@@ -200,7 +198,6 @@ def test_start_after_kill(make_node, raw):
     """After kill -9 (a crash) the node starts again on the same data dir."""
     n = make_node()
     n.kill()
-    release_pipes(n)
     n.start()
     c = raw(target=n)
     c.connect(uid("c"))

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from helpers.clients import PahoClient, uid, wait_until
-from helpers.nodes import ON_MOSQUITTO, release_pipes
+from helpers.nodes import ON_MOSQUITTO
 from helpers.packets import (
     PINGRESP,
     PUBACK,
@@ -82,12 +82,10 @@ def clients() -> Iterator[Callable[..., RawClient]]:
 def crash(node: Any) -> None:
     """kill -9, and let go of the dead process's pipe before it is started again."""
     node.kill()
-    release_pipes(node)
 
 
 def sigterm(node: Any) -> None:
     assert node.stop() == 0, "\n".join(node.log_lines[-20:])
-    release_pipes(node)
 
 
 def connect(clients: Callable[..., RawClient], node: Any, cid: str, *, clean: bool = False,
@@ -309,7 +307,6 @@ def stream_until_killed(node: Any, topic: str, qos: int, retain: bool, delay: fl
     finally:
         c.close()
     assert node.proc.poll() is not None, "the node was not killed"
-    release_pipes(node)
     return sent, acked
 
 

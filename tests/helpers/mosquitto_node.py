@@ -65,7 +65,8 @@ class MosquittoNode:
         # errors="replace": mosquitto logs client ids verbatim, bytes and all
         self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stderr=subprocess.PIPE,
                                      stdout=subprocess.DEVNULL, text=True, errors="replace")
-        threading.Thread(target=self._read_log, args=(self.proc,), daemon=True).start()
+        self._reader = threading.Thread(target=self._read_log, args=(self.proc,), daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -81,19 +82,31 @@ class MosquittoNode:
             self.log_lines.append(line.rstrip("\n"))
 
     def stop(self, timeout: float = 10.0) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._release()
+        return self.proc.returncode
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._release()
+
+    def _release(self) -> None:
+        """As tests/conftest.py's Node: let the log reader finish, close the pipe."""
+        assert self.proc is not None
+        self._reader.join(timeout=5)
+        if self.proc.stderr is not None and not self.proc.stderr.closed:
+            self.proc.stderr.close()
 
     @property
     def host(self) -> str:

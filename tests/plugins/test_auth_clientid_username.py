@@ -18,7 +18,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from api_support import close_node
 from helpers.clients import MQTTv311, PahoClient, uid, wait_until
 from helpers.packets import RawClient
 from paho.mqtt import client as paho
@@ -144,7 +143,7 @@ def configs_path(node: Any, plugin: str) -> str:
 def node(api_node: Any) -> Iterator[Any]:
     """A node with the API on; the auth plugins start unloaded (not in the seed set)."""
     yield api_node
-    close_node(api_node)
+    api_node.stop()
 
 
 @pytest.fixture
@@ -393,7 +392,7 @@ def test_entries_loaded_set_and_configs_survive_a_restart(make_node: Any,
         assert len(md5_hash) == 32
         ok(plugin_call(api, node, CLIENTID.plugin, "unload"))
         ok(plugin_call(api, node, "emqx_dashboard", "unload"))  # in plugins.loaded
-    close_node(node)
+    node.stop()
 
     node = make_node(API, data_dir=data)
     with node.api() as api:
@@ -416,7 +415,7 @@ def test_entries_loaded_set_and_configs_survive_a_restart(make_node: Any,
         assert CLIENTID.connect(node, "dev-1", "cpw") == OK
         # back to what plugins.loaded says: no stored "active" any more for it
         ok(plugin_call(api, node, USERNAME.plugin, "unload"))
-    close_node(node)
+    node.stop()
 
     node = make_node(API, data_dir=data)
     with node.api() as api:
