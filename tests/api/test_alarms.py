@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from helpers.api import ok
 from helpers.clients import PahoClient, wait_until
 
 API_SETTINGS = {
@@ -25,13 +26,6 @@ QUIET = {
 }
 DATETIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 NUMBER = re.compile(r"^\d+(\.\d+)?$")
-
-
-def ok(resp: httpx.Response) -> Any:
-    assert resp.status_code == 200, resp.text
-    body = resp.json()
-    assert body["code"] == 0, body
-    return body.get("data")
 
 
 def present(api: httpx.Client) -> dict[str, str]:

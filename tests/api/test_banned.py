@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from helpers.api import ok
 from helpers.clients import PahoClient, uid, wait_until
 from helpers.packets import (
     CONNACK_REFUSED_NOT_AUTHORIZED,
@@ -25,13 +26,6 @@ MISSING_WHO_AS = "missing mandatory params: ['who', 'as']"
 MISSING_AS = "missing mandatory params: ['as']"
 BAD_AS = "value of 'as' must be one of: ['client_id', 'username', 'ip_address']"
 FIELDS = {"who", "as", "reason", "desc", "by", "until"}
-
-
-def ok(resp: httpx.Response) -> Any:
-    assert resp.status_code == 200, resp.text
-    body = resp.json()
-    assert body["code"] == 0, body
-    return body.get("data")
 
 
 def error(resp: httpx.Response, status: int, code: int, message: str) -> None:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import paho.mqtt.client as paho
 import pytest
 from emqx_seed import (
@@ -28,6 +27,7 @@ from emqx_seed import (
     SESSION_FIELDS,
     SUBSCRIPTION_FIELDS,
 )
+from helpers.api import err, ok
 from helpers.clients import MQTTv31, MQTTv311, PahoClient, uid, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -35,20 +35,6 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 DATETIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 UPTIME = re.compile(r"^(\d+ days,)?(\d+ hours, )?(\d+ minutes, )?\d+ seconds$")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-
-
-def ok(resp: httpx.Response) -> Any:
-    assert resp.status_code == 200, resp.text
-    body = resp.json()
-    assert body["code"] == 0, body
-    return body.get("data")
-
-
-def err(resp: httpx.Response, status: int, code: int) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert body["code"] == code and isinstance(body["message"], str), body
-    return body
 
 
 def enc(value: str) -> str:

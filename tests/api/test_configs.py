@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers.api import err, ok
 from helpers.clients import uid, wait_until
 from helpers.nodes import restart
 from helpers.packets import (
@@ -26,21 +27,6 @@ RUNTIME_KEYS = {
     "session.await_rel_timeout", "session.retry_interval", "broker.sys_interval",
     "broker.sys_heartbeat", "broker.presence_qos",
 }
-
-
-def ok(resp: httpx.Response) -> Any:
-    assert resp.status_code == 200, resp.text
-    body = resp.json()
-    assert body["code"] == 0, body
-    return body.get("data")
-
-
-def err(resp: httpx.Response, status: int, code: int) -> str:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert body["code"] == code, body
-    assert isinstance(body["message"], str) and body["message"], body
-    return str(body["message"])
 
 
 def values(api: httpx.Client) -> dict[str, str]:
@@ -273,13 +259,13 @@ def test_bad_values_are_108_and_change_nothing(api: httpx.Client, key: str,
 
 @pytest.mark.parametrize("key", ["session.max_inflght", "zone.external.max_inflight", "x"])
 def test_unknown_key_is_102(api: httpx.Client, key: str) -> None:
-    assert key in err(put(api, key, "1"), 400, 102)
+    assert key in err(put(api, key, "1"), 400, 102)["message"]
 
 
 @pytest.mark.parametrize("key", ["node.name", "management.bind", "listeners.tcp.default.bind",
                                  "store.backend"])
 def test_startup_only_key_is_102_and_says_so(api: httpx.Client, key: str) -> None:
-    assert "restart" in err(put(api, key, "x"), 400, 102)
+    assert "restart" in err(put(api, key, "x"), 400, 102)["message"]
 
 
 def test_unknown_app_is_404(api: httpx.Client) -> None:

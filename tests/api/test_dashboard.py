@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from emqx_seed import SEED_ROUTES
+from helpers.api import err, ok
 from helpers.clients import uid, wait_until
 
 from starling import ctl
@@ -43,23 +44,6 @@ def dashboard_url(node: Any) -> str:
 
 def dash(node: Any, auth: tuple[str, str] | None) -> httpx.Client:
     return httpx.Client(base_url=dashboard_url(node), auth=auth, timeout=10)
-
-
-def ok(resp: httpx.Response) -> Any:
-    assert resp.status_code == 200, resp.text
-    body = resp.json()
-    assert body["code"] == 0, body
-    return body.get("data")
-
-
-def err(resp: httpx.Response, status: int, code: int, message: str | None = None) -> None:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/json")
-    body = resp.json()
-    assert body["code"] == code, body
-    assert isinstance(body["message"], str) and body["message"], body
-    if message is not None:
-        assert body["message"] == message, body
 
 
 def generated_password(node: Any) -> str:

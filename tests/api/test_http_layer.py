@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from emqx_seed import BATCH_ROUTES, IMPLEMENTED, SEED_ROUTES
+from helpers.api import err, ok
 from helpers.clients import uid, wait_until
 
 API_ON = {"management.bind": "127.0.0.1:0"}
@@ -25,25 +26,6 @@ PARAM_VALUES = {
     "plugin": "no_such_plugin", "id": "no-such-id", "name": "no-such-name",
     "type": "no-such-type",
 }
-
-
-def ok(resp: httpx.Response) -> Any:
-    assert resp.status_code == 200, resp.text
-    body = resp.json()
-    assert body["code"] == 0, body
-    return body.get("data")
-
-
-def err(resp: httpx.Response, status: int, code: int | None = None) -> dict[str, Any]:
-    """An error answer: the HTTP status, JSON with a non-zero integer code and a message."""
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/json")
-    body = resp.json()
-    assert isinstance(body["code"], int) and body["code"] != 0, body
-    assert isinstance(body["message"], str) and body["message"], body
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 def ok_json(resp: httpx.Response) -> Any:
