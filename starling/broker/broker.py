@@ -351,20 +351,13 @@ class Broker:
 
     def dispatch(self, message: Message) -> int:
         subscribers = self.router.match(message.topic)
-        if self.shared_groups:
-            shared = self._dispatch_shared(message)
-            if not subscribers:
-                if not shared and not message.sys:
-                    self.counters[m.MESSAGES_DROPPED] += 1
-                return shared
-        else:
-            shared = 0
+        shared = self._dispatch_shared(message) if self.shared_groups else 0
         if not subscribers:
-            if not message.sys:
+            if not shared and not message.sys:
                 self.counters[m.MESSAGES_DROPPED] += 1
                 if self.hooks.has(HookPoint.MESSAGE_DROPPED):
                     self.hooks.run(HookPoint.MESSAGE_DROPPED, message, "no_subscribers")
-            return 0
+            return shared
         msg_qos = message.qos
         sender = message.sender
         for session, opts in subscribers.items():
