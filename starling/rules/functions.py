@@ -413,6 +413,7 @@ def mod(x: Any, y: Any) -> int:
     return -r if a < 0 else r
 
 
+@builtin("div")
 def int_div(x: Any, y: Any) -> int:
     """Integer division truncating toward zero (Erlang's div)."""
     a, b = _int("div", x), _int("div", y)
