@@ -444,3 +444,13 @@ def test_parser_never_crashes_on_garbage(text: str) -> None:
 def test_string_literals_round_trip(text: str) -> None:
     quoted = "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
     assert select(f'select {quoted} as v from "t/#"', {}) == {"v": text}
+
+
+def test_absurdly_nested_statement_is_refused_not_crashing() -> None:
+    with pytest.raises(SqlError, match="nested too deeply"):
+        parse_sql('select a from "t" where ' + "not " * 3000 + "a")
+
+
+def test_long_but_reasonable_conditions_work() -> None:
+    rule = parse_sql('select a from "t" where ' + " and ".join(["a = 1"] * 100))
+    assert rule.apply({"a": 1}) == {"a": 1}
