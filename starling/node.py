@@ -7,8 +7,9 @@ broker closes every connection → timers and tasks end.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,33 @@ def broker_options(config: Config) -> BrokerOptions:
     )
 
 
+#: Zone keys whose BrokerOptions field has another name or unit.
+_ZONE_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "keepalive_backoff": ("keepalive_multiplier", lambda backoff: backoff * 2),
+    "rate_limit.conn_bytes_in": ("bytes_in_limit", tuple),
+    "publish_limit": ("publish_limit", tuple),
+}
+
+
+def zone_options(config: Config, base: BrokerOptions) -> dict[str, BrokerOptions]:
+    """Each zone's options: its `zone.<name>.*` keys over the node-wide `base`
+    (`enable_acl` is read by `acl_options`)."""
+    zones = {}
+    for zone in config.zone_names():
+        changes = {}
+        for field, value in config.zone_settings(zone).items():
+            if field == "enable_acl":
+                continue
+            name, convert = _ZONE_FIELDS.get(field, (field, lambda v: v))
+            changes[name] = convert(value)
+        action = changes.get("acl_deny_action", "ignore")
+        if action not in ("ignore", "disconnect"):
+            raise ConfigError(f"zone.{zone}.acl_deny_action must be ignore or disconnect, "
+                              f"not {action!r}")
+        zones[zone] = dataclasses.replace(base, **changes) if changes else base
+    return zones
+
+
 def acl_options(config: Config) -> dict[str, Any]:
     """The ACL settings as broker options (docs/acl.md)."""
     for key, choices in (("acl_nomatch", ("allow", "deny")),
@@ -121,7 +149,8 @@ class Node:
         self.store = self._make_store()
         self.journal = Journal(self.store, config["store.durability"],
                                config["store.commit_interval"])
-        self.broker = Broker(broker_options(config), self.journal)
+        options = broker_options(config)
+        self.broker = Broker(options, self.journal, zone_options(config, options))
         self.broker.monitor.connection_usage = self.connection_usage
         self.listeners: list[Listener] = []
         self.http_listeners: list[HttpListener] = []
@@ -163,7 +192,8 @@ class Node:
 
     def _apply_config(self) -> None:
         """A runtime config change (PUT /configs): new broker options, no restart."""
-        self.broker.reconfigure(broker_options(self.config))
+        options = broker_options(self.config)
+        self.broker.reconfigure(options, zone_options(self.config, options))
 
     def _apply_management(self, settings: Mapping[str, Any]) -> None:
         self.api.max_row_limit = settings["management.max_row_limit"]

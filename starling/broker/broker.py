@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from starling.mqtt import SubscriptionOptions, matches, parse_share
+from starling.mqtt import SubscriptionOptions, matches, parse_share, topic_levels_ok
 from starling.store import MemoryStore
 
 from . import metrics as m
@@ -44,8 +44,12 @@ log = logging.getLogger(__name__)
 
 class Broker:
     def __init__(self, options: BrokerOptions | None = None,
-                 journal: Journal | None = None) -> None:
+                 journal: Journal | None = None,
+                 zones: dict[str, BrokerOptions] | None = None) -> None:
         self.options = options or BrokerOptions()
+        #: Each zone's options (`zone.<name>.*` over the node-wide ones); a zone not
+        #: listed uses `options`.
+        self.zones: dict[str, BrokerOptions] = zones or {}
         #: Writes durable state to the store; disabled with the memory store.
         self.journal = journal or Journal(MemoryStore())
         self.hooks = Hooks()
@@ -100,7 +104,12 @@ class Broker:
             task.cancel()
         await self.journal.close()
 
-    def reconfigure(self, options: BrokerOptions) -> None:
+    def zone_options(self, zone: str) -> BrokerOptions:
+        """The options for clients of `zone` (a listener's zone)."""
+        return self.zones.get(zone, self.options)
+
+    def reconfigure(self, options: BrokerOptions,
+                    zones: dict[str, BrokerOptions] | None = None) -> None:
         """Switch to options changed at runtime (PUT /configs), without a restart.
 
         Channels read `self.options` when they use a value, so most changes apply
@@ -110,8 +119,14 @@ class Broker:
         session's expiry) stays until it reconnects (docs/configuration.md).
         """
         old, self.options = self.options, options
+        old_zones, self.zones = self.zones, zones if zones is not None else self.zones
+        # A session keeps the options of the zone it was made in.
+        renewed = {id(old_zone): self.zone_options(name) for name, old_zone in old_zones.items()}
+        renewed[id(old)] = options
         for session in list(self.sessions.values()):
-            session.reconfigure(options)
+            session.reconfigure(renewed.get(id(session.options), options))
+        for channel in list(self.channels.values()):
+            channel.use_options(self.zone_options(channel.zone))
         if self.running and (old.sys_interval, old.sys_heartbeat) != (
                 options.sys_interval, options.sys_heartbeat):
             self.sys.stop()
@@ -210,7 +225,7 @@ class Broker:
             session = None
         present = session is not None
         if session is None:
-            session = Session(client_id, clean_start, expiry_interval, self.options,
+            session = Session(client_id, clean_start, expiry_interval, channel.options,
                               self.counters)
             self.sessions[client_id] = session
             if self.hooks.has(HookPoint.SESSION_CREATED):
@@ -218,6 +233,8 @@ class Broker:
         else:
             session.clean_start = clean_start
             session.expiry_interval = expiry_interval
+            if session.options is not channel.options:  # back through another zone
+                session.reconfigure(channel.options)
             if session.pending_will is not None:  # back in time: no will (§3.1.3.2.2)
                 session.pending_will[1].cancel()
                 session.pending_will = None
@@ -330,8 +347,9 @@ class Broker:
             channel = self.channels.get(ban.who)
             hit = [channel] if channel is not None else []
         for channel in hit:
-            self.banned.kicked += 1
-            channel.kick("banned")
+            if channel.options.enable_ban:  # zone `enable_ban = off`: not enforced
+                self.banned.kicked += 1
+                channel.kick("banned")
 
     # -- publish -----------------------------------------------------------------
     def publish(self, message: Message) -> int:
@@ -470,9 +488,8 @@ class Broker:
         return True
 
     def topic_levels_ok(self, topic: str) -> bool:
-        """`mqtt.max_topic_levels`: 0 means no limit."""
-        limit = self.options.max_topic_levels
-        return not limit or topic.count("/") < limit
+        """`mqtt.max_topic_levels` (node-wide; clients use their zone's)."""
+        return topic_levels_ok(topic, self.options.max_topic_levels)
 
     def check_acl(self, channel: Channel, action: str, topic: str) -> bool:
         """May this client publish to / subscribe to `topic`?  (EMQ X's
