@@ -13,6 +13,7 @@ from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
 from .conffile import ConfFileError, read_conf
 from .dashboard import DashboardPlugin
 from .discovery import discover_plugins
+from .http_sink import HttpSink, SinkStats
 from .management import ManagementPlugin
 from .persistence import PluginPersistence, plugin_names
 from .registry import (
@@ -29,6 +30,7 @@ from .registry import (
 )
 from .storage import PluginStore
 from .template import TemplatePlugin
+from .web_hook import WebHookPlugin
 
 __all__ = [
     "CLIENTID_SPEC",
@@ -42,6 +44,7 @@ __all__ = [
     "ConfFileError",
     "ConfigKey",
     "DashboardPlugin",
+    "HttpSink",
     "ManagementPlugin",
     "Plugin",
     "PluginContext",
@@ -52,10 +55,12 @@ __all__ = [
     "PluginPersistence",
     "PluginRegistry",
     "PluginStore",
+    "SinkStats",
     "TableAuthPlugin",
     "TableSpec",
     "TemplatePlugin",
     "UsernameAuthPlugin",
+    "WebHookPlugin",
     "discover_plugins",
     "plugin_names",
     "read_conf",

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -70,10 +70,13 @@ class HttpSink:
                  pool_size: int = 8, queue_size: int = 10000, max_retries: int = 3,
                  alarms: AlarmTarget | AlarmCallbacks | None = None,
                  alarm_id: str | None = None, retry_backoff: float = 0.5,
-                 max_backoff: float = 10.0, drain_timeout: float = 1.0) -> None:
-        url_ok = httpx.URL(url)  # raises httpx.InvalidURL on garbage
-        if url_ok.scheme not in ("http", "https") or not url_ok.host:
-            raise ValueError(f"not an http(s) URL: {url!r}")
+                 max_backoff: float = 10.0, drain_timeout: float = 1.0,
+                 counters: MutableMapping[str, int] | None = None,
+                 counter_prefix: str = "") -> None:
+        """`counters` (e.g. the broker's metrics) also get ``<counter_prefix>sent``,
+        ``failed``, ``retried`` and ``dropped`` incremented, so they show in
+        /metrics, StatsD and Prometheus."""
+        check_url(url)
         if pool_size < 1 or queue_size < 1 or max_retries < 0 or timeout <= 0:
             raise ValueError("pool_size and queue_size must be >= 1, max_retries >= 0, "
                              "timeout > 0")
@@ -95,7 +98,9 @@ class HttpSink:
         self._client: httpx.AsyncClient | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
-        self._sent = self._failed = self._retried = self._dropped = 0
+        self._counts = {"sent": 0, "failed": 0, "retried": 0, "dropped": 0}
+        self._external = counters
+        self._names = {k: f"{counter_prefix}{k}" for k in self._counts}
         #: True while the alarm is raised (the endpoint failed and has not answered since).
         self.down = False
 
@@ -128,7 +133,7 @@ class HttpSink:
         while not self._queue.empty():
             self._queue.get_nowait()
             self._queue.task_done()
-            self._dropped += 1
+            self._count("dropped")
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -140,7 +145,7 @@ class HttpSink:
         Never blocks: False, and one more drop counted, when the queue is full
         or the sink is stopped."""
         if self._closed:
-            self._dropped += 1
+            self._count("dropped")
             return False
         if isinstance(body, bytes):
             data = body
@@ -151,14 +156,19 @@ class HttpSink:
         try:
             self._queue.put_nowait(data)
         except asyncio.QueueFull:
-            self._dropped += 1
+            self._count("dropped")
             return False
         return True
 
     @property
     def stats(self) -> SinkStats:
-        return SinkStats(queued=self._queue.qsize(), sent=self._sent, failed=self._failed,
-                         retried=self._retried, dropped=self._dropped)
+        return SinkStats(queued=self._queue.qsize(), **self._counts)
+
+    def _count(self, what: str) -> None:
+        self._counts[what] += 1
+        if self._external is not None:
+            name = self._names[what]
+            self._external[name] = self._external.get(name, 0) + 1
 
     # -- the worker side -----------------------------------------------------------------
     async def _work(self) -> None:
@@ -167,11 +177,11 @@ class HttpSink:
             try:
                 await self._deliver(data)
             except asyncio.CancelledError:
-                self._dropped += 1
+                self._count("dropped")
                 raise
             except Exception:  # a worker must survive anything one request does
                 log.exception("web hook %s: delivery failed unexpectedly", self.name)
-                self._failed += 1
+                self._count("failed")
             finally:
                 self._queue.task_done()
 
@@ -181,14 +191,14 @@ class HttpSink:
         while True:
             problem = await self._attempt(data)
             if problem is None:
-                self._sent += 1
+                self._count("sent")
                 return
             if attempt >= self.max_retries:
-                self._failed += 1
+                self._count("failed")
                 self._set_down(True, problem)
                 return
             attempt += 1
-            self._retried += 1
+            self._count("retried")
             await asyncio.sleep(min(self.max_backoff, self.retry_backoff * 2 ** (attempt - 1)))
 
     async def _attempt(self, data: bytes) -> str | None:
@@ -218,6 +228,17 @@ class HttpSink:
             log.info("web hook %s: %s answers again", self.name, _safe_url(self.url))
             if self._clear is not None:
                 self._clear(self.alarm_id)
+
+
+def check_url(url: str) -> str:
+    """`url` if it is an http(s) URL with a host, else ValueError."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"not an http(s) URL: {url!r} ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    return url
 
 
 def _alarm_callbacks(alarms: AlarmTarget | AlarmCallbacks | None) -> tuple[
