@@ -113,13 +113,30 @@ def base62(data: bytes) -> str:
     return "0" * zeros + "".join(reversed(digits))
 
 
+def rule_parser(hook: str) -> Callable[[str], dict[str, Any] | None]:
+    """`parse_rule`, also checking the action is the one of `hook` (EMQ X's
+    callback name; v3.1's ``on_message_deliver`` accepted for message.delivered)."""
+    actions = {f"on_{EVENTS[hook]}"} | ({"on_message_deliver"}
+                                        if hook == "message.delivered" else set())
+
+    def parse(value: str) -> dict[str, Any] | None:
+        spec = parse_rule(value)
+        if spec is not None and spec["action"] not in actions:
+            raise ValueError(f"the action for {hook} is on_{EVENTS[hook]}")
+        return spec
+    return parse
+
+
 def _rule_keys() -> tuple[ConfigKey, ...]:
-    keys = tuple(ConfigKey(f"web.hook.rule.{hook}.1", json.dumps({"action": f"on_{action}"}),
-                           f"Forward {hook} events ('' to stop).", parse_rule, required=False)
-                 for hook, action in EVENTS.items())
-    return (*keys, ConfigKey("web.hook.rule.$hook.$event.$no", "",
-                             "More rules: web.hook.rule.<hook>.<n> = "
-                             '{"action": ..., "topic": ...}.', parse_rule, required=False))
+    keys: list[ConfigKey] = []
+    for hook, action in EVENTS.items():
+        parse = rule_parser(hook)
+        keys.append(ConfigKey(f"web.hook.rule.{hook}.1", json.dumps({"action": f"on_{action}"}),
+                              f"Forward {hook} events ('' to stop).", parse, required=False))
+        keys.append(ConfigKey(f"web.hook.rule.{hook}.$no", "",
+                              f"More {hook} rules, e.g. with another topic filter.", parse,
+                              required=False))
+    return tuple(keys)
 
 
 class WebHookPlugin(Plugin):
@@ -150,13 +167,7 @@ class WebHookPlugin(Plugin):
         for key, spec in self.settings.items():
             if not key.startswith("web.hook.rule.") or spec is None:
                 continue
-            hook = key[len("web.hook.rule."):].rpartition(".")[0]
-            if hook not in EVENTS:
-                raise ValueError(f"{key}: no such event (one of {', '.join(EVENTS)})")
-            action = spec["action"].removeprefix("on_")
-            if action != EVENTS[hook] and not (hook == "message.delivered"
-                                               and action == "message_deliver"):
-                raise ValueError(f"{key}: action for {hook} is on_{EVENTS[hook]}")
+            hook = key[len("web.hook.rule."):].rpartition(".")[0]  # the schema made sure
             self.rules.setdefault(hook, []).append(Rule(hook, spec.get("topic")))
         headers = {key[len("web.hook.headers."):]: value for key, value in self.settings.items()
                    if key.startswith("web.hook.headers.") and value}
