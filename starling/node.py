@@ -37,6 +37,7 @@ from .plugins import (
     PluginPersistence,
     PluginRegistry,
     PluginStore,
+    StatsdPlugin,
     TemplatePlugin,
     UsernameAuthPlugin,
     WebHookPlugin,
@@ -137,6 +138,7 @@ class Node:
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
         self.plugins.implement("emqx_web_hook", WebHookPlugin, WebHookPlugin.SCHEMA)
+        self.plugins.implement("emqx_statsd", StatsdPlugin, StatsdPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,

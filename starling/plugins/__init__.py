@@ -28,6 +28,7 @@ from .registry import (
     PluginInfo,
     PluginRegistry,
 )
+from .statsd import StatsdPlugin
 from .storage import PluginStore
 from .template import TemplatePlugin
 from .web_hook import WebHookPlugin
@@ -56,6 +57,7 @@ __all__ = [
     "PluginRegistry",
     "PluginStore",
     "SinkStats",
+    "StatsdPlugin",
     "TableAuthPlugin",
     "TableSpec",
     "TemplatePlugin",
