@@ -22,6 +22,7 @@ from .api import (
     ManagementApp,
     UserRegistry,
     build_table,
+    prometheus_routes,
 )
 from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
@@ -271,7 +272,8 @@ class Node:
         except ValueError as exc:
             raise ConfigError(f"management.bind: {exc}") from None
         await self.plugins.start(["emqx_management"])
-        app = ManagementApp(self.api, build_table())
+        app = ManagementApp(self.api, build_table(), raw_routes=prometheus_routes(
+            self.api, lambda: not self.config["prometheus.auth"]))
         listener = HttpListener(app, "http:management", host, port,
                                 self.config["management.max_connections"])
         await listener.start()
