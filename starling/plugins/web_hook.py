@@ -281,7 +281,7 @@ class WebHookPlugin(Plugin):
                    body | self._message("message_delivered", message))
 
     def on_message_acked(self, channel: Channel, message: Message) -> None:
-        if not self._wanted("message.acked", message.topic):
+        if message.sys or not self._wanted("message.acked", message.topic):
             return
         body = {"action": "message_acked", "client_id": channel.client_id,
                 "username": _user(channel.username)}

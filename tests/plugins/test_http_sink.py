@@ -112,7 +112,9 @@ def test_alarm_while_down_cleared_when_it_answers_again() -> None:
     alarms = Alarms()
 
     async def main() -> None:
-        sink = HttpSink("down", url, max_retries=2, retry_backoff=0.01, alarms=alarms)
+        counters: dict[str, int] = {}
+        sink = HttpSink("down", url, max_retries=2, retry_backoff=0.01, alarms=alarms,
+                        counters=counters, counter_prefix="hook/")
         await sink.start()
         sink.submit({"n": 1})
         await until(lambda: sink.stats.failed == 1)
@@ -126,6 +128,7 @@ def test_alarm_while_down_cleared_when_it_answers_again() -> None:
             assert [a.id for a in alarms.history()] == ["webhook_down/down"]
             assert [r.json() for r in server.requests] == [{"n": 2}]
             await sink.stop()
+        assert counters == {"hook/failed": 1, "hook/retried": 2, "hook/sent": 1}
     run(main)
 
 

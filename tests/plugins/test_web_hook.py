@@ -278,3 +278,32 @@ def test_rules_for_unknown_events_or_with_the_wrong_action_are_refused(
     # v3.1's name for the delivered callback is still understood
     ok(api.put(path, json={"web.hook.rule.message.delivered.2":
                            '{"action": "on_message_deliver", "topic": "x/#"}'}))
+
+
+def test_an_emqx_conf_file_and_boot_time_loading(make_node: Callable[..., Any],
+                                                 tmp_path: Any) -> None:
+    """EMQ X's etc/plugins/emqx_web_hook.conf, read at start, with the plugin in
+    plugins.loaded: events flow from the first client on."""
+    with HttpReceiver() as server:
+        etc = tmp_path / "etc"
+        etc.mkdir()
+        (etc / "emqx_web_hook.conf").write_text(
+            f"web.hook.api.url = {server.url}/from-conf\n"
+            "## Value: base64 | base62\n"
+            "web.hook.encode_payload = base62\n"
+            'web.hook.rule.client.connected.1 = {"action": "on_client_connected"}\n'
+            'web.hook.rule.message.publish.1 = {"action": "on_message_publish", '
+            '"topic": "conf/#"}\n')
+        node = make_node({**API, "plugins.etc_dir": str(etc),
+                          "plugins.loaded": "emqx_management,emqx_web_hook"})
+        c = PahoClient(node.host, node.port, uid("conf"))
+        c.connect()
+        try:
+            c.publish("conf/x", b"\x01\x00", qos=1)
+            seen = server.wait_for(lambda reqs: {"client_connected", "message_publish"}
+                                   <= {r.json()["action"] for r in reqs})
+        finally:
+            c.close()
+        assert {r.path for r in seen} == {"/from-conf"}
+        [publish] = [r.json() for r in seen if r.json()["action"] == "message_publish"]
+        assert publish["payload"] == "48"  # bytes 01 00 = 256 = 4 * 62 + 8
