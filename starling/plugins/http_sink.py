@@ -94,7 +94,7 @@ class HttpSink:
         self.drain_timeout = drain_timeout
         self.alarm_id = alarm_id or f"webhook_down/{name}"
         self._raise, self._clear = _alarm_callbacks(alarms)
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[Body] = asyncio.Queue(maxsize=queue_size)
         self._client: httpx.AsyncClient | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
@@ -141,20 +141,15 @@ class HttpSink:
 
     # -- the hook side -------------------------------------------------------------------
     def submit(self, body: Body) -> bool:
-        """Queue a body (bytes as they are, str as UTF-8, a mapping as JSON).
-        Never blocks: False, and one more drop counted, when the queue is full
-        or the sink is stopped."""
+        """Queue a body (bytes as they are, str as UTF-8, a mapping as JSON; it is
+        encoded by the sender, so a dropped body costs nothing).  Never blocks:
+        False, and one more drop counted, when the queue is full or the sink is
+        stopped.  A mapping must not be changed after it is submitted."""
         if self._closed:
             self._count("dropped")
             return False
-        if isinstance(body, bytes):
-            data = body
-        elif isinstance(body, str):
-            data = body.encode()
-        else:
-            data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         try:
-            self._queue.put_nowait(data)
+            self._queue.put_nowait(body)
         except asyncio.QueueFull:
             self._count("dropped")
             return False
@@ -173,9 +168,9 @@ class HttpSink:
     # -- the worker side -----------------------------------------------------------------
     async def _work(self) -> None:
         while True:
-            data = await self._queue.get()
+            body = await self._queue.get()
             try:
-                await self._deliver(data)
+                await self._deliver(encode(body))
             except asyncio.CancelledError:
                 self._count("dropped")
                 raise
@@ -228,6 +223,14 @@ class HttpSink:
             log.info("web hook %s: %s answers again", self.name, _safe_url(self.url))
             if self._clear is not None:
                 self._clear(self.alarm_id)
+
+
+def encode(body: Body) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def check_url(url: str) -> str:
