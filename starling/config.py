@@ -97,6 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("management.max_connections", 512, "int", "Concurrent HTTP connections."),
     Setting("management.max_row_limit", 10000, "int",
             "Default page size (_limit) of paginated API lists (emqx_management's key)."),
+    Setting("prometheus.auth", False, "bool",
+            "Whether GET /api/v3/prometheus/stats asks for API credentials."),
     Setting("api.default_app_id", "admin", "str",
             "App id of the bootstrap management API application."),
     Setting("api.default_app_secret", "", "str",

@@ -23,6 +23,7 @@ from .api import (
     ManagementApp,
     UserRegistry,
     build_table,
+    prometheus_routes,
 )
 from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
@@ -39,8 +40,10 @@ from .plugins import (
     PluginRegistry,
     PluginStore,
     PskFilePlugin,
+    StatsdPlugin,
     TemplatePlugin,
     UsernameAuthPlugin,
+    WebHookPlugin,
     discover_plugins,
     plugin_names,
 )
@@ -166,6 +169,8 @@ class Node:
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
         self.plugins.implement("emqx_psk_file", PskFilePlugin, PskFilePlugin.SCHEMA)
+        self.plugins.implement("emqx_web_hook", WebHookPlugin, WebHookPlugin.SCHEMA)
+        self.plugins.implement("emqx_statsd", StatsdPlugin, StatsdPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,
@@ -301,7 +306,8 @@ class Node:
         except ValueError as exc:
             raise ConfigError(f"management.bind: {exc}") from None
         await self.plugins.start(["emqx_management"])
-        app = ManagementApp(self.api, build_table())
+        app = ManagementApp(self.api, build_table(), raw_routes=prometheus_routes(
+            self.api, lambda: not self.config["prometheus.auth"]))
         listener = HttpListener(app, "http:management", host, port,
                                 self.config["management.max_connections"])
         await listener.start()

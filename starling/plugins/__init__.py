@@ -13,6 +13,7 @@ from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
 from .conffile import ConfFileError, read_conf
 from .dashboard import DashboardPlugin
 from .discovery import discover_plugins
+from .http_sink import HttpSink, SinkStats
 from .management import ManagementPlugin
 from .persistence import PluginPersistence, plugin_names
 from .psk_file import PskFilePlugin
@@ -28,8 +29,10 @@ from .registry import (
     PluginInfo,
     PluginRegistry,
 )
+from .statsd import StatsdPlugin
 from .storage import PluginStore
 from .template import TemplatePlugin
+from .web_hook import WebHookPlugin
 
 __all__ = [
     "CLIENTID_SPEC",
@@ -43,6 +46,7 @@ __all__ = [
     "ConfFileError",
     "ConfigKey",
     "DashboardPlugin",
+    "HttpSink",
     "ManagementPlugin",
     "Plugin",
     "PluginContext",
@@ -54,10 +58,13 @@ __all__ = [
     "PluginRegistry",
     "PluginStore",
     "PskFilePlugin",
+    "SinkStats",
+    "StatsdPlugin",
     "TableAuthPlugin",
     "TableSpec",
     "TemplatePlugin",
     "UsernameAuthPlugin",
+    "WebHookPlugin",
     "discover_plugins",
     "plugin_names",
     "read_conf",
