@@ -31,12 +31,14 @@ from .plugins import (
     AclFileError,
     ClientIdAuthPlugin,
     DashboardPlugin,
+    DelayedPublishPlugin,
     ManagementPlugin,
     PluginContext,
     PluginError,
     PluginPersistence,
     PluginRegistry,
     PluginStore,
+    RetainerPlugin,
     TemplatePlugin,
     UsernameAuthPlugin,
     discover_plugins,
@@ -121,6 +123,7 @@ class Node:
         self.journal = Journal(self.store, config["store.durability"],
                                config["store.commit_interval"])
         self.broker = Broker(broker_options(config), self.journal)
+        self.broker.set_retainer(None)  # until emqx_retainer loads
         self.broker.monitor.connection_usage = self.connection_usage
         self.listeners: list[Listener] = []
         self.http_listeners: list[HttpListener] = []
@@ -135,6 +138,9 @@ class Node:
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
+        self.plugins.implement("emqx_retainer", RetainerPlugin, RetainerPlugin.SCHEMA)
+        self.plugins.implement("emqx_delayed_publish", DelayedPublishPlugin,
+                               DelayedPublishPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,

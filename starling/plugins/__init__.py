@@ -12,6 +12,7 @@ from .auth_table import TableAuthPlugin, TableSpec
 from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
 from .conffile import ConfFileError, read_conf
 from .dashboard import DashboardPlugin
+from .delayed_publish import DelayedPublishPlugin
 from .discovery import discover_plugins
 from .management import ManagementPlugin
 from .persistence import PluginPersistence, plugin_names
@@ -27,6 +28,7 @@ from .registry import (
     PluginInfo,
     PluginRegistry,
 )
+from .retainer import RetainerPlugin
 from .storage import PluginStore
 from .template import TemplatePlugin
 
@@ -42,6 +44,7 @@ __all__ = [
     "ConfFileError",
     "ConfigKey",
     "DashboardPlugin",
+    "DelayedPublishPlugin",
     "ManagementPlugin",
     "Plugin",
     "PluginContext",
@@ -52,6 +55,7 @@ __all__ = [
     "PluginPersistence",
     "PluginRegistry",
     "PluginStore",
+    "RetainerPlugin",
     "TableAuthPlugin",
     "TableSpec",
     "TemplatePlugin",
