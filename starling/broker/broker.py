@@ -369,10 +369,12 @@ class Broker:
         and, if persisted, in the store) and is served again when switched back on.
         Switching `persist` writes every held message to the store, or removes
         them all from it."""
-        self.retainer = settings
+        was_off, self.retainer = self.retainer is None, settings
         self._retaining = settings is not None and self.options.retain_available
         if settings is None:
             return
+        if was_off and self.running and self._retaining:
+            self.sys.publish_retained()
         self.retained.set_expiry_interval(settings.expiry_interval)
         if settings.persist != self._retained_in_store:
             self._retained_in_store = settings.persist
