@@ -19,8 +19,8 @@ from helpers.clients import PahoClient, uid, wait_until
 from helpers.plugin_api import active, metrics, plugin_call, stats
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 DELAYED = "emqx_delayed_publish"
 API = {
