@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from helpers.clients import PahoClient, uid, wait_until
-from helpers.plugin_api import active, metrics, plugin_call, stats
+from helpers.plugin_api import active, configure, metrics, plugin_call, stats
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -271,3 +271,19 @@ def test_acl_of_the_real_topic(make_node: Callable[..., Any], tmp_path: Path,
     with node.api() as api:
         wait_until(lambda: pending(api, node) == 0, message="nothing pending")
     assert subscriber.drain() == []
+
+
+def test_max_delayed_messages(node: Any, api: httpx.Client,
+                              clients: Callable[[Any], PahoClient]) -> None:
+    configure(api, node, DELAYED, {"delayed.max_delayed_messages": "1"})
+    base = uid("d")
+    publisher = clients(node)
+    before = metrics(api, node)
+    publisher.publish(f"$delayed/60/{base}/one", b"1", 1)
+    publisher.publish(f"$delayed/60/{base}/two", b"2", 1)
+    after = metrics(api, node)
+    assert pending(api, node) == 1
+    assert after["messages/delayed"] == before["messages/delayed"] + 1
+    assert after["messages/dropped"] == before["messages/dropped"] + 1
+    assert node.wait_log(r"delayed_publish: \S+/two: delayed.max_delayed_messages \(1\) "
+                         r"reached: dropped")
