@@ -16,6 +16,7 @@ from .delayed_publish import DelayedPublishPlugin
 from .discovery import discover_plugins
 from .management import ManagementPlugin
 from .persistence import PluginPersistence, plugin_names
+from .psk_file import PskFilePlugin
 from .registry import (
     PLUGIN_TYPES,
     SEED_PLUGINS,
@@ -55,6 +56,7 @@ __all__ = [
     "PluginPersistence",
     "PluginRegistry",
     "PluginStore",
+    "PskFilePlugin",
     "RetainerPlugin",
     "TableAuthPlugin",
     "TableSpec",
