@@ -33,6 +33,7 @@ from .plugins import (
     AclFileError,
     ClientIdAuthPlugin,
     DashboardPlugin,
+    DelayedPublishPlugin,
     ManagementPlugin,
     PluginContext,
     PluginError,
@@ -40,6 +41,7 @@ from .plugins import (
     PluginRegistry,
     PluginStore,
     PskFilePlugin,
+    RetainerPlugin,
     StatsdPlugin,
     TemplatePlugin,
     UsernameAuthPlugin,
@@ -154,6 +156,7 @@ class Node:
                                config["store.commit_interval"])
         options = broker_options(config)
         self.broker = Broker(options, self.journal, zone_options(config, options))
+        self.broker.set_retainer(None)  # until emqx_retainer loads
         self.broker.monitor.connection_usage = self.connection_usage
         self.listeners: list[Listener] = []
         self.http_listeners: list[HttpListener] = []
@@ -171,6 +174,9 @@ class Node:
         self.plugins.implement("emqx_psk_file", PskFilePlugin, PskFilePlugin.SCHEMA)
         self.plugins.implement("emqx_web_hook", WebHookPlugin, WebHookPlugin.SCHEMA)
         self.plugins.implement("emqx_statsd", StatsdPlugin, StatsdPlugin.SCHEMA)
+        self.plugins.implement("emqx_retainer", RetainerPlugin, RetainerPlugin.SCHEMA)
+        self.plugins.implement("emqx_delayed_publish", DelayedPublishPlugin,
+                               DelayedPublishPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,

@@ -31,7 +31,7 @@ from .hooks import HookPoint, Hooks
 from .journal import Journal, message_of
 from .message import Message, reset_message_ids
 from .options import BrokerOptions
-from .retained import RetainedStore
+from .retained import RetainedStore, RetainerSettings
 from .router import Router
 from .session import InflightEntry, Session
 from .shared import SharedGroup
@@ -40,6 +40,9 @@ from .stats import Stats
 from .sys_topics import SysPublisher
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two log lines about retained messages the retainer refused.
+REFUSAL_LOG_INTERVAL = 10.0
 
 
 class Broker:
@@ -59,6 +62,15 @@ class Broker:
         self.shared_router: Router[SharedGroup] = Router()
         self.shared_groups: dict[tuple[str, str], SharedGroup] = {}
         self.retained = RetainedStore()
+        #: The retainer's limits while it is on; None: retained messages are neither
+        #: stored nor delivered (emqx_retainer unloaded).  `set_retainer` changes it.
+        self.retainer: RetainerSettings | None = RetainerSettings()
+        #: Store retained PUBLISHes? (retainer on and `mqtt.retain_available`)
+        self._retaining = self.options.retain_available
+        #: Whether the node's store holds a copy of every retained message.
+        self._retained_in_store = True
+        self._refusals = 0
+        self._refusal_logged = 0.0
         self.sessions: dict[str, Session] = {}
         self.channels: dict[str, Channel] = {}
         self.stats = Stats(self)
@@ -123,6 +135,7 @@ class Broker:
         # A session keeps the options of the zone it was made in.
         renewed = {id(old_zone): self.zone_options(name) for name, old_zone in old_zones.items()}
         renewed[id(old)] = options
+        self._retaining = self.retainer is not None and options.retain_available
         for session in list(self.sessions.values()):
             session.reconfigure(renewed.get(id(session.options), options))
         for channel in list(self.channels.values()):
@@ -203,6 +216,8 @@ class Broker:
                     and now - session.disconnected_at >= session.expiry_interval):
                 self.counters["sessions/expired"] += 1
                 self.discard_session(session)
+        for topic in self.retained.expire(now):
+            self._retained_gone(topic)
         self.stats.sample()
         self.banned.sweep()
         self._housekeeping = asyncio.get_running_loop().call_later(1.0, self._tick)
@@ -360,14 +375,79 @@ class Broker:
             if not isinstance(result, Message):
                 return 0  # a plugin took the message (e.g. delayed publish)
             message = result
-        if message.retain and self.options.retain_available:
-            self.retained.put(message)
-            if self.journal.enabled and not message.sys:
-                if message.payload:
-                    self.journal.retained_put(message)
-                else:
-                    self.journal.retained_delete(message.topic)
+        if message.retain and self._retaining:
+            self._retain(message)
         return self.dispatch(message)
+
+    # -- retained messages (the mechanism; emqx_retainer switches it and sets limits) --
+    def set_retainer(self, settings: RetainerSettings | None) -> None:
+        """Switch retained-message storage and delivery on with these limits
+        (emqx_retainer loaded or reconfigured), or off (None: unloaded).
+
+        Off, a retained PUBLISH is routed like any other and stored nowhere, and
+        new subscriptions get no retained messages; what was held stays (in memory
+        and, if persisted, in the store) and is served again when switched back on.
+        Switching `persist` writes every held message to the store, or removes
+        them all from it."""
+        was_off, self.retainer = self.retainer is None, settings
+        self._retaining = settings is not None and self.options.retain_available
+        if settings is None:
+            return
+        if was_off and self.running and self._retaining:
+            self.sys.publish_retained()
+        self.retained.set_expiry_interval(settings.expiry_interval)
+        if settings.persist != self._retained_in_store:
+            self._retained_in_store = settings.persist
+            if self.journal.enabled:
+                for message in self.retained.messages():
+                    if message.sys:
+                        continue
+                    if settings.persist:
+                        self.journal.retained_put(message)
+                    else:
+                        self.journal.retained_delete(message.topic)
+
+    def _retain(self, message: Message) -> None:
+        """Store, replace or (empty payload) clear a retained message, within the
+        retainer's limits; a refused one is still routed (as EMQ X does)."""
+        settings = self.retainer
+        assert settings is not None
+        retained = self.retained
+        topic = message.topic
+        if message.payload:
+            limit = settings.max_payload_size
+            if limit and len(message.payload) > limit:
+                self._refuse_retained(topic, f"payload of {len(message.payload)} bytes is "
+                                      f"over retainer.max_payload_size ({limit})")
+                return
+            limit = settings.max_messages
+            if limit and len(retained) >= limit and retained.get(topic) is None:
+                self._refuse_retained(topic, f"retainer.max_retained_messages ({limit}) "
+                                      "reached")
+                return
+            retained.put(message)
+        elif not retained.delete(topic):
+            return
+        if self._retained_in_store and self.journal.enabled and not message.sys:
+            if message.payload:
+                self.journal.retained_put(message)
+            else:
+                self.journal.retained_delete(topic)
+
+    def _retained_gone(self, topic: str) -> None:
+        """An expired retained message was dropped: from the store too."""
+        if self._retained_in_store and self.journal.enabled and not topic.startswith("$SYS/"):
+            self.journal.retained_delete(topic)
+
+    def _refuse_retained(self, topic: str, why: str) -> None:
+        """Log a refused retained message, at most once per REFUSAL_LOG_INTERVAL."""
+        self._refusals += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= REFUSAL_LOG_INTERVAL:
+            self._refusal_logged = now
+            log.warning("retained message on %s not stored: %s (%d refused since the "
+                        "last such line)", topic, why, self._refusals)
+            self._refusals = 0
 
     def dispatch(self, message: Message) -> int:
         subscribers = self.router.match(message.topic)
@@ -457,11 +537,14 @@ class Broker:
         """Send retained messages matching a new subscription, RETAIN set [MQTT-3.3.1-8].
 
         Not for shared subscriptions (MQTT 5.0 §4.8.2)."""
-        if parse_share(topic_filter)[0] is not None:
+        if self.retainer is None or parse_share(topic_filter)[0] is not None:
             return
-        for message in self.retained.match(topic_filter):
-            if message.expires_at is not None and message.expired:
-                self.retained.delete(message.topic)
+        retained = self.retained
+        now = time.monotonic()
+        for message in retained.match(topic_filter):
+            if retained.is_expired(message, now):
+                retained.delete(message.topic)
+                self._retained_gone(message.topic)
                 continue
             session.deliver(message, min(message.qos, granted_qos), True)
 

@@ -12,6 +12,7 @@ from .auth_table import TableAuthPlugin, TableSpec
 from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
 from .conffile import ConfFileError, read_conf
 from .dashboard import DashboardPlugin
+from .delayed_publish import DelayedPublishPlugin
 from .discovery import discover_plugins
 from .http_sink import HttpSink, SinkStats
 from .management import ManagementPlugin
@@ -29,6 +30,7 @@ from .registry import (
     PluginInfo,
     PluginRegistry,
 )
+from .retainer import RetainerPlugin
 from .statsd import StatsdPlugin
 from .storage import PluginStore
 from .template import TemplatePlugin
@@ -46,6 +48,7 @@ __all__ = [
     "ConfFileError",
     "ConfigKey",
     "DashboardPlugin",
+    "DelayedPublishPlugin",
     "HttpSink",
     "ManagementPlugin",
     "Plugin",
@@ -58,6 +61,7 @@ __all__ = [
     "PluginRegistry",
     "PluginStore",
     "PskFilePlugin",
+    "RetainerPlugin",
     "SinkStats",
     "StatsdPlugin",
     "TableAuthPlugin",
