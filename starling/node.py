@@ -37,6 +37,7 @@ from .plugins import (
     PluginPersistence,
     PluginRegistry,
     PluginStore,
+    ReconPlugin,
     TemplatePlugin,
     UsernameAuthPlugin,
     discover_plugins,
@@ -135,6 +136,7 @@ class Node:
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
+        self.plugins.implement("emqx_recon", ReconPlugin, ReconPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,

@@ -19,6 +19,7 @@ from . import (
     nodes,
     plugins,
     pubsub,
+    recon,
     routes,
     sessions,
     stats,
@@ -29,6 +30,7 @@ from . import (
 MODULES = (auth_clientid, auth_username, users, alarms, apps, banned, brokers, configs,
            connections, listeners, metrics, nodes, plugins, pubsub, routes, sessions, stats,
            subscriptions, acl)
+MODULES += (recon,)  # feature plugins (docs/feature-plugins.md)
 
 
 def build_table() -> RouteTable:

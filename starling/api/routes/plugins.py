@@ -25,11 +25,11 @@ the started apps as `data`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from starling.plugins import PluginError, PluginRegistry
+from starling.plugins import Plugin, PluginError, PluginRegistry
 
-from ..errors import ApiError, Code, bad_type
+from ..errors import ApiError, Code, bad_type, not_found
 from ..request import ApiRequest
 from ..routing import RouteTable
 
@@ -52,6 +52,18 @@ def registry(req: ApiRequest) -> PluginRegistry:
     if not isinstance(plugins, PluginRegistry):
         raise ApiError(Code.UNKNOWN_ERROR, "the plugin registry is not available", 404)
     return plugins
+
+
+P = TypeVar("P", bound=Plugin)
+
+
+def loaded_instance(req: ApiRequest, name: str, cls: type[P]) -> P:
+    """The running instance of plugin `name` (routes declared with ``plugin=name``
+    are only reached while it is loaded; this also covers an unload racing the call)."""
+    instance = registry(req).get(name).instance
+    if not isinstance(instance, cls):
+        raise not_found(f"Not Found: plugin {name} is not loaded")
+    return instance
 
 
 def api_error(exc: PluginError) -> ApiError:
