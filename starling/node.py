@@ -38,6 +38,7 @@ from .plugins import (
     PluginRegistry,
     PluginStore,
     ReconPlugin,
+    ReloaderPlugin,
     TemplatePlugin,
     UsernameAuthPlugin,
     discover_plugins,
@@ -137,6 +138,8 @@ class Node:
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
         self.plugins.implement("emqx_recon", ReconPlugin, ReconPlugin.SCHEMA)
+        self.plugins.implement("emqx_reloader", ReloaderPlugin.factory(self.plugins),
+                               ReloaderPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,

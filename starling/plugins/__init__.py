@@ -28,6 +28,7 @@ from .registry import (
     PluginInfo,
     PluginRegistry,
 )
+from .reloader import ReloaderPlugin
 from .storage import PluginStore
 from .template import TemplatePlugin
 
@@ -54,6 +55,7 @@ __all__ = [
     "PluginRegistry",
     "PluginStore",
     "ReconPlugin",
+    "ReloaderPlugin",
     "TableAuthPlugin",
     "TableSpec",
     "TemplatePlugin",

@@ -36,8 +36,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from starling.broker import Broker, Channel, ConnectionSnapshot, Hooks, Session
-from starling.config import parse_bool, parse_duration
+from starling.config import parse_bool
 
+from .background import cancel, positive_duration
 from .registry import ConfigKey, Plugin
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,6 @@ TALKER_KEYS = ("recv_msg", "send_msg", "recv_oct", "send_oct", "recv_pkt", "send
 SIZE_BUDGET = 20000
 #: Connections measured between two yields to the event loop.
 SIZE_BATCH = 200
-
-
-def positive_duration(value: str) -> float:
-    seconds = parse_duration(value)
-    if seconds < 0.01:
-        raise ValueError("must be at least 10ms")
-    return seconds
 
 
 class ObjectSizer:
@@ -179,12 +173,7 @@ class LagSampler:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel(task)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -20,6 +20,7 @@ from . import (
     plugins,
     pubsub,
     recon,
+    reloader,
     routes,
     sessions,
     stats,
@@ -30,11 +31,12 @@ from . import (
 MODULES = (auth_clientid, auth_username, users, alarms, apps, banned, brokers, configs,
            connections, listeners, metrics, nodes, plugins, pubsub, routes, sessions, stats,
            subscriptions, acl)
-MODULES += (recon,)  # feature plugins (docs/feature-plugins.md)
+#: Routes of feature plugins (docs/feature-plugins.md), answered while the plugin is loaded.
+FEATURE_MODULES = (recon, reloader)
 
 
 def build_table() -> RouteTable:
     table = RouteTable()
-    for module in MODULES:
+    for module in (*MODULES, *FEATURE_MODULES):
         module.register(table)
     return table
