@@ -31,6 +31,7 @@ from .plugins import (
     AclFileError,
     ClientIdAuthPlugin,
     DashboardPlugin,
+    LuaHookPlugin,
     ManagementPlugin,
     PluginContext,
     PluginError,
@@ -140,6 +141,7 @@ class Node:
         self.plugins.implement("emqx_recon", ReconPlugin, ReconPlugin.SCHEMA)
         self.plugins.implement("emqx_reloader", ReloaderPlugin.factory(self.plugins),
                                ReloaderPlugin.SCHEMA)
+        self.plugins.implement("emqx_lua_hook", LuaHookPlugin, LuaHookPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,

@@ -13,6 +13,7 @@ from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
 from .conffile import ConfFileError, read_conf
 from .dashboard import DashboardPlugin
 from .discovery import discover_plugins
+from .lua_hook import LuaHookPlugin
 from .management import ManagementPlugin
 from .persistence import PluginPersistence, plugin_names
 from .recon import ReconPlugin
@@ -44,6 +45,7 @@ __all__ = [
     "ConfFileError",
     "ConfigKey",
     "DashboardPlugin",
+    "LuaHookPlugin",
     "ManagementPlugin",
     "Plugin",
     "PluginContext",

@@ -15,6 +15,7 @@ from . import (
     configs,
     connections,
     listeners,
+    lua_hook,
     metrics,
     nodes,
     plugins,
@@ -32,7 +33,7 @@ MODULES = (auth_clientid, auth_username, users, alarms, apps, banned, brokers, c
            connections, listeners, metrics, nodes, plugins, pubsub, routes, sessions, stats,
            subscriptions, acl)
 #: Routes of feature plugins (docs/feature-plugins.md), answered while the plugin is loaded.
-FEATURE_MODULES = (recon, reloader)
+FEATURE_MODULES = (recon, reloader, lua_hook)
 
 
 def build_table() -> RouteTable:

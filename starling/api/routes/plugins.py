@@ -14,7 +14,8 @@ message                status  when
 ``in_use``             409     unload of emqx_management (it serves the API)
 ``not_implemented``    400     load/reload of a plugin whose implementation
                                has not landed in Starling yet
-``load_failed``        400     the plugin raised while loading
+``load_failed: <why>`` 400     the plugin raised while loading (its
+                               exception type and message)
 (a sentence)           400     plugin_configs: unknown key (code 102) or bad
                                value (code 108)
 =====================  ======  ==========================================
@@ -68,6 +69,8 @@ def loaded_instance(req: ApiRequest, name: str, cls: type[P]) -> P:
 
 def api_error(exc: PluginError) -> ApiError:
     message = exc.detail if exc.reason in ("unknown_key", "bad_value") else exc.reason
+    if exc.reason == "load_failed" and exc.detail:
+        message = f"load_failed: {exc.detail}"  # why, e.g. a missing optional package
     return ApiError(CODES.get(exc.reason, Code.UNKNOWN_ERROR), message,
                     STATUS.get(exc.reason, 400))
 
