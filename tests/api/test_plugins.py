@@ -59,6 +59,7 @@ SEED_LIST = [
 #: Plugins implemented in Starling (the others answer not_implemented).
 IMPLEMENTED_PLUGINS = {"emqx_management", "emqx_plugin_template", "emqx_auth_clientid", "emqx_auth_username",
                        "emqx_dashboard"}
+IMPLEMENTED_PLUGINS |= {"emqx_recon", "emqx_reloader", "emqx_lua_hook"}
 NOT_IMPLEMENTED = [name for name, _ in SEED_LIST if name not in IMPLEMENTED_PLUGINS]
 
 
@@ -107,7 +108,8 @@ def test_only_implemented_plugins_are_active(api: httpx.Client) -> None:
     plugins = by_name(ok(api.get("/plugins/"))[0]["plugins"])
     assert plugins["emqx_management"]["active"] is True
     assert [n for n, p in plugins.items() if p["active"]] == ["emqx_dashboard",
-                                                             "emqx_management"]
+                                                             "emqx_management",
+                                                             "emqx_recon"]
 
 
 def test_node_list_equals_cluster_entry(api_node: Any, api: httpx.Client) -> None:
@@ -140,7 +142,7 @@ def test_every_unimplemented_plugin_refuses_to_load(api_node: Any, api: httpx.Cl
         err(api.put(plugin_path(api_node, plugin, "load")), 400, 102, "not_implemented")
     active = [p["name"] for p in ok(api.get(f"/nodes/{api_node.name}/plugins/"))
               if p["active"]]
-    assert active == ["emqx_dashboard", "emqx_management"]
+    assert active == ["emqx_dashboard", "emqx_management", "emqx_recon"]
 
 
 def test_unloading_an_inactive_plugin_is_not_started(api_node: Any, api: httpx.Client) -> None:
