@@ -21,7 +21,7 @@ default) scripts get no ``io``, ``os`` (but ``os.time``, ``os.clock``,
 text chunks only, and no script can reach Python objects.
 
 Lua runs in the broker's event loop and synchronously: a publish callback costs
-about 2-5 µs per message plus what the script does.
+a few µs per message (3 µs unchanged, 6 µs rewritten) plus what the script does.
 """
 
 from __future__ import annotations

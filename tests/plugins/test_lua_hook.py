@@ -3,6 +3,7 @@ MQTT clients see; broken scripts do not break the broker or the other scripts.""
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,3 +271,19 @@ def test_scripts_are_reloaded_enabled_and_disabled_through_ctl(
         assert unloaded is None
         assert scripts_by_name(api)["a_rewrite"]["status"] == "unloaded"
     assert payload() == b"x"
+
+
+def test_without_lupa_loading_says_what_is_missing(make_node: Any, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    shim = tmp_path / "no-lupa"
+    shim.mkdir()
+    (shim / "lupa.py").write_text("raise ImportError('lupa is not installed here')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(shim), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    node = make_node(dict(API_SETTINGS))
+    with node.api() as api:
+        body = err(api.put(f"{NODE}/plugins/emqx_lua_hook/load"), 400, 102)
+        assert body["message"] == ("load_failed: RuntimeError: emqx_lua_hook needs the lupa "
+                                   "package: pip install 'starling-mqtt[lua]'")
+        plugins = {p["name"]: p for p in ok(api.get(f"{NODE}/plugins/"))}
+        assert plugins["emqx_lua_hook"]["active"] is False
