@@ -122,3 +122,16 @@ def test_recon_routes_are_listed_and_answer_404_while_unloaded(node: Any) -> Non
         assert ok(api.get(f"{NODE}/recon"))["node"] == "starling@127.0.0.1"
     summary = ctl(node, "recon")
     assert summary.returncode == 0 and "loop.lag_ms" in summary.stdout
+
+
+def test_tracemalloc_is_on_only_while_configured(node: Any) -> None:
+    with node.api() as api:
+        assert ok(api.get(f"{NODE}/recon/memory"))["tracemalloc"] is None
+        ok(api.put(f"{NODE}/plugin_configs/emqx_recon", json={"recon.tracemalloc": "on"}))
+        traced = ok(api.get(f"{NODE}/recon/memory", params={"limit": "3"}))["tracemalloc"]
+        assert traced["peak"] >= traced["current"] > 0
+        assert len(traced["top"]) == 3 and all(":" in row["site"] for row in traced["top"])
+        ok(api.put(f"{NODE}/plugin_configs/emqx_recon", json={"recon.tracemalloc": "off"}))
+        assert ok(api.get(f"{NODE}/recon"))["memory"]["tracemalloc"] is None
+        err(api.put(f"{NODE}/plugin_configs/emqx_recon", json={"recon.lag_interval": "1ms"}),
+            400, 108, "recon.lag_interval: must be at least 10ms")
