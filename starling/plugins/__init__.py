@@ -16,6 +16,7 @@ from .discovery import discover_plugins
 from .lua_hook import LuaHookPlugin
 from .management import ManagementPlugin
 from .persistence import PluginPersistence, plugin_names
+from .psk_file import PskFilePlugin
 from .recon import ReconPlugin
 from .registry import (
     PLUGIN_TYPES,
@@ -56,6 +57,7 @@ __all__ = [
     "PluginPersistence",
     "PluginRegistry",
     "PluginStore",
+    "PskFilePlugin",
     "ReconPlugin",
     "ReloaderPlugin",
     "TableAuthPlugin",
