@@ -34,6 +34,7 @@ from .plugins import (
     ClientIdAuthPlugin,
     DashboardPlugin,
     DelayedPublishPlugin,
+    LuaHookPlugin,
     ManagementPlugin,
     PluginContext,
     PluginError,
@@ -41,6 +42,8 @@ from .plugins import (
     PluginRegistry,
     PluginStore,
     PskFilePlugin,
+    ReconPlugin,
+    ReloaderPlugin,
     RetainerPlugin,
     StatsdPlugin,
     TemplatePlugin,
@@ -171,6 +174,10 @@ class Node:
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
+        self.plugins.implement("emqx_recon", ReconPlugin, ReconPlugin.SCHEMA)
+        self.plugins.implement("emqx_reloader", ReloaderPlugin.factory(self.plugins),
+                               ReloaderPlugin.SCHEMA)
+        self.plugins.implement("emqx_lua_hook", LuaHookPlugin, LuaHookPlugin.SCHEMA)
         self.plugins.implement("emqx_psk_file", PskFilePlugin, PskFilePlugin.SCHEMA)
         self.plugins.implement("emqx_web_hook", WebHookPlugin, WebHookPlugin.SCHEMA)
         self.plugins.implement("emqx_statsd", StatsdPlugin, StatsdPlugin.SCHEMA)

@@ -15,9 +15,11 @@ from .dashboard import DashboardPlugin
 from .delayed_publish import DelayedPublishPlugin
 from .discovery import discover_plugins
 from .http_sink import HttpSink, SinkStats
+from .lua_hook import LuaHookPlugin
 from .management import ManagementPlugin
 from .persistence import PluginPersistence, plugin_names
 from .psk_file import PskFilePlugin
+from .recon import ReconPlugin
 from .registry import (
     PLUGIN_TYPES,
     SEED_PLUGINS,
@@ -30,6 +32,7 @@ from .registry import (
     PluginInfo,
     PluginRegistry,
 )
+from .reloader import ReloaderPlugin
 from .retainer import RetainerPlugin
 from .statsd import StatsdPlugin
 from .storage import PluginStore
@@ -50,6 +53,7 @@ __all__ = [
     "DashboardPlugin",
     "DelayedPublishPlugin",
     "HttpSink",
+    "LuaHookPlugin",
     "ManagementPlugin",
     "Plugin",
     "PluginContext",
@@ -61,6 +65,8 @@ __all__ = [
     "PluginRegistry",
     "PluginStore",
     "PskFilePlugin",
+    "ReconPlugin",
+    "ReloaderPlugin",
     "RetainerPlugin",
     "SinkStats",
     "StatsdPlugin",

@@ -61,6 +61,7 @@ IMPLEMENTED_PLUGINS = {"emqx_management", "emqx_plugin_template", "emqx_auth_cli
                        "emqx_dashboard", "emqx_psk_file"}
 IMPLEMENTED_PLUGINS |= {"emqx_web_hook", "emqx_statsd"}  # feature plugins (webhook-metrics)
 IMPLEMENTED_PLUGINS |= {"emqx_retainer", "emqx_delayed_publish"}
+IMPLEMENTED_PLUGINS |= {"emqx_recon", "emqx_reloader", "emqx_lua_hook"}
 NOT_IMPLEMENTED = [name for name, _ in SEED_LIST if name not in IMPLEMENTED_PLUGINS]
 
 
@@ -111,6 +112,7 @@ def test_only_implemented_plugins_are_active(api: httpx.Client) -> None:
     assert plugins["emqx_management"]["active"] is True
     assert [n for n, p in plugins.items() if p["active"]] == ["emqx_dashboard",
                                                              "emqx_management",
+                                                             "emqx_recon",
                                                              "emqx_retainer"]
 
 
@@ -144,7 +146,7 @@ def test_every_unimplemented_plugin_refuses_to_load(api_node: Any, api: httpx.Cl
         err(api.put(plugin_path(api_node, plugin, "load")), 400, 102, "not_implemented")
     active = [p["name"] for p in ok(api.get(f"/nodes/{api_node.name}/plugins/"))
               if p["active"]]
-    assert active == ["emqx_dashboard", "emqx_management", "emqx_retainer"]
+    assert active == ["emqx_dashboard", "emqx_management", "emqx_recon", "emqx_retainer"]
 
 
 def test_unloading_an_inactive_plugin_is_not_started(api_node: Any, api: httpx.Client) -> None:
