@@ -37,6 +37,7 @@ from .plugins import (
     PluginPersistence,
     PluginRegistry,
     PluginStore,
+    RedisAuthPlugin,
     TemplatePlugin,
     UsernameAuthPlugin,
     discover_plugins,
@@ -134,6 +135,8 @@ class Node:
                                       version=f"v{__version__}")
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
+        for backend in (RedisAuthPlugin,):
+            self.plugins.implement(backend.PLUGIN, backend, backend.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]

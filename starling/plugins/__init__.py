@@ -7,7 +7,9 @@ Plugins talk to the core only through the broker facade and its hooks bus
 from __future__ import annotations
 
 from .acl_file import AclFile, AclFileError, AclStatus
+from .auth_backend import BackendAuthPlugin
 from .auth_clientid import CLIENTID_SPEC, ClientIdAuthPlugin
+from .auth_redis import RedisAuthPlugin
 from .auth_table import TableAuthPlugin, TableSpec
 from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
 from .conffile import ConfFileError, read_conf
@@ -38,6 +40,7 @@ __all__ = [
     "AclFile",
     "AclFileError",
     "AclStatus",
+    "BackendAuthPlugin",
     "ClientIdAuthPlugin",
     "ConfFileError",
     "ConfigKey",
@@ -52,6 +55,7 @@ __all__ = [
     "PluginPersistence",
     "PluginRegistry",
     "PluginStore",
+    "RedisAuthPlugin",
     "TableAuthPlugin",
     "TableSpec",
     "TemplatePlugin",
