@@ -32,6 +32,8 @@ from .plugins import (
     ClientIdAuthPlugin,
     DashboardPlugin,
     ManagementPlugin,
+    MysqlAuthPlugin,
+    PgsqlAuthPlugin,
     PluginContext,
     PluginError,
     PluginPersistence,
@@ -135,7 +137,7 @@ class Node:
                                       version=f"v{__version__}")
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
-        for backend in (RedisAuthPlugin,):
+        for backend in (RedisAuthPlugin, MysqlAuthPlugin, PgsqlAuthPlugin):
             self.plugins.implement(backend.PLUGIN, backend, backend.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
         discover_plugins(self.plugins)

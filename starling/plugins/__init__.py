@@ -9,6 +9,8 @@ from __future__ import annotations
 from .acl_file import AclFile, AclFileError, AclStatus
 from .auth_backend import BackendAuthPlugin
 from .auth_clientid import CLIENTID_SPEC, ClientIdAuthPlugin
+from .auth_mysql import MysqlAuthPlugin
+from .auth_pgsql import PgsqlAuthPlugin
 from .auth_redis import RedisAuthPlugin
 from .auth_table import TableAuthPlugin, TableSpec
 from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
@@ -46,6 +48,8 @@ __all__ = [
     "ConfigKey",
     "DashboardPlugin",
     "ManagementPlugin",
+    "MysqlAuthPlugin",
+    "PgsqlAuthPlugin",
     "Plugin",
     "PluginContext",
     "PluginEntry",

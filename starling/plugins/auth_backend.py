@@ -29,14 +29,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from starling.broker import AuthResult, Channel, HookPoint, Stop
+from starling.broker import AuthResult, Channel, HookPoint, Stop, match_rules
 from starling.config import parse_duration
 from starling.mqtt import ReasonCode
 
-from .auth_common import PasswordHash, parse_password_hash, placeholder_values
+from .auth_common import (
+    PasswordHash,
+    SqlQuery,
+    compile_acl_row,
+    parse_password_hash,
+    placeholder_values,
+)
 from .registry import ConfigKey, Plugin, PluginContext
 
 log = logging.getLogger(__name__)
@@ -349,3 +355,87 @@ def truthy(value: Any) -> bool:
     if isinstance(value, int):
         return value == 1
     return False
+
+
+# -- SQL backends ----------------------------------------------------------------------------
+
+class SqlAuthPlugin(BackendAuthPlugin):
+    """emqx_auth_mysql / emqx_auth_pgsql: ``auth_query``, ``super_query`` and
+    ``acl_query`` as EMQ X writes them, run with bound parameters (`SqlQuery`).
+
+    - auth: no row → ignore; else the ``password`` column (and ``salt`` if the
+      query selects one; without those names, the first and second column).
+    - super: the first column of the first row is 1 / true.
+    - ACL: each row of ``allow, ipaddr, username, clientid, access, topic`` is a
+      rule (`compile_acl_row`), tried in the order the query returns them; the
+      first that matches decides; no row or no match → ignore.
+    """
+
+    #: ``format`` (%s, MySQL drivers) or ``numeric`` ($1, PostgreSQL).
+    STYLE: ClassVar[str]
+
+    def _query(self, name: str) -> SqlQuery | None:
+        query: SqlQuery | None = self.settings[f"{self.prefix}.{name}"]
+        return query
+
+    @property
+    def server_name(self) -> str:
+        host, port = self.settings[f"{self.prefix}.server"]
+        return f"{host}:{port}"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self._query("auth_query") is not None
+
+    @property
+    def super_enabled(self) -> bool:
+        return self._query("super_query") is not None
+
+    @property
+    def acl_enabled(self) -> bool:
+        return self._query("acl_query") is not None
+
+    async def fetch(self, query: SqlQuery,
+                    args: list[str | None]) -> tuple[list[str], list[Sequence[Any]]]:
+        """Run `query` with `args`: (column names, rows)."""
+        raise NotImplementedError
+
+    async def lookup_password(self, values: Mapping[str, str | None]) -> tuple[Any, Any] | None:
+        query = self._query("auth_query")
+        assert query is not None
+        columns, rows = await self.fetch(query, query.args(values))
+        if not rows:
+            return None
+        row = rows[0]
+        names = [c.lower() for c in columns]
+        if "password" in names:
+            salt = row[names.index("salt")] if "salt" in names else None
+            return row[names.index("password")], salt
+        return row[0], row[1] if len(row) > 1 else None
+
+    async def lookup_superuser(self, values: Mapping[str, str | None]) -> bool:
+        query = self._query("super_query")
+        assert query is not None
+        _, rows = await self.fetch(query, query.args(values))
+        return bool(rows) and len(rows[0]) > 0 and truthy(rows[0][0])
+
+    async def lookup_acl(self, client: Any, action: str, topic: str,
+                         values: Mapping[str, str | None]) -> str | None:
+        query = self._query("acl_query")
+        assert query is not None
+        _, rows = await self.fetch(query, query.args(values))
+        rules = []
+        for row in rows:
+            try:
+                rules.append(compile_acl_row(row))
+            except (ValueError, TypeError) as exc:
+                self._log_failure(ValueError(f"ACL row {tuple(row)!r} skipped: {exc}"))
+        found = match_rules(rules, client, action, topic)
+        return None if found is None else found.permission
+
+
+def sql_key(prefix: str, name: str, default: str, desc: str, style: str) -> ConfigKey:
+    """A query key: the EMQ X query text, parsed for the driver; empty turns it off."""
+    def parse(value: str) -> SqlQuery | None:
+        return SqlQuery.parse(value.strip(), style) if value.strip() else None
+    return ConfigKey(f"{prefix}.{name}", default, desc, parse, required=False)

@@ -26,10 +26,11 @@ MARIADB_DIRS = ("/usr/sbin", "/usr/libexec")
 START_TIMEOUT = 60.0
 
 
-def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 20.0) -> None:
+def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 20.0,
+          sig: int = signal.SIGTERM) -> None:
     if proc is None or proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -142,7 +143,8 @@ class PostgresServer:
         return self._psql(database or self.database, sql).stdout
 
     def stop(self) -> None:
-        _stop(self.proc)
+        """Fast shutdown (SIGINT): clients are disconnected, not waited for."""
+        _stop(self.proc, sig=signal.SIGINT)
         self.proc = None
         _port_closed(self.port)
 

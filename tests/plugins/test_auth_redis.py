@@ -99,7 +99,7 @@ def test_user_name_is_one_argument(plain: Any, redis_server: RedisServer) -> Non
     assert connect_rc(plain, "x y", "nope") == BAD_PASSWORD
 
 
-@pytest.mark.parametrize("hash_type", ["sha256", "salt,sha256", "sha256,salt", "md5",
+@pytest.mark.parametrize("hash_type", ["sha256", "salt,sha256", "sha256,salt", "md5", "sha512",
                                        "salt,bcrypt", "bcrypt", "pbkdf2,sha256,1000,20"])
 def test_hash_types(node: Any, redis_server: RedisServer, hash_type: str) -> None:
     user, password, salt = uid("h"), "s3cret", "NaCl"
@@ -107,6 +107,8 @@ def test_hash_types(node: Any, redis_server: RedisServer, hash_type: str) -> Non
         stored = hashlib.sha256(password.encode()).hexdigest()
     elif hash_type == "md5":
         stored = hashlib.md5(password.encode()).hexdigest()
+    elif hash_type == "sha512":
+        stored = hashlib.sha512(password.encode()).hexdigest()
     elif hash_type == "salt,sha256":
         stored = hashlib.sha256((salt + password).encode()).hexdigest()
     elif hash_type == "sha256,salt":
