@@ -163,10 +163,11 @@ def test_acl_rows_allow_and_deny(node: Any, backend: SqlBackend) -> None:
     backend.add_acl(1, "127.0.0.1", user, None, 3, "eq lit/#")  # exact topic, ip and user
     backend.add_acl(0, None, "$all", None, 1, "open/denied")  # everybody
     backend.add_acl(1, None, uid("other"), None, 3, "#")  # another user's rule
+    backend.add_acl(1, None, user, None, 2, "pub/%u")  # publish only
     configure(node, backend.plugin, backend.config())
     with connected(node, boss, "b") as root, \
             connected(node, user, "u", client_id=client_id) as client:
-        assert suback(root, "#") == 1
+        assert root.subscribe("#", qos=1) == [1]  # the watcher
         assert suback(client, f"room/{user}/a") == 1
         assert suback(client, f"room/{user}/private") == 1  # the first matching row wins
         assert suback(client, "room/else/private") == SUB_FAILED  # denied by row 2
@@ -175,7 +176,8 @@ def test_acl_rows_allow_and_deny(node: Any, backend: SqlBackend) -> None:
         assert suback(client, "open/denied") == SUB_FAILED  # $all row beats the file
         assert suback(client, "open/fine") == 1  # no row matches: the file's rule
         control = f"dev/{client_id}"
-        assert publish_reaches(client, root, "lit/#", control)
+        assert suback(client, f"pub/{user}") == SUB_FAILED
+        assert publish_reaches(client, root, f"pub/{user}", control)
         assert not publish_reaches(client, root, f"room/{user}/a", control)
         assert not publish_reaches(client, root, "room/else/private", control)
 
@@ -183,20 +185,30 @@ def test_acl_rows_allow_and_deny(node: Any, backend: SqlBackend) -> None:
 def test_server_going_away(node: Any, backend: SqlBackend) -> None:
     user = uid("u")
     backend.add_user(user, sha256("pw"))
+    backend.add_acl(1, None, user, None, 1, "mine/#")
     configure(node, backend.plugin, backend.config())
     assert connect_rc(node, user, "pw") == OK
     assert backend.alarm not in alarms(node)
-    backend.server.stop()
-    try:
-        assert connect_rc(node, user, "wrong") == OK  # ignore: anonymous let in
-        wait_alarm(node, backend.alarm)
-        assert f"127.0.0.1:{backend.server.port}" in alarms(node)[backend.alarm]
-        assert backend.server.password not in alarms(node)[backend.alarm]
-        configure(node, backend.plugin, backend.config(on_error="deny"))
-        assert connect_rc(node, user, "pw") == NOT_AUTHORIZED
-        wait_alarm(node, backend.alarm)
-    finally:
-        backend.server.start()
-    wait_alarm(node, backend.alarm, present=False)
+    with connected(node, user, "pw") as client:
+        assert suback(client, "mine/x") == 1
+        backend.server.stop()
+        try:
+            # ignore: the next source decides (the node lets anonymous in; the
+            # ACL file allows open/# and nothing else)
+            assert connect_rc(node, user, "wrong") == OK
+            wait_alarm(node, backend.alarm)
+            assert f"127.0.0.1:{backend.server.port}" in alarms(node)[backend.alarm]
+            assert backend.server.password not in alarms(node)[backend.alarm]
+            assert suback(client, "open/x") == 1
+            assert suback(client, "mine/x") == SUB_FAILED
+            # deny: CONNECT refused as not authorized, ACL denied
+            configure(node, backend.plugin, backend.config(on_error="deny"))
+            assert connect_rc(node, user, "pw") == NOT_AUTHORIZED
+            assert suback(client, "open/x") == SUB_FAILED
+            wait_alarm(node, backend.alarm)
+        finally:
+            backend.server.start()
+        wait_alarm(node, backend.alarm, present=False)
+        assert suback(client, "mine/x") == 1
     assert connect_rc(node, user, "pw") == OK
     assert connect_rc(node, user, "wrong") == BAD_PASSWORD
