@@ -32,6 +32,7 @@ from .plugins import (
     ClientIdAuthPlugin,
     DashboardPlugin,
     ManagementPlugin,
+    MongoAuthPlugin,
     MysqlAuthPlugin,
     PgsqlAuthPlugin,
     PluginContext,
@@ -137,7 +138,7 @@ class Node:
                                       version=f"v{__version__}")
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
-        for backend in (RedisAuthPlugin, MysqlAuthPlugin, PgsqlAuthPlugin):
+        for backend in (RedisAuthPlugin, MysqlAuthPlugin, PgsqlAuthPlugin, MongoAuthPlugin):
             self.plugins.implement(backend.PLUGIN, backend, backend.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
         discover_plugins(self.plugins)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .acl_file import AclFile, AclFileError, AclStatus
 from .auth_backend import BackendAuthPlugin
 from .auth_clientid import CLIENTID_SPEC, ClientIdAuthPlugin
+from .auth_mongo import MongoAuthPlugin
 from .auth_mysql import MysqlAuthPlugin
 from .auth_pgsql import PgsqlAuthPlugin
 from .auth_redis import RedisAuthPlugin
@@ -48,6 +49,7 @@ __all__ = [
     "ConfigKey",
     "DashboardPlugin",
     "ManagementPlugin",
+    "MongoAuthPlugin",
     "MysqlAuthPlugin",
     "PgsqlAuthPlugin",
     "Plugin",
