@@ -171,6 +171,8 @@ class BackendAuthPlugin(Plugin):
         self._went_down = asyncio.Event()
         self._logged_at = 0.0
         self._hooked: list[tuple[HookPoint, Callable[..., Any]]] = []
+        #: Set at unload: a request still in flight must not raise the alarm again.
+        self._unloaded = False
 
     @property
     def prefix(self) -> str:
@@ -233,6 +235,7 @@ class BackendAuthPlugin(Plugin):
         self._monitor = asyncio.get_running_loop().create_task(self._watch())
 
     async def unload(self) -> None:
+        self._unloaded = True
         hooks = self.context.broker.hooks
         for point, callback in self._hooked:
             hooks.remove(point, callback)
@@ -265,6 +268,8 @@ class BackendAuthPlugin(Plugin):
         return result
 
     def _down(self, exc: BaseException) -> None:
+        if self._unloaded:
+            return
         reason = "no answer within the query timeout" if isinstance(exc, TimeoutError) \
             else f"{type(exc).__name__}: {str(exc)[:200]}"
         self.context.broker.alarms.raise_alarm(
@@ -272,6 +277,8 @@ class BackendAuthPlugin(Plugin):
         self._went_down.set()
 
     def _up(self) -> None:
+        if self._unloaded:
+            return
         self.context.broker.alarms.clear_alarm(self.alarm_id)
 
     def _log_failure(self, exc: BaseException) -> None:

@@ -126,7 +126,7 @@ class SqlQuery:
         while i < n:
             ch = template[i]
             if ch in "'\"`":
-                end = _closing_quote(template, i)
+                end = _closing_quote(template, i, backslash=style == "format")
                 literal = template[i:end]
                 match = re.fullmatch(r"'%([" + PLACEHOLDERS + "])'", literal)
                 out.append(param(match.group(1)) if ch == "'" and match else text(literal))
@@ -147,14 +147,15 @@ class SqlQuery:
         return [values.get(letter) for letter in self.params]
 
 
-def _closing_quote(text: str, start: int) -> int:
+def _closing_quote(text: str, start: int, backslash: bool) -> int:
     """Index just past the literal that starts at `start` (a doubled quote, or a
-    backslash, escapes one); the end of `text` if it is never closed."""
+    backslash where it escapes (MySQL), escapes one); the end of `text` if it
+    is never closed."""
     quote = text[start]
     i = start + 1
     while i < len(text):
         ch = text[i]
-        if ch == "\\" and quote != "`":
+        if backslash and ch == "\\" and quote != "`":
             i += 2
             continue
         if ch == quote:

@@ -120,3 +120,12 @@ def test_acl_rows() -> None:
                 (1, None, "a", None, 1, None)]:
         with pytest.raises(ValueError):
             compile_acl_row(bad)
+
+
+def test_backslashes_in_literals() -> None:
+    """MySQL: a backslash escapes the quote; PostgreSQL: it is a plain character."""
+    mysql = SqlQuery.parse(r"select 1 where a = 'x\' %u' and b = '%c'", "format")
+    assert mysql.params == ("c",)
+    pg = SqlQuery.parse(r"select 1 where a = 'C:\' and b = '%u'", "numeric")
+    assert pg.sql == r"select 1 where a = 'C:\' and b = $1"
+    assert pg.params == ("u",)
