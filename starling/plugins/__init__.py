@@ -20,6 +20,7 @@ from .dashboard import DashboardPlugin
 from .discovery import discover_plugins
 from .management import ManagementPlugin
 from .persistence import PluginPersistence, plugin_names
+from .psk_file import PskFilePlugin
 from .registry import (
     PLUGIN_TYPES,
     SEED_PLUGINS,
@@ -61,6 +62,7 @@ __all__ = [
     "PluginPersistence",
     "PluginRegistry",
     "PluginStore",
+    "PskFilePlugin",
     "RedisAuthPlugin",
     "TableAuthPlugin",
     "TableSpec",
