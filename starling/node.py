@@ -36,6 +36,9 @@ from .plugins import (
     DelayedPublishPlugin,
     LuaHookPlugin,
     ManagementPlugin,
+    MongoAuthPlugin,
+    MysqlAuthPlugin,
+    PgsqlAuthPlugin,
     PluginContext,
     PluginError,
     PluginPersistence,
@@ -43,6 +46,7 @@ from .plugins import (
     PluginStore,
     PskFilePlugin,
     ReconPlugin,
+    RedisAuthPlugin,
     ReloaderPlugin,
     RetainerPlugin,
     StatsdPlugin,
@@ -173,6 +177,8 @@ class Node:
                                       version=f"v{__version__}")
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
+        for backend in (RedisAuthPlugin, MysqlAuthPlugin, PgsqlAuthPlugin, MongoAuthPlugin):
+            self.plugins.implement(backend.PLUGIN, backend, backend.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
         self.plugins.implement("emqx_recon", ReconPlugin, ReconPlugin.SCHEMA)
         self.plugins.implement("emqx_reloader", ReloaderPlugin.factory(self.plugins),

@@ -62,6 +62,7 @@ IMPLEMENTED_PLUGINS = {"emqx_management", "emqx_plugin_template", "emqx_auth_cli
 IMPLEMENTED_PLUGINS |= {"emqx_web_hook", "emqx_statsd"}  # feature plugins (webhook-metrics)
 IMPLEMENTED_PLUGINS |= {"emqx_retainer", "emqx_delayed_publish"}
 IMPLEMENTED_PLUGINS |= {"emqx_recon", "emqx_reloader", "emqx_lua_hook"}
+IMPLEMENTED_PLUGINS |= {"emqx_auth_redis", "emqx_auth_mysql", "emqx_auth_pgsql", "emqx_auth_mongo"}
 NOT_IMPLEMENTED = [name for name, _ in SEED_LIST if name not in IMPLEMENTED_PLUGINS]
 
 
