@@ -42,6 +42,8 @@ from .plugins import (
     discover_plugins,
     plugin_names,
 )
+from .rules.plugin import PLUGIN as RULE_ENGINE
+from .rules.plugin import RuleEnginePlugin
 from .store import MemoryStore, SQLiteStore, Store
 from .transport import Listener, ListenerConfig, TlsOptions, parse_bind
 
@@ -135,6 +137,7 @@ class Node:
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
+        self.plugins.implement(RULE_ENGINE, RuleEnginePlugin, RuleEnginePlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,

@@ -856,6 +856,8 @@ class Channel:
                       for f, opts in p.subscriptions):
             self._protocol_violation("No Local on a shared subscription")  # [MQTT-3.8.3-4]
             return
+        if broker.hooks.has(HookPoint.CLIENT_SUBSCRIBE):
+            broker.hooks.run(HookPoint.CLIENT_SUBSCRIBE, self, p.subscriptions)
         codes: list[int] = []
         granted: list[tuple[str, int, bool]] = []
         denied = False
@@ -899,6 +901,8 @@ class Channel:
         self.counters["packets/unsubscribe"] += 1
         session = self.session
         assert session is not None
+        if self.broker.hooks.has(HookPoint.CLIENT_UNSUBSCRIBE):
+            self.broker.hooks.run(HookPoint.CLIENT_UNSUBSCRIBE, self, p.topic_filters)
         codes = []
         for topic_filter in p.topic_filters:
             found = self.broker.unsubscribe(session, topic_filter)

@@ -20,6 +20,7 @@ from . import (
     plugins,
     pubsub,
     routes,
+    rules,
     sessions,
     stats,
     subscriptions,
@@ -28,7 +29,7 @@ from . import (
 
 MODULES = (auth_clientid, auth_username, users, alarms, apps, banned, brokers, configs,
            connections, listeners, metrics, nodes, plugins, pubsub, routes, sessions, stats,
-           subscriptions, acl)
+           subscriptions, acl, rules)
 
 
 def build_table() -> RouteTable:
