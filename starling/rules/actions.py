@@ -21,8 +21,9 @@ web_hook:event_action          $events          the `template` object (leaves fi
 =============================  ===============  ==========================================
 
 An action is made once per rule (`ActionSpec.make`) and then called with the
-selected data, the event's columns and a `report(ok)` callback that it calls
-exactly once, at once or (web hooks) when the request has finished.  A
+selected data, the event's columns and a `report(ok)` callback: it returns
+True or False when it is done at once, or None and calls `report(ok)` once
+its outcome is known (web hooks: when the request has finished).  A
 republished message remembers the rules it came from, and a rule never runs
 on its own output again, so rules that republish to each other cannot loop.
 """
@@ -48,7 +49,8 @@ inspect_log = logging.getLogger("starling.rules.inspect")
 REPUBLISHED_BY = "republished_by"
 
 Report = Callable[[bool], None]
-ActionFn = Callable[[dict[str, Any], Mapping[str, Any], Report], None]
+#: Returns True / False when done at once, None when it calls `report(ok)` later.
+ActionFn = Callable[[dict[str, Any], Mapping[str, Any], Report], bool | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,17 +99,18 @@ class ActionSpec:
 def _inspect(ctx: ActionContext) -> ActionFn:
     params = ctx.params
 
-    def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report) -> None:
+    def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report) -> bool | None:
         inspect_log.info("[inspect] rule %s\n\tSelected Data: %s\n\tEnvs: %s\n\t"
                          "Action Init Params: %s", ctx.rule_id, to_json(selected),
                          to_json(dict(envs)), to_json(params))
-        report(True)
+        return True
     return run
 
 
 def _do_nothing(ctx: ActionContext) -> ActionFn:
-    def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report) -> None:
-        report(True)
+    def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report
+            ) -> bool | None:
+        return True
     return run
 
 
@@ -122,7 +125,8 @@ def _republish(ctx: ActionContext) -> ActionFn:
     broker = ctx.broker
     rule_id = ctx.rule_id
 
-    def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report) -> None:
+    def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report
+            ) -> bool | None:
         data = {**envs, **selected}  # placeholders: the selected data, then the columns
         topic = render(topic_tmpl, data)
         if not is_valid_topic_name(topic):
@@ -138,7 +142,7 @@ def _republish(ctx: ActionContext) -> ActionFn:
         message = Message(topic, payload.encode(), qos, False, f"action:republish:{client}")
         message.headers[REPUBLISHED_BY] = [*chain, rule_id]
         broker.publish(message)
-        report(True)
+        return True
     return run
 
 
@@ -153,13 +157,15 @@ def _post(ctx: ActionContext, body: Callable[[dict[str, Any], Mapping[str, Any]]
     rid: str = ctx.params["$resource"]
     lookup = ctx.resource
 
-    def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report) -> None:
+    def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report
+            ) -> bool | None:
         resource = lookup(rid)
         sender = resource.sender if resource is not None else None
         if sender is None:
             raise RuntimeError(f"resource {rid} is not started")
         if not sender.submit(body(selected, envs), report):
-            report(False)  # its queue is full
+            return False  # its queue is full
+        return None  # `report` is called when the request is done
     return run
 
 

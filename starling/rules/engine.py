@@ -74,7 +74,7 @@ class Table(Protocol):
 class BoundAction:
     """One action of one rule, made from its params, with its counters."""
 
-    __slots__ = ("failed", "name", "params", "run", "success")
+    __slots__ = ("done", "failed", "name", "params", "run", "success")
 
     def __init__(self, name: str, params: dict[str, Any], run: ActionFn) -> None:
         self.name = name
@@ -82,6 +82,8 @@ class BoundAction:
         self.run = run
         self.success = 0
         self.failed = 0
+        #: `report`, bound once (not per call) for actions that finish later.
+        self.done = self.report
 
     def report(self, ok: bool) -> None:
         if ok:
@@ -118,8 +120,8 @@ class RuleMetrics:
 
 
 class Rule:
-    __slots__ = ("_logged_at", "actions", "created_at", "description", "enabled", "events",
-                 "for_", "id", "metrics", "name", "rawsql", "sql", "topic_filters")
+    __slots__ = ("_logged_at", "actions", "any_topic", "created_at", "description", "enabled",
+                 "events", "for_", "id", "metrics", "name", "rawsql", "sql", "topic_filters")
 
     def __init__(self, rid: str, name: str, for_: Any, rawsql: str, sql: RuleSql,
                  events: frozenset[str], actions: list[BoundAction], description: str,
@@ -131,6 +133,8 @@ class Rule:
         self.sql = sql
         self.events = events
         self.topic_filters = tuple(sql.topic_filters)
+        #: FROM "#": every topic not starting with "$".
+        self.any_topic = "#" in self.topic_filters
         self.actions = actions
         self.description = description
         self.enabled = enabled
@@ -167,10 +171,15 @@ class Rule:
         metrics.passed += 1
         for action in self.actions:
             try:
-                action.run(selected, columns, action.report)
+                done = action.run(selected, columns, action.done)
             except Exception as exc:
                 action.failed += 1
                 self._log_failure(f"action {action.name} failed", exc)
+                continue
+            if done is True:
+                action.success += 1
+            elif done is False:
+                action.failed += 1
 
     def _log_failure(self, what: str, exc: Exception) -> None:
         now = time.monotonic()
@@ -349,19 +358,26 @@ class RuleEngine:
         if not rules:
             return
         columns = self.columns.build(event, args, at)
-        if event in MESSAGE_EVENTS:
-            topic = columns["topic"]
-            chain = columns["headers"].get(REPUBLISHED_BY) or ()
+        if event not in MESSAGE_EVENTS:
             for rule in rules:
-                if rule.id in chain:
-                    continue  # never on its own republished output
-                if rule.topic_filters and not any(matches(f, topic)
-                                                  for f in rule.topic_filters):
+                rule.run(columns)
+            return
+        topic: str = columns["topic"]
+        plain = not topic.startswith("$")  # "#" matches it
+        chain = columns["headers"].get(REPUBLISHED_BY) or ()
+        #: Whether each distinct set of FROM topic filters matches this topic.
+        seen: dict[tuple[str, ...], bool] = {}
+        for rule in rules:
+            if chain and rule.id in chain:
+                continue  # never on its own republished output
+            filters = rule.topic_filters
+            if filters and not (plain and rule.any_topic):
+                hit = seen.get(filters)
+                if hit is None:
+                    hit = seen[filters] = any(matches(f, topic) for f in filters)
+                if not hit:
                     continue
-                rule.run(columns)
-        else:
-            for rule in rules:
-                rule.run(columns)
+            rule.run(columns)
 
     # -- rules ---------------------------------------------------------------------------
     def _new_rule_id(self, name: str | None) -> str:
