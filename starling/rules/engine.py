@@ -408,14 +408,16 @@ class RuleEngine:
                 if event is None:
                     raise RuleError(f"Event {name} Not Found")
                 given.append(event)
-        if sql.topic_filters:
-            return frozenset(given or [MESSAGE_PUBLISH])
         from_sql = set()
-        for name in sql.events():
+        for name in sql.events():  # message.publish for FROM's topic filters
             event = event_name(name)
             if event is None:
                 raise RuleError(f"Event {name} Not Found")
             from_sql.add(event)
+        if sql.topic_filters and given:
+            # v3.1: `for` names the hook; the topic filters restrict message events only.
+            named = {e for n in sql.event_names if (e := event_name(n)) is not None}
+            return frozenset({*given, *named})
         if given and not set(given) <= from_sql:
             raise bad_arguments(f"'for' ({', '.join(given)}) is not among the events of "
                                 f"the SQL's FROM ({', '.join(sorted(from_sql))})")
