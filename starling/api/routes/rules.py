@@ -33,10 +33,6 @@ def _engine(req: ApiRequest) -> RuleEngine:
     return instance.engine
 
 
-def _api_error(exc: RuleError) -> ApiError:
-    return ApiError(exc.code, exc.message, exc.status)
-
-
 def _not_found() -> ApiError:
     return ApiError(404, "Not Found", 404)
 
@@ -61,7 +57,16 @@ def register(table: RouteTable) -> None:
     def route(name: str, method: str, path: str, descr: str,
               body: dict[str, tuple[str, bool, str]] | None = None,
               ) -> Callable[[Handler], Handler]:
-        return table.route(name, method, path, descr, body=body, plugin=PLUGIN)
+        """`table.route` for this plugin; the engine's refusals become API errors."""
+        def register(handler: Handler) -> Handler:
+            async def guarded(req: ApiRequest) -> Any:
+                try:
+                    return await handler(req)
+                except RuleError as exc:
+                    raise ApiError(exc.code, exc.message, exc.status) from None
+            table.route(name, method, path, descr, body=body, plugin=PLUGIN)(guarded)
+            return handler
+        return register
 
     # -- rules ---------------------------------------------------------------------------
     @route("create_rule", "POST", "/rules/", "Create a rule",
@@ -69,12 +74,9 @@ def register(table: RouteTable) -> None:
             "ctx": ("object", False, "dry run: column values")})
     async def create_rule(req: ApiRequest) -> Any:
         engine = _engine(req)
-        try:
-            if isinstance(req.body, dict) and req.body.get("test") in (True, "true"):
-                return engine.test_sql(req.body.get("rawsql"), req.body.get("ctx"))
-            return engine.create_rule(req.body).view(engine.node)
-        except RuleError as exc:
-            raise _api_error(exc) from None
+        if isinstance(req.body, dict) and req.body.get("test") in (True, "true"):
+            return engine.test_sql(req.body.get("rawsql"), req.body.get("ctx"))
+        return engine.create_rule(req.body).view(engine.node)
 
     @route("list_rules", "GET", "/rules/", "A list of all rules")
     async def list_rules(req: ApiRequest) -> Any:
@@ -94,10 +96,7 @@ def register(table: RouteTable) -> None:
            {k: (t, False, d) for k, (t, _, d) in RULE_BODY.items()})
     async def update_rule(req: ApiRequest) -> Any:
         engine = _engine(req)
-        try:
-            return engine.update_rule(req.params["id"], req.body or {}).view(engine.node)
-        except RuleError as exc:
-            raise _api_error(exc) from None
+        return engine.update_rule(req.params["id"], req.body or {}).view(engine.node)
 
     @route("delete_rule", "DELETE", "/rules/:id", "Delete a rule")
     async def delete_rule(req: ApiRequest) -> Any:
@@ -132,10 +131,7 @@ def register(table: RouteTable) -> None:
 
     @route("create_resource", "POST", "/resources/", "Create a resource", RESOURCE_BODY)
     async def create_resource(req: ApiRequest) -> Any:
-        try:
-            return (await _engine(req).create_resource(req.body)).view()
-        except RuleError as exc:
-            raise _api_error(exc) from None
+        return (await _engine(req).create_resource(req.body)).view()
 
     @route("show_resource", "GET", "/resources/:id", "Show a resource")
     async def show_resource(req: ApiRequest) -> Any:
@@ -156,18 +152,12 @@ def register(table: RouteTable) -> None:
 
     @route("start_resource", "POST", "/resources/:id", "Start a resource")
     async def start_resource(req: ApiRequest) -> Any:
-        try:
-            await _engine(req).start_resource(req.params["id"])
-        except RuleError as exc:
-            raise _api_error(exc) from None
+        await _engine(req).start_resource(req.params["id"])
         return None
 
     @route("delete_resource", "DELETE", "/resources/:id", "Delete a resource")
     async def delete_resource(req: ApiRequest) -> Any:
-        try:
-            await _engine(req).delete_resource(req.params["id"])
-        except RuleError as exc:
-            raise _api_error(exc) from None
+        await _engine(req).delete_resource(req.params["id"])
         return None
 
     # -- resource types ------------------------------------------------------------------
