@@ -102,12 +102,13 @@ def test_cluster_list_has_every_seed_plugin(api_node: Any, api: httpx.Client) ->
 
 
 def test_only_implemented_plugins_are_active(api: httpx.Client) -> None:
-    """emqx_management (the API itself) and emqx_dashboard (loaded by default, as the
-    seed shows) are active. Nothing whose implementation has not landed pretends to be."""
+    """emqx_management (the API itself), emqx_dashboard and emqx_rule_engine (loaded by
+    default, as the seed shows) are active. Nothing whose implementation has not landed pretends to be."""
     plugins = by_name(ok(api.get("/plugins/"))[0]["plugins"])
     assert plugins["emqx_management"]["active"] is True
     assert [n for n, p in plugins.items() if p["active"]] == ["emqx_dashboard",
-                                                             "emqx_management"]
+                                                             "emqx_management",
+                                                             "emqx_rule_engine"]
 
 
 def test_node_list_equals_cluster_entry(api_node: Any, api: httpx.Client) -> None:
@@ -140,7 +141,7 @@ def test_every_unimplemented_plugin_refuses_to_load(api_node: Any, api: httpx.Cl
         err(api.put(plugin_path(api_node, plugin, "load")), 400, 102, "not_implemented")
     active = [p["name"] for p in ok(api.get(f"/nodes/{api_node.name}/plugins/"))
               if p["active"]]
-    assert active == ["emqx_dashboard", "emqx_management"]
+    assert active == ["emqx_dashboard", "emqx_management", "emqx_rule_engine"]
 
 
 def test_unloading_an_inactive_plugin_is_not_started(api_node: Any, api: httpx.Client) -> None:
