@@ -779,12 +779,15 @@ def parse_sql(sql: str) -> RuleSql:
         fields.append(SelectedField(keys, text))
 
     compiler = _Compiler(sql)
-    plan = [(keys, compiler.compile(expr)) for keys, expr in selected]
-    where: Eval | None = None
-    if where_tree is not None:
-        where_compiler = _Compiler(sql, aliases=aliases, columns=compiler.columns,
-                                   resolve_aliases=True)
-        where = where_compiler.compile(where_tree.children[1])
+    try:
+        plan = [(keys, compiler.compile(expr)) for keys, expr in selected]
+        where: Eval | None = None
+        if where_tree is not None:
+            where_compiler = _Compiler(sql, aliases=aliases, columns=compiler.columns,
+                                       resolve_aliases=True)
+            where = where_compiler.compile(where_tree.children[1])
+    except RecursionError:
+        raise SqlError("expression nested too deeply") from None
     return RuleSql(sql, sources, star, fields, _build_select(star, plan), where,
                    frozenset(compiler.columns))
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from starling.mqtt import is_valid_topic_filter, matches
 from starling.rules import EVENTS, RuleSql, SqlError, SqlRuntimeError, parse_sql
 
 
@@ -444,3 +445,29 @@ def test_parser_never_crashes_on_garbage(text: str) -> None:
 def test_string_literals_round_trip(text: str) -> None:
     quoted = "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
     assert select(f'select {quoted} as v from "t/#"', {}) == {"v": text}
+
+
+def test_absurdly_nested_statement_is_refused_not_crashing() -> None:
+    with pytest.raises(SqlError, match="nested too deeply"):
+        parse_sql('select a from "t" where ' + "not " * 3000 + "a")
+
+
+def test_long_but_reasonable_conditions_work() -> None:
+    rule = parse_sql('select a from "t" where ' + " and ".join(["a = 1"] * 100))
+    assert rule.apply({"a": 1}) == {"a": 1}
+
+
+_levels = st.lists(st.sampled_from(["a", "b", "", "$SYS"]), min_size=1, max_size=4)
+
+
+@given(_levels, _levels.map(lambda ls: [("+" if x == "b" else x) for x in ls]), st.booleans())
+def test_topic_match_operator_is_mqtt_matching(topic: list[str], flt: list[str],
+                                               hash_tail: bool) -> None:
+    name, topic_filter = "/".join(topic), "/".join(flt) + ("/#" if hash_tail else "")
+    if not is_valid_topic_filter(topic_filter):
+        return
+    rule = parse_sql(f"select topic from \"message.publish\" where topic =~ '{topic_filter}'")
+    assert (rule.apply({"topic": name}) is not None) is matches(topic_filter, name)
+    computed = parse_sql('select topic from "message.publish" where topic =~ f')
+    assert (computed.apply({"topic": name, "f": topic_filter}) is not None) is matches(
+        topic_filter, name)
