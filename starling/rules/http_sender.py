@@ -5,7 +5,8 @@ few workers sharing one httpx connection pool.
 the caller counts a failure) and the workers send it, retrying connection
 errors with backoff.  Each submitted body gets exactly one `done(ok)` call
 once its fate is known (2xx = ok); `on_state(up)` reports the endpoint going
-down (connection errors after the retries) and coming back.
+down (no connection after the retries) and coming back (any answer).  Any
+transport error is retried (a duplicate POST beats a lost event).
 
 This is the one place to switch to the shared `starling.plugins.http_sink.HttpSink`
 once it lands (same constructor and start/stop/submit/stats shape).
@@ -102,7 +103,8 @@ class HttpSender:
                 # Not the URL: it may carry credentials.
                 log.warning("web hook %s: %s failed: %s", self.name, self.method,
                             type(exc).__name__)
-                self._state(False)
+                if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+                    self._state(False)  # nobody answers there (a slow server is not down)
                 return False
             self._state(True)
             return 200 <= resp.status_code < 300
