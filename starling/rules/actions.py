@@ -100,9 +100,8 @@ def _inspect(ctx: ActionContext) -> ActionFn:
     params = ctx.params
 
     def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report) -> bool | None:
-        inspect_log.info("[inspect] rule %s\n\tSelected Data: %s\n\tEnvs: %s\n\t"
-                         "Action Init Params: %s", ctx.rule_id, to_json(selected),
-                         to_json(dict(envs)), to_json(params))
+        inspect_log.info("[inspect] rule %s Selected Data: %s; Envs: %s; Action Init Params: %s",
+                         ctx.rule_id, to_json(selected), to_json(dict(envs)), to_json(params))
         return True
     return run
 

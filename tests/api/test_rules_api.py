@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from helpers.api import err, ok
-from helpers.clients import uid
+from helpers.clients import PahoClient, uid, wait_until
 from helpers.servers import free_port
 
 #: The seed's "Create Rule" parameter example, verbatim.
@@ -123,7 +123,8 @@ def seed_rule_fields(rule: dict[str, Any]) -> dict[str, Any]:
 
 # -- the seed's examples, verbatim -----------------------------------------------------------
 
-def test_seed_create_query_list_delete_rule(api: httpx.Client) -> None:
+def test_seed_create_query_list_delete_rule(api_node: Any, api: httpx.Client,
+                                            mqtt: Callable[..., PahoClient]) -> None:
     rule = ok(api.post("/rules", json=SEED_RULE))
     assert re.fullmatch(r"test-rule:\d{19}", rule["id"]), rule["id"]
     assert seed_rule_fields(rule) == {
@@ -136,6 +137,14 @@ def test_seed_create_query_list_delete_rule(api: httpx.Client) -> None:
         "rawsql": "select * from \"t/a\"",
     }
     rid = rule["id"]
+    publisher = mqtt(uid("seed"))
+    publisher.publish("t/b", "not for the rule")
+    publisher.publish("t/a", "seed payload")
+    line = api_node.wait_log(rf"\[inspect\] rule {rid}")  # the inspect action ran
+    assert '"payload":"seed payload"' in line and '"a":1' in line
+    assert not [x for x in api_node.log_lines if "not for the rule" in x]
+    wait_until(lambda: ok(api.get(f"/rules/{rid}"))["metrics"][0]["matched"] == 1,
+               message="the rule matched t/a")
     assert seed_rule_fields(ok(api.get(f"/rules/{rid}"))) == seed_rule_fields(rule)
     assert rid in [r["id"] for r in ok(api.get("/rules"))]
     assert api.delete(f"/rules/{rid}").json() == {"code": 0}
@@ -340,3 +349,20 @@ def test_routes_answer_404_while_the_plugin_is_unloaded(api_node: Any,
     finally:
         ok(api.put(f"{path}/load"))
     assert isinstance(ok(api.get("/rules")), list)
+
+
+def test_plugin_config_keys(api_node: Any, api: httpx.Client,
+                            cleanup: Callable[[str, str], str]) -> None:
+    """The keys are listed with their defaults; a change reloads the plugin and the
+    rules are still there; a bad value is refused and nothing changes."""
+    path = f"/nodes/{api_node.name}/plugin_configs/emqx_rule_engine"
+    assert {i["key"]: i["value"] for i in ok(api.get(path))} == {
+        "rule_engine.ignore_sys_message": "on", "rule_engine.max_pending": "100000",
+        "rule_engine.resource_check_interval": "10s"}
+    rid = cleanup("rules", ok(api.post("/rules", json=SEED_RULE))["id"])
+    err(api.put(path, json={"rule_engine.max_pending": "0"}), 400, 108)
+    try:
+        ok(api.put(path, json={"rule_engine.max_pending": "500"}))
+        assert ok(api.get(f"/rules/{rid}"))["enabled"] is True
+    finally:
+        ok(api.put(path, json={"rule_engine.max_pending": "100000"}))
