@@ -290,8 +290,8 @@ class RuleEngine:
                     by_event.setdefault(event, []).append(rule)
         self._by_event = by_event
         publish = by_event.get(MESSAGE_PUBLISH, [])
-        if any(not r.topic_filters for r in publish):
-            self._publish_filters = None
+        if any(not r.topic_filters or r.any_topic for r in publish):
+            self._publish_filters = None  # ("#" lets $-topics through: _process sorts them)
         else:
             self._publish_filters = tuple({f for r in publish for f in r.topic_filters})
         wanted = {EVENTS[e].hook: e for e in by_event}
