@@ -56,6 +56,8 @@ from .plugins import (
     discover_plugins,
     plugin_names,
 )
+from .rules.plugin import PLUGIN as RULE_ENGINE
+from .rules.plugin import RuleEnginePlugin
 from .store import MemoryStore, SQLiteStore, Store
 from .transport import Listener, ListenerConfig, TlsOptions, parse_bind
 
@@ -184,6 +186,7 @@ class Node:
         self.plugins.implement("emqx_reloader", ReloaderPlugin.factory(self.plugins),
                                ReloaderPlugin.SCHEMA)
         self.plugins.implement("emqx_lua_hook", LuaHookPlugin, LuaHookPlugin.SCHEMA)
+        self.plugins.implement(RULE_ENGINE, RuleEnginePlugin, RuleEnginePlugin.SCHEMA)
         self.plugins.implement("emqx_psk_file", PskFilePlugin, PskFilePlugin.SCHEMA)
         self.plugins.implement("emqx_web_hook", WebHookPlugin, WebHookPlugin.SCHEMA)
         self.plugins.implement("emqx_statsd", StatsdPlugin, StatsdPlugin.SCHEMA)
