@@ -31,6 +31,7 @@ from .plugins import (
     AclFileError,
     ClientIdAuthPlugin,
     DashboardPlugin,
+    HttpAuthPlugin,
     ManagementPlugin,
     PluginContext,
     PluginError,
@@ -135,6 +136,7 @@ class Node:
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
+        self.plugins.implement("emqx_auth_http", HttpAuthPlugin, HttpAuthPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,

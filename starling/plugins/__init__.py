@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .acl_file import AclFile, AclFileError, AclStatus
 from .auth_clientid import CLIENTID_SPEC, ClientIdAuthPlugin
+from .auth_http import HttpAuthPlugin
 from .auth_table import TableAuthPlugin, TableSpec
 from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
 from .conffile import ConfFileError, read_conf
@@ -42,6 +43,7 @@ __all__ = [
     "ConfFileError",
     "ConfigKey",
     "DashboardPlugin",
+    "HttpAuthPlugin",
     "ManagementPlugin",
     "Plugin",
     "PluginContext",
