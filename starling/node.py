@@ -32,6 +32,7 @@ from .plugins import (
     ClientIdAuthPlugin,
     DashboardPlugin,
     HttpAuthPlugin,
+    JwtAuthPlugin,
     ManagementPlugin,
     PluginContext,
     PluginError,
@@ -137,6 +138,7 @@ class Node:
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
         self.plugins.implement("emqx_auth_http", HttpAuthPlugin, HttpAuthPlugin.SCHEMA)
+        self.plugins.implement("emqx_auth_jwt", JwtAuthPlugin, JwtAuthPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,

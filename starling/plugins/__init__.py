@@ -9,6 +9,7 @@ from __future__ import annotations
 from .acl_file import AclFile, AclFileError, AclStatus
 from .auth_clientid import CLIENTID_SPEC, ClientIdAuthPlugin
 from .auth_http import HttpAuthPlugin
+from .auth_jwt import JwtAuthPlugin
 from .auth_table import TableAuthPlugin, TableSpec
 from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
 from .conffile import ConfFileError, read_conf
@@ -44,6 +45,7 @@ __all__ = [
     "ConfigKey",
     "DashboardPlugin",
     "HttpAuthPlugin",
+    "JwtAuthPlugin",
     "ManagementPlugin",
     "Plugin",
     "PluginContext",
