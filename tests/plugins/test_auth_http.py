@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from helpers.api import ok
-from helpers.clients import uid, wait_until
+from helpers.clients import PahoClient, uid, wait_until
 from helpers.http_server import LocalHTTPServer, Request
 from helpers.servers import free_port
 from paho.mqtt.client import MQTTv5
@@ -243,3 +243,76 @@ def test_metrics_and_no_password_in_the_log(node: Any, api: httpx.Client,
     for name in ("success", "failure", "ignore"):
         assert after[f"auth/http/{name}"] - before[f"auth/http/{name}"] == 1, name
     assert not [line for line in node.log_lines if secret in line]
+
+
+def user_client(node: Any, service: AuthService, acl: list[tuple[str, str]] | None,
+                superuser: bool = False) -> PahoClient:
+    """A connected paho client whose user the HTTP server knows."""
+    user = uid("u")
+    service.users[user] = "pw"
+    if acl is not None:
+        service.acl[user] = acl
+    if superuser:
+        service.supers.add(user)
+    client = PahoClient(node.host, node.port, client_id=uid("c"))
+    client.client.username_pw_set(user, "pw")
+    client.connect()
+    return client
+
+
+def test_acl_allowed_denied_superuser_and_cache(node: Any, server: LocalHTTPServer,
+                                                loaded: AuthService) -> None:
+    base = uid("t")
+    watcher = user_client(node, loaded, [("1", f"{base}/#")])
+    pub = user_client(node, loaded, [("2", f"{base}/ok"), ("1", f"{base}/mine")])
+    root = user_client(node, loaded, [], superuser=True)
+    try:
+        assert watcher.subscribe(f"{base}/#", qos=1) == [1]
+        seen = server.last("/mqtt/acl")
+        assert seen.method == "GET"
+        assert seen.params["access"] == "1"
+        assert seen.params["topic"] == f"{base}/#"
+        assert seen.params["username"] == watcher.client._username.decode()
+        assert seen.params["clientid"] == watcher.client_id
+        assert seen.params["ipaddr"] == "127.0.0.1"
+        assert watcher.subscribe(f"other-{base}", qos=1) == [0x80]
+        assert pub.subscribe(f"{base}/mine", qos=1) == [1]
+        assert pub.subscribe(f"{base}/ok", qos=1) == [0x80]  # publish only
+        pub.publish(f"{base}/denied", b"no", qos=1)
+        pub.publish(f"{base}/ok", b"yes", qos=1)
+        assert server.last("/mqtt/acl").params["access"] == "2"
+        # The superuser bypasses ACL: the server is not asked, the message goes out.
+        asked = len([r for r in server.requests if r.path == "/mqtt/acl"])
+        root.publish(f"{base}/root", b"root", qos=1)
+        assert [(m.topic, m.payload) for m in watcher.get_many(2)] == [
+            (f"{base}/ok", b"yes"), (f"{base}/root", b"root")]
+        assert len([r for r in server.requests if r.path == "/mqtt/acl"]) == asked
+        # The broker's ACL cache keeps the answer: the same publish is not asked again.
+        pub.publish(f"{base}/ok", b"again", qos=1)
+        assert watcher.get().payload == b"again"
+        assert len([r for r in server.requests if r.path == "/mqtt/acl"]) == asked
+        assert watcher.drain() == []
+    finally:
+        for client in (watcher, pub, root):
+            client.close()
+
+
+def test_acl_server_down_answers_on_error(node: Any, api: httpx.Client,
+                                          server: LocalHTTPServer,
+                                          loaded: AuthService) -> None:
+    base = uid("t")
+    client = user_client(node, loaded, [("1", f"{base}/a")])
+    try:
+        # acl_req goes to a port nobody listens on, auth_req still answers
+        configure(api, node, {"auth.http.acl_req": f"http://127.0.0.1:{free_port()}/acl",
+                              "auth.http.on_error": "deny"})
+        client.close()
+        client = user_client(node, loaded, None)
+        assert client.subscribe(f"{base}/a", qos=1) == [0x80]
+        configure(api, node, {"auth.http.on_error": "ignore"})
+        client.close()
+        client = user_client(node, loaded, None)
+        assert client.subscribe(f"{base}/b", qos=1) == [1]  # acl_nomatch = allow
+        assert [a for a in alarms(api, node) if a["id"] == ALARM]
+    finally:
+        client.close()
