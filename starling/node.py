@@ -33,6 +33,7 @@ from .plugins import (
     DashboardPlugin,
     HttpAuthPlugin,
     JwtAuthPlugin,
+    LdapAuthPlugin,
     ManagementPlugin,
     PluginContext,
     PluginError,
@@ -139,6 +140,7 @@ class Node:
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
         self.plugins.implement("emqx_auth_http", HttpAuthPlugin, HttpAuthPlugin.SCHEMA)
         self.plugins.implement("emqx_auth_jwt", JwtAuthPlugin, JwtAuthPlugin.SCHEMA)
+        self.plugins.implement("emqx_auth_ldap", LdapAuthPlugin, LdapAuthPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,

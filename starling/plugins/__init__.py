@@ -10,6 +10,7 @@ from .acl_file import AclFile, AclFileError, AclStatus
 from .auth_clientid import CLIENTID_SPEC, ClientIdAuthPlugin
 from .auth_http import HttpAuthPlugin
 from .auth_jwt import JwtAuthPlugin
+from .auth_ldap import LdapAuthPlugin
 from .auth_table import TableAuthPlugin, TableSpec
 from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
 from .conffile import ConfFileError, read_conf
@@ -46,6 +47,7 @@ __all__ = [
     "DashboardPlugin",
     "HttpAuthPlugin",
     "JwtAuthPlugin",
+    "LdapAuthPlugin",
     "ManagementPlugin",
     "Plugin",
     "PluginContext",
