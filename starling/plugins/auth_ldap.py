@@ -30,15 +30,12 @@ import hashlib
 import hmac
 import logging
 import math
+import ssl
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
-
-import ldap3
-from ldap3.core.exceptions import LDAPException
-from ldap3.utils.conv import escape_filter_chars
-from ldap3.utils.dn import escape_rdn
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starling.broker import AuthResult, Channel, HookPoint, Stop, topic_matches
 from starling.config import parse_bool, parse_duration
@@ -47,11 +44,29 @@ from starling.mqtt import ReasonCode
 from .auth_backend import Counters, ServerAlarm, denied, parse_on_error
 from .registry import ConfigKey, Plugin, PluginContext
 
+if TYPE_CHECKING:
+    import ldap3
+
 log = logging.getLogger(__name__)
 
 PLUGIN = "emqx_auth_ldap"
 ALARM = "emqx_auth_ldap_down"
 T = TypeVar("T")
+
+
+class LDAPError(Exception):
+    """A failed LDAP call (ldap3's own exceptions are turned into this)."""
+
+
+def _ldap3() -> Any:
+    """ldap3, imported when the plugin is first made: its import makes pyasn1
+    warn (DeprecationWarning), which need not reach nodes that never use LDAP."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ldap3
+        import ldap3.utils.conv
+        import ldap3.utils.dn
+    return ldap3
 
 #: ``{SCHEME}`` → (hashlib name, salted).
 SCHEMES = {"SHA": ("sha1", False), "SSHA": ("sha1", True), "MD5": ("md5", False),
@@ -150,11 +165,14 @@ class LdapClient:
 
     def __init__(self, servers: tuple[str, ...], port: int, use_ssl: bool, bind_dn: str,
                  bind_password: str, timeout: float, pool: int) -> None:
-        self._pool = ldap3.ServerPool(
-            [ldap3.Server(host, port=port, use_ssl=use_ssl, get_info=ldap3.NONE,
-                          connect_timeout=timeout) for host in servers],
+        self._ldap3 = lib = _ldap3()
+        # LDAPS checks the server's certificate against the system CA store.
+        tls = lib.Tls(validate=ssl.CERT_REQUIRED) if use_ssl else None
+        self._pool = lib.ServerPool(
+            [lib.Server(host, port=port, use_ssl=use_ssl, tls=tls, get_info=lib.NONE,
+                        connect_timeout=timeout) for host in servers],
             # active=1: one round over the servers, then give up (True would retry forever).
-            ldap3.FIRST, active=1, exhaust=False)  # type: ignore[arg-type]
+            lib.FIRST, active=1, exhaust=False)
         self._bind_dn = bind_dn or None
         self._bind_password = bind_password or None
         self.timeout = timeout
@@ -166,22 +184,23 @@ class LdapClient:
         self._closed = False
 
     def _connection(self) -> ldap3.Connection:
+        lib = self._ldap3
         conn: ldap3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and not conn.closed:
             return conn
-        conn = ldap3.Connection(self._pool, user=self._bind_dn, password=self._bind_password,
+        conn = lib.Connection(self._pool, user=self._bind_dn, password=self._bind_password,
                                 # whole seconds: ldap3 packs it into SO_RCVTIMEO
                                 receive_timeout=max(1, math.ceil(self.timeout)),
                                 read_only=True,
-                                raise_exceptions=False, auto_bind=ldap3.AUTO_BIND_NONE)
+                                raise_exceptions=False, auto_bind=lib.AUTO_BIND_NONE)
         if not conn.bind():
             result = conn.result or {}
             conn.unbind()
-            raise LDAPException(f"bind refused: {result.get('description', 'unknown')}")
+            raise LDAPError(f"bind refused: {result.get('description', 'unknown')}")
         with self._lock:
             if self._closed:
                 conn.unbind()
-                raise LDAPException("closed")
+                raise LDAPError("closed")
             self._connections.add(conn)
         self._local.conn = conn
         return conn
@@ -201,20 +220,21 @@ class LdapClient:
         matches, or None."""
         try:
             conn = self._connection()
-            conn.search(base, search_filter, search_scope=ldap3.BASE, attributes=attributes)
-        except LDAPException:
+            conn.search(base, search_filter, search_scope=self._ldap3.BASE,
+                        attributes=attributes)
+        except LDAPError:
             self._drop()
             raise
         except Exception as exc:  # socket errors, and whatever else ldap3 lets out
             self._drop()
-            raise LDAPException(type(exc).__name__) from None
+            raise LDAPError(type(exc).__name__) from None
         result = conn.result or {}
         code = result.get("result", 0)
         if code == 32:  # noSuchObject
             return None
         if code != 0:
             self._drop()
-            raise LDAPException(f"search failed: {result.get('description', code)}")
+            raise LDAPError(f"search failed: {result.get('description', code)}")
         for entry in conn.response or []:
             if entry.get("type") == "searchResEntry":
                 raw: dict[str, list[bytes]] = entry.get("raw_attributes", {})
@@ -226,7 +246,7 @@ class LdapClient:
         try:
             return await asyncio.wait_for(loop.run_in_executor(self._executor, fn),
                                           self.timeout)
-        except (LDAPException, TimeoutError) as exc:
+        except (LDAPError, TimeoutError) as exc:
             raise LdapDown(type(exc).__name__ if isinstance(exc, TimeoutError)
                            else str(exc)) from None
 
@@ -291,8 +311,9 @@ class LdapAuthPlugin(Plugin):
     async def lookup(self, username: str, attributes: list[str]) -> dict[str, list[bytes]] | None:
         """The client's entry (raw attributes, lower-case names), None if there is
         none; raises `LdapDown`."""
-        base = f"{self.uid_attr}={escape_rdn(username)},{self.device_dn}"
-        search_filter = f"(objectClass={escape_filter_chars(self.objectclass)})"
+        utils = self.client._ldap3.utils
+        base = f"{self.uid_attr}={utils.dn.escape_rdn(username)},{self.device_dn}"
+        search_filter = f"(objectClass={utils.conv.escape_filter_chars(self.objectclass)})"
         try:
             entry = await self.client.search(base, search_filter, attributes)
         except LdapDown as exc:
