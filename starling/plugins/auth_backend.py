@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starling.broker import AuthResult, Broker, Channel
+from starling.config import parse_duration
 from starling.mqtt import ReasonCode
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,21 @@ def parse_on_error(value: str) -> str:
     if text not in ON_ERROR:
         raise ValueError("must be ignore or deny")
     return text
+
+
+def parse_timeout(value: str) -> float:
+    """A duration above 0: every call to a server is bounded."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("must be more than 0 (every call to the server is bounded)")
+    return seconds
+
+
+def parse_count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be 0 or more")
+    return number
 
 
 def common_name(subject: str | None) -> str:

@@ -36,10 +36,13 @@ from .auth_backend import (
     ServerAlarm,
     client_vars,
     denied,
+    parse_count,
     parse_on_error,
+    parse_timeout,
     render,
     tcp_probe,
 )
+from .management import positive_int
 from .registry import ConfigKey, Plugin, PluginContext
 
 log = logging.getLogger(__name__)
@@ -92,29 +95,8 @@ def parse_content_type(value: str) -> str:
     return CONTENT_TYPES[text]
 
 
-def parse_timeout(value: str) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError("must be more than 0 (every request is bounded)")
-    return seconds
-
-
 def parse_optional_timeout(value: str) -> float | None:
     return parse_timeout(value) if value.strip() else None
-
-
-def parse_count(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must be 0 or more")
-    return number
-
-
-def parse_positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be 1 or more")
-    return number
 
 
 def parse_backoff(value: str) -> float:
@@ -159,7 +141,7 @@ SCHEMA: tuple[ConfigKey, ...] = (
     ConfigKey("auth.http.request.retry_backoff", "2.0",
               "Each further retry waits this many times longer.", parse_backoff),
     ConfigKey("auth.http.pool_size", "32", "Connections kept to the server at most.",
-              parse_positive),
+              positive_int),
     ConfigKey("auth.http.on_error", "ignore",
               "When the server cannot be reached or times out: ignore or deny.", parse_on_error),
     ConfigKey("auth.http.header.$name", "", "An HTTP header sent with every request.",

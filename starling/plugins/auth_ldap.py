@@ -38,10 +38,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starling.broker import AuthResult, Channel, HookPoint, Stop, topic_matches
-from starling.config import parse_bool, parse_duration
+from starling.config import parse_bool
 from starling.mqtt import ReasonCode
 
-from .auth_backend import Counters, ServerAlarm, denied, parse_on_error
+from .auth_backend import Counters, ServerAlarm, denied, parse_on_error, parse_timeout
+from .management import positive_int
 from .registry import ConfigKey, Plugin, PluginContext
 
 if TYPE_CHECKING:
@@ -108,20 +109,6 @@ def parse_port(value: str) -> int:
     return port
 
 
-def parse_positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be 1 or more")
-    return number
-
-
-def parse_timeout(value: str) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError("must be more than 0 (every call is bounded)")
-    return seconds
-
-
 def parse_name(value: str) -> str:
     text = value.strip()
     if not text:
@@ -133,7 +120,7 @@ SCHEMA: tuple[ConfigKey, ...] = (
     ConfigKey("auth.ldap.servers", "127.0.0.1", "LDAP servers, separated by commas "
               "(tried in order).", parse_servers),
     ConfigKey("auth.ldap.port", "389", "LDAP port of every server.", parse_port),
-    ConfigKey("auth.ldap.pool", "8", "Connections (worker threads) at most.", parse_positive),
+    ConfigKey("auth.ldap.pool", "8", "Connections (worker threads) at most.", positive_int),
     ConfigKey("auth.ldap.bind_dn", "cn=root,dc=emqx,dc=io", "DN the plugin binds as.",
               required=False),
     ConfigKey("auth.ldap.bind_password", "public", "Password of bind_dn.", required=False),
