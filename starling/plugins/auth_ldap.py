@@ -204,7 +204,19 @@ class LdapClient:
     def _search(self, base: str, search_filter: str,
                 attributes: list[str]) -> dict[str, list[bytes]] | None:
         """On a worker thread: the raw attributes of the one entry at `base` that
-        matches, or None."""
+        matches, or None.  A kept connection that fails (the server restarted
+        since) is replaced and the search made once more."""
+        conn: ldap3.Connection | None = getattr(self._local, "conn", None)
+        reused = conn is not None and not conn.closed
+        try:
+            return self._search_once(base, search_filter, attributes)
+        except LDAPError:
+            if not reused:
+                raise
+        return self._search_once(base, search_filter, attributes)
+
+    def _search_once(self, base: str, search_filter: str,
+                     attributes: list[str]) -> dict[str, list[bytes]] | None:
         try:
             conn = self._connection()
             conn.search(base, search_filter, search_scope=self._ldap3.BASE,
@@ -216,17 +228,17 @@ class LdapClient:
             self._drop()
             raise LDAPError(type(exc).__name__) from None
         result = conn.result or {}
-        code = result.get("result", 0)
+        code = result.get("result")
         if code == 32:  # noSuchObject
             return None
-        if code != 0:
+        if code != 0:  # an error, or no answer at all
             self._drop()
             raise LDAPError(f"search failed: {result.get('description', code)}")
         for entry in conn.response or []:
             if entry.get("type") == "searchResEntry":
                 raw: dict[str, list[bytes]] = entry.get("raw_attributes", {})
                 return {k.lower(): list(v) for k, v in raw.items()}
-        return None
+        return None  # the entry is there but not of match_objectclass
 
     async def run(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()

@@ -199,3 +199,15 @@ def test_metrics(node: Any, api: httpx.Client) -> None:
     after = ok(api.get(f"/nodes/{node.name}/metrics/"))
     for name in ("success", "failure", "ignore"):
         assert after[f"auth/ldap/{name}"] - before[f"auth/ldap/{name}"] == 1, name
+
+
+def test_kept_connections_survive_a_server_restart(node: Any, api: httpx.Client,
+                                                   slapd: Slapd) -> None:
+    assert connect(node, uid("c"), "u-sha", "pw-sha") == OK  # a connection is kept
+    slapd.stop()
+    slapd.start()
+    # The kept connection is dead; the plugin binds a new one instead of answering
+    # "server down" (which would have let a wrong password in, as ignore).
+    assert connect(node, uid("c"), "u-sha", "wrong") == BAD_PASSWORD
+    assert connect(node, uid("c"), "u-sha", "pw-sha") == OK
+    assert ALARM not in alarms(api, node)
