@@ -3,7 +3,8 @@ user name) field (docs/auth-backends.md#jwt).
 
 As EMQ X v3.2: HS256/384/512 tokens are checked with ``auth.jwt.secret``,
 RS*/PS*/ES* tokens with the public key in ``auth.jwt.pubkey`` (PEM file) or a
-key of the JWKS file ``auth.jwt.jwks`` (chosen by the token's ``kid``).
+key of the JWKS ``auth.jwt.jwks`` (a file, or an http(s) URL fetched at load and
+every ``jwks.refresh_interval``; the token's ``kid`` chooses the key).
 ``exp`` and ``nbf`` are checked when present.  With ``auth.jwt.verify_claims
 = on`` every ``auth.jwt.verify_claims.<claim> = <expected>`` must hold
 (``%u`` / ``%c`` stand for the client's user name / client id).
@@ -23,6 +24,8 @@ Tokens and secrets are never logged.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -32,6 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -40,7 +44,7 @@ from starling.broker import AuthResult, Channel, HookPoint, Stop, topic_matches
 from starling.config import parse_bool
 from starling.mqtt import ReasonCode
 
-from .auth_backend import Counters, denied, render
+from .auth_backend import Counters, denied, parse_timeout, render
 from .registry import ConfigKey, Plugin, PluginContext
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,8 @@ KEY_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES38
 #: Decoded tokens kept for ACL checks (token → claims), least recently used dropped.
 CACHE_SIZE = 10_000
 NOT_A_JWT = "not a JWT"
+#: Time limit of one JWKS fetch, seconds.
+JWKS_TIMEOUT = 10.0
 
 
 def parse_from(value: str) -> str:
@@ -80,8 +86,11 @@ SCHEMA: tuple[ConfigKey, ...] = (
               required=False),
     ConfigKey("auth.jwt.pubkey", "", "PEM file with the RSA or ECDSA public key "
               "(or a certificate) of RS*/PS*/ES* tokens.", parse_file, required=False),
-    ConfigKey("auth.jwt.jwks", "", "JWKS file (JSON key set) of RS*/PS*/ES* tokens; "
-              "the token's kid picks the key.", parse_file, required=False),
+    ConfigKey("auth.jwt.jwks", "", "JWKS file or http(s) URL (a JSON key set) of "
+              "RS*/PS*/ES* tokens; the token's kid picks the key.", parse_file,
+              required=False),
+    ConfigKey("auth.jwt.jwks.refresh_interval", "5m",
+              "How often a JWKS URL is fetched again.", parse_timeout),
     ConfigKey("auth.jwt.from", "password", "Where the token is: password or username.",
               parse_from),
     ConfigKey("auth.jwt.verify_claims", "off", "on: check the verify_claims.<claim> keys.",
@@ -109,14 +118,18 @@ def load_public_key(path: str) -> Any:
         raise ValueError(f"auth.jwt.pubkey: {path} holds no PEM public key") from None
 
 
-def load_jwks(path: str) -> dict[str | None, Any]:
-    """kid → key of a JWKS file (keys without a kid under None)."""
+def parse_jwks(text: str, source: str) -> dict[str | None, Any]:
+    """kid → key of a JWKS document (keys without a kid under None)."""
     try:
-        keyset = jwt.PyJWKSet.from_dict(json.loads(Path(path).read_text()))
+        keyset = jwt.PyJWKSet.from_dict(json.loads(text))
     except (ValueError, jwt.PyJWKSetError, jwt.PyJWKError) as exc:
-        raise ValueError(f"auth.jwt.jwks: {path} is not a usable JWKS file "
+        raise ValueError(f"auth.jwt.jwks: {source} is not a usable JWKS "
                          f"({type(exc).__name__})") from None
     return {key.key_id: key.key for key in keyset.keys}
+
+
+def is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
 
 
 class JwtAuthPlugin(Plugin):
@@ -134,6 +147,7 @@ class JwtAuthPlugin(Plugin):
         self.pubkey: Any = None
         self.jwks: dict[str | None, Any] = {}
         self._decoded: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._refresher: asyncio.Task[None] | None = None
         self.metrics = Counters(context.broker, "auth/jwt", ("success", "failure", "ignore"))
         self.acl_metrics = Counters(context.broker, "acl/jwt", ("allow", "deny", "ignore"))
 
@@ -141,8 +155,12 @@ class JwtAuthPlugin(Plugin):
         # Small files, read once at load (a bad one makes the load fail, saying why).
         if self.settings["auth.jwt.pubkey"]:
             self.pubkey = load_public_key(self.settings["auth.jwt.pubkey"])
-        if self.settings["auth.jwt.jwks"]:
-            self.jwks = load_jwks(self.settings["auth.jwt.jwks"])
+        jwks = self.settings["auth.jwt.jwks"]
+        if jwks and is_url(jwks):
+            await self.fetch_jwks()
+            self._refresher = asyncio.get_running_loop().create_task(self._refreshing())
+        elif jwks:
+            self.jwks = parse_jwks(Path(jwks).read_text(), jwks)
         if self.secret and len(self.secret.encode()) < 32:
             log.warning("emqx_auth_jwt: auth.jwt.secret is shorter than 32 bytes "
                         "(RFC 7518 asks for at least the hash size)")
@@ -155,7 +173,35 @@ class JwtAuthPlugin(Plugin):
         hooks = self.context.broker.hooks
         hooks.remove(HookPoint.CLIENT_AUTHENTICATE, self.authenticate)
         hooks.remove(HookPoint.CLIENT_CHECK_ACL, self.check_acl)
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
         self._decoded.clear()
+
+    async def fetch_jwks(self) -> None:
+        """Fetch the JWKS URL (bounded by `JWKS_TIMEOUT`); on failure keep the keys
+        we have and log why (tokens needing an unknown key are refused)."""
+        url = self.settings["auth.jwt.jwks"]
+        where = str(httpx.URL(url).copy_with(query=None, username=None, password=None))
+        try:
+            async with httpx.AsyncClient(timeout=JWKS_TIMEOUT,
+                                         follow_redirects=True) as client:
+                response = await client.get(url)
+                response.raise_for_status()
+            self.jwks = parse_jwks(response.text, where)
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("emqx_auth_jwt: JWKS from %s not loaded: %s", where,
+                        type(exc).__name__)
+            return
+        self._decoded.clear()  # decisions made with the old keys are not kept
+        log.info("emqx_auth_jwt: %d JWKS key(s) loaded from %s", len(self.jwks), where)
+
+    async def _refreshing(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings["auth.jwt.jwks.refresh_interval"])
+            await self.fetch_jwks()
 
     # -- tokens ----------------------------------------------------------------------
     def token_of(self, channel: Channel) -> str | None:

@@ -22,7 +22,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from helpers.api import err, ok
-from helpers.clients import PahoClient, uid
+from helpers.clients import PahoClient, uid, wait_until
+from helpers.http_server import LocalHTTPServer
 from paho.mqtt.client import MQTTv5
 from test_auth_clientid_username import BAD_PASSWORD, OK, connect
 
@@ -246,3 +247,27 @@ def test_unload_removes_the_check_and_metrics(node: Any, api: httpx.Client,
     ok(api.put(f"/nodes/{node.name}/plugins/{PLUGIN}/unload"))
     assert connect(node, uid("c"), "u", hs({}, secret="bad")) == OK
     assert not [line for line in node.log_lines if SECRET in line]
+
+
+def test_jwks_from_a_url_fetched_again(node: Any, api: httpx.Client, keys: dict[str, Any],
+                                       loaded: None) -> None:
+    def jwk(key: Any, kid: str) -> dict[str, Any]:
+        return {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())),
+                "kid": kid, "alg": "RS256"}
+
+    served = {"keys": [jwk(keys["rsa"], "first")]}
+    server = LocalHTTPServer(lambda req: (200, json.dumps(served))).start()
+    try:
+        configure(api, node, {"auth.jwt.jwks": f"{server.url}/jwks",
+                              "auth.jwt.jwks.refresh_interval": "1s"})
+        first = jwt.encode({}, keys["rsa"], algorithm="RS256", headers={"kid": "first"})
+        second = jwt.encode({}, keys["rsa2"], algorithm="RS256", headers={"kid": "second"})
+        assert connect(node, uid("c"), "u", first) == OK
+        assert connect(node, uid("c"), "u", second) == BAD_PASSWORD
+        served["keys"] = [jwk(keys["rsa2"], "second")]  # the issuer rotates its key
+        wait_until(lambda: connect(node, uid("c"), "u", second) == OK, timeout=20,
+                   interval=0.5, message="the rotated key fetched")
+        assert connect(node, uid("c"), "u", first) == BAD_PASSWORD
+    finally:
+        configure(api, node, {"auth.jwt.jwks": ""})
+        server.stop()
