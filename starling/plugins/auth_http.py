@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -146,7 +147,21 @@ SCHEMA: tuple[ConfigKey, ...] = (
               "When the server cannot be reached or times out: ignore or deny.", parse_on_error),
     ConfigKey("auth.http.header.$name", "", "An HTTP header sent with every request.",
               required=False),
+    ConfigKey("auth.http.ssl.cacertfile", "", "CA certificates (PEM) that https servers "
+              "are checked against; empty = the system's.", required=False),
+    ConfigKey("auth.http.ssl.certfile", "", "Client certificate (PEM) for https servers "
+              "that ask for one.", required=False),
+    ConfigKey("auth.http.ssl.keyfile", "", "Key (PEM) of ssl.certfile.", required=False),
 )
+
+
+def tls_context(settings: Mapping[str, Any]) -> ssl.SSLContext:
+    """The TLS settings of https requests (files read at load; a bad one fails it)."""
+    context = ssl.create_default_context(cafile=settings["auth.http.ssl.cacertfile"] or None)
+    certfile = settings["auth.http.ssl.certfile"]
+    if certfile:
+        context.load_cert_chain(certfile, settings["auth.http.ssl.keyfile"] or None)
+    return context
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +233,8 @@ class HttpAuthPlugin(Plugin):
         limits = httpx.Limits(max_connections=self.pool_size,
                               max_keepalive_connections=self.pool_size)
         self.client = httpx.AsyncClient(timeout=self.timeout, limits=limits,
-                                        headers=self.headers, follow_redirects=True)
+                                        headers=self.headers, follow_redirects=True,
+                                        verify=tls_context(self.settings))
         hooks = self.context.broker.hooks
         if self.auth_req is not None:
             hooks.add(HookPoint.CLIENT_AUTHENTICATE, self.authenticate)

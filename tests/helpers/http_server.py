@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -45,9 +46,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class LocalHTTPServer:
-    def __init__(self, respond: Respond, port: int = 0) -> None:
+    def __init__(self, respond: Respond, port: int = 0,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """`tls`: serve https with this (server side) context."""
         self.respond = respond
         self.port = port
+        self.tls = tls
         self.requests: list[Request] = []
         #: Seconds each answer is held back (to test time limits).
         self.delay = 0.0
@@ -57,7 +61,7 @@ class LocalHTTPServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> LocalHTTPServer:
         owner = self
@@ -103,6 +107,8 @@ class LocalHTTPServer:
 
         server = _Server(("127.0.0.1", self.port), Handler)
         self.port = server.server_address[1]
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, daemon=True)
         self._thread.start()

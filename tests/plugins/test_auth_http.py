@@ -1,20 +1,24 @@
 """emqx_auth_http against a real HTTP server (http.server in a thread) and a live
 node: paho clients let in, refused, ignored, made superuser; the requests the
-server sees (form, JSON, GET, placeholders, headers); a server that is down or
+server sees (form, JSON, GET, placeholders, headers); https with a CA and a
+client certificate; a server that is down or
 too slow answered by `auth.http.on_error`, with the `emqx_auth_http_down`
 alarm raised and cleared; unload removes the hooks; no password in the log
 (docs/auth-backends.md#http)."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from helpers.api import ok
+from helpers.certs import CA
 from helpers.clients import PahoClient, uid, wait_until
 from helpers.http_server import LocalHTTPServer, Request
 from helpers.servers import free_port
@@ -316,3 +320,38 @@ def test_acl_server_down_answers_on_error(node: Any, api: httpx.Client,
         assert [a for a in alarms(api, node) if a["id"] == ALARM]
     finally:
         client.close()
+
+
+def test_https_server_and_client_certificate(node: Any, api: httpx.Client,
+                                             service: AuthService, tmp_path: Path) -> None:
+    ca = CA.create(tmp_path / "ca")
+    server_pair = ca.issue_server()
+    client_pair = ca.issue_client("starling-node")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(server_pair.cert, server_pair.key)
+    tls.verify_mode = ssl.CERT_REQUIRED  # the server wants our client certificate
+    tls.load_verify_locations(ca.cert)
+    https = LocalHTTPServer(service, tls=tls).start()
+    user = uid("u")
+    service.users[user] = "pw"
+    config = {**base_config(https), "auth.http.on_error": "deny",
+              "auth.http.request.retry_times": "0", "auth.http.ssl.cacertfile": "",
+              "auth.http.ssl.certfile": "", "auth.http.ssl.keyfile": ""}
+    try:
+        configure(api, node, config)
+        plugin(api, node, "load")
+        # The server's certificate is not trusted (its CA is not configured).
+        assert connect(node, uid("c"), user, "pw") == BAD_PASSWORD
+        configure(api, node, {"auth.http.ssl.cacertfile": str(ca.cert)})
+        # Trusted now, but the server refuses a client without a certificate.
+        assert connect(node, uid("c"), user, "pw") == BAD_PASSWORD
+        configure(api, node, {"auth.http.ssl.certfile": str(client_pair.cert),
+                              "auth.http.ssl.keyfile": str(client_pair.key)})
+        assert connect(node, uid("c"), user, "pw") == OK
+        assert connect(node, uid("c"), user, "wrong") == BAD_PASSWORD
+        assert https.last("/mqtt/auth").params["username"] == user
+    finally:
+        plugin(api, node, "unload")
+        configure(api, node, {"auth.http.ssl.cacertfile": "", "auth.http.ssl.certfile": "",
+                              "auth.http.ssl.keyfile": ""})
+        https.stop()
