@@ -123,12 +123,15 @@ class ServerAlarm:
         self._probe = probe
         self._down: dict[str, str] = {}  # server -> why
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def down(self) -> list[str]:
         return list(self._down)
 
     def failed(self, server: str, error: BaseException) -> None:
+        if self._closed:
+            return  # a call that was under way when the plugin unloaded
         why = type(error).__name__
         fresh = server not in self._down
         self._down[server] = why
@@ -161,7 +164,8 @@ class ServerAlarm:
                 self.succeeded(server)
 
     async def close(self) -> None:
-        """The plugin unloads: stop probing and clear the alarm."""
+        """The plugin unloads: stop probing and clear the alarm, for good."""
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -261,7 +261,12 @@ class HttpAuthPlugin(Plugin):
         attempt = 0
         while True:
             try:
-                response = await client.send(req.build(client, values))
+                try:
+                    response = await client.send(req.build(client, values))
+                except RuntimeError:  # the client was closed under us: the plugin unloaded
+                    raise httpx.ConnectError("plugin unloaded") from None
+                except OSError as exc:  # e.g. a TLS alert read with the answer: httpx lets
+                    raise httpx.ConnectError(type(exc).__name__) from exc  # those out
             except httpx.TimeoutException as exc:
                 self.alarm.failed(req.server, exc)
                 raise

@@ -191,7 +191,7 @@ class JwtAuthPlugin(Plugin):
                 response = await client.get(url)
                 response.raise_for_status()
             self.jwks = parse_jwks(response.text, where)
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, OSError, ValueError) as exc:
             log.warning("emqx_auth_jwt: JWKS from %s not loaded: %s", where,
                         type(exc).__name__)
             return

@@ -243,8 +243,11 @@ class LdapClient:
     async def run(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self._executor, fn),
-                                          self.timeout)
+            future = loop.run_in_executor(self._executor, fn)
+        except RuntimeError:  # the pool was shut down: the plugin unloaded
+            raise LdapDown("closed") from None
+        try:
+            return await asyncio.wait_for(future, self.timeout)
         except (LDAPError, TimeoutError) as exc:
             raise LdapDown(type(exc).__name__ if isinstance(exc, TimeoutError)
                            else str(exc)) from None
@@ -261,7 +264,7 @@ class LdapClient:
         with self._lock:
             self._closed = True
             connections, self._connections = list(self._connections), set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown(wait=False)  # queued calls fail fast: closed
 
         def unbind_all() -> None:
             for conn in connections:
