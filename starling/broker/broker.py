@@ -16,7 +16,7 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from starling.mqtt import SubscriptionOptions, matches, parse_share
@@ -68,6 +68,8 @@ class Broker:
         self.acl = InternalAcl()
         #: Bumped when ACL rules change: every connection's ACL cache is then stale.
         self.acl_generation = 0
+        #: TLS-PSK keys by identity, installed by a PSK plugin (emqx_psk_file).
+        self.psk_lookup: Callable[[str], bytes | None] | None = None
         self.started_at = time.time()
         self._expiry: list[tuple[float, int, Session]] = []
         self._expiry_seq = 0
@@ -534,6 +536,11 @@ class Broker:
             cache.put(action, topic, allowed, time.monotonic() + options.acl_cache_ttl,
                       options.acl_cache_max_size)
         return allowed
+
+    def psk_key(self, identity: str) -> bytes | None:
+        """The pre-shared key of a TLS-PSK identity, None when unknown."""
+        lookup = self.psk_lookup
+        return lookup(identity) if lookup is not None else None
 
     def invalidate_acl_cache(self) -> None:
         """ACL rules changed: every connection's cached decisions are dropped."""

@@ -58,7 +58,8 @@ SEED_LIST = [
 ]
 #: Plugins implemented in Starling (the others answer not_implemented).
 IMPLEMENTED_PLUGINS = {"emqx_management", "emqx_plugin_template", "emqx_auth_clientid", "emqx_auth_username",
-                       "emqx_dashboard", "emqx_auth_http", "emqx_auth_jwt", "emqx_auth_ldap"}
+                       "emqx_dashboard", "emqx_psk_file", "emqx_auth_http", "emqx_auth_jwt",
+                       "emqx_auth_ldap"}
 NOT_IMPLEMENTED = [name for name, _ in SEED_LIST if name not in IMPLEMENTED_PLUGINS]
 
 
