@@ -155,11 +155,11 @@ class LdapClient:
         self._ldap3 = lib = _ldap3()
         # LDAPS checks the server's certificate against the system CA store.
         tls = lib.Tls(validate=ssl.CERT_REQUIRED) if use_ssl else None
-        self._pool = lib.ServerPool(
-            [lib.Server(host, port=port, use_ssl=use_ssl, tls=tls, get_info=lib.NONE,
-                        connect_timeout=timeout) for host in servers],
-            # active=1: one round over the servers, then give up (True would retry forever).
-            lib.FIRST, active=1, exhaust=False)
+        # Our own failover, not ldap3's ServerPool: that one sleeps 10 s after a
+        # round in which no server answered, holding the worker thread.
+        self._servers = [lib.Server(host, port=port, use_ssl=use_ssl, tls=tls,
+                                    get_info=lib.NONE, connect_timeout=timeout)
+                         for host in servers]
         self._bind_dn = bind_dn or None
         self._bind_password = bind_password or None
         self.timeout = timeout
@@ -175,15 +175,24 @@ class LdapClient:
         conn: ldap3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and not conn.closed:
             return conn
-        conn = lib.Connection(self._pool, user=self._bind_dn, password=self._bind_password,
-                                # whole seconds: ldap3 packs it into SO_RCVTIMEO
-                                receive_timeout=max(1, math.ceil(self.timeout)),
-                                read_only=True,
-                                raise_exceptions=False, auto_bind=lib.AUTO_BIND_NONE)
-        if not conn.bind():
-            result = conn.result or {}
-            conn.unbind()
-            raise LDAPError(f"bind refused: {result.get('description', 'unknown')}")
+        conn = None
+        why = "no server"
+        for server in self._servers:  # the first that answers, in the configured order
+            candidate = lib.Connection(
+                server, user=self._bind_dn, password=self._bind_password,
+                receive_timeout=max(1, math.ceil(self.timeout)),  # whole seconds (SO_RCVTIMEO)
+                read_only=True, raise_exceptions=False, auto_bind=lib.AUTO_BIND_NONE)
+            try:
+                if candidate.bind():
+                    conn = candidate
+                    break
+                why = f"bind refused: {(candidate.result or {}).get('description', 'unknown')}"
+            except Exception as exc:  # cannot connect: the next server
+                why = type(exc).__name__
+            with contextlib.suppress(Exception):
+                candidate.unbind()
+        if conn is None:
+            raise LDAPError(why)
         with self._lock:
             if self._closed:
                 conn.unbind()

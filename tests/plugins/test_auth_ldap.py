@@ -3,6 +3,7 @@ throwaway config (tests/helpers/slapd.py) and the schema of
 docs/ldap/emqx.schema: paho clients let in ({SHA}, {SSHA}, {MD5}, plain
 passwords), refused (wrong password, disabled), ignored (unknown), made
 superuser (bypassing ACL), allowed and denied by the mqtt*Topic attributes;
+the first of two servers down (failover);
 the plugin configured by an EMQ X conf file and loaded by `plugins.loaded`;
 slapd stopped and started again: on_error, the alarm raised and cleared, the
 connections made again (docs/auth-backends.md#ldap)."""
@@ -88,7 +89,8 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
 
 
 def conf_text(slapd: Slapd, **extra: str) -> str:
-    values = {"auth.ldap.servers": "127.0.0.1", "auth.ldap.port": str(slapd.port),
+    # 127.0.0.2 refuses (slapd listens on 127.0.0.1 only): the plugin goes on to the next.
+    values = {"auth.ldap.servers": "127.0.0.2,127.0.0.1", "auth.ldap.port": str(slapd.port),
               "auth.ldap.pool": "4", "auth.ldap.bind_dn": ROOT_DN,
               "auth.ldap.bind_password": ROOT_PASSWORD, "auth.ldap.timeout": "5s",
               "auth.ldap.device_dn": DEVICES, "auth.ldap.match_objectclass": "mqttUser",
