@@ -71,15 +71,9 @@ def server(service: AuthService) -> Iterator[LocalHTTPServer]:
 
 
 @pytest.fixture(scope="module")
-def node(api_node: Any) -> Iterator[Any]:
-    yield api_node
-    api_node.stop()
-
-
-@pytest.fixture
-def api(node: Any) -> Iterator[httpx.Client]:
-    with node.api() as client:
-        yield client
+def node(api_node: Any) -> Any:
+    """The module's node, with the API on (`api` is tests/plugins/conftest.py's)."""
+    return api_node
 
 
 def base_config(server: LocalHTTPServer) -> dict[str, str]:

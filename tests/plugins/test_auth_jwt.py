@@ -32,15 +32,9 @@ SECRET = "test-hmac-secret-of-at-least-64-bytes-for-hs512-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def node(api_node: Any) -> Iterator[Any]:
-    yield api_node
-    api_node.stop()
-
-
-@pytest.fixture
-def api(node: Any) -> Iterator[httpx.Client]:
-    with node.api() as client:
-        yield client
+def node(api_node: Any) -> Any:
+    """The module's node, with the API on (`api` is tests/plugins/conftest.py's)."""
+    return api_node
 
 
 @pytest.fixture(scope="module")

@@ -114,12 +114,6 @@ def node(make_node: Any, slapd: Slapd, tmp_path: Path) -> Any:
                       "acl_file": str(acl), "mqtt.allow_anonymous": "true"})
 
 
-@pytest.fixture
-def api(node: Any) -> Iterator[httpx.Client]:
-    with node.api() as client:
-        yield client
-
-
 def client_of(node: Any, user: str, password: str) -> PahoClient:
     client = PahoClient(node.host, node.port, client_id=uid("c"))
     client.client.username_pw_set(user, password)
