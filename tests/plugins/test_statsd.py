@@ -81,13 +81,12 @@ def node(make_node: Callable[..., Any]) -> Any:
     return make_node(API_SETTINGS)
 
 
-
-
 def test_metrics_and_stats_reach_a_statsd_server(node: Any, api: httpx.Client,
                                                  clients: Clients) -> None:
     with StatsdServer() as server:
-        configure(api, node, PLUGIN, {"statsd.port": str(server.port), "statsd.interval": "200ms",
-                               "statsd.prefix": "starling", "statsd.tags": "env:test,node:a"})
+        configure(api, node, PLUGIN, {"statsd.port": str(server.port),
+                                      "statsd.interval": "200ms", "statsd.prefix": "starling",
+                                      "statsd.tags": "env:test,node:a"})
         ok(api.put(f"/nodes/{node.name}/plugins/{PLUGIN}/load"))
         sub, pub = clients(node, uid("sd")), clients(node, uid("sd"))
         try:
