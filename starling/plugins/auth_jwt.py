@@ -25,7 +25,6 @@ Tokens and secrets are never logged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -45,6 +44,7 @@ from starling.mqtt import ReasonCode
 
 from .auth_common import denied, fill
 from .auth_monitor import AuthMetrics
+from .background import cancel
 from .config_values import parse_choice, parse_switch, parse_timeout
 from .registry import ConfigKey, Plugin, PluginContext
 
@@ -162,11 +162,8 @@ class JwtAuthPlugin(Plugin):
         hooks = self.context.broker.hooks
         hooks.remove(HookPoint.CLIENT_AUTHENTICATE, self.authenticate)
         hooks.remove(HookPoint.CLIENT_CHECK_ACL, self.check_acl)
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        await cancel(self._refresher)
+        self._refresher = None
         self._decoded.clear()
 
     async def fetch_jwks(self) -> None:

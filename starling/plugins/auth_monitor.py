@@ -20,6 +20,8 @@ from typing import Any
 
 from starling.broker import Broker
 
+from .background import cancel
+
 log = logging.getLogger(__name__)
 
 #: Seconds between two probes of a server that is down (emqx_auth_http, _ldap).
@@ -108,11 +110,8 @@ class ServerAlarm:
     async def close(self) -> None:
         """The plugin unloads: stop probing and clear the alarm, for good."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         self._down.clear()
         self.broker.alarms.clear_alarm(self.alarm_id)
 
