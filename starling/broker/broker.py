@@ -38,6 +38,7 @@ from .shared import SharedGroup
 from .snapshots import ConnectionSnapshot, SessionSnapshot, SubscriptionSnapshot
 from .stats import Stats
 from .sys_topics import SysPublisher
+from .timers import TimerWheel
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class Broker:
         self.retained = RetainedStore()
         self.sessions: dict[str, Session] = {}
         self.channels: dict[str, Channel] = {}
+        #: Every connection's idle-timeout / keepalive deadline, on one loop timer.
+        self.timers = TimerWheel()
         self.stats = Stats(self)
         self.sys = SysPublisher(self)
         #: Clients refused at CONNECT; a new ban closes the connections it covers.
@@ -94,6 +97,7 @@ class Broker:
         for channel in list(self.channels.values()):
             channel.will = None
             channel.close("shutdown")
+        self.timers.close()
         for task in list(self._tasks):
             task.cancel()
         await self.journal.close()

@@ -116,12 +116,10 @@ class Channel:
         "_auth_method",
         "_auth_props",
         "_held_acks",
-        "_loop",
         "_out_aliases",
         "_pending",
         "_retry_interval",
         "_retry_timer",
-        "_timer",
         "_topic_aliases",
         "acl_cache",
         "assigned_client_id",
@@ -147,6 +145,7 @@ class Channel:
         "send_pkt",
         "session",
         "state",
+        "timer_key",
         "username",
         "will",
         "writable",
@@ -177,7 +176,6 @@ class Channel:
         self.last_seen = time.monotonic()
         self.disconnect_reason = ""
         self.recv_pkt = self.recv_msg = self.send_pkt = self.send_msg = 0
-        self._timer: asyncio.TimerHandle | None = None
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_interval = 0.0
         self._pending: list[Packet] = []
@@ -197,8 +195,9 @@ class Channel:
         #: Server-to-client aliases (`mqtt.server_topic_alias`), up to the client's maximum.
         self._alias_max = 0
         self._out_aliases: dict[str, int] = {}
-        self._loop = asyncio.get_event_loop()
-        self._timer = self._loop.call_later(broker.options.idle_timeout, self._idle_timeout)
+        #: The idle timeout, then the keepalive, are deadlines in `broker.timers`.
+        self.timer_key = 0
+        broker.timers.add(self, self.last_seen + broker.options.idle_timeout)
 
     @property
     def peerhost(self) -> str:
@@ -284,9 +283,8 @@ class Channel:
             return
         was_connected = self.state == CONNECTED
         self.state = CLOSED
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self.timer_key:
+            self.broker.timers.remove(self)
         if self._retry_timer is not None:
             self._retry_timer.cancel()
             self._retry_timer = None
@@ -346,13 +344,13 @@ class Channel:
             # Enhanced authentication replaces the user name / password chain.
             self.state = CONNECTING
             data = p.properties.get(PropertyId.AUTHENTICATION_DATA)
-            broker.track(self._loop.create_task(self._enhanced_step(data)))
+            broker.track(asyncio.get_running_loop().create_task(self._enhanced_step(data)))
             return
         acc = AuthResult(ReasonCode.SUCCESS if broker.options.allow_anonymous
                          else ReasonCode.NOT_AUTHORIZED)
         if broker.hooks.has(HookPoint.CLIENT_AUTHENTICATE):
             self.state = CONNECTING
-            task = self._loop.create_task(self._authenticate(acc))
+            task = asyncio.get_running_loop().create_task(self._authenticate(acc))
             broker.track(task)
         else:
             self._finish_connect(acc)
@@ -391,7 +389,7 @@ class Channel:
             self._protocol_violation("AUTH with another method or reason")  # [MQTT-4.12.0-5]
             return
         data = p.properties.get(PropertyId.AUTHENTICATION_DATA)
-        self.broker.track(self._loop.create_task(self._enhanced_step(data)))
+        self.broker.track(asyncio.get_running_loop().create_task(self._enhanced_step(data)))
 
     async def _enhanced_step(self, data: bytes | None) -> None:
         assert self._auth_method is not None
@@ -528,28 +526,30 @@ class Channel:
         self._send(encode(Connack(present, code, props or {}), level or self.protocol_level))
 
     # -- keepalive -----------------------------------------------------------------
-    def _idle_timeout(self) -> None:
-        if self.state in (NEW, CONNECTING):
-            self.close("idle_timeout")
-
     def _reset_keepalive_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        timers = self.broker.timers
         if self.keepalive:
-            self._timer = self._loop.call_later(
-                self.keepalive * self.broker.options.keepalive_multiplier, self._check_keepalive)
+            timers.add(self, time.monotonic()
+                       + self.keepalive * self.broker.options.keepalive_multiplier)
+        elif self.timer_key:
+            timers.remove(self)
 
-    def _check_keepalive(self) -> None:
-        """Close if nothing arrived for 1.5 x keepalive [MQTT-3.1.2-24]."""
+    def on_deadline(self, now: float) -> None:
+        """`broker.timers`: the idle timeout (no CONNECT handled in time), or the
+        keepalive window: close if nothing arrived for 1.5 x keepalive [MQTT-3.1.2-24]."""
+        state = self.state
+        if state in (NEW, CONNECTING):
+            self.close("idle_timeout")
+            return
+        if state != CONNECTED or not self.keepalive:
+            return
         window = self.keepalive * self.broker.options.keepalive_multiplier
-        idle = time.monotonic() - self.last_seen
-        if idle >= window:
+        if now - self.last_seen >= window:
             if self.protocol_level == 5:
                 self._send_disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT)
             self.close("keepalive_timeout")
         else:
-            self._timer = self._loop.call_later(window - idle, self._check_keepalive)
+            self.broker.timers.add(self, self.last_seen + window)
 
     # -- PUBLISH in ----------------------------------------------------------------
     def _on_publish(self, p: Publish) -> None:
@@ -724,7 +724,8 @@ class Channel:
                 head = bytes((head[0] | 0x08,)) + head[1:]
             self.conn.write(head + packet_id.to_bytes(2, "big") + tail)
             if self._retry_timer is None and self._retry_interval:
-                self._retry_timer = self._loop.call_later(self._retry_interval, self._retry)
+                self._retry_timer = asyncio.get_running_loop().call_later(
+                    self._retry_interval, self._retry)
         else:
             self.conn.write(head + tail)
         self.send_pkt += 1
@@ -788,7 +789,7 @@ class Channel:
             self._retry_timer = None
         if oldest is not None:
             delay = max(0.01, oldest + interval - time.monotonic())
-            self._retry_timer = self._loop.call_later(delay, self._retry)
+            self._retry_timer = asyncio.get_running_loop().call_later(delay, self._retry)
 
     def send_pubrel(self, packet_id: int, wait: bool = False) -> None:
         self.counters["packets/pubrel/sent"] += 1
