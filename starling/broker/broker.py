@@ -148,7 +148,7 @@ class Broker:
             for sub in rec.subscriptions:
                 opts = SubscriptionOptions(sub.qos, sub.no_local, sub.retain_as_published,
                                            sub.retain_handling)
-                session.subscriptions[sub.topic_filter] = opts
+                session.put_subscription(sub.topic_filter, opts)
                 self._route_add(sub.topic_filter, session, opts)
             for held in rec.messages:
                 message = message_of(held.message)
@@ -156,10 +156,10 @@ class Broker:
                 if held.packet_id is None:
                     session.enqueue_raw((message, held.qos, held.retain, None))
                 else:
-                    session.inflight[held.packet_id] = InflightEntry(
-                        message, held.qos, held.retain, mono, held.released)
+                    session.put_inflight(held.packet_id, InflightEntry(
+                        message, held.qos, held.retain, mono, held.released))
             for packet_id in rec.awaiting_rel:
-                session.awaiting_rel[packet_id] = mono
+                session.put_awaiting_rel(packet_id, mono)
             session.journal = self.journal
             session.disconnected_at = mono - (now - gone_at)
             self.sessions[rec.client_id] = session
@@ -452,8 +452,7 @@ class Broker:
     # -- subscriptions -----------------------------------------------------------
     def subscribe(self, session: Session, topic_filter: str, opts: SubscriptionOptions) -> bool:
         """Add a subscription; return True if it is new (not a replacement)."""
-        is_new = topic_filter not in session.subscriptions
-        session.subscriptions[topic_filter] = opts
+        is_new = session.put_subscription(topic_filter, opts)
         self._route_add(topic_filter, session, opts)
         if session.journal is not None:
             session.journal.subscribed(session, topic_filter, opts)

@@ -58,6 +58,7 @@ from starling.mqtt import (
 from . import metrics as m
 from .hooks import HookPoint
 from .message import Message
+from .session import NO_ENTRIES, empty_map
 
 if TYPE_CHECKING:
     from .acl import AclCache
@@ -178,7 +179,8 @@ class Channel:
         self.recv_pkt = self.recv_msg = self.send_pkt = self.send_msg = 0
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_interval = 0.0
-        self._pending: list[Packet] = []
+        #: Packets that arrived while authentication ran (made when first needed).
+        self._pending: list[Packet] | None = None
         #: Acknowledgements waiting for a store commit: (batch id needed, bytes).
         self._held_acks: deque[tuple[int, bytes]] | None = None  # made when first needed
         self.connect_packet: Connect | None = None
@@ -186,15 +188,15 @@ class Channel:
         #: MQTT 5.0 enhanced authentication: the method CONNECT named, and what
         #: the last step returned for CONNACK.
         self._auth_method: str | None = None
-        self._auth_props: dict[PropertyId, Any] = {}
+        self._auth_props: dict[PropertyId, Any] = empty_map()
         # MQTT 5.0 limits the client announced in CONNECT.
         self.client_max_packet = 0  #: 0 = no limit
         self.request_problem_info = True
         #: Client-to-server topic aliases (MQTT 5.0 §3.3.2.3.4).
-        self._topic_aliases: dict[int, str] = {}
+        self._topic_aliases: dict[int, str] = empty_map()
         #: Server-to-client aliases (`mqtt.server_topic_alias`), up to the client's maximum.
         self._alias_max = 0
-        self._out_aliases: dict[str, int] = {}
+        self._out_aliases: dict[str, int] = empty_map()
         #: The idle timeout, then the keepalive, are deadlines in `broker.timers`.
         self.timer_key = 0
         broker.timers.add(self, self.last_seen + broker.options.idle_timeout)
@@ -228,6 +230,8 @@ class Channel:
             if isinstance(packet, Auth) and self._auth_method is not None:
                 self._auth_packet(packet)
                 return
+            if self._pending is None:
+                self._pending = []
             self._pending.append(packet)
 
     def handle_error(self, error: MQTTError) -> None:
@@ -373,6 +377,8 @@ class Channel:
         self.client_max_packet = props.get(PropertyId.MAXIMUM_PACKET_SIZE, 0)
         if self.broker.options.server_topic_alias:
             self._alias_max = props.get(PropertyId.TOPIC_ALIAS_MAXIMUM, 0)
+            if self._alias_max:
+                self._out_aliases = {}
         self.request_problem_info = props.get(PropertyId.REQUEST_PROBLEM_INFORMATION, 1) != 0
         return True
 
@@ -413,7 +419,7 @@ class Channel:
             self._auth_props = props
             self._finish_connect(AuthResult(ReasonCode.SUCCESS, anonymous=False,
                                             superuser=step.superuser))
-            pending, self._pending = self._pending, []
+            pending, self._pending = self._pending or [], None
             for packet in pending:
                 if self.state != CONNECTED:
                     break
@@ -432,7 +438,7 @@ class Channel:
         if self._refuse_if_banned():
             return  # banned while authentication ran
         self._finish_connect(result)
-        pending, self._pending = self._pending, []
+        pending, self._pending = self._pending or [], None
         for packet in pending:
             if self.state != CONNECTED:
                 break
@@ -623,6 +629,8 @@ class Channel:
                 self._disconnect(ReasonCode.TOPIC_ALIAS_INVALID, f"topic alias {alias}")
                 return False
             if p.topic:
+                if self._topic_aliases is NO_ENTRIES:
+                    self._topic_aliases = {}
                 self._topic_aliases[alias] = p.topic
             else:
                 topic = self._topic_aliases.get(alias)
@@ -878,10 +886,7 @@ class Channel:
                 denied = True
                 continue
             is_new = broker.subscribe(session, topic_filter, opts)
-            if sub_id:
-                session.subscription_ids[topic_filter] = sub_id
-            else:
-                session.subscription_ids.pop(topic_filter, None)
+            session.set_subscription_id(topic_filter, sub_id)
             codes.append(opts.qos)
             granted.append((topic_filter, opts.qos, is_new))
         self.counters["packets/suback"] += 1

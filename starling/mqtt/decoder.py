@@ -88,7 +88,8 @@ class Decoder:
         #: 0 until a CONNECT is decoded; then 3, 4 or 5.
         self.protocol_level = protocol_level
         self.pending_error: MQTTError | None = None
-        self._buffer = bytearray()
+        #: Bytes of an incomplete packet; a bytearray only while there are some.
+        self._buffer: bytes | bytearray = b""
         self._need = 0
 
     @property
@@ -105,7 +106,7 @@ class Decoder:
             if len(self._buffer) < self._need:
                 return []
             buf = bytes(self._buffer)
-            self._buffer.clear()
+            self._buffer = b""
         else:
             buf = data
         packets: list[Packet] = []
@@ -154,7 +155,7 @@ class Decoder:
             self.pending_error = exc
             return packets
         if pos < size:
-            self._buffer += buf[pos:]
+            self._buffer = bytearray(memoryview(buf)[pos:])
         self._need = need
         return packets
 
@@ -196,6 +197,7 @@ class Decoder:
         pos += 1
         if name not in ("MQTT", "MQIsdp"):
             raise ProtocolError(f"unknown protocol name {name!r}")  # [MQTT-3.1.2-1]
+        name = "MQTT" if name == "MQTT" else "MQIsdp"  # the constants: no copy per connection
         if (name == "MQIsdp") != (level == 3) or level not in (3, 4, 5):
             raise UnsupportedProtocolVersion(f"unsupported protocol level {level}")
         if pos + 3 > end:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
+import sys
 import time
 from typing import TYPE_CHECKING, Any, cast
 
@@ -79,7 +79,8 @@ class MQTTConnection(asyncio.Protocol):
     def __init__(self, broker: Broker, listener: Listener, batcher: WriteBatcher) -> None:
         self.broker = broker
         self._batcher = batcher
-        self._out: list[bytes] = []
+        #: Bytes written since the last flush; None when there are none.
+        self._out: list[bytes] | None = None
         self.listener_ref = listener
         self.listener = listener.name
         self.peername: tuple[str, int] = ("", 0)
@@ -100,11 +101,10 @@ class MQTTConnection(asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if peer:
-            self.peername = (peer[0], peer[1])
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Small MQTT packets must not wait for Nagle's algorithm.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Interned: connections from one address (a gateway, a NAT) share the string.
+            self.peername = (sys.intern(peer[0]), peer[1])
+        # TCP_NODELAY (small MQTT packets must not wait for Nagle's algorithm) is set
+        # by uvloop and by asyncio on every TCP transport they make.
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)
         self._take_certificate(transport.get_extra_info("peercert"))
         self.channel = Channel(self.broker, self, self.listener_ref.zone)
@@ -171,9 +171,12 @@ class MQTTConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is None:
             return
-        if not self._out:
+        out = self._out
+        if out is None:
+            self._out = [data]
             self._batcher.mark(self)
-        self._out.append(data)
+        else:
+            out.append(data)
         size = len(data)
         self.send_oct += size
         self.send_cnt += 1
@@ -181,7 +184,7 @@ class MQTTConnection(asyncio.Protocol):
 
     def io_stats(self) -> dict[str, int]:
         transport = self.transport
-        pending = sum(map(len, self._out))
+        pending = sum(map(len, self._out or ()))
         if transport is not None:
             pending += transport.get_write_buffer_size()
         return {"recv_oct": self.recv_oct, "recv_cnt": self.recv_cnt, "send_oct": self.send_oct,
@@ -189,9 +192,9 @@ class MQTTConnection(asyncio.Protocol):
 
     def flush(self) -> None:
         out = self._out
-        if not out:
+        if out is None:
             return
-        self._out = []
+        self._out = None
         transport = self.transport
         if transport is not None and not transport.is_closing():
             self.send_bytes(out[0] if len(out) == 1 else b"".join(out))

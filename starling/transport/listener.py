@@ -63,7 +63,8 @@ class Listener:
         self.name = config.name
         self.zone = config.zone
         self.server: asyncio.base_events.Server | None = None
-        self.connections: set[MQTTConnection] = set()
+        #: Open connections (a dict as an ordered set: ~30 bytes an entry, a set ~100).
+        self.connections: dict[MQTTConnection, None] = {}
         self.shutdown_count: Counter[str] = Counter()
         self.refused = 0
         self.bound: tuple[str, int] = (config.host, config.port)
@@ -106,7 +107,7 @@ class Listener:
         elif not self._rate_ok():
             reason = "conn_rate_limited"
         else:
-            self.connections.add(conn)
+            self.connections[conn] = None
             return
         # Counted with the other ways connections end, so /listeners shows it.
         self.refused += 1
@@ -131,7 +132,7 @@ class Listener:
 
     def connection_closed(self, conn: MQTTConnection) -> None:
         if conn in self.connections:
-            self.connections.discard(conn)
+            del self.connections[conn]
             channel = conn.channel
             reason = (channel.disconnect_reason if channel is not None else "") or "closed"
             self.shutdown_count[reason] += 1
