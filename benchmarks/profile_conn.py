@@ -135,6 +135,8 @@ async def measure(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
             where = " < ".join(f"{_short(f.filename)}:{f.lineno}" for f in s.traceback)
             print(f"  {s.size_diff / args.connections:10.1f} "
                   f"{s.count_diff / args.connections:11.2f}  {where}", file=sys.stderr)
+        if args.sizes:
+            _print_sizes(before, after, stats[:args.sizes], args)
         tracemalloc.stop()
     stdout, _ = await asyncio.get_running_loop().run_in_executor(None, proc.communicate)
     try:
@@ -146,6 +148,25 @@ async def measure(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     if profiler is not None:
         _print_profile(profiler, args)
     return out
+
+
+def _print_sizes(before: Any, after: Any, top: list[Any], args: argparse.Namespace) -> None:
+    """Block sizes (new blocks only) at the top allocation sites: which objects they are."""
+    from collections import Counter
+
+    old = Counter((t.traceback, t.size) for t in before.traces)
+    for stat in top:
+        sizes: Counter[int] = Counter()
+        for trace in after.traces:
+            if trace.traceback == stat.traceback:
+                if old[(trace.traceback, trace.size)] > 0:
+                    old[(trace.traceback, trace.size)] -= 1
+                else:
+                    sizes[trace.size] += 1
+        where = _short(stat.traceback[0].filename) + f":{stat.traceback[0].lineno}"
+        common = ", ".join(f"{size} B x{n / args.connections:.2f}"
+                           for size, n in sizes.most_common(6) if n >= args.connections / 10)
+        print(f"# {where}: {common}", file=sys.stderr)
 
 
 def _short(filename: str) -> str:
@@ -214,6 +235,8 @@ def main() -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--frames", type=int, default=1, help="trace: traceback depth")
+    p.add_argument("--sizes", type=int, default=0, metavar="N",
+                   help="trace: block sizes at the N top sites")
     p.add_argument("--sort", choices=["tottime", "cumtime", "calls"], default="tottime")
     p.add_argument("--plain-malloc", action="store_true",
                    help="callgrind: PYTHONMALLOC=malloc")

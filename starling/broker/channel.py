@@ -73,8 +73,15 @@ NEW, CONNECTING, CONNECTED, CLOSED = "new", "connecting", "connected", "closed"
 class Connection(Protocol):
     """What a channel needs from its transport."""
 
-    peername: tuple[str, int]
-    listener: str
+    #: The client's address; `peername` adds the port.
+    peerhost: str
+
+    @property
+    def peername(self) -> tuple[str, int]: ...
+
+    @property
+    def listener(self) -> str: ...
+
     #: Subject of the client certificate (TLS), None for plain connections.
     peercert: str | None
     #: User name / client id taken from the client certificate, when configured.
@@ -123,7 +130,6 @@ class Channel:
         "_retry_timer",
         "_topic_aliases",
         "acl_cache",
-        "assigned_client_id",
         "broker",
         "clean_start",
         "client_id",
@@ -133,12 +139,12 @@ class Channel:
         "connected_at",
         "counters",
         "disconnect_reason",
-        "is_bridge",
         "is_superuser",
         "keepalive",
         "last_seen",
         "password",
         "protocol_level",
+        "receive_maximum",
         "recv_msg",
         "recv_pkt",
         "request_problem_info",
@@ -146,12 +152,15 @@ class Channel:
         "send_pkt",
         "session",
         "state",
-        "timer_key",
+        "timer_bucket",
         "username",
         "will",
         "writable",
         "zone",
     )
+
+    #: Bridges are not implemented: no connection is one (a class constant, no slot).
+    is_bridge = False
 
     def __init__(self, broker: Broker, conn: Connection, zone: str = "external") -> None:
         self.broker = broker
@@ -169,7 +178,6 @@ class Channel:
         self.session: Session | None = None
         self.connected_at: float | None = None
         self.is_superuser = False
-        self.is_bridge = False
         #: Recent ACL decisions (made by `Broker.check_acl` when first needed).
         self.acl_cache: AclCache | None = None
         #: False while the transport's write buffer is over its high-water mark.
@@ -183,14 +191,16 @@ class Channel:
         self._pending: list[Packet] | None = None
         #: Acknowledgements waiting for a store commit: (batch id needed, bytes).
         self._held_acks: deque[tuple[int, bytes]] | None = None  # made when first needed
+        #: The CONNECT being handled; let go once connected (what lasts is copied out).
         self.connect_packet: Connect | None = None
-        self.assigned_client_id = False
         #: MQTT 5.0 enhanced authentication: the method CONNECT named, and what
         #: the last step returned for CONNACK.
         self._auth_method: str | None = None
         self._auth_props: dict[PropertyId, Any] = empty_map()
         # MQTT 5.0 limits the client announced in CONNECT.
         self.client_max_packet = 0  #: 0 = no limit
+        #: At most this many unacknowledged QoS 1/2 PUBLISHes to the client.
+        self.receive_maximum = 65535
         self.request_problem_info = True
         #: Client-to-server topic aliases (MQTT 5.0 §3.3.2.3.4).
         self._topic_aliases: dict[int, str] = empty_map()
@@ -198,12 +208,12 @@ class Channel:
         self._alias_max = 0
         self._out_aliases: dict[str, int] = empty_map()
         #: The idle timeout, then the keepalive, are deadlines in `broker.timers`.
-        self.timer_key = 0
+        self.timer_bucket: dict[Any, None] | None = None
         broker.timers.add(self, self.last_seen + broker.options.idle_timeout)
 
     @property
     def peerhost(self) -> str:
-        return self.conn.peername[0]
+        return self.conn.peerhost
 
     # -- input from the shell ------------------------------------------------
     def handle(self, packet: Packet) -> None:
@@ -287,7 +297,7 @@ class Channel:
             return
         was_connected = self.state == CONNECTED
         self.state = CLOSED
-        if self.timer_key:
+        if self.timer_bucket is not None:
             self.broker.timers.remove(self)
         if self._retry_timer is not None:
             self._retry_timer.cancel()
@@ -328,14 +338,12 @@ class Channel:
         self.password = p.password
         self.will = p.will
         self.connect_packet = p
-        self.assigned_client_id = False
         client_id = p.client_id
         if not client_id:
             if not p.clean_start and p.protocol_level < 5:
                 self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)  # [MQTT-3.1.3-8]
                 return
-            client_id = "starling-" + uuid.uuid4().hex
-            self.assigned_client_id = True
+            client_id = "starling-" + uuid.uuid4().hex  # assigned: p.client_id stays ""
         elif len(client_id) > broker.options.max_clientid_len:
             self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             return
@@ -375,6 +383,7 @@ class Channel:
             self._refuse(ReasonCode.RETAIN_NOT_SUPPORTED)  # [MQTT-3.2.2-13]
             return False
         self.client_max_packet = props.get(PropertyId.MAXIMUM_PACKET_SIZE, 0)
+        self.receive_maximum = int(props.get(PropertyId.RECEIVE_MAXIMUM, 65535))
         if self.broker.options.server_topic_alias:
             self._alias_max = props.get(PropertyId.TOPIC_ALIAS_MAXIMUM, 0)
             if self._alias_max:
@@ -466,12 +475,14 @@ class Channel:
         session, present = broker.open_session(self, p.clean_start, expiry)
         self.session = session
         self.state = CONNECTED
-        self.connected_at = time.time()
+        # A new session was made just now: one float for both.
+        self.connected_at = time.time() if present else session.created_at
+        self.connect_packet = None
         props: dict[PropertyId, Any] = {}
         if p.protocol_level == 5:
             props = self._connack_properties(p)
             session.max_inflight = min(broker.options.max_inflight or 65535,
-                                       p.properties.get(PropertyId.RECEIVE_MAXIMUM, 65535))
+                                       self.receive_maximum)
         else:
             self._retry_interval = broker.options.retry_interval
         self._write_connack(present, 0, props=props)
@@ -488,7 +499,7 @@ class Channel:
             PropertyId.RECEIVE_MAXIMUM: self.server_receive_maximum,
             PropertyId.TOPIC_ALIAS_MAXIMUM: options.max_topic_alias,
         }
-        if self.assigned_client_id:
+        if not p.client_id:  # we assigned one
             props[PropertyId.ASSIGNED_CLIENT_IDENTIFIER] = self.client_id
         props.update(self._auth_props)
         if options.max_packet_size < MAX_PACKET_SIZE:
@@ -537,7 +548,7 @@ class Channel:
         if self.keepalive:
             timers.add(self, time.monotonic()
                        + self.keepalive * self.broker.options.keepalive_multiplier)
-        elif self.timer_key:
+        elif self.timer_bucket is not None:
             timers.remove(self)
 
     def on_deadline(self, now: float) -> None:
@@ -601,7 +612,7 @@ class Channel:
             assert p.packet_id is not None
             session.await_rel(p.packet_id)
         message = Message(p.topic, p.payload, qos, p.retain, self.client_id, self.username,
-                          self.conn.peername[0], p.properties)
+                          self.conn.peerhost, p.properties)
         expiry: float | None = (p.properties.get(PropertyId.MESSAGE_EXPIRY_INTERVAL)
                                 if p.properties else None)
         expiry_cap = broker.options.message_expiry_interval

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from starling.mqtt import PropertyId, SubscriptionOptions
+from starling.mqtt import SubscriptionOptions
 
 from . import metrics as m
 from .message import Message
@@ -186,9 +186,8 @@ class Session:
         The window never exceeds an MQTT 5.0 client's Receive Maximum [MQTT-3.3.4-7]."""
         self.options = options
         window = options.max_inflight or 65535
-        packet = self.channel.connect_packet if self.channel is not None else None
-        if packet is not None and packet.protocol_level == 5:
-            window = min(window, int(packet.properties.get(PropertyId.RECEIVE_MAXIMUM, 65535)))
+        if self.channel is not None:
+            window = min(window, self.channel.receive_maximum)
         self.max_inflight = window
         limit = options.max_mqueue_len
         journal = self.journal

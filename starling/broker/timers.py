@@ -18,7 +18,7 @@ import heapq
 import logging
 import math
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,8 @@ RESOLUTION = 0.1
 
 
 class Timed(Protocol):
-    #: The bucket this item is registered in; 0 when it is in none.
-    timer_key: int
+    #: The bucket this item is registered in (a reference, no object of its own).
+    timer_bucket: dict[Any, None] | None
 
     def on_deadline(self, now: float) -> None: ...
 
@@ -51,8 +51,9 @@ class TimerWheel:
 
     def add(self, item: Timed, deadline: float) -> None:
         """Call `item.on_deadline` at `deadline` (monotonic), replacing any earlier one."""
-        if item.timer_key:
-            self.remove(item)
+        old = item.timer_bucket
+        if old is not None:
+            old.pop(item, None)
         key = math.ceil(deadline / self.resolution)
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -61,15 +62,13 @@ class TimerWheel:
             if self._handle is None or key < self._due:
                 self._schedule(key)
         bucket[item] = None
-        item.timer_key = key
+        item.timer_bucket = bucket
 
     def remove(self, item: Timed) -> None:
-        key = item.timer_key
-        if key:
-            item.timer_key = 0
-            bucket = self._buckets.get(key)
-            if bucket is not None:
-                bucket.pop(item, None)
+        bucket = item.timer_bucket
+        if bucket is not None:
+            item.timer_bucket = None
+            bucket.pop(item, None)
 
     def close(self) -> None:
         if self._handle is not None:
@@ -77,7 +76,7 @@ class TimerWheel:
             self._handle = None
         for bucket in self._buckets.values():
             for item in bucket:
-                item.timer_key = 0
+                item.timer_bucket = None
         self._buckets.clear()
         self._keys.clear()
 
@@ -98,10 +97,12 @@ class TimerWheel:
             bucket = self._buckets.pop(key, None)
             if not bucket:
                 continue
-            for item in bucket:
-                if item.timer_key != key:
-                    continue  # removed (or moved) by an earlier item's action
-                item.timer_key = 0
+            # Items removed or moved by an earlier item's action are taken out of
+            # the bucket then: iterate over a copy.
+            for item in list(bucket):
+                if item.timer_bucket is not bucket:
+                    continue
+                item.timer_bucket = None
                 try:
                     item.on_deadline(now)
                 except Exception:

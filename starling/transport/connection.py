@@ -19,7 +19,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from starling.broker import Broker, Channel
+from starling.broker import Channel
 from starling.mqtt import Decoder, MQTTError, ProtocolError
 
 from .tls import subject_of
@@ -56,19 +56,18 @@ class WriteBatcher:
 class MQTTConnection(asyncio.Protocol):
     """One MQTT connection over a stream transport (TCP or TLS)."""
 
+    # Slots: one per client, so every field is per-client memory; what the
+    # listener knows (broker, batcher, name) is reached through it.
     __slots__ = (
-        "_batcher",
         "_out",
-        "broker",
         "cert_clientid",
         "cert_username",
         "channel",
         "counters",
         "decoder",
-        "listener",
         "listener_ref",
         "peercert",
-        "peername",
+        "peerhost",
         "recv_cnt",
         "recv_oct",
         "send_cnt",
@@ -76,14 +75,13 @@ class MQTTConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, broker: Broker, listener: Listener, batcher: WriteBatcher) -> None:
-        self.broker = broker
-        self._batcher = batcher
+    def __init__(self, listener: Listener) -> None:
+        broker = listener.broker
         #: Bytes written since the last flush; None when there are none.
         self._out: list[bytes] | None = None
         self.listener_ref = listener
-        self.listener = listener.name
-        self.peername: tuple[str, int] = ("", 0)
+        #: The client's address (interned: connections from one gateway share it).
+        self.peerhost = ""
         self.peercert: str | None = None
         #: Identities taken from a client certificate (peer_cert_as_username/clientid).
         self.cert_username: str | None = None
@@ -101,13 +99,12 @@ class MQTTConnection(asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if peer:
-            # Interned: connections from one address (a gateway, a NAT) share the string.
-            self.peername = (sys.intern(peer[0]), peer[1])
+            self.peerhost = sys.intern(peer[0])
         # TCP_NODELAY (small MQTT packets must not wait for Nagle's algorithm) is set
         # by uvloop and by asyncio on every TCP transport they make.
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)
         self._take_certificate(transport.get_extra_info("peercert"))
-        self.channel = Channel(self.broker, self, self.listener_ref.zone)
+        self.channel = Channel(self.listener_ref.broker, self, self.listener_ref.zone)
         self.listener_ref.connection_opened(self)
 
     def _take_certificate(self, peercert: Any) -> None:
@@ -120,6 +117,21 @@ class MQTTConnection(asyncio.Protocol):
         use = {"cn": cn, "dn": dn}
         self.cert_username = use.get(config.peer_cert_as_username)
         self.cert_clientid = use.get(config.peer_cert_as_clientid)
+
+    @property
+    def listener(self) -> str:
+        return self.listener_ref.name
+
+    @property
+    def peername(self) -> tuple[str, int]:
+        """(host, port); the port is read from the transport when asked (uvloop keeps
+        the address in the transport, even once closed), not kept per connection."""
+        port = 0
+        if self.transport is not None:
+            peer = self.transport.get_extra_info("peername")
+            if peer:
+                port = peer[1]
+        return (self.peerhost, port)
 
     def data_received(self, data: bytes) -> None:
         if self.channel is None:
@@ -174,7 +186,7 @@ class MQTTConnection(asyncio.Protocol):
         out = self._out
         if out is None:
             self._out = [data]
-            self._batcher.mark(self)
+            self.listener_ref.batcher.mark(self)
         else:
             out.append(data)
         size = len(data)

@@ -81,7 +81,7 @@ class Listener:
         loop = asyncio.get_running_loop()
         factory = WSConnection if self.config.kind in ("ws", "wss") else MQTTConnection
         self.server = await loop.create_server(
-            lambda: factory(self.broker, self, self.batcher),
+            lambda: factory(self),
             self.config.host, self.config.port, backlog=self.config.backlog,
             reuse_address=True, ssl=self.tls.context if self.tls is not None else None)
         if self.tls is not None:

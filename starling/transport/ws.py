@@ -28,9 +28,6 @@ from starling.mqtt import ProtocolError
 from .connection import MQTTConnection
 
 if TYPE_CHECKING:
-    from starling.broker import Broker
-
-    from .connection import WriteBatcher
     from .listener import Listener
 
 log = logging.getLogger(__name__)
@@ -49,10 +46,10 @@ def _select_subprotocol(protocol: ServerProtocol,
 class WSConnection(MQTTConnection):
     __slots__ = ("handshake_done", "ws")
 
-    def __init__(self, broker: Broker, listener: Listener, batcher: WriteBatcher) -> None:
-        super().__init__(broker, listener, batcher)
+    def __init__(self, listener: Listener) -> None:
+        super().__init__(listener)
         self.ws = ServerProtocol(select_subprotocol=_select_subprotocol,
-                                 max_size=broker.options.max_packet_size + 16)
+                                 max_size=listener.broker.options.max_packet_size + 16)
         self.handshake_done = False
 
     def data_received(self, data: bytes) -> None:
@@ -92,7 +89,7 @@ class WSConnection(MQTTConnection):
         if value:
             first = value.split(",")[0].strip()
             if first:
-                self.peername = (first, self.peername[1])
+                self.peerhost = first
 
     def _pump(self) -> None:
         transport = self.transport
