@@ -28,6 +28,7 @@ import gc
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -93,7 +94,8 @@ async def measure(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     broker = node.broker
     port = node.listeners[0].bound[1]
     loadgen = build_loadgen()
-    cmd = [str(loadgen), "--scenario", "idle", "--port", str(port),
+    pin = ["taskset", "-c", str(args.pin_loadgen)] if args.pin_loadgen is not None else []
+    cmd = [*pin, str(loadgen), "--scenario", "idle", "--port", str(port),
            "--connections", str(args.connections), "--settle", str(args.settle),
            "--connect-timeout", "600"]
     out: dict[str, Any] = {"mode": args.mode, "connections": args.connections}
@@ -105,6 +107,8 @@ async def measure(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         tracemalloc.start(args.frames)
         before = tracemalloc.take_snapshot()
     rss0 = rss_kib()
+    gc0 = [g["collections"] for g in gc.get_stats()]
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     if args.mode == "cprofile":
         import cProfile
         profiler = cProfile.Profile()
@@ -120,6 +124,11 @@ async def measure(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     if profiler is not None:
         profiler.disable()
     out["connect_s"] = round(time.perf_counter() - t0, 3)
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    out["cpu_us_per_conn"] = {
+        "user": round((ru1.ru_utime - ru0.ru_utime) * 1e6 / args.connections, 1),
+        "sys": round((ru1.ru_stime - ru0.ru_stime) * 1e6 / args.connections, 1)}
+    out["gc_collections"] = [g["collections"] - c for g, c in zip(gc.get_stats(), gc0, strict=True)]
     await asyncio.sleep(min(0.2, args.settle / 2))
     gc.collect()
     out["rss_delta_kib"] = rss_kib() - rss0
@@ -234,6 +243,8 @@ def main() -> int:
     p.add_argument("--settle", type=float, default=1.0, help="loadgen --settle (s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--pin-loadgen", type=int, metavar="CPU",
+                   help="run loadgen on this CPU (run the script itself under taskset -c 0)")
     p.add_argument("--frames", type=int, default=1, help="trace: traceback depth")
     p.add_argument("--sizes", type=int, default=0, metavar="N",
                    help="trace: block sizes at the N top sites")

@@ -46,6 +46,7 @@ from starling.mqtt import (
     Unsubscribe,
     UnsupportedProtocolVersion,
     Will,
+    connack_bytes,
     connack_code_for,
     encode,
     is_valid_topic_filter,
@@ -58,7 +59,7 @@ from starling.mqtt import (
 from . import metrics as m
 from .hooks import HookPoint
 from .message import Message
-from .session import NO_ENTRIES, empty_map
+from .session import NO_ENTRIES
 
 if TYPE_CHECKING:
     from .acl import AclCache
@@ -196,17 +197,17 @@ class Channel:
         #: MQTT 5.0 enhanced authentication: the method CONNECT named, and what
         #: the last step returned for CONNACK.
         self._auth_method: str | None = None
-        self._auth_props: dict[PropertyId, Any] = empty_map()
+        self._auth_props: dict[PropertyId, Any] = NO_ENTRIES
         # MQTT 5.0 limits the client announced in CONNECT.
         self.client_max_packet = 0  #: 0 = no limit
         #: At most this many unacknowledged QoS 1/2 PUBLISHes to the client.
         self.receive_maximum = 65535
         self.request_problem_info = True
         #: Client-to-server topic aliases (MQTT 5.0 §3.3.2.3.4).
-        self._topic_aliases: dict[int, str] = empty_map()
+        self._topic_aliases: dict[int, str] = NO_ENTRIES
         #: Server-to-client aliases (`mqtt.server_topic_alias`), up to the client's maximum.
         self._alias_max = 0
-        self._out_aliases: dict[str, int] = empty_map()
+        self._out_aliases: dict[str, int] = NO_ENTRIES
         #: The idle timeout, then the keepalive, are deadlines in `broker.timers`.
         self.timer_bucket: dict[Any, None] | None = None
         broker.timers.add(self, self.last_seen + broker.options.idle_timeout)
@@ -540,7 +541,11 @@ class Channel:
     def _write_connack(self, present: bool, code: int, level: int | None = None,
                        props: dict[PropertyId, Any] | None = None) -> None:
         self.counters["packets/connack"] += 1
-        self._send(encode(Connack(present, code, props or {}), level or self.protocol_level))
+        level = level or self.protocol_level
+        if level < 5:
+            self._send(connack_bytes(present, code))
+        else:
+            self._send(encode(Connack(present, code, props or {}), level))
 
     # -- keepalive -----------------------------------------------------------------
     def _reset_keepalive_timer(self) -> None:

@@ -19,7 +19,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 from starling.mqtt import SubscriptionOptions
 
@@ -61,9 +61,6 @@ class _NoQueue(deque[QueueEntry]):
 
 _NO_QUEUE = _NoQueue()
 
-K = TypeVar("K")
-V = TypeVar("V")
-
 
 class _NoEntries(dict[Any, Any]):
     """The dict every session starts with in place of each of its maps, shared
@@ -81,11 +78,6 @@ class _NoEntries(dict[Any, Any]):
 
 #: The one shared empty map; `m is NO_ENTRIES` tells it from an object's own.
 NO_ENTRIES: dict[Any, Any] = _NoEntries()
-
-
-def empty_map() -> dict[K, V]:
-    """The shared empty map, typed for the attribute it starts."""
-    return cast("dict[K, V]", NO_ENTRIES)
 
 
 class Session:
@@ -126,16 +118,16 @@ class Session:
         self.disconnected_at: float | None = None
         # The four maps start as the shared empty one (`_NoEntries`); the methods
         # that add to them make the session's own.
-        self.subscriptions: dict[str, SubscriptionOptions] = empty_map()
+        self.subscriptions: dict[str, SubscriptionOptions] = NO_ENTRIES
         #: MQTT 5.0 Subscription Identifiers by topic filter (only filters that have one).
-        self.subscription_ids: dict[str, int] = empty_map()
-        self.inflight: dict[int, InflightEntry] = empty_map()
+        self.subscription_ids: dict[str, int] = NO_ENTRIES
+        self.inflight: dict[int, InflightEntry] = NO_ENTRIES
         self.max_inflight = options.max_inflight or 65535
         #: (message, qos, retain flag, shared subscription it is for or None).
         self.mqueue: deque[QueueEntry] = _NO_QUEUE
         self.mqueue_dropped = 0
         #: Incoming QoS 2 packet ids → monotonic time received.
-        self.awaiting_rel: dict[int, float] = empty_map()
+        self.awaiting_rel: dict[int, float] = NO_ENTRIES
         self.channel: Channel | None = None
         #: A will waiting out its Will Delay Interval: (message, timer).
         self.pending_will: tuple[Message, asyncio.TimerHandle] | None = None

@@ -15,7 +15,7 @@ from .constants import (
     RetainHandling,
 )
 from .decoder import Decoder
-from .encoder import PINGRESP_BYTES, encode, encode_publish, publish_parts
+from .encoder import PINGRESP_BYTES, connack_bytes, encode, encode_publish, publish_parts
 from .errors import (
     MalformedPacket,
     MQTTError,
@@ -85,6 +85,7 @@ __all__ = [
     "Unsubscribe",
     "UnsupportedProtocolVersion",
     "Will",
+    "connack_bytes",
     "connack_code_for",
     "decode_properties",
     "encode",

@@ -35,6 +35,7 @@ from starling.mqtt import (
     Unsuback,
     Unsubscribe,
     Will,
+    connack_bytes,
     encode,
     publish_parts,
 )
@@ -277,6 +278,14 @@ def test_publish_parts_matches_encode(level: int, qos: int) -> None:
         assert head + tail == encode(packet, level)
     expected = packet if level == 5 else Publish("x/y", b"body", qos, True, bool(qos), packet_id)
     assert roundtrip(packet, level) == expected
+
+
+@pytest.mark.parametrize("level", (3, 4))
+@pytest.mark.parametrize("present", (False, True))
+@pytest.mark.parametrize("code", range(6))
+def test_connack_bytes_matches_encode(level: int, present: bool, code: int) -> None:
+    """The broker's shortcut for 3.x CONNACKs writes what the encoder writes."""
+    assert connack_bytes(present, code) == encode(Connack(present, code), level)
 
 
 # -- streams: any split, many packets per read -----------------------------------------
