@@ -80,6 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
                 "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's); empty = default."),
         Setting(f"listeners.{kind}.*.ssl_options.versions", "tlsv1.2,tlsv1.3", "str",
                 "Accepted TLS versions: tlsv1.2, tlsv1.3."),
+        Setting(f"listeners.{kind}.*.ssl_options.psk_ciphers", "", "str",
+                "TLS-PSK cipher suites (e.g. PSK-AES128-CBC-SHA); set, the listener accepts "
+                "PSK clients with keys from emqx_psk_file, and certfile becomes optional."),
         Setting(f"listeners.{kind}.*.peer_cert_as_username", "", "str",
                 "cn or dn: use the client certificate's common name / subject as user name."),
         Setting(f"listeners.{kind}.*.peer_cert_as_clientid", "", "str",

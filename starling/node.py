@@ -37,6 +37,7 @@ from .plugins import (
     PluginPersistence,
     PluginRegistry,
     PluginStore,
+    PskFilePlugin,
     TemplatePlugin,
     UsernameAuthPlugin,
     discover_plugins,
@@ -135,6 +136,7 @@ class Node:
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
+        self.plugins.implement("emqx_psk_file", PskFilePlugin, PskFilePlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,
@@ -202,7 +204,8 @@ class Node:
     def _tls_options(self, prefix: str) -> TlsOptions | None:
         opts = f"{prefix}.ssl_options"
         certfile = self.config[f"{opts}.certfile"]
-        if not certfile:
+        psk_ciphers = self.config[f"{opts}.psk_ciphers"]
+        if not certfile and not psk_ciphers:
             return None
         for key in ("peer_cert_as_username", "peer_cert_as_clientid"):
             if self.config[f"{prefix}.{key}"] not in ("", "cn", "dn"):
@@ -210,7 +213,8 @@ class Node:
         return TlsOptions(certfile, self.config[f"{opts}.keyfile"],
                           self.config[f"{opts}.cacertfile"], self.config[f"{opts}.verify"],
                           self.config[f"{opts}.fail_if_no_peer_cert"],
-                          self.config[f"{opts}.ciphers"], self.config[f"{opts}.versions"])
+                          self.config[f"{opts}.ciphers"], self.config[f"{opts}.versions"],
+                          psk_ciphers)
 
     def _make_store(self) -> Store:
         backend = self.config["store.backend"]

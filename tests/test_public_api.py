@@ -9,6 +9,7 @@ from types import ModuleType
 import pytest
 
 PACKAGES = ["starling.mqtt", "starling.broker", "starling.transport", "starling.plugins"]
+PACKAGES += ["starling.rules"]
 
 
 def public_names(module: ModuleType) -> set[str]:

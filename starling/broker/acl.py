@@ -32,6 +32,7 @@ refused as a whole.
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -745,10 +746,10 @@ class AclExplanation:
     steps: tuple[AclStep, ...] = field(default=())
 
 
-def explain_acl(hooks: Hooks, internal: InternalAcl | None, client: AclClient, action: str,
+async def explain_acl(hooks: Hooks, internal: InternalAcl | None, client: AclClient, action: str,
                 topic: str, nomatch: str, *, acl_enabled: bool = True,
                 superuser: bool = False) -> AclExplanation:
-    """Run the `client.check_acl` chain as `Broker.check_acl` does (cache aside),
+    """Run the `client.check_acl` chain as `Broker.check_acl_async` does (cache aside),
     recording each callback's answer and which one decided."""
     topic = acl_topic(action, topic)
     if superuser:
@@ -766,6 +767,8 @@ def explain_acl(hooks: Hooks, internal: InternalAcl | None, client: AclClient, a
                 result: Any = None if match is None else Stop(match.permission)
             else:
                 result = callback(client, action, topic, acc)
+                if inspect.isawaitable(result):  # an ACL source doing I/O
+                    result = await result
         except Exception:
             steps.append(AclStep(callback, "error"))
             continue

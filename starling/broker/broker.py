@@ -16,7 +16,7 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from starling.mqtt import SubscriptionOptions, matches, parse_share
@@ -71,6 +71,8 @@ class Broker:
         self.acl = InternalAcl()
         #: Bumped when ACL rules change: every connection's ACL cache is then stale.
         self.acl_generation = 0
+        #: TLS-PSK keys by identity, installed by a PSK plugin (emqx_psk_file).
+        self.psk_lookup: Callable[[str], bytes | None] | None = None
         self.started_at = time.time()
         self._expiry: list[tuple[float, int, Session]] = []
         self._expiry_seq = 0
@@ -480,31 +482,68 @@ class Broker:
         emqx_access_control:check_acl.)  Superusers and zones with `enable_acl`
         off are not checked; otherwise the connection's ACL cache answers, or the
         `client.check_acl` chain does (ACL plugins, then the ACL file), starting
-        from `acl_nomatch`.  A shared subscription is checked by its real filter."""
+        from `acl_nomatch`.  A shared subscription is checked by its real filter.
+        Coroutine callbacks cannot answer here: callers use `acl_known` and
+        `check_acl_async` when `acl_is_async`."""
+        topic = acl_topic(action, topic)
+        known = self._acl_known(channel, action, topic)
+        if known is not None:
+            return known
+        result = self.hooks.run_fold(HookPoint.CLIENT_CHECK_ACL, (channel, action, topic),
+                                     self.options.acl_nomatch)
+        return self._acl_decided(channel, action, topic, result)
+
+    @property
+    def acl_is_async(self) -> bool:
+        """Does some ACL source answer only after I/O (HTTP, a database)?"""
+        return HookPoint.CLIENT_CHECK_ACL in self.hooks.async_points
+
+    def acl_known(self, channel: Channel, action: str, topic: str) -> bool | None:
+        """The answer when it needs no `client.check_acl` call (superuser, ACL off
+        in the zone, a cached decision), else None."""
+        return self._acl_known(channel, action, acl_topic(action, topic))
+
+    async def check_acl_async(self, channel: Channel, action: str, topic: str) -> bool:
+        """`check_acl` for chains with coroutine callbacks: the chain is awaited."""
+        topic = acl_topic(action, topic)
+        known = self._acl_known(channel, action, topic)
+        if known is not None:
+            return known
+        result = await self.hooks.run_fold_async(
+            HookPoint.CLIENT_CHECK_ACL, (channel, action, topic), self.options.acl_nomatch)
+        return self._acl_decided(channel, action, topic, result)
+
+    def _acl_known(self, channel: Channel, action: str, topic: str) -> bool | None:
         options = self.options
         if channel.is_superuser or channel.zone in options.acl_disabled_zones:
             return True
-        topic = acl_topic(action, topic)
-        counters = self.counters
-        cache = None
-        if options.enable_acl_cache:
-            cache = channel.acl_cache
-            if cache is None:
-                cache = channel.acl_cache = AclCache(self.acl_generation)
-            now = time.monotonic()
-            cached = cache.get(action, topic, now, self.acl_generation)
-            if cached is not None:
-                counters[m.ACL_CACHE_HIT] += 1
-                counters[m.ACL_ALLOW if cached else m.ACL_DENY] += 1
-                return cached
-        result = self.hooks.run_fold(HookPoint.CLIENT_CHECK_ACL, (channel, action, topic),
-                                     options.acl_nomatch)
+        if not options.enable_acl_cache:
+            return None
+        cache = channel.acl_cache
+        if cache is None:
+            cache = channel.acl_cache = AclCache(self.acl_generation)
+        cached = cache.get(action, topic, time.monotonic(), self.acl_generation)
+        if cached is not None:
+            counters = self.counters
+            counters[m.ACL_CACHE_HIT] += 1
+            counters[m.ACL_ALLOW if cached else m.ACL_DENY] += 1
+        return cached
+
+    def _acl_decided(self, channel: Channel, action: str, topic: str, result: Any) -> bool:
+        """Count the chain's answer and remember it in the connection's cache."""
         allowed = bool(result == "allow")
-        counters[m.ACL_ALLOW if allowed else m.ACL_DENY] += 1
-        if cache is not None:
-            cache.put(action, topic, allowed, now + options.acl_cache_ttl,
+        self.counters[m.ACL_ALLOW if allowed else m.ACL_DENY] += 1
+        options = self.options
+        cache = channel.acl_cache
+        if options.enable_acl_cache and cache is not None:
+            cache.put(action, topic, allowed, time.monotonic() + options.acl_cache_ttl,
                       options.acl_cache_max_size)
         return allowed
+
+    def psk_key(self, identity: str) -> bytes | None:
+        """The pre-shared key of a TLS-PSK identity, None when unknown."""
+        lookup = self.psk_lookup
+        return lookup(identity) if lookup is not None else None
 
     def invalidate_acl_cache(self) -> None:
         """ACL rules changed: every connection's cached decisions are dropped."""

@@ -19,9 +19,9 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from starling.mqtt import (
     MAX_PACKET_SIZE,
@@ -69,6 +69,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NEW, CONNECTING, CONNECTED, CLOSED = "new", "connecting", "connected", "closed"
+#: `Channel._busy`: handling packets as they come, or waiting for an answer
+#: (an ACL source doing I/O) with later packets held, and reading paused.
+IDLE, WAITING, WAITING_PAUSED = 0, 1, 2
+#: Held packets past which the channel stops reading its socket.
+HOLD_LIMIT: Final = 256
 
 
 class Connection(Protocol):
@@ -92,6 +97,12 @@ class Connection(Protocol):
     def write(self, data: bytes) -> None: ...
 
     def close(self) -> None: ...
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (the channel holds too many packets)."""
+        ...
+
+    def resume_reading(self) -> None: ...
 
     def io_stats(self) -> dict[str, int]:
         """recv_oct, recv_cnt, send_oct, send_cnt, send_pend (bytes not yet sent)."""
@@ -124,6 +135,7 @@ class Channel:
         "_alias_max",
         "_auth_method",
         "_auth_props",
+        "_busy",
         "_held_acks",
         "_out_aliases",
         "_pending",
@@ -188,8 +200,11 @@ class Channel:
         self.recv_pkt = self.recv_msg = self.send_pkt = self.send_msg = 0
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_interval = 0.0
-        #: Packets that arrived while authentication ran (made when first needed).
+        #: Packets held while CONNECT or an awaited ACL answer is pending
+        #: (a list only while there are some).
         self._pending: list[Packet] | None = None
+        #: IDLE, or WAITING / WAITING_PAUSED while a packet awaits an answer.
+        self._busy = IDLE
         #: Acknowledgements waiting for a store commit: (batch id needed, bytes).
         self._held_acks: deque[tuple[int, bytes]] | None = None  # made when first needed
         #: The CONNECT being handled; let go once connected (what lasts is copied out).
@@ -223,6 +238,9 @@ class Channel:
         self.counters[m.PACKETS_RECEIVED] += 1
         state = self.state
         if state == CONNECTED:
+            if self._busy:
+                self._hold(packet)  # keep order behind the packet being answered
+                return
             handler = _HANDLERS.get(packet.type)
             if handler is None:
                 # CONNECT twice [MQTT-3.1.0-2], or a packet only servers send.
@@ -241,9 +259,44 @@ class Channel:
             if isinstance(packet, Auth) and self._auth_method is not None:
                 self._auth_packet(packet)
                 return
-            if self._pending is None:
-                self._pending = []
-            self._pending.append(packet)
+            self._hold(packet)
+
+    def _hold(self, packet: Packet) -> None:
+        """Keep a packet until the answer the channel waits for arrives; past
+        `HOLD_LIMIT` held packets, stop reading the socket (TCP pushes back)."""
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = []
+        pending.append(packet)
+        if len(pending) >= HOLD_LIMIT and self._busy != WAITING_PAUSED:
+            self._busy = WAITING_PAUSED
+            self.conn.pause_reading()
+
+    def _wait_for(self, answer: Coroutine[Any, Any, None]) -> None:
+        """Run `answer` (which finishes handling the current packet) and hold the
+        packets that arrive meanwhile, so they are handled after it, in order."""
+        self._busy = WAITING
+        self.broker.track(asyncio.get_running_loop().create_task(self._answered(answer)))
+
+    async def _answered(self, answer: Coroutine[Any, Any, None]) -> None:
+        try:
+            await answer
+        finally:
+            paused = self._busy == WAITING_PAUSED
+            self._busy = IDLE
+            if self.state == CONNECTED:
+                self._handle_held()
+            if paused and self.state != CLOSED:
+                self.conn.resume_reading()
+
+    def _handle_held(self) -> None:
+        """Handle what arrived while waiting (stops early if the channel closes;
+        held again, in order, if one of them makes the channel wait)."""
+        pending, self._pending = self._pending, None
+        for packet in pending or ():
+            if self.state != CONNECTED:
+                break
+            self.handle(packet)
 
     def handle_error(self, error: MQTTError) -> None:
         """The decoder refused the client's bytes: answer if the spec says how, close."""
@@ -361,7 +414,8 @@ class Channel:
             return
         acc = AuthResult(ReasonCode.SUCCESS if broker.options.allow_anonymous
                          else ReasonCode.NOT_AUTHORIZED)
-        if broker.hooks.has(HookPoint.CLIENT_AUTHENTICATE):
+        if broker.hooks.has(HookPoint.CLIENT_AUTHENTICATE) or (
+                p.will is not None and broker.acl_is_async):
             self.state = CONNECTING
             task = asyncio.get_running_loop().create_task(self._authenticate(acc))
             broker.track(task)
@@ -427,13 +481,13 @@ class Channel:
                 return
             assert isinstance(step, AuthStep)
             self._auth_props = props
+            self.is_superuser = step.superuser
+            will_allowed = await self._will_acl()
+            if self.state != CONNECTING:
+                return
             self._finish_connect(AuthResult(ReasonCode.SUCCESS, anonymous=False,
-                                            superuser=step.superuser))
-            pending, self._pending = self._pending or [], None
-            for packet in pending:
-                if self.state != CONNECTED:
-                    break
-                self.handle(packet)
+                                            superuser=step.superuser), will_allowed)
+            self._handle_held()
         elif status == "success":  # re-authentication done
             self.counters["packets/auth/sent"] += 1
             self._send(encode(Auth(ReasonCode.SUCCESS, props), 5))
@@ -445,16 +499,26 @@ class Channel:
             HookPoint.CLIENT_AUTHENTICATE, (self,), acc)
         if self.state != CONNECTING:
             return  # the socket went away while we waited
+        will_allowed = None
+        if result.reason_code == ReasonCode.SUCCESS:
+            self.is_superuser = result.superuser
+            will_allowed = await self._will_acl()
+            if self.state != CONNECTING:
+                return
         if self._refuse_if_banned():
             return  # banned while authentication ran
-        self._finish_connect(result)
-        pending, self._pending = self._pending or [], None
-        for packet in pending:
-            if self.state != CONNECTED:
-                break
-            self.handle(packet)
+        self._finish_connect(result, will_allowed)
+        self._handle_held()
 
-    def _finish_connect(self, auth: AuthResult) -> None:
+    async def _will_acl(self) -> bool | None:
+        """The will's publish permission from an ACL chain that must be awaited
+        (None: no will, or the chain answers synchronously in `_finish_connect`)."""
+        broker = self.broker
+        if self.will is None or not broker.acl_is_async:
+            return None
+        return await broker.check_acl_async(self, "publish", self.will.topic)
+
+    def _finish_connect(self, auth: AuthResult, will_allowed: bool | None = None) -> None:
         broker = self.broker
         if auth.reason_code != ReasonCode.SUCCESS:
             self.counters["packets/connack/auth_error"] += 1
@@ -463,8 +527,10 @@ class Channel:
         if auth.anonymous and self.username is None:
             self.counters["auth/mqtt/anonymous"] += 1
         self.is_superuser = auth.superuser
-        if self.will is not None and broker.hooks.has(HookPoint.CLIENT_CHECK_ACL) and \
-                not broker.check_acl(self, "publish", self.will.topic):
+        if will_allowed is None and self.will is not None and \
+                broker.hooks.has(HookPoint.CLIENT_CHECK_ACL):
+            will_allowed = broker.check_acl(self, "publish", self.will.topic)
+        if will_allowed is False:
             self._refuse(ReasonCode.NOT_AUTHORIZED)  # EMQ X's check_will_acl
             return
         p = self.connect_packet
@@ -593,18 +659,46 @@ class Channel:
             # A resend before PUBREL: acknowledge, do not deliver again [MQTT-4.3.3-2].
             self._send_ack(0x50, p.packet_id, 0, False)
             return
-        journal = broker.journal
-        ops_before = journal.ops_added
+        ops_before = broker.journal.ops_added
         if broker.options.max_topic_levels and not broker.topic_levels_ok(p.topic):
             self._ack_publish(p, ReasonCode.TOPIC_NAME_INVALID)
             return
-        if broker.hooks.has(HookPoint.CLIENT_CHECK_ACL) and not broker.check_acl(
-                self, "publish", p.topic):
-            counters["packets/publish/auth_error"] += 1
-            self._ack_publish(p, ReasonCode.NOT_AUTHORIZED)
-            if broker.options.acl_deny_action == "disconnect":
-                self._acl_disconnect()
+        if broker.hooks.has(HookPoint.CLIENT_CHECK_ACL):
+            if broker.acl_is_async:
+                allowed = broker.acl_known(self, "publish", p.topic)
+                if allowed is None:
+                    self._wait_for(self._publish_after_acl(p))
+                    return
+            else:
+                allowed = broker.check_acl(self, "publish", p.topic)
+            if not allowed:
+                self._publish_denied(p)
+                return
+        self._publish_allowed(p, ops_before)
+
+    async def _publish_after_acl(self, p: Publish) -> None:
+        broker = self.broker
+        allowed = await broker.check_acl_async(self, "publish", p.topic)
+        if self.state != CONNECTED:
             return
+        if allowed:
+            self._publish_allowed(p, broker.journal.ops_added)
+        else:
+            self._publish_denied(p)
+
+    def _publish_denied(self, p: Publish) -> None:
+        self.counters["packets/publish/auth_error"] += 1
+        self._ack_publish(p, ReasonCode.NOT_AUTHORIZED)
+        if self.broker.options.acl_deny_action == "disconnect":
+            self._acl_disconnect()
+
+    def _publish_allowed(self, p: Publish, ops_before: int) -> None:
+        """The rest of PUBLISH handling, once the ACL let it through."""
+        broker = self.broker
+        counters = self.counters
+        session = self.session
+        assert session is not None
+        qos = p.qos
         if qos == 2:
             limit = broker.options.max_awaiting_rel
             if limit and len(session.awaiting_rel) >= limit:
@@ -864,9 +958,11 @@ class Channel:
             self.broker.hooks.run(HookPoint.MESSAGE_ACKED, self, message)
 
     # -- SUBSCRIBE / UNSUBSCRIBE -------------------------------------------------------
-    def _on_subscribe(self, p: Subscribe) -> None:
-        self.counters["packets/subscribe"] += 1
+    def _on_subscribe(self, p: Subscribe, acl_answers: dict[str, bool] | None = None) -> None:
         broker = self.broker
+        if acl_answers is None and broker.acl_is_async and self._acl_lookups(p):
+            return  # handled again once the ACL sources answered
+        self.counters["packets/subscribe"] += 1
         session = self.session
         assert session is not None
         v5 = self.protocol_level == 5
@@ -896,8 +992,9 @@ class Channel:
             if not broker.options.wildcard_subscription and is_wildcard(topic_filter):
                 codes.append(ReasonCode.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
                 continue
-            if broker.hooks.has(HookPoint.CLIENT_CHECK_ACL) and not broker.check_acl(
-                    self, "subscribe", topic_filter):
+            if broker.hooks.has(HookPoint.CLIENT_CHECK_ACL) and not (
+                    acl_answers[topic_filter] if acl_answers and topic_filter in acl_answers
+                    else broker.check_acl(self, "subscribe", topic_filter)):
                 codes.append(ReasonCode.NOT_AUTHORIZED if v5 else 0x80)
                 denied = True
                 continue
@@ -916,6 +1013,22 @@ class Channel:
             if opts.retain_handling == 2 or (opts.retain_handling == 1 and not is_new):
                 continue
             broker.deliver_retained(session, topic_filter, qos)
+
+    def _acl_lookups(self, p: Subscribe) -> bool:
+        """Start awaiting the ACL answers this SUBSCRIBE needs and are not known
+        yet (cache aside); True when the channel now waits for them."""
+        broker = self.broker
+        unknown = [f for f, _ in p.subscriptions
+                   if is_valid_topic_filter(f) and broker.acl_known(self, "subscribe", f) is None]
+        if not unknown:
+            return False
+        self._wait_for(self._subscribe_after_acl(p, unknown))
+        return True
+
+    async def _subscribe_after_acl(self, p: Subscribe, filters: list[str]) -> None:
+        answers = {f: await self.broker.check_acl_async(self, "subscribe", f) for f in filters}
+        if self.state == CONNECTED:
+            self._on_subscribe(p, answers)
 
     def _on_unsubscribe(self, p: Unsubscribe) -> None:
         self.counters["packets/unsubscribe"] += 1

@@ -12,6 +12,7 @@ The hot path asks `hooks.has(point)` before building any arguments.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ class Hooks:
     def __init__(self) -> None:
         self._chains: dict[HookPoint, list[_Entry]] = {p: [] for p in HookPoint}
         self._seq = 0
+        #: Points with at least one coroutine callback: the core awaits those
+        #: (`run_fold_async`) instead of folding in place.
+        self.async_points: set[HookPoint] = set()
         #: Callback exceptions caught so far (exposed for monitoring and tests).
         self.errors = 0
 
@@ -86,10 +90,23 @@ class Hooks:
         chain = self._chains[point]
         chain.append(_Entry(priority, self._seq, callback))
         chain.sort(key=lambda e: (-e.priority, e.seq))
+        self._note_async(point)
 
     def remove(self, point: HookPoint, callback: Callback) -> None:
-        chain = self._chains[HookPoint(point)]
+        point = HookPoint(point)
+        chain = self._chains[point]
         chain[:] = [e for e in chain if e.callback != callback]
+        self._note_async(point)
+
+    def _note_async(self, point: HookPoint) -> None:
+        if any(_is_coroutine_callback(e.callback) for e in self._chains[point]):
+            self.async_points.add(point)
+        else:
+            self.async_points.discard(point)
+
+    def is_async(self, point: HookPoint) -> bool:
+        """Does some callback on `point` have to be awaited?"""
+        return point in self.async_points
 
     def has(self, point: HookPoint) -> bool:
         return bool(self._chains[point])
@@ -114,6 +131,13 @@ class Hooks:
             except Exception:
                 self._failed(point, entry)
                 continue
+            if inspect.isawaitable(result):
+                # A coroutine callback reached from a synchronous fold: it cannot
+                # answer here, so it is skipped (and counted) rather than
+                # mistaken for an answer.
+                _discard(result)
+                self._failed(point, entry, "is a coroutine in a synchronous fold")
+                continue
             if isinstance(result, Stop):
                 return result.value
             if result is not None:
@@ -136,6 +160,23 @@ class Hooks:
                 acc = result
         return acc
 
-    def _failed(self, point: HookPoint, entry: _Entry) -> None:
+    def _failed(self, point: HookPoint, entry: _Entry, why: str = "") -> None:
         self.errors += 1
-        log.exception("hook %s callback %r failed", str(point), entry.callback)
+        if why:
+            log.error("hook %s callback %r %s", str(point), entry.callback, why)
+        else:
+            log.exception("hook %s callback %r failed", str(point), entry.callback)
+
+
+def _is_coroutine_callback(callback: Callback) -> bool:
+    if inspect.iscoroutinefunction(callback):
+        return True
+    # An object whose __call__ is a coroutine function.
+    call = vars(type(callback)).get("__call__") if not inspect.isroutine(callback) else None
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _discard(awaitable: Any) -> None:
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()  # no "coroutine was never awaited" warning

@@ -15,6 +15,7 @@ from .dashboard import DashboardPlugin
 from .discovery import discover_plugins
 from .management import ManagementPlugin
 from .persistence import PluginPersistence, plugin_names
+from .psk_file import PskFilePlugin
 from .registry import (
     PLUGIN_TYPES,
     SEED_PLUGINS,
@@ -52,6 +53,7 @@ __all__ = [
     "PluginPersistence",
     "PluginRegistry",
     "PluginStore",
+    "PskFilePlugin",
     "TableAuthPlugin",
     "TableSpec",
     "TemplatePlugin",

@@ -194,6 +194,14 @@ class MQTTConnection(asyncio.Protocol):
         self.send_cnt += 1
         self.counters["bytes/sent"] += size
 
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def io_stats(self) -> dict[str, int]:
         transport = self.transport
         pending = sum(map(len, self._out or ()))

@@ -5,6 +5,11 @@ Reloading: every `RELOAD_INTERVAL` seconds the files' modification times are
 checked; when one changed, `load_cert_chain` (and the CA list) are loaded
 again into the *same* `SSLContext`, which new handshakes use at once and open
 connections are not disturbed by (eclipse/mosquitto#2038 asked for this).
+
+TLS-PSK (`ssl_options.psk_ciphers`, keys from the `emqx_psk_file` plugin):
+Python 3.11's `ssl` has no PSK server callback (it arrives in 3.13), so a
+listener with PSK ciphers uses `sslpsk3`'s context, which installs OpenSSL's
+callback on each connection; the optional extra `starling-mqtt[psk]` brings it.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import asyncio
 import logging
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +45,62 @@ class TlsOptions:
     fail_if_no_peer_cert: bool = False
     ciphers: str = ""
     versions: str = "tlsv1.2,tlsv1.3"
+    #: TLS 1.2 PSK cipher suites (EMQ X's `psk_ciphers`, comma- or colon-separated);
+    #: set, the listener also accepts TLS-PSK clients (then certfile is optional).
+    psk_ciphers: str = ""
+
+
+#: identity -> key, or None for an unknown identity (the handshake then fails).
+PskLookup = Callable[[str], bytes | None]
+
+
+class _PskUnavailable(ValueError):
+    pass
+
+
+def _psk_context_class() -> type[ssl.SSLContext]:
+    """sslpsk3's SSLContext, with its per-connection set-up done once per
+    handshake (asyncio drives a handshake in several `do_handshake` calls; setting
+    the accept state again half-way through breaks it)."""
+    try:
+        from sslpsk3 import sslpsk3 as psk  # type: ignore[import-untyped]
+    except ImportError:
+        raise _PskUnavailable("ssl_options.psk_ciphers needs the sslpsk3 package: "
+                              "pip install 'starling-mqtt[psk]'") from None
+
+    class PskObject(ssl.SSLObject):
+        _psk_id: int | None = None
+
+        def do_handshake(self) -> None:
+            if self._psk_id is None:
+                raw = psk.get_ssl_socket(self)
+                self._psk_id = psk._sslpsk3.sslpsk3_set_accept_state(raw)
+                psk._sslpsk3.sslpsk3_set_psk_server_callback(raw)
+                psk._sslpsk3.sslpsk3_use_psk_identity_hint(raw, "")
+                psk.psk_contexts[self._psk_id] = self.context
+            try:
+                super().do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise
+            except BaseException:
+                psk.psk_contexts.pop(self._psk_id, None)
+                raise
+            psk.psk_contexts.pop(self._psk_id, None)  # sslpsk3 would keep it forever
+
+    class PskContext(psk.SSLPSKContext):  # type: ignore[misc]
+        sslobject_class = PskObject
+
+    return cast(type[ssl.SSLContext], PskContext)
 
 
 class TlsContext:
     """An SSLContext built from TlsOptions that reloads its files when they change."""
 
-    def __init__(self, options: TlsOptions) -> None:
+    def __init__(self, options: TlsOptions, psk_lookup: PskLookup | None = None) -> None:
         self.options = options
+        self._psk_lookup = psk_lookup
+        #: TLS-PSK handshakes refused for an unknown identity.
+        self.psk_refused = 0
         #: The context the listener was created with.  Each handshake is switched
         #: (in the SNI callback, which OpenSSL runs for every ClientHello) to
         #: `_current`, rebuilt from the files on each reload: a rebuilt context
@@ -60,19 +115,29 @@ class TlsContext:
 
     def _build(self) -> ssl.SSLContext:
         o = self.options
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx: ssl.SSLContext
+        if o.psk_ciphers:
+            psk_ctx: Any = _psk_context_class()(ssl.PROTOCOL_TLS_SERVER)
+            psk_ctx.set_psk_server_callback(self._psk_key)
+            ctx = psk_ctx
+        else:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         versions = [_VERSIONS[v.strip().lower()] for v in o.versions.split(",")
                     if v.strip().lower() in _VERSIONS]
         if not versions:
             raise ValueError(f"ssl_options.versions: none of {o.versions!r} is supported")
         ctx.minimum_version = min(versions)
         ctx.maximum_version = max(versions)
-        if o.ciphers:
+        ciphers = o.ciphers
+        if o.psk_ciphers:
+            psk_ciphers = o.psk_ciphers.replace(",", ":")
+            ciphers = f"{ciphers or 'DEFAULT'}:{psk_ciphers}" if o.certfile else psk_ciphers
+        if ciphers:
             try:
-                ctx.set_ciphers(o.ciphers)
+                ctx.set_ciphers(ciphers)
             except ssl.SSLError:
                 raise ValueError(f"ssl_options.ciphers: no cipher can be selected from "
-                                 f"{o.ciphers!r}") from None
+                                 f"{ciphers!r}") from None
         self._load(ctx)
         if o.verify == "verify_peer":
             ctx.verify_mode = ssl.CERT_REQUIRED if o.fail_if_no_peer_cert else ssl.CERT_OPTIONAL
@@ -87,9 +152,19 @@ class TlsContext:
             if path:  # the ssl module's own error would not say which file is missing
                 with open(path, "rb"):
                     pass
-        ctx.load_cert_chain(o.certfile, o.keyfile or None)
+        if o.certfile:  # a PSK-only listener has none
+            ctx.load_cert_chain(o.certfile, o.keyfile or None)
         if o.cacertfile:
             ctx.load_verify_locations(o.cacertfile)
+
+    def _psk_key(self, identity: str | None) -> bytes:
+        """OpenSSL asks for the key of `identity` (b"" refuses the handshake)."""
+        key = self._psk_lookup(identity) if self._psk_lookup and identity else None
+        if not key:
+            self.psk_refused += 1
+            log.info("TLS-PSK: unknown identity %r", identity)
+            return b""
+        return key
 
     def _stat(self) -> tuple[float, ...]:
         paths = [p for p in (self.options.certfile, self.options.keyfile,

@@ -3,6 +3,7 @@ explanation of a decision, and `Broker.check_acl`: tables, no node."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,6 +27,11 @@ from starling.broker import (
 )
 
 # -- parsing -----------------------------------------------------------------------------------
+
+
+def explain(*args: Any, **kwargs: Any) -> Any:
+    """`explain_acl` run to completion (it awaits ACL sources that do I/O)."""
+    return asyncio.run(explain_acl(*args, **kwargs))
 
 def test_default_file_parses_to_emqx_rules() -> None:
     rules = parse_acl(DEFAULT_ACL_CONF)
@@ -317,30 +323,30 @@ def test_explain_names_the_rule_the_hook_or_nomatch() -> None:
     hooks.add(HookPoint.CLIENT_CHECK_ACL, plugin.check)
     client = who()
 
-    exp = explain_acl(hooks, acl, client, "publish", "b", "allow")
+    exp = explain(hooks, acl, client, "publish", "b", "allow")
     assert (exp.decision, exp.source) == ("deny", "rule")
     assert exp.decider is not None and exp.decider.match is not None
     assert exp.decider.match.rule.line == 2
     assert [s.answer for s in exp.steps] == [None, "deny"]  # the plugin first, then the file
 
-    exp = explain_acl(hooks, acl, client, "publish", "p", "allow")
+    exp = explain(hooks, acl, client, "publish", "p", "allow")
     assert (exp.decision, exp.source) == ("deny", "hook")
     assert exp.decider is not None and exp.decider.callback == plugin.check
     assert len(exp.steps) == 1 and exp.steps[0].stopped
 
-    exp = explain_acl(hooks, acl, client, "publish", "q", "deny")  # a fold, not a stop
+    exp = explain(hooks, acl, client, "publish", "q", "deny")  # a fold, not a stop
     assert (exp.decision, exp.source) == ("allow", "hook")
 
-    exp = explain_acl(hooks, acl, client, "publish", "c", "deny")
+    exp = explain(hooks, acl, client, "publish", "c", "deny")
     assert (exp.decision, exp.source, exp.decider) == ("deny", "acl_nomatch", None)
 
-    exp = explain_acl(hooks, acl, client, "publish", "boom", "allow")
+    exp = explain(hooks, acl, client, "publish", "boom", "allow")
     assert exp.steps[0].answer == "error"
     assert (exp.decision, exp.source) == ("allow", "acl_nomatch")
 
-    assert explain_acl(hooks, acl, client, "publish", "b", "allow",
+    assert explain(hooks, acl, client, "publish", "b", "allow",
                        acl_enabled=False).source == "zone"
-    assert explain_acl(hooks, acl, client, "publish", "b", "allow",
+    assert explain(hooks, acl, client, "publish", "b", "allow",
                        superuser=True).source == "superuser"
-    assert explain_acl(hooks, acl, client, "subscribe", "$share/g/a/x",
+    assert explain(hooks, acl, client, "subscribe", "$share/g/a/x",
                        "deny").topic == "a/x"

@@ -58,7 +58,7 @@ SEED_LIST = [
 ]
 #: Plugins implemented in Starling (the others answer not_implemented).
 IMPLEMENTED_PLUGINS = {"emqx_management", "emqx_plugin_template", "emqx_auth_clientid", "emqx_auth_username",
-                       "emqx_dashboard"}
+                       "emqx_dashboard", "emqx_psk_file"}
 NOT_IMPLEMENTED = [name for name, _ in SEED_LIST if name not in IMPLEMENTED_PLUGINS]
 
 

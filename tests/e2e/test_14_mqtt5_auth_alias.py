@@ -3,7 +3,6 @@ hook, and server-to-client topic aliases (§3.3.2.3.4), with raw clients."""
 
 from __future__ import annotations
 
-import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.helpers.packets5 import (
     gen_publish5,
     parse_connack5,
 )
+from tests.helpers.plugins import install_plugin
 
 CONNACK = 2
 CONTINUE = 0x18
@@ -132,14 +132,7 @@ def register(registry):
 
 
 def toy_node(make_node, tmp_path: Path, monkeypatch):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "toy_auth.py").write_text(textwrap.dedent(TOY))
-    info = site / "toy_auth-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-auth\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[starling.plugins]\ntoy_auth = toy_auth:register\n")
-    monkeypatch.setenv("PYTHONPATH", str(site))
+    install_plugin(tmp_path / "site", monkeypatch, "toy_auth", TOY)
     return make_node({"plugins.loaded": "emqx_management,toy_auth"})
 
 

@@ -3,14 +3,13 @@ third-party plugin found through the `starling.plugins` entry point group."""
 
 from __future__ import annotations
 
-import textwrap
 import uuid
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from tests.conftest import API_SETTINGS
+from tests.helpers.plugins import install_plugin
 
 
 def connect_and_leave(port: int, client_id: str) -> None:
@@ -66,21 +65,8 @@ def register(registry):
 '''
 
 
-def install_demo(root: Path) -> None:
-    """A minimal installed distribution: the module plus dist-info with its entry point."""
-    (root / "demo_plugin.py").write_text(textwrap.dedent(DEMO))
-    info = root / "demo_plugin-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: demo-plugin\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[starling.plugins]\ndemo_plugin = demo_plugin:register\n")
-
-
 def test_entry_point_plugin_is_listed_and_loads(make_node, tmp_path, monkeypatch) -> None:
-    site = tmp_path / "site"
-    site.mkdir()
-    install_demo(site)
-    monkeypatch.setenv("PYTHONPATH", str(site))
+    install_plugin(tmp_path / "site", monkeypatch, "demo_plugin", DEMO)
     node = make_node(dict(API_SETTINGS))
     with node.api() as api:
         names = {p["name"]: p for p in api.get("/nodes/starling@127.0.0.1/plugins/").json()["data"]}

@@ -213,7 +213,7 @@ def register(table: RouteTable) -> None:
         acl = acl_file(req)
         broker = req.ctx.broker
         options = broker.options
-        exp = explain_acl(broker.hooks, broker.acl, client, action, topic, options.acl_nomatch,
+        exp = await explain_acl(broker.hooks, broker.acl, client, action, topic, options.acl_nomatch,
                           acl_enabled=client.zone not in options.acl_disabled_zones,
                           superuser=client.is_superuser)
         return explanation_view(exp, client, action, topic, str(acl.path), _describer(req))
