@@ -91,6 +91,8 @@ async def measure(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     logging.getLogger("starling.startup").setLevel(logging.WARNING)
     node = Node(config)
     await node.start()
+    gc.collect()
+    gc.freeze()  # as `starling start` does (starling/cli.py)
     broker = node.broker
     port = node.listeners[0].bound[1]
     loadgen = build_loadgen()

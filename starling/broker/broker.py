@@ -27,7 +27,7 @@ from .acl import AclCache, InternalAcl, acl_topic
 from .alarms import AlarmMonitor, Alarms
 from .banned import IP_ADDRESS, USERNAME, Ban, Banned, normalize_ip
 from .channel import Channel
-from .hooks import HookPoint, Hooks
+from .hooks import HookPoint, Hooks, Points
 from .journal import Journal, message_of
 from .message import Message, reset_message_ids
 from .options import BrokerOptions
@@ -217,8 +217,8 @@ class Broker:
             session = Session(client_id, clean_start, expiry_interval, self.options,
                               self.counters)
             self.sessions[client_id] = session
-            if self.hooks.has(HookPoint.SESSION_CREATED):
-                self.hooks.run(HookPoint.SESSION_CREATED, client_id, session)
+            if self.hooks.has(Points.SESSION_CREATED):
+                self.hooks.run(Points.SESSION_CREATED, client_id, session)
         else:
             session.clean_start = clean_start
             session.expiry_interval = expiry_interval
@@ -286,12 +286,12 @@ class Broker:
         session.subscriptions.clear()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
-        if self.hooks.has(HookPoint.SESSION_TERMINATED):
-            self.hooks.run(HookPoint.SESSION_TERMINATED, session.client_id, session)
+        if self.hooks.has(Points.SESSION_TERMINATED):
+            self.hooks.run(Points.SESSION_TERMINATED, session.client_id, session)
 
     def channel_connected(self, channel: Channel) -> None:
-        if self.hooks.has(HookPoint.CLIENT_CONNECTED):
-            self.hooks.run(HookPoint.CLIENT_CONNECTED, channel)
+        if self.hooks.has(Points.CLIENT_CONNECTED):
+            self.hooks.run(Points.CLIENT_CONNECTED, channel)
         self.sys.client_connected(channel)
 
     def channel_closed(self, channel: Channel, reason: str) -> None:
@@ -312,8 +312,8 @@ class Broker:
                 self._expiry_seq += 1
                 heapq.heappush(self._expiry, (now + session.expiry_interval,
                                               self._expiry_seq, session))
-        if self.hooks.has(HookPoint.CLIENT_DISCONNECTED):
-            self.hooks.run(HookPoint.CLIENT_DISCONNECTED, channel, reason)
+        if self.hooks.has(Points.CLIENT_DISCONNECTED):
+            self.hooks.run(Points.CLIENT_DISCONNECTED, channel, reason)
         self.sys.client_disconnected(channel, reason)
 
     def kick(self, client_id: str) -> bool:
@@ -341,8 +341,8 @@ class Broker:
     def publish(self, message: Message) -> int:
         """Route a message to its subscribers; return how many it reached."""
         hooks = self.hooks
-        if hooks.has(HookPoint.MESSAGE_PUBLISH):
-            result = hooks.run_fold(HookPoint.MESSAGE_PUBLISH, (), message)
+        if hooks.has(Points.MESSAGE_PUBLISH):
+            result = hooks.run_fold(Points.MESSAGE_PUBLISH, (), message)
             if not isinstance(result, Message):
                 return 0  # a plugin took the message (e.g. delayed publish)
             message = result
@@ -361,8 +361,8 @@ class Broker:
         if not subscribers:
             if not shared and not message.sys:
                 self.counters[m.MESSAGES_DROPPED] += 1
-                if self.hooks.has(HookPoint.MESSAGE_DROPPED):
-                    self.hooks.run(HookPoint.MESSAGE_DROPPED, message, "no_subscribers")
+                if self.hooks.has(Points.MESSAGE_DROPPED):
+                    self.hooks.run(Points.MESSAGE_DROPPED, message, "no_subscribers")
             return shared
         msg_qos = message.qos
         sender = message.sender
@@ -372,9 +372,9 @@ class Broker:
             qos = opts.qos if opts.qos < msg_qos else msg_qos
             # Live messages go out with RETAIN 0 unless Retain As Published [MQTT-3.3.1-9].
             session.deliver(message, qos, message.retain and opts.retain_as_published)
-        if self.hooks.has(HookPoint.MESSAGE_DELIVERED):
+        if self.hooks.has(Points.MESSAGE_DELIVERED):
             for session in subscribers:
-                self.hooks.run(HookPoint.MESSAGE_DELIVERED, session.client_id, message)
+                self.hooks.run(Points.MESSAGE_DELIVERED, session.client_id, message)
         return len(subscribers) + shared
 
     def _dispatch_shared(self, message: Message) -> int:
@@ -496,7 +496,7 @@ class Broker:
     @property
     def acl_is_async(self) -> bool:
         """Does some ACL source answer only after I/O (HTTP, a database)?"""
-        return HookPoint.CLIENT_CHECK_ACL in self.hooks.async_points
+        return Points.CLIENT_CHECK_ACL in self.hooks.async_points
 
     def acl_known(self, channel: Channel, action: str, topic: str) -> bool | None:
         """The answer when it needs no `client.check_acl` call (superuser, ACL off

@@ -57,7 +57,7 @@ from starling.mqtt import (
 )
 
 from . import metrics as m
-from .hooks import HookPoint
+from .hooks import HookPoint, Points
 from .message import Message
 from .session import NO_ENTRIES
 
@@ -72,6 +72,9 @@ NEW, CONNECTING, CONNECTED, CLOSED = "new", "connecting", "connected", "closed"
 #: `Channel._busy`: handling packets as they come, or waiting for an answer
 #: (an ACL source doing I/O) with later packets held, and reading paused.
 IDLE, WAITING, WAITING_PAUSED = 0, 1, 2
+# Bound once: `ReasonCode.X` is a slow lookup on Python 3.11 (see `hooks.Points`).
+_SUCCESS: Final = ReasonCode.SUCCESS
+_NOT_AUTHORIZED: Final = ReasonCode.NOT_AUTHORIZED
 #: Held packets past which the channel stops reading its socket.
 HOLD_LIMIT: Final = 256
 
@@ -412,9 +415,8 @@ class Channel:
             data = p.properties.get(PropertyId.AUTHENTICATION_DATA)
             broker.track(asyncio.get_running_loop().create_task(self._enhanced_step(data)))
             return
-        acc = AuthResult(ReasonCode.SUCCESS if broker.options.allow_anonymous
-                         else ReasonCode.NOT_AUTHORIZED)
-        if broker.hooks.has(HookPoint.CLIENT_AUTHENTICATE) or (
+        acc = AuthResult(_SUCCESS if broker.options.allow_anonymous else _NOT_AUTHORIZED)
+        if broker.hooks.has(Points.CLIENT_AUTHENTICATE) or (
                 p.will is not None and broker.acl_is_async):
             self.state = CONNECTING
             task = asyncio.get_running_loop().create_task(self._authenticate(acc))
@@ -520,7 +522,7 @@ class Channel:
 
     def _finish_connect(self, auth: AuthResult, will_allowed: bool | None = None) -> None:
         broker = self.broker
-        if auth.reason_code != ReasonCode.SUCCESS:
+        if auth.reason_code != _SUCCESS:
             self.counters["packets/connack/auth_error"] += 1
             self._refuse(auth.reason_code)
             return
@@ -663,7 +665,7 @@ class Channel:
         if broker.options.max_topic_levels and not broker.topic_levels_ok(p.topic):
             self._ack_publish(p, ReasonCode.TOPIC_NAME_INVALID)
             return
-        if broker.hooks.has(HookPoint.CLIENT_CHECK_ACL):
+        if broker.hooks.has(Points.CLIENT_CHECK_ACL):
             if broker.acl_is_async:
                 allowed = broker.acl_known(self, "publish", p.topic)
                 if allowed is None:
@@ -925,8 +927,8 @@ class Channel:
         message = session.puback(p.packet_id)
         if message is None:
             self.counters["packets/puback/missed"] += 1
-        elif self.broker.hooks.has(HookPoint.MESSAGE_ACKED):
-            self.broker.hooks.run(HookPoint.MESSAGE_ACKED, self, message)
+        elif self.broker.hooks.has(Points.MESSAGE_ACKED):
+            self.broker.hooks.run(Points.MESSAGE_ACKED, self, message)
 
     def _on_pubrec(self, p: Pubrec) -> None:
         self.counters["packets/pubrec/received"] += 1
@@ -954,8 +956,8 @@ class Channel:
         message = session.pubcomp(p.packet_id)
         if message is None:
             self.counters["packets/pubcomp/missed"] += 1
-        elif self.broker.hooks.has(HookPoint.MESSAGE_ACKED):
-            self.broker.hooks.run(HookPoint.MESSAGE_ACKED, self, message)
+        elif self.broker.hooks.has(Points.MESSAGE_ACKED):
+            self.broker.hooks.run(Points.MESSAGE_ACKED, self, message)
 
     # -- SUBSCRIBE / UNSUBSCRIBE -------------------------------------------------------
     def _on_subscribe(self, p: Subscribe, acl_answers: dict[str, bool] | None = None) -> None:

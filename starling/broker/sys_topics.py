@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .hooks import HookPoint
+from .hooks import Points
 from .message import Message
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class SysPublisher:
         broker = self._broker
         return broker.running and bool(
             broker.router.dollar_filters or broker.shared_router.dollar_filters
-            or broker.hooks.has(HookPoint.MESSAGE_PUBLISH))
+            or broker.hooks.has(Points.MESSAGE_PUBLISH))
 
     def client_connected(self, channel: Channel) -> None:
         if not self._observed():
