@@ -29,6 +29,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,10 @@ async def measure(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     cmd = [*pin, str(loadgen), "--scenario", "idle", "--port", str(port),
            "--connections", str(args.connections), "--settle", str(args.settle),
            "--connect-timeout", "600"]
+    if args.load:
+        cmd = [*pin, str(loadgen), "--port", str(port), "--connect-timeout", "600",
+               *shlex.split(args.load)]
+        return await measure_load(args, node, cmd)
     out: dict[str, Any] = {"mode": args.mode, "connections": args.connections}
     gc.collect()
     cg = callgrind_helper() if args.mode == "callgrind" else None
@@ -180,6 +185,42 @@ def _print_sizes(before: Any, after: Any, top: list[Any], args: argparse.Namespa
         print(f"# {where}: {common}", file=sys.stderr)
 
 
+async def measure_load(args: argparse.Namespace, node: Any, cmd: list[str]) -> dict[str, Any]:
+    """--load: profile a whole loadgen run; figures per message received."""
+    cg = callgrind_helper() if args.mode == "callgrind" else None
+    profiler = None
+    gc.collect()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    if args.mode == "cprofile":
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.enable()
+    if cg is not None:
+        cg.cg_start()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    stdout, _ = await asyncio.get_running_loop().run_in_executor(None, proc.communicate)
+    if cg is not None:
+        cg.cg_stop()
+    if profiler is not None:
+        profiler.disable()
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    result = json.loads(stdout)
+    # Messages received in the measured window; run with `-w 0` so that (setup
+    # aside, which is small) the window is the whole run.
+    units = int(result.get("received", 0)) or 1
+    args.connections = units
+    out: dict[str, Any] = {
+        "mode": args.mode, "load": args.load, "units": units,
+        "loadgen": {k: result.get(k) for k in ("ok", "error", "receive_rate", "received")},
+        "cpu_us_per_msg": {
+            "user": round((ru1.ru_utime - ru0.ru_utime) * 1e6 / units, 2),
+            "sys": round((ru1.ru_stime - ru0.ru_stime) * 1e6 / units, 2)}}
+    await node.stop()
+    if profiler is not None:
+        _print_profile(profiler, args)
+    return out
+
+
 def _short(filename: str) -> str:
     for marker in ("/starling/", "/asyncio/", "/uvloop/"):
         i = filename.rfind(marker)
@@ -196,7 +237,8 @@ def _print_profile(profiler: Any, args: argparse.Namespace) -> None:
     for (filename, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         rows.append((tt, ct, nc, f"{_short(filename)}:{line}({func})"))
     total_calls = sum(r[2] for r in rows)
-    print(f"# function calls per connection: {total_calls / args.connections:.1f}",
+    print(f"# function calls per connection (--load: per message): "
+          f"{total_calls / args.connections:.1f}",
           file=sys.stderr)
     print(f"# {'calls/conn':>10} {'tottime us/conn':>15} {'cumtime us/conn':>15}  function",
           file=sys.stderr)
@@ -230,8 +272,12 @@ def run_callgrind(args: argparse.Namespace) -> int:
         match = re.search(r"^totals:\s+(\d+)", text, re.M)
         if match:
             total += int(match.group(1))
+    units = args.connections
+    for line in res.stdout.splitlines():
+        if line.startswith("{") and '"units"' in line:
+            units = json.loads(line)["units"]
     print(json.dumps({"instructions": total,
-                      "instructions_per_conn": round(total / args.connections),
+                      "instructions_per_unit": round(total / units),
                       "callgrind_files": [str(d) for d in dumps]}))
     return 0
 
@@ -245,6 +291,9 @@ def main() -> int:
     p.add_argument("--settle", type=float, default=1.0, help="loadgen --settle (s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--load", metavar="LOADGEN_ARGS",
+                   help="cprofile/callgrind a loadgen run instead of idle connects, e.g. "
+                        "'--scenario pairs --qos 1 --persistent -d 3 -w 0'; per message")
     p.add_argument("--pin-loadgen", type=int, metavar="CPU",
                    help="run loadgen on this CPU (run the script itself under taskset -c 0)")
     p.add_argument("--frames", type=int, default=1, help="trace: traceback depth")
