@@ -97,6 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("management.max_connections", 512, "int", "Concurrent HTTP connections."),
     Setting("management.max_row_limit", 10000, "int",
             "Default page size (_limit) of paginated API lists (emqx_management's key)."),
+    Setting("prometheus.auth", False, "bool",
+            "Whether GET /api/v3/prometheus/stats asks for API credentials."),
     Setting("api.default_app_id", "admin", "str",
             "App id of the bootstrap management API application."),
     Setting("api.default_app_secret", "", "str",
@@ -194,6 +196,40 @@ SETTINGS: tuple[Setting, ...] = (
             "Check ACL for clients of zone external (any zone not listed here: on)."),
     Setting("zone.internal.enable_acl", False, "bool",
             "Check ACL for clients of zone internal (the internal listener)."),
+    *(Setting(f"zone.*.{field}", None, kind, doc) for field, kind, doc in (
+        ("enable_acl", "bool", "Check ACL for the zone's clients (unset: on)."),
+        ("enable_ban", "bool", "Refuse banned clients of the zone (unset: on)."),
+        ("allow_anonymous", "bool", "Let clients without credentials in."),
+        ("acl_deny_action", "str", "ignore or disconnect when ACL denies."),
+        ("max_packet_size", "size", "Largest MQTT packet accepted from the zone's clients."),
+        ("max_clientid_len", "int", "Longest client id accepted."),
+        ("max_topic_levels", "int", "Most topic levels; 0 = no limit."),
+        ("max_topic_alias", "int", "Client-to-server topic aliases accepted (5.0)."),
+        ("retain_available", "bool", "Accept retained messages."),
+        ("wildcard_subscription", "bool", "Accept wildcard subscriptions."),
+        ("shared_subscription", "bool", "Accept shared subscriptions."),
+        ("server_keepalive", "int", "Keep alive imposed on 5.0 clients; 0 = the client's."),
+        ("keepalive_backoff", "float",
+         "EMQ X's keepalive backoff: a client is dropped after keepalive x backoff x 2 "
+         "silent seconds (0.75 = the 1.5 x of mqtt.keepalive_multiplier)."),
+        ("idle_timeout", "duration", "How long a new connection may wait before CONNECT."),
+        ("max_subscriptions", "int", "Subscriptions per client; 0 = no limit."),
+        ("upgrade_qos", "bool", "Deliver at the subscription's QoS, not the message's."),
+        ("max_inflight", "int", "Unacknowledged QoS 1/2 deliveries per session."),
+        ("retry_interval", "duration", "Resend an unacknowledged QoS 1/2 message (3.x)."),
+        ("max_awaiting_rel", "int", "QoS 2 messages awaiting PUBREL per session."),
+        ("await_rel_timeout", "duration", "How long a QoS 2 message awaits its PUBREL."),
+        ("session_expiry_interval", "duration",
+         "How long an offline persistent 3.x session lives."),
+        ("max_mqueue_len", "int", "Messages queued per offline session; 0 = no limit."),
+        ("mqueue_store_qos0", "bool", "Queue QoS 0 messages for offline sessions."),
+        ("publish_limit", "rate",
+         "PUBLISH packets a client may send: COUNT,PERIOD (e.g. 100,10s); past it the "
+         "connection is not read until the bucket refills (EMQ X's publish_limit)."),
+        ("rate_limit.conn_bytes_in", "rate",
+         "Bytes a client may send: SIZE,PERIOD (e.g. 100KB,10s); past it the connection "
+         "is not read until the bucket refills."),
+    )),
     # $SYS.
     Setting("broker.sys_interval", 60.0, "duration",
             "Interval of $SYS version/stats/metrics messages; 0 disables them."),
@@ -236,13 +272,15 @@ LISTENER_KINDS = ("tcp", "ssl", "ws", "wss")
 
 
 def _pattern_of(key: str) -> str | None:
-    """`listeners.tcp.lan.bind` -> `listeners.tcp.*.bind` (if that is a setting)."""
+    """`listeners.tcp.lan.bind` -> `listeners.tcp.*.bind`, `zone.lan.max_inflight` ->
+    `zone.*.max_inflight` (if that is a setting)."""
     parts = key.split(".")
+    pattern = None
     if len(parts) >= 4 and parts[0] == "listeners" and parts[1] in LISTENER_KINDS:
         pattern = ".".join([parts[0], parts[1], "*", *parts[3:]])
-        if pattern in _PATTERNS:
-            return pattern
-    return None
+    elif len(parts) >= 3 and parts[0] == "zone":
+        pattern = ".".join(["zone", "*", *parts[2:]])
+    return pattern if pattern in _PATTERNS else None
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -282,9 +320,27 @@ def parse_bool(value: Any) -> bool:
     raise ConfigError(f"bad boolean {value!r} (true/false)")
 
 
+def parse_rate(value: Any) -> tuple[int, float]:
+    """EMQ X's `COUNT,PERIOD` limits (`100,10s`, `100KB,1m`) -> (amount, seconds)."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        amount, period = value
+    else:
+        amount, sep, period = str(value).partition(",")
+        if not sep:
+            raise ConfigError(f"bad rate {value!r} (e.g. 100,10s or 100KB,1m)")
+    count, seconds = parse_size(amount), parse_duration(period)
+    if count <= 0 or seconds <= 0:
+        raise ConfigError(f"bad rate {value!r}: amount and period must be positive")
+    return count, seconds
+
+
 def _convert(setting: Setting, value: Any) -> Any:
     kind = setting.kind
+    if value is None and setting.default is None:
+        return None  # a zone key left unset: the node-wide value applies
     try:
+        if kind == "rate":
+            return parse_rate(value)
         if kind == "duration":
             return parse_duration(value)
         if kind == "size":
@@ -348,6 +404,18 @@ class Config:
                  if key.startswith(prefix) and key.endswith(".bind")
                  and key.count(".") == 3]
         return list(dict.fromkeys(names))
+
+    def zone_names(self) -> list[str]:
+        """`external`, `internal` and every zone a `zone.<name>.*` key names."""
+        names = ["external", "internal"]
+        names += [key.split(".")[1] for key in self._values if key.startswith("zone.")]
+        return list(dict.fromkeys(names))
+
+    def zone_settings(self, zone: str) -> dict[str, Any]:
+        """The `zone.<zone>.*` keys that are set, by field (`max_inflight`, ...)."""
+        prefix = f"zone.{zone}."
+        return {key[len(prefix):]: value for key, value in self._values.items()
+                if key.startswith(prefix) and value is not None}
 
     def items(self) -> Iterable[tuple[str, Any]]:
         return self._values.items()

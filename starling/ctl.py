@@ -742,6 +742,9 @@ def parser() -> argparse.ArgumentParser:
     admins.add_argument("username", nargs="?")
     admins.add_argument("password", nargs="?")
     admins.add_argument("tags", nargs="?", help="add: the user's tags (default empty)")
+
+    from .ctl_ops import add_commands  # recon, reloader, luahook (imports this module)
+    add_commands(add)
     return p
 
 

@@ -7,8 +7,9 @@ broker closes every connection → timers and tasks end.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from .api import (
     ManagementApp,
     UserRegistry,
     build_table,
+    prometheus_routes,
 )
 from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
@@ -31,6 +33,8 @@ from .plugins import (
     AclFileError,
     ClientIdAuthPlugin,
     DashboardPlugin,
+    DelayedPublishPlugin,
+    LuaHookPlugin,
     ManagementPlugin,
     PluginContext,
     PluginError,
@@ -38,8 +42,13 @@ from .plugins import (
     PluginRegistry,
     PluginStore,
     PskFilePlugin,
+    ReconPlugin,
+    ReloaderPlugin,
+    RetainerPlugin,
+    StatsdPlugin,
     TemplatePlugin,
     UsernameAuthPlugin,
+    WebHookPlugin,
     discover_plugins,
     plugin_names,
 )
@@ -93,6 +102,33 @@ def broker_options(config: Config) -> BrokerOptions:
     )
 
 
+#: Zone keys whose BrokerOptions field has another name or unit.
+_ZONE_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "keepalive_backoff": ("keepalive_multiplier", lambda backoff: backoff * 2),
+    "rate_limit.conn_bytes_in": ("bytes_in_limit", tuple),
+    "publish_limit": ("publish_limit", tuple),
+}
+
+
+def zone_options(config: Config, base: BrokerOptions) -> dict[str, BrokerOptions]:
+    """Each zone's options: its `zone.<name>.*` keys over the node-wide `base`
+    (`enable_acl` is read by `acl_options`)."""
+    zones = {}
+    for zone in config.zone_names():
+        changes = {}
+        for field, value in config.zone_settings(zone).items():
+            if field == "enable_acl":
+                continue
+            name, convert = _ZONE_FIELDS.get(field, (field, lambda v: v))
+            changes[name] = convert(value)
+        action = changes.get("acl_deny_action", "ignore")
+        if action not in ("ignore", "disconnect"):
+            raise ConfigError(f"zone.{zone}.acl_deny_action must be ignore or disconnect, "
+                              f"not {action!r}")
+        zones[zone] = dataclasses.replace(base, **changes) if changes else base
+    return zones
+
+
 def acl_options(config: Config) -> dict[str, Any]:
     """The ACL settings as broker options (docs/acl.md)."""
     for key, choices in (("acl_nomatch", ("allow", "deny")),
@@ -121,7 +157,9 @@ class Node:
         self.store = self._make_store()
         self.journal = Journal(self.store, config["store.durability"],
                                config["store.commit_interval"])
-        self.broker = Broker(broker_options(config), self.journal)
+        options = broker_options(config)
+        self.broker = Broker(options, self.journal, zone_options(config, options))
+        self.broker.set_retainer(None)  # until emqx_retainer loads
         self.broker.monitor.connection_usage = self.connection_usage
         self.listeners: list[Listener] = []
         self.http_listeners: list[HttpListener] = []
@@ -136,7 +174,16 @@ class Node:
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
+        self.plugins.implement("emqx_recon", ReconPlugin, ReconPlugin.SCHEMA)
+        self.plugins.implement("emqx_reloader", ReloaderPlugin.factory(self.plugins),
+                               ReloaderPlugin.SCHEMA)
+        self.plugins.implement("emqx_lua_hook", LuaHookPlugin, LuaHookPlugin.SCHEMA)
         self.plugins.implement("emqx_psk_file", PskFilePlugin, PskFilePlugin.SCHEMA)
+        self.plugins.implement("emqx_web_hook", WebHookPlugin, WebHookPlugin.SCHEMA)
+        self.plugins.implement("emqx_statsd", StatsdPlugin, StatsdPlugin.SCHEMA)
+        self.plugins.implement("emqx_retainer", RetainerPlugin, RetainerPlugin.SCHEMA)
+        self.plugins.implement("emqx_delayed_publish", DelayedPublishPlugin,
+                               DelayedPublishPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,
@@ -163,7 +210,8 @@ class Node:
 
     def _apply_config(self) -> None:
         """A runtime config change (PUT /configs): new broker options, no restart."""
-        self.broker.reconfigure(broker_options(self.config))
+        options = broker_options(self.config)
+        self.broker.reconfigure(options, zone_options(self.config, options))
 
     def _apply_management(self, settings: Mapping[str, Any]) -> None:
         self.api.max_row_limit = settings["management.max_row_limit"]
@@ -271,7 +319,8 @@ class Node:
         except ValueError as exc:
             raise ConfigError(f"management.bind: {exc}") from None
         await self.plugins.start(["emqx_management"])
-        app = ManagementApp(self.api, build_table())
+        app = ManagementApp(self.api, build_table(), raw_routes=prometheus_routes(
+            self.api, lambda: not self.config["prometheus.auth"]))
         listener = HttpListener(app, "http:management", host, port,
                                 self.config["management.max_connections"])
         await listener.start()

@@ -81,7 +81,7 @@ def test_defaults() -> None:
 def test_settings_table_is_well_formed() -> None:
     keys = [s.key for s in SETTINGS]
     assert len(keys) == len(set(keys))
-    kinds = {"str", "int", "float", "bool", "duration", "size", "bind"}
+    kinds = {"str", "int", "float", "bool", "duration", "size", "bind", "rate"}
     for s in SETTINGS:
         assert s.kind in kinds, s.key
         assert s.doc, s.key

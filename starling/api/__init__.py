@@ -6,6 +6,7 @@ from .app import ManagementApp
 from .apps import App, AppRegistry
 from .context import ApiContext, ListenerInfo
 from .dashboard import Dashboard
+from .prometheus import prometheus_routes
 from .routes import build_table
 from .routing import Route, RouteTable
 from .server import HttpListener
@@ -24,4 +25,5 @@ __all__ = [
     "RouteTable",
     "UserRegistry",
     "build_table",
+    "prometheus_routes",
 ]

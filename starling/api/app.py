@@ -12,7 +12,8 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -33,6 +34,17 @@ Send = Callable[[Message], Awaitable[None]]
 Authenticate = Callable[[str, str], Awaitable[bool]]
 
 PREFIX = ("api", "v3")
+
+
+@dataclass(frozen=True, slots=True)
+class RawRoute:
+    """A GET endpoint outside the route table whose answer is not a JSON envelope
+    (the Prometheus scrape): `handler` returns (body, content type); `public`
+    says, at each request, whether it is answered without credentials."""
+
+    handler: Callable[[], Awaitable[tuple[bytes, str]]]
+    public: Callable[[], bool] = lambda: False
+
 MAX_BODY = 4 * 1024 * 1024
 
 
@@ -42,16 +54,19 @@ def _json_bytes(value: Any) -> bytes:
 
 class ManagementApp:
     """`authenticate` replaces the apps check (None: apps, the management listener);
-    `open_routes` are ``(method, "/api/v3/...")`` answered without credentials."""
+    `open_routes` are ``(method, "/api/v3/...")`` answered without credentials;
+    `raw_routes` are `RawRoute`s by path."""
 
     def __init__(self, ctx: ApiContext, table: RouteTable, *, realm: str = "starling",
                  authenticate: Authenticate | None = None,
-                 open_routes: Collection[tuple[str, str]] = ()) -> None:
+                 open_routes: Collection[tuple[str, str]] = (),
+                 raw_routes: Mapping[str, RawRoute] | None = None) -> None:
         self.ctx = ctx
         self.table = table
         self.realm = realm
         self.authenticate = authenticate
         self.open_routes = frozenset(open_routes)
+        self.raw_routes = dict(raw_routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -62,10 +77,35 @@ class ManagementApp:
         if scope["path"].rstrip("/") == "/status":
             await self._send_status(scope, send)
             return
-        status, body, headers = await self._handle(scope, receive)
-        headers = [(b"content-type", b"application/json; charset=utf-8"), *headers]
+        raw = self.raw_routes.get(scope["path"].rstrip("/"))
+        if raw is not None:
+            status, body, headers = await self._handle_raw(scope, raw)
+        else:
+            status, body, headers = await self._handle(scope, receive)
+        if not any(name == b"content-type" for name, _ in headers):
+            headers = [(b"content-type", b"application/json; charset=utf-8"), *headers]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _handle_raw(self, scope: Scope, raw: RawRoute,
+                          ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        if not raw.public() and not await self._authorized(scope):
+            return self._unauthorized()
+        if scope["method"] != "GET":
+            return 405, _json_bytes({"code": Code.UNKNOWN_ERROR,
+                                     "message": "Method Not Allowed"}), []
+        try:
+            body, content_type = await raw.handler()
+        except Exception:
+            log.exception("API handler failed: GET %s", scope["path"])
+            return 500, _json_bytes({"code": Code.UNKNOWN_ERROR,
+                                     "message": "internal_error"}), []
+        return 200, body, [(b"content-type", content_type.encode())]
+
+    def _unauthorized(self) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        return 401, _json_bytes({"code": Code.USERNAME_OR_PASSWORD_ERROR,
+                                 "message": "UNAUTHORIZED"}), [
+            (b"www-authenticate", f'Basic realm="{self.realm}"'.encode())]
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -88,9 +128,7 @@ class ManagementApp:
                 return 200, _json_bytes(openapi_document(self.table, self.ctx)), []
             open_route = (method, "/" + "/".join(segments)) in self.open_routes
             if not open_route and not await self._authorized(scope):
-                return 401, _json_bytes({"code": Code.USERNAME_OR_PASSWORD_ERROR,
-                                         "message": "UNAUTHORIZED"}), [
-                    (b"www-authenticate", f'Basic realm="{self.realm}"'.encode())]
+                return self._unauthorized()
             if tuple(segments[:2]) != PREFIX:
                 raise ApiError(Code.NOT_FOUND, "Not Found", 404)
             segments = segments[2:]

@@ -31,6 +31,7 @@ from .journal import Journal
 from .message import Message
 from .metrics import ALL_METRICS, EXTRA_METRICS, SEED_METRICS
 from .options import BrokerOptions
+from .retained import RetainerSettings
 from .session import Session
 from .snapshots import ConnectionSnapshot, SessionSnapshot, SubscriptionSnapshot
 from .stats import STAT_NAMES
@@ -69,6 +70,7 @@ __all__ = [
     "InternalAcl",
     "Journal",
     "Message",
+    "RetainerSettings",
     "Session",
     "SessionSnapshot",
     "Stop",

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from starling.mqtt import SubscriptionOptions, matches, parse_share
+from starling.mqtt import SubscriptionOptions, matches, parse_share, topic_levels_ok
 from starling.store import MemoryStore
 
 from . import metrics as m
@@ -31,7 +31,7 @@ from .hooks import HookPoint, Hooks, Points
 from .journal import Journal, message_of
 from .message import Message, reset_message_ids
 from .options import BrokerOptions
-from .retained import RetainedStore
+from .retained import RetainedStore, RetainerSettings
 from .router import Router
 from .session import InflightEntry, Session
 from .shared import SharedGroup
@@ -42,11 +42,18 @@ from .timers import TimerWheel
 
 log = logging.getLogger(__name__)
 
+#: Seconds between two log lines about retained messages the retainer refused.
+REFUSAL_LOG_INTERVAL = 10.0
+
 
 class Broker:
     def __init__(self, options: BrokerOptions | None = None,
-                 journal: Journal | None = None) -> None:
+                 journal: Journal | None = None,
+                 zones: dict[str, BrokerOptions] | None = None) -> None:
         self.options = options or BrokerOptions()
+        #: Each zone's options (`zone.<name>.*` over the node-wide ones); a zone not
+        #: listed uses `options`.
+        self.zones: dict[str, BrokerOptions] = zones or {}
         #: Writes durable state to the store; disabled with the memory store.
         self.journal = journal or Journal(MemoryStore())
         self.hooks = Hooks()
@@ -56,6 +63,15 @@ class Broker:
         self.shared_router: Router[SharedGroup] = Router()
         self.shared_groups: dict[tuple[str, str], SharedGroup] = {}
         self.retained = RetainedStore()
+        #: The retainer's limits while it is on; None: retained messages are neither
+        #: stored nor delivered (emqx_retainer unloaded).  `set_retainer` changes it.
+        self.retainer: RetainerSettings | None = RetainerSettings()
+        #: Store retained PUBLISHes? (retainer on and `mqtt.retain_available`)
+        self._retaining = self.options.retain_available
+        #: Whether the node's store holds a copy of every retained message.
+        self._retained_in_store = True
+        self._refusals = 0
+        self._refusal_logged = 0.0
         self.sessions: dict[str, Session] = {}
         self.channels: dict[str, Channel] = {}
         #: Every connection's idle-timeout / keepalive deadline, on one loop timer.
@@ -104,7 +120,12 @@ class Broker:
             task.cancel()
         await self.journal.close()
 
-    def reconfigure(self, options: BrokerOptions) -> None:
+    def zone_options(self, zone: str) -> BrokerOptions:
+        """The options for clients of `zone` (a listener's zone)."""
+        return self.zones.get(zone, self.options)
+
+    def reconfigure(self, options: BrokerOptions,
+                    zones: dict[str, BrokerOptions] | None = None) -> None:
         """Switch to options changed at runtime (PUT /configs), without a restart.
 
         Channels read `self.options` when they use a value, so most changes apply
@@ -114,8 +135,15 @@ class Broker:
         session's expiry) stays until it reconnects (docs/configuration.md).
         """
         old, self.options = self.options, options
+        old_zones, self.zones = self.zones, zones if zones is not None else self.zones
+        # A session keeps the options of the zone it was made in.
+        renewed = {id(old_zone): self.zone_options(name) for name, old_zone in old_zones.items()}
+        renewed[id(old)] = options
+        self._retaining = self.retainer is not None and options.retain_available
         for session in list(self.sessions.values()):
-            session.reconfigure(options)
+            session.reconfigure(renewed.get(id(session.options), options))
+        for channel in list(self.channels.values()):
+            channel.use_options(self.zone_options(channel.zone))
         if self.running and (old.sys_interval, old.sys_heartbeat) != (
                 options.sys_interval, options.sys_heartbeat):
             self.sys.stop()
@@ -192,6 +220,8 @@ class Broker:
                     and now - session.disconnected_at >= session.expiry_interval):
                 self.counters["sessions/expired"] += 1
                 self.discard_session(session)
+        for topic in self.retained.expire(now):
+            self._retained_gone(topic)
         self.stats.sample()
         self.banned.sweep()
         self._housekeeping = asyncio.get_running_loop().call_later(1.0, self._tick)
@@ -214,7 +244,7 @@ class Broker:
             session = None
         present = session is not None
         if session is None:
-            session = Session(client_id, clean_start, expiry_interval, self.options,
+            session = Session(client_id, clean_start, expiry_interval, channel.options,
                               self.counters)
             self.sessions[client_id] = session
             if self.hooks.has(Points.SESSION_CREATED):
@@ -222,6 +252,8 @@ class Broker:
         else:
             session.clean_start = clean_start
             session.expiry_interval = expiry_interval
+            if session.options is not channel.options:  # back through another zone
+                session.reconfigure(channel.options)
             if session.pending_will is not None:  # back in time: no will (§3.1.3.2.2)
                 session.pending_will[1].cancel()
                 session.pending_will = None
@@ -334,8 +366,9 @@ class Broker:
             channel = self.channels.get(ban.who)
             hit = [channel] if channel is not None else []
         for channel in hit:
-            self.banned.kicked += 1
-            channel.kick("banned")
+            if channel.options.enable_ban:  # zone `enable_ban = off`: not enforced
+                self.banned.kicked += 1
+                channel.kick("banned")
 
     # -- publish -----------------------------------------------------------------
     def publish(self, message: Message) -> int:
@@ -346,14 +379,79 @@ class Broker:
             if not isinstance(result, Message):
                 return 0  # a plugin took the message (e.g. delayed publish)
             message = result
-        if message.retain and self.options.retain_available:
-            self.retained.put(message)
-            if self.journal.enabled and not message.sys:
-                if message.payload:
-                    self.journal.retained_put(message)
-                else:
-                    self.journal.retained_delete(message.topic)
+        if message.retain and self._retaining:
+            self._retain(message)
         return self.dispatch(message)
+
+    # -- retained messages (the mechanism; emqx_retainer switches it and sets limits) --
+    def set_retainer(self, settings: RetainerSettings | None) -> None:
+        """Switch retained-message storage and delivery on with these limits
+        (emqx_retainer loaded or reconfigured), or off (None: unloaded).
+
+        Off, a retained PUBLISH is routed like any other and stored nowhere, and
+        new subscriptions get no retained messages; what was held stays (in memory
+        and, if persisted, in the store) and is served again when switched back on.
+        Switching `persist` writes every held message to the store, or removes
+        them all from it."""
+        was_off, self.retainer = self.retainer is None, settings
+        self._retaining = settings is not None and self.options.retain_available
+        if settings is None:
+            return
+        if was_off and self.running and self._retaining:
+            self.sys.publish_retained()
+        self.retained.set_expiry_interval(settings.expiry_interval)
+        if settings.persist != self._retained_in_store:
+            self._retained_in_store = settings.persist
+            if self.journal.enabled:
+                for message in self.retained.messages():
+                    if message.sys:
+                        continue
+                    if settings.persist:
+                        self.journal.retained_put(message)
+                    else:
+                        self.journal.retained_delete(message.topic)
+
+    def _retain(self, message: Message) -> None:
+        """Store, replace or (empty payload) clear a retained message, within the
+        retainer's limits; a refused one is still routed (as EMQ X does)."""
+        settings = self.retainer
+        assert settings is not None
+        retained = self.retained
+        topic = message.topic
+        if message.payload:
+            limit = settings.max_payload_size
+            if limit and len(message.payload) > limit:
+                self._refuse_retained(topic, f"payload of {len(message.payload)} bytes is "
+                                      f"over retainer.max_payload_size ({limit})")
+                return
+            limit = settings.max_messages
+            if limit and len(retained) >= limit and retained.get(topic) is None:
+                self._refuse_retained(topic, f"retainer.max_retained_messages ({limit}) "
+                                      "reached")
+                return
+            retained.put(message)
+        elif not retained.delete(topic):
+            return
+        if self._retained_in_store and self.journal.enabled and not message.sys:
+            if message.payload:
+                self.journal.retained_put(message)
+            else:
+                self.journal.retained_delete(topic)
+
+    def _retained_gone(self, topic: str) -> None:
+        """An expired retained message was dropped: from the store too."""
+        if self._retained_in_store and self.journal.enabled and not topic.startswith("$SYS/"):
+            self.journal.retained_delete(topic)
+
+    def _refuse_retained(self, topic: str, why: str) -> None:
+        """Log a refused retained message, at most once per REFUSAL_LOG_INTERVAL."""
+        self._refusals += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= REFUSAL_LOG_INTERVAL:
+            self._refusal_logged = now
+            log.warning("retained message on %s not stored: %s (%d refused since the "
+                        "last such line)", topic, why, self._refusals)
+            self._refusals = 0
 
     def dispatch(self, message: Message) -> int:
         subscribers = self.router.match(message.topic)
@@ -443,11 +541,14 @@ class Broker:
         """Send retained messages matching a new subscription, RETAIN set [MQTT-3.3.1-8].
 
         Not for shared subscriptions (MQTT 5.0 §4.8.2)."""
-        if parse_share(topic_filter)[0] is not None:
+        if self.retainer is None or parse_share(topic_filter)[0] is not None:
             return
-        for message in self.retained.match(topic_filter):
-            if message.expires_at is not None and message.expired:
-                self.retained.delete(message.topic)
+        retained = self.retained
+        now = time.monotonic()
+        for message in retained.match(topic_filter):
+            if retained.is_expired(message, now):
+                retained.delete(message.topic)
+                self._retained_gone(message.topic)
                 continue
             session.deliver(message, min(message.qos, granted_qos), True)
 
@@ -473,9 +574,8 @@ class Broker:
         return True
 
     def topic_levels_ok(self, topic: str) -> bool:
-        """`mqtt.max_topic_levels`: 0 means no limit."""
-        limit = self.options.max_topic_levels
-        return not limit or topic.count("/") < limit
+        """`mqtt.max_topic_levels` (node-wide; clients use their zone's)."""
+        return topic_levels_ok(topic, self.options.max_topic_levels)
 
     def check_acl(self, channel: Channel, action: str, topic: str) -> bool:
         """May this client publish to / subscribe to `topic`?  (EMQ X's

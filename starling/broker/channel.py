@@ -54,24 +54,24 @@ from starling.mqtt import (
     matches,
     parse_share,
     publish_parts,
+    topic_levels_ok,
 )
 
 from . import metrics as m
 from .hooks import HookPoint, Points
+from .limiter import Limiter
 from .message import Message
 from .session import NO_ENTRIES
 
 if TYPE_CHECKING:
     from .acl import AclCache
     from .broker import Broker
+    from .options import BrokerOptions
     from .session import Session
 
 log = logging.getLogger(__name__)
 
 NEW, CONNECTING, CONNECTED, CLOSED = "new", "connecting", "connected", "closed"
-#: `Channel._busy`: handling packets as they come, or waiting for an answer
-#: (an ACL source doing I/O) with later packets held, and reading paused.
-IDLE, WAITING, WAITING_PAUSED = 0, 1, 2
 # Bound once: `ReasonCode.X` is a slow lookup on Python 3.11 (see `hooks.Points`).
 _SUCCESS: Final = ReasonCode.SUCCESS
 _NOT_AUTHORIZED: Final = ReasonCode.NOT_AUTHORIZED
@@ -158,6 +158,8 @@ class Channel:
         "is_superuser",
         "keepalive",
         "last_seen",
+        "limiter",
+        "options",
         "password",
         "protocol_level",
         "receive_maximum",
@@ -182,6 +184,13 @@ class Channel:
         self.broker = broker
         self.conn = conn
         self.zone = zone
+        #: The options of the client's zone (`Broker.reconfigure` keeps it current).
+        self.options = options = broker.zone_options(zone)
+        #: The zone's per-client rate limits, if it has any.
+        self.limiter: Limiter | None = None
+        if options.publish_limit or options.bytes_in_limit:
+            self.limiter = Limiter(options.publish_limit, options.bytes_in_limit,
+                                   self._throttle, self._wait_over)
         self.counters = broker.counters
         self.state = NEW
         self.protocol_level = 0
@@ -206,8 +215,8 @@ class Channel:
         #: Packets held while CONNECT or an awaited ACL answer is pending
         #: (a list only while there are some).
         self._pending: list[Packet] | None = None
-        #: IDLE, or WAITING / WAITING_PAUSED while a packet awaits an answer.
-        self._busy = IDLE
+        #: Waits under way (an ACL answer, a rate limit); while any, packets are held.
+        self._busy = 0
         #: Acknowledgements waiting for a store commit: (batch id needed, bytes).
         self._held_acks: deque[tuple[int, bytes]] | None = None  # made when first needed
         #: The CONNECT being handled; let go once connected (what lasts is copied out).
@@ -228,7 +237,7 @@ class Channel:
         self._out_aliases: dict[str, int] = NO_ENTRIES
         #: The idle timeout, then the keepalive, are deadlines in `broker.timers`.
         self.timer_bucket: dict[Any, None] | None = None
-        broker.timers.add(self, self.last_seen + broker.options.idle_timeout)
+        broker.timers.add(self, self.last_seen + self.options.idle_timeout)
 
     @property
     def peerhost(self) -> str:
@@ -264,33 +273,56 @@ class Channel:
                 return
             self._hold(packet)
 
+    def use_options(self, options: BrokerOptions) -> None:
+        """The zone's options changed at runtime: new limits start now."""
+        self.options = options
+        if self.limiter is not None:
+            self.limiter.cancel()  # ends its wait, if any
+            self.limiter = None
+        if options.publish_limit or options.bytes_in_limit:
+            self.limiter = Limiter(options.publish_limit, options.bytes_in_limit,
+                                   self._throttle, self._wait_over)
+
     def _hold(self, packet: Packet) -> None:
-        """Keep a packet until the answer the channel waits for arrives; past
-        `HOLD_LIMIT` held packets, stop reading the socket (TCP pushes back)."""
+        """Keep a packet until the wait under way is over; past `HOLD_LIMIT` held
+        packets, stop reading the socket (TCP pushes back)."""
         pending = self._pending
         if pending is None:
             pending = self._pending = []
         pending.append(packet)
-        if len(pending) >= HOLD_LIMIT and self._busy != WAITING_PAUSED:
-            self._busy = WAITING_PAUSED
+        if len(pending) == HOLD_LIMIT:
             self.conn.pause_reading()
 
     def _wait_for(self, answer: Coroutine[Any, Any, None]) -> None:
         """Run `answer` (which finishes handling the current packet) and hold the
         packets that arrive meanwhile, so they are handled after it, in order."""
-        self._busy = WAITING
+        self._busy += 1
         self.broker.track(asyncio.get_running_loop().create_task(self._answered(answer)))
 
     async def _answered(self, answer: Coroutine[Any, Any, None]) -> None:
         try:
             await answer
         finally:
-            paused = self._busy == WAITING_PAUSED
-            self._busy = IDLE
-            if self.state == CONNECTED:
-                self._handle_held()
-            if paused and self.state != CLOSED:
-                self.conn.resume_reading()
+            self._wait_over()
+
+    def _throttle(self) -> None:
+        """Over a rate limit: hold what comes next and stop reading until
+        the limiter calls `_wait_over`."""
+        self._busy += 1
+        self.conn.pause_reading()
+
+    def _wait_over(self) -> None:
+        self._busy -= 1
+        if not self._busy:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        """Handle the held packets (once connected) and read the socket again,
+        unless one of them started a new wait."""
+        if self.state == CONNECTED:
+            self._handle_held()
+        if not self._busy and self.state != CLOSED:
+            self.conn.resume_reading()
 
     def _handle_held(self) -> None:
         """Handle what arrived while waiting (stops early if the channel closes;
@@ -359,6 +391,8 @@ class Channel:
         if self._retry_timer is not None:
             self._retry_timer.cancel()
             self._retry_timer = None
+        if self.limiter is not None:
+            self.limiter.cancel()
         if not was_connected:
             return
         broker = self.broker
@@ -384,6 +418,9 @@ class Channel:
     def _on_connect(self, p: Connect) -> None:
         broker = self.broker
         self.counters["packets/connect"] += 1
+        options = broker.zone_options(self.zone)
+        if options is not self.options:  # changed at runtime since the socket opened
+            self.use_options(options)
         self.protocol_level = p.protocol_level
         self.clean_start = p.clean_start
         self.keepalive = p.keepalive
@@ -401,7 +438,7 @@ class Channel:
                 self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)  # [MQTT-3.1.3-8]
                 return
             client_id = "starling-" + uuid.uuid4().hex  # assigned: p.client_id stays ""
-        elif len(client_id) > broker.options.max_clientid_len:
+        elif len(client_id) > self.options.max_clientid_len:
             self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             return
         self.client_id = client_id
@@ -415,7 +452,7 @@ class Channel:
             data = p.properties.get(PropertyId.AUTHENTICATION_DATA)
             broker.track(asyncio.get_running_loop().create_task(self._enhanced_step(data)))
             return
-        acc = AuthResult(_SUCCESS if broker.options.allow_anonymous else _NOT_AUTHORIZED)
+        acc = AuthResult(_SUCCESS if self.options.allow_anonymous else _NOT_AUTHORIZED)
         if broker.hooks.has(Points.CLIENT_AUTHENTICATE) or (
                 p.will is not None and broker.acl_is_async):
             self.state = CONNECTING
@@ -436,12 +473,12 @@ class Channel:
                 self._refuse(ReasonCode.BAD_AUTHENTICATION_METHOD)  # §4.12
                 return False
             self._auth_method = props[PropertyId.AUTHENTICATION_METHOD]
-        if p.will is not None and p.will.retain and not self.broker.options.retain_available:
+        if p.will is not None and p.will.retain and not self.options.retain_available:
             self._refuse(ReasonCode.RETAIN_NOT_SUPPORTED)  # [MQTT-3.2.2-13]
             return False
         self.client_max_packet = props.get(PropertyId.MAXIMUM_PACKET_SIZE, 0)
         self.receive_maximum = int(props.get(PropertyId.RECEIVE_MAXIMUM, 65535))
-        if self.broker.options.server_topic_alias:
+        if self.options.server_topic_alias:
             self._alias_max = props.get(PropertyId.TOPIC_ALIAS_MAXIMUM, 0)
             if self._alias_max:
                 self._out_aliases = {}
@@ -489,7 +526,7 @@ class Channel:
                 return
             self._finish_connect(AuthResult(ReasonCode.SUCCESS, anonymous=False,
                                             superuser=step.superuser), will_allowed)
-            self._handle_held()
+            self._release_held()
         elif status == "success":  # re-authentication done
             self.counters["packets/auth/sent"] += 1
             self._send(encode(Auth(ReasonCode.SUCCESS, props), 5))
@@ -510,7 +547,7 @@ class Channel:
         if self._refuse_if_banned():
             return  # banned while authentication ran
         self._finish_connect(result, will_allowed)
-        self._handle_held()
+        self._release_held()
 
     async def _will_acl(self) -> bool | None:
         """The will's publish permission from an ACL chain that must be awaited
@@ -540,7 +577,7 @@ class Channel:
         if p.protocol_level == 5:
             expiry = float(p.properties.get(PropertyId.SESSION_EXPIRY_INTERVAL, 0))
         else:
-            expiry = 0.0 if p.clean_start else broker.options.session_expiry_interval
+            expiry = 0.0 if p.clean_start else self.options.session_expiry_interval
         session, present = broker.open_session(self, p.clean_start, expiry)
         self.session = session
         self.state = CONNECTED
@@ -550,10 +587,10 @@ class Channel:
         props: dict[PropertyId, Any] = {}
         if p.protocol_level == 5:
             props = self._connack_properties(p)
-            session.max_inflight = min(broker.options.max_inflight or 65535,
+            session.max_inflight = min(self.options.max_inflight or 65535,
                                        self.receive_maximum)
         else:
-            self._retry_interval = broker.options.retry_interval
+            self._retry_interval = self.options.retry_interval
         self._write_connack(present, 0, props=props)
         self._reset_keepalive_timer()
         broker.channel_connected(self)
@@ -563,7 +600,7 @@ class Channel:
 
     def _connack_properties(self, p: Connect) -> dict[PropertyId, Any]:
         """The server's limits, told to a 5.0 client in CONNACK (§3.2.2.3)."""
-        options = self.broker.options
+        options = self.options
         props: dict[PropertyId, Any] = {
             PropertyId.RECEIVE_MAXIMUM: self.server_receive_maximum,
             PropertyId.TOPIC_ALIAS_MAXIMUM: options.max_topic_alias,
@@ -590,7 +627,7 @@ class Channel:
     @property
     def server_receive_maximum(self) -> int:
         """How many unacknowledged QoS 1/2 PUBLISHes the client may send us."""
-        return min(self.broker.options.max_awaiting_rel or 65535, 65535)
+        return min(self.options.max_awaiting_rel or 65535, 65535)
 
     def _refuse(self, reason: ReasonCode, close_reason: str = "refused") -> None:
         self.counters["packets/connack/error"] += 1
@@ -600,7 +637,8 @@ class Channel:
     def _refuse_if_banned(self) -> bool:
         """The banned table (client id, user name, IP): CONNACK 5 / 0x8A on a hit."""
         banned = self.broker.banned
-        if banned.match(self.client_id, self.username, self.peerhost) is None:
+        if not self.options.enable_ban or banned.match(
+                self.client_id, self.username, self.peerhost) is None:
             return False
         banned.refused += 1
         self._refuse(ReasonCode.BANNED, "banned")
@@ -620,7 +658,7 @@ class Channel:
         timers = self.broker.timers
         if self.keepalive:
             timers.add(self, time.monotonic()
-                       + self.keepalive * self.broker.options.keepalive_multiplier)
+                       + self.keepalive * self.options.keepalive_multiplier)
         elif self.timer_bucket is not None:
             timers.remove(self)
 
@@ -633,7 +671,7 @@ class Channel:
             return
         if state != CONNECTED or not self.keepalive:
             return
-        window = self.keepalive * self.broker.options.keepalive_multiplier
+        window = self.keepalive * self.options.keepalive_multiplier
         if now - self.last_seen >= window:
             if self.protocol_level == 5:
                 self._send_disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT)
@@ -649,6 +687,8 @@ class Channel:
         qos = p.qos
         counters[m.QOS_RECEIVED[qos]] += 1
         self.recv_msg += 1
+        if self.limiter is not None:
+            self.limiter.published()
         if self.protocol_level == 5 and not self._v5_publish_checks(p):
             return
         if not p.topic:
@@ -662,7 +702,7 @@ class Channel:
             self._send_ack(0x50, p.packet_id, 0, False)
             return
         ops_before = broker.journal.ops_added
-        if broker.options.max_topic_levels and not broker.topic_levels_ok(p.topic):
+        if not topic_levels_ok(p.topic, self.options.max_topic_levels):
             self._ack_publish(p, ReasonCode.TOPIC_NAME_INVALID)
             return
         if broker.hooks.has(Points.CLIENT_CHECK_ACL):
@@ -691,7 +731,7 @@ class Channel:
     def _publish_denied(self, p: Publish) -> None:
         self.counters["packets/publish/auth_error"] += 1
         self._ack_publish(p, ReasonCode.NOT_AUTHORIZED)
-        if self.broker.options.acl_deny_action == "disconnect":
+        if self.options.acl_deny_action == "disconnect":
             self._acl_disconnect()
 
     def _publish_allowed(self, p: Publish, ops_before: int) -> None:
@@ -702,7 +742,7 @@ class Channel:
         assert session is not None
         qos = p.qos
         if qos == 2:
-            limit = broker.options.max_awaiting_rel
+            limit = self.options.max_awaiting_rel
             if limit and len(session.awaiting_rel) >= limit:
                 counters["messages/qos2/expired"] += session.expire_awaiting_rel(
                     time.monotonic())
@@ -716,7 +756,7 @@ class Channel:
                           self.conn.peerhost, p.properties)
         expiry: float | None = (p.properties.get(PropertyId.MESSAGE_EXPIRY_INTERVAL)
                                 if p.properties else None)
-        expiry_cap = broker.options.message_expiry_interval
+        expiry_cap = self.options.message_expiry_interval
         if expiry_cap and (expiry is None or expiry > expiry_cap):
             expiry = expiry_cap
         if expiry is not None:
@@ -737,7 +777,7 @@ class Channel:
             return False
         alias = props.pop(PropertyId.TOPIC_ALIAS, None)
         if alias is not None:
-            if alias == 0 or alias > self.broker.options.max_topic_alias:
+            if alias == 0 or alias > self.options.max_topic_alias:
                 self._disconnect(ReasonCode.TOPIC_ALIAS_INVALID, f"topic alias {alias}")
                 return False
             if p.topic:
@@ -750,7 +790,7 @@ class Channel:
                     self._protocol_violation(f"unknown topic alias {alias}")
                     return False
                 p.topic = topic
-        if p.retain and not self.broker.options.retain_available:
+        if p.retain and not self.options.retain_available:
             # Retain Available 0 was announced [MQTT-3.2.2-14] (§3.3.1.3).
             self._disconnect(ReasonCode.RETAIN_NOT_SUPPORTED, "retain not supported")
             return False
@@ -979,19 +1019,22 @@ class Channel:
                       for f, opts in p.subscriptions):
             self._protocol_violation("No Local on a shared subscription")  # [MQTT-3.8.3-4]
             return
+        if broker.hooks.has(HookPoint.CLIENT_SUBSCRIBE):  # what was asked, before any check
+            broker.hooks.run(HookPoint.CLIENT_SUBSCRIBE, self, list(p.subscriptions))
         codes: list[int] = []
         granted: list[tuple[str, int, bool]] = []
         denied = False
         ops_before = broker.journal.ops_added
         for topic_filter, opts in p.subscriptions:
-            if not is_valid_topic_filter(topic_filter) or not broker.topic_levels_ok(topic_filter):
+            if not is_valid_topic_filter(topic_filter) or not topic_levels_ok(
+                    topic_filter, self.options.max_topic_levels):
                 codes.append(ReasonCode.TOPIC_FILTER_INVALID if v5 else 0x80)
                 continue
             shared = parse_share(topic_filter)[0] is not None
-            if shared and not broker.options.shared_subscription:
+            if shared and not self.options.shared_subscription:
                 codes.append(ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
                 continue
-            if not broker.options.wildcard_subscription and is_wildcard(topic_filter):
+            if not self.options.wildcard_subscription and is_wildcard(topic_filter):
                 codes.append(ReasonCode.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
                 continue
             if broker.hooks.has(HookPoint.CLIENT_CHECK_ACL) and not (
@@ -1007,7 +1050,7 @@ class Channel:
         self.counters["packets/suback"] += 1
         self._send_ordered(encode(Suback(p.packet_id, codes), self.protocol_level),
                            self._store_changed(ops_before))
-        if denied and broker.options.acl_deny_action == "disconnect":
+        if denied and self.options.acl_deny_action == "disconnect":
             self._acl_disconnect()
             return
         for topic_filter, qos, is_new in granted:
@@ -1036,6 +1079,8 @@ class Channel:
         self.counters["packets/unsubscribe"] += 1
         session = self.session
         assert session is not None
+        if self.broker.hooks.has(HookPoint.CLIENT_UNSUBSCRIBE):
+            self.broker.hooks.run(HookPoint.CLIENT_UNSUBSCRIBE, self, list(p.topic_filters))
         codes = []
         for topic_filter in p.topic_filters:
             found = self.broker.unsubscribe(session, topic_filter)

@@ -155,13 +155,14 @@ class Hooks:
         return True
 
     def run_fold(self, point: HookPoint, args: tuple[Any, ...], acc: Any) -> Any:
+        maybe_async = point in self.async_points
         for entry in tuple(self._chains[point]):
             try:
                 result = entry.callback(*args, acc)
             except Exception:
                 self._failed(point, entry)
                 continue
-            if inspect.isawaitable(result):
+            if maybe_async and inspect.isawaitable(result):
                 # A coroutine callback reached from a synchronous fold: it cannot
                 # answer here, so it is skipped (and counted) rather than
                 # mistaken for an answer.

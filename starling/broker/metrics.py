@@ -77,6 +77,20 @@ EXTRA_METRICS: tuple[str, ...] = (
     "client/acl/allow",  #: ACL decisions: allowed (EMQ X 4's client.acl.allow)
     "client/acl/deny",  #: ... denied
     "client/acl/cache_hit",  #: ... answered from the connection's ACL cache
+    # emqx_web_hook: events forwarded (EMQ X 3.2's web_hook.<event>), and what became of them
+    "web_hook/client_connected",
+    "web_hook/client_disconnected",
+    "web_hook/client_subscribe",
+    "web_hook/client_unsubscribe",
+    "web_hook/session_subscribed",
+    "web_hook/session_unsubscribed",
+    "web_hook/message_publish",
+    "web_hook/message_delivered",
+    "web_hook/message_acked",
+    "web_hook/sent",  #: requests the web server answered
+    "web_hook/failed",  #: requests given up after their retries
+    "web_hook/retried",  #: retries of failed requests
+    "web_hook/dropped",  #: bodies dropped: queue full, or still queued at unload
 )
 
 ALL_METRICS: tuple[str, ...] = SEED_METRICS + EXTRA_METRICS

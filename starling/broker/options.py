@@ -1,7 +1,8 @@
 """The broker's tunables, with EMQ X v3's zone defaults.
 
-The node builds one `BrokerOptions` from its configuration (`starling.config`);
-the core never parses configuration itself.
+The node builds one `BrokerOptions` from its configuration (`starling.config`),
+and one per zone (`zone.<name>.*` keys over the node-wide values); a channel
+reads its zone's.  The core never parses configuration itself.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ class BrokerOptions:
     retry_interval: float = 20.0
     upgrade_qos: bool = False
     max_subscriptions: int = 0  #: 0 = unlimited
+    # -- per-client limits (zone `publish_limit`, `rate_limit.conn_bytes_in`) ----------
+    #: (PUBLISH packets, seconds): past it the connection is not read for a while.
+    publish_limit: tuple[int, float] | None = None
+    #: (bytes, seconds), likewise.
+    bytes_in_limit: tuple[int, float] | None = None
+    enable_ban: bool = True  #: refuse banned clients (zone `enable_ban`)
     # -- ACL (emqx.conf `acl_*`, zone `enable_acl`) ----------------------------
     acl_nomatch: str = "allow"  #: allow | deny: the decision when no ACL rule matches
     acl_deny_action: str = "ignore"  #: ignore | disconnect

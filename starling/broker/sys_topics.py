@@ -84,12 +84,18 @@ class SysPublisher:
         self._publish(self.prefix + "uptime", format_uptime(self._broker.uptime()))
         self._publish(self.prefix + "datetime", format_datetime())
 
-    def publish_info(self) -> None:
-        broker = self._broker
-        options = broker.options
+    def publish_retained(self) -> None:
+        """The retained ones: ``$SYS/brokers``, ``version``, ``sysdescr`` (also sent
+        when the retainer is switched on, so they are held from then on)."""
+        options = self._broker.options
         self._publish("$SYS/brokers", options.node_name, retain=True)
         self._publish(self.prefix + "version", options.version, retain=True)
         self._publish(self.prefix + "sysdescr", options.sysdescr, retain=True)
+
+    def publish_info(self) -> None:
+        broker = self._broker
+        options = broker.options
+        self.publish_retained()
         if not broker.running or options.sys_interval <= 0:
             return
         for name, value in broker.stats.sample().items():

@@ -46,7 +46,14 @@ from .packets import (
 )
 from .properties import Properties, PropertyId, decode_properties, encode_properties
 from .reason_codes import ConnackReturnCode, ReasonCode, connack_code_for
-from .topics import is_valid_topic_filter, is_valid_topic_name, is_wildcard, matches, parse_share
+from .topics import (
+    is_valid_topic_filter,
+    is_valid_topic_name,
+    is_wildcard,
+    matches,
+    parse_share,
+    topic_levels_ok,
+)
 
 __all__ = [
     "MAX_PACKET_SIZE",
@@ -97,4 +104,5 @@ __all__ = [
     "matches",
     "parse_share",
     "publish_parts",
+    "topic_levels_ok",
 ]

@@ -82,3 +82,8 @@ def matches(topic_filter: str, topic: str) -> bool:
         if f != "+" and f != t_levels[i]:
             return False
     return len(f_levels) == len(t_levels)
+
+
+def topic_levels_ok(topic: str, limit: int) -> bool:
+    """At most `limit` levels (EMQ X's `max_topic_levels`; 0 means no limit)."""
+    return not limit or topic.count("/") < limit

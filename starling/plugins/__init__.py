@@ -12,10 +12,14 @@ from .auth_table import TableAuthPlugin, TableSpec
 from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
 from .conffile import ConfFileError, read_conf
 from .dashboard import DashboardPlugin
+from .delayed_publish import DelayedPublishPlugin
 from .discovery import discover_plugins
+from .http_sink import HttpSink, SinkStats
+from .lua_hook import LuaHookPlugin
 from .management import ManagementPlugin
 from .persistence import PluginPersistence, plugin_names
 from .psk_file import PskFilePlugin
+from .recon import ReconPlugin
 from .registry import (
     PLUGIN_TYPES,
     SEED_PLUGINS,
@@ -28,8 +32,12 @@ from .registry import (
     PluginInfo,
     PluginRegistry,
 )
+from .reloader import ReloaderPlugin
+from .retainer import RetainerPlugin
+from .statsd import StatsdPlugin
 from .storage import PluginStore
 from .template import TemplatePlugin
+from .web_hook import WebHookPlugin
 
 __all__ = [
     "CLIENTID_SPEC",
@@ -43,6 +51,9 @@ __all__ = [
     "ConfFileError",
     "ConfigKey",
     "DashboardPlugin",
+    "DelayedPublishPlugin",
+    "HttpSink",
+    "LuaHookPlugin",
     "ManagementPlugin",
     "Plugin",
     "PluginContext",
@@ -54,10 +65,16 @@ __all__ = [
     "PluginRegistry",
     "PluginStore",
     "PskFilePlugin",
+    "ReconPlugin",
+    "ReloaderPlugin",
+    "RetainerPlugin",
+    "SinkStats",
+    "StatsdPlugin",
     "TableAuthPlugin",
     "TableSpec",
     "TemplatePlugin",
     "UsernameAuthPlugin",
+    "WebHookPlugin",
     "discover_plugins",
     "plugin_names",
     "read_conf",

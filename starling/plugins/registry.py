@@ -331,6 +331,35 @@ class PluginRegistry:
             await self._load(entry)
         self._announce(name, "loaded")
 
+    async def replace(self, name: str, factory: PluginFactory,
+                      schema: Sequence[ConfigKey] = (), info: PluginInfo | None = None,
+                      ) -> bool:
+        """Swap a listed plugin's implementation for new code (emqx_reloader).
+
+        A loaded plugin is unloaded, re-implemented and loaded again with its
+        current config; when the new code fails to load, the old implementation
+        (info, factory, schema, config) is put back and loaded again, and the
+        `PluginError` is raised.  Returns whether the plugin is loaded."""
+        if info is not None and info.type not in PLUGIN_TYPES:
+            raise ValueError(f"plugin type must be one of {PLUGIN_TYPES}, not {info.type!r}")
+        async with self._lock:
+            entry = self.get(name)
+            was_active = entry.active
+            old = (entry.info, entry.factory, entry.schema, dict(entry.config))
+            if was_active:
+                await self._unload(entry)
+            if info is not None:
+                entry.info = info
+            self.implement(name, factory, schema)
+            if was_active:
+                try:
+                    await self._load(entry)
+                except PluginError:
+                    entry.info, entry.factory, entry.schema, entry.config = old
+                    await self._load(entry)
+                    raise
+        return was_active
+
     async def _load(self, entry: PluginEntry) -> None:
         if entry.factory is None:
             raise PluginError(NOT_IMPLEMENTED, entry.name)

@@ -87,7 +87,7 @@ class MQTTConnection(asyncio.Protocol):
         self.cert_username: str | None = None
         self.cert_clientid: str | None = None
         self.transport: asyncio.Transport | None = None
-        self.decoder = Decoder(broker.options.max_packet_size)
+        self.decoder = Decoder(broker.zone_options(listener.zone).max_packet_size)
         self.channel: Channel | None = None
         self.counters = broker.counters
         self.recv_oct = self.send_oct = 0
@@ -134,12 +134,15 @@ class MQTTConnection(asyncio.Protocol):
         return (self.peerhost, port)
 
     def data_received(self, data: bytes) -> None:
-        if self.channel is None:
+        channel = self.channel
+        if channel is None:
             return  # refused
         size = len(data)
         self.recv_oct += size
         self.recv_cnt += 1
         self.counters["bytes/received"] += size
+        if channel.limiter is not None:
+            channel.limiter.received(size)
         self.feed(data)
 
     def feed(self, data: bytes) -> None:

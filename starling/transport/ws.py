@@ -49,7 +49,8 @@ class WSConnection(MQTTConnection):
     def __init__(self, listener: Listener) -> None:
         super().__init__(listener)
         self.ws = ServerProtocol(select_subprotocol=_select_subprotocol,
-                                 max_size=listener.broker.options.max_packet_size + 16)
+                                 max_size=listener.broker.zone_options(listener.zone)
+                                 .max_packet_size + 16)
         self.handshake_done = False
 
     def data_received(self, data: bytes) -> None:
@@ -57,6 +58,9 @@ class WSConnection(MQTTConnection):
         self.recv_oct += size
         self.recv_cnt += 1
         self.counters["bytes/received"] += size
+        channel = self.channel
+        if channel is not None and channel.limiter is not None:
+            channel.limiter.received(size)
         ws = self.ws
         ws.receive_data(data)
         for event in ws.events_received():

@@ -128,3 +128,21 @@ def test_explain_awaits_the_plugin(node) -> None:
         assert body["data"]["decision"] == "deny"
         params["topic"] = "ok/x"
         assert api.get("/acl/explain", params=params).json()["data"]["decision"] == "allow"
+
+
+def test_a_flood_behind_a_slow_answer_is_held_then_delivered(node) -> None:
+    """Hundreds of packets behind one slow ACL answer: held in order past the point
+    where the socket is no longer read, then all handled once reading resumes."""
+    sub = paho(node)
+    pub = paho(node)
+    try:
+        sub.subscribe("ok/#", qos=0)
+        for i in range(600):  # the first waits 0.2 s; the rest use the cached answer
+            pub.publish("ok/flood/slow", str(i))
+        got = sub.get_many(600, timeout=20)
+        assert [int(m.payload) for m in got] == list(range(600))
+        pub.publish("ok/after", "still reading")
+        assert sub.get(timeout=5).payload == b"still reading"
+    finally:
+        pub.close()
+        sub.close()

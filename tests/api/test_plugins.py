@@ -59,6 +59,9 @@ SEED_LIST = [
 #: Plugins implemented in Starling (the others answer not_implemented).
 IMPLEMENTED_PLUGINS = {"emqx_management", "emqx_plugin_template", "emqx_auth_clientid", "emqx_auth_username",
                        "emqx_dashboard", "emqx_psk_file"}
+IMPLEMENTED_PLUGINS |= {"emqx_web_hook", "emqx_statsd"}  # feature plugins (webhook-metrics)
+IMPLEMENTED_PLUGINS |= {"emqx_retainer", "emqx_delayed_publish"}
+IMPLEMENTED_PLUGINS |= {"emqx_recon", "emqx_reloader", "emqx_lua_hook"}
 NOT_IMPLEMENTED = [name for name, _ in SEED_LIST if name not in IMPLEMENTED_PLUGINS]
 
 
@@ -102,12 +105,15 @@ def test_cluster_list_has_every_seed_plugin(api_node: Any, api: httpx.Client) ->
 
 
 def test_only_implemented_plugins_are_active(api: httpx.Client) -> None:
-    """emqx_management (the API itself) and emqx_dashboard (loaded by default, as the
-    seed shows) are active. Nothing whose implementation has not landed pretends to be."""
+    """emqx_management (the API itself), emqx_dashboard and emqx_retainer (loaded by
+    default, as the seed shows) are active. Nothing whose implementation has not landed
+    pretends to be."""
     plugins = by_name(ok(api.get("/plugins/"))[0]["plugins"])
     assert plugins["emqx_management"]["active"] is True
     assert [n for n, p in plugins.items() if p["active"]] == ["emqx_dashboard",
-                                                             "emqx_management"]
+                                                             "emqx_management",
+                                                             "emqx_recon",
+                                                             "emqx_retainer"]
 
 
 def test_node_list_equals_cluster_entry(api_node: Any, api: httpx.Client) -> None:
@@ -127,7 +133,7 @@ def test_unknown_node(api: httpx.Client) -> None:
 
 # -- load / unload / reload ----------------------------------------------------------------
 
-@pytest.mark.parametrize("plugin", ["emqx_retainer", "emqx_auth_http", "emqx_web_hook"])
+@pytest.mark.parametrize("plugin", ["emqx_stomp", "emqx_coap", "emqx_lwm2m"])
 def test_loading_an_unimplemented_plugin_says_so(api_node: Any, api: httpx.Client,
                                                   plugin: str) -> None:
     err(api.put(plugin_path(api_node, plugin, "load")), 400, 102, "not_implemented")
@@ -140,11 +146,12 @@ def test_every_unimplemented_plugin_refuses_to_load(api_node: Any, api: httpx.Cl
         err(api.put(plugin_path(api_node, plugin, "load")), 400, 102, "not_implemented")
     active = [p["name"] for p in ok(api.get(f"/nodes/{api_node.name}/plugins/"))
               if p["active"]]
-    assert active == ["emqx_dashboard", "emqx_management"]
+    assert active == ["emqx_dashboard", "emqx_management", "emqx_recon", "emqx_retainer"]
 
 
 def test_unloading_an_inactive_plugin_is_not_started(api_node: Any, api: httpx.Client) -> None:
-    err(api.put(plugin_path(api_node, "emqx_retainer", "unload")), 409, 102, "not_started")
+    err(api.put(plugin_path(api_node, "emqx_delayed_publish", "unload")), 409, 102,
+        "not_started")
 
 
 def test_loading_the_running_management_plugin_is_already_started(
@@ -191,10 +198,10 @@ def test_management_plugin_config(api_node: Any, api: httpx.Client) -> None:
 
 
 def test_unimplemented_plugin_has_no_config_yet(api_node: Any, api: httpx.Client) -> None:
-    assert ok(api.get(configs_path(api_node, "emqx_retainer"))) == []
-    msg = err(api.put(configs_path(api_node, "emqx_retainer"),
-                      json={"retainer.max_retained_messages": "10"}), 400, 102)
-    assert "retainer.max_retained_messages" in msg["message"]
+    assert ok(api.get(configs_path(api_node, "emqx_stomp"))) == []
+    msg = err(api.put(configs_path(api_node, "emqx_stomp"),
+                      json={"stomp.listener": "61613"}), 400, 102)
+    assert "stomp.listener" in msg["message"]
 
 
 def test_unknown_plugin_config_is_404(api_node: Any, api: httpx.Client) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -185,3 +187,43 @@ def test_store_agrees_with_naive_matcher(ops: list[tuple[str, bytes]],
     for topic in list(model):
         assert store.delete(topic)
     assert store._root.children == {}
+
+
+# -- expiry (the retainer's expiry_interval and MQTT 5.0 Message Expiry) ----------------
+
+def test_expire_drops_messages_whose_deadline_passed() -> None:
+    store = RetainedStore()
+    own = msg("own/expiry")
+    own.expires_at = time.monotonic() + 10
+    store.put(own)
+    forever = msg("no/expiry")
+    store.put(forever)
+    assert store.expire(time.monotonic()) == []
+    assert store.expire(time.monotonic() + 11) == ["own/expiry"]
+    assert store.topics() == ["no/expiry"]
+    # An interval applies to messages without their own expiry, from their publication.
+    store.set_expiry_interval(5)
+    assert store.is_expired(forever, time.monotonic() + 6)
+    assert store.expire(time.monotonic() + 6) == ["no/expiry"]
+    assert len(store) == 0
+
+
+def test_replaced_messages_do_not_expire_their_successor() -> None:
+    store = RetainedStore()
+    store.set_expiry_interval(5)
+    first = msg("a")
+    store.put(first)
+    second = msg("a", b"2")
+    second.timestamp = first.timestamp + 100  # published much later
+    store.put(second)
+    assert store.expire(time.monotonic() + 6) == []
+    assert store.get("a") is second
+
+
+def test_deadline_heap_stays_proportional_to_the_store() -> None:
+    store = RetainedStore()
+    store.set_expiry_interval(3600)
+    for i in range(10_000):
+        store.put(msg("same/topic", str(i).encode()))
+    assert len(store) == 1
+    assert len(store._deadlines) <= 2 * len(store) + 1024 + 1

@@ -15,10 +15,13 @@ from . import (
     configs,
     connections,
     listeners,
+    lua_hook,
     metrics,
     nodes,
     plugins,
     pubsub,
+    recon,
+    reloader,
     routes,
     sessions,
     stats,
@@ -29,10 +32,12 @@ from . import (
 MODULES = (auth_clientid, auth_username, users, alarms, apps, banned, brokers, configs,
            connections, listeners, metrics, nodes, plugins, pubsub, routes, sessions, stats,
            subscriptions, acl)
+#: Routes of feature plugins (docs/feature-plugins.md), answered while the plugin is loaded.
+FEATURE_MODULES = (recon, reloader, lua_hook)
 
 
 def build_table() -> RouteTable:
     table = RouteTable()
-    for module in MODULES:
+    for module in (*MODULES, *FEATURE_MODULES):
         module.register(table)
     return table

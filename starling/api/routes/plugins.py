@@ -14,7 +14,8 @@ message                status  when
 ``in_use``             409     unload of emqx_management (it serves the API)
 ``not_implemented``    400     load/reload of a plugin whose implementation
                                has not landed in Starling yet
-``load_failed``        400     the plugin raised while loading
+``load_failed: <why>`` 400     the plugin raised while loading (its
+                               exception type and message)
 (a sentence)           400     plugin_configs: unknown key (code 102) or bad
                                value (code 108)
 =====================  ======  ==========================================
@@ -25,11 +26,11 @@ the started apps as `data`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from starling.plugins import PluginError, PluginRegistry
+from starling.plugins import Plugin, PluginError, PluginRegistry
 
-from ..errors import ApiError, Code, bad_type
+from ..errors import ApiError, Code, bad_type, not_found
 from ..request import ApiRequest
 from ..routing import RouteTable
 
@@ -54,8 +55,22 @@ def registry(req: ApiRequest) -> PluginRegistry:
     return plugins
 
 
+P = TypeVar("P", bound=Plugin)
+
+
+def loaded_instance(req: ApiRequest, name: str, cls: type[P]) -> P:
+    """The running instance of plugin `name` (routes declared with ``plugin=name``
+    are only reached while it is loaded; this also covers an unload racing the call)."""
+    instance = registry(req).get(name).instance
+    if not isinstance(instance, cls):
+        raise not_found(f"Not Found: plugin {name} is not loaded")
+    return instance
+
+
 def api_error(exc: PluginError) -> ApiError:
     message = exc.detail if exc.reason in ("unknown_key", "bad_value") else exc.reason
+    if exc.reason == "load_failed" and exc.detail:
+        message = f"load_failed: {exc.detail}"  # why, e.g. a missing optional package
     return ApiError(CODES.get(exc.reason, Code.UNKNOWN_ERROR), message,
                     STATUS.get(exc.reason, 400))
 

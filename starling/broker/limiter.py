@@ -1,0 +1,79 @@
+"""Per-client rate limits (a zone's `publish_limit` and `rate_limit.conn_bytes_in`).
+
+As in EMQ X, nothing already read is refused or dropped: what arrived is
+handled, and a client over its budget is simply not read from until the bucket
+has refilled, so TCP flow control slows it down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+
+class TokenBucket:
+    """`amount` tokens per `period` seconds, bursts of up to `amount`."""
+
+    __slots__ = ("capacity", "rate", "stamp", "tokens")
+
+    def __init__(self, amount: int, period: float) -> None:
+        self.capacity = float(amount)
+        self.rate = amount / period
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def take(self, n: float, now: float) -> float:
+        """Take `n` tokens (going into debt if need be); the seconds until the
+        debt is repaid, 0.0 when there was enough."""
+        tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate) - n
+        self.tokens, self.stamp = tokens, now
+        return 0.0 if tokens >= 0 else -tokens / self.rate
+
+
+class Limiter:
+    """A connection's buckets; tells its owner when to hold the client back
+    (`pause`) and when to let it go again (`resume`)."""
+
+    __slots__ = ("_bytes", "_pause", "_publish", "_resume", "_timer", "pauses")
+
+    def __init__(self, publish_limit: tuple[int, float] | None,
+                 bytes_limit: tuple[int, float] | None,
+                 pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        self._publish = TokenBucket(*publish_limit) if publish_limit else None
+        self._bytes = TokenBucket(*bytes_limit) if bytes_limit else None
+        self._pause, self._resume = pause, resume
+        self._timer: asyncio.TimerHandle | None = None
+        #: How often the client was held back (for operators and tests).
+        self.pauses = 0
+
+    @property
+    def holding(self) -> bool:
+        """Is the client being held back right now?"""
+        return self._timer is not None
+
+    def published(self) -> None:
+        if self._publish is not None:
+            self._hold(self._publish.take(1, time.monotonic()))
+
+    def received(self, size: int) -> None:
+        if self._bytes is not None:
+            self._hold(self._bytes.take(size, time.monotonic()))
+
+    def cancel(self) -> None:
+        """Stop limiting; a hold under way ends now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._resume()
+
+    def _hold(self, wait: float) -> None:
+        if wait <= 0.0 or self._timer is not None:
+            return
+        self.pauses += 1
+        self._pause()
+        self._timer = asyncio.get_running_loop().call_later(wait, self._release)
+
+    def _release(self) -> None:
+        self._timer = None
+        self._resume()
