@@ -19,6 +19,7 @@ of the machine affects all of them alike.
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import json
 import os
@@ -35,6 +36,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -581,6 +583,45 @@ class Starling(Broker):
         return broker
 
 
+class StarlingRules(Starling):
+    """Starling with `RULES` rule-engine rules that match every message (FROM "#", a
+    WHERE that holds, three selected fields, the do-nothing action), created through the REST API
+    once the node is up: `starling/starling-rules` in the fan-in row is the cost of
+    running rules on the publish path."""
+
+    RULES = 10
+    SECRET = "bench-secret"
+    MANAGEMENT = re.compile(r"listener http:management on ([0-9.]+):(\d+)")
+
+    def __init__(self, ref: str | None = None) -> None:
+        super().__init__(ref, "starling-rules", [
+            "management.bind=127.0.0.1:0", "api.default_app_id=bench",
+            f"api.default_app_secret={self.SECRET}"])
+
+    def start(self, workdir: Path) -> RunningBroker:
+        broker = super().start(workdir)
+        try:
+            match = next(m for line in broker.log_tail if (m := self.MANAGEMENT.search(line)))
+            base = f"http://{match.group(1)}:{match.group(2)}/api/v3"
+            auth = "Basic " + base64.b64encode(f"bench:{self.SECRET}".encode()).decode()
+            for i in range(self.RULES):
+                body = json.dumps({
+                    "name": f"bench{i}",
+                    # Ten different statements (no two rules share work).
+                    "rawsql": f'SELECT payload, topic, clientid() as c{i} FROM "#" '
+                              f"WHERE qos < {i + 3}",
+                    "actions": [{"name": "built_in:do_nothing_action", "params": {}}]}).encode()
+                req = urllib.request.Request(f"{base}/rules", body, method="POST", headers={
+                    "authorization": auth, "content-type": "application/json"})
+                with urllib.request.urlopen(req, timeout=10) as resp:
+                    if json.load(resp).get("code") != 0:
+                        raise BrokerError(f"rule {i} not created")
+        except (StopIteration, OSError, ValueError) as exc:
+            stop_process(broker.proc)
+            raise BrokerError(f"could not create the rules: {exc!r}") from exc
+        return broker
+
+
 AMQTT_WRAPPER = '''\
 """amqtt's own CLI logs every connection at INFO; run it at WARNING like the others."""
 import asyncio, json, logging, signal, sys
@@ -675,6 +716,8 @@ BROKERS: dict[str, Callable[[argparse.Namespace], Broker]] = {
                                            ["store.durability=relaxed"]),
     "starling-memory": lambda a: Starling(a.starling_ref, "starling-memory",
                                           ["store.backend=memory"]),
+    # The rule engine's cost: 10 rules matching every message.
+    "starling-rules": lambda a: StarlingRules(a.starling_ref),
     "mosquitto": lambda a: Mosquitto(),
     "amqtt": lambda a: Amqtt(),
 }

@@ -36,6 +36,9 @@ from .plugins import (
     DelayedPublishPlugin,
     LuaHookPlugin,
     ManagementPlugin,
+    MongoAuthPlugin,
+    MysqlAuthPlugin,
+    PgsqlAuthPlugin,
     PluginContext,
     PluginError,
     PluginPersistence,
@@ -43,6 +46,7 @@ from .plugins import (
     PluginStore,
     PskFilePlugin,
     ReconPlugin,
+    RedisAuthPlugin,
     ReloaderPlugin,
     RetainerPlugin,
     StatsdPlugin,
@@ -52,6 +56,8 @@ from .plugins import (
     discover_plugins,
     plugin_names,
 )
+from .rules.plugin import PLUGIN as RULE_ENGINE
+from .rules.plugin import RuleEnginePlugin
 from .store import MemoryStore, SQLiteStore, Store
 from .transport import Listener, ListenerConfig, TlsOptions, parse_bind
 
@@ -173,11 +179,14 @@ class Node:
                                       version=f"v{__version__}")
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
+        for backend in (RedisAuthPlugin, MysqlAuthPlugin, PgsqlAuthPlugin, MongoAuthPlugin):
+            self.plugins.implement(backend.PLUGIN, backend, backend.SCHEMA)
         self.plugins.implement("emqx_plugin_template", TemplatePlugin, TemplatePlugin.SCHEMA)
         self.plugins.implement("emqx_recon", ReconPlugin, ReconPlugin.SCHEMA)
         self.plugins.implement("emqx_reloader", ReloaderPlugin.factory(self.plugins),
                                ReloaderPlugin.SCHEMA)
         self.plugins.implement("emqx_lua_hook", LuaHookPlugin, LuaHookPlugin.SCHEMA)
+        self.plugins.implement(RULE_ENGINE, RuleEnginePlugin, RuleEnginePlugin.SCHEMA)
         self.plugins.implement("emqx_psk_file", PskFilePlugin, PskFilePlugin.SCHEMA)
         self.plugins.implement("emqx_web_hook", WebHookPlugin, WebHookPlugin.SCHEMA)
         self.plugins.implement("emqx_statsd", StatsdPlugin, StatsdPlugin.SCHEMA)

@@ -7,7 +7,12 @@ Plugins talk to the core only through the broker facade and its hooks bus
 from __future__ import annotations
 
 from .acl_file import AclFile, AclFileError, AclStatus
+from .auth_backend import BackendAuthPlugin
 from .auth_clientid import CLIENTID_SPEC, ClientIdAuthPlugin
+from .auth_mongo import MongoAuthPlugin
+from .auth_mysql import MysqlAuthPlugin
+from .auth_pgsql import PgsqlAuthPlugin
+from .auth_redis import RedisAuthPlugin
 from .auth_table import TableAuthPlugin, TableSpec
 from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
 from .conffile import ConfFileError, read_conf
@@ -47,6 +52,7 @@ __all__ = [
     "AclFile",
     "AclFileError",
     "AclStatus",
+    "BackendAuthPlugin",
     "ClientIdAuthPlugin",
     "ConfFileError",
     "ConfigKey",
@@ -55,6 +61,9 @@ __all__ = [
     "HttpSink",
     "LuaHookPlugin",
     "ManagementPlugin",
+    "MongoAuthPlugin",
+    "MysqlAuthPlugin",
+    "PgsqlAuthPlugin",
     "Plugin",
     "PluginContext",
     "PluginEntry",
@@ -66,6 +75,7 @@ __all__ = [
     "PluginStore",
     "PskFilePlugin",
     "ReconPlugin",
+    "RedisAuthPlugin",
     "ReloaderPlugin",
     "RetainerPlugin",
     "SinkStats",

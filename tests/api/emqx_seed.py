@@ -127,6 +127,10 @@ IMPLEMENTED = frozenset({
     "list_stats", "lookup_node_stats",
     "list_subscriptions", "list_node_subscriptions", "lookup_client_subscriptions",
     "lookup_client_subscriptions_with_node",
+    "create_rule", "list_rules", "show_rule", "delete_rule", "list_actions", "show_action",
+    "list_resources", "create_resource", "show_resource", "get_resource_status",
+    "start_resource", "delete_resource", "list_resource_types", "show_resource_type",
+    "list_resources_by_type", "list_events",
 })
 
 #: EMQ X 3.2.4+ routes beyond the seed (facts §2.1), served too.

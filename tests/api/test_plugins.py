@@ -58,10 +58,11 @@ SEED_LIST = [
 ]
 #: Plugins implemented in Starling (the others answer not_implemented).
 IMPLEMENTED_PLUGINS = {"emqx_management", "emqx_plugin_template", "emqx_auth_clientid", "emqx_auth_username",
-                       "emqx_dashboard", "emqx_psk_file"}
+                       "emqx_dashboard", "emqx_psk_file", "emqx_rule_engine"}
 IMPLEMENTED_PLUGINS |= {"emqx_web_hook", "emqx_statsd"}  # feature plugins (webhook-metrics)
 IMPLEMENTED_PLUGINS |= {"emqx_retainer", "emqx_delayed_publish"}
 IMPLEMENTED_PLUGINS |= {"emqx_recon", "emqx_reloader", "emqx_lua_hook"}
+IMPLEMENTED_PLUGINS |= {"emqx_auth_redis", "emqx_auth_mysql", "emqx_auth_pgsql", "emqx_auth_mongo"}
 NOT_IMPLEMENTED = [name for name, _ in SEED_LIST if name not in IMPLEMENTED_PLUGINS]
 
 
@@ -105,15 +106,16 @@ def test_cluster_list_has_every_seed_plugin(api_node: Any, api: httpx.Client) ->
 
 
 def test_only_implemented_plugins_are_active(api: httpx.Client) -> None:
-    """emqx_management (the API itself), emqx_dashboard and emqx_retainer (loaded by
-    default, as the seed shows) are active. Nothing whose implementation has not landed
+    """emqx_management (the API itself), emqx_dashboard, emqx_recon, emqx_retainer and
+    emqx_rule_engine (loaded by default, as the seed shows) are active. Nothing whose implementation has not landed
     pretends to be."""
     plugins = by_name(ok(api.get("/plugins/"))[0]["plugins"])
     assert plugins["emqx_management"]["active"] is True
     assert [n for n, p in plugins.items() if p["active"]] == ["emqx_dashboard",
                                                              "emqx_management",
                                                              "emqx_recon",
-                                                             "emqx_retainer"]
+                                                             "emqx_retainer",
+                                                             "emqx_rule_engine"]
 
 
 def test_node_list_equals_cluster_entry(api_node: Any, api: httpx.Client) -> None:
@@ -146,7 +148,8 @@ def test_every_unimplemented_plugin_refuses_to_load(api_node: Any, api: httpx.Cl
         err(api.put(plugin_path(api_node, plugin, "load")), 400, 102, "not_implemented")
     active = [p["name"] for p in ok(api.get(f"/nodes/{api_node.name}/plugins/"))
               if p["active"]]
-    assert active == ["emqx_dashboard", "emqx_management", "emqx_recon", "emqx_retainer"]
+    assert active == ["emqx_dashboard", "emqx_management", "emqx_recon", "emqx_retainer",
+                      "emqx_rule_engine"]
 
 
 def test_unloading_an_inactive_plugin_is_not_started(api_node: Any, api: httpx.Client) -> None:

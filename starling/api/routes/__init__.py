@@ -23,6 +23,7 @@ from . import (
     recon,
     reloader,
     routes,
+    rules,
     sessions,
     stats,
     subscriptions,
@@ -31,7 +32,7 @@ from . import (
 
 MODULES = (auth_clientid, auth_username, users, alarms, apps, banned, brokers, configs,
            connections, listeners, metrics, nodes, plugins, pubsub, routes, sessions, stats,
-           subscriptions, acl)
+           subscriptions, acl, rules)
 #: Routes of feature plugins (docs/feature-plugins.md), answered while the plugin is loaded.
 FEATURE_MODULES = (recon, reloader, lua_hook)
 

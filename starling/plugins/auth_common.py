@@ -1,0 +1,323 @@
+"""What EMQ X v3's database auth plugins share: placeholders, queries made safe,
+stored-password checks and the SQL ACL table.
+
+- **Placeholders** (`placeholder_values`, `fill`): ``%u`` user name, ``%c``
+  client id, ``%a`` peer address, ``%P`` password, ``%C`` / ``%d`` common name /
+  subject of the client certificate, ``%t`` topic, ``%A`` access (1 subscribe,
+  2 publish), ``%m`` mountpoint (Starling has none: empty).
+- **SQL** (`SqlQuery`): EMQ X's queries carry placeholders in quotes
+  (``where username = '%u'``).  Each quoted ``'%u'`` (and a bare ``%u``
+  outside quotes) becomes a bound parameter of the driver, so client input is
+  never spliced into SQL text; a placeholder inside a longer literal
+  (``'%user'``) is left as written, as EMQ X does.
+- **Password hashes** (`PasswordHash`): emqx_passwd's ``check_pass`` for a
+  stored hash and optional salt: ``plain``, ``md5``, ``sha``, ``sha256``,
+  ``sha512``, ``bcrypt`` (the hash carries its salt), ``salt,HASH`` (H(salt ‖
+  password)), ``HASH,salt`` (H(password ‖ salt)), ``salt,bcrypt`` (bcrypt with the
+  salt column as bcrypt salt) and ``pbkdf2,MAC,ITERATIONS,DKLEN`` (the salt
+  column is the PBKDF2 salt).  Hex digests compare case-insensitively.
+- **SQL ACL rows** (`compile_acl_row`): EMQ X's ``mqtt_acl`` table (allow,
+  ipaddr, username, clientid, access, topic) as the broker's ACL rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import bcrypt
+
+from starling.broker import AclRule, TopicRule, Who
+
+from .passwords import BCRYPT_MAX_BYTES, DIGESTS, PBKDF2_MACS, parse_hash_type
+
+#: The placeholder letters EMQ X's auth plugins know.
+PLACEHOLDERS = "ucaPCdtmA"
+_PLACEHOLDER = re.compile(r"%([" + PLACEHOLDERS + "])")
+
+
+class ClientLike(Protocol):
+    """What placeholders read from a client (a `Channel`, or an ACL subject)."""
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def username(self) -> str | None: ...
+
+
+def _common_name(subject: str | None) -> str | None:
+    """The CN of an RFC 4514 subject (``CN=alice,O=Example``), as written there."""
+    if not subject:
+        return None
+    for rdn in re.split(r"(?<!\\)[,+]", subject):
+        name, _, value = rdn.partition("=")
+        if name.strip().upper() == "CN":
+            return value.replace("\\", "")
+    return None
+
+
+def placeholder_values(client: Any, action: str | None = None,
+                       topic: str | None = None) -> dict[str, str | None]:
+    """Each placeholder letter → its value for `client` (None when unknown)."""
+    conn = getattr(client, "conn", None)
+    subject = getattr(conn, "peercert", None)
+    password = getattr(client, "password", None)
+    return {
+        "u": client.username,
+        "c": client.client_id,
+        "a": getattr(client, "peerhost", None),
+        "P": password.decode("utf-8", "replace") if isinstance(password, bytes) else password,
+        "C": _common_name(subject),
+        "d": subject,
+        "t": topic,
+        "m": "",
+        "A": None if action is None else ("2" if action == "publish" else "1"),
+    }
+
+
+def fill(template: str, values: Mapping[str, str | None], missing: str | None = "") -> str:
+    """`template` with each ``%X`` replaced by its value; an unknown value becomes
+    `missing` (None: the placeholder stays as written, as EMQ X's feed_var)."""
+    def one(match: re.Match[str]) -> str:
+        value = values.get(match.group(1))
+        if value is None:
+            return match.group(0) if missing is None else missing
+        return value
+    return _PLACEHOLDER.sub(one, template)
+
+
+def placeholders_in(template: str) -> set[str]:
+    return set(_PLACEHOLDER.findall(template))
+
+
+# -- SQL -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SqlQuery:
+    """An EMQ X query as SQL text with driver parameters: `sql`, and `params`, the
+    placeholder letter of each parameter in order."""
+
+    template: str
+    sql: str
+    params: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, template: str, style: str) -> SqlQuery:
+        """`style` is ``format`` (MySQL drivers: ``%s``, a literal ``%`` doubled) or
+        ``numeric`` (PostgreSQL: ``$1``, ``$2`` …)."""
+        out: list[str] = []
+        params: list[str] = []
+
+        def param(letter: str) -> str:
+            params.append(letter)
+            return "%s" if style == "format" else f"${len(params)}"
+
+        def text(chunk: str) -> str:
+            return chunk.replace("%", "%%") if style == "format" else chunk
+
+        i, n = 0, len(template)
+        while i < n:
+            ch = template[i]
+            if ch in "'\"`":
+                end = _closing_quote(template, i, backslash=style == "format")
+                literal = template[i:end]
+                match = re.fullmatch(r"'%([" + PLACEHOLDERS + "])'", literal)
+                out.append(param(match.group(1)) if ch == "'" and match else text(literal))
+                i = end
+            elif ch == "%" and i + 1 < n and template[i + 1] in PLACEHOLDERS:
+                out.append(param(template[i + 1]))
+                i += 2
+            else:
+                j = i + 1
+                while j < n and template[j] not in "'\"`%":
+                    j += 1
+                out.append(text(template[i:j]))
+                i = j
+        return cls(template, "".join(out), tuple(params))
+
+    def args(self, values: Mapping[str, str | None]) -> list[str | None]:
+        """The parameter values for one client (None, SQL NULL, when unknown)."""
+        return [values.get(letter) for letter in self.params]
+
+
+def _closing_quote(text: str, start: int, backslash: bool) -> int:
+    """Index just past the literal that starts at `start` (a doubled quote, or a
+    backslash where it escapes (MySQL), escapes one); the end of `text` if it
+    is never closed."""
+    quote = text[start]
+    i = start + 1
+    while i < len(text):
+        ch = text[i]
+        if backslash and ch == "\\" and quote != "`":
+            i += 2
+            continue
+        if ch == quote:
+            if i + 1 < len(text) and text[i + 1] == quote:
+                i += 2
+                continue
+            return i + 1
+        i += 1
+    return len(text)
+
+
+# -- password hashes -----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PasswordHash:
+    """A parsed ``password_hash`` of EMQ X's database auth plugins."""
+
+    name: str  #: plain md5 sha sha256 sha512 bcrypt pbkdf2
+    salt: str = ""  #: "" (no salt), "prefix" (salt,HASH) or "suffix" (HASH,salt)
+    mac: str = "sha256"
+    iterations: int = 1000
+    dklen: int = 20
+
+    def __str__(self) -> str:
+        if self.name == "pbkdf2":
+            return f"pbkdf2,{self.mac},{self.iterations},{self.dklen}"
+        if self.salt == "prefix":
+            return f"salt,{self.name}"
+        if self.salt == "suffix":
+            return f"{self.name},salt"
+        return self.name
+
+    @property
+    def slow(self) -> bool:
+        return self.name in ("pbkdf2", "bcrypt")
+
+    def check(self, stored: str | bytes | None, password: bytes,
+              salt: str | bytes | None = None) -> bool:
+        """Does `password` give the `stored` hash?  A missing hash never matches."""
+        if stored is None:
+            return False
+        stored_b = stored if isinstance(stored, bytes) else str(stored).encode()
+        salt_b = b"" if salt is None else (salt if isinstance(salt, bytes)
+                                           else str(salt).encode())
+        name = self.name
+        if name == "bcrypt":
+            try:
+                if self.salt:  # the salt column is bcrypt's own "$2b$12$..." salt
+                    mine = bcrypt.hashpw(password[:BCRYPT_MAX_BYTES], salt_b)
+                    return hmac.compare_digest(mine, stored_b)
+                return bcrypt.checkpw(password[:BCRYPT_MAX_BYTES], stored_b)
+            except ValueError:  # not a bcrypt hash or salt
+                return False
+        if name == "pbkdf2":
+            mine = hashlib.pbkdf2_hmac(PBKDF2_MACS[self.mac], password, salt_b,
+                                       self.iterations, self.dklen).hex().encode()
+            return hmac.compare_digest(mine, stored_b.lower())
+        if self.salt == "prefix":
+            password = salt_b + password
+        elif self.salt == "suffix":
+            password = password + salt_b
+        if name == "plain":
+            return hmac.compare_digest(password, stored_b)
+        mine = hashlib.new(DIGESTS[name], password).hexdigest().encode()
+        return hmac.compare_digest(mine, stored_b.lower())
+
+    async def check_async(self, stored: str | bytes | None, password: bytes,
+                          salt: str | bytes | None = None) -> bool:
+        """`check`, in a worker thread for the slow hashes."""
+        if self.slow:
+            return await asyncio.to_thread(self.check, stored, password, salt)
+        return self.check(stored, password, salt)
+
+
+_SIMPLE = ("plain", "md5", "sha", "sha256", "sha512", "bcrypt")
+
+
+def parse_password_hash(value: str) -> PasswordHash:
+    """``sha256``, ``salt,sha256``, ``sha256,salt``, ``salt,bcrypt``,
+    ``pbkdf2,sha256,1000,20`` … → `PasswordHash`; `ValueError` says what is wrong."""
+    parts = [p.strip() for p in value.strip().lower().split(",")]
+    if parts[0] == "pbkdf2":
+        if len(parts) == 1:
+            raise ValueError("pbkdf2 needs its parameters: pbkdf2,MAC,ITERATIONS,DKLEN "
+                             "(e.g. pbkdf2,sha256,1000,20)")
+        kind = parse_hash_type(value)
+        return PasswordHash("pbkdf2", "prefix", kind.mac, kind.iterations, kind.dklen)
+    if len(parts) == 1 and parts[0] in _SIMPLE:
+        return PasswordHash(parts[0])
+    if len(parts) == 2 and parts[0] == "salt" and parts[1] in _SIMPLE and parts[1] != "plain":
+        return PasswordHash(parts[1], "prefix")
+    if len(parts) == 2 and parts[1] == "salt" and parts[0] in _SIMPLE and parts[0] != "plain":
+        return PasswordHash(parts[0], "suffix")
+    raise ValueError(f"unknown password hash {value!r}: one of {', '.join(_SIMPLE)}, "
+                     "salt,HASH, HASH,salt or pbkdf2,MAC,ITERATIONS,DKLEN")
+
+
+# -- the SQL ACL table ---------------------------------------------------------------------------
+
+_ACCESS = {1: "subscribe", 2: "publish", 3: "pubsub"}
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = str(value)
+    return text or None
+
+
+def _number(value: Any) -> int:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, bool):
+        return int(value)
+    return int(str(value).strip())
+
+
+def compile_acl_row(row: Sequence[Any]) -> AclRule:
+    """One row of EMQ X's ``mqtt_acl`` select (allow, ipaddr, username, clientid,
+    access, topic) as an ACL rule (emqx_acl_mysql's ``compile``):
+
+    - allow 1 → allow, 0 → deny; access 1 subscribe, 2 publish, 3 both;
+    - Who: username ``$all`` → everybody; else all of the non-empty ipaddr
+      (address or CIDR), username and clientid must match;
+    - topic: a filter, ``eq <topic>`` for the exact text, ``%u`` / ``%c`` levels
+      for the client's user name / client id.
+
+    Raises `ValueError` for a row that cannot be a rule (no Who at all, bad
+    numbers, a bad address)."""
+    if len(row) < 6:
+        raise ValueError(f"expected 6 columns (allow, ipaddr, username, clientid, access, "
+                         f"topic), got {len(row)}")
+    allow, ipaddr, username, clientid, access, topic = (row[0], _text(row[1]), _text(row[2]),
+                                                        _text(row[3]), row[4], _text(row[5]))
+    permission = {1: "allow", 0: "deny"}.get(_number(allow))
+    if permission is None:
+        raise ValueError(f"allow must be 0 or 1, got {allow!r}")
+    action = _ACCESS.get(_number(access))
+    if action is None:
+        raise ValueError(f"access must be 1, 2 or 3, got {access!r}")
+    if topic is None:
+        raise ValueError("topic is empty")
+    if username == "$all":
+        who = Who("all")
+    else:
+        parts: list[Who] = []
+        if ipaddr is not None:
+            parts.append(Who("ipaddr", ipaddr, ipaddress.ip_network(ipaddr.strip(),
+                                                                      strict=False)))
+        if username is not None:
+            parts.append(Who("user", username))
+        if clientid is not None:
+            parts.append(Who("client", clientid))
+        if not parts:
+            raise ValueError("no ipaddr, username or clientid")
+        who = parts[0] if len(parts) == 1 else Who("and", parts=tuple(parts))
+    if topic.startswith("eq "):
+        topic_rule = TopicRule("eq", topic[3:])
+    else:
+        levels = topic.split("/")
+        topic_rule = TopicRule("pattern" if "%u" in levels or "%c" in levels else "filter",
+                               topic)
+    return AclRule(permission, who, action, (topic_rule,))

@@ -1,0 +1,170 @@
+"""Resources of the rule engine: the `built_in` and `web_hook` resource types,
+and live resources (a web hook endpoint with its HTTP sender).
+
+A resource is *alive* while its endpoint answers.  A `web_hook` resource is
+probed with a TCP connect to the URL's host and port (3 s) when it is created
+or started and at every health check; requests that fail with connection
+errors after their retries also mark it down.  Going down raises the alarm
+``resource_down/<id>``; coming back clears it.  A resource that cannot be
+reached when created is still created (alive false, alarm raised), as in EMQ X.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from starling.broker import Alarms
+
+from .errors import RuleError, bad_arguments
+from .http_sender import HttpSender
+from .schema import Schema, check, param
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT = 3.0
+WEB_HOOK_METHODS = ("POST", "PUT", "GET", "DELETE")
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    name: str
+    provider: str
+    description: str
+    params: Schema
+
+    def view(self) -> dict[str, Any]:
+        return {"name": self.name, "provider": self.provider,
+                "params": {k: dict(v) for k, v in self.params.items()},
+                "description": self.description}
+
+
+BUILT_IN = ResourceType("built_in", "emqx_rule_engine",
+                        "The built in resource type for debug purpose", {})
+WEB_HOOK = ResourceType("web_hook", "emqx_web_hook", "WebHook Resource", {
+    "url": param("string", "Request URL", "Request URL", required=True, format="url"),
+    "headers": param("object", "Request Header", "Request Header", default={}, schema={}),
+    "method": param("string", "Request Method", "Request Method", default="POST",
+                    enum=list(WEB_HOOK_METHODS)),
+})
+RESOURCE_TYPES: dict[str, ResourceType] = {t.name: t for t in (BUILT_IN, WEB_HOOK)}
+
+
+def check_config(rtype: ResourceType, config: Any) -> dict[str, Any]:
+    """A resource's config checked against its type (400 on a bad one)."""
+    checked = check(rtype.params, config, "config")
+    if rtype is WEB_HOOK:
+        parts = urlsplit(checked["url"])
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise bad_arguments("config: 'url' must be an http:// or https:// URL")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise bad_arguments("config: 'url' has a bad port") from None
+        headers = checked.get("headers") or {}
+        if not all(isinstance(v, str) for v in headers.values()):
+            raise bad_arguments("config: 'headers' values must be strings")
+    return checked
+
+
+class Resource:
+    """A created resource.  `start()` (re)initialises it and says whether it is alive."""
+
+    def __init__(self, rid: str, name: str, rtype: ResourceType, config: dict[str, Any],
+                 description: str, alarms: Alarms, created_at: int) -> None:
+        self.id = rid
+        self.name = name
+        self.type = rtype
+        self.config = config
+        self.description = description
+        self.created_at = created_at
+        self.alarms = alarms
+        self.alive = rtype is BUILT_IN
+        self.sender: HttpSender | None = None
+
+    @property
+    def alarm_id(self) -> str:
+        return f"resource_down/{self.id}"
+
+    def record(self) -> dict[str, Any]:
+        """What the store keeps."""
+        return {"id": self.id, "name": self.name, "type": self.type.name,
+                "config": self.config, "description": self.description,
+                "created_at": self.created_at}
+
+    def view(self) -> dict[str, Any]:
+        """The seed's resource object."""
+        return {"id": self.id, "name": self.name, "type": self.type.name,
+                "config": self.config, "attrs": "undefined",
+                "description": self.description}
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> bool:
+        if self.type is not WEB_HOOK:
+            self.alive = True
+            return True
+        await self.stop_sender()
+        headers = {str(k): str(v) for k, v in (self.config.get("headers") or {}).items()}
+        self.sender = HttpSender(self.id, self.config["url"],
+                                 method=self.config.get("method") or "POST", headers=headers,
+                                 on_state=self._sender_state)
+        await self.sender.start()
+        return await self.check()
+
+    async def stop(self) -> None:
+        await self.stop_sender()
+        self.alarms.clear_alarm(self.alarm_id)
+
+    async def stop_sender(self) -> None:
+        sender, self.sender = self.sender, None
+        if sender is not None:
+            await sender.stop()
+
+    async def check(self) -> bool:
+        """Probe the endpoint now; update `alive` and the alarm."""
+        if self.type is not WEB_HOOK:
+            return True
+        self._set_alive(await probe(self.config["url"]))
+        if self.sender is not None:
+            self.sender.up = self.alive
+        return self.alive
+
+    def _sender_state(self, up: bool) -> None:
+        self._set_alive(up)
+
+    def _set_alive(self, alive: bool) -> None:
+        """Raising a raised alarm or clearing a clear one changes nothing (Alarms)."""
+        self.alive = alive
+        if alive:
+            self.alarms.clear_alarm(self.alarm_id)
+        else:
+            self.alarms.raise_alarm(self.alarm_id, f"resource {self.id} is down")
+
+
+async def probe(url: str) -> bool:
+    """Can a TCP connection to the URL's host and port be made (within 3 s)?"""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT)
+    except (TimeoutError, OSError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+def make_resource(rid: str, name: str, type_name: str, config: Any, description: str,
+                  alarms: Alarms, created_at: int | None = None) -> Resource:
+    rtype = RESOURCE_TYPES.get(type_name)
+    if rtype is None:
+        raise RuleError(f"Resource Type {type_name} Not Found")
+    return Resource(rid, name, rtype, check_config(rtype, config), description, alarms,
+                    created_at if created_at is not None else time.time_ns())

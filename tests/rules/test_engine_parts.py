@@ -1,0 +1,202 @@
+"""The rule engine's parts in process, with a real `Broker` and the real SQL:
+`${var}` templates, params schemas, the columns each event gives, the bounded
+queue, and hooks attached only while an enabled rule needs them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from starling.broker import Broker, HookPoint, Message
+from starling.mqtt import SubscriptionOptions
+from starling.plugins import PluginStore
+from starling.rules.engine import RuleEngine
+from starling.rules.errors import RuleError
+from starling.rules.events import EVENTS, ColumnBuilder
+from starling.rules.schema import check, param
+from starling.rules.template import render, render_value
+
+# -- templates -----------------------------------------------------------------------------
+
+DATA = {"a": 1, "s": "text", "m": {"x": {"y": 2}}, "l": [10, 20], "b": True,
+        "payload": '{"temp": 21.5, "tags": ["x"]}', "raw": b"\xff", "none": None}
+
+
+@pytest.mark.parametrize(("template", "expected"), [
+    ("plain", "plain"),
+    ("${a}/${s}", "1/text"),
+    ("${m.x.y}", "2"),
+    ("${m}", '{"x":{"y":2}}'),
+    ("${l}", "[10,20]"),
+    ("${l.2}", "20"),  # 1-based, as the SQL's nth()
+    ("${b}", "true"),
+    ("${payload.temp}", "21.5"),  # into a JSON text
+    ("${payload.tags}", '["x"]'),
+    ("${nope}", "undefined"),
+    ("${none}", "undefined"),
+    ("${m.nope.y}", "undefined"),
+    ("${raw}", "\ufffd"),
+    ("${ a }", "1"),
+    ("$a ${", "$a ${"),
+])
+def test_render(template: str, expected: str) -> None:
+    assert render(template, DATA) == expected
+
+
+def test_render_value_keeps_types_of_whole_placeholders() -> None:
+    template = {"n": "${a}", "t": "n=${a}", "deep": [{"y": "${m.x.y}"}], "k": 3, "u": "${zz}"}
+    assert render_value(template, DATA) == {"n": 1, "t": "n=1", "deep": [{"y": 2}], "k": 3,
+                                            "u": "undefined"}
+
+
+# -- params schemas ------------------------------------------------------------------------
+
+SCHEMA = {"url": param("string", "URL", "", required=True),
+          "headers": param("object", "H", ""),
+          "method": param("string", "M", "", enum=["POST", "PUT"]),
+          "n": param("number", "N", "")}
+
+
+def test_schema_check() -> None:
+    assert check(SCHEMA, {"url": "u", "extra": 1}, "config") == {"url": "u", "extra": 1}
+    for bad, why in [({}, "missing required param 'url'"),
+                     ({"url": 1}, "param 'url' must be of type string"),
+                     ({"url": "u", "headers": []}, "'headers' must be of type object"),
+                     ({"url": "u", "method": "GET"}, "'method' must be one of POST, PUT"),
+                     ({"url": "u", "n": True}, "'n' must be of type number"),
+                     ([], "config must be an object")]:
+        with pytest.raises(RuleError) as info:
+            check(SCHEMA, bad, "config")
+        assert why in info.value.message and info.value.code == 400
+
+
+# -- columns -------------------------------------------------------------------------------
+
+def test_message_columns_are_the_listed_ones_plus_flags() -> None:
+    broker = Broker()
+    message = Message("t/1", b'{"x":1}', 1, True, "pub", "alice", "10.0.0.1")
+    columns = ColumnBuilder(broker, "n@h").build("message.publish", (message,), 0.0)
+    assert set(EVENTS["message.publish"].columns) <= set(columns)
+    assert set(columns) - set(EVENTS["message.publish"].columns) == {"retain", "flags",
+                                                                      "headers"}
+    assert columns["id"] == format(message.id, "x")
+    assert (columns["client_id"], columns["username"], columns["payload"], columns["qos"],
+            columns["retain"], columns["event"], columns["node"]) == (
+        "pub", "alice", '{"x":1}', 1, 1, "message.publish", "n@h")
+    assert columns["peername"] == "10.0.0.1"  # the publisher is gone: its host only
+    assert columns["timestamp"] == int(message.timestamp * 1000)
+    binary = Message("t/1", b"\xff\x00", 0, False, "", None, None)
+    columns = ColumnBuilder(broker, "n@h").build("message.dropped", (binary, "no_subscribers"),
+                                                 0.0)
+    assert (columns["payload"], columns["username"], columns["peername"]) == (
+        b"\xff\x00", "undefined", "undefined")
+
+
+def test_session_columns() -> None:
+    builder = ColumnBuilder(Broker(), "n@h")
+    opts = SubscriptionOptions(qos=2, no_local=True, retain_as_published=False,
+                               retain_handling=1)
+    columns = builder.build("session.subscribed", ("c1", "a/+", opts), 12.5)
+    assert columns == {"client_id": "c1", "username": "undefined", "event":
+                       "session.subscribed", "topic": "a/+", "qos": 2, "nl": 1, "rap": 0,
+                       "rc": 2, "rh": 1, "timestamp": 12500, "node": "n@h"}
+    assert list(columns) == list(EVENTS["session.subscribed"].columns)
+
+
+# -- the engine ----------------------------------------------------------------------------
+
+def engine(broker: Broker, **kwargs: Any) -> RuleEngine:
+    store = PluginStore()
+    return RuleEngine(broker, "n@h", store.table("rules"), store.table("resources"), **kwargs)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_hooks_only_while_an_enabled_rule_needs_them() -> None:
+    async def scenario() -> None:
+        broker = Broker()
+        eng = engine(broker)
+        await eng.start()
+        assert not broker.hooks.has(HookPoint.MESSAGE_PUBLISH)
+        rule = eng.create_rule({"rawsql": 'select * from "client.connected"'})
+        assert broker.hooks.has(HookPoint.CLIENT_CONNECTED)
+        assert not broker.hooks.has(HookPoint.MESSAGE_PUBLISH)
+        eng.update_rule(rule.id, {"enabled": False})
+        assert not broker.hooks.has(HookPoint.CLIENT_CONNECTED)
+        eng.update_rule(rule.id, {"enabled": True, "rawsql": 'select * from "t/#"'})
+        assert broker.hooks.has(HookPoint.MESSAGE_PUBLISH)
+        assert not broker.hooks.has(HookPoint.CLIENT_CONNECTED)
+        assert eng.rules[rule.id].for_ == "message.publish"
+        await eng.stop()
+        assert not broker.hooks.has(HookPoint.MESSAGE_PUBLISH)
+    run(scenario())
+
+
+def test_the_queue_is_bounded_and_drops_are_counted() -> None:
+    async def scenario() -> None:
+        broker = Broker()
+        eng = engine(broker, max_pending=3)
+        await eng.start()
+        rule = eng.create_rule({"rawsql": 'select payload from "q/#" where payload = \'x\''})
+        for _ in range(5):  # the drain cannot run before we yield to the loop
+            broker.publish(Message("q/1", b"x"))
+        broker.publish(Message("other", b"x"))  # no rule for it: not even queued
+        assert eng.stats() == {"pending": 3, "dropped": 2}
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert eng.stats() == {"pending": 0, "dropped": 2}
+        assert (rule.metrics.matched, rule.metrics.passed) == (3, 3)
+        await eng.stop()
+    run(scenario())
+
+
+def test_sys_messages_are_ignored_unless_configured() -> None:
+    async def scenario(ignore: bool) -> int:
+        broker = Broker()
+        eng = engine(broker, ignore_sys_message=ignore)
+        await eng.start()
+        rule = eng.create_rule({"rawsql": 'SELECT * FROM "message.publish"'})
+        broker.publish(Message("$SYS/brokers/x/uptime", b"1", sys=True))
+        await asyncio.sleep(0)
+        await eng.stop()
+        return rule.metrics.matched
+    assert run(scenario(True)) == 0
+    assert run(scenario(False)) == 1
+
+
+def test_sql_errors_at_runtime_are_counted() -> None:
+    async def scenario() -> None:
+        broker = Broker()
+        eng = engine(broker)
+        await eng.start()
+        rule = eng.create_rule({"rawsql": 'select payload.x * 2 as y from "e/#"'})
+        broker.publish(Message("e/1", b'{"x": "not a number"}'))
+        broker.publish(Message("e/1", b'{"x": 1}'))
+        await asyncio.sleep(0)
+        assert (rule.metrics.matched, rule.metrics.failed, rule.metrics.passed) == (2, 1, 1)
+        await eng.stop()
+    run(scenario())
+
+
+def test_stored_rows_come_back_and_bad_ones_are_skipped() -> None:
+    async def scenario() -> None:
+        store = PluginStore()
+        rules, resources = store.table("rules"), store.table("resources")
+        first = RuleEngine(Broker(), "n@h", rules, resources)
+        await first.start()
+        await first.create_resource({"name": "r", "type": "built_in", "config": {"k": 1}})
+        kept = first.create_rule({"name": "keep", "rawsql": 'select * from "a"',
+                                  "enabled": False})
+        await first.stop()
+        rules.put("broken:1", {"id": "broken:1", "rawsql": "select nothing", "created_at": 1})
+        second = RuleEngine(Broker(), "n@h", rules, resources)
+        await second.start()
+        assert list(second.rules) == [kept.id]
+        assert second.rules[kept.id].enabled is False
+        assert second.resources["built_in:r"].config == {"k": 1}
+        await second.stop()
+    run(scenario())
