@@ -132,24 +132,43 @@ class AuthStep:
     superuser: bool = False
 
 
+class _V5:
+    """What only MQTT 5.0 clients ask for: made for the first that a client uses, so
+    a 3.x client (or a 5.0 one using none of it) costs one empty slot, not eight."""
+
+    __slots__ = ("alias_max", "auth_method", "auth_props", "max_packet", "out_aliases",
+                 "problem_info", "receive_maximum", "topic_aliases")
+
+    def __init__(self) -> None:
+        #: Enhanced authentication: the method CONNECT named, and what the last
+        #: step returned for CONNACK.
+        self.auth_method: str | None = None
+        self.auth_props: dict[PropertyId, Any] = NO_ENTRIES
+        #: The client's Maximum Packet Size (0 = no limit) and Receive Maximum.
+        self.max_packet = 0
+        self.receive_maximum = 65535
+        #: Request Problem Information: reason strings allowed.
+        self.problem_info = True
+        #: Client-to-server topic aliases (MQTT 5.0 §3.3.2.3.4).
+        self.topic_aliases: dict[int, str] = NO_ENTRIES
+        #: Server-to-client aliases (`mqtt.server_topic_alias`), up to the client's maximum.
+        self.alias_max = 0
+        self.out_aliases: dict[str, int] = NO_ENTRIES
+
+
 class Channel:
     # Slots: a node holds one Channel per connection, so its size is per-client memory.
     __slots__ = (
-        "_alias_max",
-        "_auth_method",
-        "_auth_props",
         "_busy",
         "_held_acks",
-        "_out_aliases",
         "_pending",
         "_retry_interval",
         "_retry_timer",
-        "_topic_aliases",
+        "_v5",
         "acl_cache",
         "broker",
         "clean_start",
         "client_id",
-        "client_max_packet",
         "conn",
         "connect_packet",
         "connected_at",
@@ -162,10 +181,8 @@ class Channel:
         "options",
         "password",
         "protocol_level",
-        "receive_maximum",
         "recv_msg",
         "recv_pkt",
-        "request_problem_info",
         "send_msg",
         "send_pkt",
         "session",
@@ -221,20 +238,9 @@ class Channel:
         self._held_acks: deque[tuple[int, bytes]] | None = None  # made when first needed
         #: The CONNECT being handled; let go once connected (what lasts is copied out).
         self.connect_packet: Connect | None = None
-        #: MQTT 5.0 enhanced authentication: the method CONNECT named, and what
-        #: the last step returned for CONNACK.
-        self._auth_method: str | None = None
-        self._auth_props: dict[PropertyId, Any] = NO_ENTRIES
-        # MQTT 5.0 limits the client announced in CONNECT.
-        self.client_max_packet = 0  #: 0 = no limit
-        #: At most this many unacknowledged QoS 1/2 PUBLISHes to the client.
-        self.receive_maximum = 65535
-        self.request_problem_info = True
-        #: Client-to-server topic aliases (MQTT 5.0 §3.3.2.3.4).
-        self._topic_aliases: dict[int, str] = NO_ENTRIES
-        #: Server-to-client aliases (`mqtt.server_topic_alias`), up to the client's maximum.
-        self._alias_max = 0
-        self._out_aliases: dict[str, int] = NO_ENTRIES
+        #: What only MQTT 5.0 clients ask for (limits, aliases, enhanced auth),
+        #: made when one does.
+        self._v5: _V5 | None = None
         #: The idle timeout, then the keepalive, are deadlines in `broker.timers`.
         self.timer_bucket: dict[Any, None] | None = None
         broker.timers.add(self, self.last_seen + self.options.idle_timeout)
@@ -242,6 +248,30 @@ class Channel:
     @property
     def peerhost(self) -> str:
         return self.conn.peerhost
+
+    def _v5_state(self) -> _V5:
+        v5 = self._v5
+        if v5 is None:
+            v5 = self._v5 = _V5()
+        return v5
+
+    @property
+    def client_max_packet(self) -> int:
+        """The client's Maximum Packet Size; 0 = no limit."""
+        return self._v5.max_packet if self._v5 is not None else 0
+
+    @property
+    def receive_maximum(self) -> int:
+        """At most this many unacknowledged QoS 1/2 PUBLISHes to the client."""
+        return self._v5.receive_maximum if self._v5 is not None else 65535
+
+    @property
+    def request_problem_info(self) -> bool:
+        return self._v5.problem_info if self._v5 is not None else True
+
+    @property
+    def _auth_method(self) -> str | None:
+        return self._v5.auth_method if self._v5 is not None else None
 
     # -- input from the shell ------------------------------------------------
     def handle(self, packet: Packet) -> None:
@@ -472,17 +502,22 @@ class Channel:
             if not self.broker.hooks.has(HookPoint.CLIENT_ENHANCED_AUTHENTICATE):
                 self._refuse(ReasonCode.BAD_AUTHENTICATION_METHOD)  # §4.12
                 return False
-            self._auth_method = props[PropertyId.AUTHENTICATION_METHOD]
+            self._v5_state().auth_method = props[PropertyId.AUTHENTICATION_METHOD]
         if p.will is not None and p.will.retain and not self.options.retain_available:
             self._refuse(ReasonCode.RETAIN_NOT_SUPPORTED)  # [MQTT-3.2.2-13]
             return False
-        self.client_max_packet = props.get(PropertyId.MAXIMUM_PACKET_SIZE, 0)
-        self.receive_maximum = int(props.get(PropertyId.RECEIVE_MAXIMUM, 65535))
+        max_packet = props.get(PropertyId.MAXIMUM_PACKET_SIZE, 0)
+        receive_maximum = int(props.get(PropertyId.RECEIVE_MAXIMUM, 65535))
+        alias_max = 0
         if self.options.server_topic_alias:
-            self._alias_max = props.get(PropertyId.TOPIC_ALIAS_MAXIMUM, 0)
-            if self._alias_max:
-                self._out_aliases = {}
-        self.request_problem_info = props.get(PropertyId.REQUEST_PROBLEM_INFORMATION, 1) != 0
+            alias_max = props.get(PropertyId.TOPIC_ALIAS_MAXIMUM, 0)
+        problem_info = props.get(PropertyId.REQUEST_PROBLEM_INFORMATION, 1) != 0
+        if max_packet or receive_maximum != 65535 or alias_max or not problem_info:
+            v5 = self._v5_state()
+            v5.max_packet, v5.receive_maximum = max_packet, receive_maximum
+            v5.problem_info = problem_info
+            if alias_max:
+                v5.alias_max, v5.out_aliases = alias_max, {}
         return True
 
     # -- enhanced authentication (MQTT 5.0 §4.12) ------------------------------
@@ -519,7 +554,7 @@ class Channel:
                 self._refuse(ReasonCode.NOT_AUTHORIZED)
                 return
             assert isinstance(step, AuthStep)
-            self._auth_props = props
+            self._v5_state().auth_props = props
             self.is_superuser = step.superuser
             will_allowed = await self._will_acl()
             if self.state != CONNECTING:
@@ -607,7 +642,8 @@ class Channel:
         }
         if not p.client_id:  # we assigned one
             props[PropertyId.ASSIGNED_CLIENT_IDENTIFIER] = self.client_id
-        props.update(self._auth_props)
+        if self._v5 is not None:
+            props.update(self._v5.auth_props)
         if options.max_packet_size < MAX_PACKET_SIZE:
             props[PropertyId.MAXIMUM_PACKET_SIZE] = options.max_packet_size
         if not options.retain_available:
@@ -780,12 +816,13 @@ class Channel:
             if alias == 0 or alias > self.options.max_topic_alias:
                 self._disconnect(ReasonCode.TOPIC_ALIAS_INVALID, f"topic alias {alias}")
                 return False
+            v5 = self._v5_state()
             if p.topic:
-                if self._topic_aliases is NO_ENTRIES:
-                    self._topic_aliases = {}
-                self._topic_aliases[alias] = p.topic
+                if v5.topic_aliases is NO_ENTRIES:
+                    v5.topic_aliases = {}
+                v5.topic_aliases[alias] = p.topic
             else:
-                topic = self._topic_aliases.get(alias)
+                topic = v5.topic_aliases.get(alias)
                 if topic is None:
                     self._protocol_violation(f"unknown topic alias {alias}")
                     return False
@@ -867,18 +904,20 @@ class Channel:
         """Write one PUBLISH; False if it was dropped (over the client's maximum
         packet size, MQTT 5.0 §3.1.2.11.4: the flow counts as completed)."""
         alias = 0
-        if self.protocol_level == 5 and (self._alias_max or message.expires_at is not None or (
+        v5 = self._v5
+        if self.protocol_level == 5 and (
+                (v5 is not None and v5.alias_max) or message.expires_at is not None or (
                 self.session is not None and self.session.subscription_ids)):
             alias = self._alias_for(message.topic)
             head, tail = self._v5_parts(message, qos, retain, via, alias)
         else:
             head, tail = message.parts(qos, retain, self.protocol_level)
-        if self.client_max_packet and (
-                len(head) + len(tail) + (2 if qos else 0) > self.client_max_packet):
+        if v5 is not None and v5.max_packet and (
+                len(head) + len(tail) + (2 if qos else 0) > v5.max_packet):
             self.counters[m.MESSAGES_DROPPED] += 1
             return False
-        if alias and message.topic not in self._out_aliases:
-            self._out_aliases[message.topic] = alias  # sent: the client knows it now
+        if alias and v5 is not None and message.topic not in v5.out_aliases:
+            v5.out_aliases[message.topic] = alias  # sent: the client knows it now
         if qos:
             if dup:
                 head = bytes((head[0] | 0x08,)) + head[1:]
@@ -900,13 +939,14 @@ class Channel:
 
     def _alias_for(self, topic: str) -> int:
         """The alias to send `topic` with: known, new (while there is room), or 0."""
-        if not self._alias_max:
+        v5 = self._v5
+        if v5 is None or not v5.alias_max:
             return 0
-        alias = self._out_aliases.get(topic)
+        alias = v5.out_aliases.get(topic)
         if alias is not None:
             return alias
-        if len(self._out_aliases) < self._alias_max:
-            return len(self._out_aliases) + 1
+        if len(v5.out_aliases) < v5.alias_max:
+            return len(v5.out_aliases) + 1
         return 0
 
     def _v5_parts(self, message: Message, qos: int, retain: bool,
@@ -917,7 +957,7 @@ class Channel:
         topic = message.topic
         if alias:
             props[PropertyId.TOPIC_ALIAS] = alias
-            if topic in self._out_aliases:
+            if self._v5 is not None and topic in self._v5.out_aliases:
                 topic = ""
         if message.expires_at is not None:
             props[PropertyId.MESSAGE_EXPIRY_INTERVAL] = max(

@@ -60,13 +60,10 @@ class MQTTConnection(asyncio.Protocol):
     # listener knows (broker, batcher, name) is reached through it.
     __slots__ = (
         "_out",
-        "cert_clientid",
-        "cert_username",
         "channel",
         "counters",
         "decoder",
         "listener_ref",
-        "peercert",
         "peerhost",
         "recv_cnt",
         "recv_oct",
@@ -75,6 +72,13 @@ class MQTTConnection(asyncio.Protocol):
         "transport",
     )
 
+    #: Subject of the client certificate, and the identities taken from it
+    #: (peer_cert_as_username/clientid): slots of `TLSConnection` (and of the
+    #: WebSocket shell); a plain TCP connection has none and reads these defaults.
+    peercert: str | None = None
+    cert_username: str | None = None
+    cert_clientid: str | None = None
+
     def __init__(self, listener: Listener) -> None:
         broker = listener.broker
         #: Bytes written since the last flush; None when there are none.
@@ -82,10 +86,6 @@ class MQTTConnection(asyncio.Protocol):
         self.listener_ref = listener
         #: The client's address (interned: connections from one gateway share it).
         self.peerhost = ""
-        self.peercert: str | None = None
-        #: Identities taken from a client certificate (peer_cert_as_username/clientid).
-        self.cert_username: str | None = None
-        self.cert_clientid: str | None = None
         self.transport: asyncio.Transport | None = None
         self.decoder = Decoder(broker.zone_options(listener.zone).max_packet_size)
         self.channel: Channel | None = None
@@ -112,11 +112,15 @@ class MQTTConnection(asyncio.Protocol):
         if identity is None:
             return
         dn, cn = identity
-        self.peercert = dn
         config = self.listener_ref.config
         use = {"cn": cn, "dn": dn}
-        self.cert_username = use.get(config.peer_cert_as_username)
-        self.cert_clientid = use.get(config.peer_cert_as_clientid)
+        self.set_certificate(dn, use.get(config.peer_cert_as_username),
+                             use.get(config.peer_cert_as_clientid))
+
+    def set_certificate(self, subject: str, username: str | None,
+                        client_id: str | None) -> None:
+        """Keep what the client certificate says (TLS connections only)."""
+        raise TypeError("a plain TCP connection has no client certificate")
 
     @property
     def listener(self) -> str:
@@ -240,3 +244,17 @@ class MQTTConnection(asyncio.Protocol):
         self.flush()
         if self.transport is not None:
             self.transport.close()
+
+
+class TLSConnection(MQTTConnection):
+    """A connection on a TLS listener: room for what the client certificate says."""
+
+    __slots__ = ("cert_clientid", "cert_username", "peercert")
+
+    def __init__(self, listener: Listener) -> None:
+        super().__init__(listener)
+        self.peercert = self.cert_username = self.cert_clientid = None
+
+    def set_certificate(self, subject: str, username: str | None,
+                        client_id: str | None) -> None:
+        self.peercert, self.cert_username, self.cert_clientid = subject, username, client_id

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from starling.broker import Broker
 
-from .connection import MQTTConnection, WriteBatcher
+from .connection import MQTTConnection, TLSConnection, WriteBatcher
 from .tls import TlsContext, TlsOptions
 from .ws import WSConnection
 
@@ -80,7 +80,11 @@ class Listener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        factory = WSConnection if self.config.kind in ("ws", "wss") else MQTTConnection
+        factory: type[MQTTConnection] = MQTTConnection
+        if self.config.kind in ("ws", "wss"):
+            factory = WSConnection
+        elif self.tls is not None:
+            factory = TLSConnection
         self.server = await loop.create_server(
             lambda: factory(self),
             self.config.host, self.config.port, backlog=self.config.backlog,

@@ -44,7 +44,7 @@ def _select_subprotocol(protocol: ServerProtocol,
 
 
 class WSConnection(MQTTConnection):
-    __slots__ = ("handshake_done", "ws")
+    __slots__ = ("cert_clientid", "cert_username", "handshake_done", "peercert", "ws")
 
     def __init__(self, listener: Listener) -> None:
         super().__init__(listener)
@@ -52,6 +52,11 @@ class WSConnection(MQTTConnection):
                                  max_size=listener.broker.zone_options(listener.zone)
                                  .max_packet_size + 16)
         self.handshake_done = False
+        self.peercert = self.cert_username = self.cert_clientid = None
+
+    def set_certificate(self, subject: str, username: str | None,
+                        client_id: str | None) -> None:
+        self.peercert, self.cert_username, self.cert_clientid = subject, username, client_id
 
     def data_received(self, data: bytes) -> None:
         size = len(data)
