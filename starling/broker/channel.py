@@ -708,6 +708,8 @@ class Channel:
         if state != CONNECTED or not self.keepalive:
             return
         window = self.keepalive * self.options.keepalive_multiplier
+        # last_seen may be up to 1 ms early (reads share their time: transport).
+        window += 0.001
         if now - self.last_seen >= window:
             if self.protocol_level == 5:
                 self._send_disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT)

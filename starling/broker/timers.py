@@ -92,11 +92,14 @@ class TimerWheel:
         now = time.monotonic()
         keys = self._keys
         limit = now / self.resolution
+        due: list[dict[Timed, None]] = []
         while keys and keys[0] <= limit:
-            key = heapq.heappop(keys)
-            bucket = self._buckets.pop(key, None)
-            if not bucket:
-                continue
+            bucket = self._buckets.pop(heapq.heappop(keys), None)
+            if bucket:
+                due.append(bucket)
+        # Buckets taken first: an item registered again for a time already past
+        # waits for the next turn instead of looping here.
+        for bucket in due:
             # Items removed or moved by an earlier item's action are taken out of
             # the bucket then: iterate over a copy.
             for item in list(bucket):

@@ -20,7 +20,8 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from starling.broker import Channel
-from starling.mqtt import Decoder, MQTTError, ProtocolError
+from starling.mqtt import MQTTError, ProtocolError
+from starling.mqtt.decoder import settle, shared_decoder
 
 from .tls import subject_of
 
@@ -31,6 +32,20 @@ log = logging.getLogger(__name__)
 
 #: Write buffer high-water mark per connection, before the session queues.
 WRITE_HIGH_WATER = 256 * 1024
+#: The time of a recent read, whose float object later reads share (`_read_time`).
+_recent = [0.0]
+
+
+def _read_time() -> float:
+    """`time.monotonic()`, except that reads less than a millisecond apart share
+    one float: every idle connection keeps its last read time (24 bytes each),
+    and connections that arrive together (a reconnect storm) need only one."""
+    now = time.monotonic()
+    recent = _recent[0]
+    if now - recent < 0.001:
+        return recent
+    _recent[0] = now
+    return now
 
 
 class WriteBatcher:
@@ -61,7 +76,6 @@ class MQTTConnection(asyncio.Protocol):
     __slots__ = (
         "_out",
         "channel",
-        "counters",
         "decoder",
         "listener_ref",
         "peerhost",
@@ -87,9 +101,9 @@ class MQTTConnection(asyncio.Protocol):
         #: The client's address (interned: connections from one gateway share it).
         self.peerhost = ""
         self.transport: asyncio.Transport | None = None
-        self.decoder = Decoder(broker.zone_options(listener.zone).max_packet_size)
+        #: Shared with other connections while it holds nothing (`settle`).
+        self.decoder = shared_decoder(broker.zone_options(listener.zone).max_packet_size)
         self.channel: Channel | None = None
-        self.counters = broker.counters
         self.recv_oct = self.send_oct = 0
         self.recv_cnt = self.send_cnt = 0
 
@@ -144,7 +158,7 @@ class MQTTConnection(asyncio.Protocol):
         size = len(data)
         self.recv_oct += size
         self.recv_cnt += 1
-        self.counters["bytes/received"] += size
+        self.listener_ref.counters["bytes/received"] += size
         if channel.limiter is not None:
             channel.limiter.received(size)
         self.feed(data)
@@ -153,7 +167,7 @@ class MQTTConnection(asyncio.Protocol):
         """MQTT bytes from the client (the WebSocket shell unwraps frames first)."""
         channel = self.channel
         assert channel is not None
-        channel.last_seen = time.monotonic()
+        channel.last_seen = _read_time()
         decoder = self.decoder
         if channel.state == "new" and data and data[0] != 0x10 and not decoder.buffered:
             channel.handle_error(ProtocolError("the first packet must be CONNECT"))
@@ -161,13 +175,16 @@ class MQTTConnection(asyncio.Protocol):
         try:
             packets = decoder.feed(data)
         except MQTTError as exc:
+            self.decoder = settle(decoder)
             channel.handle_error(exc)
             return
+        self.decoder = settle(decoder)
         handle = channel.handle
         for packet in packets:
             handle(packet)
-        if decoder.pending_error is not None and channel.state != "closed":
-            channel.handle_error(decoder.pending_error)
+        error = self.decoder.pending_error
+        if error is not None and channel.state != "closed":
+            channel.handle_error(error)
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -199,7 +216,7 @@ class MQTTConnection(asyncio.Protocol):
         size = len(data)
         self.send_oct += size
         self.send_cnt += 1
-        self.counters["bytes/sent"] += size
+        self.listener_ref.counters["bytes/sent"] += size
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

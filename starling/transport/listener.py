@@ -69,6 +69,8 @@ class Listener:
         self.refused = 0
         self.bound: tuple[str, int] = (config.host, config.port)
         self.batcher = WriteBatcher()
+        #: The broker's counters (connections count their bytes in them).
+        self.counters = broker.counters
         self.tls = (TlsContext(config.tls, broker.psk_key) if config.tls is not None
                     else None)
         self._rate_tokens = float(config.max_conn_rate)

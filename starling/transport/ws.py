@@ -62,7 +62,7 @@ class WSConnection(MQTTConnection):
         size = len(data)
         self.recv_oct += size
         self.recv_cnt += 1
-        self.counters["bytes/received"] += size
+        self.listener_ref.counters["bytes/received"] += size
         channel = self.channel
         if channel is not None and channel.limiter is not None:
             channel.limiter.received(size)
