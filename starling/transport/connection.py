@@ -117,7 +117,8 @@ class MQTTConnection(asyncio.Protocol):
         # TCP_NODELAY (small MQTT packets must not wait for Nagle's algorithm) is set
         # by uvloop and by asyncio on every TCP transport they make.
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)
-        self._take_certificate(transport.get_extra_info("peercert"))
+        if self.listener_ref.tls is not None:
+            self._take_certificate(transport.get_extra_info("peercert"))
         self.channel = Channel(self.listener_ref.broker, self, self.listener_ref.zone)
         self.listener_ref.connection_opened(self)
 
