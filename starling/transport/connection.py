@@ -32,20 +32,10 @@ log = logging.getLogger(__name__)
 
 #: Write buffer high-water mark per connection, before the session queues.
 WRITE_HIGH_WATER = 256 * 1024
-#: The time of a recent read, whose float object later reads share (`_read_time`).
+#: The time of a recent read: reads less than a millisecond later share its float
+#: object as their `last_seen`. Every idle connection keeps one (24 bytes), and
+#: connections that arrive together (a reconnect storm) then need only one.
 _recent = [0.0]
-
-
-def _read_time() -> float:
-    """`time.monotonic()`, except that reads less than a millisecond apart share
-    one float: every idle connection keeps its last read time (24 bytes each),
-    and connections that arrive together (a reconnect storm) need only one."""
-    now = time.monotonic()
-    recent = _recent[0]
-    if now - recent < 0.001:
-        return recent
-    _recent[0] = now
-    return now
 
 
 class WriteBatcher:
@@ -168,7 +158,13 @@ class MQTTConnection(asyncio.Protocol):
         """MQTT bytes from the client (the WebSocket shell unwraps frames first)."""
         channel = self.channel
         assert channel is not None
-        channel.last_seen = _read_time()
+        now = time.monotonic()
+        recent = _recent[0]
+        if now - recent < 0.001:
+            now = recent
+        else:
+            _recent[0] = now
+        channel.last_seen = now
         decoder = self.decoder
         if channel.state == "new" and data and data[0] != 0x10 and not decoder.buffered:
             channel.handle_error(ProtocolError("the first packet must be CONNECT"))
