@@ -34,6 +34,9 @@ from .plugins import (
     ClientIdAuthPlugin,
     DashboardPlugin,
     DelayedPublishPlugin,
+    HttpAuthPlugin,
+    JwtAuthPlugin,
+    LdapAuthPlugin,
     LuaHookPlugin,
     ManagementPlugin,
     MongoAuthPlugin,
@@ -187,6 +190,9 @@ class Node:
                                ReloaderPlugin.SCHEMA)
         self.plugins.implement("emqx_lua_hook", LuaHookPlugin, LuaHookPlugin.SCHEMA)
         self.plugins.implement(RULE_ENGINE, RuleEnginePlugin, RuleEnginePlugin.SCHEMA)
+        self.plugins.implement("emqx_auth_http", HttpAuthPlugin, HttpAuthPlugin.SCHEMA)
+        self.plugins.implement("emqx_auth_jwt", JwtAuthPlugin, JwtAuthPlugin.SCHEMA)
+        self.plugins.implement("emqx_auth_ldap", LdapAuthPlugin, LdapAuthPlugin.SCHEMA)
         self.plugins.implement("emqx_psk_file", PskFilePlugin, PskFilePlugin.SCHEMA)
         self.plugins.implement("emqx_web_hook", WebHookPlugin, WebHookPlugin.SCHEMA)
         self.plugins.implement("emqx_statsd", StatsdPlugin, StatsdPlugin.SCHEMA)

@@ -9,6 +9,9 @@ from __future__ import annotations
 from .acl_file import AclFile, AclFileError, AclStatus
 from .auth_backend import BackendAuthPlugin
 from .auth_clientid import CLIENTID_SPEC, ClientIdAuthPlugin
+from .auth_http import HttpAuthPlugin
+from .auth_jwt import JwtAuthPlugin
+from .auth_ldap import LdapAuthPlugin
 from .auth_mongo import MongoAuthPlugin
 from .auth_mysql import MysqlAuthPlugin
 from .auth_pgsql import PgsqlAuthPlugin
@@ -58,7 +61,10 @@ __all__ = [
     "ConfigKey",
     "DashboardPlugin",
     "DelayedPublishPlugin",
+    "HttpAuthPlugin",
     "HttpSink",
+    "JwtAuthPlugin",
+    "LdapAuthPlugin",
     "LuaHookPlugin",
     "ManagementPlugin",
     "MongoAuthPlugin",

@@ -59,6 +59,7 @@ SEED_LIST = [
 #: Plugins implemented in Starling (the others answer not_implemented).
 IMPLEMENTED_PLUGINS = {"emqx_management", "emqx_plugin_template", "emqx_auth_clientid", "emqx_auth_username",
                        "emqx_dashboard", "emqx_psk_file", "emqx_rule_engine"}
+IMPLEMENTED_PLUGINS |= {"emqx_auth_http", "emqx_auth_jwt", "emqx_auth_ldap"}
 IMPLEMENTED_PLUGINS |= {"emqx_web_hook", "emqx_statsd"}  # feature plugins (webhook-metrics)
 IMPLEMENTED_PLUGINS |= {"emqx_retainer", "emqx_delayed_publish"}
 IMPLEMENTED_PLUGINS |= {"emqx_recon", "emqx_reloader", "emqx_lua_hook"}

@@ -134,6 +134,7 @@ def test_metrics_and_stats_reach_a_statsd_server(node: Any, api: httpx.Client) -
         assert all(int(p["value"]) != 0 for p in parsed if p["type"] == "c")
 
         ok(api.put(f"/nodes/{node.name}/plugins/{PLUGIN}/unload"))
+        time.sleep(0.3)  # a push sent just before the unload may still be on its way
         sent = server.datagrams
         time.sleep(1.0)  # five intervals: nothing more comes
         assert server.datagrams == sent
