@@ -14,7 +14,7 @@ from .constants import (
     QoS,
     RetainHandling,
 )
-from .decoder import Decoder
+from .decoder import Decoder, settle_decoder, shared_decoder
 from .encoder import PINGRESP_BYTES, connack_bytes, encode, encode_publish, publish_parts
 from .errors import (
     MalformedPacket,
@@ -104,5 +104,7 @@ __all__ = [
     "matches",
     "parse_share",
     "publish_parts",
+    "settle_decoder",
+    "shared_decoder",
     "topic_levels_ok",
 ]

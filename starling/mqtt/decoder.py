@@ -397,7 +397,7 @@ def shared_decoder(max_packet_size: int, protocol_level: int = 0) -> Decoder:
     return decoder
 
 
-def settle(decoder: Decoder) -> Decoder:
+def settle_decoder(decoder: Decoder) -> Decoder:
     """After `feed` (returned or raised): the decoder the connection goes on with."""
     key = decoder._pool_key
     level = decoder.protocol_level

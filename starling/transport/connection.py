@@ -20,8 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from starling.broker import Channel
-from starling.mqtt import MQTTError, ProtocolError
-from starling.mqtt.decoder import settle, shared_decoder
+from starling.mqtt import MQTTError, ProtocolError, settle_decoder, shared_decoder
 
 from .tls import subject_of
 
@@ -91,7 +90,7 @@ class MQTTConnection(asyncio.Protocol):
         #: The client's address (interned: connections from one gateway share it).
         self.peerhost = ""
         self.transport: asyncio.Transport | None = None
-        #: Shared with other connections while it holds nothing (`settle`).
+        #: Shared with other connections while it holds nothing (`settle_decoder`).
         self.decoder = shared_decoder(broker.zone_options(listener.zone).max_packet_size)
         self.channel: Channel | None = None
         self.recv_oct = self.send_oct = 0
@@ -172,10 +171,10 @@ class MQTTConnection(asyncio.Protocol):
         try:
             packets = decoder.feed(data)
         except MQTTError as exc:
-            self.decoder = settle(decoder)
+            self.decoder = settle_decoder(decoder)
             channel.handle_error(exc)
             return
-        self.decoder = settle(decoder)
+        self.decoder = settle_decoder(decoder)
         handle = channel.handle
         for packet in packets:
             handle(packet)

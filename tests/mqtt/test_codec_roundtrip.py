@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from starling.mqtt import (
+    MAX_PACKET_SIZE,
     PROTOCOL_NAMES,
     Auth,
     Connack,
@@ -38,9 +39,9 @@ from starling.mqtt import (
     connack_bytes,
     encode,
     publish_parts,
+    settle_decoder,
+    shared_decoder,
 )
-from starling.mqtt.constants import MAX_PACKET_SIZE
-from starling.mqtt.decoder import settle, shared_decoder
 
 P = PropertyId
 LEVELS = (3, 4, 5)
@@ -538,7 +539,7 @@ def test_hypothesis_stream_in_random_chunks(level: int, data: st.DataObject) -> 
 @given(data=st.data())
 def test_hypothesis_connections_sharing_idle_decoders(data: st.DataObject) -> None:
     """Connections that use the shared decoder between packets (`shared_decoder` /
-    `settle`, as the transport does) decode each its own stream, at levels 3, 4
+    `settle_decoder`, as the transport does) decode each its own stream, at levels 3, 4
     and 5, however their reads interleave and wherever they are cut."""
     streams = []
     for level in data.draw(st.lists(st.sampled_from(LEVELS), min_size=2, max_size=4)):
@@ -556,5 +557,5 @@ def test_hypothesis_connections_sharing_idle_decoders(data: st.DataObject) -> No
     for i in order:
         chunk = streams[i][1].pop(0)
         out[i] += decoders[i].feed(chunk)
-        decoders[i] = settle(decoders[i])
+        decoders[i] = settle_decoder(decoders[i])
     assert out == [packets for packets, _ in streams]
