@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import getpass
 import json
 import os
@@ -33,7 +34,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -51,6 +52,16 @@ class CtlError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+@contextlib.contextmanager
+def failing_as(what: str, keep_status: bool = False) -> Iterator[None]:
+    """A `CtlError` raised inside says what was being done: ``kick c1: <why>``
+    (exit status 1, or the error's own with `keep_status`)."""
+    try:
+        yield
+    except CtlError as exc:
+        raise CtlError(f"{what}: {exc.message}", exc.status if keep_status else 1) from None
 
 
 # -- where and as whom ---------------------------------------------------------------------
@@ -285,10 +296,8 @@ class Output:
 # -- commands ------------------------------------------------------------------------------
 
 def cmd_status(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
-    try:
+    with failing_as("Node is not running"):
         body = api.status_text()
-    except CtlError as exc:
-        raise CtlError(f"Node is not running: {exc.message}") from None
     lines = body.splitlines()
     words = lines[0].split() if lines else []
     running = len(lines) > 1 and lines[1].rstrip().endswith(" is running")
@@ -356,10 +365,8 @@ def cmd_clients(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
             details(found[0], out.out)
     else:  # kick
         client_id = need(args, "client_id")
-        try:
+        with failing_as(f"kick {client_id}"):
             api.call("DELETE", f"/connections/{q(client_id)}")
-        except CtlError as exc:
-            raise CtlError(f"kick {client_id}: {exc.message}") from None
         out.message(f"kicked {client_id}")
 
 
@@ -419,10 +426,8 @@ def cmd_plugins(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
                          col("description")], out.out)
         return
     name = need(args, "name")
-    try:
+    with failing_as(f"{action} plugin {name}"):
         api.call("PUT", f"/nodes/{node}/plugins/{q(name)}/{action}")
-    except CtlError as exc:
-        raise CtlError(f"{action} plugin {name}: {exc.message}") from None
     out.message(f"Plugin {name} {action}ed successfully.")
 
 
@@ -434,10 +439,8 @@ def cmd_configs(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
                   out.out)
         return
     key, value = need(args, "key"), need(args, "value")
-    try:
+    with failing_as(f"set {key}"):
         api.call("PUT", f"/configs/{q(args.app)}", body={"key": key, "value": value})
-    except CtlError as exc:
-        raise CtlError(f"set {key}: {exc.message}") from None
     out.message(f"{key} = {value}")
 
 
@@ -445,10 +448,8 @@ def cmd_listeners(api: ApiClient, args: argparse.Namespace, out: Output) -> None
     action = args.action or "list"
     if action in ("stop", "start"):
         name = need(args, "name")
-        try:
+        with failing_as(f"{action} {name}"):
             api.call("PUT", f"/nodes/{q(_node(api, args))}/listeners/{q(name)}/{action}")
-        except CtlError as exc:
-            raise CtlError(f"{action} {name}: {exc.message}") from None
         out.message(f"{name} {'stopped' if action == 'stop' else 'started'}")
         return
     data = api.data("GET", "/listeners/") or []
@@ -529,10 +530,8 @@ APP_STATUS = {"true": True, "enable": True, "enabled": True, "run": True, "on": 
 
 
 def _lookup_app(api: ApiClient, app_id: str) -> dict[str, Any]:
-    try:
+    with failing_as(f"app {app_id!r}"):
         found = api.data("GET", f"/apps/{q(app_id)}")
-    except CtlError as exc:
-        raise CtlError(f"app {app_id!r}: {exc.message}") from None
     if not found or not isinstance(found, dict):
         raise CtlError(f"app {app_id!r} not found")
     return found
@@ -605,7 +604,7 @@ def cmd_admins(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
             table(rows, [col("username"), col("tags")], out.out)
         return
     username = need(args, "username")
-    try:
+    with failing_as(f"admins {action} {username}", keep_status=True):
         if action == "add":
             api.call("POST", "/users/", body={"username": username,
                                               "password": _admin_password(args),
@@ -617,8 +616,6 @@ def cmd_admins(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
         else:  # del
             api.call("DELETE", f"/users/{q(username)}")
             out.message(f"deleted dashboard user {username}")
-    except CtlError as exc:
-        raise CtlError(f"admins {action} {username}: {exc.message}", exc.status) from None
 
 
 def need(args: argparse.Namespace, name: str) -> str:

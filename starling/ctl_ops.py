@@ -9,7 +9,18 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from .ctl import ApiClient, CtlError, Output, _node, col, details, need, q, table
+from .ctl import (
+    ApiClient,
+    CtlError,
+    Output,
+    _node,
+    col,
+    details,
+    failing_as,
+    need,
+    q,
+    table,
+)
 
 AddCommand = Callable[[str, str, Callable[..., None]], argparse.ArgumentParser]
 
@@ -69,10 +80,8 @@ def cmd_reloader(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
                                           col("reloads"), col("error")], out.out)
         return
     body = {"module": args.module} if args.module else None
-    try:
+    with failing_as(f"reload {args.module}"):
         results = api.data("PUT", base + "/reload", body=body) or []
-    except CtlError as exc:
-        raise CtlError(f"reload {args.module}: {exc.message}") from None
     if out.json(results):
         return
     if not results:
@@ -100,10 +109,8 @@ def cmd_luahook(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
             table(rows, [col("script"), col("status"), col("hooks"), col("error")], out.out)
         return
     script = need(args, "script")
-    try:
+    with failing_as(f"{action} {script}"):
         api.call("PUT", f"{base}/scripts/{q(script)}/{action}")
-    except CtlError as exc:
-        raise CtlError(f"{action} {script}: {exc.message}") from None
     out.message(f"{action.capitalize()} {script} successfully.")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers.clients import Clients
 from hypothesis import HealthCheck, settings
 
 # Timing-based hypothesis checks flake on a loaded 2-core CI machine; the
@@ -178,6 +179,15 @@ def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 @pytest.fixture
 def node(shared_node: Node) -> Node:
     return shared_node
+
+
+@pytest.fixture
+def clients() -> Iterator[Clients]:
+    """Connected paho clients, closed when the test ends: ``clients(node, client_id,
+    username=..., clean_session=...)``."""
+    made = Clients()
+    yield made
+    made.close()
 
 
 #: Settings that turn the management API on, with a known secret for tests.

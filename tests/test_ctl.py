@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.clients import PahoClient, uid, wait_until
+from helpers.clients import Clients, PahoClient, uid, wait_until
 
 from starling import ctl
 
@@ -72,22 +72,6 @@ def ctl_in(node: Any, *args: str) -> Result:
     status = ctl.main(["--url", base_url(node), "--app-id", "admin", "--secret", "test-secret",
                        *args], stdout=out, stderr=err)
     return Result(status, out.getvalue(), err.getvalue())
-
-
-@pytest.fixture
-def paho(api_node: Any) -> Iterator[Any]:
-    made: list[PahoClient] = []
-
-    def factory(client_id: str | None = None, clean_session: bool = True) -> PahoClient:
-        client = PahoClient(api_node.host, api_node.port, client_id=client_id,
-                            clean_session=clean_session)
-        made.append(client)
-        client.connect()
-        return client
-
-    yield factory
-    for client in made:
-        client.close()
 
 
 # -- where and as whom -------------------------------------------------------------------
@@ -195,9 +179,9 @@ def test_ctl_is_listed_in_starling_help() -> None:
 
 # -- clients, sessions, routes, subscriptions -------------------------------------------
 
-def test_clients_list_show_and_kick_disconnects(api_node: Any, paho: Any) -> None:
+def test_clients_list_show_and_kick_disconnects(api_node: Any, clients: Clients) -> None:
     client_id = uid("ctl")
-    client = paho(client_id)
+    client = clients(api_node, client_id)
     listed = ctl_in(api_node, "clients", "list")
     assert listed.status == 0, listed.err
     assert listed.out.splitlines()[0].split()[:2] == ["client_id", "username"]
@@ -225,9 +209,9 @@ def test_kick_or_show_unknown_client_fails(api_node: Any) -> None:
     assert shown.status == 1 and "not connected" in shown.err
 
 
-def test_sessions_routes_subscriptions(api_node: Any, paho: Any) -> None:
+def test_sessions_routes_subscriptions(api_node: Any, clients: Clients) -> None:
     client_id, topic = uid("sess"), f"{uid('ctl')}/a b/+"
-    client = paho(client_id, clean_session=False)
+    client = clients(api_node, client_id, clean_session=False)
     client.subscribe(topic, 1)
     sessions = ctl_in(api_node, "sessions", "--json").json()
     assert client_id in {s["client_id"] for s in sessions}
@@ -289,9 +273,9 @@ def test_listeners_broker_cluster(api_node: Any) -> None:
 
 # -- banned, mgmt, admins ----------------------------------------------------------------
 
-def test_banned_add_list_del(api_node: Any, paho: Any) -> None:
+def test_banned_add_list_del(api_node: Any, clients: Clients) -> None:
     client_id = uid("banme")
-    client = paho(client_id)
+    client = clients(api_node, client_id)
     added = ctl_in(api_node, "banned", "add", "client_id", client_id, "--reason", "test",
                    "--duration", "600")
     assert added.status == 0, added.err
@@ -309,7 +293,7 @@ def test_banned_add_list_del(api_node: Any, paho: Any) -> None:
     removed = ctl_in(api_node, "banned", "del", "clientid", client_id)
     assert removed.status == 0, removed.err
     assert client_id not in {r["who"] for r in ctl_in(api_node, "banned", "--json").json()}
-    paho(client_id)  # welcome again
+    clients(api_node, client_id)  # welcome again
     bad = ctl_in(api_node, "banned", "add", "nickname", "x")
     assert bad.status == 2 and "client_id" in bad.err
 

@@ -17,10 +17,10 @@ A subclass says how to ask its server (`lookup_password`, `lookup_superuser`,
   can be had (the server is down, slow, or the query fails), the request is
   answered as ``auth.<backend>.on_error`` says: ``ignore`` (the chain goes on)
   or ``deny`` (CONNECT refused as not authorized, ACL denied).
-- A server that cannot be reached raises the alarm ``<plugin>_server_down``;
-  while it is raised the server is probed every `RECONNECT_INTERVAL`; the
-  first answer (a probe or a request) clears it.  The drivers' pools reconnect
-  by themselves.
+- A server that cannot be reached raises the alarm ``<plugin>_server_down``
+  (`auth_monitor.ServerAlarm`); while it is raised the server is probed every
+  `RECONNECT_INTERVAL`; the first answer (a probe or a request) clears it.
+  The drivers' pools reconnect by themselves.
 """
 
 from __future__ import annotations
@@ -33,16 +33,20 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from starling.broker import AuthResult, Channel, HookPoint, Stop, match_rules
-from starling.config import parse_duration
 from starling.mqtt import ReasonCode
 
 from .auth_common import (
     PasswordHash,
     SqlQuery,
     compile_acl_row,
+    denied,
+    parse_on_error,
     parse_password_hash,
     placeholder_values,
 )
+from .auth_monitor import AuthMetrics, ServerAlarm
+from .background import cancel
+from .config_values import parse_timeout
 from .registry import ConfigKey, Plugin, PluginContext
 
 log = logging.getLogger(__name__)
@@ -53,7 +57,6 @@ T = TypeVar("T")
 RECONNECT_INTERVAL = 1.0
 #: At most one log line per this many seconds for failing queries.
 LOG_EVERY = 10.0
-ON_ERROR = ("ignore", "deny")
 
 
 class BackendError(Exception):
@@ -84,49 +87,6 @@ def parse_server(value: str, default_port: int) -> tuple[str, int]:
 def parse_servers(value: str, default_port: int) -> list[tuple[str, int]]:
     """A comma-separated list of `parse_server` values."""
     return [parse_server(part, default_port) for part in value.split(",") if part.strip()]
-
-
-def parse_positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ValueError(f"expected a positive integer, got {value!r}")
-    return number
-
-
-def parse_nonnegative(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise ValueError(f"expected a non-negative integer, got {value!r}")
-    return number
-
-
-def parse_timeout(value: str) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f"must be above 0, got {value!r}")
-    return seconds
-
-
-def parse_on_error(value: str) -> str:
-    text = value.strip().lower()
-    if text not in ON_ERROR:
-        raise ValueError(f"expected ignore or deny, got {value!r}")
-    return text
-
-
-def parse_switch(value: str) -> bool:
-    text = value.strip().lower()
-    if text in ("on", "true", "yes", "1"):
-        return True
-    if text in ("off", "false", "no", "0", ""):
-        return False
-    raise ValueError(f"expected on or off, got {value!r}")
 
 
 def common_keys(prefix: str, label: str, *, hash_key: str, hash_default: str,
@@ -161,18 +121,15 @@ class BackendAuthPlugin(Plugin):
         self.timeout: float = settings[f"{prefix}.query_timeout"]
         self.on_error: str = settings[f"{prefix}.on_error"]
         self.hash: PasswordHash = settings[self.HASH_KEY or f"{prefix}.password_hash"]
-        self.alarm_id = f"{self.PLUGIN}_server_down"
-        self._counters = context.broker.counters
-        for outcome in ("success", "failure", "ignore"):
-            self._counters.setdefault(f"auth/{self.BACKEND}/{outcome}", 0)
-        for outcome in ("allow", "deny", "ignore"):
-            self._counters.setdefault(f"acl/{self.BACKEND}/{outcome}", 0)
-        self._monitor: asyncio.Task[None] | None = None
-        self._went_down = asyncio.Event()
+        self.metrics = AuthMetrics(context.broker, self.BACKEND)
+        # The probe is a request like any other: its failures keep the alarm's
+        # description up to date, its answer clears it.
+        self.alarm = ServerAlarm(context.broker, f"{self.PLUGIN}_server_down",
+                                 lambda server: self.ask(self.ping),
+                                 interval=RECONNECT_INTERVAL, label=f"{self.LABEL} server ")
+        self._first_probe: asyncio.Task[None] | None = None
         self._logged_at = 0.0
         self._hooked: list[tuple[HookPoint, Callable[..., Any]]] = []
-        #: Set at unload: a request still in flight must not raise the alarm again.
-        self._unloaded = False
 
     @property
     def prefix(self) -> str:
@@ -232,24 +189,20 @@ class BackendAuthPlugin(Plugin):
             self._hooked.append((HookPoint.CLIENT_CHECK_ACL, self.check_acl))
         for point, callback in self._hooked:
             hooks.add(point, callback)
-        self._monitor = asyncio.get_running_loop().create_task(self._watch())
+        self._first_probe = asyncio.get_running_loop().create_task(self._probe_at_load())
 
     async def unload(self) -> None:
-        self._unloaded = True
         hooks = self.context.broker.hooks
         for point, callback in self._hooked:
             hooks.remove(point, callback)
         self._hooked.clear()
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
-            self._monitor = None
+        await cancel(self._first_probe)
+        self._first_probe = None
+        await self.alarm.close()  # a request still in flight no longer raises it
         try:
             await asyncio.wait_for(self.close(), self.timeout)
         except Exception as exc:  # closing a pool to a dead server: nothing more to do
             log.debug("%s: close failed: %r", self.PLUGIN, exc)
-        self.context.broker.alarms.clear_alarm(self.alarm_id)
 
     # -- asking the server -----------------------------------------------------------------
     async def ask(self, call: Callable[[], Awaitable[T]]) -> T:
@@ -260,26 +213,14 @@ class BackendAuthPlugin(Plugin):
             raise
         except Exception as exc:
             if isinstance(exc, TimeoutError) or self.is_connection_error(exc):
-                self._down(exc)
+                reason = "no answer within the query timeout" if isinstance(
+                    exc, TimeoutError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+                self.alarm.failed(self.server_name, exc, reason)
             else:
                 self._log_failure(exc)
             raise BackendError(str(exc)) from exc
-        self._up()
+        self.alarm.succeeded(self.server_name)
         return result
-
-    def _down(self, exc: BaseException) -> None:
-        if self._unloaded:
-            return
-        reason = "no answer within the query timeout" if isinstance(exc, TimeoutError) \
-            else f"{type(exc).__name__}: {str(exc)[:200]}"
-        self.context.broker.alarms.raise_alarm(
-            self.alarm_id, f"{self.LABEL} server {self.server_name} unreachable ({reason})")
-        self._went_down.set()
-
-    def _up(self) -> None:
-        if self._unloaded:
-            return
-        self.context.broker.alarms.clear_alarm(self.alarm_id)
 
     def _log_failure(self, exc: BaseException) -> None:
         now = time.monotonic()
@@ -288,56 +229,47 @@ class BackendAuthPlugin(Plugin):
             log.warning("%s: query failed: %s: %s", self.PLUGIN, type(exc).__name__,
                         str(exc)[:300])
 
-    async def _watch(self) -> None:
-        """Probe at load, and again every `RECONNECT_INTERVAL` while down."""
-        while True:
-            try:
-                await self.ask(self.ping)
-            except BackendError:
-                await asyncio.sleep(RECONNECT_INTERVAL)
-                continue
-            self._went_down.clear()
-            await self._went_down.wait()
+    async def _probe_at_load(self) -> None:
+        """A server away at load raises the alarm at once (the alarm's probe
+        then tries it every `RECONNECT_INTERVAL`)."""
+        with contextlib.suppress(BackendError):
+            await self.ask(self.ping)
 
     # -- the hooks -------------------------------------------------------------------------
-    def _count(self, name: str) -> None:
-        self._counters[name] += 1
 
     async def authenticate(self, channel: Channel, acc: AuthResult) -> Stop | None:
         values = placeholder_values(channel)
-        backend = self.BACKEND
         try:
             found = await self.ask(lambda: self.lookup_password(values))
         except BackendError:
             return self._auth_error()
         if found is None:
-            self._count(f"auth/{backend}/ignore")
+            self.metrics.auth("ignore")
             return None
         stored, salt = found
         if not await self.hash.check_async(stored, channel.password or b"", salt):
-            self._count(f"auth/{backend}/failure")
-            return Stop(AuthResult(ReasonCode.BAD_USER_NAME_OR_PASSWORD, anonymous=False))
+            self.metrics.auth("failure")
+            return Stop(denied())
         superuser = False
         if self.super_enabled:
             try:
                 superuser = await self.ask(lambda: self.lookup_superuser(values))
             except BackendError:
                 superuser = False  # EMQ X: a failed super query means not a superuser
-        self._count(f"auth/{backend}/success")
+        self.metrics.auth("success")
         return Stop(AuthResult(ReasonCode.SUCCESS, anonymous=False, superuser=superuser))
 
     def _auth_error(self) -> Stop | None:
         if self.on_error == "deny":
-            self._count(f"auth/{self.BACKEND}/failure")
+            self.metrics.auth("failure")
             return Stop(AuthResult(ReasonCode.NOT_AUTHORIZED, anonymous=False))
-        self._count(f"auth/{self.BACKEND}/ignore")
+        self.metrics.auth("ignore")
         return None
 
     async def check_acl(self, client: Any, action: str, topic: str, acc: Any) -> Stop | None:
-        backend = self.BACKEND
         username = client.username
         if username is not None and username.startswith("$"):
-            self._count(f"acl/{backend}/ignore")
+            self.metrics.acl("ignore")
             return None
         values = placeholder_values(client, action, topic)
         try:
@@ -345,9 +277,9 @@ class BackendAuthPlugin(Plugin):
         except BackendError:
             answer = "deny" if self.on_error == "deny" else None
         if answer is None:
-            self._count(f"acl/{backend}/ignore")
+            self.metrics.acl("ignore")
             return None
-        self._count(f"acl/{backend}/{answer}")
+        self.metrics.acl(answer)
         return Stop(answer)
 
 

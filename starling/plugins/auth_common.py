@@ -1,10 +1,15 @@
-"""What EMQ X v3's database auth plugins share: placeholders, queries made safe,
+"""What EMQ X v3's auth plugins share: placeholders, the ``on_error`` choice and
+the answer to a refused client; for the database plugins, queries made safe,
 stored-password checks and the SQL ACL table.
 
 - **Placeholders** (`placeholder_values`, `fill`): ``%u`` user name, ``%c``
   client id, ``%a`` peer address, ``%P`` password, ``%C`` / ``%d`` common name /
   subject of the client certificate, ``%t`` topic, ``%A`` access (1 subscribe,
-  2 publish), ``%m`` mountpoint (Starling has none: empty).
+  2 publish), ``%m`` mountpoint (Starling has none: empty).  A plugin may add
+  names of its own (emqx_auth_http's ``%cn`` / ``%dn``): `fill` replaces the
+  names its values have, the longest first.
+- **on_error** (`parse_on_error`): what a call that got no answer (timeout,
+  connection error) answers: ``ignore`` (the chain goes on) or ``deny``.
 - **SQL** (`SqlQuery`): EMQ X's queries carry placeholders in quotes
   (``where username = '%u'``).  Each quoted ``'%u'`` (and a bare ``%u``
   outside quotes) becomes a bound parameter of the driver, so client input is
@@ -23,6 +28,7 @@ stored-password checks and the SQL ACL table.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -33,8 +39,10 @@ from typing import Any, Protocol
 
 import bcrypt
 
-from starling.broker import AclRule, TopicRule, Who
+from starling.broker import AclRule, AuthResult, TopicRule, Who
+from starling.mqtt import ReasonCode
 
+from .config_values import parse_choice
 from .passwords import BCRYPT_MAX_BYTES, DIGESTS, PBKDF2_MACS, parse_hash_type
 
 #: The placeholder letters EMQ X's auth plugins know.
@@ -52,7 +60,18 @@ class ClientLike(Protocol):
     def username(self) -> str | None: ...
 
 
-def _common_name(subject: str | None) -> str | None:
+#: What a call that got no answer answers: EMQ X's "ignore" (the chain goes on,
+#: `mqtt.allow_anonymous` / `acl_nomatch` decide) or "deny".
+ON_ERROR = ("ignore", "deny")
+parse_on_error = parse_choice(*ON_ERROR)
+
+
+def denied() -> AuthResult:
+    """"Bad user name or password" (CONNACK 4 / 0x86), not anonymous."""
+    return AuthResult(ReasonCode.BAD_USER_NAME_OR_PASSWORD, anonymous=False)
+
+
+def common_name(subject: str | None) -> str | None:
     """The CN of an RFC 4514 subject (``CN=alice,O=Example``), as written there."""
     if not subject:
         return None
@@ -74,7 +93,7 @@ def placeholder_values(client: Any, action: str | None = None,
         "c": client.client_id,
         "a": getattr(client, "peerhost", None),
         "P": password.decode("utf-8", "replace") if isinstance(password, bytes) else password,
-        "C": _common_name(subject),
+        "C": common_name(subject),
         "d": subject,
         "t": topic,
         "m": "",
@@ -82,19 +101,43 @@ def placeholder_values(client: Any, action: str | None = None,
     }
 
 
+@functools.lru_cache(maxsize=32)
+def _names_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    longest_first = sorted(names, key=len, reverse=True)
+    return re.compile("%(" + "|".join(re.escape(name) for name in longest_first) + ")")
+
+
 def fill(template: str, values: Mapping[str, str | None], missing: str | None = "") -> str:
-    """`template` with each ``%X`` replaced by its value; an unknown value becomes
+    """`template` with each ``%X`` whose name `X` is in `values` replaced by its
+    value (the longest name first: ``%cn`` before ``%c``); a None value becomes
     `missing` (None: the placeholder stays as written, as EMQ X's feed_var)."""
+    if not values or "%" not in template:
+        return template
+
     def one(match: re.Match[str]) -> str:
         value = values.get(match.group(1))
         if value is None:
             return match.group(0) if missing is None else missing
         return value
-    return _PLACEHOLDER.sub(one, template)
+    return _names_pattern(tuple(values)).sub(one, template)
 
 
 def placeholders_in(template: str) -> set[str]:
     return set(_PLACEHOLDER.findall(template))
+
+
+def parse_pairs(value: str) -> tuple[tuple[str, str], ...]:
+    """``username=%u, clientid=%c`` → (("username", "%u"), ("clientid", "%c")):
+    emqx_auth_http's params, emqx_auth_mongo's selectors."""
+    pairs: list[tuple[str, str]] = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        name, sep, template = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"bad pair {part.strip()!r}: expected name=value[, name=value]")
+        pairs.append((name.strip(), template.strip()))
+    return tuple(pairs)
 
 
 # -- SQL -----------------------------------------------------------------------------------------

@@ -32,18 +32,21 @@ from starling.broker import AuthResult, Channel, HookPoint, Stop
 from starling.config import parse_duration
 from starling.mqtt import ReasonCode
 
-from .auth_support import (
-    Counters,
-    ServerAlarm,
-    client_vars,
+from .auth_common import (
+    common_name,
     denied,
-    parse_count,
+    fill,
     parse_on_error,
-    parse_timeout,
-    render,
-    tcp_probe,
+    parse_pairs,
+    placeholder_values,
 )
-from .management import positive_int
+from .auth_monitor import AuthMetrics, ServerAlarm, tcp_probe
+from .config_values import (
+    parse_choice,
+    parse_nonnegative_int,
+    parse_positive_int,
+    parse_timeout,
+)
 from .registry import ConfigKey, Plugin, PluginContext
 
 log = logging.getLogger(__name__)
@@ -69,26 +72,6 @@ def parse_url(value: str) -> str:
     return text
 
 
-def parse_method(value: str) -> str:
-    text = value.strip().lower()
-    if text not in METHODS:
-        raise ValueError("must be get, post or put")
-    return text
-
-
-def parse_params(value: str) -> tuple[tuple[str, str], ...]:
-    """``clientid=%c,username=%u`` → ((name, template), ...)."""
-    params = []
-    for part in value.split(","):
-        if not part.strip():
-            continue
-        name, sep, template = part.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"bad param {part.strip()!r} (name=value)")
-        params.append((name.strip(), template.strip()))
-    return tuple(params)
-
-
 def parse_content_type(value: str) -> str:
     text = value.strip().lower()
     if text not in CONTENT_TYPES:
@@ -112,10 +95,10 @@ def _request_keys(kind: str, url: str, method: str, params: str) -> tuple[Config
     return (
         ConfigKey(prefix, url, f"URL of the {kind} request; empty = not made.", parse_url,
                   required=False),
-        ConfigKey(f"{prefix}.method", method, "get, post or put.", parse_method),
+        ConfigKey(f"{prefix}.method", method, "get, post or put.", parse_choice(*METHODS)),
         ConfigKey(f"{prefix}.params", params,
                   "name=value pairs separated by commas; values may hold placeholders.",
-                  parse_params, required=False),
+                  parse_pairs, required=False),
         ConfigKey(f"{prefix}.content_type", "x-www-form-urlencoded",
                   "Body of post/put requests: x-www-form-urlencoded or json.",
                   parse_content_type),
@@ -136,13 +119,13 @@ SCHEMA: tuple[ConfigKey, ...] = (
               "Time limit to connect; empty = request.timeout.", parse_optional_timeout,
               required=False),
     ConfigKey("auth.http.request.retry_times", "3",
-              "Retries of a request whose connection failed.", parse_count),
+              "Retries of a request whose connection failed.", parse_nonnegative_int),
     ConfigKey("auth.http.request.retry_interval", "1s", "Wait before the first retry.",
               parse_duration),
     ConfigKey("auth.http.request.retry_backoff", "2.0",
               "Each further retry waits this many times longer.", parse_backoff),
     ConfigKey("auth.http.pool_size", "32", "Connections kept to the server at most.",
-              positive_int),
+              parse_positive_int),
     ConfigKey("auth.http.on_error", "ignore",
               "When the server cannot be reached or times out: ignore or deny.", parse_on_error),
     ConfigKey("auth.http.header.$name", "", "An HTTP header sent with every request.",
@@ -197,12 +180,23 @@ class HttpRequest:
         return str(url.copy_with(query=None, username=None, password=None))
 
     def build(self, client: httpx.AsyncClient, values: Mapping[str, str]) -> httpx.Request:
-        data = {name: render(template, values) for name, template in self.params}
+        data = {name: fill(template, values) for name, template in self.params}
         if self.method == "get":
             return client.build_request("GET", self.url, params=data)
         if self.content_type == "json":
             return client.build_request(self.method.upper(), self.url, json=data)
         return client.build_request(self.method.upper(), self.url, data=data)
+
+
+def client_vars(channel: Channel, action: str | None = None,
+                topic: str | None = None) -> dict[str, str]:
+    """The placeholders of a request: the shared ones (absent values "") and
+    EMQ X's ``%cn`` / ``%dn`` (the certificate's common name and subject) and
+    ``%l`` (listener port: none in Starling)."""
+    values = {name: value or "" for name, value in
+              placeholder_values(channel, action, topic).items()}
+    subject = channel.conn.peercert or ""
+    return values | {"cn": common_name(subject) or "", "dn": subject, "l": ""}
 
 
 class HttpAuthPlugin(Plugin):
@@ -225,8 +219,7 @@ class HttpAuthPlugin(Plugin):
         self.pool_size: int = settings["auth.http.pool_size"]
         self.client: httpx.AsyncClient | None = None
         broker = context.broker
-        self.auth_metrics = Counters(broker, "auth/http", ("success", "failure", "ignore"))
-        self.acl_metrics = Counters(broker, "acl/http", ("allow", "deny", "ignore"))
+        self.metrics = AuthMetrics(broker, "http")
         self.alarm = ServerAlarm(broker, ALARM, lambda server: tcp_probe(server, connect))
 
     async def load(self) -> None:
@@ -302,19 +295,19 @@ class HttpAuthPlugin(Plugin):
         if not channel.username or not channel.password:
             # EMQ X: no user name or no password is "bad user name or password",
             # left for a later plugin to overrule (not a stop).
-            self.auth_metrics.inc("failure")
+            self.metrics.auth("failure")
             return denied()
         values = client_vars(channel)
         answer = await self._ask(self.auth_req, values, "auth")
         if answer is None:
             answer = "ignore" if self.on_error == "ignore" else "deny"
         if answer == "ignore":
-            self.auth_metrics.inc("ignore")
+            self.metrics.auth("ignore")
             return None
         if answer == "deny":
-            self.auth_metrics.inc("failure")
+            self.metrics.auth("failure")
             return Stop(denied())
-        self.auth_metrics.inc("success")
+        self.metrics.auth("success")
         superuser = False
         if self.super_req is not None:
             superuser = await self._ask(self.super_req, values, "superuser") == "allow"
@@ -325,13 +318,11 @@ class HttpAuthPlugin(Plugin):
         assert self.acl_req is not None
         if (channel.username or "").startswith("$"):
             return None  # EMQ X: user names starting with $ are not asked about
-        values = client_vars(channel)
-        values["%A"] = "1" if action == "subscribe" else "2"
-        values["%t"] = topic
+        values = client_vars(channel, action, topic)
         answer = await self._ask(self.acl_req, values, "acl")
         if answer is None:
             answer = "ignore" if self.on_error == "ignore" else "deny"
-        self.acl_metrics.inc(answer)
+        self.metrics.acl(answer)
         if answer == "ignore":
             return None
         return Stop(answer)

@@ -25,7 +25,6 @@ Tokens and secrets are never logged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -41,10 +40,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from starling.broker import AuthResult, Channel, HookPoint, Stop, topic_matches
-from starling.config import parse_bool
 from starling.mqtt import ReasonCode
 
-from .auth_support import Counters, denied, parse_timeout, render
+from .auth_common import denied, fill
+from .auth_monitor import AuthMetrics
+from .background import cancel
+from .config_values import parse_choice, parse_switch, parse_timeout
 from .registry import ConfigKey, Plugin, PluginContext
 
 log = logging.getLogger(__name__)
@@ -64,17 +65,6 @@ NOT_A_JWT = "not a JWT"
 JWKS_TIMEOUT = 10.0
 
 
-def parse_from(value: str) -> str:
-    text = value.strip().lower()
-    if text not in ("password", "username"):
-        raise ValueError("must be password or username")
-    return text
-
-
-def parse_switch(value: str) -> bool:
-    return parse_bool(value)
-
-
 def parse_file(value: str) -> str:
     """A path, checked when the plugin loads (the file may come later)."""
     return value.strip()
@@ -92,7 +82,7 @@ SCHEMA: tuple[ConfigKey, ...] = (
     ConfigKey("auth.jwt.jwks.refresh_interval", "5m",
               "How often a JWKS URL is fetched again.", parse_timeout),
     ConfigKey("auth.jwt.from", "password", "Where the token is: password or username.",
-              parse_from),
+              parse_choice("password", "username")),
     ConfigKey("auth.jwt.verify_claims", "off", "on: check the verify_claims.<claim> keys.",
               parse_switch),
     ConfigKey("auth.jwt.verify_claims.$name", "",
@@ -148,8 +138,7 @@ class JwtAuthPlugin(Plugin):
         self.jwks: dict[str | None, Any] = {}
         self._decoded: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._refresher: asyncio.Task[None] | None = None
-        self.metrics = Counters(context.broker, "auth/jwt", ("success", "failure", "ignore"))
-        self.acl_metrics = Counters(context.broker, "acl/jwt", ("allow", "deny", "ignore"))
+        self.metrics = AuthMetrics(context.broker, "jwt")
 
     async def load(self) -> None:
         # Small files, read once at load (a bad one makes the load fail, saying why).
@@ -173,11 +162,8 @@ class JwtAuthPlugin(Plugin):
         hooks = self.context.broker.hooks
         hooks.remove(HookPoint.CLIENT_AUTHENTICATE, self.authenticate)
         hooks.remove(HookPoint.CLIENT_CHECK_ACL, self.check_acl)
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        await cancel(self._refresher)
+        self._refresher = None
         self._decoded.clear()
 
     async def fetch_jwks(self) -> None:
@@ -267,10 +253,10 @@ class JwtAuthPlugin(Plugin):
 
     def check_claims(self, claims: Mapping[str, Any], channel: Channel) -> str | None:
         """The first configured claim that does not hold, or None."""
-        values = {"%u": channel.username or "", "%c": channel.client_id or ""}
+        values = {"u": channel.username or "", "c": channel.client_id or ""}
         for name, expected in self.checklist.items():
             got = claims.get(name)
-            if got is None or str(got) != render(expected, values):
+            if got is None or str(got) != fill(expected, values):
                 return name
         return None
 
@@ -278,24 +264,24 @@ class JwtAuthPlugin(Plugin):
     def authenticate(self, channel: Channel, acc: AuthResult) -> AuthResult | Stop | None:
         token = self.token_of(channel)
         if token is None:
-            self.metrics.inc("ignore")
+            self.metrics.auth("ignore")
             return None
         try:
             claims = self.claims_of(token)
         except TokenError as exc:
             if str(exc) == NOT_A_JWT:
-                self.metrics.inc("ignore")
+                self.metrics.auth("ignore")
                 return None
             log.info("emqx_auth_jwt: client %s refused: %s", channel.client_id, exc)
-            self.metrics.inc("failure")
+            self.metrics.auth("failure")
             return Stop(denied())
         failed = self.check_claims(claims, channel)
         if failed is not None:
             log.info("emqx_auth_jwt: client %s refused: claim %r does not match",
                      channel.client_id, failed)
-            self.metrics.inc("failure")
+            self.metrics.auth("failure")
             return Stop(denied())
-        self.metrics.inc("success")
+        self.metrics.auth("success")
         return Stop(AuthResult(ReasonCode.SUCCESS, anonymous=False))
 
     def check_acl(self, channel: Channel, action: str, topic: str, acc: str) -> Stop | None:
@@ -307,23 +293,23 @@ class JwtAuthPlugin(Plugin):
         except TokenError as exc:
             if str(exc) == NOT_A_JWT:
                 return None
-            self.acl_metrics.inc("deny")  # expired since CONNECT (or never valid)
+            self.metrics.acl("deny")  # expired since CONNECT (or never valid)
             return Stop("deny")
         rules = claims.get(self.acl_claim)
         if not isinstance(rules, Mapping):
-            self.acl_metrics.inc("ignore")
+            self.metrics.acl("ignore")
             return None
         lists = ("pub", "all") if action == "publish" else ("sub", "all")
-        values = {"%u": channel.username or "", "%c": channel.client_id or ""}
+        values = {"u": channel.username or "", "c": channel.client_id or ""}
         for name in lists:
             filters = rules.get(name)
             if not isinstance(filters, list):
                 continue
             for topic_filter in filters:
                 if isinstance(topic_filter, str) and topic_matches(
-                        topic, render(topic_filter, values)):
-                    self.acl_metrics.inc("allow")
+                        topic, fill(topic_filter, values)):
+                    self.metrics.acl("allow")
                     return Stop("allow")
-        self.acl_metrics.inc("deny")
+        self.metrics.acl("deny")
         return Stop("deny")
 

@@ -38,11 +38,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starling.broker import AuthResult, Channel, HookPoint, Stop, topic_matches
-from starling.config import parse_bool
 from starling.mqtt import ReasonCode
 
-from .auth_support import Counters, ServerAlarm, denied, parse_on_error, parse_timeout
-from .management import positive_int
+from .auth_common import denied, parse_on_error
+from .auth_monitor import AuthMetrics, ServerAlarm
+from .config_values import parse_port, parse_positive_int, parse_switch, parse_timeout
 from .registry import ConfigKey, Plugin, PluginContext
 
 if TYPE_CHECKING:
@@ -102,13 +102,6 @@ def parse_servers(value: str) -> tuple[str, ...]:
     return servers
 
 
-def parse_port(value: str) -> int:
-    port = int(value)
-    if not 0 < port < 65536:
-        raise ValueError("must be 1..65535")
-    return port
-
-
 def parse_name(value: str) -> str:
     text = value.strip()
     if not text:
@@ -120,7 +113,7 @@ SCHEMA: tuple[ConfigKey, ...] = (
     ConfigKey("auth.ldap.servers", "127.0.0.1", "LDAP servers, separated by commas "
               "(tried in order).", parse_servers),
     ConfigKey("auth.ldap.port", "389", "LDAP port of every server.", parse_port),
-    ConfigKey("auth.ldap.pool", "8", "Connections (worker threads) at most.", positive_int),
+    ConfigKey("auth.ldap.pool", "8", "Connections (worker threads) at most.", parse_positive_int),
     ConfigKey("auth.ldap.bind_dn", "cn=root,dc=emqx,dc=io", "DN the plugin binds as.",
               required=False),
     ConfigKey("auth.ldap.bind_password", "public", "Password of bind_dn.", required=False),
@@ -136,7 +129,7 @@ SCHEMA: tuple[ConfigKey, ...] = (
     ConfigKey("auth.ldap.superuser.attributetype", "isSuperuser",
               "Boolean attribute that makes a superuser (Starling's addition); "
               "empty = none.", required=False),
-    ConfigKey("auth.ldap.ssl", "false", "LDAPS (TLS from the start).", parse_bool),
+    ConfigKey("auth.ldap.ssl", "false", "LDAPS (TLS from the start).", parse_switch),
     ConfigKey("auth.ldap.on_error", "ignore",
               "When the server cannot be reached or times out: ignore or deny.", parse_on_error),
 )
@@ -299,8 +292,7 @@ class LdapAuthPlugin(Plugin):
                                  settings["auth.ldap.bind_password"],
                                  settings["auth.ldap.timeout"], settings["auth.ldap.pool"])
         broker = context.broker
-        self.auth_metrics = Counters(broker, "auth/ldap", ("success", "failure", "ignore"))
-        self.acl_metrics = Counters(broker, "acl/ldap", ("allow", "deny", "ignore"))
+        self.metrics = AuthMetrics(broker, "ldap")
         self.alarm = ServerAlarm(broker, ALARM, lambda server: self.client.probe())
 
     @property
@@ -340,7 +332,7 @@ class LdapAuthPlugin(Plugin):
         if not username:
             # EMQ X: no user name is "bad user name or password", left for a
             # later plugin to overrule (not a stop).
-            self.auth_metrics.inc("failure")
+            self.metrics.auth("failure")
             return denied()
         attributes = [self.password_attr, "isEnabled"]
         if self.superuser_attr:
@@ -349,22 +341,22 @@ class LdapAuthPlugin(Plugin):
             entry = await self.lookup(username, attributes)
         except LdapDown:
             if self.on_error == "deny":
-                self.auth_metrics.inc("failure")
+                self.metrics.auth("failure")
                 return Stop(denied())
-            self.auth_metrics.inc("ignore")
+            self.metrics.auth("ignore")
             return None
         if entry is None or not entry.get(self.password_attr.lower()):
-            self.auth_metrics.inc("ignore")
+            self.metrics.auth("ignore")
             return None
         if _flag(entry, "isEnabled") is False:
-            self.auth_metrics.inc("failure")
+            self.metrics.auth("failure")
             return Stop(denied())
         password = channel.password or b""
         stored = entry[self.password_attr.lower()]
         if not password or not any(check_password(value, password) for value in stored):
-            self.auth_metrics.inc("failure")
+            self.metrics.auth("failure")
             return Stop(denied())
-        self.auth_metrics.inc("success")
+        self.metrics.auth("success")
         superuser = bool(self.superuser_attr) and _flag(entry, self.superuser_attr) is True
         return Stop(AuthResult(ReasonCode.SUCCESS, anonymous=False, superuser=superuser))
 
@@ -378,15 +370,15 @@ class LdapAuthPlugin(Plugin):
             entry = await self.lookup(username, [own, "mqttPubSubTopic"])
         except LdapDown:
             answer = "ignore" if self.on_error == "ignore" else "deny"
-            self.acl_metrics.inc(answer)
+            self.metrics.acl(answer)
             return None if answer == "ignore" else Stop("deny")
         if entry is not None:
             filters = entry.get(own.lower(), []) + entry.get("mqttpubsubtopic", [])
             for value in filters:
                 if topic_matches(topic, value.decode("utf-8", "replace")):
-                    self.acl_metrics.inc("allow")
+                    self.metrics.acl("allow")
                     return Stop("allow")
-        self.acl_metrics.inc("ignore")
+        self.metrics.acl("ignore")
         return None
 
 

@@ -29,13 +29,11 @@ from starling.broker import topic_matches
 from .auth_backend import (
     BackendAuthPlugin,
     common_keys,
-    parse_nonnegative,
-    parse_positive,
     parse_servers,
-    parse_switch,
     truthy,
 )
-from .auth_common import fill, placeholders_in
+from .auth_common import fill, parse_pairs, placeholders_in
+from .config_values import parse_choice, parse_nonnegative_int, parse_positive_int, parse_switch
 from .registry import ConfigKey
 
 DEFAULT_PORT = 27017
@@ -58,17 +56,10 @@ Selector = tuple[tuple[str, str], ...]
 
 def parse_selector(value: str) -> Selector:
     """``username=%u, clientid=%c`` → ((username, %u), (clientid, %c))."""
-    pairs: list[tuple[str, str]] = []
-    for part in value.split(","):
-        if not part.strip():
-            continue
-        field, sep, wanted = part.partition("=")
-        if not sep or not field.strip():
-            raise ValueError(f"expected field=value[, field=value], got {value!r}")
-        pairs.append((field.strip(), wanted.strip()))
+    pairs = parse_pairs(value)
     if not pairs:
         raise ValueError("must not be empty")
-    return tuple(pairs)
+    return pairs
 
 
 def selector_filter(selector: Selector, values: Mapping[str, str | None]) -> dict[str, str] | None:
@@ -88,22 +79,6 @@ def parse_fields(value: str) -> tuple[str, ...]:
     if not 1 <= len(fields) <= 2:
         raise ValueError(f"expected password or password,salt, got {value!r}")
     return fields
-
-
-def parse_type(value: str) -> str:
-    text = value.strip().lower()
-    if text not in TYPES:
-        raise ValueError(f"expected one of {', '.join(TYPES)}, got {value!r}")
-    return text
-
-
-def parse_choice(*choices: str) -> Any:
-    def parse(value: str) -> str:
-        text = value.strip().lower()
-        if text and text not in choices:
-            raise ValueError(f"expected {' or '.join(choices)}, got {value!r}")
-        return text
-    return parse
 
 
 def acl_answer(documents: Sequence[Mapping[str, Any]], action: str, topic: str,
@@ -132,13 +107,13 @@ class MongoAuthPlugin(BackendAuthPlugin):
     HASH_KEY = "auth.mongo.auth_query.password_hash"
     SCHEMA = (
         ConfigKey("auth.mongo.type", "single", "Topology: single, unknown, sharded or rs.",
-                  parse_type),
+                  parse_choice(*TYPES)),
         ConfigKey("auth.mongo.rs_set_name", "", "Replica set name (type rs).",
                   required=False),
         ConfigKey("auth.mongo.server", "127.0.0.1:27017",
                   "MongoDB servers, host:port[,host:port...].",
                   lambda v: parse_servers(v, DEFAULT_PORT)),
-        ConfigKey("auth.mongo.pool", "8", "Most connections open at once.", parse_positive),
+        ConfigKey("auth.mongo.pool", "8", "Most connections open at once.", parse_positive_int),
         ConfigKey("auth.mongo.login", "", "MongoDB user; empty: none.", required=False),
         ConfigKey("auth.mongo.password", "", "MongoDB password.", required=False),
         ConfigKey("auth.mongo.auth_source", "mqtt", "Database the login is defined in.",
@@ -152,13 +127,13 @@ class MongoAuthPlugin(BackendAuthPlugin):
         ConfigKey("auth.mongo.ssl_opts.cacertfile", "", "CA certificate file (TLS).",
                   required=False),
         ConfigKey("auth.mongo.w_mode", "", "Write mode (unsafe or safe); Starling only reads.",
-                  parse_choice("unsafe", "safe"), required=False),
+                  parse_choice("unsafe", "safe", empty=True), required=False),
         ConfigKey("auth.mongo.r_mode", "", "Read mode: master (primary) or slave_ok "
-                  "(secondaries too).", parse_choice("master", "slave_ok"), required=False),
+                  "(secondaries too).", parse_choice("master", "slave_ok", empty=True), required=False),
         ConfigKey("auth.mongo.topology.$option", "",
                   "Driver option in milliseconds: " + ", ".join(TOPOLOGY_OPTIONS)
                   + " (EMQ X's " + ", ".join(TOPOLOGY_IGNORED) + " are accepted, unused).",
-                  parse_nonnegative, required=False),
+                  parse_nonnegative_int, required=False),
         *common_keys("auth.mongo", "MongoDB", hash_key="auth.mongo.auth_query.password_hash",
                      hash_default="sha256", on_error="ignore"),
         ConfigKey("auth.mongo.auth_query.collection", "mqtt_user", "Collection of the users."),

@@ -17,11 +17,11 @@ from typing import Any
 from .auth_backend import (
     SqlAuthPlugin,
     common_keys,
-    parse_positive,
     parse_server,
     sql_key,
 )
 from .auth_common import SqlQuery
+from .config_values import parse_positive_int
 from .registry import ConfigKey
 
 DEFAULT_PORT = 3306
@@ -36,7 +36,7 @@ class MysqlAuthPlugin(SqlAuthPlugin):
     SCHEMA = (
         ConfigKey("auth.mysql.server", "127.0.0.1:3306", "MySQL server, host:port.",
                   lambda v: parse_server(v, DEFAULT_PORT)),
-        ConfigKey("auth.mysql.pool", "8", "Most connections open at once.", parse_positive),
+        ConfigKey("auth.mysql.pool", "8", "Most connections open at once.", parse_positive_int),
         ConfigKey("auth.mysql.username", "root", "MySQL user.", required=False),
         ConfigKey("auth.mysql.password", "", "MySQL password.", required=False),
         ConfigKey("auth.mysql.database", "mqtt", "MySQL database."),

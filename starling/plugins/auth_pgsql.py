@@ -17,12 +17,11 @@ from typing import Any
 from .auth_backend import (
     SqlAuthPlugin,
     common_keys,
-    parse_positive,
     parse_server,
-    parse_switch,
     sql_key,
 )
 from .auth_common import SqlQuery
+from .config_values import parse_positive_int, parse_switch
 from .registry import ConfigKey
 
 DEFAULT_PORT = 5432
@@ -43,7 +42,7 @@ class PgsqlAuthPlugin(SqlAuthPlugin):
     SCHEMA = (
         ConfigKey("auth.pgsql.server", "127.0.0.1:5432", "PostgreSQL server, host:port.",
                   lambda v: parse_server(v, DEFAULT_PORT)),
-        ConfigKey("auth.pgsql.pool", "8", "Most connections open at once.", parse_positive),
+        ConfigKey("auth.pgsql.pool", "8", "Most connections open at once.", parse_positive_int),
         ConfigKey("auth.pgsql.username", "root", "PostgreSQL user."),
         ConfigKey("auth.pgsql.password", "", "PostgreSQL password.", required=False),
         ConfigKey("auth.pgsql.database", "mqtt", "PostgreSQL database."),

@@ -25,13 +25,11 @@ from starling.broker import topic_matches
 from .auth_backend import (
     BackendAuthPlugin,
     common_keys,
-    parse_nonnegative,
-    parse_positive,
     parse_server,
-    parse_switch,
     truthy,
 )
 from .auth_common import fill
+from .config_values import parse_nonnegative_int, parse_positive_int, parse_switch
 from .registry import ConfigKey
 
 if TYPE_CHECKING:
@@ -64,8 +62,8 @@ class RedisAuthPlugin(BackendAuthPlugin):
         ConfigKey("auth.redis.type", "single", "Redis deployment: single.", parse_type),
         ConfigKey("auth.redis.server", "127.0.0.1:6379", "Redis server, host:port.",
                   lambda v: parse_server(v, DEFAULT_PORT)),
-        ConfigKey("auth.redis.pool", "8", "Most connections open at once.", parse_positive),
-        ConfigKey("auth.redis.database", "0", "Redis database number.", parse_nonnegative),
+        ConfigKey("auth.redis.pool", "8", "Most connections open at once.", parse_positive_int),
+        ConfigKey("auth.redis.database", "0", "Redis database number.", parse_nonnegative_int),
         ConfigKey("auth.redis.password", "", "Redis password (AUTH); empty for none.",
                   required=False),
         *common_keys("auth.redis", "Redis", hash_key="auth.redis.password_hash",

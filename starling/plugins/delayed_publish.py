@@ -24,6 +24,7 @@ from typing import Any
 from starling.broker import HookPoint, Message, Stop
 from starling.mqtt import decode_properties, encode_properties, is_valid_topic_name
 
+from .config_values import parse_nonnegative_int
 from .registry import ConfigKey, Plugin
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,6 @@ def parse_delayed(topic: str, now: float) -> tuple[float, str] | None:
     return float(n), real
 
 
-def parse_limit(value: str) -> int:
-    count = int(value.strip())
-    if count < 0:
-        raise ValueError("must be 0 (no limit) or more")
-    return count
-
-
 def row_of(message: Message, topic: str, publish_at: float) -> dict[str, Any]:
     """A pending message as the JSON row kept in the store."""
     expires = None
@@ -100,7 +94,7 @@ class DelayedPublishPlugin(Plugin):
         ConfigKey("delayed.max_delayed_messages", "0",
                   "Most messages waiting to be published; beyond it a $delayed/ message "
                   "is dropped. 0 = no limit (Starling's key; EMQ X v3 had none).",
-                  parse_limit),
+                  parse_nonnegative_int),
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

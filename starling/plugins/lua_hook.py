@@ -38,7 +38,7 @@ from starling.broker import AuthResult, Channel, HookPoint, Message, Stop
 from starling.config import parse_bool, parse_size
 from starling.mqtt import ReasonCode, SubscriptionOptions, is_valid_topic_name
 
-from .management import positive_int
+from .config_values import parse_positive_int
 from .registry import ConfigKey, Plugin, PluginContext
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ class LuaHookPlugin(Plugin):
                   "scripts (on/off).", parse_bool),
         ConfigKey("lua.hook.max_instructions", "1000000", "Lua instructions one callback "
                   "call may run before it is stopped as failed.",
-                  positive_int),
+                  parse_positive_int),
         ConfigKey("lua.hook.max_memory", "16MB", "Memory one script's Lua state may use "
                   "(0 = no limit).", parse_size),
     )

@@ -17,19 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .config_values import parse_positive_int
 from .registry import ConfigKey, Plugin, PluginContext, PluginFactory
 
 MAX_ROW_LIMIT = "management.max_row_limit"
-
-
-def positive_int(value: str) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ValueError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise ValueError(f"expected a positive integer, got {value!r}")
-    return number
+#: The old name, still imported by starling.rules.plugin.
+positive_int = parse_positive_int
 
 
 class ManagementPlugin(Plugin):

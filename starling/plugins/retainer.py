@@ -10,8 +10,9 @@ when unloaded, so the publish path pays nothing for a hook (docs/feature-plugins
 from __future__ import annotations
 
 from starling.broker import RetainerSettings
-from starling.config import parse_duration, parse_size
+from starling.config import parse_size
 
+from .config_values import parse_choice, parse_nonnegative_duration, parse_nonnegative_int
 from .registry import ConfigKey, Plugin
 
 #: EMQ X's storage types: ram keeps them in memory only; disc and disc_only also in
@@ -19,36 +20,16 @@ from .registry import ConfigKey, Plugin
 STORAGE_TYPES = ("ram", "disc", "disc_only")
 
 
-def parse_storage_type(value: str) -> str:
-    text = value.strip().lower()
-    if text not in STORAGE_TYPES:
-        raise ValueError(f"storage type must be one of {', '.join(STORAGE_TYPES)}")
-    return text
-
-
-def parse_count(value: str) -> int:
-    count = int(value.strip())
-    if count < 0:
-        raise ValueError("must be 0 (no limit) or more")
-    return count
-
-
-def parse_nonnegative_duration(value: str) -> float:
-    seconds = parse_duration(value)
-    if seconds < 0:
-        raise ValueError("must be 0 (never) or more")
-    return seconds
-
-
 class RetainerPlugin(Plugin):
     SCHEMA = (
         ConfigKey("retainer.storage_type", "disc",
                   "Where retained messages are kept: ram (memory only, lost at restart), "
                   "disc or disc_only (also in the node's store). EMQ X's default is ram; "
-                  "Starling's is disc.", parse_storage_type),
+                  "Starling's is disc.", parse_choice(*STORAGE_TYPES)),
         ConfigKey("retainer.max_retained_messages", "0",
                   "Most retained messages held; when reached, new topics are refused and "
-                  "held ones can still be replaced. 0 = no limit.", parse_count),
+                  "held ones can still be replaced. 0 = no limit.",
+                  parse_nonnegative_int),
         ConfigKey("retainer.max_payload_size", "1MB",
                   "Largest payload stored as a retained message (larger ones are routed "
                   "but not stored). 0 = no limit.", parse_size),

@@ -27,6 +27,7 @@ from typing import Any
 
 from starling.config import parse_duration
 
+from .config_values import parse_port
 from .node_metrics import read
 from .registry import ConfigKey, Plugin
 
@@ -34,13 +35,6 @@ log = logging.getLogger(__name__)
 
 _TAG = re.compile(r"^[A-Za-z0-9_.\-/]+(:[A-Za-z0-9_.\-/]+)?$")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]*$")
-
-
-def parse_port(value: str) -> int:
-    port = int(value)
-    if not 1 <= port <= 65535:
-        raise ValueError("a port is 1-65535")
-    return port
 
 
 def parse_interval(value: str) -> float:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from starling.broker import Channel, HookPoint, Message, topic_matches
-from starling.config import parse_duration
 from starling.mqtt import SubscriptionOptions, is_valid_topic_filter
 
+from .config_values import parse_nonnegative_int, parse_positive_int, parse_timeout
 from .http_sink import HttpSink, check_url
 from .registry import ConfigKey, Plugin
 
@@ -75,27 +75,6 @@ def parse_encoding(value: str) -> str:
 
 def parse_url(value: str) -> str:
     return check_url(value)
-
-
-def parse_positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
-
-
-def parse_count(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-def parse_timeout(value: str) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError("must be more than 0")
-    return seconds
 
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -155,7 +134,8 @@ class WebHookPlugin(Plugin):
                   "Bodies waiting to be sent; more are dropped and counted.",
                   parse_positive_int),
         ConfigKey("web.hook.max_retries", "3",
-                  "Retries of a request that failed (connection, timeout, 5xx).", parse_count),
+                  "Retries of a request that failed (connection, timeout, 5xx).",
+                  parse_nonnegative_int),
         *_rule_keys(),
     )
 

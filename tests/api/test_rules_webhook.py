@@ -5,86 +5,23 @@ cleared, and a slow endpoint that never holds up message delivery."""
 from __future__ import annotations
 
 import json
-import queue
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 from helpers.api import err, ok
 from helpers.clients import PahoClient, uid, wait_until
+from helpers.http_receiver import HttpReceiver
 from helpers.servers import free_port
 
 Mqtt = Callable[..., PahoClient]
 
 
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class HookServer:
-    """An HTTP server in a thread that records every request and answers 200 once
-    `gate` is set (it is, unless a test closes it)."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.requests: queue.Queue[Request] = queue.Queue()
-        self.gate = threading.Event()
-        self.gate.set()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length)
-                server.requests.put(Request(self.command, self.path,
-                                            {k.lower(): v for k, v in self.headers.items()},
-                                            body))
-                server.gate.wait(30)
-                self.send_response(200)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            do_PUT = do_POST
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/hook"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def get(self, timeout: float = 10.0) -> Request:
-        try:
-            return self.requests.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no request within {timeout}s") from None
-
-    def stop(self) -> None:
-        self.gate.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
-
-
 @pytest.fixture
-def hook_server() -> Iterator[HookServer]:
-    server = HookServer()
-    yield server
-    server.stop()
+def hook_server() -> Iterator[HttpReceiver]:
+    with HttpReceiver() as server:
+        yield server
 
 
 @pytest.fixture
@@ -121,15 +58,15 @@ def action_metrics(api: httpx.Client, rid: str) -> list[dict[str, Any]]:
 
 
 def test_publish_action_posts_the_selected_data(api: httpx.Client, mqtt: Mqtt,
-                                                hook_server: HookServer,
+                                                hook_server: HttpReceiver,
                                                 made: list[tuple[str, str]]) -> None:
-    res = resource(api, made, hook_server.url, headers={"X-Token": "abc"}, method="PUT")
+    res = resource(api, made, hook_server.url + "/hook", headers={"X-Token": "abc"}, method="PUT")
     assert ok(api.get(f"/resource_status/{res}")) == {"is_alive": True}
     tok = uid("wh")
     rid = create_rule(api, made, f'select payload.x as x, topic from "wh/{tok}/#"',
                       {"name": "web_hook:publish_action", "params": {"$resource": res}})
     mqtt(uid("p")).publish(f"wh/{tok}/1", json.dumps({"x": [1, 2]}))
-    req = hook_server.get()
+    req = hook_server.take()
     assert (req.method, req.path) == ("PUT", "/hook")
     assert req.headers["x-token"] == "abc"
     assert req.headers["content-type"] == "application/json"
@@ -138,9 +75,9 @@ def test_publish_action_posts_the_selected_data(api: httpx.Client, mqtt: Mqtt,
 
 
 def test_event_action_fills_its_template(api: httpx.Client, mqtt: Mqtt,
-                                         hook_server: HookServer,
+                                         hook_server: HttpReceiver,
                                          made: list[tuple[str, str]]) -> None:
-    res = resource(api, made, hook_server.url)
+    res = resource(api, made, hook_server.url + "/hook")
     cid = uid("ev")
     create_rule(api, made, f"SELECT * FROM \"client.connected\" WHERE client_id = '{cid}'",
                 {"name": "web_hook:event_action", "params": {"$resource": res, "template": {
@@ -148,7 +85,7 @@ def test_event_action_fills_its_template(api: httpx.Client, mqtt: Mqtt,
                     "text": "client ${client_id} is in", "nested": ["${event}"]}}},
                 {"name": "web_hook:event_action", "params": {"$resource": res}})
     mqtt(cid, keepalive=42, username="bob")
-    bodies = sorted((hook_server.get().json() for _ in range(2)), key=len)
+    bodies = sorted((hook_server.take().json() for _ in range(2)), key=len)
     assert bodies == [
         {"event": "client.connected", "client_id": cid, "username": "bob"},  # default
         {"who": cid, "ka": 42, "fixed": 1, "text": f"client {cid} is in",
@@ -163,7 +100,7 @@ def test_resource_down_raises_an_alarm_cleared_when_back(api: httpx.Client,
     alarm = f"resource_down/{res}"
     assert ok(api.get(f"/resource_status/{res}")) == {"is_alive": False}
     assert alarm in alarm_ids(api)
-    server = HookServer(port)
+    server = HttpReceiver(port=port).start()
     try:
         assert api.post(f"/resources/{res}").json() == {"code": 0}  # start_resource
         assert ok(api.get(f"/resource_status/{res}")) == {"is_alive": True}
@@ -181,14 +118,14 @@ def test_resource_down_raises_an_alarm_cleared_when_back(api: httpx.Client,
 
 def test_failed_requests_mark_the_resource_down(api: httpx.Client, mqtt: Mqtt,
                                                 made: list[tuple[str, str]]) -> None:
-    server = HookServer()
-    res = resource(api, made, server.url)
+    server = HttpReceiver().start()
+    res = resource(api, made, server.url + "/hook")
     tok = uid("down")
     rid = create_rule(api, made, f'select payload from "down/{tok}"',
                       {"name": "web_hook:publish_action", "params": {"$resource": res}})
     pub = mqtt(uid("p"))
     pub.publish(f"down/{tok}", "1")
-    assert server.get().json() == {"payload": "1"}
+    assert server.take().json() == {"payload": "1"}
     server.stop()
     pub.publish(f"down/{tok}", "2")
     wait_until(lambda: action_metrics(api, rid)[0]["failed"] == 1, timeout=20,
@@ -199,12 +136,12 @@ def test_failed_requests_mark_the_resource_down(api: httpx.Client, mqtt: Mqtt,
 
 
 def test_slow_endpoint_never_holds_up_delivery(api: httpx.Client, mqtt: Mqtt,
-                                               hook_server: HookServer,
+                                               hook_server: HttpReceiver,
                                                made: list[tuple[str, str]]) -> None:
     """The endpoint answers nothing until the test lets it; meanwhile every message
     and every republished copy is delivered."""
     hook_server.gate.clear()
-    res = resource(api, made, hook_server.url)
+    res = resource(api, made, hook_server.url + "/hook")
     tok = uid("slow")
     rid = create_rule(api, made, f'select payload from "slow/{tok}"',
                       {"name": "web_hook:publish_action", "params": {"$resource": res}},
@@ -224,7 +161,5 @@ def test_slow_endpoint_never_holds_up_delivery(api: httpx.Client, mqtt: Mqtt,
     hook_server.gate.set()
     wait_until(lambda: action_metrics(api, rid)[0]["success"] == count, timeout=30,
                message="every request answered")
-    bodies = set()
-    while not hook_server.requests.empty():
-        bodies.add(hook_server.requests.get().json()["payload"])
+    bodies = {request.json()["payload"] for request in hook_server.untaken()}
     assert bodies == {str(i) for i in range(count)}

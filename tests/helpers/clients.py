@@ -222,3 +222,28 @@ class PahoClient:
             # sockets' own finalizers: a ResourceWarning.  Close them now.
             with contextlib.suppress(Exception):
                 self.client._reset_sockets()
+
+
+class Clients:
+    """The paho clients one test connects to its nodes, all closed when it ends
+    (tests/conftest.py's `clients` fixture): ``clients(node, client_id,
+    username=..., clean_session=...)``."""
+
+    def __init__(self) -> None:
+        self.made: list[PahoClient] = []
+
+    def __call__(self, node: Any, client_id: str | None = None, *, username: str | None = None,
+                 password: str | None = None, connect: bool = True,
+                 **options: Any) -> PahoClient:
+        client = PahoClient(node.host, node.port, client_id, **options)
+        if username is not None:
+            client.client.username_pw_set(username, password)
+        self.made.append(client)
+        if connect:
+            client.connect()
+        return client
+
+    def close(self) -> None:
+        for client in self.made:
+            client.close()
+        self.made.clear()

@@ -20,7 +20,7 @@ import pytest
 from helpers.api import ok
 from helpers.certs import CA
 from helpers.clients import PahoClient, uid, wait_until
-from helpers.http_server import LocalHTTPServer, Request
+from helpers.http_receiver import HttpReceiver, Request
 from helpers.servers import free_port
 from paho.mqtt.client import MQTTv5
 from test_auth_clientid_username import BAD_PASSWORD, OK, connect
@@ -64,8 +64,8 @@ def service() -> AuthService:
 
 
 @pytest.fixture(scope="module")
-def server(service: AuthService) -> Iterator[LocalHTTPServer]:
-    srv = LocalHTTPServer(service).start()
+def server(service: AuthService) -> Iterator[HttpReceiver]:
+    srv = HttpReceiver(service).start()
     yield srv
     srv.stop()
 
@@ -76,7 +76,7 @@ def node(api_node: Any) -> Any:
     return api_node
 
 
-def base_config(server: LocalHTTPServer) -> dict[str, str]:
+def base_config(server: HttpReceiver) -> dict[str, str]:
     return {
         "auth.http.auth_req": f"{server.url}/mqtt/auth",
         "auth.http.auth_req.method": "post",
@@ -104,7 +104,7 @@ def alarms(api: httpx.Client, node: Any) -> list[dict[str, str]]:
 
 
 @pytest.fixture
-def loaded(node: Any, api: httpx.Client, server: LocalHTTPServer,
+def loaded(node: Any, api: httpx.Client, server: HttpReceiver,
            service: AuthService) -> Iterator[AuthService]:
     """The plugin configured for the test server and loaded; unloaded afterwards."""
     configure(api, node, base_config(server))
@@ -117,7 +117,7 @@ def loaded(node: Any, api: httpx.Client, server: LocalHTTPServer,
         plugin(api, node, "unload")
 
 
-def test_let_in_refused_ignored_and_the_request_sent(node: Any, server: LocalHTTPServer,
+def test_let_in_refused_ignored_and_the_request_sent(node: Any, server: HttpReceiver,
                                                      loaded: AuthService) -> None:
     user = uid("u")
     loaded.users[user] = "s3cret"
@@ -138,7 +138,7 @@ def test_let_in_refused_ignored_and_the_request_sent(node: Any, server: LocalHTT
 
 
 def test_json_and_get_requests_placeholders_and_headers(node: Any, api: httpx.Client,
-                                                        server: LocalHTTPServer,
+                                                        server: HttpReceiver,
                                                         loaded: AuthService) -> None:
     user = uid("u")
     loaded.users[user] = "pw"
@@ -172,7 +172,7 @@ def test_server_down_ignore_or_deny_alarm_raised_and_cleared(
         node: Any, api: httpx.Client, service: AuthService) -> None:
     # A server of our own on a port nobody listens on yet.
     port = free_port()
-    down = LocalHTTPServer(service, port=port)
+    down = HttpReceiver(service, port=port)
     config = base_config(down)
     config["auth.http.request.timeout"] = "2s"
     configure(api, node, config)
@@ -205,7 +205,7 @@ def test_server_down_ignore_or_deny_alarm_raised_and_cleared(
 
 
 def test_a_slow_server_is_cut_off_by_the_timeout(node: Any, api: httpx.Client,
-                                                 server: LocalHTTPServer,
+                                                 server: HttpReceiver,
                                                  loaded: AuthService) -> None:
     user = uid("u")
     loaded.users[user] = "pw"
@@ -217,7 +217,7 @@ def test_a_slow_server_is_cut_off_by_the_timeout(node: Any, api: httpx.Client,
     assert time.monotonic() - started < 2.9
 
 
-def test_unload_removes_the_check(node: Any, api: httpx.Client, server: LocalHTTPServer,
+def test_unload_removes_the_check(node: Any, api: httpx.Client, server: HttpReceiver,
                                   loaded: AuthService) -> None:
     user = uid("u")
     loaded.users[user] = "pw"
@@ -258,7 +258,7 @@ def user_client(node: Any, service: AuthService, acl: list[tuple[str, str]] | No
     return client
 
 
-def test_acl_allowed_denied_superuser_and_cache(node: Any, server: LocalHTTPServer,
+def test_acl_allowed_denied_superuser_and_cache(node: Any, server: HttpReceiver,
                                                 loaded: AuthService) -> None:
     base = uid("t")
     watcher = user_client(node, loaded, [("1", f"{base}/#")])
@@ -296,7 +296,7 @@ def test_acl_allowed_denied_superuser_and_cache(node: Any, server: LocalHTTPServ
 
 
 def test_acl_server_down_answers_on_error(node: Any, api: httpx.Client,
-                                          server: LocalHTTPServer,
+                                          server: HttpReceiver,
                                           loaded: AuthService) -> None:
     base = uid("t")
     client = user_client(node, loaded, [("1", f"{base}/a")])
@@ -325,7 +325,7 @@ def test_https_server_and_client_certificate(node: Any, api: httpx.Client,
     tls.load_cert_chain(server_pair.cert, server_pair.key)
     tls.verify_mode = ssl.CERT_REQUIRED  # the server wants our client certificate
     tls.load_verify_locations(ca.cert)
-    https = LocalHTTPServer(service, tls=tls).start()
+    https = HttpReceiver(service, tls=tls).start()
     user = uid("u")
     service.users[user] = "pw"
     config = {**base_config(https), "auth.http.on_error": "deny",

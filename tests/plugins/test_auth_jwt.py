@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from helpers.api import err, ok
 from helpers.clients import PahoClient, uid, wait_until
-from helpers.http_server import LocalHTTPServer
+from helpers.http_receiver import HttpReceiver
 from paho.mqtt.client import MQTTv5
 from test_auth_clientid_username import BAD_PASSWORD, OK, connect
 
@@ -250,7 +250,7 @@ def test_jwks_from_a_url_fetched_again(node: Any, api: httpx.Client, keys: dict[
                 "kid": kid, "alg": "RS256"}
 
     served = {"keys": [jwk(keys["rsa"], "first")]}
-    server = LocalHTTPServer(lambda req: (200, json.dumps(served))).start()
+    server = HttpReceiver(lambda req: (200, json.dumps(served))).start()
     try:
         configure(api, node, {"auth.jwt.jwks": f"{server.url}/jwks",
                               "auth.jwt.jwks.refresh_interval": "1s"})

@@ -9,52 +9,29 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from helpers.clients import PahoClient, uid, wait_until
+from helpers.clients import Clients, uid, wait_until
 from helpers.plugin_api import active, configure, metrics, plugin_call, stats
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tests.conftest import API_SETTINGS
+
 DELAYED = "emqx_delayed_publish"
-API = {
-    "management.bind": "127.0.0.1:0",
-    "api.default_app_id": "admin",
-    "api.default_app_secret": "test-secret",
-}
+API = API_SETTINGS
 LOADED = {**API, "plugins.loaded": "emqx_management,emqx_retainer,emqx_delayed_publish"}
-
-
-@pytest.fixture
-def clients() -> Iterator[Callable[[Any], PahoClient]]:
-    made: list[PahoClient] = []
-
-    def factory(node: Any) -> PahoClient:
-        client = PahoClient(node.host, node.port)
-        made.append(client)
-        client.connect()
-        return client
-
-    yield factory
-    for client in made:
-        client.close()
 
 
 @pytest.fixture
 def node(make_node: Callable[..., Any]) -> Any:
     return make_node(LOADED)
-
-
-@pytest.fixture
-def api(node: Any) -> Iterator[httpx.Client]:
-    with node.api() as client:
-        yield client
 
 
 def pending(api: httpx.Client, node: Any) -> int:
@@ -72,7 +49,7 @@ def test_not_loaded_by_default(make_node: Callable[..., Any]) -> None:
 
 
 def test_published_after_the_delay_and_not_before(
-        node: Any, api: httpx.Client, clients: Callable[[Any], PahoClient]) -> None:
+        node: Any, api: httpx.Client, clients: Clients) -> None:
     topic = f"{uid('d')}/x"
     subscriber, publisher = clients(node), clients(node)
     subscriber.subscribe(topic, 2)
@@ -90,7 +67,7 @@ def test_published_after_the_delay_and_not_before(
 
 
 def test_retain_flag_and_properties_are_kept(node: Any, api: httpx.Client,
-                                              clients: Callable[[Any], PahoClient]) -> None:
+                                              clients: Clients) -> None:
     """A 5.0 publisher's User Property and Content Type reach a 5.0 subscriber; the
     retain flag makes the retainer keep it when it is published."""
     base = uid("d")
@@ -135,7 +112,7 @@ def test_retain_flag_and_properties_are_kept(node: Any, api: httpx.Client,
 
 
 def test_many_pending_at_once(node: Any, api: httpx.Client,
-                              clients: Callable[[Any], PahoClient]) -> None:
+                              clients: Clients) -> None:
     base = uid("d")
     subscriber, publisher = clients(node), clients(node)
     subscriber.subscribe(f"{base}/#", 1)
@@ -147,7 +124,7 @@ def test_many_pending_at_once(node: Any, api: httpx.Client,
 
 
 def test_survives_a_clean_restart(make_node: Callable[..., Any], tmp_path: Path,
-                                  clients: Callable[[Any], PahoClient]) -> None:
+                                  clients: Clients) -> None:
     data = tmp_path / "node"
     topic = f"{uid('d')}/restart"
     node = make_node(LOADED, data_dir=data)
@@ -162,7 +139,7 @@ def test_survives_a_clean_restart(make_node: Callable[..., Any], tmp_path: Path,
 
 
 def test_survives_kill_9_after_the_puback(make_node: Callable[..., Any], tmp_path: Path,
-                                          clients: Callable[[Any], PahoClient]) -> None:
+                                          clients: Clients) -> None:
     """Durable mode (the default): the PUBACK waits for the store's commit."""
     data = tmp_path / "node"
     topic = f"{uid('d')}/crash"
@@ -177,7 +154,7 @@ def test_survives_kill_9_after_the_puback(make_node: Callable[..., Any], tmp_pat
 
 def test_past_due_while_the_node_was_down_is_published_at_start(
         make_node: Callable[..., Any], tmp_path: Path,
-        clients: Callable[[Any], PahoClient]) -> None:
+        clients: Clients) -> None:
     data = tmp_path / "node"
     topic = f"{uid('d')}/late"
     node = make_node(LOADED, data_dir=data)
@@ -192,7 +169,7 @@ def test_past_due_while_the_node_was_down_is_published_at_start(
 
 
 def test_unload_stops_interception_and_keeps_what_is_pending(
-        node: Any, api: httpx.Client, clients: Callable[[Any], PahoClient]) -> None:
+        node: Any, api: httpx.Client, clients: Clients) -> None:
     base = uid("d")
     subscriber, publisher = clients(node), clients(node)
     subscriber.subscribe(f"{base}/#", 1)
@@ -215,7 +192,7 @@ def test_unload_stops_interception_and_keeps_what_is_pending(
 
 
 def test_forms_emqx_does_not_accept_go_on_as_they_are(
-        node: Any, api: httpx.Client, clients: Callable[[Any], PahoClient]) -> None:
+        node: Any, api: httpx.Client, clients: Clients) -> None:
     base = uid("d")
     subscriber, publisher = clients(node), clients(node)
     subscriber.subscribe(f"$delayed/+/{base}", 1)
@@ -232,7 +209,7 @@ def test_forms_emqx_does_not_accept_go_on_as_they_are(
 
 
 def test_long_delays_and_unix_times(node: Any, api: httpx.Client,
-                                    clients: Callable[[Any], PahoClient]) -> None:
+                                    clients: Clients) -> None:
     """Below 4294967 a number is seconds; at or above it a Unix time, at most
     4294967 s ahead (a past one is published at once)."""
     base = uid("d")
@@ -246,7 +223,7 @@ def test_long_delays_and_unix_times(node: Any, api: httpx.Client,
 
 
 def test_empty_topic_is_dropped(node: Any, api: httpx.Client,
-                                clients: Callable[[Any], PahoClient]) -> None:
+                                clients: Clients) -> None:
     before = metrics(api, node)
     clients(node).publish("$delayed/1/", b"nowhere", 1)
     after = metrics(api, node)
@@ -256,7 +233,7 @@ def test_empty_topic_is_dropped(node: Any, api: httpx.Client,
 
 
 def test_acl_of_the_real_topic(make_node: Callable[..., Any], tmp_path: Path,
-                               clients: Callable[[Any], PahoClient]) -> None:
+                               clients: Clients) -> None:
     """A client that may not publish to a topic cannot reach it by delaying."""
     acl = tmp_path / "acl.conf"
     acl.write_text('{deny, all, publish, ["secret/#"]}.\n{allow, all}.\n')
@@ -274,7 +251,7 @@ def test_acl_of_the_real_topic(make_node: Callable[..., Any], tmp_path: Path,
 
 
 def test_max_delayed_messages(node: Any, api: httpx.Client,
-                              clients: Callable[[Any], PahoClient]) -> None:
+                              clients: Clients) -> None:
     configure(api, node, DELAYED, {"delayed.max_delayed_messages": "1"})
     base = uid("d")
     publisher = clients(node)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers.api import err, ok
-from helpers.clients import PahoClient, uid
+from helpers.clients import Clients, uid
 from helpers.ctl import ctl, ctl_json
 
 from tests.conftest import API_SETTINGS
@@ -123,35 +122,16 @@ def lua_node(make_node: Any, tmp_path: Path) -> tuple[Any, Path]:
     return node, scripts
 
 
-@pytest.fixture
-def clients(lua_node: tuple[Any, Path]) -> Iterator[list[PahoClient]]:
-    made: list[PahoClient] = []
-    yield made
-    for client in made:
-        client.client.disconnect()
-        client.client.loop_stop()
-
-
-def connect(node: Any, clients: list[PahoClient], client_id: str | None = None,
-            username: str | None = None) -> PahoClient:
-    client = PahoClient(node.host, node.port, client_id=client_id)
-    if username is not None:
-        client.client.username_pw_set(username, "pw")
-    client.connect()
-    clients.append(client)
-    return client
-
-
 def scripts_by_name(api: Any) -> dict[str, dict[str, Any]]:
     return {s["script"]: s for s in ok(api.get(LUA))["scripts"]}
 
 
 def test_scripts_rewrite_and_drop_messages_a_subscriber_receives(
-        lua_node: tuple[Any, Path], clients: list[PahoClient]) -> None:
+        lua_node: tuple[Any, Path], clients: Clients) -> None:
     node, _ = lua_node
-    sub = connect(node, clients)
+    sub = clients(node)
     sub.subscribe("lua/#", 1)
-    pub = connect(node, clients, client_id=uid("pub"), username="alice")
+    pub = clients(node, client_id=uid("pub"), username="alice", password="pw")
     pub.publish("lua/a", b"hello", qos=1)
     got = sub.get(timeout=10)
     assert (got.topic, got.payload) == ("lua/a", f"lua:hello|{pub.client_id}|alice".encode())
@@ -173,11 +153,11 @@ def test_scripts_rewrite_and_drop_messages_a_subscriber_receives(
 
 
 def test_a_failing_script_is_isolated_and_reported(lua_node: tuple[Any, Path],
-                                                   clients: list[PahoClient]) -> None:
+                                                   clients: Clients) -> None:
     node, _ = lua_node
-    sub = connect(node, clients)
+    sub = clients(node)
     sub.subscribe("lua/#", 1)
-    pub = connect(node, clients, username="bob")
+    pub = clients(node, username="bob", password="pw")
     for i in range(3):
         pub.publish(f"lua/{i}", b"m", qos=1)
     # b_broken raises on every call; a_rewrite (and delivery) go on.
@@ -203,16 +183,16 @@ def test_a_failing_script_is_isolated_and_reported(lua_node: tuple[Any, Path],
 
 
 def test_observers_sandbox_and_acl(lua_node: tuple[Any, Path],
-                                   clients: list[PahoClient]) -> None:
+                                   clients: Clients) -> None:
     node, _ = lua_node
     client_id = uid("watched")
-    sub = connect(node, clients, client_id=client_id)
+    sub = clients(node, client_id=client_id)
     sub.subscribe("lua/#", 1)
     node.wait_log(rf"lua d_observer: observed connected\t{client_id}\t0")
     node.wait_log(rf"lua d_observer: observed subscribed\t{client_id}\tlua/#")
     with node.api() as api:
         assert scripts_by_name(api)["d_observer"]["ignored"] == ["on_not_a_hook"]
-    pub = connect(node, clients)
+    pub = clients(node)
     pub.publish("lua/sandbox", b"", qos=1)
     # a_rewrite runs first (file order), then e_sandbox replaces the payload.
     assert sub.get(timeout=10).payload == b"nil,nil,nil,nil,number"
@@ -224,11 +204,11 @@ def test_observers_sandbox_and_acl(lua_node: tuple[Any, Path],
 
 
 def test_scripts_are_reloaded_enabled_and_disabled_through_ctl(
-        lua_node: tuple[Any, Path], clients: list[PahoClient]) -> None:
+        lua_node: tuple[Any, Path], clients: Clients) -> None:
     node, scripts = lua_node
-    sub = connect(node, clients)
+    sub = clients(node)
     sub.subscribe("lua/#", 1)
-    pub = connect(node, clients, username="u")
+    pub = clients(node, username="u", password="pw")
 
     def payload() -> bytes:
         topic = "lua/" + uid("t")

@@ -3,12 +3,11 @@ management API and `starling ctl recon`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from helpers.api import err, ok
-from helpers.clients import PahoClient, uid, wait_until
+from helpers.clients import Clients, uid, wait_until
 from helpers.ctl import ctl, ctl_json
 
 from tests.conftest import API_SETTINGS
@@ -19,22 +18,6 @@ NODE = "/nodes/starling@127.0.0.1"
 @pytest.fixture
 def node(make_node: Any) -> Any:
     return make_node(dict(API_SETTINGS))
-
-
-@pytest.fixture
-def clients(node: Any) -> Iterator[list[PahoClient]]:
-    made: list[PahoClient] = []
-    yield made
-    for client in made:
-        client.client.disconnect()
-        client.client.loop_stop()
-
-
-def connect(node: Any, clients: list[PahoClient], client_id: str) -> PahoClient:
-    client = PahoClient(node.host, node.port, client_id=client_id)
-    client.connect()
-    clients.append(client)
-    return client
 
 
 def test_recon_is_loaded_by_default_and_shows_loop_lag_tasks_and_memory(node: Any) -> None:
@@ -56,9 +39,9 @@ def test_recon_is_loaded_by_default_and_shows_loop_lag_tasks_and_memory(node: An
             assert tasks["total"] == sum(g["count"] for g in tasks["groups"])
 
 
-def test_top_talkers_rank_connections_by_what_they_sent(node: Any, clients: list[Any]) -> None:
-    talker = connect(node, clients, uid("talker"))
-    quiet = connect(node, clients, uid("quiet"))
+def test_top_talkers_rank_connections_by_what_they_sent(node: Any, clients: Clients) -> None:
+    talker = clients(node, uid("talker"))
+    quiet = clients(node, uid("quiet"))
     for _ in range(7):
         talker.publish("recon/" + talker.client_id, b"x" * 500, qos=1)
     quiet.publish("recon/" + quiet.client_id, b"y", qos=1)
@@ -83,9 +66,9 @@ def test_top_talkers_rank_connections_by_what_they_sent(node: Any, clients: list
 
 
 def test_memory_estimates_grow_with_what_a_connection_holds(node: Any,
-                                                            clients: list[Any]) -> None:
-    heavy = connect(node, clients, uid("heavy"))
-    light = connect(node, clients, uid("light"))
+                                                            clients: Clients) -> None:
+    heavy = clients(node, uid("heavy"))
+    light = clients(node, uid("light"))
     filters = [(f"recon/{'long-level-name/' * 4}{i}/#", 1) for i in range(200)]
     for start in range(0, len(filters), 50):
         heavy.subscribe(filters[start:start + 50])

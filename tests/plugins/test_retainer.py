@@ -8,13 +8,13 @@ survives a restart, ram does not; `retained/count`, `retained/max` and
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from helpers.clients import PahoClient, Received, uid, wait_until
+from helpers.clients import Clients, PahoClient, Received, uid, wait_until
 from helpers.plugin_api import (
     active,
     configure,
@@ -24,39 +24,15 @@ from helpers.plugin_api import (
     stats,
 )
 
+from tests.conftest import API_SETTINGS
+
 RETAINER = "emqx_retainer"
-API = {
-    "management.bind": "127.0.0.1:0",
-    "api.default_app_id": "admin",
-    "api.default_app_secret": "test-secret",
-}
-
-
-@pytest.fixture
-def clients() -> Iterator[Callable[[Any], PahoClient]]:
-    """Connected paho clients to a node, closed at the end."""
-    made: list[PahoClient] = []
-
-    def factory(node: Any) -> PahoClient:
-        client = PahoClient(node.host, node.port)
-        made.append(client)
-        client.connect()
-        return client
-
-    yield factory
-    for client in made:
-        client.close()
+API = API_SETTINGS
 
 
 @pytest.fixture
 def node(make_node: Callable[..., Any]) -> Any:
     return make_node(API)
-
-
-@pytest.fixture
-def api(node: Any) -> Iterator[httpx.Client]:
-    with node.api() as client:
-        yield client
 
 
 def retained_for(client: PahoClient, base: str) -> list[Received]:
@@ -82,7 +58,7 @@ def held(client: PahoClient, base: str) -> dict[str, bytes]:
 
 
 def test_active_by_default_with_emqx_config(node: Any, api: httpx.Client,
-                                            clients: Callable[[Any], PahoClient]) -> None:
+                                            clients: Clients) -> None:
     assert active(api, node, RETAINER)
     assert plugin_config(api, node, RETAINER) == {
         "retainer.storage_type": "disc", "retainer.max_retained_messages": "0",
@@ -102,7 +78,7 @@ def test_active_by_default_with_emqx_config(node: Any, api: httpx.Client,
 
 
 def test_max_retained_messages_refuses_new_topics_only(
-        node: Any, api: httpx.Client, clients: Callable[[Any], PahoClient]) -> None:
+        node: Any, api: httpx.Client, clients: Clients) -> None:
     base = uid("r")
     count = stats(api, node)["retained/count"]  # the node's own $SYS ones
     configure(api, node, RETAINER, {"retainer.max_retained_messages": str(count + 2)})
@@ -125,7 +101,7 @@ def test_max_retained_messages_refuses_new_topics_only(
 
 
 def test_max_payload_size(node: Any, api: httpx.Client,
-                          clients: Callable[[Any], PahoClient]) -> None:
+                          clients: Clients) -> None:
     configure(api, node, RETAINER, {"retainer.max_payload_size": "10"})
     base = uid("r")
     publisher, live = clients(node), clients(node)
@@ -140,7 +116,7 @@ def test_max_payload_size(node: Any, api: httpx.Client,
 
 
 def test_expiry_interval(node: Any, api: httpx.Client,
-                         clients: Callable[[Any], PahoClient]) -> None:
+                         clients: Clients) -> None:
     configure(api, node, RETAINER, {"retainer.expiry_interval": "5s"})
     base = uid("r")
     count = stats(api, node)["retained/count"]
@@ -158,7 +134,7 @@ def test_expiry_interval(node: Any, api: httpx.Client,
 
 
 def test_unload_stops_storage_and_delivery_and_load_restores(
-        node: Any, api: httpx.Client, clients: Callable[[Any], PahoClient]) -> None:
+        node: Any, api: httpx.Client, clients: Clients) -> None:
     base = uid("r")
     publisher, live = clients(node), clients(node)
     publisher.publish(f"{base}/kept", b"before", 1, retain=True)
@@ -184,7 +160,7 @@ def test_unload_stops_storage_and_delivery_and_load_restores(
 
 def test_disc_survives_a_restart_and_ram_does_not(make_node: Callable[..., Any],
                                                    tmp_path: Path,
-                                                   clients: Callable[[Any], PahoClient]
+                                                   clients: Clients
                                                    ) -> None:
     data = tmp_path / "node"
     base = uid("r")
@@ -216,7 +192,7 @@ def test_disc_survives_a_restart_and_ram_does_not(make_node: Callable[..., Any],
 
 def test_unloaded_stays_unloaded_after_restart_and_load_restores_from_the_store(
         make_node: Callable[..., Any], tmp_path: Path,
-        clients: Callable[[Any], PahoClient]) -> None:
+        clients: Clients) -> None:
     data = tmp_path / "node"
     base = uid("r")
     node = make_node(API, data_dir=data)

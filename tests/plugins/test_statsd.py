@@ -7,17 +7,18 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from helpers.api import err, ok
-from helpers.clients import PahoClient, uid, wait_until
+from helpers.clients import Clients, uid, wait_until
+from helpers.plugin_api import configure
+
+from tests.conftest import API_SETTINGS
 
 PLUGIN = "emqx_statsd"
-API = {"management.bind": "127.0.0.1:0", "api.default_app_id": "admin",
-       "api.default_app_secret": "test-secret"}
 LINE = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+):(?P<value>-?[0-9.]+)\|(?P<type>[cg])"
                   r"(?:\|#(?P<tags>.+))?$")
 
@@ -77,31 +78,17 @@ class StatsdServer:
 
 @pytest.fixture
 def node(make_node: Callable[..., Any]) -> Any:
-    return make_node(API)
+    return make_node(API_SETTINGS)
 
 
-@pytest.fixture
-def api(node: Any) -> Iterator[httpx.Client]:
-    with node.api() as client:
-        yield client
-
-
-def client(node: Any) -> PahoClient:
-    c = PahoClient(node.host, node.port, uid("sd"))
-    c.connect()
-    return c
-
-
-def set_config(api: httpx.Client, node: Any, values: dict[str, str]) -> None:
-    ok(api.put(f"/nodes/{node.name}/plugin_configs/{PLUGIN}", json=values))
-
-
-def test_metrics_and_stats_reach_a_statsd_server(node: Any, api: httpx.Client) -> None:
+def test_metrics_and_stats_reach_a_statsd_server(node: Any, api: httpx.Client,
+                                                 clients: Clients) -> None:
     with StatsdServer() as server:
-        set_config(api, node, {"statsd.port": str(server.port), "statsd.interval": "200ms",
-                               "statsd.prefix": "starling", "statsd.tags": "env:test,node:a"})
+        configure(api, node, PLUGIN, {"statsd.port": str(server.port),
+                                      "statsd.interval": "200ms", "statsd.prefix": "starling",
+                                      "statsd.tags": "env:test,node:a"})
         ok(api.put(f"/nodes/{node.name}/plugins/{PLUGIN}/load"))
-        sub, pub = client(node), client(node)
+        sub, pub = clients(node, uid("sd")), clients(node, uid("sd"))
         try:
             sub.subscribe("sd/#", 1)
             for i in range(7):
@@ -140,11 +127,12 @@ def test_metrics_and_stats_reach_a_statsd_server(node: Any, api: httpx.Client) -
         assert server.datagrams == sent
 
 
-def test_without_tags_and_with_the_default_prefix(node: Any, api: httpx.Client) -> None:
+def test_without_tags_and_with_the_default_prefix(node: Any, api: httpx.Client,
+                                                  clients: Clients) -> None:
     with StatsdServer() as server:
-        set_config(api, node, {"statsd.port": str(server.port), "statsd.interval": "100"})
+        configure(api, node, PLUGIN, {"statsd.port": str(server.port), "statsd.interval": "100"})
         ok(api.put(f"/nodes/{node.name}/plugins/{PLUGIN}/load"))
-        c = client(node)
+        c = clients(node, uid("sd"))
         try:
             c.publish("plain/x", b"1", qos=1)
             wait_until(lambda: server.counter_total("emqx.messages.received") == 1, timeout=10,
@@ -156,12 +144,12 @@ def test_without_tags_and_with_the_default_prefix(node: Any, api: httpx.Client) 
 
 
 def test_a_statsd_server_that_is_not_there_changes_nothing_for_clients(
-        node: Any, api: httpx.Client) -> None:
+        node: Any, api: httpx.Client, clients: Clients) -> None:
     with StatsdServer() as server:
         port = server.port
-    set_config(api, node, {"statsd.port": str(port), "statsd.interval": "50ms"})
+    configure(api, node, PLUGIN, {"statsd.port": str(port), "statsd.interval": "50ms"})
     ok(api.put(f"/nodes/{node.name}/plugins/{PLUGIN}/load"))
-    sub, pub = client(node), client(node)
+    sub, pub = clients(node, uid("sd")), clients(node, uid("sd"))
     try:
         sub.subscribe("gone/#", 0)
         for i in range(20):
@@ -189,7 +177,7 @@ def test_bad_config_is_refused(node: Any, api: httpx.Client, key: str, value: st
 
 
 def test_an_unresolvable_host_fails_the_load_clearly(node: Any, api: httpx.Client) -> None:
-    set_config(api, node, {"statsd.host": "no-such-host.invalid"})
+    configure(api, node, PLUGIN, {"statsd.host": "no-such-host.invalid"})
     err(api.put(f"/nodes/{node.name}/plugins/{PLUGIN}/load"), 400)
     plugins = {p["name"]: p for p in ok(api.get("/plugins/"))[0]["plugins"]}
     assert plugins[PLUGIN]["active"] is False

@@ -6,20 +6,22 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from helpers.api import err, ok
-from helpers.clients import PahoClient, uid, wait_until
+from helpers.clients import Clients, uid, wait_until
 from helpers.http_receiver import HangingServer, HttpReceiver, Request
+from helpers.plugin_api import configure
 from helpers.servers import free_port
+
+from tests.conftest import API_SETTINGS
 
 PLUGIN = "emqx_web_hook"
 ALARM = "webhook_down/emqx_web_hook"
-API = {"management.bind": "127.0.0.1:0", "api.default_app_id": "admin",
-       "api.default_app_secret": "test-secret"}
+API = API_SETTINGS
 EVENTS = ("client.connected", "client.disconnected", "client.subscribe",
           "client.unsubscribe", "session.subscribed", "session.unsubscribed",
           "message.publish", "message.delivered", "message.acked")
@@ -31,32 +33,6 @@ def node(make_node: Callable[..., Any]) -> Any:
     return make_node(API)
 
 
-@pytest.fixture
-def api(node: Any) -> Iterator[httpx.Client]:
-    with node.api() as client:
-        yield client
-
-
-@pytest.fixture
-def clients(node: Any) -> Iterator[Callable[..., PahoClient]]:
-    made: list[PahoClient] = []
-
-    def factory(client_id: str | None = None, username: str | None = None,
-                keepalive: int = 60) -> PahoClient:
-        client = PahoClient(node.host, node.port, client_id or uid("wh"), keepalive=keepalive)
-        if username is not None:
-            client.client.username_pw_set(username)
-        client.connect()
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        client.close()
-
-
-def configure(api: httpx.Client, node: Any, values: dict[str, str]) -> None:
-    ok(api.put(f"/nodes/{node.name}/plugin_configs/{PLUGIN}", json=values))
 
 
 def load(api: httpx.Client, node: Any) -> None:
@@ -91,13 +67,13 @@ def by_action(requests: list[Request], client_ids: set[str]) -> dict[str, list[d
 
 
 def test_every_event_arrives_with_emqx_field_names(node: Any, api: httpx.Client,
-                                                   clients: Callable[..., PahoClient]) -> None:
+                                                   clients: Clients) -> None:
     with HttpReceiver() as server:
-        configure(api, node, {"web.hook.api.url": server.url + "/events"})
+        configure(api, node, PLUGIN, {"web.hook.api.url": server.url + "/events"})
         load(api, node)
         before = int(time.time())
-        sub = clients(uid("sub"), username="alice", keepalive=30)
-        pub = clients(uid("pub"), username="bob")
+        sub = clients(node, uid("sub"), username="alice", keepalive=30)
+        pub = clients(node, uid("pub"), username="bob")
         sub.subscribe("wh/+", 1)
         pub.publish("wh/a", b"hello", qos=1)
         assert sub.get().payload == b"hello"  # paho acks it: message.acked
@@ -168,16 +144,16 @@ def test_every_event_arrives_with_emqx_field_names(node: Any, api: httpx.Client,
 
 
 def test_topic_filters_encoding_headers_and_unload(node: Any, api: httpx.Client,
-                                                   clients: Callable[..., PahoClient]) -> None:
+                                                   clients: Clients) -> None:
     prefix = uid("keep")
     with HttpReceiver() as server:
-        configure(api, node, {
+        configure(api, node, PLUGIN, {
             **NO_RULES, "web.hook.api.url": server.url, "web.hook.pool_size": "1",
             "web.hook.encode_payload": "base64", "web.hook.headers.authorization": "Bearer t0k",
             "web.hook.rule.message.publish.1":
                 json.dumps({"action": "on_message_publish", "topic": f"{prefix}/#"})})
         load(api, node)
-        pub = clients()
+        pub = clients(node)
         pub.publish(f"{prefix}/a", b"\x00\xffbin", qos=1)
         pub.publish("elsewhere/a", b"no", qos=1)
         pub.publish(f"{prefix}/b", b"two", qos=1)
@@ -201,23 +177,23 @@ def test_topic_filters_encoding_headers_and_unload(node: Any, api: httpx.Client,
 
 
 def test_a_hanging_web_server_never_holds_up_clients(node: Any, api: httpx.Client,
-                                                     clients: Callable[..., PahoClient]) -> None:
+                                                     clients: Clients) -> None:
     """emqx-web-hook#207 / emqx/emqx#5121: a web server that accepts and never
     answers must not slow down connects or message delivery."""
     with HangingServer() as hanging:
-        configure(api, node, {"web.hook.api.url": hanging.url, "web.hook.timeout": "1s",
+        configure(api, node, PLUGIN, {"web.hook.api.url": hanging.url, "web.hook.timeout": "1s",
                               "web.hook.max_retries": "0", "web.hook.pool_size": "2",
                               "web.hook.queue_size": "10"})
         load(api, node)
-        sub = clients()
-        pub = clients()
+        sub = clients(node)
+        pub = clients(node)
         sub.subscribe("hang/#", 1)
         for i in range(100):
             pub.publish(f"hang/{i}", str(i).encode(), qos=1)
         got = sub.get_many(100)  # default 5 s deadline for all of them
         assert sorted(int(m.payload) for m in got) == list(range(100))
         for _ in range(5):
-            clients()  # connects complete (5 s CONNACK deadline each)
+            clients(node)  # connects complete (5 s CONNACK deadline each)
         wait_until(lambda: hanging.accepted >= 1, timeout=10, message="the hook's request")
         counts = metrics(api)
         assert counts["web_hook/dropped"] > 0, counts
@@ -231,13 +207,13 @@ def test_a_hanging_web_server_never_holds_up_clients(node: Any, api: httpx.Clien
 
 
 def test_alarm_while_down_cleared_when_the_server_is_back(
-        node: Any, api: httpx.Client, clients: Callable[..., PahoClient]) -> None:
+        node: Any, api: httpx.Client, clients: Clients) -> None:
     port = free_port()
-    configure(api, node, {**NO_RULES, "web.hook.api.url": f"http://127.0.0.1:{port}/hook",
+    configure(api, node, PLUGIN, {**NO_RULES, "web.hook.api.url": f"http://127.0.0.1:{port}/hook",
                           "web.hook.max_retries": "1",
                           "web.hook.rule.client.connected.1": '{"action": "on_client_connected"}'})
     load(api, node)
-    clients()
+    clients(node)
     desc = wait_until(lambda: present_alarms(api).get(ALARM), timeout=20,
                       message="the web hook alarm")
     assert str(port) in desc
@@ -245,7 +221,7 @@ def test_alarm_while_down_cleared_when_the_server_is_back(
     assert counts["web_hook/failed"] == 1 and counts["web_hook/retried"] == 1
     assert ALARM not in history_alarms(api)
     with HttpReceiver(port=port) as server:
-        late = clients()
+        late = clients(node)
         server.wait_for(lambda reqs: any(r.json()["client_id"] == late.client_id for r in reqs))
         wait_until(lambda: ALARM not in present_alarms(api), timeout=10,
                    message="the alarm cleared")
@@ -281,7 +257,7 @@ def test_rules_for_unknown_events_or_with_the_wrong_action_are_refused(
 
 
 def test_an_emqx_conf_file_and_boot_time_loading(make_node: Callable[..., Any],
-                                                 tmp_path: Any) -> None:
+                                                 tmp_path: Any, clients: Clients) -> None:
     """EMQ X's etc/plugins/emqx_web_hook.conf, read at start, with the plugin in
     plugins.loaded: events flow from the first client on."""
     with HttpReceiver() as server:
@@ -296,14 +272,9 @@ def test_an_emqx_conf_file_and_boot_time_loading(make_node: Callable[..., Any],
             '"topic": "conf/#"}\n')
         node = make_node({**API, "plugins.etc_dir": str(etc),
                           "plugins.loaded": "emqx_management,emqx_web_hook"})
-        c = PahoClient(node.host, node.port, uid("conf"))
-        c.connect()
-        try:
-            c.publish("conf/x", b"\x01\x00", qos=1)
-            seen = server.wait_for(lambda reqs: {"client_connected", "message_publish"}
-                                   <= {r.json()["action"] for r in reqs})
-        finally:
-            c.close()
+        clients(node, uid("conf")).publish("conf/x", b"\x01\x00", qos=1)
+        seen = server.wait_for(lambda reqs: {"client_connected", "message_publish"}
+                               <= {r.json()["action"] for r in reqs})
         assert {r.path for r in seen} == {"/from-conf"}
         [publish] = [r.json() for r in seen if r.json()["action"] == "message_publish"]
         assert publish["payload"] == "48"  # bytes 01 00 = 256 = 4 * 62 + 8
