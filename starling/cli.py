@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -62,6 +63,10 @@ async def _run(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await node.start()
+    # What the start made (modules, config, plugins) lives as long as the process:
+    # out of the cyclic GC's sight, its full collections stop walking it.
+    gc.collect()
+    gc.freeze()
     try:
         await stop.wait()
     finally:

@@ -27,7 +27,7 @@ from .acl import AclCache, InternalAcl, acl_topic
 from .alarms import AlarmMonitor, Alarms
 from .banned import IP_ADDRESS, USERNAME, Ban, Banned, normalize_ip
 from .channel import Channel
-from .hooks import HookPoint, Hooks
+from .hooks import HookPoint, Hooks, Points
 from .journal import Journal, message_of
 from .message import Message, reset_message_ids
 from .options import BrokerOptions
@@ -38,6 +38,7 @@ from .shared import SharedGroup
 from .snapshots import ConnectionSnapshot, SessionSnapshot, SubscriptionSnapshot
 from .stats import Stats
 from .sys_topics import SysPublisher
+from .timers import TimerWheel
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class Broker:
         self._refusal_logged = 0.0
         self.sessions: dict[str, Session] = {}
         self.channels: dict[str, Channel] = {}
+        #: Every connection's idle-timeout / keepalive deadline, on one loop timer.
+        self.timers = TimerWheel()
         self.stats = Stats(self)
         self.sys = SysPublisher(self)
         #: Clients refused at CONNECT; a new ban closes the connections it covers.
@@ -112,6 +115,7 @@ class Broker:
         for channel in list(self.channels.values()):
             channel.will = None
             channel.close("shutdown")
+        self.timers.close()
         for task in list(self._tasks):
             task.cancel()
         await self.journal.close()
@@ -174,7 +178,7 @@ class Broker:
             for sub in rec.subscriptions:
                 opts = SubscriptionOptions(sub.qos, sub.no_local, sub.retain_as_published,
                                            sub.retain_handling)
-                session.subscriptions[sub.topic_filter] = opts
+                session.put_subscription(sub.topic_filter, opts)
                 self._route_add(sub.topic_filter, session, opts)
             for held in rec.messages:
                 message = message_of(held.message)
@@ -182,10 +186,10 @@ class Broker:
                 if held.packet_id is None:
                     session.enqueue_raw((message, held.qos, held.retain, None))
                 else:
-                    session.inflight[held.packet_id] = InflightEntry(
-                        message, held.qos, held.retain, mono, held.released)
+                    session.put_inflight(held.packet_id, InflightEntry(
+                        message, held.qos, held.retain, mono, held.released))
             for packet_id in rec.awaiting_rel:
-                session.awaiting_rel[packet_id] = mono
+                session.put_awaiting_rel(packet_id, mono)
             session.journal = self.journal
             session.disconnected_at = mono - (now - gone_at)
             self.sessions[rec.client_id] = session
@@ -243,8 +247,8 @@ class Broker:
             session = Session(client_id, clean_start, expiry_interval, channel.options,
                               self.counters)
             self.sessions[client_id] = session
-            if self.hooks.has(HookPoint.SESSION_CREATED):
-                self.hooks.run(HookPoint.SESSION_CREATED, client_id, session)
+            if self.hooks.has(Points.SESSION_CREATED):
+                self.hooks.run(Points.SESSION_CREATED, client_id, session)
         else:
             session.clean_start = clean_start
             session.expiry_interval = expiry_interval
@@ -314,12 +318,12 @@ class Broker:
         session.subscriptions.clear()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
-        if self.hooks.has(HookPoint.SESSION_TERMINATED):
-            self.hooks.run(HookPoint.SESSION_TERMINATED, session.client_id, session)
+        if self.hooks.has(Points.SESSION_TERMINATED):
+            self.hooks.run(Points.SESSION_TERMINATED, session.client_id, session)
 
     def channel_connected(self, channel: Channel) -> None:
-        if self.hooks.has(HookPoint.CLIENT_CONNECTED):
-            self.hooks.run(HookPoint.CLIENT_CONNECTED, channel)
+        if self.hooks.has(Points.CLIENT_CONNECTED):
+            self.hooks.run(Points.CLIENT_CONNECTED, channel)
         self.sys.client_connected(channel)
 
     def channel_closed(self, channel: Channel, reason: str) -> None:
@@ -340,8 +344,8 @@ class Broker:
                 self._expiry_seq += 1
                 heapq.heappush(self._expiry, (now + session.expiry_interval,
                                               self._expiry_seq, session))
-        if self.hooks.has(HookPoint.CLIENT_DISCONNECTED):
-            self.hooks.run(HookPoint.CLIENT_DISCONNECTED, channel, reason)
+        if self.hooks.has(Points.CLIENT_DISCONNECTED):
+            self.hooks.run(Points.CLIENT_DISCONNECTED, channel, reason)
         self.sys.client_disconnected(channel, reason)
 
     def kick(self, client_id: str) -> bool:
@@ -370,8 +374,8 @@ class Broker:
     def publish(self, message: Message) -> int:
         """Route a message to its subscribers; return how many it reached."""
         hooks = self.hooks
-        if hooks.has(HookPoint.MESSAGE_PUBLISH):
-            result = hooks.run_fold(HookPoint.MESSAGE_PUBLISH, (), message)
+        if hooks.has(Points.MESSAGE_PUBLISH):
+            result = hooks.run_fold(Points.MESSAGE_PUBLISH, (), message)
             if not isinstance(result, Message):
                 return 0  # a plugin took the message (e.g. delayed publish)
             message = result
@@ -455,8 +459,8 @@ class Broker:
         if not subscribers:
             if not shared and not message.sys:
                 self.counters[m.MESSAGES_DROPPED] += 1
-                if self.hooks.has(HookPoint.MESSAGE_DROPPED):
-                    self.hooks.run(HookPoint.MESSAGE_DROPPED, message, "no_subscribers")
+                if self.hooks.has(Points.MESSAGE_DROPPED):
+                    self.hooks.run(Points.MESSAGE_DROPPED, message, "no_subscribers")
             return shared
         msg_qos = message.qos
         sender = message.sender
@@ -466,9 +470,9 @@ class Broker:
             qos = opts.qos if opts.qos < msg_qos else msg_qos
             # Live messages go out with RETAIN 0 unless Retain As Published [MQTT-3.3.1-9].
             session.deliver(message, qos, message.retain and opts.retain_as_published)
-        if self.hooks.has(HookPoint.MESSAGE_DELIVERED):
+        if self.hooks.has(Points.MESSAGE_DELIVERED):
             for session in subscribers:
-                self.hooks.run(HookPoint.MESSAGE_DELIVERED, session.client_id, message)
+                self.hooks.run(Points.MESSAGE_DELIVERED, session.client_id, message)
         return len(subscribers) + shared
 
     def _dispatch_shared(self, message: Message) -> int:
@@ -551,8 +555,7 @@ class Broker:
     # -- subscriptions -----------------------------------------------------------
     def subscribe(self, session: Session, topic_filter: str, opts: SubscriptionOptions) -> bool:
         """Add a subscription; return True if it is new (not a replacement)."""
-        is_new = topic_filter not in session.subscriptions
-        session.subscriptions[topic_filter] = opts
+        is_new = session.put_subscription(topic_filter, opts)
         self._route_add(topic_filter, session, opts)
         if session.journal is not None:
             session.journal.subscribed(session, topic_filter, opts)
@@ -593,7 +596,7 @@ class Broker:
     @property
     def acl_is_async(self) -> bool:
         """Does some ACL source answer only after I/O (HTTP, a database)?"""
-        return HookPoint.CLIENT_CHECK_ACL in self.hooks.async_points
+        return Points.CLIENT_CHECK_ACL in self.hooks.async_points
 
     def acl_known(self, channel: Channel, action: str, topic: str) -> bool | None:
         """The answer when it needs no `client.check_acl` call (superuser, ACL off

@@ -46,6 +46,7 @@ from starling.mqtt import (
     Unsubscribe,
     UnsupportedProtocolVersion,
     Will,
+    connack_bytes,
     connack_code_for,
     encode,
     is_valid_topic_filter,
@@ -57,9 +58,10 @@ from starling.mqtt import (
 )
 
 from . import metrics as m
-from .hooks import HookPoint
+from .hooks import HookPoint, Points
 from .limiter import Limiter
 from .message import Message
+from .session import NO_ENTRIES
 
 if TYPE_CHECKING:
     from .acl import AclCache
@@ -70,6 +72,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NEW, CONNECTING, CONNECTED, CLOSED = "new", "connecting", "connected", "closed"
+# Bound once: `ReasonCode.X` is a slow lookup on Python 3.11 (see `hooks.Points`).
+_SUCCESS: Final = ReasonCode.SUCCESS
+_NOT_AUTHORIZED: Final = ReasonCode.NOT_AUTHORIZED
 #: Held packets past which the channel stops reading its socket.
 HOLD_LIMIT: Final = 256
 
@@ -77,8 +82,15 @@ HOLD_LIMIT: Final = 256
 class Connection(Protocol):
     """What a channel needs from its transport."""
 
-    peername: tuple[str, int]
-    listener: str
+    #: The client's address; `peername` adds the port.
+    peerhost: str
+
+    @property
+    def peername(self) -> tuple[str, int]: ...
+
+    @property
+    def listener(self) -> str: ...
+
     #: Subject of the client certificate (TLS), None for plain connections.
     peercert: str | None
     #: User name / client id taken from the client certificate, when configured.
@@ -120,33 +132,48 @@ class AuthStep:
     superuser: bool = False
 
 
+class _V5:
+    """What only MQTT 5.0 clients ask for: made for the first that a client uses, so
+    a 3.x client (or a 5.0 one using none of it) costs one empty slot, not eight."""
+
+    __slots__ = ("alias_max", "auth_method", "auth_props", "max_packet", "out_aliases",
+                 "problem_info", "receive_maximum", "topic_aliases")
+
+    def __init__(self) -> None:
+        #: Enhanced authentication: the method CONNECT named, and what the last
+        #: step returned for CONNACK.
+        self.auth_method: str | None = None
+        self.auth_props: dict[PropertyId, Any] = NO_ENTRIES
+        #: The client's Maximum Packet Size (0 = no limit) and Receive Maximum.
+        self.max_packet = 0
+        self.receive_maximum = 65535
+        #: Request Problem Information: reason strings allowed.
+        self.problem_info = True
+        #: Client-to-server topic aliases (MQTT 5.0 §3.3.2.3.4).
+        self.topic_aliases: dict[int, str] = NO_ENTRIES
+        #: Server-to-client aliases (`mqtt.server_topic_alias`), up to the client's maximum.
+        self.alias_max = 0
+        self.out_aliases: dict[str, int] = NO_ENTRIES
+
+
 class Channel:
     # Slots: a node holds one Channel per connection, so its size is per-client memory.
     __slots__ = (
-        "_alias_max",
-        "_auth_method",
-        "_auth_props",
         "_busy",
         "_held_acks",
-        "_loop",
-        "_out_aliases",
         "_pending",
         "_retry_interval",
         "_retry_timer",
-        "_timer",
-        "_topic_aliases",
+        "_v5",
         "acl_cache",
-        "assigned_client_id",
         "broker",
         "clean_start",
         "client_id",
-        "client_max_packet",
         "conn",
         "connect_packet",
         "connected_at",
         "counters",
         "disconnect_reason",
-        "is_bridge",
         "is_superuser",
         "keepalive",
         "last_seen",
@@ -156,16 +183,19 @@ class Channel:
         "protocol_level",
         "recv_msg",
         "recv_pkt",
-        "request_problem_info",
         "send_msg",
         "send_pkt",
         "session",
         "state",
+        "timer_bucket",
         "username",
         "will",
         "writable",
         "zone",
     )
+
+    #: Bridges are not implemented: no connection is one (a class constant, no slot).
+    is_bridge = False
 
     def __init__(self, broker: Broker, conn: Connection, zone: str = "external") -> None:
         self.broker = broker
@@ -190,7 +220,6 @@ class Channel:
         self.session: Session | None = None
         self.connected_at: float | None = None
         self.is_superuser = False
-        self.is_bridge = False
         #: Recent ACL decisions (made by `Broker.check_acl` when first needed).
         self.acl_cache: AclCache | None = None
         #: False while the transport's write buffer is over its high-water mark.
@@ -198,35 +227,51 @@ class Channel:
         self.last_seen = time.monotonic()
         self.disconnect_reason = ""
         self.recv_pkt = self.recv_msg = self.send_pkt = self.send_msg = 0
-        self._timer: asyncio.TimerHandle | None = None
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_interval = 0.0
-        #: Packets held while CONNECT or an awaited ACL answer is pending.
-        self._pending: list[Packet] = []
+        #: Packets held while CONNECT or an awaited ACL answer is pending
+        #: (a list only while there are some).
+        self._pending: list[Packet] | None = None
         #: Waits under way (an ACL answer, a rate limit); while any, packets are held.
         self._busy = 0
         #: Acknowledgements waiting for a store commit: (batch id needed, bytes).
         self._held_acks: deque[tuple[int, bytes]] | None = None  # made when first needed
+        #: The CONNECT being handled; let go once connected (what lasts is copied out).
         self.connect_packet: Connect | None = None
-        self.assigned_client_id = False
-        #: MQTT 5.0 enhanced authentication: the method CONNECT named, and what
-        #: the last step returned for CONNACK.
-        self._auth_method: str | None = None
-        self._auth_props: dict[PropertyId, Any] = {}
-        # MQTT 5.0 limits the client announced in CONNECT.
-        self.client_max_packet = 0  #: 0 = no limit
-        self.request_problem_info = True
-        #: Client-to-server topic aliases (MQTT 5.0 §3.3.2.3.4).
-        self._topic_aliases: dict[int, str] = {}
-        #: Server-to-client aliases (`mqtt.server_topic_alias`), up to the client's maximum.
-        self._alias_max = 0
-        self._out_aliases: dict[str, int] = {}
-        self._loop = asyncio.get_event_loop()
-        self._timer = self._loop.call_later(self.options.idle_timeout, self._idle_timeout)
+        #: What only MQTT 5.0 clients ask for (limits, aliases, enhanced auth),
+        #: made when one does.
+        self._v5: _V5 | None = None
+        #: The idle timeout, then the keepalive, are deadlines in `broker.timers`.
+        self.timer_bucket: dict[Any, None] | None = None
+        broker.timers.add(self, self.last_seen + self.options.idle_timeout)
 
     @property
     def peerhost(self) -> str:
-        return self.conn.peername[0]
+        return self.conn.peerhost
+
+    def _v5_state(self) -> _V5:
+        v5 = self._v5
+        if v5 is None:
+            v5 = self._v5 = _V5()
+        return v5
+
+    @property
+    def client_max_packet(self) -> int:
+        """The client's Maximum Packet Size; 0 = no limit."""
+        return self._v5.max_packet if self._v5 is not None else 0
+
+    @property
+    def receive_maximum(self) -> int:
+        """At most this many unacknowledged QoS 1/2 PUBLISHes to the client."""
+        return self._v5.receive_maximum if self._v5 is not None else 65535
+
+    @property
+    def request_problem_info(self) -> bool:
+        return self._v5.problem_info if self._v5 is not None else True
+
+    @property
+    def _auth_method(self) -> str | None:
+        return self._v5.auth_method if self._v5 is not None else None
 
     # -- input from the shell ------------------------------------------------
     def handle(self, packet: Packet) -> None:
@@ -272,6 +317,8 @@ class Channel:
         """Keep a packet until the wait under way is over; past `HOLD_LIMIT` held
         packets, stop reading the socket (TCP pushes back)."""
         pending = self._pending
+        if pending is None:
+            pending = self._pending = []
         pending.append(packet)
         if len(pending) == HOLD_LIMIT:
             self.conn.pause_reading()
@@ -280,7 +327,7 @@ class Channel:
         """Run `answer` (which finishes handling the current packet) and hold the
         packets that arrive meanwhile, so they are handled after it, in order."""
         self._busy += 1
-        self.broker.track(self._loop.create_task(self._answered(answer)))
+        self.broker.track(asyncio.get_running_loop().create_task(self._answered(answer)))
 
     async def _answered(self, answer: Coroutine[Any, Any, None]) -> None:
         try:
@@ -310,8 +357,8 @@ class Channel:
     def _handle_held(self) -> None:
         """Handle what arrived while waiting (stops early if the channel closes;
         held again, in order, if one of them makes the channel wait)."""
-        pending, self._pending = self._pending, []
-        for packet in pending:
+        pending, self._pending = self._pending, None
+        for packet in pending or ():
             if self.state != CONNECTED:
                 break
             self.handle(packet)
@@ -369,9 +416,8 @@ class Channel:
             return
         was_connected = self.state == CONNECTED
         self.state = CLOSED
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self.timer_bucket is not None:
+            self.broker.timers.remove(self)
         if self._retry_timer is not None:
             self._retry_timer.cancel()
             self._retry_timer = None
@@ -416,14 +462,12 @@ class Channel:
         self.password = p.password
         self.will = p.will
         self.connect_packet = p
-        self.assigned_client_id = False
         client_id = p.client_id
         if not client_id:
             if not p.clean_start and p.protocol_level < 5:
                 self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)  # [MQTT-3.1.3-8]
                 return
-            client_id = "starling-" + uuid.uuid4().hex
-            self.assigned_client_id = True
+            client_id = "starling-" + uuid.uuid4().hex  # assigned: p.client_id stays ""
         elif len(client_id) > self.options.max_clientid_len:
             self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             return
@@ -436,14 +480,13 @@ class Channel:
             # Enhanced authentication replaces the user name / password chain.
             self.state = CONNECTING
             data = p.properties.get(PropertyId.AUTHENTICATION_DATA)
-            broker.track(self._loop.create_task(self._enhanced_step(data)))
+            broker.track(asyncio.get_running_loop().create_task(self._enhanced_step(data)))
             return
-        acc = AuthResult(ReasonCode.SUCCESS if self.options.allow_anonymous
-                         else ReasonCode.NOT_AUTHORIZED)
-        if broker.hooks.has(HookPoint.CLIENT_AUTHENTICATE) or (
+        acc = AuthResult(_SUCCESS if self.options.allow_anonymous else _NOT_AUTHORIZED)
+        if broker.hooks.has(Points.CLIENT_AUTHENTICATE) or (
                 p.will is not None and broker.acl_is_async):
             self.state = CONNECTING
-            task = self._loop.create_task(self._authenticate(acc))
+            task = asyncio.get_running_loop().create_task(self._authenticate(acc))
             broker.track(task)
         else:
             self._finish_connect(acc)
@@ -459,14 +502,22 @@ class Channel:
             if not self.broker.hooks.has(HookPoint.CLIENT_ENHANCED_AUTHENTICATE):
                 self._refuse(ReasonCode.BAD_AUTHENTICATION_METHOD)  # §4.12
                 return False
-            self._auth_method = props[PropertyId.AUTHENTICATION_METHOD]
+            self._v5_state().auth_method = props[PropertyId.AUTHENTICATION_METHOD]
         if p.will is not None and p.will.retain and not self.options.retain_available:
             self._refuse(ReasonCode.RETAIN_NOT_SUPPORTED)  # [MQTT-3.2.2-13]
             return False
-        self.client_max_packet = props.get(PropertyId.MAXIMUM_PACKET_SIZE, 0)
+        max_packet = props.get(PropertyId.MAXIMUM_PACKET_SIZE, 0)
+        receive_maximum = int(props.get(PropertyId.RECEIVE_MAXIMUM, 65535))
+        alias_max = 0
         if self.options.server_topic_alias:
-            self._alias_max = props.get(PropertyId.TOPIC_ALIAS_MAXIMUM, 0)
-        self.request_problem_info = props.get(PropertyId.REQUEST_PROBLEM_INFORMATION, 1) != 0
+            alias_max = props.get(PropertyId.TOPIC_ALIAS_MAXIMUM, 0)
+        problem_info = props.get(PropertyId.REQUEST_PROBLEM_INFORMATION, 1) != 0
+        if max_packet or receive_maximum != 65535 or alias_max or not problem_info:
+            v5 = self._v5_state()
+            v5.max_packet, v5.receive_maximum = max_packet, receive_maximum
+            v5.problem_info = problem_info
+            if alias_max:
+                v5.alias_max, v5.out_aliases = alias_max, {}
         return True
 
     # -- enhanced authentication (MQTT 5.0 §4.12) ------------------------------
@@ -482,7 +533,7 @@ class Channel:
             self._protocol_violation("AUTH with another method or reason")  # [MQTT-4.12.0-5]
             return
         data = p.properties.get(PropertyId.AUTHENTICATION_DATA)
-        self.broker.track(self._loop.create_task(self._enhanced_step(data)))
+        self.broker.track(asyncio.get_running_loop().create_task(self._enhanced_step(data)))
 
     async def _enhanced_step(self, data: bytes | None) -> None:
         assert self._auth_method is not None
@@ -503,7 +554,7 @@ class Channel:
                 self._refuse(ReasonCode.NOT_AUTHORIZED)
                 return
             assert isinstance(step, AuthStep)
-            self._auth_props = props
+            self._v5_state().auth_props = props
             self.is_superuser = step.superuser
             will_allowed = await self._will_acl()
             if self.state != CONNECTING:
@@ -543,7 +594,7 @@ class Channel:
 
     def _finish_connect(self, auth: AuthResult, will_allowed: bool | None = None) -> None:
         broker = self.broker
-        if auth.reason_code != ReasonCode.SUCCESS:
+        if auth.reason_code != _SUCCESS:
             self.counters["packets/connack/auth_error"] += 1
             self._refuse(auth.reason_code)
             return
@@ -565,12 +616,14 @@ class Channel:
         session, present = broker.open_session(self, p.clean_start, expiry)
         self.session = session
         self.state = CONNECTED
-        self.connected_at = time.time()
+        # A new session was made just now: one float for both.
+        self.connected_at = time.time() if present else session.created_at
+        self.connect_packet = None
         props: dict[PropertyId, Any] = {}
         if p.protocol_level == 5:
             props = self._connack_properties(p)
             session.max_inflight = min(self.options.max_inflight or 65535,
-                                       p.properties.get(PropertyId.RECEIVE_MAXIMUM, 65535))
+                                       self.receive_maximum)
         else:
             self._retry_interval = self.options.retry_interval
         self._write_connack(present, 0, props=props)
@@ -587,9 +640,10 @@ class Channel:
             PropertyId.RECEIVE_MAXIMUM: self.server_receive_maximum,
             PropertyId.TOPIC_ALIAS_MAXIMUM: options.max_topic_alias,
         }
-        if self.assigned_client_id:
+        if not p.client_id:  # we assigned one
             props[PropertyId.ASSIGNED_CLIENT_IDENTIFIER] = self.client_id
-        props.update(self._auth_props)
+        if self._v5 is not None:
+            props.update(self._v5.auth_props)
         if options.max_packet_size < MAX_PACKET_SIZE:
             props[PropertyId.MAXIMUM_PACKET_SIZE] = options.max_packet_size
         if not options.retain_available:
@@ -629,31 +683,39 @@ class Channel:
     def _write_connack(self, present: bool, code: int, level: int | None = None,
                        props: dict[PropertyId, Any] | None = None) -> None:
         self.counters["packets/connack"] += 1
-        self._send(encode(Connack(present, code, props or {}), level or self.protocol_level))
+        level = level or self.protocol_level
+        if level < 5:
+            self._send(connack_bytes(present, code))
+        else:
+            self._send(encode(Connack(present, code, props or {}), level))
 
     # -- keepalive -----------------------------------------------------------------
-    def _idle_timeout(self) -> None:
-        if self.state in (NEW, CONNECTING):
-            self.close("idle_timeout")
-
     def _reset_keepalive_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        timers = self.broker.timers
         if self.keepalive:
-            self._timer = self._loop.call_later(
-                self.keepalive * self.options.keepalive_multiplier, self._check_keepalive)
+            timers.add(self, time.monotonic()
+                       + self.keepalive * self.options.keepalive_multiplier)
+        elif self.timer_bucket is not None:
+            timers.remove(self)
 
-    def _check_keepalive(self) -> None:
-        """Close if nothing arrived for 1.5 x keepalive [MQTT-3.1.2-24]."""
+    def on_deadline(self, now: float) -> None:
+        """`broker.timers`: the idle timeout (no CONNECT handled in time), or the
+        keepalive window: close if nothing arrived for 1.5 x keepalive [MQTT-3.1.2-24]."""
+        state = self.state
+        if state in (NEW, CONNECTING):
+            self.close("idle_timeout")
+            return
+        if state != CONNECTED or not self.keepalive:
+            return
         window = self.keepalive * self.options.keepalive_multiplier
-        idle = time.monotonic() - self.last_seen
-        if idle >= window:
+        # last_seen may be up to 1 ms early (reads share their time: transport).
+        window += 0.001
+        if now - self.last_seen >= window:
             if self.protocol_level == 5:
                 self._send_disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT)
             self.close("keepalive_timeout")
         else:
-            self._timer = self._loop.call_later(window - idle, self._check_keepalive)
+            self.broker.timers.add(self, self.last_seen + window)
 
     # -- PUBLISH in ----------------------------------------------------------------
     def _on_publish(self, p: Publish) -> None:
@@ -681,7 +743,7 @@ class Channel:
         if not topic_levels_ok(p.topic, self.options.max_topic_levels):
             self._ack_publish(p, ReasonCode.TOPIC_NAME_INVALID)
             return
-        if broker.hooks.has(HookPoint.CLIENT_CHECK_ACL):
+        if broker.hooks.has(Points.CLIENT_CHECK_ACL):
             if broker.acl_is_async:
                 allowed = broker.acl_known(self, "publish", p.topic)
                 if allowed is None:
@@ -729,7 +791,7 @@ class Channel:
             assert p.packet_id is not None
             session.await_rel(p.packet_id)
         message = Message(p.topic, p.payload, qos, p.retain, self.client_id, self.username,
-                          self.conn.peername[0], p.properties)
+                          self.conn.peerhost, p.properties)
         expiry: float | None = (p.properties.get(PropertyId.MESSAGE_EXPIRY_INTERVAL)
                                 if p.properties else None)
         expiry_cap = self.options.message_expiry_interval
@@ -756,10 +818,13 @@ class Channel:
             if alias == 0 or alias > self.options.max_topic_alias:
                 self._disconnect(ReasonCode.TOPIC_ALIAS_INVALID, f"topic alias {alias}")
                 return False
+            v5 = self._v5_state()
             if p.topic:
-                self._topic_aliases[alias] = p.topic
+                if v5.topic_aliases is NO_ENTRIES:
+                    v5.topic_aliases = {}
+                v5.topic_aliases[alias] = p.topic
             else:
-                topic = self._topic_aliases.get(alias)
+                topic = v5.topic_aliases.get(alias)
                 if topic is None:
                     self._protocol_violation(f"unknown topic alias {alias}")
                     return False
@@ -841,24 +906,27 @@ class Channel:
         """Write one PUBLISH; False if it was dropped (over the client's maximum
         packet size, MQTT 5.0 §3.1.2.11.4: the flow counts as completed)."""
         alias = 0
-        if self.protocol_level == 5 and (self._alias_max or message.expires_at is not None or (
+        v5 = self._v5
+        if self.protocol_level == 5 and (
+                (v5 is not None and v5.alias_max) or message.expires_at is not None or (
                 self.session is not None and self.session.subscription_ids)):
             alias = self._alias_for(message.topic)
             head, tail = self._v5_parts(message, qos, retain, via, alias)
         else:
             head, tail = message.parts(qos, retain, self.protocol_level)
-        if self.client_max_packet and (
-                len(head) + len(tail) + (2 if qos else 0) > self.client_max_packet):
+        if v5 is not None and v5.max_packet and (
+                len(head) + len(tail) + (2 if qos else 0) > v5.max_packet):
             self.counters[m.MESSAGES_DROPPED] += 1
             return False
-        if alias and message.topic not in self._out_aliases:
-            self._out_aliases[message.topic] = alias  # sent: the client knows it now
+        if alias and v5 is not None and message.topic not in v5.out_aliases:
+            v5.out_aliases[message.topic] = alias  # sent: the client knows it now
         if qos:
             if dup:
                 head = bytes((head[0] | 0x08,)) + head[1:]
             self.conn.write(head + packet_id.to_bytes(2, "big") + tail)
             if self._retry_timer is None and self._retry_interval:
-                self._retry_timer = self._loop.call_later(self._retry_interval, self._retry)
+                self._retry_timer = asyncio.get_running_loop().call_later(
+                    self._retry_interval, self._retry)
         else:
             self.conn.write(head + tail)
         self.send_pkt += 1
@@ -873,13 +941,14 @@ class Channel:
 
     def _alias_for(self, topic: str) -> int:
         """The alias to send `topic` with: known, new (while there is room), or 0."""
-        if not self._alias_max:
+        v5 = self._v5
+        if v5 is None or not v5.alias_max:
             return 0
-        alias = self._out_aliases.get(topic)
+        alias = v5.out_aliases.get(topic)
         if alias is not None:
             return alias
-        if len(self._out_aliases) < self._alias_max:
-            return len(self._out_aliases) + 1
+        if len(v5.out_aliases) < v5.alias_max:
+            return len(v5.out_aliases) + 1
         return 0
 
     def _v5_parts(self, message: Message, qos: int, retain: bool,
@@ -890,7 +959,7 @@ class Channel:
         topic = message.topic
         if alias:
             props[PropertyId.TOPIC_ALIAS] = alias
-            if topic in self._out_aliases:
+            if self._v5 is not None and topic in self._v5.out_aliases:
                 topic = ""
         if message.expires_at is not None:
             props[PropertyId.MESSAGE_EXPIRY_INTERVAL] = max(
@@ -922,7 +991,7 @@ class Channel:
             self._retry_timer = None
         if oldest is not None:
             delay = max(0.01, oldest + interval - time.monotonic())
-            self._retry_timer = self._loop.call_later(delay, self._retry)
+            self._retry_timer = asyncio.get_running_loop().call_later(delay, self._retry)
 
     def send_pubrel(self, packet_id: int, wait: bool = False) -> None:
         self.counters["packets/pubrel/sent"] += 1
@@ -940,8 +1009,8 @@ class Channel:
         message = session.puback(p.packet_id)
         if message is None:
             self.counters["packets/puback/missed"] += 1
-        elif self.broker.hooks.has(HookPoint.MESSAGE_ACKED):
-            self.broker.hooks.run(HookPoint.MESSAGE_ACKED, self, message)
+        elif self.broker.hooks.has(Points.MESSAGE_ACKED):
+            self.broker.hooks.run(Points.MESSAGE_ACKED, self, message)
 
     def _on_pubrec(self, p: Pubrec) -> None:
         self.counters["packets/pubrec/received"] += 1
@@ -969,8 +1038,8 @@ class Channel:
         message = session.pubcomp(p.packet_id)
         if message is None:
             self.counters["packets/pubcomp/missed"] += 1
-        elif self.broker.hooks.has(HookPoint.MESSAGE_ACKED):
-            self.broker.hooks.run(HookPoint.MESSAGE_ACKED, self, message)
+        elif self.broker.hooks.has(Points.MESSAGE_ACKED):
+            self.broker.hooks.run(Points.MESSAGE_ACKED, self, message)
 
     # -- SUBSCRIBE / UNSUBSCRIBE -------------------------------------------------------
     def _on_subscribe(self, p: Subscribe, acl_answers: dict[str, bool] | None = None) -> None:
@@ -1017,10 +1086,7 @@ class Channel:
                 denied = True
                 continue
             is_new = broker.subscribe(session, topic_filter, opts)
-            if sub_id:
-                session.subscription_ids[topic_filter] = sub_id
-            else:
-                session.subscription_ids.pop(topic_filter, None)
+            session.set_subscription_id(topic_filter, sub_id)
             codes.append(opts.qos)
             granted.append((topic_filter, opts.qos, is_new))
         self.counters["packets/suback"] += 1

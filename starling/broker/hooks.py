@@ -46,6 +46,36 @@ class HookPoint(StrEnum):
     MESSAGE_DROPPED = "message.dropped"
 
 
+class Points:
+    """The `HookPoint` members as plain class attributes, for the hot path.
+
+    On Python 3.11 `EnumType` defines `__getattr__`, which sends every attribute
+    lookup on an enum class through CPython's slow generic path: `HookPoint.X`
+    costs ~70 ns (~2,000 instructions), `Points.X` ~10 ns, for the same member.
+    """
+
+    CLIENT_CONNECT = HookPoint.CLIENT_CONNECT
+    CLIENT_CONNACK = HookPoint.CLIENT_CONNACK
+    CLIENT_CONNECTED = HookPoint.CLIENT_CONNECTED
+    CLIENT_DISCONNECTED = HookPoint.CLIENT_DISCONNECTED
+    CLIENT_AUTHENTICATE = HookPoint.CLIENT_AUTHENTICATE
+    CLIENT_ENHANCED_AUTHENTICATE = HookPoint.CLIENT_ENHANCED_AUTHENTICATE
+    CLIENT_CHECK_ACL = HookPoint.CLIENT_CHECK_ACL
+    CLIENT_SUBSCRIBE = HookPoint.CLIENT_SUBSCRIBE
+    CLIENT_UNSUBSCRIBE = HookPoint.CLIENT_UNSUBSCRIBE
+    SESSION_CREATED = HookPoint.SESSION_CREATED
+    SESSION_RESUMED = HookPoint.SESSION_RESUMED
+    SESSION_SUBSCRIBED = HookPoint.SESSION_SUBSCRIBED
+    SESSION_UNSUBSCRIBED = HookPoint.SESSION_UNSUBSCRIBED
+    SESSION_TAKEOVERED = HookPoint.SESSION_TAKEOVERED
+    SESSION_DISCARDED = HookPoint.SESSION_DISCARDED
+    SESSION_TERMINATED = HookPoint.SESSION_TERMINATED
+    MESSAGE_PUBLISH = HookPoint.MESSAGE_PUBLISH
+    MESSAGE_DELIVERED = HookPoint.MESSAGE_DELIVERED
+    MESSAGE_ACKED = HookPoint.MESSAGE_ACKED
+    MESSAGE_DROPPED = HookPoint.MESSAGE_DROPPED
+
+
 class _StopMarker:
     __slots__ = ()
 

@@ -126,6 +126,14 @@ class Journal:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._kick)
 
+    def add_pair(self, first: Operation, second: Operation) -> None:
+        """Two operations at once (a message body and its holding): one call, not two."""
+        self._ops += (first, second)
+        self.ops_added += 2
+        if self.durable and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._kick)
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the batch collecting operations now is committed."""
         if not self.durable or not self._ops:
@@ -235,12 +243,15 @@ class Journal:
 
         Message bodies are stored once and shared; `_refs` counts the sessions
         holding each, so the body is deleted with its last holder."""
-        refs = self._refs.get(message.id, 0)
-        if not refs:
-            self.add(("message_put", record_of(message)))
-        self._refs[message.id] = refs + 1
-        self.add(("session_message_put", session.client_id, message.id, message.id, qos, retain,
-                  packet_id, False))
+        message_id = message.id
+        refs = self._refs.get(message_id, 0)
+        self._refs[message_id] = refs + 1
+        held = ("session_message_put", session.client_id, message_id, message_id, qos, retain,
+                packet_id, False)
+        if refs:
+            self.add(held)
+        else:
+            self.add_pair(("message_put", record_of(message)), held)
 
     def moved(self, session: Session, message: Message, qos: int, retain: bool,
               packet_id: int) -> None:
@@ -255,8 +266,15 @@ class Journal:
 
     def done(self, session: Session, message: Message) -> None:
         """Acknowledged, dropped or expired: the session no longer holds it."""
-        self.add(("session_message_delete", session.client_id, message.id))
-        self._unref(message.id, delete_row=True)
+        message_id = message.id
+        refs = self._refs.get(message_id, 0) - 1
+        if refs > 0:
+            self._refs[message_id] = refs
+            self.add(("session_message_delete", session.client_id, message_id))
+            return
+        self._refs.pop(message_id, None)
+        self.add_pair(("session_message_delete", session.client_id, message_id),
+                      ("message_delete", message_id))
 
     def _unref(self, message_id: int, delete_row: bool) -> None:
         refs = self._refs.get(message_id, 0) - 1

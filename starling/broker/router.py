@@ -64,6 +64,9 @@ class Router(Generic[K]):
         self._empty: Subscribers[K] = {}
         #: (filter, session) pairs: the `subscriptions/count` stat.
         self.subscription_count = 0
+        #: Filters starting with "$": only they can match a "$SYS/..." topic
+        #: [MQTT-4.7.2-1], so with none a $SYS message reaches nobody.
+        self.dollar_filters = 0
 
     # -- changes -----------------------------------------------------------
     def subscribe(self, topic_filter: str, session: K, opts: SubscriptionOptions) -> bool:
@@ -75,8 +78,14 @@ class Router(Generic[K]):
                 for level in topic_filter.split("/"):
                     node = node.children.setdefault(level, _Node())
                 subs = self._wild_filters[topic_filter] = node.subs
+                if topic_filter.startswith("$"):
+                    self.dollar_filters += 1
         else:
-            subs = self._exact.setdefault(topic_filter, {})
+            subs = self._exact.get(topic_filter)
+            if subs is None:
+                subs = self._exact[topic_filter] = {}
+                if topic_filter.startswith("$"):
+                    self.dollar_filters += 1
         new = session not in subs
         subs[session] = opts
         if new:
@@ -91,6 +100,8 @@ class Router(Generic[K]):
             del subs[session]
             if not subs:
                 del self._wild_filters[topic_filter]
+                if topic_filter.startswith("$"):
+                    self.dollar_filters -= 1
                 self._prune(topic_filter.split("/"))
         else:
             subs = self._exact.get(topic_filter)
@@ -99,6 +110,8 @@ class Router(Generic[K]):
             del subs[session]
             if not subs:
                 del self._exact[topic_filter]
+                if topic_filter.startswith("$"):
+                    self.dollar_filters -= 1
         self.subscription_count -= 1
         return True
 

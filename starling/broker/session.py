@@ -19,9 +19,9 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from starling.mqtt import PropertyId, SubscriptionOptions
+from starling.mqtt import SubscriptionOptions
 
 from . import metrics as m
 from .message import Message
@@ -62,6 +62,24 @@ class _NoQueue(deque[QueueEntry]):
 _NO_QUEUE = _NoQueue()
 
 
+class _NoEntries(dict[Any, Any]):
+    """The dict every session starts with in place of each of its maps, shared
+    and always empty: reads work as on any empty dict, writes are refused.
+
+    An empty dict costs 64 bytes and a session has four; an idle client uses
+    none of them, so a session makes its own when it first stores something.
+    """
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("write to a shared empty map: use the Session method")
+
+    __setitem__ = setdefault = update = __ior__ = _refuse
+
+
+#: The one shared empty map; `m is NO_ENTRIES` tells it from an object's own.
+NO_ENTRIES: dict[Any, Any] = _NoEntries()
+
+
 class Session:
     __slots__ = (
         "_next_id",
@@ -98,16 +116,18 @@ class Session:
         self.counters = counters
         self.created_at = time.time()
         self.disconnected_at: float | None = None
-        self.subscriptions: dict[str, SubscriptionOptions] = {}
+        # The four maps start as the shared empty one (`_NoEntries`); the methods
+        # that add to them make the session's own.
+        self.subscriptions: dict[str, SubscriptionOptions] = NO_ENTRIES
         #: MQTT 5.0 Subscription Identifiers by topic filter (only filters that have one).
-        self.subscription_ids: dict[str, int] = {}
-        self.inflight: dict[int, InflightEntry] = {}
+        self.subscription_ids: dict[str, int] = NO_ENTRIES
+        self.inflight: dict[int, InflightEntry] = NO_ENTRIES
         self.max_inflight = options.max_inflight or 65535
         #: (message, qos, retain flag, shared subscription it is for or None).
         self.mqueue: deque[QueueEntry] = _NO_QUEUE
         self.mqueue_dropped = 0
         #: Incoming QoS 2 packet ids → monotonic time received.
-        self.awaiting_rel: dict[int, float] = {}
+        self.awaiting_rel: dict[int, float] = NO_ENTRIES
         self.channel: Channel | None = None
         #: A will waiting out its Will Delay Interval: (message, timer).
         self.pending_will: tuple[Message, asyncio.TimerHandle] | None = None
@@ -121,6 +141,36 @@ class Session:
     def persistent(self) -> bool:
         return self.expiry_interval > 0
 
+    # -- adding to the maps (each made when first needed) -----------------------
+    def put_subscription(self, topic_filter: str, opts: SubscriptionOptions) -> bool:
+        """Add or replace a subscription; True if it is new."""
+        subs = self.subscriptions
+        if subs is NO_ENTRIES:
+            subs = self.subscriptions = {}
+        is_new = topic_filter not in subs
+        subs[topic_filter] = opts
+        return is_new
+
+    def set_subscription_id(self, topic_filter: str, sub_id: int) -> None:
+        """The Subscription Identifier of a filter; 0 = none."""
+        if not sub_id:
+            self.subscription_ids.pop(topic_filter, None)
+            return
+        if self.subscription_ids is NO_ENTRIES:
+            self.subscription_ids = {}
+        self.subscription_ids[topic_filter] = sub_id
+
+    def put_inflight(self, packet_id: int, entry: InflightEntry) -> None:
+        inflight = self.inflight
+        if inflight is NO_ENTRIES:
+            inflight = self.inflight = {}
+        inflight[packet_id] = entry
+
+    def put_awaiting_rel(self, packet_id: int, at: float) -> None:
+        if self.awaiting_rel is NO_ENTRIES:
+            self.awaiting_rel = {}
+        self.awaiting_rel[packet_id] = at
+
     def reconfigure(self, options: BrokerOptions) -> None:
         """Adopt options changed at runtime (PUT /configs): the new window and queue
         limits apply from now on; a queue over its new limit loses its oldest messages
@@ -128,9 +178,8 @@ class Session:
         The window never exceeds an MQTT 5.0 client's Receive Maximum [MQTT-3.3.4-7]."""
         self.options = options
         window = options.max_inflight or 65535
-        packet = self.channel.connect_packet if self.channel is not None else None
-        if packet is not None and packet.protocol_level == 5:
-            window = min(window, int(packet.properties.get(PropertyId.RECEIVE_MAXIMUM, 65535)))
+        if self.channel is not None:
+            window = min(window, self.channel.receive_maximum)
         self.max_inflight = window
         limit = options.max_mqueue_len
         journal = self.journal
@@ -155,8 +204,8 @@ class Session:
                 return
             if len(self.inflight) < self.max_inflight and not self.mqueue:
                 packet_id = self._allocate_id()
-                self.inflight[packet_id] = InflightEntry(message, qos, retain, time.monotonic(),
-                                                         via=via)
+                self.put_inflight(packet_id, InflightEntry(message, qos, retain,
+                                                           time.monotonic(), via=via))
                 if self.journal is not None:
                     self.journal.held(self, message, qos, retain, packet_id)
                 if not channel.send_publish(message, qos, retain, packet_id, False, via):
@@ -206,8 +255,8 @@ class Session:
             packet_id = 0
             if qos:
                 packet_id = self._allocate_id()
-                self.inflight[packet_id] = InflightEntry(message, qos, retain, time.monotonic(),
-                                                         via=via)
+                self.put_inflight(packet_id, InflightEntry(message, qos, retain,
+                                                           time.monotonic(), via=via))
                 if journal is not None:
                     journal.moved(self, message, qos, retain, packet_id)
             if not channel.send_publish(message, qos, retain, packet_id, False, via) and qos:
@@ -294,7 +343,7 @@ class Session:
         self.drain()
 
     def await_rel(self, packet_id: int) -> None:
-        self.awaiting_rel[packet_id] = time.monotonic()
+        self.put_awaiting_rel(packet_id, time.monotonic())
         if self.journal is not None:
             self.journal.awaiting_added(self, packet_id)
 

@@ -49,7 +49,7 @@ class ConnectionSnapshot:
         return cls(
             client_id=channel.client_id,
             username=channel.username,
-            peerhost=conn.peername[0],
+            peerhost=conn.peerhost,
             peerport=conn.peername[1],
             listener=conn.listener,
             zone=channel.zone,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .hooks import Points
 from .message import Message
 
 if TYPE_CHECKING:
@@ -102,7 +103,19 @@ class SysPublisher:
         for name, value in broker.metrics().items():
             self._publish(f"{self.prefix}metrics/{name}", str(value))
 
+    def _observed(self) -> bool:
+        """Could a $SYS message reach anyone?  Only through a subscription whose
+        filter starts with "$" (no wildcard matches "$SYS" [MQTT-4.7.2-1]) or a
+        `message.publish` hook (rules).  If not, the per-connection presence
+        events are not built at all: they cost more than the rest of a CONNECT."""
+        broker = self._broker
+        return broker.running and bool(
+            broker.router.dollar_filters or broker.shared_router.dollar_filters
+            or broker.hooks.has(Points.MESSAGE_PUBLISH))
+
     def client_connected(self, channel: Channel) -> None:
+        if not self._observed():
+            return
         payload = {
             "clientid": channel.client_id,
             "username": channel.username if channel.username is not None else "undefined",
@@ -117,6 +130,8 @@ class SysPublisher:
         self._presence(channel, "connected", payload)
 
     def client_disconnected(self, channel: Channel, reason: str) -> None:
+        if not self._observed():
+            return
         payload = {
             "clientid": channel.client_id,
             "username": channel.username if channel.username is not None else "undefined",

@@ -14,8 +14,8 @@ from .constants import (
     QoS,
     RetainHandling,
 )
-from .decoder import Decoder
-from .encoder import PINGRESP_BYTES, encode, encode_publish, publish_parts
+from .decoder import Decoder, settle_decoder, shared_decoder
+from .encoder import PINGRESP_BYTES, connack_bytes, encode, encode_publish, publish_parts
 from .errors import (
     MalformedPacket,
     MQTTError,
@@ -92,6 +92,7 @@ __all__ = [
     "Unsubscribe",
     "UnsupportedProtocolVersion",
     "Will",
+    "connack_bytes",
     "connack_code_for",
     "decode_properties",
     "encode",
@@ -103,5 +104,7 @@ __all__ = [
     "matches",
     "parse_share",
     "publish_parts",
+    "settle_decoder",
+    "shared_decoder",
     "topic_levels_ok",
 ]

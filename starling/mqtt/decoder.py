@@ -81,14 +81,18 @@ def _check_end(pos: int, end: int) -> None:
 class Decoder:
     """Turns a byte stream from one peer into packets."""
 
-    __slots__ = ("_buffer", "_need", "max_packet_size", "pending_error", "protocol_level")
+    __slots__ = ("_buffer", "_need", "_pool_key", "max_packet_size", "pending_error",
+                 "protocol_level")
 
     def __init__(self, max_packet_size: int = MAX_PACKET_SIZE, protocol_level: int = 0) -> None:
+        #: Set while the decoder is `shared_decoder`'s for this (size, level).
+        self._pool_key: tuple[int, int] | None = None
         self.max_packet_size = max_packet_size
         #: 0 until a CONNECT is decoded; then 3, 4 or 5.
         self.protocol_level = protocol_level
         self.pending_error: MQTTError | None = None
-        self._buffer = bytearray()
+        #: Bytes of an incomplete packet; a bytearray only while there are some.
+        self._buffer: bytes | bytearray = b""
         self._need = 0
 
     @property
@@ -105,7 +109,7 @@ class Decoder:
             if len(self._buffer) < self._need:
                 return []
             buf = bytes(self._buffer)
-            self._buffer.clear()
+            self._buffer = b""
         else:
             buf = data
         packets: list[Packet] = []
@@ -154,7 +158,7 @@ class Decoder:
             self.pending_error = exc
             return packets
         if pos < size:
-            self._buffer += buf[pos:]
+            self._buffer = bytearray(memoryview(buf)[pos:])
         self._need = need
         return packets
 
@@ -196,6 +200,7 @@ class Decoder:
         pos += 1
         if name not in ("MQTT", "MQIsdp"):
             raise ProtocolError(f"unknown protocol name {name!r}")  # [MQTT-3.1.2-1]
+        name = "MQTT" if name == "MQTT" else "MQIsdp"  # the constants: no copy per connection
         if (name == "MQIsdp") != (level == 3) or level not in (3, 4, 5):
             raise UnsupportedProtocolVersion(f"unsupported protocol level {level}")
         if pos + 3 > end:
@@ -371,3 +376,44 @@ _READERS: dict[int, Callable[[Decoder, bytes, int, int], Packet]] = {
     PacketType.DISCONNECT: Decoder._disconnect,
     PacketType.AUTH: Decoder._auth,
 }
+
+
+# -- decoders shared between packets ---------------------------------------------
+# Between packets a decoder holds nothing but its size limit and protocol level,
+# so connections share one per (limit, level) instead of keeping 72 bytes each.
+# A connection left with state of its own after `feed` (part of a packet, an
+# error) gets a decoder of its own holding that state, and the shared one is
+# emptied again; an own decoder that holds nothing any more goes back to sharing.
+_SHARED: dict[tuple[int, int], Decoder] = {}
+
+
+def shared_decoder(max_packet_size: int, protocol_level: int = 0) -> Decoder:
+    """The decoder connections with this limit and level use between packets."""
+    key = (max_packet_size, protocol_level)
+    decoder = _SHARED.get(key)
+    if decoder is None:
+        decoder = _SHARED[key] = Decoder(max_packet_size, protocol_level)
+        decoder._pool_key = key
+    return decoder
+
+
+def settle_decoder(decoder: Decoder) -> Decoder:
+    """After `feed` (returned or raised): the decoder the connection goes on with."""
+    key = decoder._pool_key
+    level = decoder.protocol_level
+    stateless = not decoder._buffer and decoder.pending_error is None
+    if key is None:  # the connection's own
+        return shared_decoder(decoder.max_packet_size, level) if stateless else decoder
+    if stateless and level == key[1]:
+        return decoder
+    # The shared decoder took on this connection's state (a CONNECT sets the level):
+    # the state moves to a decoder of the connection's own, the shared one is reset.
+    if stateless:
+        own = shared_decoder(decoder.max_packet_size, level)
+    else:
+        own = Decoder(decoder.max_packet_size, level)
+        own._buffer, own._need, own.pending_error = (
+            decoder._buffer, decoder._need, decoder.pending_error)
+        decoder._buffer, decoder._need, decoder.pending_error = b"", 0, None
+    decoder.protocol_level = key[1]
+    return own

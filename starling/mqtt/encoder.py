@@ -87,6 +87,12 @@ def _connect(p: Connect, level: int) -> bytes:
     return _frame(0x10, body)
 
 
+def connack_bytes(session_present: bool, code: int) -> bytes:
+    """A 3.1 / 3.1.1 CONNACK, as `encode(Connack(...), 4)` writes it, without
+    building the packet: every accepted CONNECT sends one."""
+    return bytes((0x20, 2, 1 if session_present else 0, code))
+
+
 def _connack(p: Connack, level: int) -> bytes:
     return _frame(0x20, bytes((1 if p.session_present else 0, p.reason_code))
                   + _props(level, p.properties))

@@ -142,16 +142,60 @@ class SQLiteStore(Store):
 
     # -- writes ------------------------------------------------------------------
     def apply(self, operations: Sequence[Operation]) -> None:
+        """One transaction.  The per-message operations (bodies and session
+        holdings, four per QoS 1/2 message to a persistent session) are the bulk
+        of every batch: they are reduced to their net effect per row (the last
+        operation on a row wins, as executing them in order would leave it) and
+        written with one `executemany` per kind.  Every other operation runs in
+        order where it stands; `session_delete`, which reads the message tables,
+        first writes what was collected before it."""
         db = self.db
         ops = self._ops
+        bodies: dict[int, MessageRecord | None] = {}  # message id → body, None = delete
+        held: dict[tuple[str, int], Operation | None] = {}  # (client, message) → row
         db.execute("BEGIN")
         try:
             for op in operations:
-                ops[op[0]](*op[1:])
+                name = op[0]
+                if name == "session_message_put":
+                    held[(op[1], op[2])] = op
+                elif name == "session_message_delete":
+                    held[(op[1], op[2])] = None
+                elif name == "message_put":
+                    bodies[op[1].id] = op[1]
+                elif name == "message_delete":
+                    bodies[op[1]] = None
+                else:
+                    if name == "session_delete" and (bodies or held):
+                        self._write_messages(bodies, held)
+                        bodies, held = {}, {}
+                    ops[name](*op[1:])
+            if bodies or held:
+                self._write_messages(bodies, held)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _write_messages(self, bodies: dict[int, MessageRecord | None],
+                        held: dict[tuple[str, int], Operation | None]) -> None:
+        """The net effect of a run of per-message operations: rows of different
+        keys are independent, so deletes and writes go in one statement each."""
+        db = self.db
+        gone = [key for key, op in held.items() if op is None]
+        if gone:
+            db.executemany("DELETE FROM session_messages WHERE client_id = ? AND msg_id = ?",
+                           gone)
+        rows = [op[1:] for op in held.values() if op is not None]
+        if rows:
+            db.executemany("INSERT OR REPLACE INTO session_messages VALUES (?,?,?,?,?,?,?)",
+                           rows)
+        dropped = [(message_id,) for message_id, m in bodies.items() if m is None]
+        if dropped:
+            db.executemany("DELETE FROM messages WHERE id = ?", dropped)
+        new = [_message_row(m) for m in bodies.values() if m is not None]
+        if new:
+            db.executemany("INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)", new)
 
     def _kv_put(self, table: str, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (table, key, value))

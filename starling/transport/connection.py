@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
+import sys
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from starling.broker import Broker, Channel
-from starling.mqtt import Decoder, MQTTError, ProtocolError
+from starling.broker import Channel
+from starling.mqtt import MQTTError, ProtocolError, settle_decoder, shared_decoder
 
 from .tls import subject_of
 
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 #: Write buffer high-water mark per connection, before the session queues.
 WRITE_HIGH_WATER = 256 * 1024
+#: The time of a recent read: reads less than a millisecond later share its float
+#: object as their `last_seen`. Every idle connection keeps one (24 bytes), and
+#: connections that arrive together (a reconnect storm) then need only one.
+_recent = [0.0]
 
 
 class WriteBatcher:
@@ -56,19 +60,14 @@ class WriteBatcher:
 class MQTTConnection(asyncio.Protocol):
     """One MQTT connection over a stream transport (TCP or TLS)."""
 
+    # Slots: one per client, so every field is per-client memory; what the
+    # listener knows (broker, batcher, name) is reached through it.
     __slots__ = (
-        "_batcher",
         "_out",
-        "broker",
-        "cert_clientid",
-        "cert_username",
         "channel",
-        "counters",
         "decoder",
-        "listener",
         "listener_ref",
-        "peercert",
-        "peername",
+        "peerhost",
         "recv_cnt",
         "recv_oct",
         "send_cnt",
@@ -76,21 +75,24 @@ class MQTTConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, broker: Broker, listener: Listener, batcher: WriteBatcher) -> None:
-        self.broker = broker
-        self._batcher = batcher
-        self._out: list[bytes] = []
+    #: Subject of the client certificate, and the identities taken from it
+    #: (peer_cert_as_username/clientid): slots of `TLSConnection` (and of the
+    #: WebSocket shell); a plain TCP connection has none and reads these defaults.
+    peercert: str | None = None
+    cert_username: str | None = None
+    cert_clientid: str | None = None
+
+    def __init__(self, listener: Listener) -> None:
+        broker = listener.broker
+        #: Bytes written since the last flush; None when there are none.
+        self._out: list[bytes] | None = None
         self.listener_ref = listener
-        self.listener = listener.name
-        self.peername: tuple[str, int] = ("", 0)
-        self.peercert: str | None = None
-        #: Identities taken from a client certificate (peer_cert_as_username/clientid).
-        self.cert_username: str | None = None
-        self.cert_clientid: str | None = None
+        #: The client's address (interned: connections from one gateway share it).
+        self.peerhost = ""
         self.transport: asyncio.Transport | None = None
-        self.decoder = Decoder(broker.zone_options(listener.zone).max_packet_size)
+        #: Shared with other connections while it holds nothing (`settle_decoder`).
+        self.decoder = shared_decoder(broker.zone_options(listener.zone).max_packet_size)
         self.channel: Channel | None = None
-        self.counters = broker.counters
         self.recv_oct = self.send_oct = 0
         self.recv_cnt = self.send_cnt = 0
 
@@ -100,14 +102,13 @@ class MQTTConnection(asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if peer:
-            self.peername = (peer[0], peer[1])
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Small MQTT packets must not wait for Nagle's algorithm.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.peerhost = sys.intern(peer[0])
+        # TCP_NODELAY (small MQTT packets must not wait for Nagle's algorithm) is set
+        # by uvloop and by asyncio on every TCP transport they make.
         transport.set_write_buffer_limits(WRITE_HIGH_WATER)
-        self._take_certificate(transport.get_extra_info("peercert"))
-        self.channel = Channel(self.broker, self, self.listener_ref.zone)
+        if self.listener_ref.tls is not None:
+            self._take_certificate(transport.get_extra_info("peercert"))
+        self.channel = Channel(self.listener_ref.broker, self, self.listener_ref.zone)
         self.listener_ref.connection_opened(self)
 
     def _take_certificate(self, peercert: Any) -> None:
@@ -115,11 +116,30 @@ class MQTTConnection(asyncio.Protocol):
         if identity is None:
             return
         dn, cn = identity
-        self.peercert = dn
         config = self.listener_ref.config
         use = {"cn": cn, "dn": dn}
-        self.cert_username = use.get(config.peer_cert_as_username)
-        self.cert_clientid = use.get(config.peer_cert_as_clientid)
+        self.set_certificate(dn, use.get(config.peer_cert_as_username),
+                             use.get(config.peer_cert_as_clientid))
+
+    def set_certificate(self, subject: str, username: str | None,
+                        client_id: str | None) -> None:
+        """Keep what the client certificate says (TLS connections only)."""
+        raise TypeError("a plain TCP connection has no client certificate")
+
+    @property
+    def listener(self) -> str:
+        return self.listener_ref.name
+
+    @property
+    def peername(self) -> tuple[str, int]:
+        """(host, port); the port is read from the transport when asked (uvloop keeps
+        the address in the transport, even once closed), not kept per connection."""
+        port = 0
+        if self.transport is not None:
+            peer = self.transport.get_extra_info("peername")
+            if peer:
+                port = peer[1]
+        return (self.peerhost, port)
 
     def data_received(self, data: bytes) -> None:
         channel = self.channel
@@ -128,7 +148,7 @@ class MQTTConnection(asyncio.Protocol):
         size = len(data)
         self.recv_oct += size
         self.recv_cnt += 1
-        self.counters["bytes/received"] += size
+        self.listener_ref.counters["bytes/received"] += size
         if channel.limiter is not None:
             channel.limiter.received(size)
         self.feed(data)
@@ -137,7 +157,13 @@ class MQTTConnection(asyncio.Protocol):
         """MQTT bytes from the client (the WebSocket shell unwraps frames first)."""
         channel = self.channel
         assert channel is not None
-        channel.last_seen = time.monotonic()
+        now = time.monotonic()
+        recent = _recent[0]
+        if now - recent < 0.001:
+            now = recent
+        else:
+            _recent[0] = now
+        channel.last_seen = now
         decoder = self.decoder
         if channel.state == "new" and data and data[0] != 0x10 and not decoder.buffered:
             channel.handle_error(ProtocolError("the first packet must be CONNECT"))
@@ -145,13 +171,16 @@ class MQTTConnection(asyncio.Protocol):
         try:
             packets = decoder.feed(data)
         except MQTTError as exc:
+            self.decoder = settle_decoder(decoder)
             channel.handle_error(exc)
             return
+        self.decoder = settle_decoder(decoder)
         handle = channel.handle
         for packet in packets:
             handle(packet)
-        if decoder.pending_error is not None and channel.state != "closed":
-            channel.handle_error(decoder.pending_error)
+        error = self.decoder.pending_error
+        if error is not None and channel.state != "closed":
+            channel.handle_error(error)
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -174,13 +203,16 @@ class MQTTConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is None:
             return
-        if not self._out:
-            self._batcher.mark(self)
-        self._out.append(data)
+        out = self._out
+        if out is None:
+            self._out = [data]
+            self.listener_ref.batcher.mark(self)
+        else:
+            out.append(data)
         size = len(data)
         self.send_oct += size
         self.send_cnt += 1
-        self.counters["bytes/sent"] += size
+        self.listener_ref.counters["bytes/sent"] += size
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -192,7 +224,7 @@ class MQTTConnection(asyncio.Protocol):
 
     def io_stats(self) -> dict[str, int]:
         transport = self.transport
-        pending = sum(map(len, self._out))
+        pending = sum(map(len, self._out or ()))
         if transport is not None:
             pending += transport.get_write_buffer_size()
         return {"recv_oct": self.recv_oct, "recv_cnt": self.recv_cnt, "send_oct": self.send_oct,
@@ -200,9 +232,9 @@ class MQTTConnection(asyncio.Protocol):
 
     def flush(self) -> None:
         out = self._out
-        if not out:
+        if out is None:
             return
-        self._out = []
+        self._out = None
         transport = self.transport
         if transport is not None and not transport.is_closing():
             self.send_bytes(out[0] if len(out) == 1 else b"".join(out))
@@ -225,3 +257,17 @@ class MQTTConnection(asyncio.Protocol):
         self.flush()
         if self.transport is not None:
             self.transport.close()
+
+
+class TLSConnection(MQTTConnection):
+    """A connection on a TLS listener: room for what the client certificate says."""
+
+    __slots__ = ("cert_clientid", "cert_username", "peercert")
+
+    def __init__(self, listener: Listener) -> None:
+        super().__init__(listener)
+        self.peercert = self.cert_username = self.cert_clientid = None
+
+    def set_certificate(self, subject: str, username: str | None,
+                        client_id: str | None) -> None:
+        self.peercert, self.cert_username, self.cert_clientid = subject, username, client_id

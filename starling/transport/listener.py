@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from starling.broker import Broker
 
-from .connection import MQTTConnection, WriteBatcher
+from .connection import MQTTConnection, TLSConnection, WriteBatcher
 from .tls import TlsContext, TlsOptions
 from .ws import WSConnection
 
@@ -63,11 +63,14 @@ class Listener:
         self.name = config.name
         self.zone = config.zone
         self.server: asyncio.base_events.Server | None = None
-        self.connections: set[MQTTConnection] = set()
+        #: Open connections (a dict as an ordered set: ~30 bytes an entry, a set ~100).
+        self.connections: dict[MQTTConnection, None] = {}
         self.shutdown_count: Counter[str] = Counter()
         self.refused = 0
         self.bound: tuple[str, int] = (config.host, config.port)
         self.batcher = WriteBatcher()
+        #: The broker's counters (connections count their bytes in them).
+        self.counters = broker.counters
         self.tls = (TlsContext(config.tls, broker.psk_key) if config.tls is not None
                     else None)
         self._rate_tokens = float(config.max_conn_rate)
@@ -79,9 +82,13 @@ class Listener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        factory = WSConnection if self.config.kind in ("ws", "wss") else MQTTConnection
+        factory: type[MQTTConnection] = MQTTConnection
+        if self.config.kind in ("ws", "wss"):
+            factory = WSConnection
+        elif self.tls is not None:
+            factory = TLSConnection
         self.server = await loop.create_server(
-            lambda: factory(self.broker, self, self.batcher),
+            lambda: factory(self),
             self.config.host, self.config.port, backlog=self.config.backlog,
             reuse_address=True, ssl=self.tls.context if self.tls is not None else None)
         if self.tls is not None:
@@ -107,7 +114,7 @@ class Listener:
         elif not self._rate_ok():
             reason = "conn_rate_limited"
         else:
-            self.connections.add(conn)
+            self.connections[conn] = None
             return
         # Counted with the other ways connections end, so /listeners shows it.
         self.refused += 1
@@ -132,7 +139,7 @@ class Listener:
 
     def connection_closed(self, conn: MQTTConnection) -> None:
         if conn in self.connections:
-            self.connections.discard(conn)
+            del self.connections[conn]
             channel = conn.channel
             reason = (channel.disconnect_reason if channel is not None else "") or "closed"
             self.shutdown_count[reason] += 1

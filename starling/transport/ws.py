@@ -28,9 +28,6 @@ from starling.mqtt import ProtocolError
 from .connection import MQTTConnection
 
 if TYPE_CHECKING:
-    from starling.broker import Broker
-
-    from .connection import WriteBatcher
     from .listener import Listener
 
 log = logging.getLogger(__name__)
@@ -47,19 +44,25 @@ def _select_subprotocol(protocol: ServerProtocol,
 
 
 class WSConnection(MQTTConnection):
-    __slots__ = ("handshake_done", "ws")
+    __slots__ = ("cert_clientid", "cert_username", "handshake_done", "peercert", "ws")
 
-    def __init__(self, broker: Broker, listener: Listener, batcher: WriteBatcher) -> None:
-        super().__init__(broker, listener, batcher)
+    def __init__(self, listener: Listener) -> None:
+        super().__init__(listener)
         self.ws = ServerProtocol(select_subprotocol=_select_subprotocol,
-                                 max_size=broker.zone_options(listener.zone).max_packet_size + 16)
+                                 max_size=listener.broker.zone_options(listener.zone)
+                                 .max_packet_size + 16)
         self.handshake_done = False
+        self.peercert = self.cert_username = self.cert_clientid = None
+
+    def set_certificate(self, subject: str, username: str | None,
+                        client_id: str | None) -> None:
+        self.peercert, self.cert_username, self.cert_clientid = subject, username, client_id
 
     def data_received(self, data: bytes) -> None:
         size = len(data)
         self.recv_oct += size
         self.recv_cnt += 1
-        self.counters["bytes/received"] += size
+        self.listener_ref.counters["bytes/received"] += size
         channel = self.channel
         if channel is not None and channel.limiter is not None:
             channel.limiter.received(size)
@@ -95,7 +98,7 @@ class WSConnection(MQTTConnection):
         if value:
             first = value.split(",")[0].strip()
             if first:
-                self.peername = (first, self.peername[1])
+                self.peerhost = first
 
     def _pump(self) -> None:
         transport = self.transport

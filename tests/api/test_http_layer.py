@@ -418,7 +418,7 @@ def test_openapi_document_covers_the_listing(api_node: Any, api: Any, listing: A
 
 # -- pagination -------------------------------------------------------------------------
 
-def settle(api: Any, path: str) -> None:
+def settle_decoder(api: Any, path: str) -> None:
     """Wait until a list stops changing (disconnects of earlier tests are asynchronous)."""
     last: list[Any] = [None]
 
@@ -436,7 +436,7 @@ def test_pagination_meta_and_pages(api_node: Any, api: Any, mqtt: Any) -> None:
     prefix = uid("page")
     for i in range(7):
         client.subscribe(f"{prefix}/{i}", 0)
-    settle(api, "/subscriptions/")
+    settle_decoder(api, "/subscriptions/")
     everything = api.get("/subscriptions/").json()
     total = everything["meta"]["count"]
     assert everything["meta"] == {"page": 1, "limit": 10000, "count": total}

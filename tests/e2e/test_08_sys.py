@@ -201,6 +201,26 @@ def test_sys_events_wildcard(connected, raw, node):
     assert topics == {"connected", "disconnected"}
 
 
+def test_presence_events_follow_dollar_subscriptions(connected, raw, node):
+    """Presence events are only built while a "$..." filter could receive them: a
+    shared subscription counts, and so does one made again after unsubscribing."""
+    watcher = connected()
+    shared = "$share/g/$SYS/brokers/+/clients/+/connected"
+    watcher.subscribe(shared, 0)
+    cid = uid("evt-shared")
+    raw().connect(cid)
+    m = watcher.get(topic=f"{sys_prefix(node)}/clients/{cid}/connected")
+    assert json.loads(m.payload)["clientid"] == cid
+    watcher.unsubscribe(shared)
+    raw().connect(uid("evt-nobody"))  # published to nobody (or not built): nothing to see
+    plain = f"{sys_prefix(node)}/clients/+/connected"
+    watcher.subscribe(plain, 0)
+    cid = uid("evt-again")
+    raw().connect(cid)
+    m = watcher.get(topic=f"{sys_prefix(node)}/clients/{cid}/connected")
+    assert json.loads(m.payload)["clientid"] == cid
+
+
 # -- metrics and stats ------------------------------------------------------------------
 class SysWatcher:
     """Subscribes to all of `$SYS/#` (so broker messages are never *dropped* for

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from starling.mqtt import (
+    MAX_PACKET_SIZE,
     PROTOCOL_NAMES,
     Auth,
     Connack,
@@ -35,8 +36,11 @@ from starling.mqtt import (
     Unsuback,
     Unsubscribe,
     Will,
+    connack_bytes,
     encode,
     publish_parts,
+    settle_decoder,
+    shared_decoder,
 )
 
 P = PropertyId
@@ -277,6 +281,14 @@ def test_publish_parts_matches_encode(level: int, qos: int) -> None:
         assert head + tail == encode(packet, level)
     expected = packet if level == 5 else Publish("x/y", b"body", qos, True, bool(qos), packet_id)
     assert roundtrip(packet, level) == expected
+
+
+@pytest.mark.parametrize("level", (3, 4))
+@pytest.mark.parametrize("present", (False, True))
+@pytest.mark.parametrize("code", range(6))
+def test_connack_bytes_matches_encode(level: int, present: bool, code: int) -> None:
+    """The broker's shortcut for 3.x CONNACKs writes what the encoder writes."""
+    assert connack_bytes(present, code) == encode(Connack(present, code), level)
 
 
 # -- streams: any split, many packets per read -----------------------------------------
@@ -521,3 +533,29 @@ def test_hypothesis_stream_in_random_chunks(level: int, data: st.DataObject) -> 
         out += decoder.feed(stream[start:cut])
         start = cut
     assert out == packets
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_hypothesis_connections_sharing_idle_decoders(data: st.DataObject) -> None:
+    """Connections that use the shared decoder between packets (`shared_decoder` /
+    `settle_decoder`, as the transport does) decode each its own stream, at levels 3, 4
+    and 5, however their reads interleave and wherever they are cut."""
+    streams = []
+    for level in data.draw(st.lists(st.sampled_from(LEVELS), min_size=2, max_size=4)):
+        packets: list[Packet] = [data.draw(connects(level))]
+        packets += data.draw(st.lists(st.one_of(publishes(level), subscribes(level)),
+                                      max_size=5))
+        stream = b"".join(encode(p, level) for p in packets)
+        cuts = sorted(set(data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=6))))
+        chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        streams.append((packets, chunks))
+    decoders = [shared_decoder(MAX_PACKET_SIZE) for _ in streams]
+    out: list[list[Packet]] = [[] for _ in streams]
+    order = data.draw(st.permutations([i for i, (_, chunks) in enumerate(streams)
+                                       for _ in chunks]))
+    for i in order:
+        chunk = streams[i][1].pop(0)
+        out[i] += decoders[i].feed(chunk)
+        decoders[i] = settle_decoder(decoders[i])
+    assert out == [packets for packets, _ in streams]

@@ -9,10 +9,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from starling.store import (
     SCHEMA_VERSION,
     MessageRecord,
+    Operation,
     SessionMessageRecord,
     SessionRecord,
     SQLiteStore,
@@ -194,6 +197,47 @@ def test_message_put_twice_keeps_one_body(store: SQLiteStore) -> None:
     m = record(31)
     store.apply([("message_put", m), ("message_put", m)])
     assert store.db.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
+
+
+_CLIENTS = st.sampled_from(["a", "b"])
+_IDS = st.integers(1, 4)
+_OPS = st.one_of(
+    st.builds(lambda i: ("message_put", record(i, f"t/{i}", b"p%d" % i)), _IDS),
+    st.builds(lambda i: ("message_delete", i), _IDS),
+    st.builds(lambda c, i, pid, rel: ("session_message_put", c, i, i, 1, False, pid, rel),
+              _CLIENTS, _IDS, st.none() | st.integers(1, 9), st.booleans()),
+    st.builds(lambda c, i: ("session_message_delete", c, i), _CLIENTS, _IDS),
+    st.builds(lambda c: ("session_put", c, None, 60.0, 1.0, None), _CLIENTS),
+    st.builds(lambda c: ("session_delete", c), _CLIENTS),
+    st.builds(lambda c, pid: ("awaiting_put", c, pid), _CLIENTS, st.integers(1, 3)),
+)
+
+
+def _tables(s: SQLiteStore) -> dict[str, list[tuple[object, ...]]]:
+    return {t: s.db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+            for t in ("sessions", "messages", "session_messages", "awaiting_rel")}
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(_OPS, max_size=30))
+def test_one_batch_writes_what_the_operations_one_by_one_do(tmp_path: Path,
+                                                            ops: list[Operation]) -> None:
+    """apply() writes the per-message rows by their net effect, grouped: whatever the
+    interleaving, a batch leaves the tables as applying its operations singly does."""
+    batched, single = SQLiteStore(tmp_path / "b.db"), SQLiteStore(tmp_path / "s.db")
+    for s in (batched, single):
+        s.open()  # the files outlive one example: start from empty tables
+        for table in ("sessions", "messages", "session_messages", "awaiting_rel"):
+            s.db.execute(f"DELETE FROM {table}")
+    try:
+        batched.apply(ops)
+        for op in ops:
+            single.apply([op])
+        assert _tables(batched) == _tables(single)
+    finally:
+        batched.close()
+        single.close()
 
 
 def test_rows_of_unknown_sessions_are_not_loaded(store: SQLiteStore) -> None:
