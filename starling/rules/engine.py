@@ -34,6 +34,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from starling.broker import Broker, HookPoint
@@ -135,29 +136,27 @@ class RuleMetrics:
                 "speed_max": self.speed_max, "speed_last5m": self.speed_last5m}
 
 
+@dataclass(slots=True, eq=False)
 class Rule:
-    __slots__ = ("_logged_at", "actions", "any_topic", "created_at", "description", "enabled",
-                 "events", "for_", "id", "metrics", "name", "rawsql", "sql",
-                 "topic_filters")
+    id: str
+    name: str
+    for_: Any
+    rawsql: str
+    sql: RuleSql
+    events: frozenset[str]
+    actions: list[BoundAction]
+    description: str
+    enabled: bool
+    created_at: int
+    topic_filters: tuple[str, ...] = field(init=False)
+    #: FROM "#": every topic not starting with "$".
+    any_topic: bool = field(init=False)
+    metrics: RuleMetrics = field(init=False, default_factory=RuleMetrics)
+    _logged_at: float = field(init=False, default=0.0)
 
-    def __init__(self, rid: str, name: str, for_: Any, rawsql: str, sql: RuleSql,
-                 events: frozenset[str], actions: list[BoundAction], description: str,
-                 enabled: bool, created_at: int) -> None:
-        self.id = rid
-        self.name = name
-        self.for_ = for_
-        self.rawsql = rawsql
-        self.sql = sql
-        self.events = events
-        self.topic_filters = tuple(sql.topic_filters)
-        #: FROM "#": every topic not starting with "$".
+    def __post_init__(self) -> None:
+        self.topic_filters = tuple(self.sql.topic_filters)
         self.any_topic = "#" in self.topic_filters
-        self.actions = actions
-        self.description = description
-        self.enabled = enabled
-        self.created_at = created_at
-        self.metrics = RuleMetrics()
-        self._logged_at = 0.0
 
     def record(self) -> dict[str, Any]:
         """What the store keeps (no metrics)."""

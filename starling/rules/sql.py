@@ -704,35 +704,34 @@ class SelectedField:
     expression: str
 
 
+@dataclass(eq=False, repr=False)
 class RuleSql:
     """A parsed, compiled rule statement.  Build it with `parse_sql`."""
 
-    def __init__(self, sql: str, sources: list[str], select_all: bool,
-                 fields: list[SelectedField], code: StatementCode,
-                 evaluate: Callable[[Context], dict[str, Any] | None], source: str,
-                 columns: frozenset[str]) -> None:
-        self.sql = sql
-        #: The FROM entries, unquoted, in order.
-        self.sources = sources
-        #: The FROM entries that are event names.
-        self.event_names = [s for s in sources if s in EVENTS]
-        #: The FROM entries that are topic filters (they restrict message events).
-        self.topic_filters = [s for s in sources if s not in EVENTS]
-        #: ``SELECT *`` (possibly with more fields after it).
-        self.select_all = select_all
-        #: The fields after ``SELECT`` other than ``*``.
-        self.fields = fields
-        #: Top-level column names the statement reads (SELECT aliases excluded).
-        self.referenced_columns = columns
-        #: The statement as code, for the engine to fuse the rules of an event.
-        self.code = code
-        #: The compiled statement: the selected data for one event's `Context`, or None
-        #: when WHERE does not hold.  Any exception means the SQL failed on that event.
-        #: The engine calls it with one `Context` shared by every rule of the event, so
-        #: a JSON payload is decoded once.
-        self.evaluate = evaluate
-        #: The Python source of `evaluate` (for debugging).
-        self.source = source
+    sql: str
+    #: The FROM entries, unquoted, in order.
+    sources: list[str]
+    #: ``SELECT *`` (possibly with more fields after it).
+    select_all: bool
+    #: The fields after ``SELECT`` other than ``*``.
+    fields: list[SelectedField]
+    #: The statement as code (the engine fuses the rules of an event into one function).
+    code: StatementCode
+    #: The compiled statement: the selected data for one event's `Context`, or None
+    #: when WHERE does not hold.  Any exception means the SQL failed on that event.
+    evaluate: Callable[[Context], dict[str, Any] | None]
+    #: The Python source of `evaluate` (for debugging).
+    source: str
+    #: Top-level column names the statement reads (SELECT aliases excluded).
+    referenced_columns: frozenset[str]
+    #: The FROM entries that are event names.
+    event_names: list[str] = field(init=False)
+    #: The FROM entries that are topic filters (they restrict message events).
+    topic_filters: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.event_names = [s for s in self.sources if s in EVENTS]
+        self.topic_filters = [s for s in self.sources if s not in EVENTS]
 
     def __repr__(self) -> str:
         return f"RuleSql({self.sql!r})"
