@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from .functions import Context
 from .sql import RuleSql, compile_function
 
-Runner = Callable[[Context], None]
+#: Runs the rules on one event's columns.
+Runner = Callable[[Mapping[str, Any]], None]
 
 
 class RunnableAction(Protocol):
@@ -57,17 +57,17 @@ def runner_for(rules: Sequence[RunnableRule]) -> Runner:
     except (SyntaxError, RecursionError, MemoryError):
         each = [compile_runner([rule])[0] for rule in rules]
 
-        def run_each(ctx: Context) -> None:
+        def run_each(columns: Mapping[str, Any]) -> None:
             for run in each:
-                run(ctx)
+                run(columns)
 
         return run_each
 
 
 def compile_runner(rules: Sequence[RunnableRule]) -> tuple[Runner, str]:
-    """One function running `rules` in order on an event's `Context`; and its source."""
+    """One function running `rules` in order on an event's columns; and its source."""
     names: dict[str, Any] = {}
-    body = ["columns = ctx.columns"]
+    body: list[str] = []
     for i, rule in enumerate(rules):
         r, m = f"_R{i}", f"_M{i}"
         names[r], names[m] = rule, rule.metrics
@@ -99,5 +99,5 @@ def compile_runner(rules: Sequence[RunnableRule]) -> tuple[Runner, str]:
                      f"                {a}.success += 1",
                      "            elif _d is False:",
                      f"                {a}.failed += 1"]
-    return compile_function("_run(ctx)", body, [rule.sql.code for rule in rules], names,
+    return compile_function("_run(columns)", body, [rule.sql.code for rule in rules], names,
                             "_run")

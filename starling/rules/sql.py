@@ -452,6 +452,8 @@ class _Unit:
         self.reads: set[str] = set()
         #: Columns read as objects (JSON decoded): local ``_j_<name>``, set on first use.
         self.structs: set[str] = set()
+        #: Whether the code passes ``ctx`` (the event's `Context`) to a function.
+        self.uses_ctx = False
 
     def const(self, value: Any, kind: str = "k") -> str:
         name = f"{self.prefix}{kind}{len(self.ns)}"
@@ -486,7 +488,7 @@ def _member(value: Any, items: list[Any]) -> bool:
 
 _HELPERS: dict[str, Any] = {"_eq": _eq, "_member": _member, "_nested": nested_get,
                             "_neg": _negate, "_topic_match": _topic_match,
-                            "_UNSET": _NOCONST}
+                            "_UNSET": _NOCONST, "_Context": Context}
 
 #: Context functions that, without arguments, read one column: inlined as a read (as
 #: the functions in `functions.py` do; clientid() reads "clientid" first).
@@ -578,6 +580,7 @@ class _CodeGen:
             return f"({given} if {given} is not None else {column})"
         args = [self.expr(arg) for arg in arg_trees]
         if fn.context:
+            self.unit.uses_ctx = True
             args.insert(0, "ctx")
         return f"{self.unit.const(fn.impl, 'f')}({', '.join(args)})"
 
@@ -800,9 +803,9 @@ def _select_code(star: bool, plan: list[tuple[tuple[str, ...], str]]) -> list[st
     if all(len(keys) == 1 for keys, _ in plan):
         items = [f"{keys[0]!r}: {code}" for keys, code in plan]
         if star:
-            items.insert(0, "**ctx.columns")
+            items.insert(0, "**columns")
         return [f"_sel = {{{', '.join(items)}}}"]
-    lines = ["_sel = dict(ctx.columns)" if star else "_sel = {}"]
+    lines = ["_sel = dict(columns)" if star else "_sel = {}"]
     return lines + [f"_put(_sel, {keys!r}, {code})" for keys, code in plan]
 
 
@@ -819,18 +822,25 @@ class StatementCode:
     #: Columns read whole (locals ``_c_<name>``) and as objects (``_j_<name>``).
     reads: frozenset[str]
     structs: frozenset[str]
+    #: Whether it needs ``ctx`` (a function reading the event gets it).
+    uses_ctx: bool
 
 
 def compile_function(header: str, body: list[str], codes: Iterable[StatementCode],
                      namespace: Mapping[str, Any], name: str) -> tuple[Callable[..., Any], str]:
     """Compile ``def <header>:`` whose body is `body` after a prologue that reads the
-    columns the `codes` need, once (``ctx`` must be a parameter); return the function
-    (`name` in the source) and the source."""
+    columns the `codes` need, once; return the function (`name` in the source) and the
+    source.  The function's parameter is ``ctx`` (a `Context`) or ``columns`` (the
+    event's columns: a `Context` is then made only if the code needs one)."""
     codes = list(codes)
-    reads = sorted(set().union(*(c.reads for c in codes)))
     prologue: list[str] = []
+    if "(ctx" in header:
+        prologue.append("columns = ctx.columns")
+    elif any(c.uses_ctx or c.structs for c in codes):
+        prologue.append("ctx = _Context(columns)")
+    reads = sorted(set().union(*(c.reads for c in codes)))
     if reads:
-        prologue.append("_g = ctx.columns.get")
+        prologue.append("_g = columns.get")
         prologue += [f"_c_{column} = _g({column!r})" for column in reads]
     structs = sorted(set().union(*(c.structs for c in codes)))
     if structs:
@@ -909,7 +919,7 @@ def parse_sql(sql: str) -> RuleSql:
                                  resolve_aliases=True)
             where = where_gen.expr(where_tree.children[1])
         code = StatementCode(where, _select_code(star, plan), unit.ns,
-                             frozenset(unit.reads), frozenset(unit.structs))
+                             frozenset(unit.reads), frozenset(unit.structs), unit.uses_ctx)
         evaluate, source = _function(code)
     except (RecursionError, MemoryError, SyntaxError):
         # Python's own limits (recursion, ~200 nested parentheses in source)
