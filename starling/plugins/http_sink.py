@@ -16,7 +16,15 @@ connection pool.
   it is counted as sent (retrying would get the same answer).
 - Alarm: when a request has failed all its attempts, the alarm
   ``webhook_down/<name>`` (or `alarm_id`) is raised; the next request that
-  gets any answer clears it, and so does `stop()`.
+  gets any answer clears it, and so does `stop()`.  Given a pair of
+  callbacks instead of `Alarms`, the owner learns of down / up and raises
+  its own alarm (the rule engine's ``resource_down/<id>``).
+- Completion: `submit(body, done)` calls ``done(ok)`` exactly once when the
+  body's fate is known: ok when the server answered 2xx; not ok for any
+  other answer, a request that failed all its attempts, or a body dropped
+  (queue full: `submit` returns False and `done` is not called; stopped
+  before it went out: ``done(False)``).  The rule engine counts its web hook
+  actions' success and failure this way.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ import httpx
 log = logging.getLogger(__name__)
 
 Body = bytes | str | Mapping[str, Any]
+#: Called once with whether the server answered 2xx (see the module docstring).
+Done = Callable[[bool], None]
 
 
 class AlarmTarget(Protocol):
@@ -94,7 +104,7 @@ class HttpSink:
         self.drain_timeout = drain_timeout
         self.alarm_id = alarm_id or f"webhook_down/{name}"
         self._raise, self._clear = _alarm_callbacks(alarms)
-        self._queue: asyncio.Queue[Body] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[tuple[Body, Done | None]] = asyncio.Queue(maxsize=queue_size)
         self._client: httpx.AsyncClient | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
@@ -131,25 +141,27 @@ class HttpSink:
                 await task
         self._workers = []
         while not self._queue.empty():
-            self._queue.get_nowait()
+            _, done = self._queue.get_nowait()
             self._queue.task_done()
             self._count("dropped")
+            _finished(self.name, done, False)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
         self._set_down(False, "")
 
     # -- the hook side -------------------------------------------------------------------
-    def submit(self, body: Body) -> bool:
+    def submit(self, body: Body, done: Done | None = None) -> bool:
         """Queue a body (bytes as they are, str as UTF-8, a mapping as JSON; it is
         encoded by the sender, so a dropped body costs nothing).  Never blocks:
         False, and one more drop counted, when the queue is full or the sink is
-        stopped.  A mapping must not be changed after it is submitted."""
+        stopped (`done` is then never called).  A mapping must not be changed after
+        it is submitted."""
         if self._closed:
             self._count("dropped")
             return False
         try:
-            self._queue.put_nowait(body)
+            self._queue.put_nowait((body, done))
         except asyncio.QueueFull:
             self._count("dropped")
             return False
@@ -168,9 +180,10 @@ class HttpSink:
     # -- the worker side -----------------------------------------------------------------
     async def _work(self) -> None:
         while True:
-            body = await self._queue.get()
+            body, done = await self._queue.get()
+            ok = False
             try:
-                await self._deliver(encode(body))
+                ok = await self._deliver(encode(body))
             except asyncio.CancelledError:
                 self._count("dropped")
                 raise
@@ -179,25 +192,28 @@ class HttpSink:
                 self._count("failed")
             finally:
                 self._queue.task_done()
+                _finished(self.name, done, ok)
 
-    async def _deliver(self, data: bytes) -> None:
+    async def _deliver(self, data: bytes) -> bool:
+        """Send with retries; True when the server answered 2xx."""
         assert self._client is not None
         attempt = 0
         while True:
-            problem = await self._attempt(data)
-            if problem is None:
+            answer = await self._attempt(data)
+            if isinstance(answer, int):
                 self._count("sent")
-                return
+                return 200 <= answer < 300
             if attempt >= self.max_retries:
                 self._count("failed")
-                self._set_down(True, problem)
-                return
+                self._set_down(True, answer)
+                return False
             attempt += 1
             self._count("retried")
             await asyncio.sleep(min(self.max_backoff, self.retry_backoff * 2 ** (attempt - 1)))
 
-    async def _attempt(self, data: bytes) -> str | None:
-        """One request; None when the server answered (2xx-4xx), else what went wrong."""
+    async def _attempt(self, data: bytes) -> int | str:
+        """One request: the status when the server answered (2xx-4xx), else what went
+        wrong."""
         assert self._client is not None
         try:
             response = await self._client.request(self.method, self.url, content=data)
@@ -208,7 +224,7 @@ class HttpSink:
         if response.status_code >= 500:
             return f"HTTP {response.status_code}"
         self._set_down(False, "")  # it answers
-        return None
+        return response.status_code
 
     def _set_down(self, down: bool, problem: str) -> None:
         if down == self.down:
@@ -223,6 +239,14 @@ class HttpSink:
             log.info("web hook %s: %s answers again", self.name, _safe_url(self.url))
             if self._clear is not None:
                 self._clear(self.alarm_id)
+
+
+def _finished(name: str, done: Done | None, ok: bool) -> None:
+    if done is not None:
+        try:
+            done(ok)
+        except Exception:
+            log.exception("web hook %s: completion callback failed", name)
 
 
 def encode(body: Body) -> bytes:

@@ -159,10 +159,10 @@ def _post(ctx: ActionContext, body: Callable[[dict[str, Any], Mapping[str, Any]]
     def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report
             ) -> bool | None:
         resource = lookup(rid)
-        sender = resource.sender if resource is not None else None
-        if sender is None:
+        sink = resource.sink if resource is not None else None
+        if sink is None:
             raise RuntimeError(f"resource {rid} is not started")
-        if not sender.submit(body(selected, envs), report):
+        if not sink.submit(body(selected, envs), report):
             return False  # its queue is full
         return None  # `report` is called when the request is done
     return run

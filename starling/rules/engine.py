@@ -5,9 +5,13 @@ Hot path.  The engine attaches a callback only to the hooks some enabled rule
 is for, so a node without rules pays nothing.  A callback only appends
 ``(event, hook arguments, time)`` to a bounded queue and schedules a drain on
 the event loop; it never builds columns, evaluates SQL or runs an action, so
-a publish is not held up by rules.  The drain (a `call_soon` callback, in
-batches, so connections get their turn between batches) builds the event's
-columns once, runs every rule for that event and calls their actions.
+a publish is not held up by rules.  Which rules a topic reaches is worked out
+once per topic and remembered (a message no rule wants is not even queued).
+The drain (a `call_soon` callback that runs what was queued when it started,
+up to BATCH, then lets connections have their turn) builds each event's
+columns once and calls its group's runner: the code of all those rules
+compiled into one function (runner.py), which reads each column once and
+decodes a JSON payload at most once.
 Actions that do I/O (web hooks) hand their request to the resource's sender
 queue and report back when it is done: a slow or dead endpoint never stalls
 anything.  When the queue is full (`rule_engine.max_pending`) events are
@@ -31,15 +35,17 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from starling.broker import Broker, HookPoint
+from starling.broker import Broker, HookPoint, Message
 from starling.mqtt import matches
 
 from .actions import REPUBLISHED_BY, ActionContext, ActionFn, actions_for, find_action
 from .errors import RuleError, bad_arguments, not_found
 from .events import (
     EVENTS,
+    MESSAGE_ARG,
     MESSAGE_DROPPED,
     MESSAGE_EVENTS,
     MESSAGE_PUBLISH,
@@ -48,12 +54,21 @@ from .events import (
     known_columns,
 )
 from .resources import RESOURCE_TYPES, Resource, make_resource
+from .runner import Runner, runner_for
 from .sql import RuleSql, SqlError, parse_sql
 
 log = logging.getLogger(__name__)
 
-#: Events run per drain callback before the loop gets a turn.
-BATCH = 256
+#: Events run per drain callback at most before the loop gets a turn.  A drain runs
+#: everything queued when it starts, up to this: with a small fixed batch the socket
+#: reads of one loop turn (thousands of messages) outpace it, the queue fills up to
+#: `max_pending` and drops, and the many queued messages make every full garbage
+#: collection slow (measured: 14 full collections of ~90 ms each in 6 s of fan-in).
+BATCH = 10_000
+#: Topics whose matching rules are remembered, per message event.
+TOPIC_CACHE = 10_000
+#: Groups of rules (per event, per topic) whose compiled runner is remembered.
+GROUP_CACHE = 256
 #: Seconds between speed samples.
 SPEED_INTERVAL = 5.0
 #: Seconds between two log lines about the same rule's failures.
@@ -97,13 +112,19 @@ class BoundAction:
 
 
 class RuleMetrics:
-    __slots__ = ("_last", "failed", "matched", "nomatch", "passed", "speed", "speed_last5m",
+    __slots__ = ("_last", "failed", "nomatch", "passed", "speed", "speed_last5m",
                  "speed_max")
 
     def __init__(self) -> None:
-        self.matched = self.passed = self.nomatch = self.failed = 0
+        self.passed = self.nomatch = self.failed = 0
         self.speed = self.speed_max = self.speed_last5m = 0.0
         self._last = 0
+
+    @property
+    def matched(self) -> int:
+        """Every event that reached the rule ends as exactly one of these (one counter
+        less to bump per rule and event)."""
+        return self.passed + self.nomatch + self.failed
 
     def sample(self, seconds: float) -> None:
         speed = (self.matched - self._last) / seconds if seconds > 0 else 0.0
@@ -119,28 +140,27 @@ class RuleMetrics:
                 "speed_max": self.speed_max, "speed_last5m": self.speed_last5m}
 
 
+@dataclass(slots=True, eq=False)
 class Rule:
-    __slots__ = ("_logged_at", "actions", "any_topic", "created_at", "description", "enabled",
-                 "events", "for_", "id", "metrics", "name", "rawsql", "sql", "topic_filters")
+    id: str
+    name: str
+    for_: Any
+    rawsql: str
+    sql: RuleSql
+    events: frozenset[str]
+    actions: list[BoundAction]
+    description: str
+    enabled: bool
+    created_at: int
+    topic_filters: tuple[str, ...] = field(init=False)
+    #: FROM "#": every topic not starting with "$".
+    any_topic: bool = field(init=False)
+    metrics: RuleMetrics = field(init=False, default_factory=RuleMetrics)
+    _logged_at: float = field(init=False, default=0.0)
 
-    def __init__(self, rid: str, name: str, for_: Any, rawsql: str, sql: RuleSql,
-                 events: frozenset[str], actions: list[BoundAction], description: str,
-                 enabled: bool, created_at: int) -> None:
-        self.id = rid
-        self.name = name
-        self.for_ = for_
-        self.rawsql = rawsql
-        self.sql = sql
-        self.events = events
-        self.topic_filters = tuple(sql.topic_filters)
-        #: FROM "#": every topic not starting with "$".
+    def __post_init__(self) -> None:
+        self.topic_filters = tuple(self.sql.topic_filters)
         self.any_topic = "#" in self.topic_filters
-        self.actions = actions
-        self.description = description
-        self.enabled = enabled
-        self.created_at = created_at
-        self.metrics = RuleMetrics()
-        self._logged_at = 0.0
 
     def record(self) -> dict[str, Any]:
         """What the store keeps (no metrics)."""
@@ -155,37 +175,22 @@ class Rule:
                 "actions": [a.view(node) for a in self.actions], "enabled": self.enabled,
                 "description": self.description, "metrics": [self.metrics.view(node)]}
 
-    def run(self, columns: Mapping[str, Any]) -> None:
-        """Evaluate the SQL on one event's columns and run the actions if it selects."""
-        metrics = self.metrics
-        metrics.matched += 1
-        try:
-            selected = self.sql.apply(columns)
-        except Exception as exc:
-            metrics.failed += 1
-            self._log_failure("SQL failed", exc)
-            return
-        if selected is None:
-            metrics.nomatch += 1
-            return
-        metrics.passed += 1
-        for action in self.actions:
-            try:
-                done = action.run(selected, columns, action.done)
-            except Exception as exc:
-                action.failed += 1
-                self._log_failure(f"action {action.name} failed", exc)
-                continue
-            if done is True:
-                action.success += 1
-            elif done is False:
-                action.failed += 1
-
-    def _log_failure(self, what: str, exc: Exception) -> None:
+    def log_failure(self, what: str, exc: Exception) -> None:
         now = time.monotonic()
         if now - self._logged_at >= LOG_EVERY:
             self._logged_at = now
             log.warning("rule %s: %s: %s: %s", self.id, what, type(exc).__name__, exc)
+
+
+class RuleGroup:
+    """Rules that run on the same events (an event's, or those a topic reaches), and
+    their runner, compiled on first use (runner.py)."""
+
+    __slots__ = ("rules", "runner")
+
+    def __init__(self, rules: tuple[Rule, ...]) -> None:
+        self.rules = rules
+        self.runner: Runner | None = None
 
 
 def _str_field(body: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
@@ -210,11 +215,14 @@ class RuleEngine:
         self.rules: dict[str, Rule] = {}
         self.resources: dict[str, Resource] = {}
         #: Enabled rules by event, in creation order (rebuilt on every change).
-        self._by_event: dict[str, list[Rule]] = {}
+        self._by_event: dict[str, tuple[Rule, ...]] = {}
         self._hooked: dict[HookPoint, Callable[..., None]] = {}
-        #: None: a message.publish rule takes any topic; else the topic filters to check.
-        self._publish_filters: tuple[str, ...] | None = None
-        self._queue: deque[tuple[str, tuple[Any, ...], float]] = deque()
+        #: Per message event, per topic: the enabled rules whose FROM takes the topic
+        #: (computed on first sight, forgotten on every rule change or past TOPIC_CACHE).
+        self._by_topic: dict[str, dict[str, RuleGroup]] = {}
+        self._groups: dict[tuple[Rule, ...], RuleGroup] = {}
+        #: Recorded events: (event, hook arguments, time), or a published `Message`.
+        self._queue: deque[tuple[str, tuple[Any, ...], float] | Message] = deque()
         self._scheduled = False
         self._running = False
         #: Events dropped because the queue was full.
@@ -288,12 +296,9 @@ class RuleEngine:
             if rule.enabled:
                 for event in rule.events:
                     by_event.setdefault(event, []).append(rule)
-        self._by_event = by_event
-        publish = by_event.get(MESSAGE_PUBLISH, [])
-        if any(not r.topic_filters or r.any_topic for r in publish):
-            self._publish_filters = None  # ("#" lets $-topics through: _process sorts them)
-        else:
-            self._publish_filters = tuple({f for r in publish for f in r.topic_filters})
+        self._by_event = {event: tuple(rules) for event, rules in by_event.items()}
+        self._by_topic = {}
+        self._groups = {}
         wanted = {EVENTS[e].hook: e for e in by_event}
         hooks = self.broker.hooks
         for point in [p for p in self._hooked if p not in wanted]:
@@ -310,13 +315,24 @@ class RuleEngine:
         """The hook callback of an event: checks what is cheap to check, then records."""
         enqueue = self._enqueue
         if event == MESSAGE_PUBLISH:
+            queue = self._queue
+
             def on_publish(message: Any) -> None:
-                if self.ignore_sys_message and (message.sys or message.topic.startswith("$SYS/")):
+                # The one callback on the publish path of every message: `_enqueue`
+                # inlined for the common case (room in the queue).
+                topic = message.topic
+                if self.ignore_sys_message and (message.sys or topic.startswith("$SYS/")):
                     return None
-                filters = self._publish_filters
-                if filters is not None and not any(matches(f, message.topic) for f in filters):
+                cache = self._by_topic.get(MESSAGE_PUBLISH)
+                group = cache.get(topic) if cache is not None else None
+                if group is None:
+                    group = self._group_for_topic(MESSAGE_PUBLISH, topic)
+                if not group.rules:
                     return None
-                enqueue(MESSAGE_PUBLISH, (message,))
+                if self._scheduled and len(queue) < self.max_pending:
+                    queue.append(message)  # a message alone: message.publish
+                else:
+                    enqueue(MESSAGE_PUBLISH, (message,))
                 return None  # leave the message as it is (a fold hook)
             return on_publish
         if event == MESSAGE_DROPPED:
@@ -335,7 +351,9 @@ class RuleEngine:
         if len(queue) >= self.max_pending:
             self.dropped += 1
             return
-        queue.append((event, args, time.time()))
+        # A published message is queued alone (the message has its time): two tuples
+        # less per message, on the path of every message.
+        queue.append(args[0] if event == MESSAGE_PUBLISH else (event, args, time.time()))
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._drain)
@@ -343,41 +361,79 @@ class RuleEngine:
     def _drain(self) -> None:
         self._scheduled = False
         queue = self._queue
+        pop = queue.popleft
         for _ in range(min(len(queue), BATCH)):
-            event, args, at = queue.popleft()
+            entry = pop()
             try:
-                self._process(event, args, at)
+                if isinstance(entry, tuple):
+                    self._process(*entry)
+                else:
+                    self._process_message(MESSAGE_PUBLISH, entry, (entry,), 0.0)
             except Exception:
-                log.exception("rule engine: event %s not processed", event)
+                log.exception("rule engine: event %s not processed",
+                              entry[0] if isinstance(entry, tuple) else MESSAGE_PUBLISH)
         if queue and self._running:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._drain)
 
+    def _group_for_topic(self, event: str, topic: str) -> RuleGroup:
+        """The enabled rules of a message event whose FROM takes `topic`, remembered."""
+        cache = self._by_topic.get(event)
+        if cache is None or len(cache) >= TOPIC_CACHE:
+            cache = self._by_topic[event] = {}
+        plain = not topic.startswith("$")  # "#" matches it
+        found = []
+        for rule in self._by_event.get(event, ()):
+            filters = rule.topic_filters
+            if not filters or (plain and rule.any_topic) or \
+                    any(matches(f, topic) for f in filters):
+                found.append(rule)
+        group = cache[topic] = self._group(tuple(found))
+        return group
+
+    def _group(self, rules: tuple[Rule, ...]) -> RuleGroup:
+        """The one `RuleGroup` of these rules (topics with the same rules share it and
+        its compiled runner); forgotten when the rules change, or past GROUP_CACHE."""
+        group = self._groups.get(rules)
+        if group is None:
+            if len(self._groups) >= GROUP_CACHE:
+                self._groups.clear()
+            group = self._groups[rules] = RuleGroup(rules)
+        return group
+
     def _process(self, event: str, args: tuple[Any, ...], at: float) -> None:
+        """Run the rules of one recorded event: its columns are built once and its
+        group's runner (all the rules in one function) runs on them."""
+        if event in MESSAGE_EVENTS:
+            self._process_message(event, args[MESSAGE_ARG[event]], args, at)
+            return
         rules = self._by_event.get(event)
-        if not rules:
+        if rules:
+            self._run(self._group(rules), self.columns.build(event, args, at))
+
+    def _process_message(self, event: str, message: Message, args: tuple[Any, ...],
+                         at: float) -> None:
+        topic = message.topic
+        cache = self._by_topic.get(event)
+        group = cache.get(topic) if cache is not None else None
+        if group is None:
+            group = self._group_for_topic(event, topic)
+        if not group.rules:
             return
         columns = self.columns.build(event, args, at)
-        if event not in MESSAGE_EVENTS:
-            for rule in rules:
-                rule.run(columns)
-            return
-        topic: str = columns["topic"]
-        plain = not topic.startswith("$")  # "#" matches it
-        chain = columns["headers"].get(REPUBLISHED_BY) or ()
-        #: Whether each distinct set of FROM topic filters matches this topic.
-        seen: dict[tuple[str, ...], bool] = {}
-        for rule in rules:
-            if chain and rule.id in chain:
-                continue  # never on its own republished output
-            filters = rule.topic_filters
-            if filters and not (plain and rule.any_topic):
-                hit = seen.get(filters)
-                if hit is None:
-                    hit = seen[filters] = any(matches(f, topic) for f in filters)
-                if not hit:
-                    continue
-            rule.run(columns)
+        chain = message.headers.get(REPUBLISHED_BY)
+        if chain:  # never on its own republished output
+            group = self._group(tuple(r for r in group.rules if r.id not in chain))
+            if not group.rules:
+                return
+        self._run(group, columns)
+
+    @staticmethod
+    def _run(group: RuleGroup, columns: dict[str, Any]) -> None:
+        runner = group.runner
+        if runner is None:
+            runner = group.runner = runner_for(group.rules)
+        runner(columns)
 
     # -- rules ---------------------------------------------------------------------------
     def _new_rule_id(self, name: str | None) -> str:

@@ -70,14 +70,13 @@ class Context:
     evaluation, and only when a nested access (``payload.x``) or a function needs it.
     """
 
-    __slots__ = ("_decoded", "columns")
+    __slots__ = ("_decoded", "columns", "get")
 
     def __init__(self, columns: Mapping[str, Any]) -> None:
         self.columns = columns
+        #: A column's value (None when absent): the mapping's own `get`, bound once.
+        self.get: Callable[[str], Any] = columns.get
         self._decoded: dict[str, Any] | None = None
-
-    def get(self, name: str) -> Any:
-        return self.columns.get(name)
 
     def structured(self, name: str) -> Any:
         """The column as a dict/list: itself if it already is one, else its JSON decoding

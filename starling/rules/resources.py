@@ -1,10 +1,12 @@
 """Resources of the rule engine: the `built_in` and `web_hook` resource types,
-and live resources (a web hook endpoint with its HTTP sender).
+and live resources (a web hook endpoint with its `HttpSink`, the outgoing-HTTP
+piece the web hook plugin uses too).
 
 A resource is *alive* while its endpoint answers.  A `web_hook` resource is
 probed with a TCP connect to the URL's host and port (3 s) when it is created
-or started and at every health check; requests that fail with connection
-errors after their retries also mark it down.  Going down raises the alarm
+or started and at every health check; a request that fails all its attempts
+(no connection, a timeout or a 5xx answer, see http_sink.py) also marks it
+down, and any answer marks it up again.  Going down raises the alarm
 ``resource_down/<id>``; coming back clears it.  A resource that cannot be
 reached when created is still created (alive false, alarm raised), as in EMQ X.
 """
@@ -15,14 +17,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from starling.broker import Alarms
+from starling.plugins.http_sink import HttpSink
 
 from .errors import RuleError, bad_arguments
-from .http_sender import HttpSender
 from .schema import Schema, check, param
 
 log = logging.getLogger(__name__)
@@ -72,20 +74,23 @@ def check_config(rtype: ResourceType, config: Any) -> dict[str, Any]:
     return checked
 
 
+@dataclass(eq=False)
 class Resource:
     """A created resource.  `start()` (re)initialises it and says whether it is alive."""
 
-    def __init__(self, rid: str, name: str, rtype: ResourceType, config: dict[str, Any],
-                 description: str, alarms: Alarms, created_at: int) -> None:
-        self.id = rid
-        self.name = name
-        self.type = rtype
-        self.config = config
-        self.description = description
-        self.created_at = created_at
-        self.alarms = alarms
-        self.alive = rtype is BUILT_IN
-        self.sender: HttpSender | None = None
+    id: str
+    name: str
+    type: ResourceType
+    config: dict[str, Any]
+    description: str
+    alarms: Alarms
+    created_at: int
+    alive: bool = field(init=False)
+    #: The web hook's sender while started.
+    sink: HttpSink | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.alive = self.type is BUILT_IN
 
     @property
     def alarm_id(self) -> str:
@@ -108,34 +113,39 @@ class Resource:
         if self.type is not WEB_HOOK:
             self.alive = True
             return True
-        await self.stop_sender()
+        await self.stop_sink()
         headers = {str(k): str(v) for k, v in (self.config.get("headers") or {}).items()}
-        self.sender = HttpSender(self.id, self.config["url"],
-                                 method=self.config.get("method") or "POST", headers=headers,
-                                 on_state=self._sender_state)
-        await self.sender.start()
+        # The sink reports down / up through these callbacks; the alarm is ours.
+        sink = HttpSink(self.id, self.config["url"],
+                        method=self.config.get("method") or "POST", headers=headers,
+                        alarms=(lambda _id, _desc: self._sink_state(sink, False),
+                                lambda _id: self._sink_state(sink, True)),
+                        alarm_id=self.alarm_id)
+        self.sink = sink
+        await sink.start()
         return await self.check()
 
+    def _sink_state(self, sink: HttpSink, up: bool) -> None:
+        if sink is self.sink:  # not a stopped one (stopping clears its state)
+            self._set_alive(up)
+
     async def stop(self) -> None:
-        await self.stop_sender()
+        await self.stop_sink()
         self.alarms.clear_alarm(self.alarm_id)
 
-    async def stop_sender(self) -> None:
-        sender, self.sender = self.sender, None
-        if sender is not None:
-            await sender.stop()
+    async def stop_sink(self) -> None:
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            await sink.stop()
 
     async def check(self) -> bool:
         """Probe the endpoint now; update `alive` and the alarm."""
         if self.type is not WEB_HOOK:
             return True
         self._set_alive(await probe(self.config["url"]))
-        if self.sender is not None:
-            self.sender.up = self.alive
+        if self.sink is not None:
+            self.sink.down = not self.alive  # the next request's outcome changes it
         return self.alive
-
-    def _sender_state(self, up: bool) -> None:
-        self._set_alive(up)
 
     def _set_alive(self, alive: bool) -> None:
         """Raising a raised alarm or clearing a clear one changes nothing (Alarms)."""

@@ -15,6 +15,7 @@ Pure: no asyncio, no broker; only `starling.mqtt`'s topic matching.
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -262,8 +263,6 @@ def _number(text: str) -> int | float:
     return int(text)
 
 
-Eval = Callable[[Context], Any]
-
 _NUMBER_TYPES = (int, float)
 
 
@@ -434,52 +433,132 @@ def _literal(tree: Tree[Token] | Token) -> Any:
     return _NOCONST
 
 
+class _Unit:
+    """What the generated code of one statement refers to: the helpers and constants it
+    names (globals of its function), its temporaries, and the columns it reads.
+
+    Every name it makes carries a prefix unique in the process, so the code of several
+    statements can be put in one function (the engine runs all the rules of an event
+    that way) and their namespaces merged without a clash."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self) -> None:
+        self.prefix = f"_q{next(self._ids)}"
+        self.ns: dict[str, Any] = {}
+        self.temps = 0
+        #: Columns read as a whole: the code reads local ``_c_<name>``, which the
+        #: function's prologue sets once (a read is pure, so it can be hoisted).
+        self.reads: set[str] = set()
+        #: Columns read as objects (JSON decoded): local ``_j_<name>``, set on first use.
+        self.structs: set[str] = set()
+        #: Whether the code passes ``ctx`` (the event's `Context`) to a function.
+        self.uses_ctx = False
+
+    def const(self, value: Any, kind: str = "k") -> str:
+        name = f"{self.prefix}{kind}{len(self.ns)}"
+        self.ns[name] = value
+        return name
+
+    def temp(self) -> str:
+        self.temps += 1
+        return f"{self.prefix}t{self.temps}"
+
+    def read(self, column: str) -> str:
+        self.reads.add(column)
+        return f"_c_{column}"
+
+    def structured(self, column: str) -> str:
+        """The column as an object (`Context.structured`), fetched on first use only:
+        a JSON payload is not decoded for an event no expression needs it for."""
+        self.structs.add(column)
+        local = f"_j_{column}"
+        return f"({local} if {local} is not _UNSET else ({local} := _s({column!r})))"
+
+
+def _negate(value: Any) -> Any:
+    if not is_number(value):
+        raise SqlRuntimeError(f"bad operand for unary -: {value!r}")
+    return -value
+
+
+def _member(value: Any, items: list[Any]) -> bool:
+    return any(_eq(value, item) for item in items)
+
+
+_HELPERS: dict[str, Any] = {"_eq": _eq, "_member": _member, "_nested": nested_get,
+                            "_neg": _negate, "_topic_match": _topic_match,
+                            "_UNSET": _NOCONST, "_Context": Context}
+
+#: Context functions that, without arguments, read one column: inlined as a read (as
+#: the functions in `functions.py` do; clientid() reads "clientid" first).
+_COLUMN_CALLS = {"msgid": "id", "qos": "qos", "peername": "peername", "topic": "topic",
+                 "payload": "payload", "clientid": "client_id"}
+
+#: Python operators of the ordered comparisons (same meaning on two ints/floats/strs).
+_ORDERED_OPS = {">": ">", "<": "<", ">=": ">=", "<=": "<="}
+
+
 @dataclass
-class _Compiler:
+class _CodeGen:
+    """Python source for the expressions of one statement.
+
+    Every expression becomes a Python expression over the event's `Context` (``ctx``,
+    with ``_g`` its columns' ``get`` and ``_s`` its `structured`), atomic or in
+    parentheses, so it can be embedded anywhere.  Only constructs the grammar admits
+    reach here and every constant or function is referenced by a generated name, never
+    spliced in as text (column names are NAME tokens, printed with repr)."""
+
     sql: str
+    unit: _Unit
     aliases: dict[tuple[Key, ...], Tree[Token]] = field(default_factory=dict)
     columns: set[str] = field(default_factory=set)
     resolve_aliases: bool = False
 
-    def compile(self, tree: Tree[Token] | Token) -> Eval:
+    def expr(self, tree: Tree[Token] | Token) -> str:
         value = _literal(tree)
         if value is not _NOCONST:
-            return lambda ctx: value
+            return self._const(value)
         assert isinstance(tree, Tree)
         method = getattr(self, "_" + str(tree.data))
         return method(tree)  # type: ignore[no-any-return]
 
+    def _const(self, value: Any) -> str:
+        if value is None or value is True or value is False:
+            return repr(value)
+        if type(value) is int and value >= 0:
+            return repr(value)
+        return self.unit.const(value)
+
     # paths ---------------------------------------------------------------------------
 
-    def _path(self, tree: Tree[Token]) -> Eval:
+    def _path(self, tree: Tree[Token]) -> str:
         keys = _path_keys(tree)
+        unit = self.unit
         if self.resolve_aliases:
             for n in range(len(keys), 0, -1):
                 target = self.aliases.get(keys[:n])
                 if target is not None:
-                    inner = _Compiler(self.sql, columns=self.columns).compile(target)
+                    inner = _CodeGen(self.sql, unit, columns=self.columns).expr(target)
                     rest = keys[n:]
                     if not rest:
                         return inner
-                    return lambda ctx: nested_get(inner(ctx), rest)
+                    return f"_nested({inner}, {unit.const(rest)})"
         name = str(keys[0])
         self.columns.add(name)
         if len(keys) == 1:
-            return lambda ctx: ctx.columns.get(name)
+            return unit.read(name)
         rest = keys[1:]
-        if len(rest) == 1:
-            key = rest[0]
-
-            def get_one(ctx: Context) -> Any:
-                value = ctx.structured(name)
-                return value.get(key) if isinstance(value, dict) else nested_get(value, rest)
-
-            return get_one
-        return lambda ctx: nested_get(ctx.structured(name), rest)
+        value = unit.structured(name)
+        if len(rest) == 1 and isinstance(rest[0], str):
+            t = unit.temp()
+            return (f"({t}.get({rest[0]!r}) if isinstance({t} := {value}, dict) "
+                    f"else _nested({t}, {unit.const(rest)}))")
+        return f"_nested({value}, {unit.const(rest)})"
 
     # calls ---------------------------------------------------------------------------
 
-    def _call(self, tree: Tree[Token]) -> Eval:
+    def _call(self, tree: Tree[Token]) -> str:
         name_token = tree.children[0]
         assert isinstance(name_token, Token)
         name = str(name_token).lower()
@@ -493,107 +572,115 @@ class _Compiler:
             plural = "" if fn.arity_text() == "1" else "s"
             raise SqlError(f"function {name}() takes {fn.arity_text()} argument{plural}, "
                            f"got {len(arg_trees)}", name_token.line, name_token.column)
-        args = [self.compile(arg) for arg in arg_trees]
-        impl = fn.impl
+        if not arg_trees and name in _COLUMN_CALLS:  # clientid(), topic(), ...
+            column = self.unit.read(_COLUMN_CALLS[name])
+            if name != "clientid":
+                return column
+            given = self.unit.read("clientid")
+            return f"({given} if {given} is not None else {column})"
+        args = [self.expr(arg) for arg in arg_trees]
         if fn.context:
-            if not args:
-                return impl
-            if len(args) == 1:
-                a0 = args[0]
-                return lambda ctx: impl(ctx, a0(ctx))
-            return lambda ctx: impl(ctx, *[a(ctx) for a in args])
-        if not args:
-            return lambda ctx: impl()
-        if len(args) == 1:
-            a0 = args[0]
-            return lambda ctx: impl(a0(ctx))
-        if len(args) == 2:
-            a0, a1 = args
-            return lambda ctx: impl(a0(ctx), a1(ctx))
-        return lambda ctx: impl(*[a(ctx) for a in args])
+            self.unit.uses_ctx = True
+            args.insert(0, "ctx")
+        return f"{self.unit.const(fn.impl, 'f')}({', '.join(args)})"
 
     # operators -----------------------------------------------------------------------
 
-    def _binop(self, tree: Tree[Token]) -> Eval:
+    def _binop(self, tree: Tree[Token]) -> str:
         left, op_token, right = tree.children
-        fn = _ARITH[str(op_token).lower()]
-        lhs, rhs = self.compile(left), self.compile(right)
-        return lambda ctx: fn(lhs(ctx), rhs(ctx))
+        fn = self.unit.const(_ARITH[str(op_token).lower()], "f")
+        return f"{fn}({self.expr(left)}, {self.expr(right)})"
 
-    def _neg(self, tree: Tree[Token]) -> Eval:
-        inner = self.compile(tree.children[1])
+    def _neg(self, tree: Tree[Token]) -> str:
+        return f"_neg({self.expr(tree.children[1])})"
 
-        def negate(ctx: Context) -> Any:
-            value = inner(ctx)
-            if not is_number(value):
-                raise SqlRuntimeError(f"bad operand for unary -: {value!r}")
-            return -value
+    def _pos(self, tree: Tree[Token]) -> str:
+        return self.expr(tree.children[1])
 
-        return negate
-
-    def _pos(self, tree: Tree[Token]) -> Eval:
-        return self.compile(tree.children[1])
-
-    def _compare(self, tree: Tree[Token]) -> Eval:
+    def _compare(self, tree: Tree[Token]) -> str:
         left, op_token, right = tree.children
         op = str(op_token)
-        fn = _COMPARE[op]
-        lhs = self.compile(left)
+        unit = self.unit
+        lhs = self.expr(left)
         const = _literal(right)
-        if op == "=~" and const is not _NOCONST:
+        if op == "=~":
+            if const is _NOCONST:
+                return f"_topic_match({lhs}, {self.expr(right)})"
             if not isinstance(const, str) or not is_valid_topic_filter(const):
                 line, column = _position(right)
                 raise SqlError(f"=~ needs a valid topic filter on its right, got {const!r}",
                                line, column)
-            topic_filter = const
+            return f"{unit.const(_filter_matcher(const), 'f')}({lhs})"
+        if const is _NOCONST:
+            return f"{unit.const(_COMPARE[op], 'f')}({lhs}, {self.expr(right)})"
+        k = self._const(const)
+        # A column read is a local already; anything else is evaluated once, into a
+        # temporary.
+        t, bound = (lhs, lhs) if lhs.startswith("_c_") else (t := unit.temp(), f"{t} := {lhs}")
+        kind = type(const)
+        # Fast paths: operands of the same plain type compare as Python does (what
+        # `_eq` / `_ordered` do too); anything else takes the general function.
+        if op in _ORDERED_OPS and kind in (int, float, str):
+            check = (f"type({bound}) is str" if kind is str else
+                     f"type({bound}) is int or type({t}) is float")
+            return (f"({t} {_ORDERED_OPS[op]} {k} if {check} "
+                    f"else {unit.const(_COMPARE[op], 'f')}({t}, {k}))")
+        if op in ("=", "!=", "<>") and kind in (int, float, str, bool):
+            py, neg = ("==", "") if op == "=" else ("!=", "not ")
+            return (f"({t} {py} {k} if type({bound}) is {kind.__name__} "
+                    f"else {neg}_eq({t}, {k}))")
+        return f"{unit.const(_COMPARE[op], 'f')}({lhs}, {k})"
 
-            def topic_matches(ctx: Context) -> bool:
-                topic = lhs(ctx)
-                if type(topic) is not str:
-                    topic = as_text(topic)
-                    if topic is None:
-                        return False
-                return matches(topic_filter, topic)
-
-            return topic_matches
-        if const is not _NOCONST:
-            return lambda ctx: fn(lhs(ctx), const)
-        rhs = self.compile(right)
-        return lambda ctx: fn(lhs(ctx), rhs(ctx))
-
-    def _in(self, tree: Tree[Token]) -> Eval:
+    def _in(self, tree: Tree[Token]) -> str:
         left = tree.children[0]
         args = tree.children[-1]
         assert isinstance(args, Tree)
-        value = self.compile(left)
+        value = self.expr(left)
         consts = [_literal(item) for item in args.children]
         if all(c is not _NOCONST for c in consts):
-            return lambda ctx: _member(value(ctx), consts)
-        items = [self.compile(item) for item in args.children]
-        return lambda ctx: _member(value(ctx), [item(ctx) for item in items])
+            return f"_member({value}, {self.unit.const(consts)})"
+        items = ", ".join(self.expr(item) for item in args.children)
+        return f"_member({value}, [{items}])"
 
-    def _in_op(self, tree: Tree[Token]) -> Eval:
+    def _in_op(self, tree: Tree[Token]) -> str:
         return self._in(tree)
 
-    def _not_in_op(self, tree: Tree[Token]) -> Eval:
-        inner = self._in(tree)
-        return lambda ctx: not inner(ctx)
+    def _not_in_op(self, tree: Tree[Token]) -> str:
+        return f"(not {self._in(tree)})"
 
-    def _and_op(self, tree: Tree[Token]) -> Eval:
-        lhs, rhs = self.compile(tree.children[0]), self.compile(tree.children[2])
-        return lambda ctx: lhs(ctx) is True and rhs(ctx) is True
+    def _chain(self, tree: Tree[Token]) -> list[str]:
+        """``a AND b AND c`` (nested to the left) as the code of a, b, c: a flat Python
+        ``and`` of ``x is True`` means the same and does not nest."""
+        kind = tree.data
+        operands: list[Tree[Token] | Token] = []
+        node: Tree[Token] | Token = tree
+        while isinstance(node, Tree) and node.data == kind:
+            operands.append(node.children[2])
+            node = node.children[0]
+        operands.append(node)
+        return [self.expr(operand) for operand in reversed(operands)]
 
-    def _or_op(self, tree: Tree[Token]) -> Eval:
-        lhs, rhs = self.compile(tree.children[0]), self.compile(tree.children[2])
-        return lambda ctx: lhs(ctx) is True or rhs(ctx) is True
+    def _and_op(self, tree: Tree[Token]) -> str:
+        return "(" + " and ".join(f"{code} is True" for code in self._chain(tree)) + ")"
 
-    def _not_op(self, tree: Tree[Token]) -> Eval:
-        inner = self.compile(tree.children[1])
-        return lambda ctx: inner(ctx) is not True
+    def _or_op(self, tree: Tree[Token]) -> str:
+        return "(" + " or ".join(f"{code} is True" for code in self._chain(tree)) + ")"
+
+    def _not_op(self, tree: Tree[Token]) -> str:
+        return f"({self.expr(tree.children[1])} is not True)"
 
 
-def _member(value: Any, items: list[Any]) -> bool:
-    return any(_eq(value, item) for item in items)
+def _filter_matcher(topic_filter: str) -> Callable[[Any], bool]:
+    """``x =~ 'a/+'`` with a constant, checked filter."""
+
+    def topic_matches(topic: Any) -> bool:
+        if type(topic) is not str:
+            topic = as_text(topic)
+            if topic is None:
+                return False
+        return matches(topic_filter, topic)
+
+    return topic_matches
 
 
 # -- the compiled rule -------------------------------------------------------------------
@@ -609,6 +696,9 @@ def _put(out: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
     node[keys[-1]] = value
 
 
+_HELPERS["_put"] = _put
+
+
 @dataclass(frozen=True)
 class SelectedField:
     """One SELECT field: the output key path and the expression's source text."""
@@ -617,27 +707,34 @@ class SelectedField:
     expression: str
 
 
+@dataclass(eq=False, repr=False)
 class RuleSql:
     """A parsed, compiled rule statement.  Build it with `parse_sql`."""
 
-    def __init__(self, sql: str, sources: list[str], select_all: bool,
-                 fields: list[SelectedField], select: Callable[[Context], dict[str, Any]],
-                 where: Eval | None, columns: frozenset[str]) -> None:
-        self.sql = sql
-        #: The FROM entries, unquoted, in order.
-        self.sources = sources
-        #: The FROM entries that are event names.
-        self.event_names = [s for s in sources if s in EVENTS]
-        #: The FROM entries that are topic filters (they restrict message events).
-        self.topic_filters = [s for s in sources if s not in EVENTS]
-        #: ``SELECT *`` (possibly with more fields after it).
-        self.select_all = select_all
-        #: The fields after ``SELECT`` other than ``*``.
-        self.fields = fields
-        #: Top-level column names the statement reads (SELECT aliases excluded).
-        self.referenced_columns = columns
-        self._select = select
-        self._where = where
+    sql: str
+    #: The FROM entries, unquoted, in order.
+    sources: list[str]
+    #: ``SELECT *`` (possibly with more fields after it).
+    select_all: bool
+    #: The fields after ``SELECT`` other than ``*``.
+    fields: list[SelectedField]
+    #: The statement as code (the engine fuses the rules of an event into one function).
+    code: StatementCode
+    #: The compiled statement: the selected data for one event's `Context`, or None
+    #: when WHERE does not hold.  Any exception means the SQL failed on that event.
+    evaluate: Callable[[Context], dict[str, Any] | None]
+    #: The Python source of `evaluate` (for debugging).
+    source: str
+    #: Top-level column names the statement reads (SELECT aliases excluded).
+    referenced_columns: frozenset[str]
+    #: The FROM entries that are event names.
+    event_names: list[str] = field(init=False)
+    #: The FROM entries that are topic filters (they restrict message events).
+    topic_filters: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.event_names = [s for s in self.sources if s in EVENTS]
+        self.topic_filters = [s for s in self.sources if s not in EVENTS]
 
     def __repr__(self) -> str:
         return f"RuleSql({self.sql!r})"
@@ -672,12 +769,8 @@ class RuleSql:
         """The selected data for one event, or None when WHERE does not hold.
 
         Raises `SqlRuntimeError` when evaluation fails (bad argument types, ...)."""
-        ctx = Context(columns)
         try:
-            where = self._where
-            if where is not None and where(ctx) is not True:
-                return None
-            return self._select(ctx)
+            return self.evaluate(Context(columns))
         except SqlRuntimeError:
             raise
         except Exception as exc:  # a bug-free function can still hit e.g. OverflowError
@@ -704,34 +797,72 @@ def _check_source(token: Token) -> str:
     return text
 
 
-def _build_select(star: bool, plan: list[tuple[tuple[str, ...], Eval]]
-                  ) -> Callable[[Context], dict[str, Any]]:
-    flat = all(len(keys) == 1 for keys, _ in plan)
-    if star and not plan:
-        return lambda ctx: dict(ctx.columns)
-    if flat:
-        pairs = [(keys[0], fn) for keys, fn in plan]
-        if not star:
-            if len(pairs) == 1:
-                (k0, f0), = pairs
-                return lambda ctx: {k0: f0(ctx)}
-            return lambda ctx: {key: fn(ctx) for key, fn in pairs}
+def _select_code(star: bool, plan: list[tuple[tuple[str, ...], str]]) -> list[str]:
+    """The lines that set ``_sel`` to the selected data: a dict display when every
+    output key is flat, else a dict filled key path by key path (`_put`)."""
+    if all(len(keys) == 1 for keys, _ in plan):
+        items = [f"{keys[0]!r}: {code}" for keys, code in plan]
+        if star:
+            items.insert(0, "**columns")
+        return [f"_sel = {{{', '.join(items)}}}"]
+    lines = ["_sel = dict(columns)" if star else "_sel = {}"]
+    return lines + [f"_put(_sel, {keys!r}, {code})" for keys, code in plan]
 
-        def select_star_flat(ctx: Context) -> dict[str, Any]:
-            out = dict(ctx.columns)
-            for key, fn in pairs:
-                out[key] = fn(ctx)
-            return out
 
-        return select_star_flat
+@dataclass(frozen=True)
+class StatementCode:
+    """A statement as Python code over one event's `Context` (``ctx``), to be put in a
+    function by `compile_function`: `where` (an expression, None without WHERE) and
+    `select` (statements setting ``_sel``), reading the prologue's locals."""
 
-    def select_nested(ctx: Context) -> dict[str, Any]:
-        out: dict[str, Any] = dict(ctx.columns) if star else {}
-        for keys, fn in plan:
-            _put(out, keys, fn(ctx))
-        return out
+    where: str | None
+    select: list[str]
+    #: The globals the code names (constants and functions, prefixed per statement).
+    namespace: dict[str, Any]
+    #: Columns read whole (locals ``_c_<name>``) and as objects (``_j_<name>``).
+    reads: frozenset[str]
+    structs: frozenset[str]
+    #: Whether it needs ``ctx`` (a function reading the event gets it).
+    uses_ctx: bool
 
-    return select_nested
+
+def compile_function(header: str, body: list[str], codes: Iterable[StatementCode],
+                     namespace: Mapping[str, Any], name: str) -> tuple[Callable[..., Any], str]:
+    """Compile ``def <header>:`` whose body is `body` after a prologue that reads the
+    columns the `codes` need, once; return the function (`name` in the source) and the
+    source.  The function's parameter is ``ctx`` (a `Context`) or ``columns`` (the
+    event's columns: a `Context` is then made only if the code needs one)."""
+    codes = list(codes)
+    prologue: list[str] = []
+    if "(ctx" in header:
+        prologue.append("columns = ctx.columns")
+    elif any(c.uses_ctx or c.structs for c in codes):
+        prologue.append("ctx = _Context(columns)")
+    reads = sorted(set().union(*(c.reads for c in codes)))
+    if reads:
+        prologue.append("_g = columns.get")
+        prologue += [f"_c_{column} = _g({column!r})" for column in reads]
+    structs = sorted(set().union(*(c.structs for c in codes)))
+    if structs:
+        prologue.append("_s = ctx.structured")
+        prologue += [f"_j_{column} = _UNSET" for column in structs]
+    source = f"def {header}:\n" + "".join(f"    {line}\n" for line in [*prologue, *body])
+    scope: dict[str, Any] = dict(_HELPERS)
+    for code in codes:
+        scope.update(code.namespace)
+    scope.update(namespace)
+    exec(compile(source, "<rule sql>", "exec"), scope)  # code generated from the tree
+    return scope[name], source
+
+
+def _function(code: StatementCode) -> tuple[Callable[[Context], dict[str, Any] | None], str]:
+    """The statement's own function (`RuleSql.evaluate`).  WHERE runs first; SELECT
+    only for events that pass."""
+    body: list[str] = []
+    if code.where is not None:
+        body += [f"if {code.where} is not True:", "    return None"]
+    body += [*code.select, "return _sel"]
+    return compile_function("_rule(ctx)", body, [code], {}, "_rule")
 
 
 def parse_sql(sql: str) -> RuleSql:
@@ -778,18 +909,23 @@ def parse_sql(sql: str) -> RuleSql:
         selected.append((keys, expr))  # type: ignore[arg-type]
         fields.append(SelectedField(keys, text))
 
-    compiler = _Compiler(sql)
+    unit = _Unit()
+    gen = _CodeGen(sql, unit)
     try:
-        plan = [(keys, compiler.compile(expr)) for keys, expr in selected]
-        where: Eval | None = None
+        plan = [(keys, gen.expr(expr)) for keys, expr in selected]
+        where: str | None = None
         if where_tree is not None:
-            where_compiler = _Compiler(sql, aliases=aliases, columns=compiler.columns,
-                                       resolve_aliases=True)
-            where = where_compiler.compile(where_tree.children[1])
-    except RecursionError:
+            where_gen = _CodeGen(sql, unit, aliases=aliases, columns=gen.columns,
+                                 resolve_aliases=True)
+            where = where_gen.expr(where_tree.children[1])
+        code = StatementCode(where, _select_code(star, plan), unit.ns,
+                             frozenset(unit.reads), frozenset(unit.structs), unit.uses_ctx)
+        evaluate, source = _function(code)
+    except (RecursionError, MemoryError, SyntaxError):
+        # Python's own limits (recursion, ~200 nested parentheses in source)
         raise SqlError("expression nested too deeply") from None
-    return RuleSql(sql, sources, star, fields, _build_select(star, plan), where,
-                   frozenset(compiler.columns))
+    return RuleSql(sql, sources, star, fields, code, evaluate, source,
+                   frozenset(gen.columns))
 
 
 def _source_text(sql: str, node: Tree[Token] | Token) -> str:

@@ -169,3 +169,46 @@ def test_credentials_in_the_url_never_reach_the_alarm() -> None:
 def test_bad_urls_are_refused(url: str) -> None:
     with pytest.raises(ValueError):
         HttpSink("bad", url)
+
+
+def test_each_body_reports_its_outcome_once() -> None:
+    """`submit(body, done)`: done(True) for a 2xx answer, done(False) for any other
+    answer, for a body that failed all its attempts and for one still queued at stop."""
+    outcomes: dict[str, list[bool]] = {}
+
+    def done(key: str) -> Callable[[bool], None]:
+        return lambda ok: outcomes.setdefault(key, []).append(ok)
+
+    with HttpReceiver() as server:
+        server.statuses = [200, 404]
+
+        async def answered() -> None:
+            sink = HttpSink("t", server.url, pool_size=1)
+            await sink.start()
+            sink.submit("a", done("ok"))
+            sink.submit("b", done("404"))
+            sink.submit("c")  # no callback: fine
+            await until(lambda: sink.stats.sent == 3)
+            await sink.stop()
+        run(answered)
+
+    async def unreachable() -> None:
+        sink = HttpSink("t", f"http://127.0.0.1:{free_port()}/", max_retries=1,
+                        retry_backoff=0.01)
+        await sink.start()
+        sink.submit("d", done("refused"))
+        await until(lambda: sink.stats.failed == 1)
+        await sink.stop()
+    run(unreachable)
+
+    with HangingServer() as hanging:
+        async def stopped() -> None:
+            sink = HttpSink("t", hanging.url, pool_size=1, timeout=30, drain_timeout=0.1)
+            await sink.start()
+            sink.submit("e", done("in flight"))
+            sink.submit("f", done("queued"))
+            await until(lambda: hanging.accepted >= 1)
+            await sink.stop()
+        run(stopped)
+    assert outcomes == {"ok": [True], "404": [False], "refused": [False],
+                        "in flight": [False], "queued": [False]}

@@ -200,3 +200,47 @@ def test_stored_rows_come_back_and_bad_ones_are_skipped() -> None:
         assert second.resources["built_in:r"].config == {"k": 1}
         await second.stop()
     run(scenario())
+
+
+def test_rules_of_one_event_run_together_but_fail_alone() -> None:
+    """The rules a topic reaches run as one compiled group: each still has its own
+    outcome, and a change of rules takes effect on the next message."""
+    async def scenario() -> None:
+        broker = Broker()
+        eng = engine(broker)
+        await eng.start()
+        seen: list[tuple[str, bytes]] = []
+        broker.hooks.add(HookPoint.MESSAGE_PUBLISH,
+                         lambda m: seen.append((m.topic, m.payload)) if m.topic.startswith(
+                             "out/") else None)
+        failing = eng.create_rule({"rawsql": 'select payload.x * 2 as y from "g/#"'})
+        picky = eng.create_rule({"rawsql": 'select payload.x as x from "g/#" '
+                                           'where payload.x > 5'})
+        other = eng.create_rule({"rawsql": 'select * from "h/#"'})
+        good = eng.create_rule({
+            "rawsql": 'select payload.x as x, clientid() as c from "g/#"',
+            "actions": [{"name": "built_in:republish_action",
+                         "params": {"target_topic": "out/${c}", "payload_tmpl": "${x}"}},
+                        {"name": "built_in:republish_action",  # fails: bad topic
+                         "params": {"target_topic": "out/${x}/#", "payload_tmpl": "-"}}]})
+        broker.publish(Message("g/1", b'{"x": "a"}', sender="pub"))
+        broker.publish(Message("g/1", b'{"x": 9}', sender="pub"))
+        await asyncio.sleep(0)
+        assert seen == [("out/pub", b"a"), ("out/pub", b"9")]
+        m = {r.id: eng.rules[r.id].metrics for r in (failing, picky, other, good)}
+        assert (m[failing.id].failed, m[failing.id].passed) == (1, 1)
+        assert (m[picky.id].nomatch, m[picky.id].passed) == (1, 1)
+        assert m[other.id].matched == 0
+        assert (m[good.id].passed, m[good.id].failed) == (2, 0)
+        first, second = eng.rules[good.id].actions
+        assert (first.success, first.failed, second.success, second.failed) == (2, 0, 0, 2)
+        eng.update_rule(picky.id, {"rawsql": 'select payload.x as x from "g/#" '
+                                             'where payload.x > 50'})
+        eng.delete_rule(failing.id)
+        broker.publish(Message("g/2", b'{"x": 9}', sender="pub"))
+        await asyncio.sleep(0)
+        assert (m[picky.id].nomatch, m[picky.id].passed) == (2, 1)
+        assert m[failing.id].matched == 2
+        assert seen[-1] == ("out/pub", b"9") and len(seen) == 3
+        await eng.stop()
+    run(scenario())
