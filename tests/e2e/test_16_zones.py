@@ -91,6 +91,14 @@ def test_unknown_zone_field_is_a_config_error(make_node) -> None:
         make_node({"zone.internal.max_nonsense": "1"})
 
 
+def send_bursts(pub: RawClient, topic: str, payload: bytes = b"", pause: float = 0.0) -> None:
+    """Six writes of ten QoS 0 publishes each, numbered 0..59 after `payload`."""
+    for burst in range(6):
+        pub.send(b"".join(gen_publish(topic, payload=payload + b"%d" % (burst * 10 + i))
+                          for i in range(10)))
+        time.sleep(pause)
+
+
 @pytest.mark.parametrize("limit, payload", [
     ({"zone.internal.publish_limit": "10,1s"}, b"x"),
     ({"zone.internal.rate_limit.conn_bytes_in": "2KB,1s"}, b"x" * 200),
@@ -107,10 +115,7 @@ def test_rate_limits_slow_a_client_down_without_losing_anything(make_node, limit
         with RawClient(*port_of(node, "mqtt:tcp:internal")) as pub:
             pub.connect(uid("pub"))
             started = time.monotonic()
-            for burst in range(6):
-                pub.send(b"".join(gen_publish(topic, payload=payload + b"%d" % (burst * 10 + i))
-                                  for i in range(10)))
-                time.sleep(0.05)
+            send_bursts(pub, topic, payload, pause=0.05)
             got = sub.get_many(60, timeout=30)
             elapsed = time.monotonic() - started
         assert sorted(int(m.payload[len(payload):]) for m in got) == list(range(60))
@@ -128,9 +133,7 @@ def test_unlimited_zone_is_not_slowed(make_node) -> None:
         sub.subscribe(topic)
         with RawClient(*port_of(node, "mqtt:tcp:default")) as pub:
             pub.connect(uid("pub"))
-            for burst in range(6):
-                pub.send(b"".join(gen_publish(topic, payload=b"%d" % (burst * 10 + i))
-                                  for i in range(10)))
+            send_bursts(pub, topic)
             assert len(sub.get_many(60, timeout=30)) == 60
             pub.ping(timeout=2)
     finally:
