@@ -44,8 +44,13 @@ class App:
         return self.status and (self.expired is None or self.expired >= now)
 
 
-def generate_secret() -> str:
-    return secrets.token_urlsafe(24)
+def generate_secret(nbytes: int = 24) -> str:
+    """A random URL-safe token that never starts with "-", so it can follow
+    `--secret` on a command line without being read as an option."""
+    while True:
+        token = secrets.token_urlsafe(nbytes)
+        if not token.startswith("-"):
+            return token
 
 
 class AppRegistry(StoredTable[App]):

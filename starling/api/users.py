@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .apps import generate_secret
 from .stored import StoredTable
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def verify_password(password: str, encoded: str) -> bool:
 
 
 def generate_password() -> str:
-    return secrets.token_urlsafe(16)
+    return generate_secret(16)
 
 
 def username_problem(username: str) -> str | None:
