@@ -34,10 +34,10 @@ def batches(messages: int, per_batch: int) -> list[list[Operation]]:
             message_id += 1
             client = f"sub-{i % 10}"
             ops.append(("message_put", MessageRecord(message_id, f"lg/pair/{i % 10}", b"x" * 64,
-                                                     1, False, b"", f"pub-{i % 10}", None,
+                                                     1, False, b"\x00", f"pub-{i % 10}", None,
                                                      1.7e9, None)))
-            ops.append(("session_message_put", client, message_id, message_id, 1, False,
-                        i + 1, False))
+            ops.append(("session_message_put", client, message_id, message_id, 1, 0,
+                        i + 1, 0))
             acked.append((client, message_id))
             if to_ack:
                 done_client, done_id = to_ack.pop(0)

@@ -246,8 +246,9 @@ class Journal:
         message_id = message.id
         refs = self._refs.get(message_id, 0)
         self._refs[message_id] = refs + 1
-        held = ("session_message_put", session.client_id, message_id, message_id, qos, retain,
-                packet_id, False)
+        # Flags as ints, not bools: sqlite3 binds a bool only after an adapter lookup.
+        held = ("session_message_put", session.client_id, message_id, message_id, qos,
+                1 if retain else 0, packet_id, 0)
         if refs:
             self.add(held)
         else:
@@ -256,13 +257,13 @@ class Journal:
     def moved(self, session: Session, message: Message, qos: int, retain: bool,
               packet_id: int) -> None:
         """A queued message was sent: it is in flight now, under `packet_id`."""
-        self.add(("session_message_put", session.client_id, message.id, message.id, qos, retain,
-                  packet_id, False))
+        self.add(("session_message_put", session.client_id, message.id, message.id, qos,
+                  1 if retain else 0, packet_id, 0))
 
     def released(self, session: Session, message: Message, qos: int, retain: bool,
                  packet_id: int) -> None:
-        self.add(("session_message_put", session.client_id, message.id, message.id, qos, retain,
-                  packet_id, True))
+        self.add(("session_message_put", session.client_id, message.id, message.id, qos,
+                  1 if retain else 0, packet_id, 1))
 
     def done(self, session: Session, message: Message) -> None:
         """Acknowledged, dropped or expired: the session no longer holds it."""

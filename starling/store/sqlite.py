@@ -27,6 +27,7 @@ from .records import (
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x53544C47  # "STLG": marks the file as a Starling store
+NO_PROPERTIES = b"\x00"  # the encoded property block of a message without properties
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -193,7 +194,30 @@ class SQLiteStore(Store):
         dropped = [(message_id,) for message_id, m in bodies.items() if m is None]
         if dropped:
             db.executemany("DELETE FROM messages WHERE id = ?", dropped)
-        new = [_message_row(m) for m in bodies.values() if m is not None]
+        # Most bodies have no properties, no expiry and often no username: those
+        # go in as literals, because sqlite3 binds None, bytes and bool parameters
+        # only after a failed adapter lookup (~0.3 us each, a third of a row's cost).
+        plain: list[tuple[Any, ...]] = []
+        named: list[tuple[Any, ...]] = []
+        new: list[tuple[Any, ...]] = []
+        for m in bodies.values():
+            if m is None:
+                continue
+            if m.expires_at is None and m.properties == NO_PROPERTIES:
+                if m.username is None:
+                    plain.append((m.id, m.topic, m.payload, m.qos, 1 if m.retain else 0,
+                                  m.sender, m.timestamp))
+                else:
+                    named.append((m.id, m.topic, m.payload, m.qos, 1 if m.retain else 0,
+                                  m.sender, m.username, m.timestamp))
+            else:
+                new.append(_message_row(m))
+        if plain:
+            db.executemany("INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,X'00',?,NULL,?,NULL)",
+                           plain)
+        if named:
+            db.executemany("INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,X'00',?,?,?,NULL)",
+                           named)
         if new:
             db.executemany("INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)", new)
 

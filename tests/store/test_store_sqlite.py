@@ -199,6 +199,29 @@ def test_message_put_twice_keeps_one_body(store: SQLiteStore) -> None:
     assert store.db.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
 
 
+@pytest.mark.parametrize("fields", [
+    {},                                                  # the common body: literals in SQL
+    {"username": "alice"},
+    {"retain": True},
+    {"properties": b"\x03\x00\x04text"},                 # content type
+    {"expires_at": 1900000000.25, "username": "bob"},
+    {"properties": b"", "sender": "s"},
+], ids=["plain", "username", "retain", "properties", "expiry", "empty-properties"])
+def test_every_body_shape_round_trips(store: SQLiteStore, fields: dict[str, object]) -> None:
+    """Bodies are written by different statements depending on their shape (the
+    usual one with its empty properties and NULLs as literals): each stores the
+    same row and loads back the same record."""
+    m = record(41, "s/1", b"\x00body\xff", **fields)
+    store.apply([("message_put", m), ("session_put", "c", None, 60.0, 1.0, None),
+                 ("session_message_put", "c", 41, 41, 1, 1, 3, 0)])
+    row = store.db.execute("SELECT * FROM messages").fetchone()
+    assert row == sqlite_module._message_row(m)
+    store = reopen(store)
+    (s,) = store.load_sessions()
+    assert s.messages == [SessionMessageRecord(m, 41, 1, True, 3, False)]
+    store.close()
+
+
 _CLIENTS = st.sampled_from(["a", "b"])
 _IDS = st.integers(1, 4)
 _OPS = st.one_of(
