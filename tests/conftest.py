@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers.clients import Clients
+from helpers.process import ServerProcess
 from hypothesis import HealthCheck, settings
 
 # Timing-based hypothesis checks flake on a loaded 2-core CI machine; the
@@ -33,7 +33,7 @@ LISTENER_LINE = re.compile(r"listener (\S+) on (\S+):(\d+)")
 STARTUP_TIMEOUT = 20.0
 
 
-class Node:
+class Node(ServerProcess):
     """A running `starling start` process and the addresses it reported."""
 
     def __init__(self, data_dir: Path, settings: dict[str, str], name: str) -> None:
@@ -78,35 +78,6 @@ class Node:
                 self._ready.set()
         proc.wait()
         self._ready.set()  # exited before starting: start() reports the log
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM and wait: the clean shutdown a user's service manager does."""
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._release()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """kill -9: what a crash looks like."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self._release()
-
-    def _release(self) -> None:
-        """Let the log reader finish, then close the pipe (no ResourceWarning)."""
-        assert self.proc is not None
-        self._reader.join(timeout=5)
-        if self.proc.stderr is not None and not self.proc.stderr.closed:
-            self.proc.stderr.close()
 
     # -- addresses ---------------------------------------------------------
     @property

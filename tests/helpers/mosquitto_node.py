@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
+
+from .process import ServerProcess
+from .servers import free_port
 
 # settings we can map onto mosquitto.conf; anything else makes the test skip
 _MAPPABLE = {
@@ -31,20 +33,14 @@ class UnsupportedSetting(Exception):
     pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class MosquittoNode:
+class MosquittoNode(ServerProcess):
     def __init__(self, data_dir: Path, settings: dict[str, str], name: str) -> None:
         self.data_dir = data_dir
         self.name = name
         self.settings = settings
         self.log_lines: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
-        self._port = _free_port()
+        self._port = free_port()
         lines = [f"listener {self._port} 127.0.0.1", "allow_anonymous true",
                  "log_type all", "log_dest stderr", "persistence false"]
         for key, value in settings.items():
@@ -80,33 +76,6 @@ class MosquittoNode:
         assert proc.stderr is not None
         for line in proc.stderr:
             self.log_lines.append(line.rstrip("\n"))
-
-    def stop(self, timeout: float = 10.0) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._release()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self._release()
-
-    def _release(self) -> None:
-        """As tests/conftest.py's Node: let the log reader finish, close the pipe."""
-        assert self.proc is not None
-        self._reader.join(timeout=5)
-        if self.proc.stderr is not None and not self.proc.stderr.closed:
-            self.proc.stderr.close()
 
     @property
     def host(self) -> str:
