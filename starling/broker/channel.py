@@ -201,13 +201,11 @@ class Channel:
         self.broker = broker
         self.conn = conn
         self.zone = zone
-        #: The options of the client's zone (`Broker.reconfigure` keeps it current).
-        self.options = options = broker.zone_options(zone)
-        #: The zone's per-client rate limits, if it has any.
+        #: The zone's per-client rate limits, if it has any (set by `use_options`).
         self.limiter: Limiter | None = None
-        if options.publish_limit or options.bytes_in_limit:
-            self.limiter = Limiter(options.publish_limit, options.bytes_in_limit,
-                                   self._throttle, self._wait_over)
+        #: The options of the client's zone (`Broker.reconfigure` keeps it current).
+        self.options: BrokerOptions
+        self.use_options(broker.zone_options(zone))
         self.counters = broker.counters
         self.state = NEW
         self.protocol_level = 0
@@ -304,7 +302,8 @@ class Channel:
             self._hold(packet)
 
     def use_options(self, options: BrokerOptions) -> None:
-        """The zone's options changed at runtime: new limits start now."""
+        """Adopt the zone's options (at start, and when they change at runtime:
+        new limits start now)."""
         self.options = options
         if self.limiter is not None:
             self.limiter.cancel()  # ends its wait, if any

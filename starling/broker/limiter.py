@@ -35,7 +35,7 @@ class Limiter:
     """A connection's buckets; tells its owner when to hold the client back
     (`pause`) and when to let it go again (`resume`)."""
 
-    __slots__ = ("_bytes", "_pause", "_publish", "_resume", "_timer", "pauses")
+    __slots__ = ("_bytes", "_pause", "_publish", "_resume", "_timer")
 
     def __init__(self, publish_limit: tuple[int, float] | None,
                  bytes_limit: tuple[int, float] | None,
@@ -44,13 +44,6 @@ class Limiter:
         self._bytes = TokenBucket(*bytes_limit) if bytes_limit else None
         self._pause, self._resume = pause, resume
         self._timer: asyncio.TimerHandle | None = None
-        #: How often the client was held back (for operators and tests).
-        self.pauses = 0
-
-    @property
-    def holding(self) -> bool:
-        """Is the client being held back right now?"""
-        return self._timer is not None
 
     def published(self) -> None:
         if self._publish is not None:
@@ -70,7 +63,6 @@ class Limiter:
     def _hold(self, wait: float) -> None:
         if wait <= 0.0 or self._timer is not None:
             return
-        self.pauses += 1
         self._pause()
         self._timer = asyncio.get_running_loop().call_later(wait, self._release)
 

@@ -77,12 +77,11 @@ def test_wrong_key_or_unknown_identity_is_refused(make_node, tmp_path, identity,
     node = psk_node(make_node, tmp_path)
     result = pub(node, "psk/x", "no", identity=identity, key=key)
     assert result.returncode != 0
-    assert "TLS" in result.stderr or "tls" in result.stderr.lower() or result.stderr
+    assert "TLS error" in result.stderr, result.stderr  # refused in the handshake
 
 
 def test_tls13_psk(make_node, tmp_path) -> None:
     node = psk_node(make_node, tmp_path)
-    assert pub(node, "psk/13", "x", ).returncode == 0
     result = mosquitto("mosquitto_pub", node, "-t", "psk/13", "-m", "x",
                        "--tls-version", "tlsv1.3")
     assert result.returncode == 0, result.stderr
