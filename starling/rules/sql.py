@@ -32,6 +32,7 @@ from .functions import (
     Key,
     SqlRuntimeError,
     as_text,
+    decode_json,
     int_div,
     is_number,
     nested_get,
@@ -44,6 +45,7 @@ __all__ = [
     "EVENTS",
     "MESSAGE_EVENTS",
     "RuleSql",
+    "Selected",
     "SelectedField",
     "SqlError",
     "parse_sql",
@@ -58,6 +60,10 @@ CLIENT_EVENTS = frozenset({"client.connected", "client.disconnected", "client.su
                            "session.unsubscribed"})
 EVENTS = MESSAGE_EVENTS | CLIENT_EVENTS
 
+#: What a statement selects for one event: the selected data, or for FOREACH a list of
+#: them (one per element of the list).
+Selected = dict[str, Any] | list[Any]
+
 
 class SqlError(Exception):
     """A statement that cannot become a rule; the text says what and where."""
@@ -71,13 +77,17 @@ class SqlError(Exception):
 
 
 _GRAMMAR = r"""
-statement: SELECT fields FROM sources where? SEMICOLON?
+statement: (select_head | foreach_head) FROM sources where? SEMICOLON?
+select_head: SELECT fields
+foreach_head: FOREACH fields do_clause? incase_clause?
+do_clause: DO fields
+incase_clause: INCASE expr
 where: WHERE expr
 
 fields: field ("," field)*
 field: STAR                -> star
      | expr (AS alias)?    -> column
-alias: NAME ("." NAME)*
+alias: NAME ("." _key)*
      | STRING
 sources: STRING ("," STRING)*
 
@@ -110,8 +120,15 @@ sources: STRING ("," STRING)*
      | NULL                                -> null
      | path
      | call
+     | case
      | "(" expr ")"
-path: NAME ("." NAME | "[" MINUS? NUMBER "]")*
+case: CASE expr? case_when+ case_else? END
+case_when: WHEN expr THEN expr
+case_else: ELSE expr
+path: NAME ("." _key | "[" MINUS? NUMBER "]")*
+// after a dot any word is a key, keywords too (payload.end, payload.from)
+_key: NAME | SELECT | FROM | WHERE | AS | AND | OR | NOT | IN | TRUE | FALSE | NULL | DIV
+    | MOD | CASE | WHEN | THEN | ELSE | END | FOREACH | DO | INCASE
 call: (NAME | DIV | MOD) "(" args? ")"
 args: expr ("," expr)*
 
@@ -128,6 +145,14 @@ FALSE: "false"i
 NULL: "null"i
 DIV: "div"i
 MOD: "mod"i
+CASE: "case"i
+WHEN: "when"i
+THEN: "then"i
+ELSE: "else"i
+END: "end"i
+FOREACH: "foreach"i
+DO: "do"i
+INCASE: "incase"i
 NAME: /[A-Za-z_][A-Za-z0-9_]*/
 NUMBER: /(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?/
 STRING: /"(?:[^"\\]|\\.|"")*"|'(?:[^'\\]|\\.|'')*'/
@@ -147,9 +172,6 @@ _PARSER = Lark(_GRAMMAR, start="statement", parser="lalr", lexer="basic",
 
 #: Words of other SQL dialects (and of EMQ X v4) that users try; refused by name.
 _UNSUPPORTED = {
-    "foreach": "FOREACH/DO/INCASE is EMQ X v4 syntax; EMQ X v3.2 (and Starling) has only SELECT",
-    "incase": "FOREACH/DO/INCASE is EMQ X v4 syntax; EMQ X v3.2 (and Starling) has only SELECT",
-    "case": "CASE expressions are not supported",
     "like": "LIKE is not supported; use =~ with a topic filter, or a function",
     "is": "IS [NOT] NULL is not supported; use is_null(x) / is_not_null(x) or x = null",
     "between": "BETWEEN is not supported; use x >= a and x <= b",
@@ -164,7 +186,9 @@ _UNSUPPORTED = {
 _TERMINAL_TEXT = {
     "SELECT": "SELECT", "FROM": "FROM", "WHERE": "WHERE", "AS": "AS", "AND": "AND",
     "OR": "OR", "NOT": "NOT", "IN": "IN", "TRUE": "true", "FALSE": "false", "NULL": "null",
-    "DIV": "div", "MOD": "mod", "NAME": "a name", "NUMBER": "a number",
+    "DIV": "div", "MOD": "mod", "CASE": "CASE", "WHEN": "WHEN", "THEN": "THEN",
+    "ELSE": "ELSE", "END": "END", "FOREACH": "FOREACH", "DO": "DO", "INCASE": "INCASE",
+    "NAME": "a name", "NUMBER": "a number",
     "STRING": "a quoted string", "CMP": "a comparison (= != <> > < >= <= =~)",
     "STAR": "'*'", "SLASH": "'/'", "PLUS": "'+'", "MINUS": "'-'", "SEMICOLON": "';'",
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','", "DOT": "'.'", "$END": "end of statement",
@@ -454,6 +478,11 @@ class _Unit:
         self.structs: set[str] = set()
         #: Whether the code passes ``ctx`` (the event's `Context`) to a function.
         self.uses_ctx = False
+        #: Groups of prologue locals the code tests for null, each as one flag that the
+        #: prologue sets (rules fused in one function check the same columns).
+        self.nulls: set[tuple[str, ...]] = set()
+        #: Prologue locals computed from columns (`CLIENT_ID`).
+        self.derived: set[str] = set()
 
     def const(self, value: Any, kind: str = "k") -> str:
         name = f"{self.prefix}{kind}{len(self.ns)}"
@@ -467,6 +496,22 @@ class _Unit:
     def read(self, column: str) -> str:
         self.reads.add(column)
         return f"_c_{column}"
+
+    def client_id(self) -> str:
+        """clientid(): the ``clientid`` column, else ``client_id`` (prologue local)."""
+        self.reads.update(("clientid", "client_id"))
+        self.derived.add(CLIENT_ID)
+        return CLIENT_ID
+
+    def any_null(self, names: list[str]) -> str:
+        """The test that one of `names` (identifiers) is null.  The prologue's locals
+        (columns, clientid()) are tested there, once, as one flag."""
+        hoisted = tuple(sorted({n for n in names if n.startswith("_c_") or n == CLIENT_ID}))
+        tests = [f"{n} is None" for n in names if n not in hoisted]
+        if hoisted:
+            self.nulls.add(hoisted)
+            tests.insert(0, null_flag(hoisted))
+        return " or ".join(tests)
 
     def structured(self, column: str) -> str:
         """The column as an object (`Context.structured`), fetched on first use only:
@@ -486,12 +531,51 @@ def _member(value: Any, items: list[Any]) -> bool:
     return any(_eq(value, item) for item in items)
 
 
+def _nested_json(value: Any, keys: tuple[Key, ...]) -> Any:
+    """`nested_get`, into the JSON a str/bytes value holds (as into a column)."""
+    if isinstance(value, (str, bytes, bytearray)):
+        value = decode_json(value)
+    return nested_get(value, keys)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``CASE x WHEN v``: EMQ X matches the value as an Erlang pattern, exactly (no
+    coercion: 1 is not 1.0 nor '1'); bytes that are text match the same text."""
+    if isinstance(a, (bytes, bytearray)):
+        a = as_text(a) if as_text(a) is not None else a
+    if isinstance(b, (bytes, bytearray)):
+        b = as_text(b) if as_text(b) is not None else b
+    return type(a) is type(b) and bool(a == b)
+
+
+def _overlay(base: Any, *puts: tuple[tuple[str, ...], Any]) -> Any:
+    """A name as later dotted aliases left it: ``x as p.a`` then ``p`` is the column
+    (or earlier value) `p` with key ``a`` set, as EMQ X's nested_put does."""
+    if isinstance(base, (str, bytes, bytearray)):
+        base = decode_json(base)
+    out = dict(base) if isinstance(base, dict) else {}
+    for keys, value in puts:
+        _put(out, keys, value)
+    return out
+
+
+def null_flag(names: tuple[str, ...]) -> str:
+    """The prologue's flag: one of these prologue locals is null.  Its name spells the
+    group unambiguously (``_`` escaped as ``_u``, names joined by ``_s``)."""
+    return "_n_s" + "_s".join(n.replace("_", "_u") for n in names)
+
+
+#: The prologue local of clientid(), and how the prologue sets it.
+CLIENT_ID = "_cid"
+_CLIENT_ID_CODE = f"{CLIENT_ID} = _c_clientid if _c_clientid is not None else _c_client_id"
+
 _HELPERS: dict[str, Any] = {"_eq": _eq, "_member": _member, "_nested": nested_get,
-                            "_neg": _negate, "_topic_match": _topic_match,
-                            "_UNSET": _NOCONST, "_Context": Context}
+                            "_neg": _negate, "_topic_match": _topic_match, "_same": _same,
+                            "_nested_json": _nested_json,
+                            "_overlay": _overlay, "_UNSET": _NOCONST, "_Context": Context}
 
 #: Context functions that, without arguments, read one column: inlined as a read (as
-#: the functions in `functions.py` do; clientid() reads "clientid" first).
+#: the functions in `functions.py` do; clientid() reads "clientid" first: `CLIENT_ID`).
 _COLUMN_CALLS = {"msgid": "id", "qos": "qos", "peername": "peername", "topic": "topic",
                  "payload": "payload", "clientid": "client_id"}
 
@@ -511,9 +595,13 @@ class _CodeGen:
 
     sql: str
     unit: _Unit
-    aliases: dict[tuple[Key, ...], Tree[Token]] = field(default_factory=dict)
+    #: The names defined so far (SELECT / FOREACH / DO aliases, the FOREACH item) that
+    #: the expression sees before the event's columns, in definition order.
+    scope: list[_Binding] = field(default_factory=list)
+    #: Top-level columns read (shared by the statement's generators).
     columns: set[str] = field(default_factory=set)
-    resolve_aliases: bool = False
+    #: The bindings the expressions read (indices into `scope`).
+    used: set[int] = field(default_factory=set)
 
     def expr(self, tree: Tree[Token] | Token) -> str:
         value = _literal(tree)
@@ -534,27 +622,62 @@ class _CodeGen:
 
     def _path(self, tree: Tree[Token]) -> str:
         keys = _path_keys(tree)
+        bound = self._bound(keys) if self.scope else None
+        return bound if bound is not None else self._column(keys)
+
+    def _column(self, keys: tuple[Key, ...]) -> str:
+        """A path into the event's columns."""
         unit = self.unit
-        if self.resolve_aliases:
-            for n in range(len(keys), 0, -1):
-                target = self.aliases.get(keys[:n])
-                if target is not None:
-                    inner = _CodeGen(self.sql, unit, columns=self.columns).expr(target)
-                    rest = keys[n:]
-                    if not rest:
-                        return inner
-                    return f"_nested({inner}, {unit.const(rest)})"
         name = str(keys[0])
         self.columns.add(name)
         if len(keys) == 1:
             return unit.read(name)
-        rest = keys[1:]
-        value = unit.structured(name)
+        return self._walk(unit.structured(name), keys[1:])
+
+    def _walk(self, value: str, rest: tuple[Key, ...], nested: str = "_nested") -> str:
+        """`rest` walked into the value of the code `value` (with `nested`, the helper
+        for values that are not a dict)."""
+        unit = self.unit
         if len(rest) == 1 and isinstance(rest[0], str):
-            t = unit.temp()
-            return (f"({t}.get({rest[0]!r}) if isinstance({t} := {value}, dict) "
-                    f"else _nested({t}, {unit.const(rest)}))")
-        return f"_nested({value}, {unit.const(rest)})"
+            if value.isidentifier():  # a local: read it twice rather than copy it
+                t, bound = value, value
+            else:
+                t = unit.temp()
+                bound = f"{t} := {value}"
+            return (f"({t}.get({rest[0]!r}) if isinstance({bound}, dict) "
+                    f"else {nested}({t}, {unit.const(rest)}))")
+        return f"{nested}({value}, {unit.const(rest)})"
+
+    def _bound(self, keys: tuple[Key, ...]) -> str | None:
+        """A path that starts with a name defined in `scope` (EMQ X puts each alias into
+        the data later fields and WHERE read): the latest definition of a prefix of the
+        path, with the later dotted aliases under the path set on it; None when no
+        definition concerns the path (it reads a column)."""
+        scope = self.scope
+        base = None
+        for i, binding in enumerate(scope):
+            if keys[:len(binding.keys)] == binding.keys:
+                base = i
+        later = scope[base + 1:] if base is not None else scope
+        overlays = [b for b in later
+                    if len(b.keys) > len(keys) and b.keys[:len(keys)] == keys]
+        if base is None and not overlays:
+            return None
+        if base is None:
+            code = self._column(keys)
+        else:
+            self.used.add(base)
+            binding = scope[base]
+            rest = keys[len(binding.keys):]
+            # an alias of a whole column may hold JSON text (``payload as p``, ``p.x``)
+            code = self._walk(binding.var, rest, "_nested_json") if rest else binding.var
+        if overlays:
+            puts = []
+            for b in overlays:
+                self.used.add(scope.index(b))
+                puts.append(f"({self.unit.const(b.keys[len(keys):])}, {b.var})")
+            code = f"_overlay({code}, {', '.join(puts)})"
+        return code
 
     # calls ---------------------------------------------------------------------------
 
@@ -573,16 +696,38 @@ class _CodeGen:
             raise SqlError(f"function {name}() takes {fn.arity_text()} argument{plural}, "
                            f"got {len(arg_trees)}", name_token.line, name_token.column)
         if not arg_trees and name in _COLUMN_CALLS:  # clientid(), topic(), ...
-            column = self.unit.read(_COLUMN_CALLS[name])
-            if name != "clientid":
-                return column
-            given = self.unit.read("clientid")
-            return f"({given} if {given} is not None else {column})"
+            if name == "clientid":
+                return self.unit.client_id()
+            return self.unit.read(_COLUMN_CALLS[name])
         args = [self.expr(arg) for arg in arg_trees]
         if fn.context:
             self.unit.uses_ctx = True
             args.insert(0, "ctx")
         return f"{self.unit.const(fn.impl, 'f')}({', '.join(args)})"
+
+    # CASE ----------------------------------------------------------------------------
+
+    def _case(self, tree: Tree[Token]) -> str:
+        """``CASE WHEN c THEN v ... [ELSE e] END`` takes the first branch whose condition
+        is true; ``CASE x WHEN v THEN r ... END`` the first whose value matches x exactly
+        (EMQ X's pattern match).  No branch and no ELSE: null (EMQ X's undefined)."""
+        parts = [c for c in tree.children if isinstance(c, Tree)]
+        subject = None if parts[0].data in ("case_when", "case_else") else parts.pop(0)
+        otherwise = "None"
+        if parts[-1].data == "case_else":
+            otherwise = self.expr(parts.pop().children[1])
+        t = self.unit.temp() if subject is not None else ""
+        code = otherwise
+        for i, branch in reversed(list(enumerate(parts))):
+            cond, value = self.expr(branch.children[1]), self.expr(branch.children[3])
+            if subject is None:
+                test = f"{cond} is True"
+            elif i == 0:
+                test = f"_same(({t} := {self.expr(subject)}), {cond})"
+            else:
+                test = f"_same({t}, {cond})"
+            code = f"({value} if {test} else {code})"
+        return code
 
     # operators -----------------------------------------------------------------------
 
@@ -686,7 +831,10 @@ def _filter_matcher(topic_filter: str) -> Callable[[Any], bool]:
 # -- the compiled rule -------------------------------------------------------------------
 
 def _put(out: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
-    """out[k1][k2]...[kn] = value, making (or replacing non-object) levels on the way."""
+    """out[k1][k2]...[kn] = value, making (or replacing non-object) levels on the way.
+    A null value is not put (EMQ X drops an undefined field from the output)."""
+    if value is None:
+        return
     node = out
     for key in keys[:-1]:
         child = node.get(key)
@@ -696,7 +844,13 @@ def _put(out: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _defined(out: dict[str, Any]) -> dict[str, Any]:
+    """The selected fields without the null ones (see `_put`)."""
+    return {key: value for key, value in out.items() if value is not None}
+
+
 _HELPERS["_put"] = _put
+_HELPERS["_defined"] = _defined
 
 
 @dataclass(frozen=True)
@@ -714,15 +868,16 @@ class RuleSql:
     sql: str
     #: The FROM entries, unquoted, in order.
     sources: list[str]
-    #: ``SELECT *`` (possibly with more fields after it).
+    #: ``SELECT *`` (or ``DO *``; possibly with more fields).
     select_all: bool
-    #: The fields after ``SELECT`` other than ``*``.
+    #: The fields after ``SELECT`` (or FOREACH's ``DO``) other than ``*``.
     fields: list[SelectedField]
     #: The statement as code (the engine fuses the rules of an event into one function).
     code: StatementCode
-    #: The compiled statement: the selected data for one event's `Context`, or None
-    #: when WHERE does not hold.  Any exception means the SQL failed on that event.
-    evaluate: Callable[[Context], dict[str, Any] | None]
+    #: The compiled statement: the selected data for one event's `Context` (FOREACH: a
+    #: list of them), or None when WHERE does not hold.  Any exception means the SQL
+    #: failed on that event.
+    evaluate: Callable[[Context], Selected | None]
     #: The Python source of `evaluate` (for debugging).
     source: str
     #: Top-level column names the statement reads (SELECT aliases excluded).
@@ -765,8 +920,14 @@ class RuleSql:
         if unknown:
             raise SqlError(f"Unknown Column: {unknown[0]}")
 
-    def apply(self, columns: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The selected data for one event, or None when WHERE does not hold.
+    @property
+    def foreach(self) -> bool:
+        """A FOREACH statement: `apply` gives a list, one selected data per element."""
+        return self.code.many
+
+    def apply(self, columns: Mapping[str, Any]) -> Selected | None:
+        """The selected data for one event (FOREACH: a list of them, maybe empty), or
+        None when WHERE does not hold.
 
         Raises `SqlRuntimeError` when evaluation fails (bad argument types, ...)."""
         try:
@@ -776,7 +937,7 @@ class RuleSql:
         except Exception as exc:  # a bug-free function can still hit e.g. OverflowError
             raise SqlRuntimeError(f"{type(exc).__name__}: {exc}") from exc
 
-    def test(self, columns: Mapping[str, Any]) -> dict[str, Any] | None:
+    def test(self, columns: Mapping[str, Any]) -> Selected | None:
         """`apply`, under the name EMQ X's SQL tester (``test: true``) uses."""
         return self.apply(columns)
 
@@ -797,26 +958,173 @@ def _check_source(token: Token) -> str:
     return text
 
 
-def _select_code(star: bool, plan: list[tuple[tuple[str, ...], str]]) -> list[str]:
-    """The lines that set ``_sel`` to the selected data: a dict display when every
-    output key is flat, else a dict filled key path by key path (`_put`)."""
-    if all(len(keys) == 1 for keys, _ in plan):
-        items = [f"{keys[0]!r}: {code}" for keys, code in plan]
-        if star:
-            items.insert(0, "**columns")
-        return [f"_sel = {{{', '.join(items)}}}"]
-    lines = ["_sel = dict(columns)" if star else "_sel = {}"]
-    return lines + [f"_put(_sel, {keys!r}, {code})" for keys, code in plan]
+@dataclass(frozen=True)
+class _Binding:
+    """A name that an alias (or FOREACH's item) defines, and the local holding its value:
+    EMQ X evaluates fields left to right and puts each one's value into the data the
+    later fields, WHERE (and for FOREACH, INCASE and DO) read."""
+
+    keys: tuple[str, ...]
+    var: str
+
+
+@dataclass
+class _Field:
+    """One compiled field of SELECT, FOREACH or DO."""
+
+    keys: tuple[str, ...]
+    code: str
+    #: The local its value goes into (an alias's, or one to check for null), or None.
+    var: str | None
+    #: The local to test for null before output (None: it never is).
+    check: str | None
+    #: The bindings its expression reads, and the one it defines (indices into scope).
+    uses: set[int]
+    binding: int | None
+
+
+#: Expressions that never give null (they give a value or raise).
+_NEVER_NULL = frozenset({"number", "string", "true", "false", "binop", "neg", "compare",
+                         "in_op", "not_in_op", "and_op", "or_op", "not_op"})
+
+
+def _nullable(tree: Tree[Token] | Token) -> bool:
+    value = _literal(tree)
+    if value is not _NOCONST:
+        return value is None
+    return not (isinstance(tree, Tree) and tree.data in _NEVER_NULL)
+
+
+def _output_keys(sql: str, expr: Tree[Token], alias: Tree[Token] | None,
+                 ) -> tuple[tuple[str, ...], bool]:
+    """The output key path of a field, and whether it is an alias."""
+    if alias is not None:
+        first = alias.children[0]
+        if isinstance(first, Token) and first.type == "STRING":
+            return (_unquote(first),), True
+        return tuple(str(tok) for tok in alias.children), True
+    if expr.data == "path":
+        keys = _path_keys(expr)
+        if all(isinstance(k, str) for k in keys):
+            return tuple(str(k) for k in keys), False
+    return (_source_text(sql, expr),), False
+
+
+@dataclass
+class _Statement:
+    """What the fields, WHERE, INCASE of one statement compile into."""
+
+    sql: str
+    unit: _Unit = field(default_factory=_Unit)
+    #: Top-level columns read (the v3.2 `Unknown Column` check).
+    columns: set[str] = field(default_factory=set)
+    #: Names defined so far, in order.
+    scope: list[_Binding] = field(default_factory=list)
+
+    def gen(self, scope: list[_Binding] | None = None) -> _CodeGen:
+        return _CodeGen(self.sql, self.unit, scope=list(self.scope if scope is None else scope),
+                        columns=self.columns)
+
+    def fields(self, tree: Tree[Token], *, every_var: bool = False,
+               ) -> tuple[bool, list[_Field], list[SelectedField]]:
+        """Compile a field list left to right, each alias defining a name the later
+        fields see; returns (has `*`, the fields, their description)."""
+        star = False
+        compiled: list[_Field] = []
+        described: list[SelectedField] = []
+        for fld in tree.children:
+            assert isinstance(fld, Tree)
+            if fld.data == "star":
+                star = True
+                continue
+            expr = fld.children[0]
+            assert isinstance(expr, Tree)
+            alias = next((c for c in fld.children[1:] if isinstance(c, Tree)), None)
+            keys, aliased = _output_keys(self.sql, expr, alias)
+            gen = self.gen()
+            code = gen.expr(expr)
+            var = check = None
+            binding = None
+            if code.isidentifier():  # a local already (a column, clientid(), an alias)
+                var = code
+            elif aliased or every_var or _nullable(expr):
+                var = self.unit.temp()
+            if _nullable(expr):
+                check = var if var is not None else code
+            if aliased:
+                binding = len(self.scope)
+                assert var is not None
+                self.scope.append(_Binding(keys, var))
+            compiled.append(_Field(keys, code, var, check, gen.used, binding))
+            described.append(SelectedField(keys, _source_text(self.sql, expr)))
+        return star, compiled, described
+
+    def condition(self, tree: Tree[Token] | None, scope: list[_Binding] | None = None,
+                  ) -> tuple[str | None, set[int]]:
+        """WHERE or INCASE: the code and the bindings it reads."""
+        if tree is None:
+            return None, set()
+        gen = self.gen(scope)
+        return gen.expr(tree), gen.used
+
+
+def _needed(fields: list[_Field], used: set[int]) -> set[int]:
+    """The bindings `used` reads, with those they read in turn."""
+    by_binding = {f.binding: f for f in fields if f.binding is not None}
+    needed: set[int] = set()
+    todo = list(used)
+    while todo:
+        index = todo.pop()
+        if index not in needed and index in by_binding:
+            needed.add(index)
+            todo += by_binding[index].uses
+    return needed
+
+
+def _output_code(unit: _Unit, target: str, star: list[str] | None, fields: list[_Field],
+                 computed: set[str]) -> list[str]:
+    """The lines that set `target` to the selected data.  `star`: the lines that make
+    its starting dict (``*``); `computed`: the locals already set (the prelude).  A
+    dict display when the keys are flat and distinct, with a null check that drops the
+    null fields; else a dict filled key path by key path (`_put` skips nulls)."""
+    keys = [f.keys for f in fields]
+    if star is None and all(len(k) == 1 for k in keys) and len(set(keys)) == len(keys):
+        items = []
+        for f in fields:
+            value = f.code
+            if f.var is not None and f.var != f.code:
+                value = f.var if f.var in computed else f"({f.var} := {f.code})"
+            items.append(f"{f.keys[0]!r}: {value}")
+        lines = [f"{target} = {{{', '.join(items)}}}"]
+        checks = [f.check for f in fields if f.check is not None]
+        if checks:
+            lines += [f"if {unit.any_null(checks)}:",
+                      f"    {target} = _defined({target})"]
+        return lines
+    lines = list(star) if star is not None else [f"{target} = {{}}"]
+    for f in fields:
+        value = f.code
+        if f.var is not None and f.var != f.code:
+            if f.var not in computed:
+                lines.append(f"{f.var} = {f.code}")
+            value = f.var
+        lines.append(f"_put({target}, {f.keys!r}, {value})")
+    return lines
 
 
 @dataclass(frozen=True)
 class StatementCode:
     """A statement as Python code over one event's `Context` (``ctx``), to be put in a
-    function by `compile_function`: `where` (an expression, None without WHERE) and
-    `select` (statements setting ``_sel``), reading the prologue's locals."""
+    function by `compile_function`: `prelude` (statements computing what WHERE reads),
+    `where` (an expression, None without WHERE) and `select` (statements setting
+    ``_sel``: a dict, or with `many` a list of them, one per FOREACH item), reading the
+    prologue's locals."""
 
+    prelude: list[str]
     where: str | None
     select: list[str]
+    #: FOREACH: ``_sel`` is a list, and the actions run once per element.
+    many: bool
     #: The globals the code names (constants and functions, prefixed per statement).
     namespace: dict[str, Any]
     #: Columns read whole (locals ``_c_<name>``) and as objects (``_j_<name>``).
@@ -824,6 +1132,10 @@ class StatementCode:
     structs: frozenset[str]
     #: Whether it needs ``ctx`` (a function reading the event gets it).
     uses_ctx: bool
+    #: Prologue locals computed from columns (`CLIENT_ID`), and the groups of
+    #: prologue locals whose null flag it reads (`null_flag`).
+    derived: frozenset[str] = frozenset()
+    nulls: frozenset[tuple[str, ...]] = frozenset()
 
 
 def compile_function(header: str, body: list[str], codes: Iterable[StatementCode],
@@ -842,6 +1154,10 @@ def compile_function(header: str, body: list[str], codes: Iterable[StatementCode
     if reads:
         prologue.append("_g = columns.get")
         prologue += [f"_c_{column} = _g({column!r})" for column in reads]
+    if any(CLIENT_ID in c.derived for c in codes):
+        prologue.append(_CLIENT_ID_CODE)
+    prologue += [f"{null_flag(group)} = {' or '.join(f'{n} is None' for n in group)}"
+                 for group in sorted(set().union(*(c.nulls for c in codes)))]
     structs = sorted(set().union(*(c.structs for c in codes)))
     if structs:
         prologue.append("_s = ctx.structured")
@@ -855,14 +1171,84 @@ def compile_function(header: str, body: list[str], codes: Iterable[StatementCode
     return scope[name], source
 
 
-def _function(code: StatementCode) -> tuple[Callable[[Context], dict[str, Any] | None], str]:
-    """The statement's own function (`RuleSql.evaluate`).  WHERE runs first; SELECT
-    only for events that pass."""
-    body: list[str] = []
+def _function(code: StatementCode) -> tuple[Callable[[Context], Selected | None], str]:
+    """The statement's own function (`RuleSql.evaluate`).  WHERE runs first (after
+    what it reads); SELECT only for events that pass."""
+    body = list(code.prelude)
     if code.where is not None:
         body += [f"if {code.where} is not True:", "    return None"]
     body += [*code.select, "return _sel"]
     return compile_function("_rule(ctx)", body, [code], {}, "_rule")
+
+
+def _compile_select(st: _Statement, head: Tree[Token], where_tree: Tree[Token] | None,
+                    ) -> tuple[list[str], str | None, list[str], bool, list[SelectedField]]:
+    """``SELECT``: the fields WHERE reads (through aliases) are computed first, WHERE
+    runs, then the output is built (reusing them)."""
+    fields_tree = head.children[1]
+    assert isinstance(fields_tree, Tree)
+    star, fields, described = st.fields(fields_tree)
+    where, used = st.condition(where_tree)
+    needed = _needed(fields, used)
+    prelude = [f"{f.var} = {f.code}" for f in fields
+               if f.binding in needed and f.var is not None and f.var != f.code]
+    computed = {f.var for f in fields if f.binding in needed and f.var is not None}
+    select = _output_code(st.unit, "_sel", ["_sel = dict(columns)"] if star else None, fields,
+                          computed)
+    return prelude, where, select, star, described
+
+
+def _compile_foreach(st: _Statement, head: Tree[Token], where_tree: Tree[Token] | None,
+                     ) -> tuple[list[str], str | None, list[str], bool, list[SelectedField]]:
+    """``FOREACH f1 [as a1], ..., list [as item] [DO fields] [INCASE cond]``: the FOREACH
+    expressions are evaluated in order (each alias visible to the next and to WHERE);
+    the last one is the list.  Per element (named by its alias, else ``item``), INCASE
+    filters and DO selects (without DO: the element itself), as EMQ X v3.2.5+."""
+    fields_tree = head.children[1]
+    assert isinstance(fields_tree, Tree)
+    for fld in fields_tree.children:
+        if isinstance(fld, Tree) and fld.data == "star":
+            line, column = _position(fld)
+            raise SqlError("FOREACH takes expressions, the last one the list; not *",
+                           line, column)
+    _, fields, _ = st.fields(fields_tree, every_var=True)
+    last = fields[-1]
+    if last.binding is not None and len(last.keys) != 1:
+        raise SqlError(f"the FOREACH list needs a plain name, not {'.'.join(last.keys)!r}")
+    name = last.keys[0] if last.binding is not None else "item"
+    where, _ = st.condition(where_tree)
+    prelude = [f"{f.var} = {f.code}" for f in fields if f.var != f.code]
+    do_tree = next((c for c in head.children[2:] if isinstance(c, Tree)
+                    and c.data == "do_clause"), None)
+    incase_tree = next((c for c in head.children[2:] if isinstance(c, Tree)
+                        and c.data == "incase_clause"), None)
+    unit = st.unit
+    item, one = unit.temp(), unit.temp()
+    st.scope.append(_Binding((name,), item))
+    per_item = list(st.scope)
+    incase_expr = incase_tree.children[1] if incase_tree is not None else None
+    assert incase_expr is None or isinstance(incase_expr, Tree)
+    incase, _ = st.condition(incase_expr)
+    select = ["_sel = []",
+              f"for {item} in ({last.var} if type({last.var}) is list else ()):"]
+    body: list[str] = []
+    if incase is not None:
+        body += [f"if {incase} is not True:", "    continue"]
+    star, described = False, list[SelectedField]()
+    if do_tree is None:
+        body.append(f"_sel.append({item})")
+    else:
+        do_fields_tree = do_tree.children[1]
+        assert isinstance(do_fields_tree, Tree)
+        star, do_fields, described = st.fields(do_fields_tree)
+        base = None
+        if star:
+            base = [f"{one} = dict(columns)"] + [
+                f"_put({one}, {b.keys!r}, {b.var})" for b in per_item]
+        body += _output_code(unit, one, base, do_fields, set())
+        body.append(f"_sel.append({one})")
+    select += [f"    {line}" for line in body]
+    return prelude, where, select, star, described
 
 
 def parse_sql(sql: str) -> RuleSql:
@@ -874,58 +1260,30 @@ def parse_sql(sql: str) -> RuleSql:
     except UnexpectedInput as exc:
         raise _syntax_error(sql, exc) from None
 
-    fields_tree = next(c for c in tree.children if isinstance(c, Tree) and c.data == "fields")
+    head = tree.children[0]
+    assert isinstance(head, Tree)
     sources_tree = next(c for c in tree.children if isinstance(c, Tree) and c.data == "sources")
     where_tree = next((c for c in tree.children if isinstance(c, Tree) and c.data == "where"),
                       None)
-
     sources = [_check_source(tok) for tok in sources_tree.children if isinstance(tok, Token)]
+    where_expr = where_tree.children[1] if where_tree is not None else None
+    assert where_expr is None or isinstance(where_expr, Tree)
 
-    # SELECT fields: output keys and the expressions behind them
-    star = False
-    selected: list[tuple[tuple[str, ...], Tree[Token]]] = []
-    fields: list[SelectedField] = []
-    aliases: dict[tuple[Key, ...], Tree[Token]] = {}
-    for fld in fields_tree.children:
-        assert isinstance(fld, Tree)
-        if fld.data == "star":
-            star = True
-            continue
-        expr = fld.children[0]
-        alias = next((c for c in fld.children[1:] if isinstance(c, Tree)), None)
-        text = _source_text(sql, expr)
-        if alias is not None:
-            first = alias.children[0]
-            if isinstance(first, Token) and first.type == "STRING":
-                keys: tuple[str, ...] = (_unquote(first),)
-            else:
-                keys = tuple(str(tok) for tok in alias.children)
-            aliases[keys] = expr  # type: ignore[assignment]
-        elif isinstance(expr, Tree) and expr.data == "path" and all(
-                isinstance(k, str) for k in _path_keys(expr)):
-            keys = tuple(str(k) for k in _path_keys(expr))
-        else:
-            keys = (text,)
-        selected.append((keys, expr))  # type: ignore[arg-type]
-        fields.append(SelectedField(keys, text))
-
-    unit = _Unit()
-    gen = _CodeGen(sql, unit)
+    st = _Statement(sql)
+    many = head.data == "foreach_head"
     try:
-        plan = [(keys, gen.expr(expr)) for keys, expr in selected]
-        where: str | None = None
-        if where_tree is not None:
-            where_gen = _CodeGen(sql, unit, aliases=aliases, columns=gen.columns,
-                                 resolve_aliases=True)
-            where = where_gen.expr(where_tree.children[1])
-        code = StatementCode(where, _select_code(star, plan), unit.ns,
-                             frozenset(unit.reads), frozenset(unit.structs), unit.uses_ctx)
+        compile_statement = _compile_foreach if many else _compile_select
+        prelude, where, select, star, described = compile_statement(st, head, where_expr)
+        unit = st.unit
+        code = StatementCode(prelude, where, select, many, unit.ns, frozenset(unit.reads),
+                             frozenset(unit.structs), unit.uses_ctx, frozenset(unit.derived),
+                             frozenset(unit.nulls))
         evaluate, source = _function(code)
     except (RecursionError, MemoryError, SyntaxError):
         # Python's own limits (recursion, ~200 nested parentheses in source)
         raise SqlError("expression nested too deeply") from None
-    return RuleSql(sql, sources, star, fields, code, evaluate, source,
-                   frozenset(gen.columns))
+    return RuleSql(sql, sources, star, described, code, evaluate, source,
+                   frozenset(st.columns))
 
 
 def _source_text(sql: str, node: Tree[Token] | Token) -> str:

@@ -244,3 +244,36 @@ def test_rules_of_one_event_run_together_but_fail_alone() -> None:
         assert seen[-1] == ("out/pub", b"9") and len(seen) == 3
         await eng.stop()
     run(scenario())
+
+
+def test_foreach_rule_in_a_group_runs_its_actions_per_element() -> None:
+    """A FOREACH rule fused with a SELECT rule: its actions run once per element kept,
+    and a message whose list keeps nothing counts as no match."""
+    async def scenario() -> None:
+        broker = Broker()
+        eng = engine(broker)
+        await eng.start()
+        seen: list[tuple[str, bytes]] = []
+        broker.hooks.add(HookPoint.MESSAGE_PUBLISH,
+                         lambda m: seen.append((m.topic, m.payload)) if m.topic.startswith(
+                             "out/") else None)
+        each = eng.create_rule({
+            "rawsql": 'FOREACH payload.s DO item.n as n INCASE item.n > 1 FROM "g/#"',
+            "actions": [{"name": "built_in:republish_action",
+                         "params": {"target_topic": "out/each", "payload_tmpl": "${n}"}}]})
+        plain = eng.create_rule({
+            "rawsql": 'SELECT payload.s as s FROM "g/#"',
+            "actions": [{"name": "built_in:republish_action",
+                         "params": {"target_topic": "out/all"}}]})
+        broker.publish(Message("g/1", b'{"s": [{"n": 1}, {"n": 2}, {"n": 3}]}', sender="p"))
+        broker.publish(Message("g/1", b'{"s": [{"n": 0}]}', sender="p"))
+        broker.publish(Message("g/1", b'{"s": "not a list"}', sender="p"))
+        await asyncio.sleep(0)
+        assert [p for t, p in seen if t == "out/each"] == [b"2", b"3"]
+        assert len([p for t, p in seen if t == "out/all"]) == 3
+        m = eng.rules[each.id].metrics
+        assert (m.passed, m.nomatch, m.failed) == (1, 2, 0)
+        assert eng.rules[each.id].actions[0].success == 2
+        assert eng.rules[plain.id].metrics.passed == 3
+        await eng.stop()
+    run(scenario())
