@@ -501,6 +501,8 @@ class RuleEngine:
         name = _str_field(body, "name", "") or ""
         description = _str_field(body, "description", "") or ""
         enabled = body.get("enabled", True)
+        if enabled in ("true", "false"):  # from the query string (`?enabled=false`)
+            enabled = enabled == "true"
         if not isinstance(enabled, bool):
             raise bad_arguments("'enabled' must be true or false")
         actions_given = body.get("actions", [])
