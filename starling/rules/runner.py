@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from .sql import RuleSql, compile_function
+from .sql import RuleSql
+from .sqlcode import compile_function
 
 #: Runs the rules on one event's columns.
 Runner = Callable[[Mapping[str, Any]], None]

@@ -202,6 +202,15 @@ def test_stored_rows_come_back_and_bad_ones_are_skipped() -> None:
     run(scenario())
 
 
+def published_under(broker: Broker, prefix: str) -> list[tuple[str, bytes]]:
+    """(topic, payload) of each message published to a topic under `prefix`, as it goes."""
+    seen: list[tuple[str, bytes]] = []
+    broker.hooks.add(HookPoint.MESSAGE_PUBLISH,
+                     lambda m: seen.append((m.topic, m.payload))
+                     if m.topic.startswith(prefix) else None)
+    return seen
+
+
 def test_rules_of_one_event_run_together_but_fail_alone() -> None:
     """The rules a topic reaches run as one compiled group: each still has its own
     outcome, and a change of rules takes effect on the next message."""
@@ -209,10 +218,7 @@ def test_rules_of_one_event_run_together_but_fail_alone() -> None:
         broker = Broker()
         eng = engine(broker)
         await eng.start()
-        seen: list[tuple[str, bytes]] = []
-        broker.hooks.add(HookPoint.MESSAGE_PUBLISH,
-                         lambda m: seen.append((m.topic, m.payload)) if m.topic.startswith(
-                             "out/") else None)
+        seen = published_under(broker, "out/")
         failing = eng.create_rule({"rawsql": 'select payload.x * 2 as y from "g/#"'})
         picky = eng.create_rule({"rawsql": 'select payload.x as x from "g/#" '
                                            'where payload.x > 5'})
@@ -253,10 +259,7 @@ def test_foreach_rule_in_a_group_runs_its_actions_per_element() -> None:
         broker = Broker()
         eng = engine(broker)
         await eng.start()
-        seen: list[tuple[str, bytes]] = []
-        broker.hooks.add(HookPoint.MESSAGE_PUBLISH,
-                         lambda m: seen.append((m.topic, m.payload)) if m.topic.startswith(
-                             "out/") else None)
+        seen = published_under(broker, "out/")
         each = eng.create_rule({
             "rawsql": 'FOREACH payload.s DO item.n as n INCASE item.n > 1 FROM "g/#"',
             "actions": [{"name": "built_in:republish_action",
