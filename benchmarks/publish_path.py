@@ -13,8 +13,11 @@ packets are made before the measured window, so the window holds
 
 Scenarios: `qos0` (one publisher, one subscriber on `bench/+`), `fanout`
 (one publisher, ten subscribers, QoS 0), `qos1` (QoS 1 both ways, the
-subscriber acknowledges each delivery).  Each runs in its own valgrind process,
-instrumented only around the loop; the figure is instructions per message.
+subscriber acknowledges each delivery), `connect` (a new channel, its CONNECT
+and CONNACK; the figure is per connection: the broker's side of
+`profile_conn.py callgrind` without sockets and event loop).  Each runs in its
+own valgrind process, instrumented only around the loop; the figure is
+instructions per message.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
 sys.path.insert(0, str(BENCH_DIR))
 
-SCENARIOS = ("qos0", "fanout", "qos1")
+SCENARIOS = ("qos0", "fanout", "qos1", "connect")
 
 
 class CountingConnection:
@@ -81,6 +84,8 @@ async def run(scenario: str, n: int, cg: Any) -> dict[str, Any]:
     broker = Broker()
     broker.acl.replace(parse_acl(DEFAULT_ACL_CONF))  # as a node has it: the ACL file
     broker.acl.attach(broker.hooks)
+    if scenario == "connect":
+        return await run_connects(broker, n, cg)
     await broker.start()
     qos = 1 if scenario == "qos1" else 0
     subscribers = 10 if scenario == "fanout" else 1
@@ -120,6 +125,31 @@ async def run(scenario: str, n: int, cg: Any) -> dict[str, Any]:
     written = sum(s.conn.written for s in subs)
     await broker.stop()
     return {"scenario": scenario, "messages": n, "bytes_to_subscribers": written}
+
+
+async def run_connects(broker: Any, n: int, cg: Any) -> dict[str, Any]:
+    from starling.broker import Channel
+    from starling.mqtt import Connect
+
+    packets = [Connect(client_id=f"client-{i:08d}", keepalive=60) for i in range(n + 100)]
+    channels = []
+    for i in range(100):  # warm-up
+        channel = Channel(broker, CountingConnection())
+        channel.handle(packets[i])
+        channels.append(channel)
+    if cg is not None:
+        cg.cg_start()
+    for i in range(100, n + 100):
+        channel = Channel(broker, CountingConnection())
+        channel.handle(packets[i])
+        channels.append(channel)
+    if cg is not None:
+        cg.cg_stop()
+    connected = len(broker.channels)
+    written = sum(c.conn.written for c in channels)
+    await broker.stop()
+    return {"scenario": "connect", "messages": n, "connected": connected,
+            "bytes_to_clients": written}
 
 
 def inner(args: argparse.Namespace) -> int:

@@ -141,6 +141,19 @@ class Journal:
         else:
             self._callbacks.append(callback)
 
+    async def committed(self) -> None:
+        """Until the batch collecting operations now is committed (at once when
+        nothing waits for a commit)."""
+        if not self.durable or not self._ops:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def release() -> None:
+            if not done.done():
+                done.set_result(None)
+        self.after_commit(release)
+        await done
+
     def _tick(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(self.interval, self._tick)
         if self._ops and not self._committing:
