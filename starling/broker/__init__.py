@@ -52,7 +52,7 @@ from .hooks import (
     OnSessionUnsubscribed,
     Stop,
 )
-from .info import MQTT, AuthResult, AuthStep, ClientInfo
+from .info import PROTOCOL_MQTT, AuthResult, AuthStep, ClientInfo
 from .journal import Journal
 from .memory import ConnectionMemory
 from .message import Message
@@ -74,8 +74,8 @@ __all__ = [
     "DEFAULT_ACL_CONF",
     "DISCARDED",
     "EXTRA_METRICS",
-    "MQTT",
     "NEW",
+    "PROTOCOL_MQTT",
     "SEED_METRICS",
     "STAT_NAMES",
     "STOP",

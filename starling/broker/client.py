@@ -37,7 +37,7 @@ from starling.mqtt import (
 
 from . import metrics as m
 from .hooks import HookPoint, Points
-from .info import MQTT, AuthResult, ClientInfo
+from .info import PROTOCOL_MQTT, AuthResult, ClientInfo
 from .message import Message
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ class Client:
     )
 
     #: `ClientInfo.protocol`: "mqtt", or a gateway's ("mqtt-sn", "stomp", ...).
-    protocol: ClassVar[str] = MQTT
+    protocol: ClassVar[str] = PROTOCOL_MQTT
     #: Bridges are not implemented: no client is one (a class constant, no slot).
     is_bridge: ClassVar[bool] = False
     def __init__(self, broker: Broker, zone: str = "external") -> None:

@@ -11,11 +11,12 @@ authentication hooks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from starling.mqtt import ReasonCode
 
 #: `ClientInfo.protocol` of the MQTT listeners (TCP, TLS, WebSocket).
-MQTT: str = "mqtt"
+PROTOCOL_MQTT: Final = "mqtt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ class ClientInfo:
     peerhost: str
     peerport: int
     #: "mqtt", or a gateway's ("mqtt-sn", "stomp", "coap", "lwm2m").
-    protocol: str = MQTT
+    protocol: str = PROTOCOL_MQTT
     #: MQTT's protocol level (3, 4, 5), or the gateway protocol's version.
     proto_ver: int = 4
     #: As EMQ X's API shows it: "MQTT", "MQIsdp" (3.1), or the gateway's name.
