@@ -53,7 +53,7 @@ from .events import (
     event_name,
     known_columns,
 )
-from .resources import RESOURCE_TYPES, Resource, make_resource
+from .resources import RESOURCE_TYPES, Resource, make_resource, probe
 from .runner import Runner, runner_for
 from .sql import RuleSql, SqlError, parse_sql
 
@@ -607,6 +607,21 @@ class RuleEngine:
         if not await resource.start():
             log.warning("resource %s created but not reachable", rid)
         return resource
+
+    async def test_resource(self, body: Any) -> None:
+        """A dry run of `create_resource` (`test: true`): the type and config are
+        checked and the endpoint probed; nothing is kept."""
+        if not isinstance(body, dict):
+            raise bad_arguments("the body must be a JSON object")
+        type_name = _str_field(body, "type")
+        if not type_name:
+            raise bad_arguments("missing 'type'")
+        if type_name not in RESOURCE_TYPES:
+            raise RuleError(f"Resource Type {type_name} Not Found")
+        resource = make_resource("resource:test", "test", type_name, body.get("config"),
+                                 "", self.broker.alarms)
+        if resource.type.name == "web_hook" and not await probe(resource.config["url"]):
+            raise RuleError("Test Creating Resource Failed", 500)
 
     async def start_resource(self, rid: str) -> Resource:
         resource = self.resources.get(rid)

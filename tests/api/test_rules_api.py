@@ -5,6 +5,7 @@ examples sent verbatim, the CRUD of rules and resources, and the refusals
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -302,6 +303,35 @@ def test_sql_dry_run(api: httpx.Client) -> None:
                                  "ctx": {"topic": "t/1", "payload": "{\"x\": 0}"}}),
         404, 404, "SQL Not Match")
     assert all(r["rawsql"] != sql for r in ok(api.get("/rules")))  # nothing created
+    # as the v3.2 dashboard sends it: `test` in the query string, merged with the body
+    assert ok(api.post("/rules?test=true", json={
+        "rawsql": sql, "ctx": {"topic": "t/1", "payload": "{\"x\": 3}"}})) == {"x": 3}
+    err(api.post("/rules?test=maybe", json={"rawsql": sql}), 400, 108)
+    assert all(r["rawsql"] != sql for r in ok(api.get("/rules")))
+
+
+def test_resource_dry_run(api: httpx.Client) -> None:
+    """`POST /resources` with `test` (v3.2): checked and probed, never created."""
+    before = ok(api.get("/resources"))
+    with socket.socket() as server:  # something listening: the probe connects
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        up = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+        assert api.post("/resources?test=true", json={
+            "type": "web_hook", "config": {"url": up}}).json() == {"code": 0}
+        assert api.post("/resources", json={"type": "web_hook", "test": True,
+                                            "config": {"url": up}}).json() == {"code": 0}
+    down = f"http://127.0.0.1:{free_port()}/hook"
+    err(api.post("/resources?test=true", json={"type": "web_hook", "config": {"url": down}}),
+        500, 500, "Test Creating Resource Failed")
+    err(api.post("/resources?test=true", json={"type": "web_hook", "config": {}}), 400, 400,
+        "Bad Arguments: config: missing required param 'url'")
+    err(api.post("/resources?test=true", json={"type": "nope"}), 400, 400,
+        "Resource Type nope Not Found")
+    assert api.post("/resources?test=true", json={"type": "built_in"}).json() == {"code": 0}
+    assert ok(api.get("/resources")) == before
+    assert not any(a["id"].startswith("resource_down/") and "test" in a["id"]
+                   for a in ok(api.get("/alarms/present"))[0]["alarms"])
 
 
 # -- resources -----------------------------------------------------------------------------

@@ -74,8 +74,8 @@ def register(table: RouteTable) -> None:
             "ctx": ("object", False, "dry run: column values")})
     async def create_rule(req: ApiRequest) -> Any:
         engine = _engine(req)
-        if isinstance(req.body, dict) and req.body.get("test") in (True, "true"):
-            return engine.test_sql(req.body.get("rawsql"), req.body.get("ctx"))
+        if req.bool_arg("test", False):  # in the body or, as the v3.2 dashboard sends it, the query
+            return engine.test_sql(req.arg("rawsql"), req.arg("ctx"))
         return engine.create_rule(req.body).view(engine.node)
 
     @route("list_rules", "GET", "/rules/", "A list of all rules")
@@ -129,9 +129,15 @@ def register(table: RouteTable) -> None:
     async def list_resources(req: ApiRequest) -> Any:
         return [r.view() for r in _engine(req).resource_list()]
 
-    @route("create_resource", "POST", "/resources/", "Create a resource", RESOURCE_BODY)
+    @route("create_resource", "POST", "/resources/", "Create a resource",
+           {**RESOURCE_BODY, "test": ("boolean", False, "dry run: check the config and probe "
+                                      "the endpoint, keep nothing")})
     async def create_resource(req: ApiRequest) -> Any:
-        return (await _engine(req).create_resource(req.body)).view()
+        engine = _engine(req)
+        if req.bool_arg("test", False):
+            await engine.test_resource(req.body)
+            return None
+        return (await engine.create_resource(req.body)).view()
 
     @route("show_resource", "GET", "/resources/:id", "Show a resource")
     async def show_resource(req: ApiRequest) -> Any:
