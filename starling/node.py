@@ -392,6 +392,8 @@ class Node:
         self.apps.attach(self.store.load_kv("apps"), self.journal.kv_put, self.journal.kv_delete)
         self.users.attach(self.store.load_kv(UserRegistry.TABLE), self.journal.kv_put,
                           self.journal.kv_delete)
+        self.users.tokens.attach(self.store.load_kv(self.users.tokens.TABLE),
+                                 self.journal.kv_put, self.journal.kv_delete)
         self.broker.banned.attach(self.store.load_kv("banned"), self.journal.kv_put,
                                   self.journal.kv_delete)
         self.broker.restore()

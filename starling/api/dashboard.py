@@ -1,10 +1,11 @@
 """The dashboard listener (`http:dashboard`, ``dashboard.bind``, EMQ X's 18083).
 
-It serves the same route table as the management listener — every route,
-the dashboard users routes included — but takes the HTTP Basic credentials
-of a *dashboard user* instead of an app, and lets ``POST /api/v3/auth``
-through without any (facts §1.1, §9).  The `emqx_dashboard` plugin starts it
-when loaded and stops it when unloaded; while the plugin is loaded the users
+It serves the same route
+table as the management listener — every route, the dashboard users routes
+included — but takes the HTTP Basic credentials of a *dashboard user* (a
+password or a sign-in token, api/tokens.py) instead of an app, and lets
+``POST /api/v3/auth`` and the token routes through without any (facts §1.1,
+§9).  The `emqx_dashboard` plugin starts it when loaded and stops it when unloaded; while the plugin is loaded the users
 routes answer on both listeners (`USERS_SERVICE` in the API context's services).
 """
 
@@ -22,8 +23,10 @@ from .users import USERS_SERVICE, UserRegistry
 log = logging.getLogger(__name__)
 
 LISTENER_NAME = "http:dashboard"
-#: Routes the dashboard listener serves without credentials: (method, path).
-OPEN_ROUTES = frozenset({("POST", "/api/v3/auth")})
+#: Routes the dashboard listener serves without credentials: (method, path).  A
+#: token is revoked by whoever holds it.
+OPEN_ROUTES = frozenset({("POST", "/api/v3/auth"), ("POST", "/api/v3/auth/token"),
+                         ("DELETE", "/api/v3/auth/token")})
 REALM = "starling-dashboard"
 
 
@@ -48,7 +51,7 @@ class Dashboard:
             return
         self.users.bootstrap(login, default_password, data_dir)
         app = ManagementApp(self.ctx, build_table(), realm=REALM,
-                            authenticate=self.users.check, open_routes=OPEN_ROUTES)
+                            authenticate=self.users.check_sign_in, open_routes=OPEN_ROUTES)
         listener = HttpListener(app, LISTENER_NAME, host, port, max_connections)
         try:
             await listener.start()
