@@ -1,6 +1,6 @@
 """The dashboard listener (`http:dashboard`, ``dashboard.bind``, EMQ X's 18083).
 
-It serves the same route
+It serves the web dashboard's page (starling.dashboard) and the same route
 table as the management listener — every route, the dashboard users routes
 included — but takes the HTTP Basic credentials of a *dashboard user* (a
 password or a sign-in token, api/tokens.py) instead of an app, and lets
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+
+from starling.dashboard import DashboardSite
 
 from .app import ManagementApp
 from .context import ApiContext
@@ -27,6 +29,7 @@ LISTENER_NAME = "http:dashboard"
 #: token is revoked by whoever holds it.
 OPEN_ROUTES = frozenset({("POST", "/api/v3/auth"), ("POST", "/api/v3/auth/token"),
                          ("DELETE", "/api/v3/auth/token")})
+WS_PROTOCOLS = {"mqtt:ws": "ws", "mqtt:wss": "wss"}
 REALM = "starling-dashboard"
 
 
@@ -52,7 +55,8 @@ class Dashboard:
         self.users.bootstrap(login, default_password, data_dir)
         app = ManagementApp(self.ctx, build_table(), realm=REALM,
                             authenticate=self.users.check_sign_in, open_routes=OPEN_ROUTES)
-        listener = HttpListener(app, LISTENER_NAME, host, port, max_connections)
+        site = DashboardSite(app, self._ws_ports)
+        listener = HttpListener(site, LISTENER_NAME, host, port, max_connections)
         try:
             await listener.start()
         except BaseException:
@@ -60,6 +64,11 @@ class Dashboard:
             raise
         self.listener = listener
         self.listeners.append(listener)
+
+    def _ws_ports(self) -> list[tuple[str, int]]:
+        """The running MQTT WebSocket listeners, for the page's CSP."""
+        return [(WS_PROTOCOLS[info.protocol], info.port) for info in self.ctx.listeners()
+                if info.protocol in WS_PROTOCOLS and info.running]
 
     async def stop(self) -> None:
         self.ctx.services.pop(USERS_SERVICE, None)
