@@ -584,7 +584,9 @@ class RuleEngine:
         return selected
 
     # -- resources -----------------------------------------------------------------------
-    async def create_resource(self, body: Any) -> Resource:
+    @staticmethod
+    def _resource_type(body: Any) -> str:
+        """The `type` of a resource body, checked (with the body's shape)."""
         if not isinstance(body, dict):
             raise bad_arguments("the body must be a JSON object")
         type_name = _str_field(body, "type")
@@ -592,6 +594,10 @@ class RuleEngine:
             raise bad_arguments("missing 'type'")
         if type_name not in RESOURCE_TYPES:
             raise RuleError(f"Resource Type {type_name} Not Found")
+        return type_name
+
+    async def create_resource(self, body: Any) -> Resource:
+        type_name = self._resource_type(body)
         name = _str_field(body, "name")
         if name:
             rid = f"{type_name}:{name}"
@@ -611,13 +617,7 @@ class RuleEngine:
     async def test_resource(self, body: Any) -> None:
         """A dry run of `create_resource` (`test: true`): the type and config are
         checked and the endpoint probed; nothing is kept."""
-        if not isinstance(body, dict):
-            raise bad_arguments("the body must be a JSON object")
-        type_name = _str_field(body, "type")
-        if not type_name:
-            raise bad_arguments("missing 'type'")
-        if type_name not in RESOURCE_TYPES:
-            raise RuleError(f"Resource Type {type_name} Not Found")
+        type_name = self._resource_type(body)
         resource = make_resource("resource:test", "test", type_name, body.get("config"),
                                  "", self.broker.alarms)
         if resource.type.name == "web_hook" and not await probe(resource.config["url"]):

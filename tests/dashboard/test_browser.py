@@ -104,6 +104,29 @@ def test_remember_me_keeps_a_token_and_no_password(browser: Any, dash_node: Any)
         plain.close()
 
 
+def test_theme_follows_the_system_until_one_is_picked(browser: Any, dash_node: Any) -> None:
+    dark = browser.new_context(color_scheme="dark")
+    try:
+        page = dark.new_page()
+        login(page, dash_node)
+        theme = "document.documentElement.dataset.theme"
+        assert page.evaluate(theme) == "dark"
+        toggle = page.get_by_role("button", name=re.compile("^Theme"))
+        expect(toggle).to_have_text("Theme: system")
+        toggle.click()
+        expect(toggle).to_have_text("Theme: light")
+        assert page.evaluate(theme) == "light"
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        page.reload()  # the choice is kept
+        expect(toggle).to_have_text("Theme: light")
+        assert page.evaluate(theme) == "light"
+        toggle.click()
+        assert page.evaluate(theme) == "dark"
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") != background
+    finally:
+        dark.close()
+
+
 def test_change_own_password(page: Any, dash_node: Any, dash_api: httpx.Client) -> None:
     name = uid("me")
     ok(dash_api.post("/users/", json={"username": name, "password": "first-pw"}))
@@ -387,6 +410,9 @@ def test_screenshots_of_the_main_pages(page: Any, dash_node: Any, clients: Clien
             time.sleep(0.05)
         wait_until(lambda: page.locator("svg.chart polyline[points*=',']").count() >= 2,
                    timeout=10, message="charts drawn")
+        # the traffic above is in the chart (messages/received between two samples)
+        messages = page.locator("figure").filter(has_text="Messages per second")
+        expect(messages.locator("li").first).to_have_text(re.compile(r"^received [1-9][\d.,]* /s$"))
         page.screenshot(path=str(shots / "overview.png"))
         for route, name in (("clients", "clients"), (f"rules/{rule['id']}", "rule"),
                             (f"rules/{rule['id']}/edit", "rule-edit"), ("plugins", "plugins"),

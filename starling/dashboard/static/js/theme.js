@@ -12,10 +12,14 @@ function saved() {
   return value in LABELS ? value : 'auto';
 }
 
+const systemDark = window.matchMedia('(prefers-color-scheme: dark)');
+
 export function applyTheme(value = saved()) {
-  if (value === 'auto') delete document.documentElement.dataset.theme;
-  else document.documentElement.dataset.theme = value;
+  const dark = value === 'dark' || (value === 'auto' && systemDark.matches);
+  document.documentElement.dataset.theme = dark ? 'dark' : 'light';
 }
+
+systemDark.addEventListener('change', () => applyTheme());
 
 export function themeButton() {
   const btn = h('button', {type: 'button', class: 'btn ghost', id: 'theme-toggle'}, LABELS[saved()]);
