@@ -5,8 +5,9 @@ table as the management listener — every route, the dashboard users routes
 included — but takes the HTTP Basic credentials of a *dashboard user* (a
 password or a sign-in token, api/tokens.py) instead of an app, and lets
 ``POST /api/v3/auth`` and the token routes through without any (facts §1.1,
-§9).  The `emqx_dashboard` plugin starts it when loaded and stops it when unloaded; while the plugin is loaded the users
-routes answer on both listeners (`USERS_SERVICE` in the API context's services).
+§9).  The `emqx_dashboard` plugin starts it when loaded and stops it when
+unloaded; while the plugin is loaded the users routes answer on both
+listeners (`USERS_SERVICE` in the API context's services).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Fixtures of the dashboard suites: a node with the dashboard, management and
-MQTT WebSocket listeners on free ports (one per module), one headless Chromium
-per test session, and a fresh browser context (cookies, storage) per test.
+MQTT WebSocket listeners on free ports, one headless Chromium (both per test
+module), and a fresh browser context (cookies, storage) per test.
 
 Screenshots the tests take go to `$STARLING_DASHBOARD_SCREENSHOTS` when set
 (`docs/img/dashboard` regenerates the ones docs/dashboard.md shows), else to a
@@ -53,8 +53,10 @@ def dash_api(dash_node: Node) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped, not session-scoped: while playwright's sync API runs, its event
+    loop is the thread's running loop, and later tests' `asyncio.run()` would fail."""
     with sync_playwright() as playwright:
         from playwright.sync_api import expect
         expect.set_options(timeout=15_000)  # a loaded 2-core CI machine

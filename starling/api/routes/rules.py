@@ -74,7 +74,8 @@ def register(table: RouteTable) -> None:
             "ctx": ("object", False, "dry run: column values")})
     async def create_rule(req: ApiRequest) -> Any:
         engine = _engine(req)
-        if req.bool_arg("test", False):  # in the body or, as the v3.2 dashboard sends it, the query
+        # `test` in the body, or in the query string as the v3.2 dashboard sends it
+        if req.bool_arg("test", False):
             return engine.test_sql(req.arg("rawsql"), req.arg("ctx"))
         return engine.create_rule(req.body).view(engine.node)
 

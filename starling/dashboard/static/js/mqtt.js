@@ -60,7 +60,12 @@ class Reader {
     }
     throw new Error('malformed variable byte integer');
   }
-  string() { const n = this.u16(); const s = decoder.decode(this.b.subarray(this.i, this.i + n)); this.i += n; return s; }
+  string() {
+    const n = this.u16();
+    const s = decoder.decode(this.b.subarray(this.i, this.i + n));
+    this.i += n;
+    return s;
+  }
   skip(n) { this.i += n; }
   rest() { return this.b.subarray(this.i); }
   more() { return this.i < this.b.length; }
@@ -258,7 +263,8 @@ export class MqttClient extends EventTarget {
         const waiter = this.pending.get(id);
         this.pending.delete(id);
         if (!waiter) break;
-        const failed = type === SUBACK ? codes.find((c) => c >= 0x80) : (codes[0] >= 0x80 ? codes[0] : undefined);
+        const failed = type === SUBACK ? codes.find((c) => c >= 0x80)
+          : (codes[0] >= 0x80 ? codes[0] : undefined);
         if (failed !== undefined) waiter.reject(new Error(`refused: reason code 0x${failed.toString(16)}`));
         else waiter.resolve(codes);
         break;

@@ -15,7 +15,8 @@ function inputFromEpoch(seconds) {
   if (typeof seconds !== 'number') return '';
   const d = new Date(seconds * 1000);
   const pad = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  const day = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  return `${day}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
 export async function render(ctx) {
@@ -39,7 +40,8 @@ export async function render(ctx) {
   const showSecret = async (app) => {
     const full = await run(() => get(path`apps/${app.app_id}`));
     if (full !== undefined) {
-      dialog(`App ${app.app_id}`, definitionList([['App ID', full.app_id], ['Secret', h('code', {}, full.secret)]]));
+      dialog(`App ${app.app_id}`, definitionList([['App ID', full.app_id],
+        ['Secret', h('code', {}, full.secret)]]));
     }
   };
   const edit = (app) => {
@@ -75,7 +77,8 @@ export async function render(ctx) {
         }, {kind: 'small'}),
         button('Edit', () => edit(a), {kind: 'small'}),
         button('Delete', async () => {
-          if (!await confirmDialog(`Delete app "${a.app_id}"? Scripts using it stop working.`, 'Delete')) return;
+          const question = `Delete app "${a.app_id}"? Scripts using it stop working.`;
+          if (!await confirmDialog(question, 'Delete')) return;
           if (await run(() => del(path`apps/${a.app_id}`), {done: `App ${a.app_id} deleted`})
               !== undefined) load();
         }, {kind: 'danger small'}))},

@@ -31,7 +31,8 @@ export async function render(ctx) {
           const verb = l.running ? 'stop' : 'start';
           if (await run(() => put(path`nodes/${node}/listeners/${l.name}/${verb}`),
             {done: `${l.name} ${l.running ? 'stopped' : 'started'}`}) !== undefined) load();
-        }, {kind: l.running ? 'danger small' : 'primary small', title: `${l.running ? 'Stop' : 'Start'} ${l.name}`}))},
+        }, {kind: l.running ? 'danger small' : 'primary small',
+          title: `${l.running ? 'Stop' : 'Start'} ${l.name}`}))},
     ], listeners));
   };
   await load();

@@ -39,7 +39,8 @@ export async function list(ctx) {
           const done = await run(() => put(path`nodes/${node}/plugins/${p.name}/${verb}`),
             {done: `${p.name} ${p.active ? 'stopped' : 'started'}`});
           if (done !== undefined) load();
-        }, {kind: p.active ? 'danger small' : 'primary small', title: `${p.active ? 'Stop' : 'Start'} ${p.name}`}),
+        }, {kind: p.active ? 'danger small' : 'primary small',
+          title: `${p.active ? 'Stop' : 'Start'} ${p.name}`}),
         h('a', {class: 'btn small', href: `#/plugins/${encodeURIComponent(p.name)}`}, 'Config'))},
     ], shown, {empty: 'No plugin'}));
   };

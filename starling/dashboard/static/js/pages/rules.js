@@ -129,7 +129,8 @@ export async function editor(ctx) {
 
   // SQL test
   const testBox = h('div');
-  const testOutput = h('pre', {class: 'json', id: 'sql-test-output'}, 'Run the test to see the selected data.');
+  const testOutput = h('pre', {class: 'json', id: 'sql-test-output'},
+    'Run the test to see the selected data.');
   const testErrors = errorLine();
   let inputs = testInputs(byName.get(initialEvent));
   clear(testBox, inputs.el);
