@@ -33,6 +33,7 @@ from .journal import Journal
 from .message import Message
 from .metrics import ALL_METRICS, EXTRA_METRICS, SEED_METRICS
 from .options import BrokerOptions
+from .queries import BrokerQueries
 from .retained import RetainerSettings
 from .session import Session
 from .snapshots import ConnectionSnapshot, SessionSnapshot, SubscriptionSnapshot
@@ -64,6 +65,7 @@ __all__ = [
     "Banned",
     "Broker",
     "BrokerOptions",
+    "BrokerQueries",
     "Channel",
     "Connection",
     "ConnectionSnapshot",
