@@ -53,6 +53,7 @@ SECRET = "stall-bench-secret"
 #: ("start": clear the samples, "report": print their summary as JSON).
 NODE_SCRIPT = r"""
 import asyncio, json, sys, time
+import starling
 from starling.cli import _loop_factory
 from starling.config import Config
 from starling.node import Node
@@ -74,7 +75,8 @@ async def main():
     loop = asyncio.get_running_loop()
     mqtt = node.listeners[0].bound
     http = next(h.bound for h in node.http_listeners if h.name == "http:management")
-    print(json.dumps({"mqtt": list(mqtt), "http": list(http)}), flush=True)
+    print(json.dumps({"mqtt": list(mqtt), "http": list(http), "starling": starling.__file__}),
+          flush=True)
     lags, held = [], []
     done = asyncio.Event()
 
@@ -126,8 +128,9 @@ class NodeProcess:
         }
         args = [sys.executable, "-c", NODE_SCRIPT, *(f"{k}={v}" for k, v in settings.items())]
         env = dict(os.environ, PYTHONPATH=str(src), PYTHONUNBUFFERED="1")
+        # cwd=src: `python -c` puts the working directory first on sys.path.
         self.proc = bench.spawn(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True, env=env)
+                                stderr=subprocess.DEVNULL, text=True, env=env, cwd=str(src))
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
@@ -135,6 +138,9 @@ class NodeProcess:
         ports = json.loads(line)
         self.mqtt = (ports["mqtt"][0], ports["mqtt"][1])
         self.http = (ports["http"][0], ports["http"][1])
+        self.package = ports["starling"]
+        if not Path(self.package).resolve().is_relative_to(src):
+            raise SystemExit(f"api_stall: the node imported {self.package}, not {src}")
 
     def command(self, line: str) -> dict[str, Any] | None:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -266,13 +272,16 @@ def main(argv: list[str] | None = None) -> int:
                          f"open-files limit {limit} allows a process")
     loadgen = bench.build_loadgen()
     hold = 3 * 2 * args.duration * len(steps) + 600
-    results: dict[str, Any] = {"src": str(args.starling_src), "paths": paths,
+    commit = subprocess.run(["git", "-C", str(args.starling_src), "describe", "--always",
+                             "--dirty"], capture_output=True, text=True).stdout.strip()
+    results: dict[str, Any] = {"src": str(args.starling_src), "commit": commit, "paths": paths,
                                "interval": args.interval, "duration": args.duration,
                                "load_before": os.getloadavg(), "steps": []}
     with tempfile.TemporaryDirectory(prefix="api-stall-") as tmp:
         node = NodeProcess(args.starling_src.resolve(), Path(tmp) / "data")
         generators: list[subprocess.Popen[Any]] = []
         try:
+            results["starling_package"] = node.package
             api = Api(*node.http)
             opened = 0
             for target in steps:

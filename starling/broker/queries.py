@@ -13,11 +13,11 @@ run in between.  Nothing here changes the broker.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from itertools import accumulate, chain, compress, islice, takewhile
 from operator import attrgetter, ge
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from starling.mqtt import parse_share
 
@@ -43,9 +43,7 @@ class BrokerQueries:
         return len(self._broker.channels)
 
     def connections_page(self, offset: int, limit: int) -> list[ConnectionSnapshot]:
-        channels = self._broker.channels
-        return [ConnectionSnapshot.of(c)
-                for c in islice(channels.values(), offset, offset + limit)]
+        return _page(self._broker.channels, offset, limit, ConnectionSnapshot.of)
 
     def connection(self, client_id: str) -> ConnectionSnapshot | None:
         channel = self._broker.channels.get(client_id)
@@ -58,18 +56,14 @@ class BrokerQueries:
 
     def connection_users(self, client_ids: Iterable[str]) -> list[tuple[str, str | None]]:
         """(client id, user name) of those of `client_ids` still connected."""
-        channels = self._broker.channels
-        return [(cid, c.username) for cid in client_ids
-                if (c := channels.get(cid)) is not None]
+        return _users(self._broker.channels, client_ids)
 
-    # -- sessions ------------------------------------------------------------------------
+    # -- sessions (online and offline) ---------------------------------------------------
     def session_count(self) -> int:
         return len(self._broker.sessions)
 
     def sessions_page(self, offset: int, limit: int) -> list[SessionSnapshot]:
-        sessions = self._broker.sessions
-        return [SessionSnapshot.of(s)
-                for s in islice(sessions.values(), offset, offset + limit)]
+        return _page(self._broker.sessions, offset, limit, SessionSnapshot.of)
 
     def session(self, client_id: str) -> SessionSnapshot | None:
         session = self._broker.sessions.get(client_id)
@@ -79,9 +73,7 @@ class BrokerQueries:
         return list(self._broker.sessions)
 
     def session_users(self, client_ids: Iterable[str]) -> list[tuple[str, str | None]]:
-        sessions = self._broker.sessions
-        return [(cid, s.username) for cid in client_ids
-                if (s := sessions.get(cid)) is not None]
+        return _users(self._broker.sessions, client_ids)
 
     # -- subscriptions -------------------------------------------------------------------
     def subscription_count(self) -> int:
@@ -152,3 +144,22 @@ class BrokerQueries:
     def _filters(self) -> Iterator[str]:
         broker = self._broker
         return chain(broker.router.filters(), broker.shared_router.filters())
+
+
+class _Client(Protocol):
+    @property
+    def username(self) -> str | None: ...
+
+
+C = TypeVar("C", bound=_Client)
+S = TypeVar("S")
+
+
+def _page(registry: dict[str, C], offset: int, limit: int,
+          snapshot: Callable[[C], S]) -> list[S]:
+    """Snapshots of entries `offset .. offset+limit`; the skipped ones cost a C step."""
+    return [snapshot(c) for c in islice(registry.values(), offset, offset + limit)]
+
+
+def _users(registry: dict[str, C], client_ids: Iterable[str]) -> list[tuple[str, str | None]]:
+    return [(cid, c.username) for cid in client_ids if (c := registry.get(cid)) is not None]
