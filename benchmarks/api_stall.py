@@ -52,7 +52,7 @@ SECRET = "stall-bench-secret"
 #: Runs in the node's process: start a node, probe its loop, answer commands on stdin
 #: ("start": clear the samples, "report": print their summary as JSON).
 NODE_SCRIPT = r"""
-import asyncio, json, sys, time
+import asyncio, gc, json, sys, time
 import starling
 from starling.cli import _loop_factory
 from starling.config import Config
@@ -77,7 +77,17 @@ async def main():
     http = next(h.bound for h in node.http_listeners if h.name == "http:management")
     print(json.dumps({"mqtt": list(mqtt), "http": list(http), "starling": starling.__file__}),
           flush=True)
-    lags, held = [], []
+    lags, held, gc_pauses = [], [], {0: [], 1: [], 2: []}
+    gc_started = [0.0]
+
+    def on_gc(phase, info):
+        # the garbage collector's pauses, by generation: a stall no handler shows
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            gc_pauses[info["generation"]].append(time.perf_counter() - gc_started[0])
+
+    gc.callbacks.append(on_gc)
     done = asyncio.Event()
 
     def command():
@@ -85,8 +95,13 @@ async def main():
         if line == "start":
             lags.clear()
             held.clear()
+            for pauses in gc_pauses.values():
+                pauses.clear()
         elif line == "report":
-            print(json.dumps({"lag": summary(lags), "held": summary(held)}), flush=True)
+            print(json.dumps({"lag": summary(lags), "held": summary(held),
+                              "gc": {f"gen{g}": {"count": len(p), "max_ms":
+                                                 round(max(p, default=0) * 1e3, 3)}
+                                     for g, p in gc_pauses.items()}}), flush=True)
         elif line in ("", "quit"):
             done.set()
 
@@ -163,15 +178,34 @@ class Api:
         token = base64.b64encode(f"admin:{SECRET}".encode()).decode()
         self.headers = {"Authorization": f"Basic {token}"}
 
+    def request(self, method: str, path: str, body: Any = None) -> tuple[float, Any]:
+        """(seconds, parsed JSON); one retry on a keep-alive connection the server
+        closed while idle (uvicorn's keep-alive timeout is 5 s)."""
+        headers = dict(self.headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body)
+            headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            started = time.perf_counter()
+            try:
+                self.conn.request(method, "/api/v3" + path, body=data, headers=headers)
+                resp = self.conn.getresponse()
+                raw = resp.read()
+            except (http.client.RemoteDisconnected, ConnectionError) as exc:
+                self.conn.close()
+                if attempt == 2:
+                    raise SystemExit(f"api_stall: {method} {path}: {exc}") from None
+                continue
+            elapsed = time.perf_counter() - started
+            if resp.status != 200:
+                raise SystemExit(f"api_stall: {method} {path} answered {resp.status}: "
+                                 f"{raw[:200]!r}")
+            return elapsed, json.loads(raw)
+        raise AssertionError("unreachable")
+
     def get(self, path: str) -> tuple[float, Any]:
-        started = time.perf_counter()
-        self.conn.request("GET", "/api/v3" + path, headers=self.headers)
-        resp = self.conn.getresponse()
-        body = resp.read()
-        elapsed = time.perf_counter() - started
-        if resp.status != 200:
-            raise SystemExit(f"api_stall: GET {path} answered {resp.status}: {body[:200]!r}")
-        return elapsed, json.loads(body)
+        return self.request("GET", path)
 
 
 def node_name_and_connections(api: Api) -> tuple[str, int]:
@@ -218,12 +252,7 @@ def subscribe_all(api: Api, count: int, batch: int = 500) -> None:
     for i in range(0, len(ids), batch):
         items = [{"client_id": cid, "topic": f"bench/{cid}/#", "qos": 1}
                  for cid in ids[i:i + batch]]
-        api.conn.request("POST", "/api/v3/mqtt/subscribe_batch", body=json.dumps(items),
-                         headers={**api.headers, "Content-Type": "application/json"})
-        resp = api.conn.getresponse()
-        resp.read()
-        if resp.status != 200:
-            raise SystemExit(f"api_stall: subscribe_batch answered {resp.status}")
+        api.request("POST", "/mqtt/subscribe_batch", items)
 
 
 def wait_connections(api: Api, target: int, timeout: float = 180.0) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 #: Rows built between two yields to the event loop (about a millisecond of work).
-CHUNK = 200
+CHUNK = 100
 #: Client ids looked at by a scan between two yields.
 SCAN_CHUNK = 2000
 
