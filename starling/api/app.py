@@ -23,7 +23,7 @@ from starling.mgmt import NodeUnavailable, Page, QueryError, UnknownNode
 from .context import ApiContext
 from .errors import ApiError, Code, not_found
 from .openapi import openapi_document
-from .request import ApiRequest
+from .request import ApiRequest, with_query
 from .routing import RouteTable, split_path
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ class RouteDispatcher:
         if route.plugin and not self._plugin_active(route.plugin):
             raise ApiError(Code.NOT_FOUND, f"Not Found: plugin {route.plugin} is not loaded",
                            404)
-        request = ApiRequest(self.ctx, method, params, query, await body())
+        request = ApiRequest(self.ctx, method, params, query,
+                             with_query(method, query, await body()))
         node = params.get("node")
         if node is not None:
             mgmt = self.ctx.mgmt
@@ -270,6 +271,11 @@ class ManagementApp:
             status = 200
             running = "running" if self.ctx.broker.running else "not_running"
             text = f"Node {self.ctx.node_name} is started\nstarling is {running}\n"
+            journal = self.ctx.broker.journal
+            if journal.failing_since is not None:
+                # Still 200: the node serves what needs no store; restarting it
+                # (a liveness probe's answer to non-200) would not free the disk.
+                text += f"store is unavailable: {journal.last_error}\n"
         else:
             status, text = 400, "Not found.\n"
         await send({"type": "http.response.start", "status": status,
