@@ -102,6 +102,9 @@ struct config {
     double loss_timeout;
     int keepalive;
     bool persistent;      /* subscribers connect with clean session 0 */
+    int min_batch;        /* a publisher refills only when this many messages fit */
+    int per_write;        /* at most this many messages per send() (0: no limit) */
+    int sub_batch;        /* QoS 0/1 subscribers wake once this many PUBLISHes are there */
 };
 
 static struct config cfg = {
@@ -110,7 +113,8 @@ static struct config cfg = {
     .window = 100, .inflight = 10, .duration = 5.0, .warmup = 1.0,
     .rate = 1000.0, .connections = 10000, .concurrency = 50, .settle = 1.0,
     .broker_pid = 0, .topic_prefix = "", .connect_timeout = 30.0,
-    .loss_timeout = 2.0, .keepalive = 60,
+    .loss_timeout = 2.0, .keepalive = 60, .min_batch = 1, .per_write = 0,
+    .sub_batch = 1,
 };
 
 /* ------------------------------------------------------------------ state */
@@ -127,6 +131,7 @@ struct conn {
     int idx;              /* index into pubs[] / subs[] / the idle set */
     enum cstate state;
     bool epollout;        /* EPOLLOUT currently registered */
+    bool lowat;           /* SO_RCVLOWAT set: read by the housekeeping sweep too */
     struct buf in, out;
     uint64_t last_tx_ns;  /* for keepalive */
     uint64_t start_ns;    /* connect() time, for CONNECT->CONNACK latency */
@@ -176,6 +181,10 @@ static struct {
     uint64_t tx_m0, rx_m0, tx_m1, rx_m1;
     uint64_t t_setup0, t_warm0, t_meas0, t_meas1;
     uint64_t cpu_self0, cpu_self1, cpu_user0, cpu_user1, cpu_broker0, cpu_broker1;
+    /* system calls on the data path: send(), recv() (incl. the timerfd), epoll_wait() */
+    uint64_t n_send, n_recv, n_wait;
+    uint64_t n_send_m0, n_recv_m0, n_wait_m0, n_send_m1, n_recv_m1, n_wait_m1;
+    uint64_t bsys_r0, bsys_w0, bsys_r1, bsys_w1; /* the broker's, from /proc/<pid>/io */
     /* latency samples (ns) */
     uint64_t *lat;
     size_t nlat, lat_cap;
@@ -263,6 +272,32 @@ static uint64_t broker_cpu_ns(void)
         return 0;
     long tck = sysconf(_SC_CLK_TCK);
     return (utime + stime) * (1000000000ull / (uint64_t)(tck > 0 ? tck : 100));
+}
+
+/* The broker's read-like and write-like system calls (syscr, syscw of /proc/<pid>/io:
+ * read/write/readv/writev/sendfile..., not send/recv) or false if unreadable. */
+static bool broker_syscalls(uint64_t *reads, uint64_t *writes)
+{
+    *reads = *writes = 0;
+    if (cfg.broker_pid <= 0)
+        return false;
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%ld/io", cfg.broker_pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    int found = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "syscr:", 6) == 0) {
+            *reads = strtoull(line + 6, NULL, 10);
+            found++;
+        } else if (strncmp(line, "syscw:", 6) == 0) {
+            *writes = strtoull(line + 6, NULL, 10);
+            found++;
+        }
+    }
+    fclose(f);
+    return found == 2;
 }
 
 /* Broker resident set size (VmRSS) in KiB, or -1. */
@@ -405,6 +440,7 @@ static void conn_flush(struct conn *c)
     struct buf *b = &c->out;
     while (b->off < b->len) {
         ssize_t n = send(c->fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);
+        G.n_send++;
         if (n > 0) {
             b->off += (size_t)n;
             continue;
@@ -521,14 +557,36 @@ static void kick(struct pub *pp)
     }
 }
 
-/* Fill the publisher's windows (closed-loop throughput scenarios only). */
+/* Fill the publisher's windows (closed-loop throughput scenarios only).
+ *
+ * Only once --min-batch messages fit (or the whole window, if smaller): a
+ * generator that answered every single acknowledgement with a single PUBLISH
+ * would spend a system call (and, on loopback, the broker's TCP receive path)
+ * per message, as much as a fast broker spends on it, and become the
+ * bottleneck it is meant to measure.  --per-write N flushes every N messages
+ * (1: each PUBLISH is its own send(), as a small device writes). */
 static void pump(struct pub *pp, uint64_t now)
 {
     if ((G.phase != PH_WARMUP && G.phase != PH_MEASURE) || pp->c->state != CS_READY)
         return;
-    while (pp->seq_next - pp->base < (uint32_t)cfg.window &&
-           (cfg.qos == 0 || pp->unacked < cfg.inflight))
+    int room = cfg.window - (int)(pp->seq_next - pp->base);
+    int cap = cfg.window;
+    if (cfg.qos > 0) {
+        if (cfg.inflight - pp->unacked < room)
+            room = cfg.inflight - pp->unacked;
+        if (cfg.inflight < cap)
+            cap = cfg.inflight;
+    }
+    if (room <= 0 || room < (cfg.min_batch < cap ? cfg.min_batch : cap))
+        return;
+    for (int n = 1; n <= room; n++) {
         send_publish(pp, now);
+        if (cfg.per_write > 0 && n % cfg.per_write == 0) {
+            conn_flush(pp->c);
+            if (pp->c->state != CS_READY)
+                return;
+        }
+    }
     conn_flush(pp->c);
 }
 
@@ -618,6 +676,8 @@ static void on_delivery(struct conn *c, const uint8_t *topic, size_t topic_len,
     s->expect[p] = seq + 1;
 }
 
+static void set_lowat(struct conn *c);
+
 static void on_connack(struct conn *c, const uint8_t *body, uint32_t len, uint64_t now)
 {
     if (c->state != CS_WAIT_CONNACK || len != 2) {
@@ -636,6 +696,8 @@ static void on_connack(struct conn *c, const uint8_t *body, uint32_t len, uint64
     }
     c->state = CS_READY;
     G.ready++;
+    if (c->role == ROLE_PUB)
+        set_lowat(c);
     if (c->role == ROLE_IDLE) {
         G.pending--;
         if (G.lat && G.nlat < G.lat_cap)
@@ -644,6 +706,42 @@ static void on_connack(struct conn *c, const uint8_t *body, uint32_t len, uint64
             G.t_idle_first_connack = now;
         G.t_idle_last_connack = now;
     }
+}
+
+/* Bytes of the smallest PUBLISH a subscriber of this run receives. */
+static int smallest_publish(void)
+{
+    int tl = 1 << 16;
+    for (int i = 0; i < G.npubs; i++)
+        if (G.pubs[i].topic_len < tl)
+            tl = G.pubs[i].topic_len;
+    int rem = 2 + tl + (cfg.scenario == SC_PAIRS && cfg.qos > 0 ? 2 : 0) + cfg.payload;
+    return 1 + (rem < 128 ? 1 : rem < 16384 ? 2 : 3) + rem;
+}
+
+/* A connection that can do little with fewer than N packets asks the kernel to wake it
+ * only once N packets' bytes are there (SO_RCVLOWAT), instead of once per packet of a
+ * broker that writes each packet on its own: a publisher that refills only once
+ * --min-batch messages fit (their acknowledgements are 4 bytes each), a subscriber with
+ * --sub-batch (N of the smallest packet it gets: a PUBLISH, or at QoS 2 a PUBREL).
+ * Those bytes come without the connection doing anything first: the broker acknowledges
+ * every PUBLISH and keeps delivering while its in-flight window to the subscriber is not
+ * full (20 for Mosquitto, 32 for Starling), whatever the earlier PUBRELs wait for.  The
+ * 50 ms housekeeping sweep reads these sockets anyway (the tail of a run). */
+static void set_lowat(struct conn *c)
+{
+    if (!G.use_window)
+        return;
+    int bytes = 0;
+    if (c->role == ROLE_PUB && cfg.qos > 0) {
+        int cap = cfg.inflight < cfg.window ? cfg.inflight : cfg.window;
+        int batch = cfg.min_batch < cap ? cfg.min_batch : cap;
+        bytes = batch > 1 ? 4 * batch : 0;
+    } else if (c->role == ROLE_SUB && cfg.sub_batch > 1) {
+        bytes = cfg.sub_batch * (cfg.scenario == SC_PAIRS && cfg.qos == 2 ? 4 : smallest_publish());
+    }
+    if (bytes > 0 && setsockopt(c->fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes) == 0)
+        c->lowat = true;
 }
 
 static void handle_packet(struct conn *c, uint8_t b0, const uint8_t *body, uint32_t len, uint64_t now)
@@ -665,6 +763,7 @@ static void handle_packet(struct conn *c, uint8_t b0, const uint8_t *body, uint3
         }
         c->state = CS_READY;
         G.ready++;
+        set_lowat(c);
         return;
     case MQTT_PUBLISH: {
         int qos = (flags >> 1) & 3;
@@ -748,6 +847,7 @@ static void conn_read(struct conn *c, uint64_t now)
     struct buf *b = &c->in;
     buf_reserve(b, c->role == ROLE_IDLE ? 256 : READ_CHUNK);
     ssize_t n = recv(c->fd, b->data + b->len, b->cap - b->len, 0);
+    G.n_recv++;
     if (n == 0) {
         conn_lost(c, "closed by the broker");
         return;
@@ -886,6 +986,16 @@ static void keepalive_sweep(uint64_t now)
     }
 }
 
+/* What SO_RCVLOWAT holds back below its mark is read here, every 50 ms. */
+static void lowat_sweep(uint64_t now)
+{
+    for (int i = 0; i < G.nconns; i++) {
+        struct conn *c = &G.conns[i];
+        if (c->lowat && c->state == CS_READY)
+            conn_read(c, now);
+    }
+}
+
 static void disconnect_all(void)
 {
     G.phase = PH_DONE;
@@ -906,6 +1016,7 @@ static void loop_turn(int timeout_ms)
 {
     static struct epoll_event evs[MAX_EVENTS];
     int n = epoll_wait(G.ep, evs, MAX_EVENTS, timeout_ms);
+    G.n_wait++;
     if (n < 0) {
         if (errno != EINTR)
             fail("epoll_wait: %s", strerror(errno));
@@ -916,6 +1027,7 @@ static void loop_turn(int timeout_ms)
         if (evs[i].data.ptr == &timer_tag) {
             /* Latency pacing: send every message that is due, stamped now. */
             uint64_t ticks = 0;
+            G.n_recv++;
             if (read(G.timer_fd, &ticks, sizeof ticks) != (ssize_t)sizeof ticks)
                 continue;
             if (ticks > 1)
@@ -1070,6 +1182,10 @@ static void run_traffic(const struct sockaddr_in *addr)
             G.t_meas0 = now;
             G.tx_m0 = G.tx;
             G.rx_m0 = G.rx;
+            G.n_send_m0 = G.n_send;
+            G.n_recv_m0 = G.n_recv;
+            G.n_wait_m0 = G.n_wait;
+            broker_syscalls(&G.bsys_r0, &G.bsys_w0);
             G.cpu_self0 = self_cpu_ns(&G.cpu_user0);
             G.cpu_broker0 = broker_cpu_ns();
         }
@@ -1079,6 +1195,7 @@ static void run_traffic(const struct sockaddr_in *addr)
             if (G.use_window)
                 expire_lost(now);
             keepalive_sweep(now);
+            lowat_sweep(now);
             next_housekeep = now + HOUSEKEEP_NS;
         }
         uint64_t next = G.phase == PH_WARMUP ? t_meas : t_end;
@@ -1092,6 +1209,10 @@ static void run_traffic(const struct sockaddr_in *addr)
         G.t_meas1 = now_ns();
         G.tx_m1 = G.tx;
         G.rx_m1 = G.rx;
+        G.n_send_m1 = G.n_send;
+        G.n_recv_m1 = G.n_recv;
+        G.n_wait_m1 = G.n_wait;
+        broker_syscalls(&G.bsys_r1, &G.bsys_w1);
         G.cpu_self1 = self_cpu_ns(&G.cpu_user1);
         G.cpu_broker1 = broker_cpu_ns();
     }
@@ -1235,6 +1356,19 @@ static void report(void)
                secs > 0 ? (double)tx / secs : 0.0, secs > 0 ? (double)rx / secs : 0.0);
         printf(", \"lost\": %" PRIu64 ", \"timed_out\": %" PRIu64 ", \"reordered\": %" PRIu64,
                G.lost, G.timed_out, G.reordered);
+        printf(", \"min_batch\": %d, \"per_write\": %d, \"sub_batch\": %d", cfg.min_batch,
+               cfg.per_write, cfg.sub_batch);
+        if (rx > 0) {
+            /* The self-check: system calls per message received, ours and the broker's. */
+            double r = (double)rx;
+            printf(", \"loadgen_syscalls_per_msg\": {\"send\": %.3f, \"recv\": %.3f, "
+                   "\"epoll_wait\": %.3f}",
+                   (double)(G.n_send_m1 - G.n_send_m0) / r, (double)(G.n_recv_m1 - G.n_recv_m0) / r,
+                   (double)(G.n_wait_m1 - G.n_wait_m0) / r);
+            if (G.bsys_r1 >= G.bsys_r0 && G.bsys_r1 > 0)
+                printf(", \"broker_syscalls_per_msg\": {\"read\": %.3f, \"write\": %.3f}",
+                       (double)(G.bsys_r1 - G.bsys_r0) / r, (double)(G.bsys_w1 - G.bsys_w0) / r);
+        }
         if (G.lat)
             print_latency("latency_us");
     }
@@ -1289,6 +1423,12 @@ static void usage(FILE *f)
         "      --loss-timeout S     give up on an undelivered message after S (default 2)\n"
         "      --keepalive S        MQTT keep-alive (default 60; PINGREQ at half)\n"
         "      --persistent         subscribers use persistent sessions (clean session 0)\n"
+        "      --min-batch N        a publisher refills its window only once N messages fit\n"
+        "                           (or the whole window, if smaller; default 1)\n"
+        "      --per-write N        at most N messages per send() (default: no limit;\n"
+        "                           1 = one message per system call)\n"
+        "      --sub-batch N        QoS 0/1 subscribers are woken once N PUBLISHes are\n"
+        "                           there (SO_RCVLOWAT; default 1)\n"
         "  -h, --help               this text\n"
         "\n"
         "exit status: 0 ok, 1 run failed (see \"error\" in the JSON), 2 usage error\n",
@@ -1330,7 +1470,8 @@ int main(int argc, char **argv)
 {
     enum {
         O_PAYLOAD = 256, O_WINDOW, O_INFLIGHT, O_RATE, O_CONNECTIONS, O_CONCURRENCY, O_SETTLE,
-        O_PID, O_PREFIX, O_CTIMEOUT, O_LTIMEOUT, O_KEEPALIVE, O_PERSISTENT,
+        O_PID, O_PREFIX, O_CTIMEOUT, O_LTIMEOUT, O_KEEPALIVE, O_PERSISTENT, O_MIN_BATCH,
+        O_PER_WRITE, O_SUB_BATCH,
     };
     static const struct option opts[] = {
         {"scenario", required_argument, 0, 's'}, {"host", required_argument, 0, 'H'},
@@ -1347,6 +1488,9 @@ int main(int argc, char **argv)
         {"loss-timeout", required_argument, 0, O_LTIMEOUT},
         {"keepalive", required_argument, 0, O_KEEPALIVE},
         {"persistent", no_argument, 0, O_PERSISTENT},
+        {"min-batch", required_argument, 0, O_MIN_BATCH},
+        {"per-write", required_argument, 0, O_PER_WRITE},
+        {"sub-batch", required_argument, 0, O_SUB_BATCH},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     int opt;
@@ -1388,6 +1532,9 @@ int main(int argc, char **argv)
         case O_LTIMEOUT: bad |= !parse_double(a, 0.01, 3600, &cfg.loss_timeout); break;
         case O_KEEPALIVE: bad |= !parse_int(a, 0, 65535, &v); cfg.keepalive = (int)v; break;
         case O_PERSISTENT: cfg.persistent = true; break;
+        case O_MIN_BATCH: bad |= !parse_int(a, 1, 60000, &v); cfg.min_batch = (int)v; break;
+        case O_PER_WRITE: bad |= !parse_int(a, 0, 60000, &v); cfg.per_write = (int)v; break;
+        case O_SUB_BATCH: bad |= !parse_int(a, 1, 1000, &v); cfg.sub_batch = (int)v; break;
         case 'h': usage(stdout); return EXIT_OK;
         default: bad = true; break;
         }

@@ -57,6 +57,19 @@ QUIET_BUSY_PCT = 15.0  # a CPU busier than this (before we start anything) is "n
 BROKER_START_TIMEOUT = 30.0
 BROKER_STOP_TIMEOUT = 10.0
 IDLE_CONCURRENCY = 50  # above ~100 the listen backlog overflows and SYN retries skew it
+#: A figure is "generator-bound" when loadgen used at least this share of the broker's CPU
+#: over the measured window: the generator is then no longer well under the broker it
+#: measures, and may have set the broker's pace (see benchmarks/README.md).
+GENERATOR_BOUND_SHARE = 0.5
+#: Publishers refill their windows only once this many messages fit (loadgen --min-batch),
+#: and subscribers are woken once 4 PUBLISHes are there (--sub-batch): several messages
+#: per write and per read where the scenario allows it, so that the generator spends far
+#: fewer system calls per message than the broker it measures.  `--plain-generator`
+#: leaves them out (loadgen then answers every packet as it comes).
+BATCH_QOS0 = ["--min-batch", "25", "--sub-batch", "4"]  # of a window of 100
+BATCH_QOS12 = ["--min-batch", "5", "--sub-batch", "4"]  # of an in-flight window of 10
+BATCH_OPTIONS = ("--min-batch", "--sub-batch")
+IOT_PUBLISHERS = 1000
 
 # ----------------------------------------------------------------------------- scenarios
 
@@ -80,6 +93,9 @@ class Scenario:
     metrics: tuple[Metric, ...]
     budget: Callable[[argparse.Namespace], float]  # seconds loadgen may take
     noisy_pct: float = 25.0  # other processes' CPU % that makes a measurement noisy
+    #: The broker runs as fast as it can (closed loop, or connects): loadgen's CPU share
+    #: is checked against the broker's ("generator-bound").  Not for the fixed-rate latency.
+    throughput: bool = True
 
 
 def _traffic_budget(a: argparse.Namespace) -> float:
@@ -89,19 +105,30 @@ def _traffic_budget(a: argparse.Namespace) -> float:
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "fanin", "10 publishers -> 1 subscriber on a wildcard filter, QoS 0, 64-byte payloads",
-        lambda a: ["--scenario", "fanin", "--publishers", "10", "--payload", "64"],
+        lambda a: ["--scenario", "fanin", "--publishers", "10", "--payload", "64", *BATCH_QOS0],
         (Metric("fanin", "fan-in QoS0 10->1, msg/s received", ("receive_rate",), True, "rate"),),
         _traffic_budget,
     ),
     Scenario(
+        "iot", f"{IOT_PUBLISHERS:,} publishers -> 1 subscriber on a wildcard filter, QoS 0, "
+        "each with one message outstanding: every PUBLISH is its own send() (small devices)",
+        lambda a: ["--scenario", "fanin", "--publishers", str(IOT_PUBLISHERS), "--payload", "64",
+                   "--window", "1", "--per-write", "1"],
+        (Metric("iot", f"IoT fan-in QoS0 {IOT_PUBLISHERS:,}->1, 1 msg per write, msg/s",
+                ("receive_rate",), True, "rate"),),
+        _traffic_budget,
+    ),
+    Scenario(
         "fanout", "1 publisher -> 100 subscribers on one topic, QoS 0, 64-byte payloads",
-        lambda a: ["--scenario", "fanout", "--subscribers", "100", "--payload", "64"],
+        lambda a: ["--scenario", "fanout", "--subscribers", "100", "--payload", "64",
+                   *BATCH_QOS0],
         (Metric("fanout", "fan-out QoS0 1->100, deliveries/s", ("receive_rate",), True, "rate"),),
         _traffic_budget,
     ),
     Scenario(
         "qos1", "10 publisher->subscriber pairs, own topic each, QoS 1, inflight 10",
-        lambda a: ["--scenario", "pairs", "--qos", "1", "--publishers", "10", "--inflight", "10"],
+        lambda a: ["--scenario", "pairs", "--qos", "1", "--publishers", "10", "--inflight", "10",
+                   *BATCH_QOS12],
         (Metric("qos1", "QoS1 10 pairs, msg/s received", ("receive_rate",), True, "rate"),),
         _traffic_budget,
     ),
@@ -109,14 +136,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         "qos1p", "QoS 1 pairs as qos1, subscribers on persistent sessions (clean session 0): "
         "Starling's store keeps every message until acknowledged",
         lambda a: ["--scenario", "pairs", "--qos", "1", "--publishers", "10", "--inflight", "10",
-                   "--persistent"],
+                   "--persistent", *BATCH_QOS12],
         (Metric("qos1p", "QoS1 10 pairs, persistent subs, msg/s", ("receive_rate",), True,
                 "rate"),),
         _traffic_budget,
     ),
     Scenario(
         "qos2", "10 publisher->subscriber pairs, own topic each, QoS 2, inflight 10",
-        lambda a: ["--scenario", "pairs", "--qos", "2", "--publishers", "10", "--inflight", "10"],
+        lambda a: ["--scenario", "pairs", "--qos", "2", "--publishers", "10", "--inflight", "10",
+                   *BATCH_QOS12],
         (Metric("qos2", "QoS2 10 pairs, msg/s received", ("receive_rate",), True, "rate"),),
         _traffic_budget,
     ),
@@ -143,6 +171,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         _traffic_budget,
         noisy_pct=10.0,  # a p99 moves with any neighbour that wakes up
+        throughput=False,  # open loop at a fixed rate: both sides mostly idle
     ),
 )
 SCENARIO_BY_NAME = {s.name: s for s in SCENARIOS}
@@ -434,7 +463,16 @@ def _drain(stream: Any, log_path: Path, tail: list[str],
 
 
 class Mosquitto(Broker):
+    """Debian's Mosquitto, with `set_tcp_nodelay true` as Starling has it (uvloop sets
+    TCP_NODELAY on every socket) unless `nagle`: then Mosquitto's small writes (a PUBACK)
+    wait for the peer's ACK of the previous one, and a client that sends again only
+    after several PUBACKs waits for its own delayed ACK (40 ms) each time."""
+
     name = "mosquitto"
+
+    def __init__(self, nagle: bool = False) -> None:
+        self.nagle = nagle
+        self.name = "mosquitto-nagle" if nagle else "mosquitto"
 
     def _binary(self) -> str | None:
         return shutil.which("mosquitto") or next(
@@ -464,6 +502,7 @@ class Mosquitto(Broker):
             "allow_anonymous true",
             "persistence false",
             "max_queued_messages 100000",
+            *([] if self.nagle else ["set_tcp_nodelay true"]),
             f"log_dest file {log_path}",
             # Same verbosity as Starling's log.level=warning: no line per connection.
             "log_type error",
@@ -719,6 +758,8 @@ BROKERS: dict[str, Callable[[argparse.Namespace], Broker]] = {
     # The rule engine's cost: 10 rules matching every message.
     "starling-rules": lambda a: StarlingRules(a.starling_ref),
     "mosquitto": lambda a: Mosquitto(),
+    # Mosquitto's own default: Nagle's algorithm on (see Mosquitto's docstring).
+    "mosquitto-nagle": lambda a: Mosquitto(nagle=True),
     "amqtt": lambda a: Amqtt(),
 }
 
@@ -767,33 +808,44 @@ def summarize(
         for metric in sc.metrics:
             medians: dict[str, float | None] = {}
             only_noisy: set[str] = set()
+            generator_bound: set[str] = set()
             for b in brokers:
                 ok = [r for r in results.get(b, {}).get(sc.name, []) if r.get("ok")]
                 # Disturbed runs count only when there is nothing better.
                 clean = [r for r in ok if not r.get("noisy")]
                 if ok and not clean:
                     only_noisy.add(b)
-                values = [v for r in (clean or ok) if (v := dig(r, metric.path)) is not None]
+                used = clean or ok
+                values = [v for r in used if (v := dig(r, metric.path)) is not None]
                 medians[b] = statistics.median(values) if values else None
+                if metric.fmt == "rate" and used and \
+                        2 * sum(1 for r in used if r.get("generator_bound")) > len(used):
+                    generator_bound.add(b)
             ratios: dict[str, float | None] = {}
             for o in others:
                 s, m = medians.get("starling"), medians.get(o)
                 ratios[f"starling/{o}"] = s / m if s is not None and m else None
             summary[metric.key] = {"label": metric.label, "higher_is_better": metric.higher_is_better,
                                    "median": medians, "ratios": ratios,
-                                   "only_noisy_runs": sorted(only_noisy)}
+                                   "only_noisy_runs": sorted(only_noisy),
+                                   "generator_bound": sorted(generator_bound)}
             rows.append([metric.label,
                          *(fmt_value(medians[b], metric.fmt) + ("*" if b in only_noisy else "")
-                           for b in brokers),
+                           + ("!" if b in generator_bound else "") for b in brokers),
                          *(f"{r:.3f}x" if r is not None else "n/a" for r in ratios.values())])
     table = render_table(header, rows)
     if any(v["only_noisy_runs"] for v in summary.values()):
         table += ("\n* every run of this one was disturbed by other processes (see 'other CPU %')"
                   "; the median is of those")
+    if any(v["generator_bound"] for v in summary.values()):
+        table += (f"\n! generator-bound: loadgen used >= {GENERATOR_BOUND_SHARE:.0%} of the "
+                  "broker's CPU in most runs (see 'loadgen/broker CPU'): a faster generator "
+                  "might get more out of this broker")
 
     # Diagnostics: who was busy, and did anything go wrong.
     dheader = ["broker", "scenario", "ok runs", "noisy (left out)", "broker CPU %", "loadgen CPU % (user)",
-               "other CPU %", "lost", "reordered", "errors"]
+               "loadgen/broker CPU", "CPU us/msg broker (loadgen)", "syscalls/msg broker r+w",
+               "loadgen send+recv+wait", "other CPU %", "lost", "reordered", "errors"]
     drows: list[list[str]] = []
     for b in brokers:
         for sc in scenarios:
@@ -804,20 +856,97 @@ def summarize(
             # The same runs the table's medians come from: clean ones if there are any.
             used = [r for r in ok if not r.get("noisy")] or ok
 
-            def med(key: str, used: list[dict[str, Any]] = used) -> str:
-                vals = [float(r[key]) for r in used if key in r]
-                return f"{statistics.median(vals):.0f}" if vals else "n/a"
+            def med(key: str, used: list[dict[str, Any]] = used, digits: int = 0) -> str:
+                vals = [float(r[key]) for r in used if isinstance(r.get(key), int | float)]
+                return f"{statistics.median(vals):.{digits}f}" if vals else "n/a"
+
+            def syscalls(key: str, fields: tuple[str, ...],
+                         used: list[dict[str, Any]] = used) -> str:
+                vals = [sum(float(r[key].get(f, 0)) for f in fields) for r in used
+                        if isinstance(r.get(key), dict)]
+                return f"{statistics.median(vals):.2f}" if vals else "n/a"
+
+            share = med("generator_share", digits=2)
+            if any(r.get("generator_bound") for r in used):
+                share += " !"
 
             lost = sum(int(r.get("lost", 0)) + int(r.get("timed_out", 0)) for r in runs)
             reordered = sum(int(r.get("reordered", 0)) for r in runs)
             noisy = sum(1 for r in runs if r.get("noisy"))
             errors = "; ".join(sorted({str(r.get("error")) for r in runs if not r.get("ok")}))
             drows.append([b, sc.name, f"{len(ok)}/{len(runs)}", str(noisy), med("broker_cpu_pct"),
-                          f"{med('loadgen_cpu_pct')} ({med('loadgen_user_cpu_pct')})",
+                          f"{med('loadgen_cpu_pct')} ({med('loadgen_user_cpu_pct')})", share,
+                          f"{med('broker_cpu_us_per_msg', digits=2)} "
+                          f"({med('loadgen_cpu_us_per_msg', digits=2)})",
+                          syscalls("broker_syscalls_per_msg", ("read", "write")),
+                          syscalls("loadgen_syscalls_per_msg", ("send", "recv", "epoll_wait")),
                           med("other_cpu_pct"), str(lost), str(reordered),
                           errors[:100] or "-"])
     diag = render_table(dheader, drows) if drows else ""
     return summary, table, diag
+
+
+def mark_generator_bound(res: dict[str, Any], sc: Scenario) -> None:
+    """loadgen's CPU as a share of the broker's over the measured window, and whether
+    that makes the figure generator-bound (`GENERATOR_BOUND_SHARE`)."""
+    lg, br = res.get("loadgen_cpu_pct"), res.get("broker_cpu_pct")
+    if not isinstance(lg, int | float) or not isinstance(br, int | float) or br <= 0:
+        return
+    res["generator_share"] = round(lg / br, 3)
+    res["generator_bound"] = sc.throughput and lg / br >= GENERATOR_BOUND_SHARE
+    received, seconds = res.get("received"), res.get("measured_s")
+    if isinstance(received, int) and received > 0 and isinstance(seconds, int | float):
+        res["broker_cpu_us_per_msg"] = round(br / 100 * seconds * 1e6 / received, 2)
+        res["loadgen_cpu_us_per_msg"] = round(lg / 100 * seconds * 1e6 / received, 2)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the performance issue's targets (#22): `metric`'s starling/`other` ratio
+    (or, with `other` None, Starling's own figure) against `bound`."""
+
+    text: str
+    metric: str
+    other: str | None
+    bound: float
+    at_least: bool  # the figure must be >= bound (else <=)
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("fan-in >= 0.8x Mosquitto", "fanin", "mosquitto", 0.8, True),
+    Target("QoS 1 >= 0.9x Mosquitto", "qos1", "mosquitto", 0.9, True),
+    Target("QoS 2 >= 1.0x Mosquitto", "qos2", "mosquitto", 1.0, True),
+    Target("fan-out >= 2.5x Mosquitto", "fanout", "mosquitto", 2.5, True),
+    Target("p99 at 1,000 msg/s <= 1.5x Mosquitto's", "lat_p99", "mosquitto", 1.5, False),
+    Target("<= 1.5 KiB per idle connection", "idle_rss", None, 1.5, False),
+    Target("durable QoS 1 to persistent sessions >= 0.6x the memory store", "qos1p",
+           "starling-memory", 0.6, True),
+)
+#: The scenarios `--targets` runs each broker in (the variants only where a target needs them).
+TARGET_BROKERS = {"starling": None, "mosquitto": None, "starling-memory": {"qos1p"}}
+
+
+def render_targets(summary: dict[str, Any]) -> str:
+    """Each target with its figure from this run, and whether it is met."""
+    rows: list[list[str]] = []
+    for t in TARGETS:
+        entry = summary.get(t.metric)
+        figure: float | None = None
+        if entry is not None:
+            figure = (entry["ratios"].get(f"starling/{t.other}") if t.other
+                      else entry["median"].get("starling"))
+        if entry is None or figure is None:
+            rows.append([t.text, "not measured", "-"])
+            continue
+        met = figure >= t.bound if t.at_least else figure <= t.bound
+        text = f"{figure:.3f}x" if t.other else f"{figure:.2f}"
+        notes = [f"{b} generator-bound" for b in entry["generator_bound"]
+                 if b in ("starling", t.other)]
+        notes += [f"{b} only disturbed runs" for b in entry["only_noisy_runs"]
+                  if b in ("starling", t.other)]
+        rows.append([t.text, text + (f" ({'; '.join(notes)})" if notes else ""),
+                     "yes" if met else "NO"])
+    return render_table(["target (issue #22)", "figure", "met"], rows)
 
 
 # ----------------------------------------------------------------------------- main
@@ -836,8 +965,12 @@ def measure(broker: Broker, sc: Scenario, args: argparse.Namespace, loadgen: Pat
         quiet = args.quiet_wait <= 0 or wait_for_quiet([BROKER_CPU, LOADGEN_CPU], args.quiet_wait)
         with broker.running(workdir) as rb:
             box: dict[str, float] = {}
+            extra = sc.loadgen_args(args)
+            if args.plain_generator:
+                extra = [a for i, a in enumerate(extra) if a not in BATCH_OPTIONS
+                         and (i == 0 or extra[i - 1] not in BATCH_OPTIONS)]
             with other_cpu_meter(rb.pid, box):
-                res = run_loadgen(loadgen, rb.port, rb.pid, sc.loadgen_args(args),
+                res = run_loadgen(loadgen, rb.port, rb.pid, extra,
                                   sc.budget(args), args.duration, args.warmup)
             res.update(box)
             if not rb.alive():
@@ -845,6 +978,7 @@ def measure(broker: Broker, sc: Scenario, args: argparse.Namespace, loadgen: Pat
                 res["error"] = f"broker died (status {rb.proc.returncode})"
         res["attempt"] = attempt + 1
         res["noisy"] = not quiet or box.get("other_cpu_pct", 0.0) > sc.noisy_pct
+        mark_generator_bound(res, sc)
         if not res["noisy"] or not res.get("ok"):
             return res
         attempts.append(res)
@@ -882,6 +1016,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--starling-ref", metavar="REF",
                    help="benchmark Starling as committed at REF (e.g. HEAD), exported to the "
                    "temp dir, instead of the live working tree")
+    p.add_argument("--targets", action="store_true",
+                   help="the performance issue's side-by-side run: brokers "
+                   + ",".join(TARGET_BROKERS) + " (starling-memory in qos1p only), every "
+                   "default scenario, 3 runs unless --runs; the targets table at the end")
+    p.add_argument("--plain-generator", action="store_true",
+                   help="no --min-batch/--sub-batch: loadgen answers every packet as it comes "
+                   "(the generator before issue #22, to compare)")
     p.add_argument("--json", metavar="FILE", type=Path, help="also write all results as JSON")
     p.add_argument("--from-json", metavar="FILE", type=Path,
                    help="measure nothing: print the tables of a run saved with --json")
@@ -890,7 +1031,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     a = p.parse_args(argv)
     a.duration = a.duration if a.duration is not None else (1.0 if a.quick else 5.0)
     a.warmup = a.warmup if a.warmup is not None else (0.3 if a.quick else 1.0)
-    a.runs = a.runs if a.runs is not None else 1
+    if a.targets:
+        a.brokers = ",".join(TARGET_BROKERS)
+    a.runs = a.runs if a.runs is not None else (3 if a.targets else 1)
     a.idle_connections = a.idle_connections or (1000 if a.quick else 10000)
     if a.duration <= 0 or a.warmup < 0 or a.runs < 1 or a.idle_connections < 1:
         p.error("--duration, --runs and --idle-connections must be positive, --warmup >= 0")
@@ -916,6 +1059,9 @@ def print_tables(scenarios: list[Scenario], brokers: list[str],
     if diag:
         print()
         print(diag)
+    if "starling" in brokers and any(t.metric in summary for t in TARGETS):
+        print()
+        print(render_targets(summary))
     return summary
 
 
@@ -925,6 +1071,11 @@ def reprint(path: Path) -> int:
     meta = doc["meta"]
     scenarios = [SCENARIO_BY_NAME[n] for n in doc["scenarios"] if n in SCENARIO_BY_NAME]
     brokers = list(doc["results"])
+    for per_broker in doc["results"].values():  # runs saved before the generator check
+        for name, runs in per_broker.items():
+            if name in SCENARIO_BY_NAME:
+                for res in runs:
+                    mark_generator_bound(res, SCENARIO_BY_NAME[name])
     print_tables(scenarios, brokers, doc["results"],
                  f"{meta['started']}: duration {meta['duration']:g}s after {meta['warmup']:g}s "
                  f"warm-up, median of {meta['runs']} run(s); versions: "
@@ -990,6 +1141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name, broker in list(brokers.items()):
                     if name in unavailable:
                         continue
+                    only = TARGET_BROKERS.get(name) if args.targets else None
+                    if only is not None and sc.name not in only:
+                        continue
                     workdir = workroot / f"{name}-{sc.name}-{run}"
                     workdir.mkdir()
                     print(f"run.py: {sc.name} run {run + 1}/{args.runs} on {name} ...",
@@ -1034,6 +1188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "broker_cpu": BROKER_CPU, "loadgen_cpu": LOADGEN_CPU,
                 "cpu_busy_before_pct": idle_check,
                 "duration": args.duration, "warmup": args.warmup, "runs": args.runs,
+                "plain_generator": args.plain_generator,
                 "idle_connections": args.idle_connections, "interrupted": interrupted,
                 "unavailable": unavailable,
             },
