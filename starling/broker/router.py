@@ -2,8 +2,11 @@
 
 Filters without wildcards live in a dict (one lookup per publish).  Filters
 with ``+``/``#`` live in a trie keyed by level, so matching a topic costs
-O(levels x branching), never O(subscriptions).  The trie holds no caches, so
-nothing in it can go stale.
+O(levels x branching), never O(subscriptions).  What a topic matched is kept
+(up to `MATCH_CACHE` topics) while any wildcard filter exists: devices publish
+to the same topics over and over, and a dict lookup is a small part of a walk of
+the trie.  Every change of a subscription empties that cache, so nothing in it
+can go stale.
 
 A session subscribed through several overlapping filters gets one copy, with
 the highest granted QoS among them.
@@ -19,6 +22,8 @@ from starling.mqtt import SubscriptionOptions
 #: What the router routes to: sessions, or shared-subscription groups.
 K = TypeVar("K", bound=Hashable)
 Subscribers = dict[K, SubscriptionOptions]
+#: Topics whose match results are kept; past it the cache starts over.
+MATCH_CACHE = 4096
 
 
 class _Node(Generic[K]):
@@ -62,6 +67,8 @@ class Router(Generic[K]):
         self._root: _Node[K] = _Node()
         self._wild_filters: dict[str, Subscribers[K]] = {}
         self._empty: Subscribers[K] = {}
+        #: topic -> what `match` returned for it (only while wildcard filters exist).
+        self._matched: dict[str, Subscribers[K]] = {}
         #: (filter, session) pairs: the `subscriptions/count` stat.
         self.subscription_count = 0
         #: Filters starting with "$": only they can match a "$SYS/..." topic
@@ -71,6 +78,7 @@ class Router(Generic[K]):
     # -- changes -----------------------------------------------------------
     def subscribe(self, topic_filter: str, session: K, opts: SubscriptionOptions) -> bool:
         """Add or replace; return True if the pair is new."""
+        self._matched.clear()
         if "+" in topic_filter or "#" in topic_filter:
             subs = self._wild_filters.get(topic_filter)
             if subs is None:
@@ -93,6 +101,7 @@ class Router(Generic[K]):
         return new
 
     def unsubscribe(self, topic_filter: str, session: K) -> bool:
+        self._matched.clear()
         if "+" in topic_filter or "#" in topic_filter:
             subs = self._wild_filters.get(topic_filter)
             if subs is None or session not in subs:
@@ -131,10 +140,14 @@ class Router(Generic[K]):
 
         The result may be an internal dict: iterate it, never change it.
         """
-        exact = self._exact.get(topic, self._empty)
         if not self._wild_filters:
-            return exact
-        out: Subscribers[K] = dict(exact)
+            return self._exact.get(topic, self._empty)
+        out = self._matched.get(topic)
+        if out is not None:
+            return out
+        if len(self._matched) >= MATCH_CACHE:
+            self._matched.clear()
+        out = self._matched[topic] = dict(self._exact.get(topic, self._empty))
         levels = topic.split("/")
         root = self._root
         if topic.startswith("$"):

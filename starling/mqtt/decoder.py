@@ -47,16 +47,13 @@ from .packets import (
     Unsubscribe,
     Will,
 )
-from .properties import WILL_PROPERTIES, Properties, decode_properties
+from .properties import NO_PROPERTIES, WILL_PROPERTIES, Properties, decode_properties
 
-#: Fixed-header flag bits each packet type must carry [MQTT-2.2.2-1, -2].
-#: PUBLISH is absent: its flags carry DUP/QoS/RETAIN and are checked apart.
-REQUIRED_FLAGS: dict[int, int] = {t: 0 for t in PacketType if t != PacketType.PUBLISH}
-REQUIRED_FLAGS[PacketType.PUBREL] = 0b0010
-REQUIRED_FLAGS[PacketType.SUBSCRIBE] = 0b0010
-REQUIRED_FLAGS[PacketType.UNSUBSCRIBE] = 0b0010
-
-_NO_PROPS: Properties = {}
+#: Fixed-header flag bits each packet type must carry [MQTT-2.2.2-1, -2], by type.
+#: PUBLISH's flags carry DUP/QoS/RETAIN and are checked apart; type 0 is reserved.
+REQUIRED_FLAGS: tuple[int, ...] = tuple(
+    0b0010 if t in (PacketType.PUBREL, PacketType.SUBSCRIBE, PacketType.UNSUBSCRIBE) else 0
+    for t in range(16))
 
 
 def _props(level: int, data: bytes, pos: int, end: int,
@@ -149,7 +146,10 @@ class Decoder:
                 if end > size:
                     need = end - pos
                     break
-                packets.append(self._decode_body(first, buf, i, end))
+                if ptype == 3:  # PUBLISH: the hot path, kept out of the table lookup
+                    packets.append(self._publish(first, buf, i, end))
+                else:  # type and flags were checked above
+                    packets.append(_READERS[ptype](self, buf, i, end))
                 pos = end
         except MQTTError as exc:
             if not packets:
@@ -162,35 +162,44 @@ class Decoder:
         self._need = need
         return packets
 
-    def _decode_body(self, first: int, data: bytes, pos: int, end: int) -> Packet:
-        ptype = first >> 4
-        flags = first & 0x0F
-        if ptype == 3:  # PUBLISH: the hot path, kept out of the table lookup
-            return self._publish(flags, data, pos, end)
-        # Type and flags were checked with the fixed header in feed().
-        return _READERS[ptype](self, data, pos, end)
-
     # -- one reader per packet type ----------------------------------------
-    def _publish(self, flags: int, data: bytes, pos: int, end: int) -> Publish:
-        qos = (flags >> 1) & 3
+    def _publish(self, first: int, data: bytes, pos: int, end: int) -> Publish:
+        """The hot path: one per message.  The topic is read inline (what
+        `decode_string` does), the payload is one slice of the read."""
+        qos = (first >> 1) & 3
         if qos == 3:
             raise MalformedPacket("PUBLISH with QoS 3")  # [MQTT-3.3.1-4]
-        dup = bool(flags & 8)
+        dup = (first & 8) != 0
         if dup and not qos:
             raise MalformedPacket("DUP set on a QoS 0 PUBLISH")  # [MQTT-3.3.1-2]
-        topic, pos = decode_string(data, pos, end)
+        if pos + 2 > end:
+            raise MalformedPacket("truncated length prefix")
+        stop = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+        if stop > end:
+            raise MalformedPacket("string runs past the end of the packet")
+        try:
+            topic = data[pos + 2:stop].decode()
+        except UnicodeDecodeError:
+            raise MalformedPacket("string is not valid UTF-8") from None
         if "+" in topic or "#" in topic:
             raise MalformedPacket("wildcard in PUBLISH topic")  # [MQTT-3.3.2-2]
+        if "\x00" in topic:
+            raise MalformedPacket("string contains U+0000")
+        pos = stop
         packet_id = None
         if qos:
-            packet_id, pos = _packet_id(data, pos, end)
-        props = _NO_PROPS
+            if pos + 2 > end:
+                raise MalformedPacket("truncated two byte integer")
+            packet_id = (data[pos] << 8) | data[pos + 1]
+            if packet_id == 0:
+                raise MalformedPacket("packet identifier 0")  # [MQTT-2.3.1-1]
+            pos += 2
+        props = None
         if self.protocol_level == 5:
             props, pos = decode_properties(data, pos, end, 3)
         elif not topic:
             raise MalformedPacket("empty PUBLISH topic")  # [MQTT-4.7.3-1]
-        return Publish(topic, bytes(data[pos:end]), qos, bool(flags & 1), dup, packet_id,
-                       props if props else {})
+        return Publish(topic, data[pos:end], qos, (first & 1) != 0, dup, packet_id, props)
 
     def _connect(self, data: bytes, pos: int, end: int) -> Connect:
         name, pos = decode_string(data, pos, end)
@@ -251,32 +260,44 @@ class Decoder:
         _check_end(pos, end)
         return Connack(bool(ack_flags & 1), code, props)
 
-    def _ack(self, cls: type[Puback | Pubrec | Pubrel | Pubcomp],
-             data: bytes, pos: int, end: int) -> Puback | Pubrec | Pubrel | Pubcomp:
-        packet_id, pos = _packet_id(data, pos, end)
-        if self.protocol_level == 5 and pos < end:
-            code = data[pos]
-            props: Properties = {}
-            if pos + 1 < end:
-                props, pos = decode_properties(data, pos + 1, end, cls.type)
-            else:
-                pos += 1
-            _check_end(pos, end)
-            return cls(packet_id, code, props)
+    def _ack(self, ptype: int, data: bytes, pos: int,
+             end: int) -> tuple[int, int, Properties | None]:
+        """(packet id, reason code, properties) of PUBACK/PUBREC/PUBREL/PUBCOMP:
+        one per QoS 1/2 message and hop, so read inline."""
+        if pos + 2 > end:
+            raise MalformedPacket("truncated two byte integer")
+        packet_id = (data[pos] << 8) | data[pos + 1]
+        if packet_id == 0:
+            raise MalformedPacket("packet identifier 0")  # [MQTT-2.3.1-1]
+        pos += 2
+        if pos == end:
+            return packet_id, 0, NO_PROPERTIES
+        if self.protocol_level != 5:
+            raise MalformedPacket("bytes left over at the end of the packet")
+        code = data[pos]
+        props: Properties | None = NO_PROPERTIES
+        if pos + 1 < end:
+            props, pos = decode_properties(data, pos + 1, end, ptype)
+        else:
+            pos += 1
         _check_end(pos, end)
-        return cls(packet_id)
+        return packet_id, code, props
 
     def _puback(self, data: bytes, pos: int, end: int) -> Packet:
-        return self._ack(Puback, data, pos, end)
+        packet_id, code, props = self._ack(4, data, pos, end)
+        return Puback(packet_id, code, props)
 
     def _pubrec(self, data: bytes, pos: int, end: int) -> Packet:
-        return self._ack(Pubrec, data, pos, end)
+        packet_id, code, props = self._ack(5, data, pos, end)
+        return Pubrec(packet_id, code, props)
 
     def _pubrel(self, data: bytes, pos: int, end: int) -> Packet:
-        return self._ack(Pubrel, data, pos, end)
+        packet_id, code, props = self._ack(6, data, pos, end)
+        return Pubrel(packet_id, code, props)
 
     def _pubcomp(self, data: bytes, pos: int, end: int) -> Packet:
-        return self._ack(Pubcomp, data, pos, end)
+        packet_id, code, props = self._ack(7, data, pos, end)
+        return Pubcomp(packet_id, code, props)
 
     def _subscribe(self, data: bytes, pos: int, end: int) -> Subscribe:
         packet_id, pos = _packet_id(data, pos, end)

@@ -49,12 +49,15 @@ def publish_parts(topic: str, payload: bytes, qos: int, retain: bool, dup: bool,
     """Return (head, tail): the packet is ``head + packet_id(2 bytes) + tail``
     for QoS > 0, and ``head + tail`` for QoS 0."""
     topic_bytes = topic.encode()
+    size = len(topic_bytes)
     props = encode_properties(properties) if level == 5 else b""
-    body_len = 2 + len(topic_bytes) + (2 if qos else 0) + len(props) + len(payload)
+    body_len = 2 + size + (2 if qos else 0) + len(props) + len(payload)
     first = 0x30 | (qos << 1) | (8 if dup else 0) | (1 if retain else 0)
-    head = (bytes((first,)) + encode_varint(body_len) + len(topic_bytes).to_bytes(2, "big")
-            + topic_bytes)
-    return head, props + payload
+    if body_len < 128:  # a one-byte Remaining Length: most messages
+        head = bytes((first, body_len, size >> 8, size & 0xFF)) + topic_bytes
+    else:
+        head = bytes((first,)) + encode_varint(body_len) + size.to_bytes(2, "big") + topic_bytes
+    return head, (props + payload) if props else payload
 
 
 def encode_publish(packet: Publish, level: int) -> bytes:

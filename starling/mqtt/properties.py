@@ -22,6 +22,9 @@ from ._primitives import (
 from .errors import MalformedPacket, ProtocolError
 
 Properties = dict["PropertyId", Any]
+#: The properties of a decoded acknowledgement that carries none: one shared map,
+#: never written (acknowledgements are read once and dropped).
+NO_PROPERTIES: Properties = {}
 
 
 class PropertyId(IntEnum):

@@ -253,8 +253,7 @@ def publish_result(script: LuaScript, message: Message,
     if not changes:
         return None
     script.rewritten += 1
-    # A new message: the original's cached encodings do not fit it.
-    return dataclasses.replace(message, _encoded={}, **changes)
+    return message.replace(**changes)  # a new message: the cached encodings do not fit it
 
 
 class LuaHookPlugin(Plugin):

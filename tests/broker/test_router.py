@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from starling.broker.router import Router
+from starling.broker.router import MATCH_CACHE, Router
 from starling.mqtt import SubscriptionOptions, matches
 
 
@@ -132,6 +132,21 @@ def test_match_does_not_modify_router_state() -> None:
     assert qos_map(router.match("a/b")) == {A: 0, B: 1}
 
 
+def test_kept_match_results_follow_changes_and_stay_bounded() -> None:
+    router = router_with(("a/+", A, 0))
+    assert qos_map(router.match("a/b")) == {A: 0}
+    router.subscribe("a/b", B, opts(1))  # an exact filter: the kept result is wrong now
+    assert qos_map(router.match("a/b")) == {A: 0, B: 1}
+    router.subscribe("a/+", A, opts(2))  # the same pair with other options
+    assert qos_map(router.match("a/b")) == {A: 2, B: 1}
+    router.unsubscribe("a/+", A)
+    assert qos_map(router.match("a/b")) == {B: 1}
+    router.subscribe("#", C, opts(0))
+    for i in range(MATCH_CACHE + 10):
+        assert qos_map(router.match(f"t/{i}")) == {C: 0}
+    assert len(router._matched) <= MATCH_CACHE
+
+
 # -- bookkeeping ---------------------------------------------------------------------
 
 def test_subscribe_returns_whether_pair_is_new_and_replaces_options() -> None:
@@ -245,6 +260,8 @@ def test_router_agrees_with_naive_matcher(ops: list[tuple[bool, str, Any, int]],
         else:
             assert router.unsubscribe(topic_filter, session) is (key in model)
             model.pop(key, None)
+        # Matched between changes too: a topic's kept result must follow each change.
+        assert qos_map(router.match(probe[0])) == naive_match(model, probe[0])
     assert router.subscription_count == len(model)
     assert router.route_count == len({f for f, _ in model})
     assert sorted(router.filters()) == sorted({f for f, _ in model})
