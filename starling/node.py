@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, compiled
 from .api import (
     ApiContext,
     AppRegistry,
@@ -426,7 +426,8 @@ class Node:
         except BaseException:
             await self.stop()
             raise
-        startup_log.info("node started: %s (Starling %s)", self.name, __version__)
+        startup_log.info("node started: %s (Starling %s, hot path %s)", self.name, __version__,
+                         compiled.describe())
 
     async def stop(self) -> None:
         for listener in self.listeners:
