@@ -128,7 +128,7 @@ def _suback(p: Suback, level: int) -> bytes:
 
 def _unsubscribe(p: Unsubscribe, level: int) -> bytes:
     body = p.packet_id.to_bytes(2, "big") + _props(level, p.properties)
-    body += b"".join(encode_string(f) for f in p.topic_filters)
+    body += b"".join([encode_string(f) for f in p.topic_filters])
     return _frame(0xA2, body)
 
 
