@@ -113,7 +113,7 @@ if not COMPILED:
     sys.meta_path.insert(0, _PureFinder())
     if WHY_PURE.startswith(("stale", "partly")):
         print(f"starling: running the pure-Python hot path: the compiled one is {WHY_PURE}; "
-              "rebuild it with `pip install .`", file=sys.stderr)
+              "rebuild it with `pip install .` (`-e .` for an editable install)", file=sys.stderr)
 
 
 def describe() -> str:
