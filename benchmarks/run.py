@@ -536,10 +536,12 @@ class Starling(Broker):
     LISTENER = re.compile(r"listener mqtt:tcp:default on ([0-9.]+):(\d+)")
 
     def __init__(self, ref: str | None = None, name: str = "starling",
-                 settings: Sequence[str] = ()) -> None:
+                 settings: Sequence[str] = (), compiled: bool = False) -> None:
         self.ref = ref
         self.root = REPO_ROOT
         self.name = name
+        #: Build the hot path (mypyc, setup.py) in the exported tree.
+        self.compiled = compiled
         #: Extra `--set KEY=VALUE` settings: the store variants below.
         self.settings = list(settings)
 
@@ -556,10 +558,15 @@ class Starling(Broker):
         return None
 
     def export(self, dest: Path) -> None:
-        """Unpack the `starling` package of `ref` under `dest` and run from there."""
+        """Unpack the `starling` package of `ref` under `dest` and run from there;
+        with `compiled`, build its hot path in place there first."""
         if self.ref is None:
             return
-        res = self._git("archive", "--format=tar", self.ref, "--", "starling")
+        if (dest / "starling").is_dir():  # another variant of the same ref exported it
+            self.root = dest
+            return
+        files = ["starling", "setup.py", "pyproject.toml"] if self.compiled else ["starling"]
+        res = self._git("archive", "--format=tar", self.ref, "--", *files)
         if res.returncode != 0:
             raise BrokerError(f"git archive {self.ref} failed: {res.stderr.decode(errors='replace')}")
         dest.mkdir(parents=True, exist_ok=True)
@@ -569,13 +576,26 @@ class Starling(Broker):
             else:  # pragma: no cover - Python without extraction filters
                 tar.extractall(dest)
         self.root = dest
+        if self.compiled:
+            print(f"run.py: compiling the hot path of {self.ref} (mypyc) ...", file=sys.stderr)
+            build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                                   cwd=dest, capture_output=True, text=True, timeout=1800)
+            if build.returncode != 0:
+                raise BrokerError(f"building the hot path failed:\n{build.stderr[-2000:]}")
+
+    def hot_path(self) -> str:
+        """Which hot path the node will run (starling/compiled.py), or '?'."""
+        res = subprocess.run([sys.executable, "-c", "import starling.compiled as c; "
+                              "print(c.describe())"], cwd=self.root, capture_output=True,
+                             text=True, timeout=60)
+        return res.stdout.strip() or "?"
 
     def version(self) -> str:
         if self.ref is not None:
             out = self._git("rev-parse", "--short", self.ref).stdout.decode().strip()
-            return f"{out} ({self.ref})"
+            return f"{out} ({self.ref}), hot path {self.hot_path()}"
         out = self._git("describe", "--always", "--dirty").stdout.decode().strip()
-        return f"{out or 'uncommitted'} (working tree)"
+        return f"{out or 'uncommitted'} (working tree), hot path {self.hot_path()}"
 
     def start(self, workdir: Path) -> RunningBroker:
         data_dir = workdir / "starling-data"
@@ -632,10 +652,10 @@ class StarlingRules(Starling):
     SECRET = "bench-secret"
     MANAGEMENT = re.compile(r"listener http:management on ([0-9.]+):(\d+)")
 
-    def __init__(self, ref: str | None = None) -> None:
+    def __init__(self, ref: str | None = None, compiled: bool = False) -> None:
         super().__init__(ref, "starling-rules", [
             "management.bind=127.0.0.1:0", "api.default_app_id=bench",
-            f"api.default_app_secret={self.SECRET}"])
+            f"api.default_app_secret={self.SECRET}"], compiled)
 
     def start(self, workdir: Path) -> RunningBroker:
         broker = super().start(workdir)
@@ -748,15 +768,15 @@ class Amqtt(Broker):
 
 
 BROKERS: dict[str, Callable[[argparse.Namespace], Broker]] = {
-    "starling": lambda a: Starling(a.starling_ref),
+    "starling": lambda a: Starling(a.starling_ref, compiled=a.compiled),
     # The store's modes, for the cost of durability (docs/durability.md):
     # "starling" is the default, durable; these two trade it away.
     "starling-relaxed": lambda a: Starling(a.starling_ref, "starling-relaxed",
-                                           ["store.durability=relaxed"]),
+                                           ["store.durability=relaxed"], a.compiled),
     "starling-memory": lambda a: Starling(a.starling_ref, "starling-memory",
-                                          ["store.backend=memory"]),
+                                          ["store.backend=memory"], a.compiled),
     # The rule engine's cost: 10 rules matching every message.
-    "starling-rules": lambda a: StarlingRules(a.starling_ref),
+    "starling-rules": lambda a: StarlingRules(a.starling_ref, a.compiled),
     "mosquitto": lambda a: Mosquitto(),
     # Mosquitto's own default: Nagle's algorithm on (see Mosquitto's docstring).
     "mosquitto-nagle": lambda a: Mosquitto(nagle=True),
@@ -1020,6 +1040,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="the performance issue's side-by-side run: brokers "
                    + ",".join(TARGET_BROKERS) + " (starling-memory in qos1p only), every "
                    "default scenario, 3 runs unless --runs; the targets table at the end")
+    p.add_argument("--compiled", action="store_true",
+                   help="with --starling-ref: compile the exported tree's hot path (mypyc, "
+                   "setup.py build_ext --inplace; needs gcc and mypy) before running it")
     p.add_argument("--plain-generator", action="store_true",
                    help="no --min-batch/--sub-batch: loadgen answers every packet as it comes "
                    "(the generator before issue #22, to compare)")
@@ -1033,6 +1056,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     a.warmup = a.warmup if a.warmup is not None else (0.3 if a.quick else 1.0)
     if a.targets:
         a.brokers = ",".join(TARGET_BROKERS)
+        a.compiled = a.compiled or a.starling_ref is not None
+    if a.compiled and a.starling_ref is None:
+        p.error("--compiled needs --starling-ref (the live tree runs as it is built)")
     a.runs = a.runs if a.runs is not None else (3 if a.targets else 1)
     a.idle_connections = a.idle_connections or (1000 if a.quick else 10000)
     if a.duration <= 0 or a.warmup < 0 or a.runs < 1 or a.idle_connections < 1:
