@@ -1085,7 +1085,8 @@ def print_tables(scenarios: list[Scenario], brokers: list[str],
     if diag:
         print()
         print(diag)
-    if "starling" in brokers and any(t.metric in summary for t in TARGETS):
+    if "starling" in brokers and any(t.other is None or t.other in brokers
+                                     for t in TARGETS if t.metric in summary):
         print()
         print(render_targets(summary))
     return summary
@@ -1199,7 +1200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = print_tables(
         scenarios, args.broker_names, results,
         f"duration {args.duration:g}s after {args.warmup:g}s warm-up, median of {args.runs} "
-        f"run(s); broker on CPU {BROKER_CPU}, loadgen on CPU {LOADGEN_CPU}")
+        f"run(s); broker on CPU {BROKER_CPU}, loadgen on CPU {LOADGEN_CPU}; versions: "
+        + ", ".join(f"{k} {v}" for k, v in versions.items()))
     for name, why in unavailable.items():
         print(f"{name}: not measured: {why.splitlines()[0]}")
 
