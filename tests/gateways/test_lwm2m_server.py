@@ -17,6 +17,7 @@ import pytest
 from aiocoap import Code
 from helpers.coap_tools import LoopThread
 from helpers.lwm2m_device import JSON, TestDevice
+from helpers.lwm2m_node import NodeLwm2mClient
 from helpers.memory_hub import MemoryHub
 
 from starling.gateways.coap.transport import CoapServer, start_server
@@ -270,3 +271,19 @@ def test_kick_forgets_the_device(gateway: Gateway, device: TestDevice) -> None:
     gateway.thread.call(gateway.hub.kick, "dev1")
     assert device.update().code == Code.NOT_FOUND
     assert device.register().code == Code.CREATED  # the device comes back by registering
+
+
+def test_lwm2m_node_lib_registers_updates_and_deregisters(gateway: Gateway) -> None:
+    client = NodeLwm2mClient("127.0.0.1", gateway.coap.port, "nodedev", lifetime=120)
+    try:
+        assert client.registered == "registered rd/nodedev"
+        assert gateway.published("lwm2m/nodedev/up/resp")[0]["data"]["objectList"] == [
+            "/1/0", "/3/0", "/4/0"]
+        # lwm2m-node-lib sends each request from a new port: the registration is found
+        # by its location and the device's address follows it
+        assert client.update() == "updated"
+        assert gateway.published("lwm2m/nodedev/up/resp")[-1]["msgType"] == "update"
+        assert client.deregister() == "deregistered"
+        wait_for(lambda: ("closed", "nodedev", "deregistered") in gateway.events())
+    finally:
+        client.close()

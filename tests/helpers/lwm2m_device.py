@@ -18,6 +18,7 @@ from typing import Any
 import aiocoap
 import aiocoap.resource
 from aiocoap import Code, Message
+
 from helpers.coap_tools import LoopThread
 
 TLV, JSON, TEXT, LINKS = 11542, 11543, 0, 40
