@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from helpers.servers import REQUIRED, find_program
 
 CLIENT_DIR = Path(__file__).resolve().parent.parent / "gateways" / "lwm2m_node"

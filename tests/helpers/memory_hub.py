@@ -22,14 +22,15 @@ class MemoryAttachment:
     filters: set[str] = field(default_factory=set)
     closed: str | None = None
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
+    async def publish(self, topic: str, payload: bytes, qos: int = 0,
+                      retain: bool = False) -> bool:
         if topic in self.hub.deny_publish:
             return False
         self.hub.published.append((self.details.client_id, topic, payload))
         self.hub.deliver(topic, payload)
         return True
 
-    def subscribe(self, topic_filter: str, qos: int) -> bool:
+    async def subscribe(self, topic_filter: str, qos: int) -> bool:
         if topic_filter in self.hub.deny_subscribe:
             return False
         self.filters.add(topic_filter)

@@ -45,11 +45,12 @@ class Outlet(Protocol):
 class Attachment(Protocol):
     """What a gateway client calls on the broker."""
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
-        """False when the ACL denied it (nothing was published)."""
+    async def publish(self, topic: str, payload: bytes, qos: int = 0,
+                      retain: bool = False) -> bool:
+        """False when it was refused (the ACL, an invalid topic): nothing was published."""
 
-    def subscribe(self, topic_filter: str, qos: int) -> bool:
-        """False when the ACL denied it."""
+    async def subscribe(self, topic_filter: str, qos: int) -> bool:
+        """False when it was refused (the ACL, an invalid filter)."""
 
     def unsubscribe(self, topic_filter: str) -> None: ...
 

@@ -87,17 +87,17 @@ class CoapClient:
             self.peer = peer
             self.attachment.set_peer(peer)
 
-    def publish(self, topic: str, payload: bytes) -> bool:
+    async def publish(self, topic: str, payload: bytes) -> bool:
         assert self.attachment is not None
-        return self.attachment.publish(topic, payload)
+        return await self.attachment.publish(topic, payload)
 
-    def observe(self, topic_filter: str) -> Observer | None:
+    async def observe(self, topic_filter: str) -> Observer | None:
         """A new observer of `topic_filter` (None when the ACL denies the subscription)."""
         assert self.attachment is not None
         if topic_filter not in self.observers:
-            if not self.attachment.subscribe(topic_filter, SUBSCRIBE_QOS):
+            if not await self.attachment.subscribe(topic_filter, SUBSCRIBE_QOS):
                 return None
-            self.observers[topic_filter] = []
+            self.observers.setdefault(topic_filter, [])
         observer = Observer(topic_filter)
         self.observers[topic_filter].append(observer)
         return observer

@@ -79,7 +79,7 @@ class CoapSite:
             topic_filter = topic_of(request.opt.uri_path[1:])
             if not observable(topic_filter):
                 raise Answer(Code.BAD_REQUEST, "not a topic filter")
-            observer = client.observe(topic_filter)
+            observer = await client.observe(topic_filter)
             if observer is None:
                 raise Answer(Code.FORBIDDEN, "subscription denied")
         except Answer as answer:
@@ -139,7 +139,7 @@ class _Requests(aiocoap.resource.Resource):  # type: ignore[misc]  # untyped lib
             return self._get_observe(client, request, topic)
         if request.code != Code.PUT:
             raise Answer(Code.METHOD_NOT_ALLOWED)
-        self._publish(client, topic, request.payload)
+        await self._publish(client, topic, request.payload)
         return Message(code=Code.CHANGED)
 
     @staticmethod
@@ -152,10 +152,10 @@ class _Requests(aiocoap.resource.Resource):  # type: ignore[misc]  # untyped lib
         return Message(code=Code.CONTENT)
 
     @staticmethod
-    def _publish(client: CoapClient, topic: str, payload: bytes) -> None:
+    async def _publish(client: CoapClient, topic: str, payload: bytes) -> None:
         if not publishable(topic):
             raise Answer(Code.BAD_REQUEST, "not a topic name")
-        if not client.publish(topic, payload):
+        if not await client.publish(topic, payload):
             raise Answer(Code.FORBIDDEN, "publish denied")
 
     async def _ps(self, request: Message, topic: str) -> Message:
@@ -185,7 +185,7 @@ class _Requests(aiocoap.resource.Resource):  # type: ignore[misc]  # untyped lib
                 raise Answer(Code.BAD_REQUEST, "not a topic name")
             fmt = None if content_format is None else int(content_format)
             topics.check(topic, fmt)
-            self._publish(client, topic, request.payload)
+            await self._publish(client, topic, request.payload)
             created = topics.store(topic, request.payload, fmt, request.opt.max_age,
                                    self.site.clock())
         except PsError as exc:

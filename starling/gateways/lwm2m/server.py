@@ -106,12 +106,12 @@ class Device:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def publish(self, which: str, message: dict[str, Any]) -> None:
+    async def publish(self, which: str, message: dict[str, Any]) -> None:
         if self.attachment is None or self.ended is not None:
             return
         topic = self.topic(which)
         data = json.dumps(message, separators=(",", ":")).encode()
-        if not self.attachment.publish(topic, data):
+        if not await self.attachment.publish(topic, data):
             log.warning("LwM2M %s: publish to %s denied by the ACL", self.endpoint, topic)
 
     def _queueing(self) -> bool:
@@ -137,7 +137,7 @@ class Device:
                                 self.registration.alternate_path)
         except ContentError as exc:
             log.info("LwM2M %s: %s command refused: %s", self.endpoint, command.msg_type, exc)
-            self.publish("response", replies.response(command, replies.BAD_REQUEST))
+            await self.publish("response", replies.response(command, replies.BAD_REQUEST))
             return
         if command.msg_type == "cancel-observe":
             observed = self.observations.pop(command.req_path.rstrip("/"), None)
@@ -149,15 +149,15 @@ class Device:
         except aiocoap.error.Error as exc:
             log.info("LwM2M %s: %s %s unanswered: %s", self.endpoint, request.method,
                      "/".join(request.path), exc)
-            self.publish("response", replies.response(command, replies.GATEWAY_TIMEOUT))
+            await self.publish("response", replies.response(command, replies.GATEWAY_TIMEOUT))
             return
         self.uplink()
         if command.msg_type == "observe" and response.opt.observe is not None:
             self.observations[command.req_path.rstrip("/")] = pending
-            self.publish("response", self.answer(command, response))
+            await self.publish("response", self.answer(command, response))
             await self._notifications(command, pending)
             return
-        self.publish("response", self.answer(command, response))
+        await self.publish("response", self.answer(command, response))
 
     async def _notifications(self, command: Command, pending: Any) -> None:
         try:
@@ -165,7 +165,7 @@ class Device:
                 self.uplink()
                 sequence = notification.opt.observe
                 code, content = self.result(command, notification)
-                self.publish("notify", replies.notification(
+                await self.publish("notify", replies.notification(
                     command, 0 if sequence is None else sequence, code, content))
         except aiocoap.error.Error as exc:
             log.info("LwM2M %s: observation of %s ended: %s", self.endpoint,
@@ -280,7 +280,7 @@ class Lwm2mServer:
         if peer_of(request.remote)[0] != device.peer[0]:
             return Message(code=Code.FORBIDDEN, payload=b"not the registered device's address")
         if request.code == Code.POST:
-            return self.update(device, request)
+            return await self.update(device, request)
         if request.code == Code.DELETE:
             log.info("LwM2M %s deregistered", device.endpoint)
             self.forget(device)
@@ -305,10 +305,11 @@ class Lwm2mServer:
             return Message(code=Code.FORBIDDEN, payload=refused.reason.encode())
         self.devices[registration.endpoint] = device
         command_topic = device.topic("command")
-        if not device.attachment.subscribe(command_topic, 0):
+        if not await device.attachment.subscribe(command_topic, 0):
             log.warning("LwM2M %s: subscription to %s denied by the ACL",
                         registration.endpoint, command_topic)
-        device.publish("register", replies.event("register", registration.message_data()))
+        await device.publish("register", replies.event("register",
+                                                       registration.message_data()))
         self._ensure_sweeper()
         if settings.auto_observe:
             device.spawn(device.auto_observe())
@@ -316,7 +317,7 @@ class Lwm2mServer:
                  *device.peer, registration.lifetime)
         return Message(code=Code.CREATED, location_path=("rd", registration.endpoint))
 
-    def update(self, device: Device, request: Message) -> Message:
+    async def update(self, device: Device, request: Message) -> Message:
         settings = self.settings
         change = parse_update(request.opt.uri_query, request.payload, settings.lifetime_min,
                               settings.lifetime_max)
@@ -328,8 +329,8 @@ class Lwm2mServer:
             if device.attachment is not None:
                 device.attachment.set_peer(peer)
         if change.links is not None:
-            device.publish("update", replies.event("update",
-                                                   device.registration.message_data()))
+            await device.publish("update", replies.event(
+                "update", device.registration.message_data()))
         device.uplink()
         return Message(code=Code.CHANGED)
 
