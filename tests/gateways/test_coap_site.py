@@ -25,7 +25,12 @@ from helpers.memory_hub import MemoryHub
 from starling.gateways.coap.pubsub import PsTopics
 from starling.gateways.coap.sessions import CoapClients
 from starling.gateways.coap.site import CoapSite
-from starling.gateways.coap.transport import CoapServer, ListenerError, start_server
+from starling.gateways.coap.transport import (
+    CoapServer,
+    ListenerError,
+    start_dtls_server,
+    start_server,
+)
 
 
 @dataclass
@@ -272,3 +277,41 @@ def test_a_port_in_use_is_refused(gateway: Gateway) -> None:
         await start_server("coap", site, "127.0.0.1", gateway.server.port)
     with pytest.raises(ListenerError, match="cannot listen"):
         gateway.thread.run(second())
+
+
+def test_dtls_with_a_pre_shared_key() -> None:
+    keys = {"dev1": b"secret-key"}
+    thread = LoopThread()
+    hub = MemoryHub()
+
+    async def start() -> tuple[CoapClients, CoapServer]:
+        clients = CoapClients(hub, 30.0)
+        site = CoapSite(clients, PsTopics(), time.monotonic)
+        return clients, await start_dtls_server("coap-dtls", site, "127.0.0.1", 0, keys.get)
+
+    clients, server = thread.run(start())
+    gateway = Gateway(thread, hub, clients, server)
+    try:
+        url = f"coaps://127.0.0.1:{server.port}/mqtt/secure?c=dev1"
+        coap_client("-m", "put", "-e", "sealed", "-u", "dev1", "-k", "secret-key", url,
+                    dtls=True)
+        assert hub.published == [("dev1", "secure", b"sealed")]
+        coap_client("-m", "put", "-e", "forged", "-u", "dev1", "-k", "wrong-key", url,
+                    dtls=True, timeout=4)
+        coap_client("-m", "put", "-e", "who", "-u", "nobody", "-k", "secret-key", url,
+                    dtls=True, timeout=4)
+        assert hub.published == [("dev1", "secure", b"sealed")]
+    finally:
+        stop_gateway(gateway)
+
+
+def test_dtls_refuses_the_any_address() -> None:
+    thread = LoopThread()
+    try:
+        async def start() -> None:
+            site = CoapSite(CoapClients(MemoryHub(), 30.0), PsTopics(), time.monotonic)
+            await start_dtls_server("coap-dtls", site, "0.0.0.0", 0, {}.get)
+        with pytest.raises(ListenerError, match="one address"):
+            thread.run(start())
+    finally:
+        thread.stop()

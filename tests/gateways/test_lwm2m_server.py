@@ -72,8 +72,9 @@ def make_gateway(**settings: Any) -> Gateway:
 
     async def start() -> tuple[Lwm2mServer, CoapServer]:
         server = Lwm2mServer(hub, Lwm2mSettings(standard_objects(), **settings))
-        coap = await start_server("lwm2m", server, "127.0.0.1", 0)
-        server.context = coap.context
+        site = server.listener()
+        coap = await start_server("lwm2m", site, "127.0.0.1", 0)
+        site.context = coap.context
         return server, coap
 
     server, coap = thread.run(start())

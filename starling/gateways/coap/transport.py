@@ -10,13 +10,16 @@ Port 0 picks a free port; the port bound is read back and logged as
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import ipaddress
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiocoap
+import aiocoap.util
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,32 @@ class CoapServer:
         log.info("listener %s on %s:%d closed", self.name, self.host, self.port)
 
 
+def parse_bind(value: str) -> tuple[str, int]:
+    """A listener's config value: ``5683`` (every address), ``127.0.0.1:5683`` or
+    ``[::1]:5683``; port 0 picks a free one."""
+    text = value.strip()
+    host = "0.0.0.0"
+    if text.startswith("["):
+        host, _, text = text[1:].partition("]")
+        text = text.removeprefix(":")
+    elif ":" in text:
+        host, _, text = text.rpartition(":")
+    try:
+        port = int(text)
+        if host != "0.0.0.0":
+            ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"expected a port or ip:port, got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"a port is 0-65535, got {value!r}")
+    return host, port
+
+
+def parse_optional_bind(value: str) -> tuple[str, int] | None:
+    """As `parse_bind`; empty means no listener."""
+    return parse_bind(value) if value.strip() else None
+
+
 async def start_server(name: str, site: Any, host: str, port: int) -> CoapServer:
     """Serve `site` (an aiocoap resource) on UDP `host`:`port`."""
     if port:
@@ -49,6 +78,54 @@ async def start_server(name: str, site: Any, host: str, port: int) -> CoapServer
     bound = _bound_port(context) or port
     log.info("listener %s on %s:%d", name, host, bound)
     return CoapServer(name, host, bound, context)
+
+
+class PskCredentials:
+    """aiocoap's server credentials for DTLS with pre-shared keys: the keys come from
+    `lookup` (the broker's PSK table, emqx_psk_file), asked per handshake."""
+
+    def __init__(self, lookup: Callable[[str], bytes | None]) -> None:
+        self.lookup = lookup
+
+    def find_dtls_psk(self, identity: bytes) -> tuple[bytes, str]:
+        name = identity.decode("utf-8", "replace")
+        key = self.lookup(name)
+        if key is None:
+            raise KeyError(name)
+        return key, f"psk:{name}"
+
+
+async def start_dtls_server(name: str, site: Any, host: str, port: int,
+                            psk: Callable[[str], bytes | None]) -> CoapServer:
+    """Serve `site` over DTLS with pre-shared keys (aiocoap's tinydtls server: PSK
+    only, one address)."""
+    try:
+        if ipaddress.ip_address(host).is_unspecified:
+            raise ListenerError(f"{name}: aiocoap's DTLS server listens on one address; "
+                                f"give ip:port, not {host}:{port}")
+    except ValueError:
+        raise ListenerError(f"{name}: {host!r} is not an IP address") from None
+    if importlib.util.find_spec("DTLSSocket") is None:  # tinydtls, for aiocoap's DTLS
+        raise ListenerError(f"{name}: DTLS needs the DTLSSocket package "
+                            "(pip install 'starling-mqtt[dtls]')")
+    port = port or _free_udp_port(host)
+    _refuse_busy_port(name, host, port)
+    try:
+        # aiocoap's DTLS transport binds the port it is given + 1 (5683 → 5684).
+        context = await aiocoap.Context.create_server_context(
+            site, bind=(host, port - 1), transports=["tinydtls_server"],
+            server_credentials=PskCredentials(psk), loggername=f"coap.{name}")
+    except OSError as exc:
+        raise ListenerError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
+    log.info("listener %s on %s:%d", name, host, port)
+    return CoapServer(name, host, port, context)
+
+
+def _free_udp_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def _refuse_busy_port(name: str, host: str, port: int) -> None:
@@ -83,4 +160,6 @@ def peer_of(remote: Any) -> tuple[str, int]:
             address = address.ipv4_mapped
         return str(address), int(sockaddr[1])
     host, port = aiocoap.util.hostportsplit(remote.hostinfo)
-    return host, int(port or aiocoap.COAP_PORT)
+    default = aiocoap.COAPS_PORT if getattr(remote, "scheme", "coap") == "coaps" else \
+        aiocoap.COAP_PORT
+    return host, int(port or default)

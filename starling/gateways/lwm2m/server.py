@@ -62,10 +62,13 @@ class Lwm2mSettings:
 class Device:
     """One registered endpoint: the broker's `Outlet` for it, and its requests."""
 
-    def __init__(self, server: Lwm2mServer, registration: Registration, remote: Any) -> None:
+    def __init__(self, server: Lwm2mServer, registration: Registration, remote: Any,
+                 context: aiocoap.Context) -> None:
         self.server = server
         self.registration = registration
         self.remote = remote
+        #: The listener's aiocoap context the device registered through (UDP or DTLS).
+        self.context = context
         self.peer = peer_of(remote)
         self.attachment: Attachment | None = None
         loop = asyncio.get_running_loop()
@@ -144,7 +147,7 @@ class Device:
             if observed is not None:
                 observed.observation.cancel()
         try:
-            pending = self.server.request(self.remote, request)
+            pending = self.server.request(self, request)
             response = await pending.response
         except aiocoap.error.Error as exc:
             log.info("LwM2M %s: %s %s unanswered: %s", self.endpoint, request.method,
@@ -234,13 +237,17 @@ class Lwm2mServer:
     def __init__(self, hub: Hub, settings: Lwm2mSettings) -> None:
         self.hub = hub
         self.settings = settings
-        self.context: aiocoap.Context | None = None
         self.devices: dict[str, Device] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
-    def request(self, remote: Any, spec: DeviceRequest) -> Any:
-        """Send `spec` to the device at `remote` (aiocoap's request object)."""
-        assert self.context is not None
+    def listener(self) -> Listener:
+        """The resource one listener (UDP, DTLS) serves; its `context` is set once
+        the listener is up."""
+        return Listener(self)
+
+    @staticmethod
+    def request(device: Device, spec: DeviceRequest) -> Any:
+        """Send `spec` to `device` (aiocoap's request object)."""
         message = Message(code=Code[spec.method], uri_path=spec.path, uri_query=spec.query,
                           payload=spec.payload)
         if spec.content_format is not None:
@@ -249,38 +256,29 @@ class Lwm2mServer:
             message.opt.accept = spec.accept
         if spec.observe is not None:
             message.opt.observe = spec.observe
-        message.remote = remote
-        return self.context.request(message)
+        message.remote = device.remote
+        return device.context.request(message)
 
     def forget(self, device: Device) -> None:
         if self.devices.get(device.endpoint) is device:
             del self.devices[device.endpoint]
 
     # -- the registration interface ----------------------------------------------------
-    async def render_to_pipe(self, pipe: Any) -> None:
-        request = pipe.request
-        try:
-            response = await self.handle(request)
-        except RegistrationRefused as refused:
-            log.info("LwM2M request from %s refused: %s", peer_of(request.remote), refused)
-            response = Message(code=Code(refused.code), payload=str(refused).encode())
-        pipe.add_response(response, is_last=True)
-
-    async def handle(self, request: Message) -> Message:
+    async def handle(self, request: Message, context: aiocoap.Context) -> Message:
         path = request.opt.uri_path
         if path[:1] != ("rd",) or len(path) > 2:
             return Message(code=Code.NOT_FOUND)
         if len(path) == 1:
             if request.code != Code.POST:
                 return Message(code=Code.METHOD_NOT_ALLOWED)
-            return await self.register(request)
+            return await self.register(request, context)
         device = self.devices.get(path[1])
         if device is None:
             return Message(code=Code.NOT_FOUND)
         if peer_of(request.remote)[0] != device.peer[0]:
             return Message(code=Code.FORBIDDEN, payload=b"not the registered device's address")
         if request.code == Code.POST:
-            return await self.update(device, request)
+            return await self.update(device, request, context)
         if request.code == Code.DELETE:
             log.info("LwM2M %s deregistered", device.endpoint)
             self.forget(device)
@@ -288,14 +286,14 @@ class Lwm2mServer:
             return Message(code=Code.DELETED)
         return Message(code=Code.METHOD_NOT_ALLOWED)
 
-    async def register(self, request: Message) -> Message:
+    async def register(self, request: Message, context: aiocoap.Context) -> Message:
         settings = self.settings
         registration = parse_register(request.opt.uri_query, request.payload,
                                       settings.lifetime_min, settings.lifetime_max)
         old = self.devices.pop(registration.endpoint, None)
         if old is not None:
             old.end("re-registered")
-        device = Device(self, registration, request.remote)
+        device = Device(self, registration, request.remote, context)
         details = ClientDetails(registration.endpoint, None, None, device.peer, "lwm2m",
                                 registration.lifetime)
         try:
@@ -317,7 +315,8 @@ class Lwm2mServer:
                  *device.peer, registration.lifetime)
         return Message(code=Code.CREATED, location_path=("rd", registration.endpoint))
 
-    async def update(self, device: Device, request: Message) -> Message:
+    async def update(self, device: Device, request: Message,
+                     context: aiocoap.Context) -> Message:
         settings = self.settings
         change = parse_update(request.opt.uri_query, request.payload, settings.lifetime_min,
                               settings.lifetime_max)
@@ -326,6 +325,7 @@ class Lwm2mServer:
         peer = peer_of(request.remote)
         if peer != device.peer:
             device.remote, device.peer = request.remote, peer
+            device.context = context
             if device.attachment is not None:
                 device.attachment.set_peer(peer)
         if change.links is not None:
@@ -357,3 +357,22 @@ class Lwm2mServer:
         for device in list(self.devices.values()):
             self.forget(device)
             device.end("gateway_stopped")
+
+
+class Listener:
+    """The root resource of one LwM2M listener: requests go to the shared server,
+    with the listener's context (devices are answered through the one they used)."""
+
+    def __init__(self, server: Lwm2mServer) -> None:
+        self.server = server
+        self.context: aiocoap.Context | None = None
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        request = pipe.request
+        assert self.context is not None
+        try:
+            response = await self.server.handle(request, self.context)
+        except RegistrationRefused as refused:
+            log.info("LwM2M request from %s refused: %s", peer_of(request.remote), refused)
+            response = Message(code=Code(refused.code), payload=str(refused).encode())
+        pipe.add_response(response, is_last=True)
