@@ -288,3 +288,23 @@ def test_lwm2m_node_lib_registers_updates_and_deregisters(gateway: Gateway) -> N
         wait_for(lambda: ("closed", "nodedev", "deregistered") in gateway.events())
     finally:
         client.close()
+
+
+def test_auto_observe_observes_every_registered_instance() -> None:
+    gateway = make_gateway(auto_observe=True)
+    device = TestDevice("watched", gateway.address)
+    try:
+        assert device.register().code == Code.CREATED
+        wait_for(lambda: sorted(device.observed) == ["/1/0", "/3/0", "/4/0"])
+
+        def observed() -> list[str]:
+            return sorted(m["data"]["reqPath"] for m in
+                          gateway.published("lwm2m/watched/up/resp")
+                          if m["msgType"] == "observe")
+        wait_for(lambda: observed() == ["/1/0", "/3/0", "/4/0"])
+        device.change("3", 9, 5)
+        wait_for(lambda: any(m["data"]["reqPath"] == "/3/0" for m in
+                             gateway.published("lwm2m/watched/up/notify")))
+    finally:
+        device.close()
+        stop_gateway(gateway)
