@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
+from helpers.clients import wait_until
 from helpers.coap_tools import (
     LibraryObserver,
     LoopThread,
@@ -50,12 +52,8 @@ class Gateway:
         return int(self.thread.call(self.hub.deliver, topic, payload))
 
 
-def wait_for(check: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
+#: Generous: the machine running the tests may be loaded.
+wait_for = partial(wait_until, timeout=10.0)
 
 
 def make_gateway(keepalive: float = 30.0) -> Gateway:

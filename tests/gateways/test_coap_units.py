@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from starling.gateways.coap.plugin import CoapPlugin, parse_keepalive, refuse_certificates
+from starling.gateways.coap.plugin import CoapPlugin, refuse_certificates
 from starling.gateways.coap.pubsub import PsError, PsTopics, parse_create
 from starling.gateways.coap.requests import Credentials, credentials, observable, publishable
 from starling.gateways.coap.transport import parse_bind, parse_optional_bind
@@ -61,9 +61,6 @@ def test_listener_values() -> None:
 
 
 def test_config_values_are_refused_naming_the_problem(tmp_path: Path) -> None:
-    assert parse_keepalive("2m") == 120
-    with pytest.raises(ValueError, match="more than 0"):
-        parse_keepalive("0s")
     with pytest.raises(ValueError, match="pre-shared keys"):
         refuse_certificates("etc/certs/cert.pem")
     assert parse_xml_dir(str(tmp_path)) == str(tmp_path)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
 from aiocoap import Code
+from helpers.clients import wait_until
 from helpers.coap_tools import LoopThread
 from helpers.lwm2m_device import JSON, TestDevice
 from helpers.lwm2m_node import NodeLwm2mClient
@@ -58,12 +60,8 @@ class Gateway:
         return found[-1]
 
 
-def wait_for(check: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
+#: Generous: the machine running the tests may be loaded.
+wait_for = partial(wait_until, timeout=10.0)
 
 
 def make_gateway(**settings: Any) -> Gateway:

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from starling.config import parse_duration
 from starling.plugins import ConfigKey, Plugin, PluginContext
+from starling.plugins.config_values import parse_switch, parse_timeout
 
 from .hub import Hub
 from .pubsub import PsTopics
@@ -26,13 +26,6 @@ from .transport import (
 HubFactory = Callable[[PluginContext, str], Hub]
 
 
-def parse_keepalive(value: str) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f"must be more than 0, got {value!r}")
-    return seconds
-
-
 def refuse_certificates(value: str) -> str:
     """DTLS with certificates is not available (aiocoap's DTLS server is tinydtls,
     pre-shared keys only): a config that asks for it is refused, not ignored."""
@@ -42,36 +35,13 @@ def refuse_certificates(value: str) -> str:
     return ""
 
 
-def parse_stats(value: str) -> str:
-    text = value.strip().lower()
-    if text not in ("", "on", "off"):
-        raise ValueError(f"expected on or off, got {value!r}")
-    return text
-
-
-class CoapPlugin(Plugin):
-    SCHEMA: ClassVar[tuple[ConfigKey, ...]] = (
-        ConfigKey("coap.port", "5683", "UDP listener: port or ip:port (0 = a free port).",
-                  parse_bind),
-        ConfigKey("coap.keepalive", "120s",
-                  "A CoAP session ends this long after its last request.", parse_keepalive),
-        ConfigKey("coap.enable_stats", "off",
-                  "Accepted for EMQ X's conf files (CoAP clients are always counted).",
-                  parse_stats, required=False),
-        ConfigKey("coap.dtls.port", "",
-                  "DTLS (pre-shared keys) listener: ip:port, 0 as port = a free one; "
-                  "empty = none.", parse_optional_bind, required=False),
-        ConfigKey("coap.dtls.certfile", "", "Not supported: DTLS takes pre-shared keys.",
-                  refuse_certificates, required=False),
-        ConfigKey("coap.dtls.keyfile", "", "Not supported: DTLS takes pre-shared keys.",
-                  refuse_certificates, required=False),
-    )
+class GatewayPlugin(Plugin):
+    """A gateway plugin: its clients attach through the hub `hub_factory` makes."""
 
     def __init__(self, context: PluginContext, settings: Mapping[str, Any],
                  hub_factory: HubFactory) -> None:
         super().__init__(context, settings)
-        self._hub_factory = hub_factory
-        self.clients: CoapClients | None = None
+        self.hub_factory = hub_factory
         self.servers: list[CoapServer] = []
 
     @classmethod
@@ -81,9 +51,35 @@ class CoapPlugin(Plugin):
             return cls(context, settings, hub_factory)
         return make
 
+    async def close_servers(self) -> None:
+        for server in reversed(self.servers):
+            await server.close()
+        self.servers.clear()
+
+
+class CoapPlugin(GatewayPlugin):
+    SCHEMA: ClassVar[tuple[ConfigKey, ...]] = (
+        ConfigKey("coap.port", "5683", "UDP listener: port or ip:port (0 = a free port).",
+                  parse_bind),
+        ConfigKey("coap.keepalive", "120s",
+                  "A CoAP session ends this long after its last request.", parse_timeout),
+        ConfigKey("coap.enable_stats", "off",
+                  "Accepted for EMQ X's conf files (CoAP clients are always counted).",
+                  parse_switch, required=False),
+        ConfigKey("coap.dtls.port", "",
+                  "DTLS (pre-shared keys) listener: ip:port, 0 as port = a free one; "
+                  "empty = none.", parse_optional_bind, required=False),
+        ConfigKey("coap.dtls.certfile", "", "Not supported: DTLS takes pre-shared keys.",
+                  refuse_certificates, required=False),
+        ConfigKey("coap.dtls.keyfile", "", "Not supported: DTLS takes pre-shared keys.",
+                  refuse_certificates, required=False),
+    )
+
+    clients: CoapClients | None = None
+
     async def load(self) -> None:
         settings = self.settings
-        self.clients = CoapClients(self._hub_factory(self.context, "coap"),
+        self.clients = CoapClients(self.hub_factory(self.context, "coap"),
                                    settings["coap.keepalive"])
         site = CoapSite(self.clients, PsTopics(), time.monotonic)
         try:
@@ -100,6 +96,4 @@ class CoapPlugin(Plugin):
     async def unload(self) -> None:
         if self.clients is not None:
             await self.clients.close()
-        for server in reversed(self.servers):
-            await server.close()
-        self.servers.clear()
+        await self.close_servers()

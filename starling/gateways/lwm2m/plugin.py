@@ -3,16 +3,15 @@ and its listeners opened on load and closed on unload (docs/gateways.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from starling.config import parse_duration
-from starling.plugins import ConfigKey, Plugin, PluginContext
+from starling.plugins import ConfigKey
+from starling.plugins.config_values import parse_nonnegative_duration, parse_switch
 
-from ..coap.plugin import HubFactory, refuse_certificates
+from ..coap.plugin import GatewayPlugin, refuse_certificates
 from ..coap.transport import (
-    CoapServer,
     parse_bind,
     parse_optional_bind,
     start_dtls_server,
@@ -30,20 +29,6 @@ def parse_lifetime(value: str) -> int:
     return int(seconds)
 
 
-def parse_window(value: str) -> float:
-    seconds = parse_duration(value)
-    if seconds < 0:
-        raise ValueError(f"must be 0 or more, got {value!r}")
-    return seconds
-
-
-def parse_switch(value: str) -> bool:
-    text = value.strip().lower()
-    if text not in ("", "on", "off", "true", "false"):
-        raise ValueError(f"expected on or off, got {value!r}")
-    return text in ("on", "true")
-
-
 def parse_xml_dir(value: str) -> str:
     """Checked when set, so a wrong folder is refused naming the key."""
     text = value.strip()
@@ -58,7 +43,7 @@ def parse_topic(value: str) -> str:
     return value
 
 
-class Lwm2mPlugin(Plugin):
+class Lwm2mPlugin(GatewayPlugin):
     SCHEMA: ClassVar[tuple[ConfigKey, ...]] = (
         ConfigKey("lwm2m.port", "5683", "UDP listener: port or ip:port (0 = a free port).",
                   parse_bind),
@@ -68,7 +53,7 @@ class Lwm2mPlugin(Plugin):
                   parse_lifetime),
         ConfigKey("lwm2m.qmode_time_window", "22",
                   "Seconds after registration from which a queue-mode device's commands "
-                  "wait for its next uplink.", parse_window),
+                  "wait for its next uplink.", parse_nonnegative_duration),
         ConfigKey("lwm2m.auto_observe", "off",
                   "on: observe every object instance a device registers.", parse_switch),
         ConfigKey("lwm2m.mountpoint", "lwm2m/%e/",
@@ -92,19 +77,7 @@ class Lwm2mPlugin(Plugin):
                   refuse_certificates, required=False),
     )
 
-    def __init__(self, context: PluginContext, settings: Mapping[str, Any],
-                 hub_factory: HubFactory) -> None:
-        super().__init__(context, settings)
-        self._hub_factory = hub_factory
-        self.server: Lwm2mServer | None = None
-        self.servers: list[CoapServer] = []
-
-    @classmethod
-    def factory(cls, hub_factory: HubFactory) -> Callable[[PluginContext, Mapping[str, Any]],
-                                                          Plugin]:
-        def make(context: PluginContext, settings: Mapping[str, Any]) -> Plugin:
-            return cls(context, settings, hub_factory)
-        return make
+    server: Lwm2mServer | None = None
 
     def lwm2m_settings(self) -> Lwm2mSettings:
         s = self.settings
@@ -121,7 +94,7 @@ class Lwm2mPlugin(Plugin):
                              s["lwm2m.auto_observe"])
 
     async def load(self) -> None:
-        self.server = Lwm2mServer(self._hub_factory(self.context, "lwm2m"),
+        self.server = Lwm2mServer(self.hub_factory(self.context, "lwm2m"),
                                   self.lwm2m_settings())
         try:
             host, port = self.settings["lwm2m.port"]
@@ -143,6 +116,4 @@ class Lwm2mPlugin(Plugin):
     async def unload(self) -> None:
         if self.server is not None:
             await self.server.close()
-        for server in reversed(self.servers):
-            await server.close()
-        self.servers.clear()
+        await self.close_servers()
