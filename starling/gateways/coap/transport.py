@@ -20,6 +20,7 @@ from typing import Any
 
 import aiocoap
 import aiocoap.util
+from aiocoap.util import socknumbers
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,10 @@ async def start_server(name: str, site: Any, host: str, port: int) -> CoapServer
             site, bind=(host, port), transports=["udp6"], loggername=f"coap.{name}")
     except OSError as exc:
         raise ListenerError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
-    bound = _bound_port(context) or port
+    sock = _socket(context)
+    if sock is not None:
+        _ignore_icmp_errors(sock)
+    bound = int(sock.getsockname()[1]) if sock is not None else port
     log.info("listener %s on %s:%d", name, host, bound)
     return CoapServer(name, host, bound, context)
 
@@ -139,16 +143,30 @@ def _refuse_busy_port(name: str, host: str, port: int) -> None:
         probe.close()
 
 
-def _bound_port(context: aiocoap.Context) -> int | None:
+def _socket(context: aiocoap.Context) -> socket.socket | None:
+    """The UDP socket of aiocoap's udp6 transport."""
     for interface in context.request_interfaces:
         transport = getattr(getattr(interface, "token_interface", None), "message_interface",
                             None)
-        sock = None
         with contextlib.suppress(AttributeError):
             sock = transport.transport.get_extra_info("socket")  # type: ignore[union-attr]
-        if sock is not None:
-            return int(sock.getsockname()[1])
+            if isinstance(sock, socket.socket):
+                return sock
     return None
+
+
+def _ignore_icmp_errors(sock: socket.socket) -> None:
+    """Switch off the ICMP error queue aiocoap asks for (IP_RECVERR) on Linux.
+
+    Under uvloop (the node's loop) an ICMP "port unreachable" from a client
+    that went away (a CoAP client exiting right after its last request) leaves
+    aiocoap's reader stuck, and the listener stops answering everyone.  Without
+    the error queue, a peer that went away is noticed by retransmission
+    timeouts instead, as on platforms without RECVERR."""
+    if socknumbers.HAS_RECVERR:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IPV6, socknumbers.IPV6_RECVERR, 0)
+            sock.setsockopt(socket.IPPROTO_IP, socknumbers.IP_RECVERR, 0)
 
 
 def peer_of(remote: Any) -> tuple[str, int]:
