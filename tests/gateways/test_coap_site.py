@@ -56,8 +56,8 @@ class Gateway:
 wait_for = partial(wait_until, timeout=10.0)
 
 
-def make_gateway(keepalive: float = 30.0) -> Gateway:
-    thread = LoopThread()
+def make_gateway(keepalive: float = 30.0, uvloop: bool = False) -> Gateway:
+    thread = LoopThread(uvloop)
     hub = MemoryHub()
 
     async def start() -> tuple[CoapClients, CoapServer]:
@@ -313,3 +313,16 @@ def test_dtls_refuses_the_any_address() -> None:
             thread.run(start())
     finally:
         thread.stop()
+
+
+def test_a_departed_client_does_not_stall_the_listener_under_uvloop() -> None:
+    gateway = make_gateway(uvloop=True)
+    try:
+        for attempt in range(3):  # the stall (aiocoap's ICMP error queue) was not every time
+            observer = start_coap_client("-s", "1", gateway.url(f"/mqtt/t{attempt}?c=gone"))
+            observer.communicate(timeout=20)
+            coap_client("-m", "put", "-e", "x", gateway.url(f"/mqtt/after?c=next{attempt}"),
+                        timeout=5)
+            assert gateway.hub.published[-1] == (f"next{attempt}", "after", b"x")
+    finally:
+        stop_gateway(gateway)

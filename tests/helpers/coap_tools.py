@@ -120,8 +120,13 @@ class LibraryObserver:
 class LoopThread:
     """An asyncio loop in a daemon thread, for servers a synchronous test talks to."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, uvloop: bool = False) -> None:
+        """`uvloop`: the node's event loop rather than asyncio's own."""
+        if uvloop:
+            import uvloop as uv
+            self.loop = uv.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
 
