@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from aiocoap import Code
 from helpers.clients import wait_until
-from helpers.coap_tools import LoopThread
+from helpers.coap_tools import LoopThread, coap_client
 from helpers.lwm2m_device import JSON, TestDevice
 from helpers.lwm2m_node import NodeLwm2mClient
 from helpers.memory_hub import MemoryHub
 
-from starling.gateways.coap.transport import CoapServer, start_server
+from starling.gateways.coap.transport import CoapServer, start_dtls_server, start_server
 from starling.gateways.lwm2m.objectdb import standard_objects
 from starling.gateways.lwm2m.server import Lwm2mServer, Lwm2mSettings
 
@@ -305,4 +305,31 @@ def test_auto_observe_observes_every_registered_instance() -> None:
                              gateway.published("lwm2m/watched/up/notify")))
     finally:
         device.close()
+        stop_gateway(gateway)
+
+
+def test_registration_over_dtls_with_a_pre_shared_key() -> None:
+    thread = LoopThread()
+    hub = MemoryHub()
+    keys = {"dtls-dev": b"device-secret"}
+
+    async def start() -> tuple[Lwm2mServer, CoapServer]:
+        server = Lwm2mServer(hub, Lwm2mSettings(standard_objects()))
+        site = server.listener()
+        coap = await start_dtls_server("lwm2m-dtls", site, "127.0.0.1", 0, keys.get)
+        site.context = coap.context
+        return server, coap
+
+    server, coap = thread.run(start())
+    gateway = Gateway(thread, hub, server, coap)
+    try:
+        url = f"coaps://127.0.0.1:{coap.port}/rd?ep=dtls-dev&lt=60&lwm2m=1.0&b=U"
+        coap_client("-m", "post", "-t", "40", "-e", "</3/0>", "-u", "dtls-dev", "-k",
+                    "device-secret", url, dtls=True)
+        assert gateway.published("lwm2m/dtls-dev/up/resp")[0]["data"]["objectList"] == ["/3/0"]
+        coap_client("-m", "post", "-e", "</3/0>", "-u", "dtls-dev", "-k", "wrong", url.replace(
+            "dtls-dev&", "intruder&"), dtls=True, timeout=4)
+        assert [e for e in gateway.events() if e[0] == "attached"] == [
+            ("attached", "dtls-dev", "lwm2m")]
+    finally:
         stop_gateway(gateway)
