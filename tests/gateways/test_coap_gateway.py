@@ -31,16 +31,14 @@ RULES = """\
 """
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    data = tmp_path_factory.mktemp("coap")
-    acl = Path(data) / "acl.conf"
+@pytest.fixture
+def gateway(make_node: Any, tmp_path: Path) -> Any:
+    acl = tmp_path / "acl.conf"
     acl.write_text(RULES, "utf-8")
-    node, node.coap_port = start_gateway_node(data / "node", "emqx_coap", "coap",
+    node, node.coap_port = start_gateway_node(make_node, "emqx_coap", "coap",
                                               {"coap.port": "127.0.0.1:0"},
                                               {"acl_file": str(acl)})
-    yield node
-    node.stop()
+    return node
 
 
 @pytest.fixture

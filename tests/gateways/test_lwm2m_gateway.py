@@ -26,12 +26,11 @@ from helpers.lwm2m_node import NodeLwm2mClient
 from helpers.plugin_api import plugin_call
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    node, node.lwm2m_port = start_gateway_node(tmp_path_factory.mktemp("lwm2m"), "emqx_lwm2m",
-                                               "lwm2m", {"lwm2m.port": "127.0.0.1:0"})
-    yield node
-    node.stop()
+@pytest.fixture
+def gateway(make_node: Any) -> Any:
+    node, node.lwm2m_port = start_gateway_node(make_node, "emqx_lwm2m", "lwm2m",
+                                               {"lwm2m.port": "127.0.0.1:0"})
+    return node
 
 
 @pytest.fixture

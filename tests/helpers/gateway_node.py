@@ -4,7 +4,6 @@ checks the gateway tests share."""
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 from typing import Any
 
 from helpers.api import ok
@@ -16,17 +15,11 @@ API = {"management.bind": "127.0.0.1:0", "api.default_app_id": "admin",
        "api.default_app_secret": "test-secret"}
 
 
-def start_gateway_node(directory: Path, plugin: str, listener: str, values: dict[str, str],
+def start_gateway_node(make_node: Any, plugin: str, listener: str, values: dict[str, str],
                        settings: dict[str, str] | None = None) -> tuple[Any, int]:
-    """A node of its own (for a module-scoped fixture) with `plugin` loaded: (node, port)."""
-    from conftest import BASE_SETTINGS, Node
-    node = Node(directory, {**BASE_SETTINGS, **API, **(settings or {})}, "starling@127.0.0.1")
-    node.start()
-    try:
-        return node, load_gateway(node, plugin, listener, values)
-    except BaseException:
-        node.stop()
-        raise
+    """A node (from the `make_node` fixture) with `plugin` loaded: (node, port)."""
+    node = make_node({**API, **(settings or {})})
+    return node, load_gateway(node, plugin, listener, values)
 
 
 def load_gateway(node: Any, plugin: str, listener: str, values: dict[str, str]) -> int:
