@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,8 +31,12 @@ startup_log = logging.getLogger("starling.startup")
 #: Messages of one peer waiting while an earlier one is handled.
 INBOX_LIMIT = 64
 
-#: Counter names (the gateway's own, shown in GET /metrics as gateway/mqttsn/<name>).
-MALFORMED, DROPPED, RATE_LIMITED, REFUSED = "malformed", "dropped", "rate_limited", "refused"
+#: The gateway's counters (broker metrics, docs/metrics.md).
+MALFORMED = "gateway/mqttsn/malformed"  #: not an MQTT-SN message, or one not supported
+DROPPED = "gateway/mqttsn/dropped"  #: no connection, inbox full, or undeliverable
+RATE_LIMITED = "gateway/mqttsn/rate_limited"  #: over mqtt.sn.peer_rate_limit
+REFUSED = "gateway/mqttsn/refused"  #: CONNECT over mqtt.sn.max_clients
+COUNTERS = (MALFORMED, DROPPED, RATE_LIMITED, REFUSED)
 
 
 class SnLink(SnBroker, Protocol):
@@ -99,14 +103,16 @@ class Peer:
 
 class SnGateway(asyncio.DatagramProtocol):
     def __init__(self, config: SnGatewayConfig, backend: SnBackend,
-                 count_bytes: Callable[[int, int], None] | None = None) -> None:
+                 counters: MutableMapping[str, int] | None = None) -> None:
         self.config = config
         self.backend = backend
         self.peers: dict[tuple[str, int], Peer] = {}
-        self.counters: Counter[str] = Counter()
+        #: The broker's metrics: the gateway's counters and bytes/received, bytes/sent.
+        self.counters: MutableMapping[str, int] = Counter() if counters is None else counters
+        for name in COUNTERS:
+            self.counters.setdefault(name, 0)
         self.bound: tuple[str, int] = (config.host, config.port)
         self.transport: asyncio.DatagramTransport | None = None
-        self._count_bytes = count_bytes or (lambda received, sent: None)
         self._advertise: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -147,7 +153,7 @@ class SnGateway(asyncio.DatagramProtocol):
     # -- datagrams in ----------------------------------------------------------------------
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         address = (addr[0], addr[1])
-        self._count_bytes(len(data), 0)
+        self.counters["bytes/received"] += len(data)
         peer = self.peers.get(address)
         if peer is not None and not peer.allow(self.config.peer_rate):
             self.counters[RATE_LIMITED] += 1
@@ -273,13 +279,15 @@ class SnGateway(asyncio.DatagramProtocol):
             self.counters[DROPPED] += 1  # over MQTT-SN's 64 KiB
             return
         transport.sendto(data, address)
-        self._count_bytes(0, len(data))
+        self.counters["bytes/sent"] += len(data)
 
     def _send_advertise(self) -> None:
         config = self.config
         assert config.advertise_to is not None
+        host, port = config.advertise_to
         duration = min(int(config.advertise_interval), 0xFFFF)
-        self._send(Advertise(config.gateway_id, duration), config.advertise_to)
+        # Port 0: the gateway's own (EMQ X broadcasts to the port it listens on).
+        self._send(Advertise(config.gateway_id, duration), (host, port or self.bound[1]))
         self._advertise = asyncio.get_running_loop().call_later(
             config.advertise_interval, self._send_advertise)
 

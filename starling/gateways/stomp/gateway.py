@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
@@ -36,8 +36,10 @@ PAUSE_AT, RESUME_AT = 64, 16
 #: The inbox entry that stands for bytes the parser refused (no frame has this
 #: command: the parser takes upper-case letters only).
 PARSE_ERROR = "parse error"
-#: Counter names (shown in GET /metrics as gateway/stomp/<name>).
-MALFORMED, REFUSED = "malformed", "refused"
+#: The gateway's counters (broker metrics, docs/metrics.md).
+MALFORMED = "gateway/stomp/malformed"  #: connections closed for bytes that are not a frame
+REFUSED = "gateway/stomp/refused"  #: connections over stomp.listener.max_clients
+COUNTERS = (MALFORMED, REFUSED)
 
 _client_ids = itertools.count(1)
 
@@ -75,13 +77,15 @@ class StompGatewayConfig:
 
 class StompServer:
     def __init__(self, config: StompGatewayConfig, backend: StompBackend,
-                 count_bytes: Callable[[int, int], None] | None = None) -> None:
+                 counters: MutableMapping[str, int] | None = None) -> None:
         self.config = config
         self.backend = backend
         self.connections: set[StompConnection] = set()
-        self.counters: Counter[str] = Counter()
+        #: The broker's metrics: the gateway's counters and bytes/received, bytes/sent.
+        self.counters: MutableMapping[str, int] = Counter() if counters is None else counters
+        for name in COUNTERS:
+            self.counters.setdefault(name, 0)
         self.bound: tuple[str, int] = (config.host, config.port)
-        self.count_bytes = count_bytes or (lambda received, sent: None)
         self.tls = TlsContext(config.tls) if config.tls is not None else None
         self._server: asyncio.base_events.Server | None = None
 
@@ -147,7 +151,7 @@ class StompConnection(asyncio.Protocol):
         if client is None or client.state == CLOSED or self.broken:
             return
         self.last_read = time.monotonic()
-        self.server.count_bytes(len(data), 0)
+        self.server.counters["bytes/received"] += len(data)
         try:
             frames = self.parser.feed(data)
         except FrameError as exc:
@@ -216,7 +220,7 @@ class StompConnection(asyncio.Protocol):
         data = encode(frame, escapes=client.escapes if client is not None else False)
         transport.write(data)
         self.last_write = time.monotonic()
-        self.server.count_bytes(0, len(data))
+        self.server.counters["bytes/sent"] += len(data)
 
     def _closed(self, client: StompClient) -> None:
         """The client is done (DISCONNECT, ERROR, kick): close once written."""
@@ -273,6 +277,6 @@ class StompConnection(asyncio.Protocol):
         if time.monotonic() - self.last_write >= client.heartbeat_out * 0.9:
             transport.write(b"\n")
             self.last_write = time.monotonic()
-            self.server.count_bytes(0, 1)
+            self.server.counters["bytes/sent"] += 1
         self._beat = asyncio.get_running_loop().call_later(client.heartbeat_out,
                                                            self._heartbeat)
