@@ -343,7 +343,7 @@ def test_listed_and_kicked(node: Node, api: httpx.Client, connections: list[Any]
 
 def test_generated_client_id_when_connect_names_none(node: Node, api: httpx.Client,
                                                      connections: list[Any]) -> None:
-    conn, frames = stomp_connection(stomp_port(node))
+    conn, _frames = stomp_connection(stomp_port(node))
     connections.append(conn)
     got: list[Any] = []
 
@@ -389,7 +389,7 @@ def test_heart_beats_both_ways(node: Node, connections: list[Any]) -> None:
     class Beats(stomp.ConnectionListener):  # type: ignore[misc]
         def on_heartbeat(self) -> None:
             beats.append(time.monotonic())
-    conn, frames = stomp_connection(stomp_port(node), "1.2", heartbeats=(200, 200))
+    conn, _frames = stomp_connection(stomp_port(node), "1.2", heartbeats=(200, 200))
     connections.append(conn)
     conn.set_listener("beats", Beats())
     conn.connect("guest", "guest", wait=True)
@@ -422,7 +422,7 @@ def test_malformed_frames_get_an_error_and_are_counted(node: Node, api: httpx.Cl
                                                        clients: Clients,
                                                        connections: list[Any],
                                                        garbage: bytes) -> None:
-    bystander, frames = connect(node, connections)
+    bystander, _frames = connect(node, connections)
     before = metrics(api)["gateway/stomp/malformed"]
     with socket.create_connection((HOST, stomp_port(node)), timeout=10) as sock:
         sock.sendall(garbage)
