@@ -148,7 +148,6 @@ class SnPlugin(Plugin):
         settings = SnSettings(self.predefined(),
                               max_topics=s["mqtt.sn.max_topics_per_client"],
                               enable_qos3=s["mqtt.sn.enable_qos3"],
-                              max_awaiting_rel=options.max_awaiting_rel or 65535,
                               keepalive_multiplier=options.keepalive_multiplier,
                               idle_timeout=s["mqtt.sn.idle_timeout"])
         return SnGatewayConfig(host, port, settings, gateway_id=s["mqtt.sn.gateway_id"],

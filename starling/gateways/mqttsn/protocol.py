@@ -102,8 +102,15 @@ class SnBroker(Protocol):
 
     async def connect(self, request: ConnectRequest) -> ConnectOutcome: ...
 
-    async def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
-        """Publish for the client; False when refused (ACL)."""
+    async def publish(self, topic: str, payload: bytes, qos: int, retain: bool,
+                      msg_id: int) -> ReturnCode:
+        """Publish for the client: ACCEPTED, NOT_SUPPORTED (refused: ACL, topic) or
+        CONGESTION (too many QoS 2 messages awaiting PUBREL).  A QoS 2 message is
+        routed once until `release(msg_id)`, however often it is resent."""
+        ...
+
+    def release(self, msg_id: int) -> None:
+        """PUBREL of an incoming QoS 2 message."""
         ...
 
     async def subscribe(self, topic_filter: str, qos: int) -> int | None:
@@ -148,8 +155,6 @@ class SnSettings:
     max_topics: int = 1000
     #: Accept QoS -1 PUBLISH (`mqtt.sn.enable_qos3`).
     enable_qos3: bool = False
-    #: Most incoming QoS 2 messages awaiting PUBREL.
-    max_awaiting_rel: int = 100
     #: A silent client is lost after keepalive x this (MQTT's 1.5).
     keepalive_multiplier: float = 1.5
     #: A peer that never completes CONNECT is dropped after this many seconds.
@@ -192,7 +197,6 @@ class SnClient:
         self._request: Connect | None = None
         self._will_topic: WillTopic | None = None
         self._will: WillSpec | None = None
-        self._awaiting_rel: set[int] = set()
         self._register_id = 0
 
     # -- input ---------------------------------------------------------------------------
@@ -229,7 +233,7 @@ class SnClient:
                 self.link.pubcomp(message.msg_id)
                 self._maybe_back_to_sleep()
             case Pubrel():
-                self._awaiting_rel.discard(message.msg_id)
+                self.link.release(message.msg_id)
                 self.send(Pubcomp(message.msg_id))
             case Register():
                 self._on_register(message)
@@ -325,22 +329,13 @@ class SnClient:
                 self.send(Puback(m.topic_id, m.msg_id, ReturnCode.NOT_SUPPORTED))
             return
         qos = max(m.qos, 0)
-        if qos == 2:
-            if m.msg_id in self._awaiting_rel:
-                self.send(Pubrec(m.msg_id))  # a resent PUBLISH: already published
-                return
-            if len(self._awaiting_rel) >= self.settings.max_awaiting_rel:
-                self.send(Puback(m.topic_id, m.msg_id, ReturnCode.CONGESTION))
-                return
-        allowed = await self.link.publish(topic, m.data, qos, m.retain)
-        if self.state == CLOSED:
+        code = await self.link.publish(topic, m.data, qos, m.retain, m.msg_id)
+        if self.state == CLOSED or qos == 0:
             return
-        if qos == 1 or (qos == 2 and not allowed):
-            code = ReturnCode.ACCEPTED if allowed else ReturnCode.NOT_SUPPORTED
-            self.send(Puback(m.topic_id, m.msg_id, code))
-        elif qos == 2:
-            self._awaiting_rel.add(m.msg_id)
+        if qos == 2 and code == ReturnCode.ACCEPTED:
             self.send(Pubrec(m.msg_id))
+        else:
+            self.send(Puback(m.topic_id, m.msg_id, code))
 
     def _on_puback(self, m: Puback) -> None:
         if m.return_code == ReturnCode.ACCEPTED:
