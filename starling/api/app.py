@@ -174,6 +174,11 @@ class ManagementApp:
             status = 200
             running = "running" if self.ctx.broker.running else "not_running"
             text = f"Node {self.ctx.node_name} is started\nstarling is {running}\n"
+            journal = self.ctx.broker.journal
+            if journal.failing_since is not None:
+                # Still 200: the node serves what needs no store; restarting it
+                # (a liveness probe's answer to non-200) would not free the disk.
+                text += f"store is unavailable: {journal.last_error}\n"
         else:
             status, text = 400, "Not found.\n"
         await send({"type": "http.response.start", "status": status,
