@@ -20,9 +20,10 @@ datagram; the window then waits `--loss-timeout` and moves on).
     PYTHONPATH=$PWD python3 benchmarks/gateways.py                  # each scenario, 5 s + 1 s warm-up
     PYTHONPATH=$PWD python3 benchmarks/gateways.py --scenarios stomp --duration 10 --runs 3
 
-Reported per scenario: the median messages/s received over the runs, the
-node's CPU % over the measured window (100 = one core busy) and this
-process's (the client side: to show it is not the bottleneck).
+Reported per scenario (medians over the runs): messages/s received; the
+node's CPU % over the measured window (100 = one core busy) and its CPU time
+per message (µs: what a loaded machine changes least); this process's CPU %
+(the client side: to show it is not the bottleneck).
 """
 
 from __future__ import annotations
@@ -233,8 +234,11 @@ async def measure(scenario: str, listeners: dict[str, tuple[str, int]], node_pid
     t0 = time.monotonic()
     await task
     elapsed = time.monotonic() - t0
-    result = {"msg_per_s": (counts.received - received0) / elapsed,
-              "node_cpu": 100 * (cpu_seconds(node_pid) - node0) / elapsed,
+    received = counts.received - received0
+    node_cpu = cpu_seconds(node_pid) - node0
+    result = {"msg_per_s": received / elapsed,
+              "node_cpu": 100 * node_cpu / elapsed,
+              "us_per_msg": 1e6 * node_cpu / max(received, 1),
               "client_cpu": 100 * (time.process_time() - own0) / elapsed,
               "lost": counts.lost, "reordered": counts.reordered}
     sub.close()
@@ -266,11 +270,12 @@ def main() -> int:
                     node.wait(20)
         rows.append((scenario, {key: statistics.median(r[key] for r in results)
                                 for key in results[0]}))
-    print(f"{'scenario':<10} {'msg/s':>10} {'node CPU %':>11} {'client CPU %':>13} "
-          f"{'lost':>6} {'reordered':>10}")
+    print(f"{'scenario':<10} {'msg/s':>10} {'node CPU %':>11} {'node us CPU/msg':>16} "
+          f"{'client CPU %':>13} {'lost':>6} {'reordered':>10}")
     for scenario, r in rows:
         print(f"{scenario:<10} {r['msg_per_s']:>10,.0f} {r['node_cpu']:>11.0f} "
-              f"{r['client_cpu']:>13.0f} {r['lost']:>6.0f} {r['reordered']:>10.0f}")
+              f"{r['us_per_msg']:>16.1f} {r['client_cpu']:>13.0f} {r['lost']:>6.0f} "
+              f"{r['reordered']:>10.0f}")
     return 0
 
 

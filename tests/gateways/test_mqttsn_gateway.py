@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -82,6 +83,11 @@ def subscribed(api: httpx.Client, client_id: str, topic: str) -> bool:
     return any(s["topic"] == topic for s in ok(api.get(f"/subscriptions/{client_id}")))
 
 
+def sn_id(prefix: str) -> str:
+    """A unique client id within MQTT-SN's 23 characters."""
+    return uid(prefix)[:23]
+
+
 def raw_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.settimeout(5)
@@ -97,6 +103,30 @@ def test_listener_is_bound_on_load_and_logged(node: Node, api: httpx.Client) -> 
     with raw_socket() as sock:  # SEARCHGW is answered without a connection
         sock.sendto(b"\x03\x01\x00", (HOST, port))
         assert sock.recv(100) == b"\x03\x02\x01"  # GWINFO, gateway id 1
+
+
+def test_advertise_is_sent_every_period(node: Node, api: httpx.Client) -> None:
+    with raw_socket() as listener:
+        listener.bind((HOST, 0))
+        port = listener.getsockname()[1]
+        node.listeners.pop(LISTENER)
+        configure(api, node, PLUGIN, {"mqtt.sn.advertise_address": f"{HOST}:{port}",
+                                      "mqtt.sn.advertise_duration": "1s"})
+        try:
+            wait_until(lambda: LISTENER in node.listeners, message="the gateway bound again")
+            advertise = sn.AdvertisePacket()
+            advertise.decode(listener.recv(100))
+            # ADVERTISE, gateway id 1, Duration in seconds (spec §5.4.1).
+            assert (advertise.type, advertise.gwID, advertise.duration) == (C.TYPE_ADVERTISE,
+                                                                              1, 1)
+            first = time.monotonic()
+            listener.recv(100)
+            assert 0.5 < time.monotonic() - first < 3
+        finally:
+            node.listeners.pop(LISTENER, None)
+            configure(api, node, PLUGIN, {"mqtt.sn.advertise_address": "off",
+                                          "mqtt.sn.advertise_duration": "0"})
+            wait_until(lambda: LISTENER in node.listeners, message="the gateway bound again")
 
 
 # -- MQTT-SN to MQTT -----------------------------------------------------------------------
@@ -128,8 +158,8 @@ def test_predefined_and_short_topics_both_ways(node: Node, clients: Clients,
     mqtt.subscribe(NICE, 1)
     assert sn_pub(sn_port(node), "-T", "2", "-q", "1", "-m", "to-nice").returncode == 0
     assert mqtt.get().payload == b"to-nice"
-    client_id = uid("snsub")
-    sub = SnSub(sn_port(node), "-T", "1", "-q", "1", "-i", client_id, "-C", "1")
+    client_id = sn_id("snsub")
+    sub = SnSub(sn_port(node), "-T", "1", "-q", "1", "-i", client_id, "-1")
     try:
         wait_until(lambda: subscribed(api, client_id, HELLO), message="SUBSCRIBE by id")
         mqtt.publish(HELLO, b"from-mqtt", qos=1)
@@ -137,8 +167,8 @@ def test_predefined_and_short_topics_both_ways(node: Node, clients: Clients,
         assert sub.wait() == 0
     finally:
         sub.stop()
-    short_id = uid("snshort")
-    sub = SnSub(sn_port(node), "-t", "zz", "-i", short_id, "-C", "1")
+    short_id = sn_id("snshort")
+    sub = SnSub(sn_port(node), "-t", "zz", "-i", short_id, "-1")
     try:
         wait_until(lambda: subscribed(api, short_id, "zz"), message="SUBSCRIBE short name")
         mqtt.publish("zz", b"short-down")
@@ -151,8 +181,8 @@ def test_predefined_and_short_topics_both_ways(node: Node, clients: Clients,
 def test_mqtt_publish_reaches_mqtt_sn_subscribers_with_wildcards(
         node: Node, clients: Clients, api: httpx.Client) -> None:
     base = f"down/{uid()}"
-    client_id = uid("snsub")
-    sub = SnSub(sn_port(node), "-t", f"{base}/+", "-q", "1", "-i", client_id, "-C", "3")
+    client_id = sn_id("snsub")
+    sub = SnSub(sn_port(node), "-t", f"{base}/+", "-q", "1", "-i", client_id)
     try:
         wait_until(lambda: subscribed(api, client_id, f"{base}/+"), message="SUBSCRIBE")
         pub = clients(node)
@@ -161,7 +191,6 @@ def test_mqtt_publish_reaches_mqtt_sn_subscribers_with_wildcards(
         pub.publish(f"{base}/b", b"q1", qos=1)
         pub.publish(f"{base}/a", b"q2", qos=2)
         assert [sub.get(), sub.get(), sub.get()] == ["q0", "q1", "q2"]
-        assert sub.wait() == 0
     finally:
         sub.stop()
 
@@ -171,7 +200,7 @@ def test_qos2_delivery_to_an_mqtt_sn_client(node: Node, clients: Clients,
     # mqtt-sn-12's poller acknowledges QoS 1 only: the QoS 2 exchange is driven
     # with its packet classes over its own socket.
     topic = f"q2/{uid()}"
-    client = SnLibClient(sn_port(node), uid("snq2")).connect()
+    client = SnLibClient(sn_port(node), sn_id("snq2")).connect()
     try:
         client.client.send_subscribe(topic, 2, client.listener)
         clients(node).publish(topic, b"exactly-once", qos=2)
@@ -188,9 +217,9 @@ def test_qos2_delivery_to_an_mqtt_sn_client(node: Node, clients: Clients,
         pubcomp.set_message_id(publish.get_message_id())
         client.client.send_packet(pubcomp.encode())
         session = ok(api.get(f"/sessions/{client.client_id}"))[0]
-        wait_until(lambda: ok(api.get(f"/sessions/{client.client_id}"))[0]["inflight"] == 0,
+        wait_until(lambda: ok(api.get(f"/sessions/{client.client_id}"))[0]["inflight_len"] == 0,
                    message="the delivery completed")
-        assert session["clientid"] == client.client_id
+        assert session["client_id"] == client.client_id
     finally:
         client.close()
 
@@ -198,7 +227,7 @@ def test_qos2_delivery_to_an_mqtt_sn_client(node: Node, clients: Clients,
 def test_retained_message_arrives_after_suback(node: Node, clients: Clients) -> None:
     topic = f"retained/{uid()}"
     clients(node).publish(topic, b"kept", qos=1, retain=True)
-    client = SnLibClient(sn_port(node), uid("snret")).connect()
+    client = SnLibClient(sn_port(node), sn_id("snret")).connect()
     try:
         # send_subscribe waits for SUBACK and drops anything else meanwhile: the
         # retained message must come after it.
@@ -211,14 +240,40 @@ def test_retained_message_arrives_after_suback(node: Node, clients: Clients) -> 
         clients(node).publish(topic, b"", retain=True)
 
 
+def test_persistent_session_keeps_messages_across_connections(
+        node: Node, clients: Clients) -> None:
+    topic = f"persist/{uid()}"
+    client_id = sn_id("snkeep")
+    first = SnLibClient(sn_port(node), client_id, clean_session=False).connect()
+    try:
+        first.client.send_subscribe(topic, 1, first.listener)
+        first.client.send_disconnect()
+    finally:
+        first.close()
+    clients(node).publish(topic, b"while-away", qos=1)
+    again = SnLibClient(sn_port(node), client_id, clean_session=False).connect()
+    try:
+        # Topic ids are per connection: the topic is REGISTERed again first.
+        publish = sn.PublishPacket()
+        publish.decode(again.client.wait_for(True, C.TYPE_PUBLISH))
+        assert publish.get_data() == b"while-away"
+        assert again.client.topic_map[publish.get_topic_id()] == topic
+    finally:
+        again.close()
+
+
 # -- sleeping clients ---------------------------------------------------------------------
 def test_sleeping_client_gets_buffered_messages_on_wake_up(
         node: Node, clients: Clients, api: httpx.Client) -> None:
+    # mqtt-sn-12 1.0.9's poller never sends PUBACK (it compares the QoS with the
+    # flag's bit value), so the messages are acknowledged here with its own
+    # packet classes and socket.
     topic = f"sleep/{uid()}"
-    client = SnLibClient(sn_port(node), uid("sleepy"), keepalive=60).connect()
+    client = SnLibClient(sn_port(node), sn_id("sleepy"), keepalive=60).connect()
+    lib = client.client
     try:
-        client.client.send_subscribe(topic, 1, client.listener)
-        client.client.send_disconnect(120)  # asleep for up to 120 s
+        lib.send_subscribe(topic, 1, client.listener)
+        lib.send_disconnect(120)  # asleep for up to 120 s
         pub = clients(node)
         for i in range(3):
             pub.publish(topic, f"while-asleep-{i}".encode(), qos=1)
@@ -227,18 +282,43 @@ def test_sleeping_client_gets_buffered_messages_on_wake_up(
         assert conn["client_id"] == client.client_id
         wait_until(lambda: ok(api.get(f"/sessions/{client.client_id}"))[0]["mqueue_len"] == 3,
                    message="three buffered messages")
-        time.sleep(0.3)
-        assert client.listener.messages.empty()
+        assert receive(lib, 0.3) is None  # nothing while asleep
         wake = sn.PingReqPacket()
         wake.client_id = client.client_id
-        client.client.send_packet(wake.encode())
-        client.start_polling()
-        assert [client.get().get_payload() for _ in range(3)] == [
+        lib.send_packet(wake.encode())
+        publishes = []
+        for _ in range(3):
+            publish = sn.PublishPacket()
+            publish.decode(lib.wait_for(True, C.TYPE_PUBLISH))  # REGISTER answered on the way
+            publishes.append(publish)
+        assert [p.get_data() for p in publishes] == [
             b"while-asleep-0", b"while-asleep-1", b"while-asleep-2"]
-        wait_until(lambda: ok(api.get(f"/sessions/{client.client_id}"))[0]["inflight"] == 0,
+        assert receive(lib, 0.3) is None  # no PINGRESP while they are unacknowledged
+        for publish in publishes:
+            lib.send_puback(publish, C.ACCEPTED)
+        pingresp = receive(lib, 5)
+        assert pingresp is not None and pingresp[1] == C.TYPE_PINGRESP
+        wait_until(lambda: ok(api.get(f"/sessions/{client.client_id}"))[0]["inflight_len"] == 0,
                    message="acknowledged")
+        # Asleep again: the next message waits for the next wake-up.
+        pub.publish(topic, b"next-nap", qos=1)
+        assert receive(lib, 0.3) is None
+        lib.send_packet(wake.encode())
+        publish = sn.PublishPacket()
+        publish.decode(lib.wait_for(True, C.TYPE_PUBLISH))
+        assert publish.get_data() == b"next-nap"
     finally:
         client.close()
+
+
+def receive(lib: Any, timeout: float) -> bytes | None:
+    """The next datagram the client's socket gets within `timeout`, else None."""
+    lib.datagram_socket.settimeout(timeout)
+    try:
+        data: bytes = lib.datagram_socket.recv(65535)
+    except TimeoutError:
+        return None
+    return data
 
 
 # -- the will -----------------------------------------------------------------------------
@@ -247,7 +327,7 @@ def test_will_is_published_when_the_client_goes_silent(node: Node, clients: Clie
     will_topic = f"will/{uid()}"
     watcher = clients(node)
     watcher.subscribe(will_topic, 1)
-    client_id = uid("snwill")
+    client_id = sn_id("snwill")
     sub = SnSub(sn_port(node), "-t", f"x/{uid()}", "-i", client_id, "-k", "1",
                 "--will-topic", will_topic, "--will-payload", "gone", "--will-qos", "1")
     try:
@@ -275,7 +355,7 @@ def test_listed_by_the_api_and_kicked(node: Node, clients: Clients, api: httpx.C
     will_topic = f"kick/{uid()}"
     watcher = clients(node)
     watcher.subscribe(will_topic, 0)
-    client = SnLibClient(sn_port(node), uid("snapi"))
+    client = SnLibClient(sn_port(node), sn_id("snapi"))
     client.client.set_will_topic(will_topic)
     client.client.set_will_message("kicked")
     client.connect()
@@ -302,7 +382,7 @@ def test_hooks_see_mqtt_sn_clients(node: Node, api: httpx.Client, clients: Clien
         configure(api, node, "emqx_web_hook", {"web.hook.api.url": server.url + "/hook"})
         ok(api.put(f"/nodes/{node.name}/plugins/emqx_web_hook/load"))
         try:
-            client_id = uid("snhook")
+            client_id = sn_id("snhook")
             topic = f"hook/{uid()}"
             assert sn_pub(sn_port(node), "-i", client_id, "-t", topic, "-m", "hi",
                           "-q", "1").returncode == 0
@@ -319,7 +399,7 @@ def test_hooks_see_mqtt_sn_clients(node: Node, api: httpx.Client, clients: Clien
 
 def test_presence_event_names_the_protocol(node: Node, clients: Clients) -> None:
     watcher = clients(node)
-    client_id = uid("snsys")
+    client_id = sn_id("snsys")
     watcher.subscribe(f"$SYS/brokers/+/clients/{client_id}/connected", 0)
     assert sn_pub(sn_port(node), "-i", client_id, "-t", "p", "-m", "x").returncode == 0
     event = json.loads(watcher.get().payload)
@@ -334,9 +414,11 @@ def test_acl_refuses_publish_and_subscribe(node: Node, clients: Clients) -> None
     assert denied.returncode != 0
     assert "PUBLISH error: Rejected: not supported" in denied.stdout + denied.stderr
     assert watcher.drain() == []
-    sub = SnSub(sn_port(node), "-t", "secret/x", "-i", uid("snacl"))
+    sub = SnSub(sn_port(node), "-t", "secret/x", "-i", sn_id("snacl"))
     try:
-        assert sub.get() == "SUBSCRIBE error: Rejected: not supported (3)"
+        assert sub.wait() != 0  # the client gives up on a refused SUBSCRIBE
+        assert sub.proc.stderr is not None
+        assert "SUBSCRIBE error: Rejected: not supported" in sub.proc.stderr.read()
     finally:
         sub.stop()
 
@@ -366,7 +448,7 @@ def test_a_flood_from_one_peer_is_bounded(tmp_path: Path) -> None:
         watcher = made(node)
         watcher.subscribe("flood/#", 0)
         port = sn_port(node)
-        flooder = SnLibClient(port, uid("flooder")).connect()
+        flooder = SnLibClient(port, sn_id("flooder")).connect()
         topic_id = flooder.client.send_register("flood/x")
         publish = sn.PublishPacket()
         publish.set_flags(C.TOPIC_TYPE_NORMAL)
@@ -387,7 +469,9 @@ def test_a_flood_from_one_peer_is_bounded(tmp_path: Path) -> None:
         # At most the bucket (50) plus 50 a second of the flood got through.
         assert 0 < len(flood) <= 50 + 50 * (elapsed + 1)
         with node.api() as api:
-            assert metrics(api)["gateway/mqttsn/rate_limited"] >= 3000 - 50 * (elapsed + 2)
+            # The rest was refused by the bucket, or lost in the kernel's socket buffer.
+            limited = metrics(api)["gateway/mqttsn/rate_limited"]
+            assert limited > 0 and len(flood) + limited <= 3000
         flooder.close()
     finally:
         made.close()
@@ -424,7 +508,7 @@ def test_credentials_from_config_go_through_the_auth_chain(tmp_path: Path) -> No
 
 
 def test_banned_client_is_refused(node: Node, api: httpx.Client) -> None:
-    client_id = uid("snban")
+    client_id = sn_id("snban")
     ok(api.post("/banned/", json={"who": client_id, "as": "client_id", "reason": "test"}))
     try:
         refused = sn_pub(sn_port(node), "-i", client_id, "-t", "a", "-m", "x")
@@ -440,7 +524,7 @@ def test_unload_closes_the_listener_and_load_opens_it_again(tmp_path: Path) -> N
     try:
         port = node.listeners[LISTENER][1]
         with node.api() as api:
-            client = SnLibClient(port, uid("snunload")).connect()
+            client = SnLibClient(port, sn_id("snunload")).connect()
             ok(api.put(f"/nodes/{node.name}/plugins/{PLUGIN}/unload"))
             # Its clients are told, and gone from the broker.
             assert client.client.wait_for(True, C.TYPE_DISCONNECT) is not None

@@ -101,9 +101,6 @@ class Link:
     async def unsubscribe(self, topic_filter: str) -> None:
         self.calls.append(("unsubscribe", topic_filter))
 
-    def subscribed(self, topic_filter: str, qos: int) -> None:
-        self.calls.append(("subscribed", topic_filter, qos))
-
     def puback(self, msg_id: int) -> None:
         self.calls.append(("puback", msg_id))
         self.held = max(0, self.held - 1)
@@ -311,9 +308,6 @@ def test_subscribe_by_name_wildcard_predefined_and_short() -> None:
         [Suback(0, 0, 4, ReturnCode.ACCEPTED)]
     assert [c[1:] for c in h.link.named("subscribe")] == [
         ("room/1/temp", 1), ("room/+/temp", 2), ("/predefined/nice", 0), ("ab", 0)]
-    # Retained messages follow SUBACK, never precede it.
-    assert [c[1] for c in h.link.named("subscribed")] == [
-        "room/1/temp", "room/+/temp", "/predefined/nice", "ab"]
 
 
 def test_subscribe_refusals() -> None:
@@ -327,7 +321,6 @@ def test_subscribe_refusals() -> None:
     h.link.grant = None  # ACL says no
     assert h.feed(Subscribe(TopicIdType.NORMAL, 4, "secret/#")) == \
         [Suback(0, 0, 4, ReturnCode.NOT_SUPPORTED)]
-    assert h.link.named("subscribed") == []
 
 
 def test_unsubscribe_always_answers() -> None:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import stomp
 from helpers.api import ok
+from helpers.certs import CA
 from helpers.clients import Clients, uid, wait_until
 from helpers.gateways import HOST, stomp_connection, write_conf
 from helpers.http_receiver import HttpReceiver
@@ -242,12 +243,12 @@ def test_client_ack_mode_is_cumulative_and_unacked_are_held(
         pub.publish(topic, f"m{i}".encode(), qos=1)
     received = [frames.message() for _ in range(3)]
     session = ok(api.get(f"/sessions/{client_id}"))[0]
-    assert session["inflight"] == 3  # held by the session until acknowledged
+    assert session["inflight_len"] == 3  # held by the session until acknowledged
     conn.ack(received[1].headers["ack"])  # the first two
-    wait_until(lambda: ok(api.get(f"/sessions/{client_id}"))[0]["inflight"] == 1,
+    wait_until(lambda: ok(api.get(f"/sessions/{client_id}"))[0]["inflight_len"] == 1,
                message="cumulative ACK")
     conn.ack(received[2].headers["ack"])
-    wait_until(lambda: ok(api.get(f"/sessions/{client_id}"))[0]["inflight"] == 0,
+    wait_until(lambda: ok(api.get(f"/sessions/{client_id}"))[0]["inflight_len"] == 0,
                message="last ACK")
 
 
@@ -280,7 +281,7 @@ def test_default_user_and_wrong_passcode(node: Node, connections: list[Any]) -> 
     connections.append(conn)
     with pytest.raises(stomp.exception.ConnectFailedException):
         conn.connect("guest", "wrong", wait=True)
-    assert "not authorized" in frames.error().headers["message"]
+    assert frames.error().headers["message"] == "bad login or passcode"
 
 
 def test_logins_go_through_the_auth_chain(tmp_path: Path) -> None:
@@ -478,6 +479,31 @@ def test_unload_closes_the_listener(tmp_path: Path) -> None:
             ok(api.put(f"/nodes/{node.name}/plugins/{PLUGIN}/load"))
             wait_until(lambda: LISTENER in node.listeners, message="listener line")
             connect(node, made)
+    finally:
+        for conn in made:
+            if conn.is_connected():
+                conn.disconnect()
+        node.stop()
+
+
+def test_stomp_over_tls(tmp_path: Path, clients: Clients) -> None:
+    ca = CA.create(tmp_path, "STOMP Test CA")
+    server = ca.issue_server()
+    node = start_node(tmp_path, {"stomp.listener.ssl": "on",
+                                 "stomp.listener.ssl.certfile": str(server.cert),
+                                 "stomp.listener.ssl.keyfile": str(server.key)})
+    made: list[Any] = []
+    try:
+        port = node.listeners["stomp:ssl:default"][1]
+        conn, _ = stomp_connection(port)
+        made.append(conn)
+        conn.set_ssl(for_hosts=[(HOST, port)], ca_certs=str(ca.cert))
+        conn.connect("guest", "guest", wait=True)
+        topic = f"tls/{uid()}"
+        mqtt = clients(node)
+        mqtt.subscribe(topic, 0)
+        conn.send(topic, "over tls")
+        assert mqtt.get().payload == b"over tls"
     finally:
         for conn in made:
             if conn.is_connected():

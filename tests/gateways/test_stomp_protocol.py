@@ -48,9 +48,6 @@ class Link:
     async def unsubscribe(self, topic_filter: str) -> None:
         self.calls.append(("unsubscribe", topic_filter))
 
-    def subscribed(self, topic_filter: str, qos: int) -> None:
-        self.calls.append(("subscribed", topic_filter, qos))
-
     def puback(self, packet_id: int) -> None:
         self.calls.append(("puback", packet_id))
 
@@ -182,7 +179,6 @@ def test_subscribe_with_wildcards_receives_matching_topics() -> None:
     assert h.feed("SUBSCRIBE", ("id", "s1"), ("destination", "room/+/temp"),
                   ("receipt", "r")) == [Frame("RECEIPT", [("receipt-id", "r")])]
     assert h.link.named("subscribe") == [("subscribe", "room/+/temp", 0)]
-    assert h.link.named("subscribed") == [("subscribed", "room/+/temp", 0)]
     h.client.deliver("room/1/temp", b"20", 0, content_type="text/plain",
                      headers=(("x-trace", "t"),))
     h.client.deliver("room/1/humidity", b"50", 0)

@@ -46,6 +46,14 @@ class SnLink(SnBroker, Protocol):
         """The client it delivers to (set once, right after it is made)."""
         ...
 
+    def received(self, size: int) -> None:
+        """A datagram of `size` bytes came from the client."""
+        ...
+
+    def sent(self, size: int) -> None:
+        """A datagram of `size` bytes went to the client."""
+        ...
+
 
 class SnBackend(Protocol):
     """What the gateway needs from the broker."""
@@ -78,11 +86,12 @@ class SnGatewayConfig:
 class Peer:
     """One connected (or connecting, or sleeping) address."""
 
-    __slots__ = ("address", "client", "inbox", "stamp", "timer", "tokens")
+    __slots__ = ("address", "client", "inbox", "link", "stamp", "timer", "tokens")
 
     def __init__(self, address: tuple[str, int], rate: float) -> None:
         self.address = address
         self.client: SnClient | None = None
+        self.link: SnLink | None = None
         self.inbox: Inbox[Message] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.tokens = rate
@@ -165,13 +174,14 @@ class SnGateway(asyncio.DatagramProtocol):
             log.debug("mqtt-sn datagram from %s:%d dropped: %s", address[0], address[1], exc)
             return
         if peer is None:
-            self._stateless(message, address)
+            self._stateless(message, address, data)
             return
-        assert peer.inbox is not None
+        assert peer.inbox is not None and peer.link is not None
+        peer.link.received(len(data))
         if not peer.inbox.put(message):
             self.counters[DROPPED] += 1
 
-    def _stateless(self, message: Message, address: tuple[str, int]) -> None:
+    def _stateless(self, message: Message, address: tuple[str, int], data: bytes) -> None:
         """A datagram from an address without a connection."""
         if isinstance(message, Connect):
             if len(self.peers) >= self.config.max_clients:
@@ -179,7 +189,8 @@ class SnGateway(asyncio.DatagramProtocol):
                 self._send(Connack(ReturnCode.CONGESTION), address)
                 return
             peer = self._new_peer(address)
-            assert peer.inbox is not None
+            assert peer.inbox is not None and peer.link is not None
+            peer.link.received(len(data))
             peer.inbox.put(message)
         elif isinstance(message, SearchGw):
             self._send(GwInfo(self.config.gateway_id), address)
@@ -212,9 +223,10 @@ class SnGateway(asyncio.DatagramProtocol):
         peer = Peer(address, self.config.peer_rate)
         link = self.backend.link(address)
         client = SnClient(self.config.settings, link,
-                          lambda message: self._send(message, address), self._closed)
+                          lambda message: self._send(message, address, link), self._closed)
         link.bind(client)
         peer.client = client
+        peer.link = link
         peer.inbox = Inbox(lambda message: self._handle(peer, message), INBOX_LIMIT)
         self.peers[address] = peer
         self._arm(peer)
@@ -269,7 +281,8 @@ class SnGateway(asyncio.DatagramProtocol):
                 break
 
     # -- datagrams out ---------------------------------------------------------------------
-    def _send(self, message: Message, address: tuple[str, int]) -> None:
+    def _send(self, message: Message, address: tuple[str, int],
+              link: SnLink | None = None) -> None:
         transport = self.transport
         if transport is None:
             return
@@ -280,6 +293,8 @@ class SnGateway(asyncio.DatagramProtocol):
             return
         transport.sendto(data, address)
         self.counters["bytes/sent"] += len(data)
+        if link is not None:
+            link.sent(len(data))
 
     def _send_advertise(self) -> None:
         config = self.config

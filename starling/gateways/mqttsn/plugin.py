@@ -141,9 +141,6 @@ class SnPlugin(Plugin):
     def gateway_config(self) -> SnGatewayConfig:
         s = self.settings
         host, port = s["mqtt.sn.port"]
-        advertise = s["mqtt.sn.advertise_address"]
-        if advertise is not None and advertise[1] == 0:
-            advertise = (advertise[0], port)  # the gateway's own port (fixed up at start)
         options = self.context.broker.zone_options(s["mqtt.sn.zone"])
         settings = SnSettings(self.predefined(),
                               max_topics=s["mqtt.sn.max_topics_per_client"],
@@ -152,23 +149,19 @@ class SnPlugin(Plugin):
                               idle_timeout=s["mqtt.sn.idle_timeout"])
         return SnGatewayConfig(host, port, settings, gateway_id=s["mqtt.sn.gateway_id"],
                                advertise_interval=s["mqtt.sn.advertise_duration"],
-                               advertise_to=advertise,
+                               advertise_to=s["mqtt.sn.advertise_address"],
                                peer_rate=float(s["mqtt.sn.peer_rate_limit"]),
                                max_clients=s["mqtt.sn.max_clients"])
 
     async def load(self) -> None:
         config = self.gateway_config()
-        backend = SnBrokerBackend(self.context.broker, self.credentials(),
-                                  self.settings["mqtt.sn.zone"], config.name)
-        self.gateway = SnGateway(config, backend, backend.count_bytes)
-        backend.gateway = self.gateway
+        broker = self.context.broker
+        backend = SnBrokerBackend(broker, self.credentials(), self.settings["mqtt.sn.zone"],
+                                  config.name)
+        self.gateway = SnGateway(config, backend, broker.counters)
         await self.gateway.start()
-        backend.attach()
 
     async def unload(self) -> None:
         gateway, self.gateway = self.gateway, None
         if gateway is not None:
             await gateway.stop()
-            backend = gateway.backend
-            if isinstance(backend, SnBrokerBackend):
-                backend.detach()

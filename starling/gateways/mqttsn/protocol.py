@@ -114,14 +114,11 @@ class SnBroker(Protocol):
         ...
 
     async def subscribe(self, topic_filter: str, qos: int) -> int | None:
-        """Subscribe; the granted QoS, None when refused (ACL)."""
+        """Subscribe; the granted QoS, None when refused (ACL).  Retained messages
+        follow on the event loop's next turn: after the SUBACK sent right away."""
         ...
 
     async def unsubscribe(self, topic_filter: str) -> None: ...
-
-    def subscribed(self, topic_filter: str, qos: int) -> None:
-        """SUBACK is on its way: send what a new subscription gets (retained)."""
-        ...
 
     def puback(self, msg_id: int) -> None: ...
 
@@ -397,7 +394,6 @@ class SnClient:
             self.send(Suback(0, 0, m.msg_id, ReturnCode.NOT_SUPPORTED))
             return
         self.send(Suback(granted, topic_id, m.msg_id, ReturnCode.ACCEPTED))
-        self.link.subscribed(topic_filter, granted)
 
     async def _on_unsubscribe(self, m: Unsubscribe) -> None:
         kind = m.topic_id_type

@@ -54,6 +54,14 @@ class StompLink(StompBroker, Protocol):
 
     def bind(self, client: StompClient) -> None: ...
 
+    def received(self, size: int, frames: int) -> None:
+        """`size` bytes came from the client, completing `frames` frames."""
+        ...
+
+    def sent(self, size: int) -> None:
+        """A frame of `size` bytes went to the client."""
+        ...
+
     def set_writable(self, writable: bool) -> None:
         """The socket's write buffer is over (False) or back under (True) its mark."""
         ...
@@ -120,6 +128,7 @@ class StompConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = FrameParser(server.config.limits)
         self.client: StompClient | None = None
+        self.link: StompLink | None = None
         self.inbox: Inbox[Frame] = Inbox(self._handle, limit=1 << 62)
         self.paused = False
         #: The parser refused the stream: nothing more is read from it.
@@ -142,6 +151,7 @@ class StompConnection(asyncio.Protocol):
         self.client = StompClient(link, self._send, self._closed, client_id=new_client_id(),
                                   max_redeliveries=server.config.max_redeliveries)
         link.bind(self.client)
+        self.link = link
         server.connections.add(self)
         self._timer = asyncio.get_running_loop().call_later(server.config.idle_timeout,
                                                             self._idle)
@@ -160,6 +170,8 @@ class StompConnection(asyncio.Protocol):
             error: FrameError | None = exc
         else:
             error = None
+        assert self.link is not None
+        self.link.received(len(data), len(frames))
         for frame in frames:
             self.inbox.put(frame)
         if error is not None:
@@ -182,12 +194,12 @@ class StompConnection(asyncio.Protocol):
         self.transport = None
 
     def pause_writing(self) -> None:
-        if self.client is not None:
-            cast(StompLink, self.client.link).set_writable(False)
+        if self.link is not None:
+            self.link.set_writable(False)
 
     def resume_writing(self) -> None:
-        if self.client is not None:
-            cast(StompLink, self.client.link).set_writable(True)
+        if self.link is not None:
+            self.link.set_writable(True)
 
     # -- frames ----------------------------------------------------------------------------
     async def _handle(self, frame: Frame) -> None:
@@ -221,6 +233,8 @@ class StompConnection(asyncio.Protocol):
         transport.write(data)
         self.last_write = time.monotonic()
         self.server.counters["bytes/sent"] += len(data)
+        if self.link is not None:
+            self.link.sent(len(data))
 
     def _closed(self, client: StompClient) -> None:
         """The client is done (DISCONNECT, ERROR, kick): close once written."""

@@ -23,7 +23,7 @@ from starling.plugins.config_values import (
 from starling.transport import TlsOptions
 
 from ..config import parse_listen
-from .client import StompBrokerBackend, StompLogins
+from .client import StompBrokerBackend, StompDefaultUser
 from .codec import FrameLimits
 from .gateway import StompGatewayConfig, StompServer
 
@@ -95,6 +95,8 @@ class StompPlugin(Plugin):
     def __init__(self, context: PluginContext, settings: Mapping[str, Any]) -> None:
         super().__init__(context, settings)
         self.server: StompServer | None = None
+        self.default_user = StompDefaultUser(settings["stomp.default_user.login"] or None,
+                                             settings["stomp.default_user.passcode"])
 
     def tls(self) -> TlsOptions | None:
         s = self.settings
@@ -122,14 +124,20 @@ class StompPlugin(Plugin):
 
     async def load(self) -> None:
         s = self.settings
+        broker = self.context.broker
         config = self.server_config()
-        logins = StompLogins(s["stomp.default_user.login"] or None,
-                             s["stomp.default_user.passcode"], s["stomp.allow_anonymous"])
-        backend = StompBrokerBackend(self.context.broker, logins, s["stomp.zone"], config.name)
-        self.server = StompServer(config, backend, self.context.broker.counters)
-        await self.server.start()
+        backend = StompBrokerBackend(broker, s["stomp.allow_anonymous"], s["stomp.zone"],
+                                     config.name)
+        self.server = StompServer(config, backend, broker.counters)
+        self.default_user.attach(broker)
+        try:
+            await self.server.start()
+        except BaseException:
+            self.default_user.detach(broker)
+            raise
 
     async def unload(self) -> None:
         server, self.server = self.server, None
         if server is not None:
             await server.stop()
+        self.default_user.detach(self.context.broker)

@@ -85,14 +85,11 @@ class StompBroker(Protocol):
         ...
 
     async def subscribe(self, topic_filter: str, qos: int) -> int | None:
-        """Subscribe; the granted QoS, None when refused."""
+        """Subscribe; the granted QoS, None when refused.  Retained messages follow
+        on the event loop's next turn: after the RECEIPT sent right away."""
         ...
 
     async def unsubscribe(self, topic_filter: str) -> None: ...
-
-    def subscribed(self, topic_filter: str, qos: int) -> None:
-        """The subscription is confirmed: send what it gets at once (retained)."""
-        ...
 
     def puback(self, packet_id: int) -> None:
         """The client has acknowledged every copy of a QoS 1 delivery."""
@@ -325,7 +322,6 @@ class StompClient:
                                                   parse_share(destination)[1])
         self._filters[destination] = self._filters.get(destination, 0) + 1
         self._receipt(frame)
-        self.link.subscribed(destination, granted)
 
     async def _on_unsubscribe(self, frame: Frame) -> None:
         sub_id = frame.get("id")
