@@ -223,7 +223,8 @@ class SnGateway(asyncio.DatagramProtocol):
         peer = Peer(address, self.config.peer_rate)
         link = self.backend.link(address)
         client = SnClient(self.config.settings, link,
-                          lambda message: self._send(message, address, link), self._closed)
+                          lambda message: self._send(message, address, link),
+                          lambda _client: self._forget(peer))
         link.bind(client)
         peer.client = client
         peer.link = link
@@ -269,16 +270,15 @@ class SnGateway(asyncio.DatagramProtocol):
         if not client.expire():
             self._arm(peer)
 
-    def _closed(self, client: SnClient) -> None:
-        for address, peer in list(self.peers.items()):
-            if peer.client is client:
-                del self.peers[address]
-                if peer.timer is not None:
-                    peer.timer.cancel()
-                    peer.timer = None
-                if peer.inbox is not None:
-                    peer.inbox.close()
-                break
+    def _forget(self, peer: Peer) -> None:
+        """The peer's client is closed: its state goes (a new CONNECT starts over)."""
+        if self.peers.get(peer.address) is peer:
+            del self.peers[peer.address]
+        if peer.timer is not None:
+            peer.timer.cancel()
+            peer.timer = None
+        if peer.inbox is not None:
+            peer.inbox.close()
 
     # -- datagrams out ---------------------------------------------------------------------
     def _send(self, message: Message, address: tuple[str, int],
