@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 from .context import ApiContext
 from .errors import ApiError, Code
 from .openapi import openapi_document
-from .request import ApiRequest, Page
+from .request import ApiRequest, Page, with_query
 from .routing import RouteTable, split_path
 
 log = logging.getLogger(__name__)
@@ -145,9 +145,9 @@ class ManagementApp:
             if route.plugin and not self._plugin_active(route.plugin):
                 raise ApiError(Code.NOT_FOUND, f"Not Found: plugin {route.plugin} is not loaded",
                                404)
-            body = await self._read_json(receive)
             query = dict(reversed(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
                                             keep_blank_values=True)))
+            body = with_query(method, query, await self._read_json(receive))
             request = ApiRequest(self.ctx, method, params, query, body)
             request.check_node()
             result = await route.handler(request)

@@ -20,7 +20,7 @@ from starling.rules.events import EVENTS, event_name
 from starling.rules.plugin import PLUGIN, RuleEnginePlugin
 from starling.rules.resources import RESOURCE_TYPES
 
-from ..errors import ApiError, not_found
+from ..errors import ApiError, bad_type, not_found
 from ..request import ApiRequest
 from ..routing import Handler, RouteTable
 from .plugins import registry
@@ -31,6 +31,17 @@ def _engine(req: ApiRequest) -> RuleEngine:
     if not isinstance(instance, RuleEnginePlugin) or instance.engine is None:
         raise not_found(f"Not Found: plugin {PLUGIN} is not loaded")
     return instance.engine
+
+
+def _testing(req: ApiRequest) -> bool:
+    """A dry run: ``test`` true in the body or the query string (``?test=true``, how
+    the EMQ X v3.2 dashboard's test buttons call it; the app merges the query in)."""
+    value = req.body.get("test") if isinstance(req.body, dict) else None
+    if value in (None, False, "false"):
+        return False
+    if value in (True, "true"):
+        return True
+    raise bad_type("'test' must be true or false")
 
 
 def _not_found() -> ApiError:
@@ -74,7 +85,7 @@ def register(table: RouteTable) -> None:
             "ctx": ("object", False, "dry run: column values")})
     async def create_rule(req: ApiRequest) -> Any:
         engine = _engine(req)
-        if isinstance(req.body, dict) and req.body.get("test") in (True, "true"):
+        if _testing(req):
             return engine.test_sql(req.body.get("rawsql"), req.body.get("ctx"))
         return engine.create_rule(req.body).view(engine.node)
 
@@ -129,9 +140,15 @@ def register(table: RouteTable) -> None:
     async def list_resources(req: ApiRequest) -> Any:
         return [r.view() for r in _engine(req).resource_list()]
 
-    @route("create_resource", "POST", "/resources/", "Create a resource", RESOURCE_BODY)
+    @route("create_resource", "POST", "/resources/", "Create a resource",
+           {**RESOURCE_BODY, "test": ("boolean", False, "dry run: check the type and "
+                                      "config and probe the endpoint; nothing is created")})
     async def create_resource(req: ApiRequest) -> Any:
-        return (await _engine(req).create_resource(req.body)).view()
+        engine = _engine(req)
+        if _testing(req):
+            await engine.test_resource(req.body)
+            return None
+        return (await engine.create_resource(req.body)).view()
 
     @route("show_resource", "GET", "/resources/:id", "Show a resource")
     async def show_resource(req: ApiRequest) -> Any:
