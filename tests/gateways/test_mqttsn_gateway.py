@@ -362,7 +362,7 @@ def test_listed_by_the_api_and_kicked(node: Node, clients: Clients, api: httpx.C
     try:
         client.client.send_subscribe("api/+/x", 1, client.listener)
         [conn] = ok(api.get(f"/connections/{client.client_id}"))
-        assert conn["proto_name"] == "MQTT-SN" and conn["keepalive"] == 30
+        assert (conn["proto_name"], conn["proto_ver"], conn["keepalive"]) == ("MQTT-SN", 12, 30)
         assert conn["ipaddress"] == HOST
         [session] = ok(api.get(f"/sessions/{client.client_id}"))
         assert session["clean_start"] is True

@@ -332,7 +332,7 @@ def test_listed_and_kicked(node: Node, api: httpx.Client, connections: list[Any]
     conn.subscribe("kick/+/x", id="k", ack="client")
     wait_until(lambda: subscribed(api, client_id, "kick/+/x"), message="subscription")
     [info] = ok(api.get(f"/connections/{client_id}"))
-    assert info["proto_name"] == "STOMP" and info["ipaddress"] == HOST
+    assert (info["proto_name"], info["proto_ver"], info["ipaddress"]) == ("STOMP", 12, HOST)
     [sub] = ok(api.get(f"/subscriptions/{client_id}"))
     assert (sub["topic"], sub["qos"]) == ("kick/+/x", 1)
     assert ok(api.get(f"/sessions/{client_id}"))[0]["clean_start"] is True
