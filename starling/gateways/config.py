@@ -1,5 +1,5 @@
-"""Config values the gateways share: where a listener binds, and how the
-keys of a `$id` family (``mqtt.sn.predefined.topic.<id>``) are read."""
+"""Config values the gateways share: where a listener binds, text values, and
+how the keys of a `$id` family (``mqtt.sn.predefined.topic.<id>``) are read."""
 
 from __future__ import annotations
 
@@ -18,6 +18,17 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ValueError(f"a port is 0-65535, got {value!r}")
     return host, port
+
+
+def text(value: str) -> str:
+    """Any string (passwords, file names; empty allowed)."""
+    return value
+
+
+def non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
 
 
 def family(settings: Mapping[str, Any], prefix: str) -> dict[str, Any]:

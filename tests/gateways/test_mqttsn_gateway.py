@@ -17,22 +17,17 @@ import httpx
 import pytest
 from helpers.api import ok
 from helpers.clients import Clients, uid, wait_until
-from helpers.gateways import HOST, SnLibClient, SnSub, sn_pub, write_conf
+from helpers.gateways import HOST, SnLibClient, SnSub, gateway_node, sn_pub
 from helpers.http_receiver import HttpReceiver
 from helpers.plugin_api import configure
 from mqttsn12 import packets as sn
 from mqttsn12.MqttSnConstants import MqttSnConstants as C
 
-from tests.conftest import API_SETTINGS, BASE_SETTINGS, Node
+from tests.conftest import Node
 
 PLUGIN = "emqx_sn"
 LISTENER = "mqttsn:udp:default"
 HELLO, NICE = "/predefined/topic/name/hello", "/predefined/topic/name/nice"
-ACL = """\
-{deny, all, publish, ["forbidden/#"]}.
-{deny, all, subscribe, ["secret/#"]}.
-{allow, all}.
-"""
 SN_CONF = {
     "mqtt.sn.port": "127.0.0.1:0",
     "mqtt.sn.advertise_duration": "0",
@@ -44,17 +39,9 @@ SN_CONF = {
 }
 
 
-def start_node(tmp_path: Path, conf: dict[str, str] | None = None,
-               **settings: str) -> Node:
-    etc = tmp_path / "etc"
-    write_conf(etc, PLUGIN, {**SN_CONF, **(conf or {})})
-    acl = tmp_path / "acl.conf"
-    acl.write_text(ACL)
-    node = Node(tmp_path / "data", {
-        **BASE_SETTINGS, **API_SETTINGS, "plugins.etc_dir": str(etc), "acl_file": str(acl),
-        "plugins.loaded": "emqx_management,emqx_retainer,emqx_sn", **settings},
-        "starling@127.0.0.1")
-    return node.start()
+def start_node(tmp_path: Path, conf: dict[str, str] | None = None, **settings: str) -> Node:
+    node: Node = gateway_node(tmp_path, PLUGIN, {**SN_CONF, **(conf or {})}, **settings)
+    return node
 
 
 @pytest.fixture(scope="module")

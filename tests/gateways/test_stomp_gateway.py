@@ -21,32 +21,20 @@ import stomp
 from helpers.api import ok
 from helpers.certs import CA
 from helpers.clients import Clients, uid, wait_until
-from helpers.gateways import HOST, stomp_connection, write_conf
+from helpers.gateways import HOST, gateway_node, stomp_connection
 from helpers.http_receiver import HttpReceiver
 from helpers.plugin_api import configure
 
-from tests.conftest import API_SETTINGS, BASE_SETTINGS, Node
+from tests.conftest import Node
 
 PLUGIN = "emqx_stomp"
 LISTENER = "stomp:tcp:default"
-ACL = """\
-{deny, all, publish, ["forbidden/#"]}.
-{deny, all, subscribe, ["secret/#"]}.
-{allow, all}.
-"""
 STOMP_CONF = {"stomp.listener": "127.0.0.1:0", "stomp.idle_timeout": "2s"}
 
 
 def start_node(tmp_path: Path, conf: dict[str, str] | None = None, **settings: str) -> Node:
-    etc = tmp_path / "etc"
-    write_conf(etc, PLUGIN, {**STOMP_CONF, **(conf or {})})
-    acl = tmp_path / "acl.conf"
-    acl.write_text(ACL)
-    node = Node(tmp_path / "data", {
-        **BASE_SETTINGS, **API_SETTINGS, "plugins.etc_dir": str(etc), "acl_file": str(acl),
-        "plugins.loaded": "emqx_management,emqx_retainer,emqx_stomp", **settings},
-        "starling@127.0.0.1")
-    return node.start()
+    node: Node = gateway_node(tmp_path, PLUGIN, {**STOMP_CONF, **(conf or {})}, **settings)
+    return node
 
 
 @pytest.fixture(scope="module")

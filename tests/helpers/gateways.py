@@ -20,10 +20,34 @@ from mqttsn12.client.MqttSnClient import MqttSnClient, MqttSnListener, MqttSnMes
 HOST = "127.0.0.1"
 
 
+#: The gateway suites' ACL file: one topic tree refused for each action.
+ACL = """\
+{deny, all, publish, ["forbidden/#"]}.
+{deny, all, subscribe, ["secret/#"]}.
+{allow, all}.
+"""
+
+
 def write_conf(etc_dir: Path, plugin: str, values: dict[str, str]) -> None:
     etc_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"{key} = {value}" for key, value in values.items()]
     (etc_dir / f"{plugin}.conf").write_text("\n".join(lines) + "\n")
+
+
+def gateway_node(tmp_path: Path, plugin: str, conf: dict[str, str], **settings: str) -> Any:
+    """A started node with the API on, the `ACL` file and `plugin` loaded at start
+    with `conf` (as EMQ X's ``etc/plugins/<plugin>.conf``)."""
+    from tests.conftest import API_SETTINGS, BASE_SETTINGS, Node
+
+    etc = tmp_path / "etc"
+    write_conf(etc, plugin, conf)
+    acl = tmp_path / "acl.conf"
+    acl.write_text(ACL)
+    node = Node(tmp_path / "data", {
+        **BASE_SETTINGS, **API_SETTINGS, "plugins.etc_dir": str(etc), "acl_file": str(acl),
+        "plugins.loaded": f"emqx_management,emqx_retainer,{plugin}", **settings},
+        "starling@127.0.0.1")
+    return node.start()
 
 
 # -- MQTT-SN ---------------------------------------------------------------------------------

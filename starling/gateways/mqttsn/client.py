@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from starling.broker import Broker, Client, Message
+from starling.broker import Broker, Message
 from starling.mqtt import ReasonCode, Will
 
+from ..client import GatewayClient, GatewayLink
 from .messages import ReturnCode
 from .protocol import ConnectOutcome, ConnectRequest, SnClient, WillSpec
 
@@ -43,35 +44,20 @@ class SnCredentials:
         return username, password.encode() if password is not None else None
 
 
-class SnBrokerClient(Client):
+class SnBrokerClient(GatewayClient):
     """One MQTT-SN client, as the broker lists, kicks and delivers to it."""
 
-    __slots__ = ("_listener", "_peer", "conversation", "recv_oct", "send_oct")
+    __slots__ = ("conversation",)
     protocol = "mqtt-sn"
 
     def __init__(self, broker: Broker, zone: str, peer: tuple[str, int], listener: str) -> None:
-        super().__init__(broker, zone)
-        self._peer = peer
-        self._listener = listener
+        super().__init__(broker, zone, peer, listener)
         self.protocol_level = PROTOCOL_VERSION
         self.conversation: SnClient | None = None
-        self.recv_oct = self.send_oct = 0
-
-    @property
-    def peername(self) -> tuple[str, int]:
-        return self._peer
-
-    @property
-    def listener(self) -> str:
-        return self._listener
 
     @property
     def proto_name(self) -> str:
         return "MQTT-SN"
-
-    def io_stats(self) -> dict[str, int]:
-        return {"recv_oct": self.recv_oct, "recv_cnt": self.recv_pkt,
-                "send_oct": self.send_oct, "send_cnt": self.send_pkt, "send_pend": 0}
 
     # -- the outlet ------------------------------------------------------------------------
     def send_publish(self, message: Message, qos: int, retain: bool, packet_id: int,
@@ -80,11 +66,7 @@ class SnBrokerClient(Client):
         if conversation is None or not conversation.deliver(
                 message.topic, message.payload, qos, retain, packet_id, dup):
             return False  # the client's topic table is full: it cannot be named
-        self.send_msg += 1
-        counters = self.counters
-        counters["packets/publish/sent"] += 1
-        counters["messages/sent"] += 1
-        counters[f"messages/qos{qos}/sent"] += 1
+        self.count_delivery(qos)
         return True
 
     def send_pubrel(self, packet_id: int, wait: bool = False) -> None:
@@ -99,34 +81,17 @@ class SnBrokerClient(Client):
             self.conversation.kick(self.disconnect_reason or "closed")
 
 
-class SnLink:
+class SnLink(GatewayLink[SnBrokerClient]):
     """The conversation's way to the broker (`SnBroker`), through its client."""
 
-    __slots__ = ("client", "credentials")
+    __slots__ = ("credentials",)
 
     def __init__(self, client: SnBrokerClient, credentials: SnCredentials) -> None:
-        self.client = client
+        super().__init__(client)
         self.credentials = credentials
 
     def bind(self, conversation: SnClient) -> None:
         self.client.conversation = conversation
-
-    def received(self, size: int) -> None:
-        """A datagram of `size` bytes from the peer (its message is counted too)."""
-        client = self.client
-        client.recv_oct += size
-        client.recv_pkt += 1
-        client.counters["packets/received"] += 1
-
-    def sent(self, size: int) -> None:
-        client = self.client
-        client.send_oct += size
-        client.send_pkt += 1
-        client.counters["packets/sent"] += 1
-
-    @property
-    def _live(self) -> bool:
-        return self.client.session is not None
 
     async def connect(self, request: ConnectRequest) -> ConnectOutcome:
         username, password = self.credentials.lookup(request.client_id)
@@ -153,27 +118,15 @@ class SnLink:
         return ReturnCode.CONGESTION if code in _BUSY else ReturnCode.NOT_SUPPORTED
 
     def release(self, msg_id: int) -> None:
-        if self._live:
+        if self.live:
             self.client.release(msg_id)
 
-    async def subscribe(self, topic_filter: str, qos: int) -> int | None:
-        granted = await self.client.subscribe(topic_filter, qos)
-        return granted if granted < 0x80 else None
-
-    async def unsubscribe(self, topic_filter: str) -> None:
-        if self._live:
-            self.client.unsubscribe(topic_filter)
-
-    def puback(self, msg_id: int) -> None:
-        if self._live:
-            self.client.puback(msg_id)
-
     def pubrec(self, msg_id: int) -> None:
-        if self._live:
+        if self.live:
             self.client.pubrec(msg_id)
 
     def pubcomp(self, msg_id: int) -> None:
-        if self._live:
+        if self.live:
             self.client.pubcomp(msg_id)
 
     def set_will(self, will: WillSpec | None) -> None:
@@ -181,10 +134,10 @@ class SnLink:
                             if will is not None else None)
 
     def pause(self) -> None:
-        self.client.set_writable(False)
+        self.set_writable(False)
 
     def resume(self) -> None:
-        self.client.set_writable(True)
+        self.set_writable(True)
 
     def pending(self) -> int:
         info = self.client.broker.session_info(self.client.client_id)

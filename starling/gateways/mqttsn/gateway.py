@@ -46,7 +46,7 @@ class SnLink(SnBroker, Protocol):
         """The client it delivers to (set once, right after it is made)."""
         ...
 
-    def received(self, size: int) -> None:
+    def received(self, size: int, packets: int = 1) -> None:
         """A datagram of `size` bytes came from the client."""
         ...
 

@@ -21,7 +21,7 @@ from starling.plugins.config_values import (
     parse_switch,
 )
 
-from ..config import family, parse_listen
+from ..config import family, non_empty, parse_listen, text
 from .client import SnBrokerBackend, SnCredentials
 from .gateway import SnGateway, SnGatewayConfig
 from .protocol import SnSettings
@@ -45,16 +45,6 @@ def _advertise_to(value: str) -> tuple[str, int] | None:
     if ":" in text and not text.startswith("["):
         return parse_listen(text)
     return text.strip("[]"), 0
-
-
-def _text(value: str) -> str:
-    return value
-
-
-def _non_empty(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
 
 
 class SnPlugin(Plugin):
@@ -81,20 +71,20 @@ class SnPlugin(Plugin):
                   parse_duration),
         ConfigKey("mqtt.sn.predefined.topic.$id", "",
                   "The topic name of predefined topic id $id (1-65534; 0 is reserved "
-                  "and ignored).", _text, required=False),
+                  "and ignored).", text, required=False),
         ConfigKey("mqtt.sn.username", "",
                   "User name every MQTT-SN client authenticates with (MQTT-SN's CONNECT "
-                  "has none); empty = none.", _text, required=False),
+                  "has none); empty = none.", text, required=False),
         ConfigKey("mqtt.sn.password", "",
-                  "Password that goes with mqtt.sn.username.", _text, required=False),
+                  "Password that goes with mqtt.sn.username.", text, required=False),
         ConfigKey("mqtt.sn.client.$id.clientid", "",
                   "A client with its own credentials (mqtt.sn.client.$id.username / "
-                  ".password), instead of mqtt.sn.username / password.", _non_empty,
+                  ".password), instead of mqtt.sn.username / password.", non_empty,
                   required=False),
         ConfigKey("mqtt.sn.client.$id.username", "",
-                  "User name of client mqtt.sn.client.$id.clientid.", _text, required=False),
+                  "User name of client mqtt.sn.client.$id.clientid.", text, required=False),
         ConfigKey("mqtt.sn.client.$id.password", "",
-                  "Password of client mqtt.sn.client.$id.clientid.", _text, required=False),
+                  "Password of client mqtt.sn.client.$id.clientid.", text, required=False),
         ConfigKey("mqtt.sn.max_topics_per_client", "1000",
                   "Topic ids one client may have registered (either way).",
                   parse_positive_int),
@@ -105,7 +95,7 @@ class SnPlugin(Plugin):
                   "Most clients at once; a CONNECT beyond is answered CONNACK congestion.",
                   parse_positive_int),
         ConfigKey("mqtt.sn.zone", "external", "Zone of MQTT-SN clients (zone.<name>.*).",
-                  _non_empty),
+                  non_empty),
     )
 
     def __init__(self, context: PluginContext, settings: Mapping[str, Any]) -> None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from starling.broker import AuthResult, Broker, Client, ClientInfo, HookPoint, Message, Stop
+from starling.broker import AuthResult, Broker, ClientInfo, HookPoint, Message, Stop
 from starling.mqtt import Properties, PropertyId, ReasonCode
 
+from ..client import GatewayClient, GatewayLink
 from .protocol import ConnectOutcome, ConnectRequest, Outgoing, StompClient
 
 PROTOCOL: Final = "stomp"
@@ -54,34 +55,19 @@ class StompDefaultUser:
         broker.hooks.remove(HookPoint.CLIENT_AUTHENTICATE, self.authenticate)
 
 
-class StompBrokerClient(Client):
+class StompBrokerClient(GatewayClient):
     """One STOMP connection, as the broker lists, kicks and delivers to it."""
 
-    __slots__ = ("_listener", "_peer", "conversation", "recv_oct", "send_oct")
+    __slots__ = ("conversation",)
     protocol = PROTOCOL
 
     def __init__(self, broker: Broker, zone: str, peer: tuple[str, int], listener: str) -> None:
-        super().__init__(broker, zone)
-        self._peer = peer
-        self._listener = listener
+        super().__init__(broker, zone, peer, listener)
         self.conversation: StompClient | None = None
-        self.recv_oct = self.send_oct = 0
-
-    @property
-    def peername(self) -> tuple[str, int]:
-        return self._peer
-
-    @property
-    def listener(self) -> str:
-        return self._listener
 
     @property
     def proto_name(self) -> str:
         return "STOMP"
-
-    def io_stats(self) -> dict[str, int]:
-        return {"recv_oct": self.recv_oct, "recv_cnt": self.recv_pkt,
-                "send_oct": self.send_oct, "send_cnt": self.send_pkt, "send_pend": 0}
 
     # -- the outlet ------------------------------------------------------------------------
     def send_publish(self, message: Message, qos: int, retain: bool, packet_id: int,
@@ -95,10 +81,7 @@ class StompBrokerClient(Client):
         conversation.deliver(message.topic, message.payload, packet_id,
                              content_type=content_type if isinstance(content_type, str) else None,
                              headers=tuple(user) if user else (), dup=dup)
-        self.send_msg += 1
-        counters = self.counters
-        counters["messages/sent"] += 1
-        counters[f"messages/qos{qos}/sent"] += 1
+        self.count_delivery(qos)
         return True
 
     def send_pubrel(self, packet_id: int, wait: bool = False) -> None:
@@ -111,36 +94,17 @@ class StompBrokerClient(Client):
             self.conversation.kick(self.disconnect_reason or "closed")
 
 
-class StompLink:
+class StompLink(GatewayLink[StompBrokerClient]):
     """The conversation's way to the broker (`StompBroker`), through its client."""
 
-    __slots__ = ("allow_anonymous", "client")
+    __slots__ = ("allow_anonymous",)
 
     def __init__(self, client: StompBrokerClient, allow_anonymous: bool) -> None:
-        self.client = client
+        super().__init__(client)
         self.allow_anonymous = allow_anonymous
 
     def bind(self, conversation: StompClient) -> None:
         self.client.conversation = conversation
-
-    def received(self, size: int, frames: int) -> None:
-        client = self.client
-        client.recv_oct += size
-        client.recv_pkt += frames
-        client.counters["packets/received"] += frames
-
-    def sent(self, size: int) -> None:
-        client = self.client
-        client.send_oct += size
-        client.send_pkt += 1
-        client.counters["packets/sent"] += 1
-
-    def set_writable(self, writable: bool) -> None:
-        self.client.set_writable(writable)
-
-    @property
-    def _live(self) -> bool:
-        return self.client.session is not None
 
     async def connect(self, request: ConnectRequest) -> ConnectOutcome:
         if request.login is None and not self.allow_anonymous:
@@ -166,18 +130,6 @@ class StompLink:
         code = await self.client.publish(message.topic, message.payload, message.qos,
                                          message.retain, properties=properties)
         return code in _ACCEPTED
-
-    async def subscribe(self, topic_filter: str, qos: int) -> int | None:
-        granted = await self.client.subscribe(topic_filter, qos)
-        return granted if granted < 0x80 else None
-
-    async def unsubscribe(self, topic_filter: str) -> None:
-        if self._live:
-            self.client.unsubscribe(topic_filter)
-
-    def puback(self, packet_id: int) -> None:
-        if self._live:
-            self.client.puback(packet_id)
 
     def close(self, reason: str) -> None:
         if reason == "normal":

@@ -54,8 +54,8 @@ class StompLink(StompBroker, Protocol):
 
     def bind(self, client: StompClient) -> None: ...
 
-    def received(self, size: int, frames: int) -> None:
-        """`size` bytes came from the client, completing `frames` frames."""
+    def received(self, size: int, packets: int = 1) -> None:
+        """`size` bytes came from the client, completing `packets` frames."""
         ...
 
     def sent(self, size: int) -> None:

@@ -22,22 +22,12 @@ from starling.plugins.config_values import (
 )
 from starling.transport import TlsOptions
 
-from ..config import parse_listen
+from ..config import non_empty, parse_listen, text
 from .client import StompBrokerBackend, StompDefaultUser
 from .codec import FrameLimits
 from .gateway import StompGatewayConfig, StompServer
 
 PLUGIN = "emqx_stomp"
-
-
-def _text(value: str) -> str:
-    return value
-
-
-def _non_empty(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
 
 
 class StompPlugin(Plugin):
@@ -54,26 +44,26 @@ class StompPlugin(Plugin):
         ConfigKey("stomp.listener.ssl", "off", "TLS on the listener (STOMP over TLS).",
                   parse_switch),
         ConfigKey("stomp.listener.ssl.keyfile", "", "Private key (PEM) of the TLS listener.",
-                  _text, required=False),
+                  text, required=False),
         ConfigKey("stomp.listener.ssl.certfile", "", "Certificate (PEM) of the TLS listener.",
-                  _text, required=False),
+                  text, required=False),
         ConfigKey("stomp.listener.ssl.cacertfile", "",
                   "CA certificates (PEM) that client certificates are checked against.",
-                  _text, required=False),
+                  text, required=False),
         ConfigKey("stomp.listener.ssl.verify", "verify_none",
                   "verify_peer: ask for a client certificate.",
                   parse_choice("verify_none", "verify_peer")),
         ConfigKey("stomp.listener.ssl.fail_if_no_peer_cert", "false",
                   "With verify_peer: refuse clients without a certificate.", parse_bool),
         ConfigKey("stomp.listener.ssl.tls_versions", "tlsv1.2,tlsv1.3",
-                  "TLS versions offered.", _non_empty),
+                  "TLS versions offered.", non_empty),
         ConfigKey("stomp.listener.ssl.ciphers", "", "OpenSSL cipher list; empty = default.",
-                  _text, required=False),
+                  text, required=False),
         ConfigKey("stomp.default_user.login", "guest",
                   "A login accepted with stomp.default_user.passcode without asking the "
-                  "auth chain (empty = none).", _text, required=False),
+                  "auth chain (empty = none).", text, required=False),
         ConfigKey("stomp.default_user.passcode", "guest",
-                  "Passcode of stomp.default_user.login.", _text, required=False),
+                  "Passcode of stomp.default_user.login.", text, required=False),
         ConfigKey("stomp.allow_anonymous", "true",
                   "Accept a CONNECT without a login header (then the auth chain decides, as "
                   "for an MQTT client without a user name).", parse_bool),
@@ -89,7 +79,7 @@ class StompPlugin(Plugin):
         ConfigKey("stomp.idle_timeout", "20s",
                   "A connection that sends no CONNECT within this is closed.", parse_duration),
         ConfigKey("stomp.zone", "external", "Zone of STOMP clients (zone.<name>.*).",
-                  _non_empty),
+                  non_empty),
     )
 
     def __init__(self, context: PluginContext, settings: Mapping[str, Any]) -> None:

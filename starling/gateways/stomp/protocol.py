@@ -19,7 +19,6 @@ Any protocol error is answered by an ERROR frame and the connection is closed
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -154,12 +153,10 @@ class StompClient:
 
     def __init__(self, link: StompBroker, send: Callable[[Frame], None],
                  on_closed: Callable[[StompClient], None], *, client_id: str,
-                 max_redeliveries: int = 3, clock: Callable[[], float] = time.monotonic,
-                 ) -> None:
+                 max_redeliveries: int = 3) -> None:
         self.link = link
         self.send_frame = send
         self._on_closed = on_closed
-        self.clock = clock
         self.client_id = client_id
         self.max_redeliveries = max_redeliveries
         self.state: str = NEW
