@@ -56,6 +56,7 @@ from starling.gateways.mqttsn.protocol import (
     WillSpec,
 )
 from starling.gateways.mqttsn.topics import PredefinedTopics
+from starling.mqtt import is_valid_topic_name
 
 PREDEFINED = PredefinedTopics({1: "/predefined/hello", 2: "/predefined/nice"})
 
@@ -78,7 +79,10 @@ class Link:
 
     async def publish(self, topic: str, payload: bytes, qos: int, retain: bool,
                       msg_id: int) -> ReturnCode:
-        """As the broker's client does: QoS 2 ids are routed once until released."""
+        """As the broker's client does: topic checks; QoS 2 ids routed once until
+        released."""
+        if not is_valid_topic_name(topic):
+            return ReturnCode.NOT_SUPPORTED
         if qos == 2 and msg_id in self.awaiting:
             return ReturnCode.ACCEPTED
         if not self.allowed:

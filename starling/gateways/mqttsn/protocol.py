@@ -321,11 +321,7 @@ class SnClient:
             if m.qos >= 0:
                 self.send(Puback(m.topic_id, m.msg_id, code))
             return
-        if not is_valid_topic_name(topic):
-            if m.qos >= 0:
-                self.send(Puback(m.topic_id, m.msg_id, ReturnCode.NOT_SUPPORTED))
-            return
-        qos = max(m.qos, 0)
+        qos = max(m.qos, 0)  # the broker refuses a topic that is not a name (short "a#")
         code = await self.link.publish(topic, m.data, qos, m.retain, m.msg_id)
         if self.state == CLOSED or qos == 0:
             return
