@@ -393,6 +393,12 @@ def test_ping_and_disconnect() -> None:
     assert h.link.named("close") == [("close", "normal", False)]
 
 
+def test_disconnect_with_a_zero_duration_is_a_disconnect() -> None:
+    h = Harness().connected()
+    assert h.feed(Disconnect(0)) == [Disconnect()]
+    assert h.link.named("close") == [("close", "normal", False)]
+
+
 def test_sleep_buffers_until_the_wake_up_ping() -> None:
     h = Harness().connected("sleepy")
     assert h.feed(Disconnect(60)) == [Disconnect()]

@@ -427,7 +427,7 @@ class SnClient:
 
     def _on_disconnect(self, m: Disconnect) -> None:
         self.send(Disconnect())
-        if m.duration is None:
+        if not m.duration:  # none, or 0: no sleep
             self._close("normal", will=False)
             return
         self.sleep_duration = m.duration
