@@ -29,6 +29,8 @@ from .api import (
 from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
 from .config import Config, ConfigError
+from .gateways.mqttsn.plugin import SnPlugin
+from .gateways.stomp.plugin import StompPlugin
 from .mgmt import LocalNode, Management, name_style
 from .plugins import (
     AclFile,
@@ -205,6 +207,8 @@ class Node:
         self.plugins.implement("emqx_web_hook", WebHookPlugin, WebHookPlugin.SCHEMA)
         self.plugins.implement("emqx_statsd", StatsdPlugin, StatsdPlugin.SCHEMA)
         self.plugins.implement("emqx_retainer", RetainerPlugin, RetainerPlugin.SCHEMA)
+        self.plugins.implement("emqx_sn", SnPlugin, SnPlugin.SCHEMA)
+        self.plugins.implement("emqx_stomp", StompPlugin, StompPlugin.SCHEMA)
         self.plugins.implement("emqx_delayed_publish", DelayedPublishPlugin,
                                DelayedPublishPlugin.SCHEMA)
         discover_plugins(self.plugins)
