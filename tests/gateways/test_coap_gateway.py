@@ -35,7 +35,7 @@ RULES = """\
 def gateway(make_node: Any, tmp_path: Path) -> Any:
     acl = tmp_path / "acl.conf"
     acl.write_text(RULES, "utf-8")
-    node, node.coap_port = start_gateway_node(make_node, "emqx_coap", "coap",
+    node, node.coap_port = start_gateway_node(make_node, "emqx_coap", "coap:udp:default",
                                               {"coap.port": "127.0.0.1:0"},
                                               {"acl_file": str(acl)})
     return node
@@ -150,7 +150,7 @@ def test_malformed_datagrams_leave_the_gateway_serving(gateway: Any, clients: An
 
 def test_a_session_ends_after_keepalive(make_node: Any) -> None:
     node = make_node(API)
-    port = load_gateway(node, "emqx_coap", "coap", {"coap.port": "127.0.0.1:0",
+    port = load_gateway(node, "emqx_coap", "coap:udp:default", {"coap.port": "127.0.0.1:0",
                                                     "coap.keepalive": "1s"})
     device = uid("idle")
     with node.api() as api:
@@ -162,7 +162,7 @@ def test_a_session_ends_after_keepalive(make_node: Any) -> None:
 
 def test_unload_closes_the_listener_and_load_opens_it(make_node: Any) -> None:
     node = make_node(API)
-    port = load_gateway(node, "emqx_coap", "coap", {"coap.port": "127.0.0.1:0"})
+    port = load_gateway(node, "emqx_coap", "coap:udp:default", {"coap.port": "127.0.0.1:0"})
     assert not udp_port_closed(port)
     with node.api() as api:
         plugin_call(api, node, "emqx_coap", "unload")

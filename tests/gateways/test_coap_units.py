@@ -10,7 +10,8 @@ import pytest
 from starling.gateways.coap.plugin import CoapPlugin, refuse_certificates
 from starling.gateways.coap.pubsub import PsError, PsTopics, parse_create
 from starling.gateways.coap.requests import Credentials, credentials, observable, publishable
-from starling.gateways.coap.transport import parse_bind, parse_optional_bind
+from starling.gateways.coap.transport import parse_optional_listen
+from starling.gateways.config import parse_listen
 from starling.gateways.lwm2m.plugin import Lwm2mPlugin, parse_topic, parse_xml_dir
 from starling.gateways.lwm2m.topics import TopicTemplates
 
@@ -51,13 +52,12 @@ def test_ps_create_payloads() -> None:
 
 
 def test_listener_values() -> None:
-    assert parse_bind("5683") == ("0.0.0.0", 5683)
-    assert parse_bind("127.0.0.1:0") == ("127.0.0.1", 0)
-    assert parse_bind("[::1]:5684") == ("::1", 5684)
-    assert parse_optional_bind(" ") is None
-    for bad in ("", "port", "70000", "host:1", "1.2.3.4:x"):
+    assert parse_listen("127.0.0.1:0") == ("127.0.0.1", 0)
+    assert parse_optional_listen("[::1]:5684") == ("::1", 5684)
+    assert parse_optional_listen(" ") is None
+    for bad in ("port", "70000", "1.2.3.4:x"):
         with pytest.raises(ValueError):
-            parse_bind(bad)
+            parse_optional_listen(bad)
 
 
 def test_config_values_are_refused_naming_the_problem(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from helpers.plugin_api import plugin_call
 
 @pytest.fixture
 def gateway(make_node: Any) -> Any:
-    node, node.lwm2m_port = start_gateway_node(make_node, "emqx_lwm2m", "lwm2m",
+    node, node.lwm2m_port = start_gateway_node(make_node, "emqx_lwm2m", "lwm2m:udp:default",
                                                {"lwm2m.port": "127.0.0.1:0"})
     return node
 
@@ -132,7 +132,7 @@ def test_a_banned_endpoint_is_refused(gateway: Any, api: Any, device: TestDevice
 
 def test_unload_closes_the_listener(make_node: Any) -> None:
     node = make_node(API)
-    port = load_gateway(node, "emqx_lwm2m", "lwm2m", {"lwm2m.port": "127.0.0.1:0"})
+    port = load_gateway(node, "emqx_lwm2m", "lwm2m:udp:default", {"lwm2m.port": "127.0.0.1:0"})
     assert not udp_port_closed(port)
     with node.api() as api:
         plugin_call(api, node, "emqx_lwm2m", "unload")
@@ -141,7 +141,7 @@ def test_unload_closes_the_listener(make_node: Any) -> None:
 
 def test_both_gateways_on_one_port_is_refused(make_node: Any) -> None:
     node = make_node(API)
-    port = load_gateway(node, "emqx_coap", "coap", {"coap.port": "127.0.0.1:0"})
+    port = load_gateway(node, "emqx_coap", "coap:udp:default", {"coap.port": "127.0.0.1:0"})
     with node.api() as api:
         ok(api.put(f"/nodes/{node.name}/plugin_configs/emqx_lwm2m",
                    json={"lwm2m.port": f"127.0.0.1:{port}"}))

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from starling.broker import Broker, Client, Message
+from starling.broker import Broker, Message
 from starling.mqtt import ReasonCode
 from starling.plugins import PluginContext
 
+from ..client import GatewayClient
 from .hub import AttachRefused, ClientDetails, Outlet
 
 #: Refused connects → the reasons a gateway answers (`AttachRefused`).
@@ -19,31 +20,22 @@ _REFUSALS = {ReasonCode.BANNED: "banned",
 _PUBLISHED = (ReasonCode.SUCCESS, ReasonCode.NO_MATCHING_SUBSCRIBERS)
 
 
-class GatewayClient(Client):
-    """A gateway's device as the broker sees it; deliveries go to its `Outlet`.
+class CoapBrokerClient(GatewayClient):
+    """A CoAP session as the broker sees it; deliveries go to its `Outlet`.
 
     CoAP has no acknowledgement a broker could wait for (a notification's ACK
     is the CoAP stack's), so QoS 1/2 deliveries are acknowledged as soon as
     they are handed to the gateway, as EMQ X's adapter did."""
 
-    __slots__ = ("_peer", "outlet")
+    __slots__ = ("outlet",)
     protocol: ClassVar[str] = "coap"
     #: As the API's `proto_name` shows it.
     display_name: ClassVar[str] = "CoAP"
 
     def __init__(self, broker: Broker, outlet: Outlet, peer: tuple[str, int]) -> None:
-        super().__init__(broker)
+        super().__init__(broker, "external", peer, f"{self.protocol}:udp:default")
         self.outlet = outlet
-        self._peer = peer
         self.protocol_level = 1
-
-    @property
-    def peername(self) -> tuple[str, int]:
-        return self._peer
-
-    @property
-    def listener(self) -> str:
-        return f"{self.protocol}:udp:default"
 
     @property
     def proto_name(self) -> str:
@@ -55,6 +47,7 @@ class GatewayClient(Client):
     def send_publish(self, message: Message, qos: int, retain: bool, packet_id: int,
                      dup: bool, via: str | None = None) -> bool:
         self.outlet.deliver(message.topic, message.payload, qos, retain)
+        self.count_delivery(qos)
         if qos == 1:
             self.puback(packet_id)
         elif qos == 2 and self.pubrec(packet_id) is not None:
@@ -65,20 +58,19 @@ class GatewayClient(Client):
         self.pubcomp(packet_id)
 
 
-class Lwm2mClient(GatewayClient):
+class Lwm2mBrokerClient(CoapBrokerClient):
     __slots__ = ()
     protocol: ClassVar[str] = "lwm2m"
     display_name: ClassVar[str] = "LwM2M"
 
 
-CLIENT_CLASSES: dict[str, type[GatewayClient]] = {"coap": GatewayClient,
-                                                  "lwm2m": Lwm2mClient}
+CLIENT_CLASSES: dict[str, type[CoapBrokerClient]] = {"coap": CoapBrokerClient, "lwm2m": Lwm2mBrokerClient}
 
 
 class BrokerAttachment:
     """`Attachment` over a connected `GatewayClient`."""
 
-    def __init__(self, client: GatewayClient) -> None:
+    def __init__(self, client: CoapBrokerClient) -> None:
         self.client = client
 
     async def publish(self, topic: str, payload: bytes, qos: int = 0,

@@ -10,14 +10,14 @@ from typing import Any, ClassVar
 from starling.plugins import ConfigKey, Plugin, PluginContext
 from starling.plugins.config_values import parse_switch, parse_timeout
 
+from ..config import parse_listen
 from .hub import Hub
 from .pubsub import PsTopics
 from .sessions import CoapClients
 from .site import CoapSite
 from .transport import (
     CoapServer,
-    parse_bind,
-    parse_optional_bind,
+    parse_optional_listen,
     start_dtls_server,
     start_server,
 )
@@ -60,7 +60,7 @@ class GatewayPlugin(Plugin):
 class CoapPlugin(GatewayPlugin):
     SCHEMA: ClassVar[tuple[ConfigKey, ...]] = (
         ConfigKey("coap.port", "5683", "UDP listener: port or ip:port (0 = a free port).",
-                  parse_bind),
+                  parse_listen),
         ConfigKey("coap.keepalive", "120s",
                   "A CoAP session ends this long after its last request.", parse_timeout),
         ConfigKey("coap.enable_stats", "off",
@@ -68,7 +68,7 @@ class CoapPlugin(GatewayPlugin):
                   parse_switch, required=False),
         ConfigKey("coap.dtls.port", "",
                   "DTLS (pre-shared keys) listener: ip:port, 0 as port = a free one; "
-                  "empty = none.", parse_optional_bind, required=False),
+                  "empty = none.", parse_optional_listen, required=False),
         ConfigKey("coap.dtls.certfile", "", "Not supported: DTLS takes pre-shared keys.",
                   refuse_certificates, required=False),
         ConfigKey("coap.dtls.keyfile", "", "Not supported: DTLS takes pre-shared keys.",
@@ -84,11 +84,11 @@ class CoapPlugin(GatewayPlugin):
         site = CoapSite(self.clients, PsTopics(), time.monotonic)
         try:
             host, port = settings["coap.port"]
-            self.servers.append(await start_server("coap", site, host, port))
+            self.servers.append(await start_server("coap:udp:default", site, host, port))
             dtls = settings["coap.dtls.port"]
             if dtls is not None:
                 self.servers.append(await start_dtls_server(
-                    "coap-dtls", site, dtls[0], dtls[1], self.context.broker.psk_key))
+                    "coap:dtls:default", site, dtls[0], dtls[1], self.context.broker.psk_key))
         except BaseException:
             await self.unload()
             raise

@@ -22,6 +22,8 @@ import aiocoap
 import aiocoap.util
 from aiocoap.util import socknumbers
 
+from ..config import parse_listen
+
 log = logging.getLogger(__name__)
 
 
@@ -41,30 +43,10 @@ class CoapServer:
         log.info("listener %s on %s:%d closed", self.name, self.host, self.port)
 
 
-def parse_bind(value: str) -> tuple[str, int]:
-    """A listener's config value: ``5683`` (every address), ``127.0.0.1:5683`` or
-    ``[::1]:5683``; port 0 picks a free one."""
-    text = value.strip()
-    host = "0.0.0.0"
-    if text.startswith("["):
-        host, _, text = text[1:].partition("]")
-        text = text.removeprefix(":")
-    elif ":" in text:
-        host, _, text = text.rpartition(":")
-    try:
-        port = int(text)
-        if host != "0.0.0.0":
-            ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"expected a port or ip:port, got {value!r}") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"a port is 0-65535, got {value!r}")
-    return host, port
-
-
-def parse_optional_bind(value: str) -> tuple[str, int] | None:
-    """As `parse_bind`; empty means no listener."""
-    return parse_bind(value) if value.strip() else None
+def parse_optional_listen(value: str) -> tuple[str, int] | None:
+    """As the gateways' `parse_listen` (port or ip:port, 0 = a free port); empty
+    means no listener."""
+    return parse_listen(value) if value.strip() else None
 
 
 async def start_server(name: str, site: Any, host: str, port: int) -> CoapServer:

@@ -12,11 +12,11 @@ from starling.plugins.config_values import parse_nonnegative_duration, parse_swi
 
 from ..coap.plugin import GatewayPlugin, refuse_certificates
 from ..coap.transport import (
-    parse_bind,
-    parse_optional_bind,
+    parse_optional_listen,
     start_dtls_server,
     start_server,
 )
+from ..config import parse_listen
 from .objectdb import ObjectDatabase, load_directory, standard_objects
 from .server import Lwm2mServer, Lwm2mSettings
 from .topics import TopicTemplates
@@ -46,7 +46,7 @@ def parse_topic(value: str) -> str:
 class Lwm2mPlugin(GatewayPlugin):
     SCHEMA: ClassVar[tuple[ConfigKey, ...]] = (
         ConfigKey("lwm2m.port", "5683", "UDP listener: port or ip:port (0 = a free port).",
-                  parse_bind),
+                  parse_listen),
         ConfigKey("lwm2m.lifetime_min", "1s", "Shortest registration lifetime accepted.",
                   parse_lifetime),
         ConfigKey("lwm2m.lifetime_max", "86400s", "Longest registration lifetime accepted.",
@@ -70,7 +70,7 @@ class Lwm2mPlugin(GatewayPlugin):
                   "shipped with Starling.", parse_xml_dir, required=False),
         ConfigKey("lwm2m.dtls.port", "",
                   "DTLS (pre-shared keys) listener: ip:port; empty = none.",
-                  parse_optional_bind, required=False),
+                  parse_optional_listen, required=False),
         ConfigKey("lwm2m.certfile", "", "Not supported: DTLS takes pre-shared keys.",
                   refuse_certificates, required=False),
         ConfigKey("lwm2m.keyfile", "", "Not supported: DTLS takes pre-shared keys.",
@@ -99,13 +99,13 @@ class Lwm2mPlugin(GatewayPlugin):
         try:
             host, port = self.settings["lwm2m.port"]
             site = self.server.listener()
-            udp = await start_server("lwm2m", site, host, port)
+            udp = await start_server("lwm2m:udp:default", site, host, port)
             site.context = udp.context
             self.servers.append(udp)
             dtls = self.settings["lwm2m.dtls.port"]
             if dtls is not None:
                 secure = self.server.listener()
-                server = await start_dtls_server("lwm2m-dtls", secure, dtls[0], dtls[1],
+                server = await start_dtls_server("lwm2m:dtls:default", secure, dtls[0], dtls[1],
                                                  self.context.broker.psk_key)
                 secure.context = server.context
                 self.servers.append(server)
