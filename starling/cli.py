@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -87,20 +88,29 @@ def main(argv: list[str] | None = None) -> int:
         extra["node.name"] = args.node_name
     try:
         config = Config.load(args.config, args.set, extra)
-        _setup_logging(config["log.level"])
-    except (ConfigError, ValueError) as exc:
+    except ConfigError as exc:
         print(f"starling: configuration error: {exc}", file=sys.stderr)
         return 2
+    _setup_logging(config["log.level"])
+    # What the node writes (store, secrets, traces) is its owner's alone.
+    os.umask(0o077)
+    from .datadir import DataDirError
+    from .node import StartError
+
+    log = logging.getLogger("starling")
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(_run(config))
     except ConfigError as exc:
-        logging.getLogger("starling").error("configuration error: %s", exc)
+        log.error("configuration error: %s", exc)
         return 2
     except StoreError as exc:
-        logging.getLogger("starling").error("cannot open the store: %s", exc)
+        log.error("cannot open the store: %s", exc)
         return 2
+    except (DataDirError, StartError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     except OSError as exc:
-        logging.getLogger("starling").error("cannot start: %s", exc)
+        log.error("cannot start: %s", exc.strerror or exc)
         return 1
     return 0
