@@ -48,6 +48,12 @@ class RawRoute:
 MAX_BODY = 4 * 1024 * 1024
 
 
+def peer_address(scope: Scope) -> str:
+    """The HTTP client's IP address ("" when the server does not know it)."""
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
 def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -148,7 +154,7 @@ class ManagementApp:
             body = await self._read_json(receive)
             query = dict(reversed(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
                                             keep_blank_values=True)))
-            request = ApiRequest(self.ctx, method, params, query, body)
+            request = ApiRequest(self.ctx, method, params, query, body, peer_address(scope))
             request.check_node()
             result = await route.handler(request)
         except ApiError as exc:
@@ -200,9 +206,15 @@ class ManagementApp:
         app_id, sep, secret = decoded.partition(":")
         if not sep:
             return False
-        if self.authenticate is not None:
-            return await self.authenticate(app_id, secret)
-        return self.ctx.apps.check(app_id, secret)
+
+        async def check() -> bool:
+            if self.authenticate is not None:
+                return await self.authenticate(app_id, secret)
+            return self.ctx.apps.check(app_id, secret)
+
+        kind = "app" if self.authenticate is None else "dashboard user"
+        return await self.ctx.login_throttle.guard(
+            f"{self.realm} API", peer_address(scope), kind, app_id, check)
 
     @staticmethod
     async def _read_json(receive: Receive) -> Any:
