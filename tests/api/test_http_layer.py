@@ -138,13 +138,31 @@ def test_disabled_app_is_refused(api_node: Any, api: Any) -> None:
 
 def test_expired_app_is_refused(api_node: Any, api: Any) -> None:
     app_id = uid("exp")
-    past = int(time.time()) - 60
-    secret = ok(api.post("/apps/", json={"app_id": app_id, "expired": past}))["secret"]
+    soon = int(time.time()) + 2
+    secret = ok(api.post("/apps/", json={"app_id": app_id, "expired": soon}))["secret"]
     with api_node.api(auth=(app_id, secret)) as client:
+        ok(client.get("/brokers"))
+        time.sleep(max(0.0, soon + 1.1 - time.time()))
+        err(client.get("/brokers"), 401)
+        # an update that keeps the (now past) expiry is fine; a later one revives it
+        ok(api.put(f"/apps/{app_id}", json={"name": "renamed", "expired": soon}))
         err(client.get("/brokers"), 401)
         ok(api.put(f"/apps/{app_id}", json={"expired": int(time.time()) + 3600}))
         ok(client.get("/brokers"))
         assert ok(api.get(f"/apps/{app_id}"))["expired"] > time.time()
+
+
+def test_an_expiry_in_the_past_is_refused(api: Any) -> None:
+    """An app that could never be used is not created silently (issue 19)."""
+    past = int(time.time()) - 60
+    app_id = uid("past")
+    message = err(api.post("/apps/", json={"app_id": app_id, "expired": past}), 400, 108)[
+        "message"]
+    assert message.startswith(f"'expired' ({past}) is in the past")
+    err(api.get(f"/apps/{app_id}"), 404)  # not created
+    ok(api.post("/apps/", json={"app_id": app_id}))
+    err(api.put(f"/apps/{app_id}", json={"expired": past}), 400, 108)
+    assert ok(api.get(f"/apps/{app_id}"))["expired"] is None
 
 
 def test_apps_errors(api: Any) -> None:
