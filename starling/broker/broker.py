@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two log lines about retained messages the retainer refused.
 REFUSAL_LOG_INTERVAL = 10.0
+#: Raised while the store cannot commit (disk full, I/O error, locked).
+STORE_UNAVAILABLE = "store_unavailable"
 
 
 class Broker:
@@ -56,6 +58,10 @@ class Broker:
         self.zones: dict[str, BrokerOptions] = zones or {}
         #: Writes durable state to the store; disabled with the memory store.
         self.journal = journal or Journal(MemoryStore())
+        self.journal.on_health = self._store_health
+        #: Retained topics changed by QoS 0 PUBLISHes while the store could not
+        #: write: saved (their latest state) once it can, instead of one write each.
+        self._unsaved_retained: set[str] = set()
         self.hooks = Hooks()
         self.counters = m.new_counters()
         self.router: Router[Session] = Router()
@@ -433,7 +439,37 @@ class Broker:
         elif not retained.delete(topic):
             return
         if self._retained_in_store and self.journal.enabled and not message.sys:
+            if not message.qos and self.journal.failing_since is not None:
+                self._unsaved_retained.add(topic)  # nobody waits for this write
+                return
             if message.payload:
+                self.journal.retained_put(message)
+            else:
+                self.journal.retained_delete(topic)
+
+    def needs_store(self, message: Message) -> bool:
+        """Would routing `message` write to the store (a persistent session holds
+        it, or the retainer stores it)?  Asked only while the store is failing."""
+        if message.retain and self._retaining and self._retained_in_store \
+                and self.journal.enabled:
+            return True
+        if any(session.journal is not None for session in self.router.match(message.topic)):
+            return True
+        return any(session.journal is not None
+                   for group in self.shared_router.match(message.topic)
+                   for session in group.members)
+
+    def _store_health(self, available: bool, why: str) -> None:
+        """The journal's commits failed, or work again: the alarm follows, and the
+        retained messages changed meanwhile are saved."""
+        if not available:
+            self.alarms.raise_alarm(STORE_UNAVAILABLE, f"the store cannot write: {why}")
+            return
+        self.alarms.clear_alarm(STORE_UNAVAILABLE)
+        unsaved, self._unsaved_retained = self._unsaved_retained, set()
+        for topic in unsaved:
+            message = self.retained.get(topic)
+            if message is not None:
                 self.journal.retained_put(message)
             else:
                 self.journal.retained_delete(topic)

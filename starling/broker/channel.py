@@ -159,7 +159,9 @@ class _V5:
 class Channel:
     # Slots: a node holds one Channel per connection, so its size is per-client memory.
     __slots__ = (
+        "_blocked",
         "_busy",
+        "_connack_pending",
         "_held_acks",
         "_pending",
         "_retry_interval",
@@ -220,8 +222,12 @@ class Channel:
         self.is_superuser = False
         #: Recent ACL decisions (made by `Broker.check_acl` when first needed).
         self.acl_cache: AclCache | None = None
-        #: False while the transport's write buffer is over its high-water mark.
+        #: Deliveries may go out now: not while the transport's write buffer is over
+        #: its high-water mark (`_blocked`), nor before CONNACK has left.
         self.writable = True
+        self._blocked = False
+        #: CONNACK waits for the commit of the session it promises (durable store).
+        self._connack_pending = False
         self.last_seen = time.monotonic()
         self.disconnect_reason = ""
         self.recv_pkt = self.recv_msg = self.send_pkt = self.send_msg = 0
@@ -350,7 +356,7 @@ class Channel:
         unless one of them started a new wait."""
         if self.state == CONNECTED:
             self._handle_held()
-        if not self._busy and self.state != CLOSED:
+        if not self._busy and self.state != CLOSED and len(self._held_acks or ()) < HOLD_LIMIT:
             self.conn.resume_reading()
 
     def _handle_held(self) -> None:
@@ -378,8 +384,9 @@ class Channel:
         self._terminate(self.disconnect_reason or "closed")
 
     def set_writable(self, writable: bool) -> None:
-        self.writable = writable
-        if writable and self.session is not None and self.session.mqueue:
+        self._blocked = not writable
+        self.writable = writable and not self._connack_pending
+        if self.writable and self.session is not None and self.session.mqueue:
             self.session.drain()
 
     # -- closing ---------------------------------------------------------------
@@ -625,12 +632,35 @@ class Channel:
                                        self.receive_maximum)
         else:
             self._retry_interval = self.options.retry_interval
-        self._write_connack(present, 0, props=props)
+        journal = broker.journal
+        if session.journal is not None and journal.durable and \
+                journal.flush_id > journal.committed_id:
+            # A persistent session is promised only once it is on disk; until
+            # then deliveries wait in the session, behind the CONNACK.
+            self._connack_pending = True
+            self.writable = False
+            self.counters["packets/connack"] += 1
+            self._send_ordered(self._connack_bytes(present, 0, None, props), True)
+        else:
+            self._write_connack(present, 0, props=props)
         self._reset_keepalive_timer()
         broker.channel_connected(self)
-        if present:
+        if not self._connack_pending:
+            self._after_connack()
+
+    def _after_connack(self) -> None:
+        """Resend what the session holds unacknowledged, then what it queued."""
+        session = self.session
+        assert session is not None
+        if session.inflight:
             session.resend_inflight()
         session.drain()
+
+    def _connack_sent(self) -> None:
+        """The CONNACK that waited for its commit has left."""
+        self._connack_pending = False
+        self.writable = not self._blocked
+        self._after_connack()
 
     def _connack_properties(self, p: Connect) -> dict[PropertyId, Any]:
         """The server's limits, told to a 5.0 client in CONNACK (§3.2.2.3)."""
@@ -682,11 +712,14 @@ class Channel:
     def _write_connack(self, present: bool, code: int, level: int | None = None,
                        props: dict[PropertyId, Any] | None = None) -> None:
         self.counters["packets/connack"] += 1
+        self._send(self._connack_bytes(present, code, level, props))
+
+    def _connack_bytes(self, present: bool, code: int, level: int | None,
+                       props: dict[PropertyId, Any] | None) -> bytes:
         level = level or self.protocol_level
         if level < 5:
-            self._send(connack_bytes(present, code))
-        else:
-            self._send(encode(Connack(present, code, props or {}), level))
+            return connack_bytes(present, code)
+        return encode(Connack(present, code, props or {}), level)
 
     # -- keepalive -----------------------------------------------------------------
     def _reset_keepalive_timer(self) -> None:
@@ -735,8 +768,9 @@ class Channel:
         session = self.session
         assert session is not None
         if qos == 2 and p.packet_id in session.awaiting_rel:
-            # A resend before PUBREL: acknowledge, do not deliver again [MQTT-4.3.3-2].
-            self._send_ack(0x50, p.packet_id, 0, False)
+            # A resend before PUBREL: acknowledge, do not deliver again [MQTT-4.3.3-2];
+            # after the first copy's writes are committed, if they are not yet.
+            self._send_ack(0x50, p.packet_id, 0, broker.journal.durable)
             return
         ops_before = broker.journal.ops_added
         if not topic_levels_ok(p.topic, self.options.max_topic_levels):
@@ -778,6 +812,15 @@ class Channel:
         session = self.session
         assert session is not None
         qos = p.qos
+        message = Message(p.topic, p.payload, qos, p.retain, self.client_id, self.username,
+                          self.conn.peerhost, p.properties)
+        if qos and broker.journal.failing_since is not None and self.protocol_level == 5 \
+                and broker.needs_store(message):
+            # The store cannot write what this message needs: refused, not held
+            # (a 3.x client is held instead, by its waiting acknowledgements).
+            counters[m.MESSAGES_DROPPED] += 1
+            self._ack_publish(p, ReasonCode.QUOTA_EXCEEDED)
+            return
         if qos == 2:
             limit = self.options.max_awaiting_rel
             if limit and len(session.awaiting_rel) >= limit:
@@ -789,8 +832,6 @@ class Channel:
                     return
             assert p.packet_id is not None
             session.await_rel(p.packet_id)
-        message = Message(p.topic, p.payload, qos, p.retain, self.client_id, self.username,
-                          self.conn.peerhost, p.properties)
         expiry: float | None = (p.properties.get(PropertyId.MESSAGE_EXPIRY_INTERVAL)
                                 if p.properties else None)
         expiry_cap = self.options.message_expiry_interval
@@ -866,15 +907,26 @@ class Channel:
         self._send_ordered(data, wait)
 
     def _send_ordered(self, data: bytes, wait: bool) -> None:
-        """Send now, or after the commit holding what the packet confirms."""
+        """Send now, or after the commit holding what the packet confirms.
+
+        Past `HOLD_LIMIT` acknowledgements waiting (a store that cannot write),
+        the socket is not read until they leave: the client's packets wait in
+        TCP, not in our memory."""
         held = self._held_acks
         if not wait and not held:
-            self._send(data)
+            self._write(data)
             return
+        journal = self.broker.journal
+        if wait and journal.flush_id <= journal.committed_id:
+            wait = False  # committed already
+            if not held:
+                self._write(data)
+                return
         if held is None:
             held = self._held_acks = deque()
-        journal = self.broker.journal
-        held.append((journal.batch_id if wait else 0, data))
+        held.append((journal.flush_id if wait else 0, data))
+        if len(held) == HOLD_LIMIT:
+            self.conn.pause_reading()
         if wait:
             journal.after_commit(self._release_acks)
 
@@ -883,8 +935,17 @@ class Channel:
         if held is None:
             return
         committed = self.broker.journal.committed_id
+        was_full = len(held) >= HOLD_LIMIT
+        wrote = False
         while held and held[0][0] <= committed:
-            self._send(held.popleft()[1])
+            self._write(held.popleft()[1])
+            wrote = True
+        if self.state == CLOSED:
+            return
+        if wrote and self._connack_pending:  # nothing is ever held before a CONNACK
+            self._connack_sent()
+        if was_full and len(held) < HOLD_LIMIT and not self._busy:
+            self.conn.resume_reading()
 
     def _on_pubrel(self, p: Pubrel) -> None:
         self.counters["packets/pubrel/received"] += 1
@@ -1123,13 +1184,15 @@ class Channel:
         if self.broker.hooks.has(HookPoint.CLIENT_UNSUBSCRIBE):
             self.broker.hooks.run(HookPoint.CLIENT_UNSUBSCRIBE, self, list(p.topic_filters))
         codes = []
+        ops_before = self.broker.journal.ops_added
         for topic_filter in p.topic_filters:
             found = self.broker.unsubscribe(session, topic_filter)
             session.subscription_ids.pop(topic_filter, None)
             codes.append(0 if found else ReasonCode.NO_SUBSCRIPTION_EXISTED)
         self.counters["packets/unsuback"] += 1
-        self._send(encode(Unsuback(p.packet_id, codes if self.protocol_level == 5 else []),
-                          self.protocol_level))
+        self._send_ordered(encode(Unsuback(p.packet_id, codes if self.protocol_level == 5
+                                           else []), self.protocol_level),
+                           self._store_changed(ops_before))
 
     # -- the rest --------------------------------------------------------------------
     def _on_pingreq(self, p: Packet) -> None:
@@ -1166,7 +1229,7 @@ class Channel:
         props: dict[PropertyId, Any] = {}
         if why and self.request_problem_info:
             props[PropertyId.REASON_STRING] = why
-        self._send(encode(Disconnect(reason, props), 5))
+        self._write(encode(Disconnect(reason, props), 5))
 
     def _acl_disconnect(self) -> None:
         """`acl_deny_action = disconnect`, after the refusal was acknowledged:
@@ -1183,6 +1246,14 @@ class Channel:
         self.close("protocol_error")
 
     def _send(self, data: bytes) -> None:
+        """Write a reply; behind the acknowledgements waiting for a commit, if any
+        (replies leave in the order their packets came)."""
+        if self._held_acks:
+            self._held_acks.append((0, data))
+            return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
         self.send_pkt += 1
         self.counters[m.PACKETS_SENT] += 1
         self.conn.write(data)
