@@ -127,6 +127,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dashboard.default_user.password", "", "str",
             "Its initial password; empty = generated at first start into "
             "<data_dir>/dashboard_password."),
+    Setting("trace.max_file_size", 10 * 1024 * 1024, "size",
+            "Largest trace file (starling ctl trace); at it the trace stops.",
+            low=1024, high=1 << 34),
     # Plugins (docs/ctl.md, "Plugins").
     Setting("plugins.loaded",
             "emqx_dashboard,emqx_management,emqx_recon,emqx_retainer,emqx_rule_engine", "str",

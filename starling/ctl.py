@@ -639,6 +639,40 @@ def cmd_admins(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
             out.message(f"deleted dashboard user {username}")
 
 
+def cmd_trace(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
+    """EMQ X's `emqx_ctl trace`: start client <id> <file> | start topic <filter> <file> |
+    stop [client <id> | topic <filter>] | list."""
+    action = args.action or "list"
+    if action == "list":
+        rows = api.data("GET", "/trace") or []
+        if not out.json(rows):
+            table(rows, [col("type"), col("name"), col("file"), col("size"),
+                         col("started_at")], out.out)
+        return
+    if action == "start":
+        kind, name, file_name = need(args, "kind"), need(args, "name"), need(args, "file")
+        with failing_as(f"trace {kind} {name}"):
+            data = api.data("POST", "/trace", body={"type": kind, "name": name,
+                                                    "file": file_name})
+        if not out.json(data):
+            out.message(f"trace {kind} {name} started: {(data or {}).get('file')}")
+        return
+    if args.kind is None:  # stop: every trace
+        stopped = []
+        for row in api.data("GET", "/trace") or []:
+            with failing_as(f"stop trace {row['type']} {row['name']}"):
+                stopped.append(api.data(
+                    "DELETE", f"/trace/{q(row['type'])}/{q(row['name'])}"))
+        if not out.json(stopped):
+            out.message(f"{len(stopped)} trace{'s' if len(stopped) != 1 else ''} stopped")
+        return
+    kind, name = need(args, "kind"), need(args, "name")
+    with failing_as(f"stop trace {kind} {name}"):
+        data = api.data("DELETE", f"/trace/{q(kind)}/{q(name)}")
+    if not out.json(data):
+        out.message(f"trace {kind} {name} stopped: {(data or {}).get('file')}")
+
+
 def need(args: argparse.Namespace, name: str) -> str:
     value = getattr(args, name, None)
     if not value:
@@ -760,6 +794,15 @@ def parser() -> argparse.ArgumentParser:
     admins.add_argument("username", nargs="?")
     admins.add_argument("password", nargs="?")
     admins.add_argument("tags", nargs="?", help="add: the user's tags (default empty)")
+
+    trace = add("trace", "trace a client's packets or a topic's messages to a file: "
+                "start client <id> <file>, start topic <filter> <file>, "
+                "stop [client <id> | topic <filter>], list", cmd_trace)
+    trace.add_argument("action", nargs="?", choices=["list", "start", "stop"])
+    trace.add_argument("kind", nargs="?", choices=["client", "topic"])
+    trace.add_argument("name", nargs="?", metavar="client_id|topic")
+    trace.add_argument("file", nargs="?", help="start: a file name, written under "
+                       "<data_dir>/trace on the node")
 
     from .ctl_ops import add_commands  # recon, reloader, luahook (imports this module)
     add_commands(add)

@@ -64,7 +64,7 @@ from .rules.plugin import PLUGIN as RULE_ENGINE
 from .rules.plugin import RuleEnginePlugin
 from .runtime_file import RuntimeFile
 from .store import MemoryStore, SQLiteStore, Store
-from .transport import BindError, Listener, ListenerConfig, TlsOptions, parse_bind
+from .transport import BindError, Listener, ListenerConfig, TlsOptions, Tracer, parse_bind
 
 log = logging.getLogger(__name__)
 startup_log = logging.getLogger("starling.startup")
@@ -223,6 +223,10 @@ class Node:
         self.acl = AclFile(self.broker, acl_path, write_default=not acl_file,
                            check_interval=config["acl_file_check_interval"])
         self.api.services["acl"] = self.acl
+        self.tracer = Tracer(self.broker, self.data_dir / "trace",
+                             config["trace.max_file_size"],
+                             lambda: (conn for lst in self.listeners for conn in lst.connections))
+        self.api.services["trace"] = self.tracer
 
     def _apply_config(self) -> None:
         """A runtime config change (PUT /configs): new broker options, no restart."""
@@ -436,6 +440,7 @@ class Node:
                 listener.server.close()
         await asyncio.gather(*(h.stop() for h in self.http_listeners), return_exceptions=True)
         self.http_listeners.clear()
+        self.tracer.stop_all()
         await self.plugins.stop()
         await self.acl.stop()
         if self._broker_started:
