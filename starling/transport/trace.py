@@ -120,6 +120,20 @@ def describe(packet: Any) -> str:
     return f"{name}({', '.join(parts)})"
 
 
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """A Variable Byte Integer at `pos` and the position after it; (-1, pos) when the
+    bytes end first."""
+    value = shift = 0
+    while pos < len(data):
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+    return -1, pos
+
+
 class SentPackets:
     """Splits the bytes written to a client into packets and names them (the
     server's packets are not what the decoder reads, and only a summary is needed)."""
@@ -133,20 +147,11 @@ class SentPackets:
         out = []
         pos = 0
         while len(buf) - pos >= 2:
-            length, shift, i = 0, 0, pos + 1
-            while i < len(buf):
-                byte = buf[i]
-                i += 1
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
-                    break
-            else:
+            length, start = _varint(buf, pos + 1)
+            end = start + length
+            if length < 0 or end > len(buf):
                 break
-            end = i + length
-            if end > len(buf):
-                break
-            out.append(self._name(buf[pos], buf[i:end]))
+            out.append(self._name(buf[pos], buf[start:end]))
             pos = end
         self._buffer = buf[pos:]
         return out
@@ -166,15 +171,8 @@ class SentPackets:
                 packet_id = int.from_bytes(body[pos:pos + 2], "big")
                 pos += 2
             if self.protocol_level == 5:
-                plen, shift = 0, 0
-                while pos < len(body):
-                    byte = body[pos]
-                    pos += 1
-                    plen |= (byte & 0x7F) << shift
-                    shift += 7
-                    if not byte & 0x80:
-                        break
-                pos += plen
+                plen, pos = _varint(body, pos)
+                pos += max(plen, 0)
             return (f"PUBLISH(topic={topic!r}, qos={qos}, retain={bool(first & 1)}, "
                     f"dup={bool(first & 8)}, packet_id={packet_id}, "
                     f"payload={_payload(body[pos:])})")
