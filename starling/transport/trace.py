@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from starling.broker import Broker, HookPoint, Message
+from starling.broker import Broker, ClientInfo, HookPoint, Message
 from starling.mqtt import Decoder, MQTTError, PacketType, matches
 
 from .connection import MQTTConnection
@@ -212,7 +212,7 @@ class Tracer:
         self.traces: dict[tuple[str, str], Trace] = {}
         self._attached: dict[MQTTConnection, _Attached] = {}
         self._classes: dict[type[MQTTConnection], type[MQTTConnection]] = {}
-        self._hooked: set[HookPoint] = set()
+        self._hooked: set[str] = set()  #: the kinds whose hooks are registered
 
     # -- the operator's commands ---------------------------------------------------------
     def start(self, kind: str, name: str, file_name: str) -> Trace:
@@ -266,22 +266,24 @@ class Tracer:
     # -- hooks, only while needed ----------------------------------------------------------
     def _update_hooks(self) -> None:
         hooks = self.broker.hooks
-        wanted = set()
-        if any(kind == CLIENT for kind, _ in self.traces):
-            wanted |= {HookPoint.CLIENT_CONNECTED, HookPoint.CLIENT_DISCONNECTED}
-        if any(kind == TOPIC for kind, _ in self.traces):
-            wanted.add(HookPoint.MESSAGE_PUBLISH)
-        callbacks: dict[HookPoint, Callable[..., Any]] = {
-            HookPoint.CLIENT_CONNECTED: self._on_connected,
-            HookPoint.CLIENT_DISCONNECTED: self._on_disconnected,
-            HookPoint.MESSAGE_PUBLISH: self._on_publish}
-        for point in wanted - self._hooked:
-            hooks.add(point, callbacks[point], 1000)
-        for point in self._hooked - wanted:
-            hooks.remove(point, callbacks[point])
-        self._hooked = wanted
+        clients = any(kind == CLIENT for kind, _ in self.traces)
+        topics = any(kind == TOPIC for kind, _ in self.traces)
+        if clients and CLIENT not in self._hooked:
+            hooks.add(HookPoint.CLIENT_CONNECT, self._on_connect, 1000)
+            hooks.add(HookPoint.CLIENT_DISCONNECTED, self._on_disconnected, 1000)
+        elif not clients and CLIENT in self._hooked:
+            hooks.remove(HookPoint.CLIENT_CONNECT, self._on_connect)
+            hooks.remove(HookPoint.CLIENT_DISCONNECTED, self._on_disconnected)
+        if topics and TOPIC not in self._hooked:
+            hooks.add(HookPoint.MESSAGE_PUBLISH, self._on_publish, 1000)
+        elif not topics and TOPIC in self._hooked:
+            hooks.remove(HookPoint.MESSAGE_PUBLISH, self._on_publish)
+        self._hooked = {kind for kind, wanted in ((CLIENT, clients), (TOPIC, topics))
+                        if wanted}
 
-    def _on_connected(self, client: Any, *_: Any) -> None:
+    def _on_connect(self, client: ClientInfo) -> None:
+        """A traced client id sends CONNECT: trace this connection from here on (its
+        CONNACK included)."""
         trace = self.traces.get((CLIENT, client.client_id))
         if trace is None:
             return
@@ -289,10 +291,16 @@ class Tracer:
             channel = conn.channel
             if channel is not None and channel.client_id == client.client_id \
                     and conn not in self._attached:
-                trace.write(f"connected: {describe_client(channel)}")
+                self._write(trace, f"RECV CONNECT(client_id={client.client_id!r}, "
+                            f"username={client.username!r}, password="
+                            f"{None if client.password is None else '******'}, "
+                            f"peer={client.peerhost}:{client.peerport}, "
+                            f"listener={client.listener!r}, proto_ver={client.proto_ver}, "
+                            f"clean_start={client.clean_start}, "
+                            f"keepalive={client.keepalive})")
                 self._attach(conn, trace)
 
-    def _on_disconnected(self, client: Any, reason: str, *_: Any) -> None:
+    def _on_disconnected(self, client: ClientInfo, reason: str) -> None:
         trace = self.traces.get((CLIENT, client.client_id))
         if trace is None:
             return
@@ -302,12 +310,13 @@ class Tracer:
                 self._detach(conn)
         self._write(trace, f"disconnected: {reason}")
 
-    def _on_publish(self, message: Message) -> None:
+    def _on_publish(self, message: Message) -> Message | None:
         for (kind, name), trace in list(self.traces.items()):
             if kind == TOPIC and matches(name, message.topic):
                 self._write(trace, f"PUBLISH from {message.sender or '(the broker)'!r}: "
                             f"topic={message.topic!r}, qos={message.qos}, "
                             f"retain={message.retain}, payload={_payload(message.payload)}")
+        return None
 
     def _write(self, trace: Trace, text: str) -> None:
         if not trace.write(text) and self.traces.get((trace.kind, trace.name)) is trace:
@@ -370,7 +379,3 @@ class Tracer:
         for text in attached.sent.feed(data):
             self._write(attached.trace, f"SENT {text}")
 
-
-def describe_client(channel: Any) -> str:
-    return (f"client_id={channel.client_id!r}, username={channel.username!r}, "
-            f"peer={channel.conn.peerhost}, protocol level {channel.protocol_level}")

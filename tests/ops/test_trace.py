@@ -68,7 +68,9 @@ def test_a_client_trace_has_every_packet_and_no_password(node: Any) -> None:
     text = "\n".join(got)
     assert got[0] == f"trace of client {client_id!r} started"
     assert "username='bob'" in text and "hunter2" not in text
-    for expected in ("RECV SUBSCRIBE(packet_id=1", "SENT SUBACK(packet_id=1, codes=[1])",
+    for expected in (f"RECV CONNECT(client_id={client_id!r}, username='bob', "
+                     "password=******", "SENT CONNACK(session_present=False, reason_code=0)",
+                     "RECV SUBSCRIBE(packet_id=1", "SENT SUBACK(packet_id=1, codes=[1])",
                      "SENT PUBLISH(topic='t/a', qos=1", "payload=b'to the traced one'",
                      "RECV PUBLISH(topic='t/b', payload=b'from the traced one', qos=1",
                      "SENT PUBACK(packet_id=", "RECV DISCONNECT", "disconnected: normal"):
