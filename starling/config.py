@@ -49,6 +49,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("node.data_dir", "data", "str", "Directory for the node's persistent data."),
     Setting("log.level", "info", "str", "debug, info, warning or error.",
             choices=("debug", "info", "warning", "error")),
+    Setting("log.clients", True, "bool",
+            "Log each client's connect, refusal and disconnect (at info) and bad input "
+            "(at warning), on the logger starling.clients."),
     # MQTT listeners (EMQX's later key names).
     Setting("listeners.tcp.default.bind", "0.0.0.0:1883", "bind", "External MQTT/TCP listener."),
     Setting("listeners.tcp.default.zone", "external", "str", "Zone of the listener."),

@@ -27,6 +27,7 @@ from .api import (
 )
 from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
+from .client_log import ClientLog
 from .config import Config, ConfigError
 from .datadir import DataDir
 from .plugins import (
@@ -227,6 +228,7 @@ class Node:
                              config["trace.max_file_size"],
                              lambda: (conn for lst in self.listeners for conn in lst.connections))
         self.api.services["trace"] = self.tracer
+        self.client_log = ClientLog(self.broker, config["log.clients"])
 
     def _apply_config(self) -> None:
         """A runtime config change (PUT /configs): new broker options, no restart."""
@@ -414,6 +416,7 @@ class Node:
         except AclFileError as exc:
             raise ConfigError(str(exc)) from None
         await self._start_plugins()
+        self.client_log.start()
         for listener_config in self._listener_configs():
             try:
                 listener = Listener(self.broker, listener_config)
