@@ -183,3 +183,19 @@ def test_put_configs_refuses_what_start_refuses(api: Any, start_fails: Any, key:
     done = start_fails(settings={key: value})
     assert last_line(done.stderr) == (
         f"starling: configuration error: {message.removeprefix('bad value for ')}")
+
+
+def test_plugin_configs_are_checked_the_same_way(api: Any, start_fails: Any,
+                                                 tmp_path: Path) -> None:
+    """A plugin key's value is refused with the same words through PUT plugin_configs
+    and in an EMQ X conf file read at start; ports as the node's own keys word them."""
+    message = "auth.redis.server: port 99999 is not in 1-65535"
+    assert err(api.put("/nodes/starling@127.0.0.1/plugin_configs/emqx_auth_redis",
+                       json={"auth.redis.server": "127.0.0.1:99999"}), 400, 108)[
+        "message"] == message
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "emqx_auth_redis.conf").write_text("auth.redis.server = 127.0.0.1:99999\n")
+    done = start_fails(settings={"plugins.etc_dir": str(etc)})
+    assert done.returncode == 2
+    assert last_line(done.stderr).endswith(f"emqx_auth_redis.conf: {message}")
