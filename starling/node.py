@@ -75,6 +75,7 @@ class StartError(Exception):
     """The node cannot start for a reason outside its configuration's syntax (a
     port in use, a plugin that cannot load); the message names what and why."""
 
+
 #: MQTT listener kinds, in the order they start (EMQ X's protocol names mqtt:<kind>).
 LISTENER_KINDS = ("tcp", "ssl", "ws", "wss")
 
@@ -399,6 +400,7 @@ class Node:
             self.store.open()
             self.datadir.tighten()  # the store's files, created just now
             await self._start_services()
+            self.datadir.tighten()  # acl.conf, secrets, plugin dirs (whatever the umask)
         except BaseException:
             await self.stop()
             raise
