@@ -19,8 +19,6 @@ one, and so can be anything else that takes deliveries (a remote node).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from starling.mqtt import (
@@ -279,8 +277,7 @@ class Client:
             return self._connect_refused(outcome)
         session = self.session
         journal = self.broker.journal
-        if session is not None and session.journal is not None and \
-                journal.flush_id > journal.committed_id:
+        if session is not None and session.journal is not None and journal.uncommitted:
             # A persistent session is promised once it is on disk (docs/durability.md).
             self.writable = False
             await journal.committed()
@@ -288,7 +285,7 @@ class Client:
                 return ReasonCode.UNSPECIFIED_ERROR, False
             self.writable = True
         # Deliveries (and `client.connected`) once the caller has answered its client.
-        asyncio.get_running_loop().call_soon(self._connected, outcome)
+        self.broker.clock.call_soon(self._connected, outcome)
         return _SUCCESS, outcome
 
     def _connect_refused(self, reason: ReasonCode) -> tuple[ReasonCode, bool]:
@@ -355,7 +352,7 @@ class Client:
         self.session = session
         self.state = CONNECTED
         # A new session was made just now: one float for both.
-        self.connected_at = time.time() if present else session.created_at
+        self.connected_at = broker.clock.time() if present else session.created_at
         if Points.CLIENT_CONNACK in broker.hooks.active:
             self._connack(_SUCCESS)
         return present
@@ -391,7 +388,7 @@ class Client:
         if expiry_cap and (expiry is None or expiry > expiry_cap):
             expiry = expiry_cap
         if expiry is not None:
-            message.expires_at = time.monotonic() + expiry
+            message.expires_at = self.broker.clock.monotonic() + expiry
         return message
 
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
@@ -439,18 +436,13 @@ class Client:
                 return ReasonCode.RECEIVE_MAXIMUM_EXCEEDED
             session.await_rel(packet_id)
         delivered = self.broker.publish(message)
-        if qos and self._store_changed(ops_before):
+        if qos and journal.changed_since(ops_before):
             await journal.committed()
         return _SUCCESS if delivered else ReasonCode.NO_MATCHING_SUBSCRIBERS
 
     def release(self, packet_id: int) -> bool:
         """A QoS 2 message's release (MQTT PUBREL): False if the id was unknown."""
         return self._live_session().release(packet_id)
-
-    def _store_changed(self, ops_before: int) -> bool:
-        """Did the store get writes since `ops_before`, that a reply must wait for?"""
-        journal = self.broker.journal
-        return journal.durable and journal.ops_added != ops_before
 
     def _acl_denied(self) -> None:
         """`acl_deny_action = disconnect`: close (the will is published)."""
@@ -491,9 +483,9 @@ class Client:
             return ReasonCode.UNSPECIFIED_ERROR
         ops_before = broker.journal.ops_added
         broker.subscribe(session, topic_filter, opts)
-        if self._store_changed(ops_before):
+        if broker.journal.changed_since(ops_before):
             await broker.journal.committed()
-        asyncio.get_running_loop().call_soon(self._send_retained, session, topic_filter, qos)
+        broker.clock.call_soon(self._send_retained, session, topic_filter, qos)
         return qos
 
     def _send_retained(self, session: Session, topic_filter: str, qos: int) -> None:
@@ -581,7 +573,7 @@ class Client:
                           self.username, self.peerhost, props)
         expiry = props.get(PropertyId.MESSAGE_EXPIRY_INTERVAL)
         if expiry is not None:
-            message.expires_at = time.monotonic() + expiry
+            message.expires_at = self.broker.clock.monotonic() + expiry
         session = self.session
         if delay and session is not None and session.expiry_interval > 0:
             # Wait, unless the session comes back first; never later than its end.

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from typing import TYPE_CHECKING, Any, cast
 
 from starling.broker import Channel
@@ -31,10 +30,6 @@ log = logging.getLogger(__name__)
 
 #: Write buffer high-water mark per connection, before the session queues.
 WRITE_HIGH_WATER = 256 * 1024
-#: The time of a recent read: reads less than a millisecond later share its float
-#: object as their `last_seen`. Every idle connection keeps one (24 bytes), and
-#: connections that arrive together (a reconnect storm) then need only one.
-_recent = [0.0]
 
 
 class WriteBatcher:
@@ -157,13 +152,8 @@ class MQTTConnection(asyncio.Protocol):
         """MQTT bytes from the client (the WebSocket shell unwraps frames first)."""
         channel = self.channel
         assert channel is not None
-        now = time.monotonic()
-        recent = _recent[0]
-        if now - recent < 0.001:
-            now = recent
-        else:
-            _recent[0] = now
-        channel.last_seen = now
+        # Reads close together share one float (`Clock.shared_monotonic`).
+        channel.last_seen = channel.broker.clock.shared_monotonic()
         decoder = self.decoder
         if channel.state == "new" and data and data[0] != 0x10 and not decoder.buffered:
             channel.handle_error(ProtocolError("the first packet must be CONNECT"))
