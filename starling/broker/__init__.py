@@ -29,6 +29,7 @@ from .banned import BAN_KINDS, Ban, Banned
 from .broker import DISCARDED, Broker
 from .channel import Channel, Connection
 from .client import CLOSED, CONNECTED, CONNECTING, NEW, Client, Outlet
+from .clock import Clock, Timer
 from .hooks import (
     STOP,
     HookPoint,
@@ -98,6 +99,7 @@ __all__ = [
     "Channel",
     "Client",
     "ClientInfo",
+    "Clock",
     "Connection",
     "ConnectionMemory",
     "ConnectionSnapshot",
@@ -130,6 +132,7 @@ __all__ = [
     "Stop",
     "SubscriptionSnapshot",
     "SystemSampler",
+    "Timer",
     "TopicRule",
     "Who",
     "explain_acl",

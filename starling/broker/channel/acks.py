@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from collections import deque
 
-from starling.mqtt import ack_bytes
-
 from ..client import CLOSED
 from .base import HOLD_LIMIT, ChannelBase
 
@@ -31,14 +29,6 @@ class Replies(ChannelBase):
             self._held_acks.append((0, data))
             return
         self._write(data)
-
-    def _send_ack(self, first: int, packet_id: int, code: int, wait: bool) -> None:
-        """Send PUBACK/PUBREC/PUBCOMP, after the journal's commit when `wait`.
-
-        Acknowledgements leave in the order their packets arrived
-        [MQTT-4.6.0-2, -3]: once one is held back, later ones queue behind it.
-        """
-        self._send_ordered(ack_bytes(first, packet_id, code, self.protocol_level), wait)
 
     def _send_ordered(self, data: bytes, wait: bool) -> None:
         """Send now, or after the commit holding what the packet confirms.

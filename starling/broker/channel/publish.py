@@ -6,7 +6,7 @@ what the message changed, `acks.py`), and PUBREL → PUBCOMP for QoS 2.
 
 from __future__ import annotations
 
-from starling.mqtt import PropertyId, Publish, Pubrel, ReasonCode, topic_levels_ok
+from starling.mqtt import PropertyId, Publish, Pubrel, ReasonCode, ack_bytes, topic_levels_ok
 
 from .. import metrics as m
 from ..client import CONNECTED
@@ -39,7 +39,7 @@ class PublishFlow(Replies):
         if qos == 2 and p.packet_id in session.awaiting_rel:
             # A resend before PUBREL: acknowledge, do not deliver again [MQTT-4.3.3-2];
             # after the first copy's writes are committed, if they are not yet.
-            self._send_ack(0x50, p.packet_id, 0, broker.journal.durable)
+            self._send_ordered(ack_bytes(0x50, p.packet_id), broker.journal.durable)
             return
         ops_before = broker.journal.ops_added
         if not topic_levels_ok(p.topic, self.options.max_topic_levels):
@@ -150,6 +150,7 @@ class PublishFlow(Replies):
         return True
 
     def _ack_publish(self, p: Publish, code: int, wait: bool = False) -> None:
+        """PUBACK / PUBREC, after the journal's commit when `wait` (`acks.py`)."""
         if not p.qos:
             return
         assert p.packet_id is not None
@@ -157,10 +158,10 @@ class PublishFlow(Replies):
             self.counters["packets/publish/error"] += 1
         if p.qos == 1:
             self.counters["packets/puback/sent"] += 1
-            self._send_ack(0x40, p.packet_id, code, wait)
+            self._send_ordered(ack_bytes(0x40, p.packet_id, code, self.protocol_level), wait)
         else:
             self.counters["packets/pubrec/sent"] += 1
-            self._send_ack(0x50, p.packet_id, code, wait)
+            self._send_ordered(ack_bytes(0x50, p.packet_id, code, self.protocol_level), wait)
 
     def _on_pubrel(self, p: Pubrel) -> None:
         self.counters["packets/pubrel/received"] += 1
@@ -173,4 +174,5 @@ class PublishFlow(Replies):
             self.counters["packets/pubrel/missed"] += 1
             code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
         self.counters["packets/pubcomp/sent"] += 1
-        self._send_ack(0x70, p.packet_id, code, journal.changed_since(ops_before))
+        self._send_ordered(ack_bytes(0x70, p.packet_id, code, self.protocol_level),
+                           journal.changed_since(ops_before))
