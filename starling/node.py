@@ -300,7 +300,9 @@ class Node:
         infos = [ListenerInfo(lst.name.rsplit(":", 1)[0], lst.name, lst.bound[0], lst.bound[1],
                               lst.config.acceptors, lst.config.max_connections,
                               lst.current_connections, dict(lst.shutdown_count),
-                              lst.server is not None)
+                              lst.server is not None,
+                              lst.config.path if lst.name.startswith(("mqtt:ws:", "mqtt:wss:"))
+                              else "")
                  for lst in self.listeners]
         infos += [ListenerInfo(h.name, h.name, h.bound[0], h.bound[1], 1, h.max_connections,
                                h.current_connections, {}) for h in self.http_listeners]
@@ -390,6 +392,8 @@ class Node:
         self.apps.attach(self.store.load_kv("apps"), self.journal.kv_put, self.journal.kv_delete)
         self.users.attach(self.store.load_kv(UserRegistry.TABLE), self.journal.kv_put,
                           self.journal.kv_delete)
+        self.users.tokens.attach(self.store.load_kv(self.users.tokens.TABLE),
+                                 self.journal.kv_put, self.journal.kv_delete)
         self.broker.banned.attach(self.store.load_kv("banned"), self.journal.kv_put,
                                   self.journal.kv_delete)
         self.broker.restore()

@@ -27,6 +27,7 @@ class ListenerInfo:
     current_conns: int
     shutdown_count: dict[str, int]
     running: bool = True
+    path: str = ""  #: the WebSocket endpoint's HTTP path (mqtt:ws / mqtt:wss only)
 
 
 @dataclass(slots=True)

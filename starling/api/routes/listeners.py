@@ -22,6 +22,14 @@ def listener_view(info: ListenerInfo) -> dict[str, Any]:
     }
 
 
+def detail_view(info: ListenerInfo) -> dict[str, Any]:
+    """A listener with its `name`, `running` and (WebSocket) `path`."""
+    view = {**listener_view(info), "name": info.name, "running": info.running}
+    if info.path:
+        view["path"] = info.path
+    return view
+
+
 def register(table: RouteTable) -> None:
     @table.route("list_listeners", "GET", "/listeners/", "A list of listeners in the cluster")
     async def list_listeners(req: ApiRequest) -> Any:
@@ -39,8 +47,15 @@ def register(table: RouteTable) -> None:
     async def lookup_node_listener(req: ApiRequest) -> Any:
         for info in req.ctx.listeners():
             if info.name == req.params["listener"]:
-                return {**listener_view(info), "name": info.name, "running": info.running}
+                return detail_view(info)
         raise not_found(f"listener {req.params['listener']} not found")
+
+    # The dashboard's Listeners page and MQTT tool need every listener's name (to
+    # stop/start it) and a WebSocket listener's path; the EMQ X list has neither.
+    @table.route("list_node_listener_details", "GET", "/nodes/:node/listener_details",
+                 "A list of listeners on the node, each with its name and whether it runs")
+    async def list_node_listener_details(req: ApiRequest) -> Any:
+        return [detail_view(i) for i in req.ctx.listeners()]
 
     async def switch(req: ApiRequest, running: bool) -> Any:
         control = req.ctx.services.get("listener_control")

@@ -20,7 +20,7 @@ from starling.rules.events import EVENTS, event_name
 from starling.rules.plugin import PLUGIN, RuleEnginePlugin
 from starling.rules.resources import RESOURCE_TYPES
 
-from ..errors import ApiError, not_found
+from ..errors import ApiError, bad_type, not_found
 from ..request import ApiRequest
 from ..routing import Handler, RouteTable
 from .plugins import registry
@@ -36,7 +36,12 @@ def _engine(req: ApiRequest) -> RuleEngine:
 def _testing(req: ApiRequest) -> bool:
     """A dry run: ``test`` true in the body or the query string (``?test=true``, how
     the EMQ X v3.2 dashboard's test buttons call it; the app merges the query in)."""
-    return isinstance(req.body, dict) and req.body.get("test") in (True, "true")
+    value = req.body.get("test") if isinstance(req.body, dict) else None
+    if value in (None, False, "false"):
+        return False
+    if value in (True, "true"):
+        return True
+    raise bad_type("'test' must be true or false")
 
 
 def _not_found() -> ApiError:
