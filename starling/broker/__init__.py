@@ -28,7 +28,7 @@ from .alarms import Alarm, AlarmMonitor, Alarms, SystemSampler
 from .banned import BAN_KINDS, Ban, Banned
 from .broker import DISCARDED, Broker
 from .channel import Channel, Connection
-from .client import CLOSED, CONNECTED, CONNECTING, NEW, Client, Outlet
+from .client import CLOSED, CONNECTED, CONNECTING, NEW, Client, ClientHost
 from .clock import Clock, Timer
 from .hooks import (
     STOP,
@@ -59,6 +59,7 @@ from .memory import ConnectionMemory
 from .message import Message
 from .metrics import ALL_METRICS, EXTRA_METRICS, SEED_METRICS
 from .options import BrokerOptions
+from .outlet import Outlet
 from .retained import RetainerSettings
 from .session import Session
 from .snapshots import ConnectionSnapshot, SessionSnapshot, SubscriptionSnapshot
@@ -98,6 +99,7 @@ __all__ = [
     "BrokerOptions",
     "Channel",
     "Client",
+    "ClientHost",
     "ClientInfo",
     "Clock",
     "Connection",

@@ -96,7 +96,7 @@ class Broker:
         self.channels: dict[str, Client] = {}
         #: Every connection's idle-timeout / keepalive deadline, on one loop timer.
         self.timers = TimerWheel(clock=self.clock)
-        self.stats = Stats(self)
+        self.stats = Stats(self._core_stats)
         self.sys = SysPublisher(self)
         #: Clients refused at CONNECT; a new ban closes the connections it covers.
         self.banned = Banned(on_ban=self._enforce_ban)
@@ -220,6 +220,23 @@ class Broker:
         if restored or expired or len(self.retained):
             log.info("restored %d sessions (%d expired) and %d retained messages",
                      restored, expired, len(self.retained))
+
+    def _core_stats(self) -> dict[str, int]:
+        """The core's gauges (`stats.STAT_NAMES`), read from the live state."""
+        routes = self.router.route_count + self.shared_router.route_count
+        subscriptions = self.router.subscription_count
+        return {
+            "connections": len(self.channels),
+            "sessions": len(self.sessions),
+            "sessions/persistent": sum(1 for s in self.sessions.values() if s.persistent),
+            "topics": routes,
+            "routes": routes,
+            "subscribers": subscriptions,
+            "subscriptions": subscriptions,
+            "subscriptions/shared": sum(len(g.members) for g in self.shared_groups.values()),
+            "suboptions": subscriptions,
+            "retained": len(self.retained),
+        }
 
     def track(self, task: asyncio.Task[Any] | Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Keep a reference to a background task until it ends."""
@@ -351,7 +368,7 @@ class Broker:
             self._route_remove(topic_filter, session)
         self._redispatch_shared(session)
         if session.journal is not None:
-            session.journal.session_deleted(session)
+            self.journal.session_deleted(session)
             session.journal = None
         session.subscriptions.clear()
         if self.sessions.get(session.client_id) is session:
@@ -632,7 +649,7 @@ class Broker:
         is_new = session.put_subscription(topic_filter, opts)
         self._route_add(topic_filter, session, opts)
         if session.journal is not None:
-            session.journal.subscribed(session, topic_filter, opts)
+            self.journal.subscribed(session, topic_filter, opts)
         if self.hooks.has(HookPoint.SESSION_SUBSCRIBED):
             self.hooks.run(HookPoint.SESSION_SUBSCRIBED, session.client_id, topic_filter, opts)
         return is_new
@@ -642,7 +659,7 @@ class Broker:
             return False
         self._route_remove(topic_filter, session)
         if session.journal is not None:
-            session.journal.unsubscribed(session, topic_filter)
+            self.journal.unsubscribed(session, topic_filter)
         if self.hooks.has(HookPoint.SESSION_UNSUBSCRIBED):
             self.hooks.run(HookPoint.SESSION_UNSUBSCRIBED, session.client_id, topic_filter)
         return True

@@ -13,8 +13,7 @@ calls `connect`, `publish`, `subscribe`, ... (docs/architecture.md, "Writing a
 gateway client").  The broker lists it, kicks it and delivers to it like any
 other.
 
-`Outlet` is the small protocol a `Session` delivers through: a `Client` is
-one, and so can be anything else that takes deliveries (a remote node).
+A `Client` is the `Outlet` its session delivers through (`outlet.py`).
 """
 
 from __future__ import annotations
@@ -39,10 +38,17 @@ from .info import PROTOCOL_MQTT, AuthResult, ClientInfo
 from .message import Message
 
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Coroutine
+
     from .acl import AclCache
-    from .broker import Broker
+    from .banned import Banned
+    from .clock import Clock
+    from .hooks import Hooks
+    from .journal import Journal
     from .options import BrokerOptions
     from .session import Session
+    from .timers import TimerWheel
 
 #: A client's states: waiting for its connect, authenticating, connected, gone.
 NEW: Final = "new"
@@ -55,41 +61,54 @@ _NOT_AUTHORIZED: Final = ReasonCode.NOT_AUTHORIZED
 _NO_IO: Final = {"recv_oct": 0, "recv_cnt": 0, "send_oct": 0, "send_cnt": 0, "send_pend": 0}
 
 
-class Outlet(Protocol):
-    """What a session delivers through, and what the broker asks of the other end.
+class ClientHost(Protocol):
+    """What a client needs of the broker: the `Broker` is one.  Declared here, so
+    a client depends on this much and the broker module depends on the client,
+    not both on each other."""
 
-    `send_publish` writes one message (`packet_id` 0 for QoS 0; `dup` on a resend;
-    `via` the shared subscription it is for) and answers False if it was dropped
-    (too large for the client: the flow counts as done).  While `writable` is
-    False the session queues (bounded); it sends at most `receive_maximum`
-    unacknowledged QoS 1/2 messages.  The acknowledgements come back through the
-    `Client` (`puback`, `pubrec`, `pubcomp`)."""
-
-    writable: bool
-
-    @property
-    def receive_maximum(self) -> int: ...
+    hooks: Hooks
+    journal: Journal
+    clock: Clock
+    timers: TimerWheel
+    counters: dict[str, int]
+    banned: Banned
 
     @property
-    def info(self) -> ClientInfo: ...
+    def acl_is_async(self) -> bool: ...
 
-    def send_publish(self, message: Message, qos: int, retain: bool, packet_id: int,
-                     dup: bool, via: str | None = None) -> bool: ...
+    def zone_options(self, zone: str) -> BrokerOptions: ...
 
-    def send_pubrel(self, packet_id: int, wait: bool = False) -> None: ...
+    def track(self, task: asyncio.Task[Any] | Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
-    def close(self, reason: str) -> None:
-        """End the connection (the will is published, unless it was a normal
-        disconnect)."""
-        ...
+    # -- the session and the client registry
+    def open_session(self, client: Client, clean_start: bool,
+                     expiry_interval: float) -> tuple[Session, bool]: ...
 
-    def kick(self, reason: str = "kicked") -> None:
-        """An administrative close (REST kickout, a new ban)."""
-        ...
+    def channel_connected(self, client: Client) -> None: ...
 
-    def takeover(self) -> None:
-        """A newer connection claimed the client id."""
-        ...
+    def channel_closed(self, client: Client, reason: str) -> None: ...
+
+    def schedule_will(self, session: Session, message: Message, delay: float) -> None: ...
+
+    # -- access control
+    def check_acl(self, client: Client, action: str, topic: str) -> bool: ...
+
+    async def check_acl_async(self, client: Client, action: str, topic: str) -> bool: ...
+
+    def acl_known(self, client: Client, action: str, topic: str) -> bool | None: ...
+
+    # -- publish / subscribe
+    def publish(self, message: Message) -> int: ...
+
+    def needs_store(self, message: Message) -> bool: ...
+
+    def subscribe(self, session: Session, topic_filter: str,
+                  opts: SubscriptionOptions) -> bool: ...
+
+    def unsubscribe(self, session: Session, topic_filter: str) -> bool: ...
+
+    def deliver_retained(self, session: Session, topic_filter: str,
+                         granted_qos: int) -> None: ...
 
 
 class Client:
@@ -132,7 +151,7 @@ class Client:
     protocol: ClassVar[str] = PROTOCOL_MQTT
     #: Bridges are not implemented: no client is one (a class constant, no slot).
     is_bridge: ClassVar[bool] = False
-    def __init__(self, broker: Broker, zone: str = "external") -> None:
+    def __init__(self, broker: ClientHost, zone: str = "external") -> None:
         self.broker = broker
         self.zone = zone
         #: The options of the client's zone (`Broker.reconfigure` keeps it current).

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from starling.mqtt import SubscriptionOptions
 
@@ -29,8 +29,7 @@ from .options import BrokerOptions
 from .sentinels import NO_ENTRIES, own
 
 if TYPE_CHECKING:
-    from .client import Outlet
-    from .journal import Journal
+    from .outlet import Outlet
 
 
 @dataclass(slots=True)
@@ -63,6 +62,26 @@ class _NoQueue(deque[QueueEntry]):
 _NO_QUEUE = _NoQueue()
 
 
+
+
+class SessionJournal(Protocol):
+    """Where a persistent session records what it holds: the `Journal` is one
+    (declared here, so the session does not depend on the journal's module)."""
+
+    def held(self, session: Session, message: Message, qos: int, retain: bool,
+             packet_id: int | None) -> None: ...
+
+    def moved(self, session: Session, message: Message, qos: int, retain: bool,
+              packet_id: int) -> None: ...
+
+    def released(self, session: Session, message: Message, qos: int, retain: bool,
+                 packet_id: int) -> None: ...
+
+    def done(self, session: Session, message: Message) -> None: ...
+
+    def awaiting_added(self, session: Session, packet_id: int) -> None: ...
+
+    def awaiting_removed(self, session: Session, packet_id: int) -> None: ...
 
 
 class Session:
@@ -122,7 +141,7 @@ class Session:
         #: A will waiting out its Will Delay Interval: (message, timer).
         self.pending_will: tuple[Message, Timer] | None = None
         #: Set while the session is persistent and the store keeps data.
-        self.journal: Journal | None = None
+        self.journal: SessionJournal | None = None
         self.deliver_msg = 0
         self.enqueue_msg = 0
         self._next_id = 0

@@ -7,11 +7,53 @@ never hold a live object they could change.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .client import Client
     from .session import Session
+
+
+class Connected(Protocol):
+    """What a connection snapshot reads of a client (a `Client` is one; declared
+    here, so hooks and snapshots do not depend on the client module)."""
+
+    # Properties: read only (a client keeps some of them as plain attributes).
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def peername(self) -> tuple[str, int]: ...
+    @property
+    def listener(self) -> str: ...
+    @property
+    def zone(self) -> str: ...
+    @property
+    def protocol(self) -> str: ...
+    @property
+    def protocol_level(self) -> int: ...
+    @property
+    def proto_name(self) -> str: ...
+    @property
+    def clean_start(self) -> bool: ...
+    @property
+    def keepalive(self) -> int: ...
+    @property
+    def connected_at(self) -> float | None: ...
+    @property
+    def is_bridge(self) -> bool: ...
+    @property
+    def peercert(self) -> str | None: ...
+    @property
+    def recv_pkt(self) -> int: ...
+    @property
+    def recv_msg(self) -> int: ...
+    @property
+    def send_pkt(self) -> int: ...
+    @property
+    def send_msg(self) -> int: ...
+
+    def io_stats(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +85,7 @@ class ConnectionSnapshot:
     protocol_name: str = "MQTT"
 
     @classmethod
-    def of(cls, client: Client) -> ConnectionSnapshot:
+    def of(cls, client: Connected) -> ConnectionSnapshot:
         io = client.io_stats()
         host, port = client.peername
         return cls(

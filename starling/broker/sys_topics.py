@@ -14,14 +14,16 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .hooks import Points
 from .message import Message
 
 if TYPE_CHECKING:
-    from .broker import Broker
-    from .client import Client
+    from .hooks import Hooks
+    from .options import BrokerOptions
+    from .router import Router
+    from .stats import Stats
 
 
 def format_uptime(seconds: float) -> str:
@@ -45,8 +47,45 @@ def format_datetime(epoch: float | None = None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
+class SysSource(Protocol):
+    """What the $SYS publisher reads and publishes through: the `Broker` is one
+    (declared here, so this module does not depend on the broker's)."""
+
+    options: BrokerOptions
+    running: bool
+    router: Router[Any]
+    shared_router: Router[Any]
+    hooks: Hooks
+    stats: Stats
+
+    def publish(self, message: Message) -> int: ...
+
+    def uptime(self) -> float: ...
+
+    def metrics(self) -> dict[str, int]: ...
+
+
+class Presence(Protocol):
+    """What a presence event tells of a client (a `Client` is one)."""
+
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def peerhost(self) -> str: ...
+    @property
+    def clean_start(self) -> bool: ...
+    @property
+    def protocol_level(self) -> int: ...
+    @property
+    def proto_name(self) -> str: ...
+    @property
+    def keepalive(self) -> int: ...
+
+
 class SysPublisher:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: SysSource) -> None:
         self._broker = broker
         self._timers: list[asyncio.TimerHandle] = []
 
@@ -113,7 +152,7 @@ class SysPublisher:
             broker.router.dollar_filters or broker.shared_router.dollar_filters
             or broker.hooks.has(Points.MESSAGE_PUBLISH))
 
-    def client_connected(self, client: Client) -> None:
+    def client_connected(self, client: Presence) -> None:
         if not self._observed():
             return
         payload = {
@@ -129,7 +168,7 @@ class SysPublisher:
         }
         self._presence(client, "connected", payload)
 
-    def client_disconnected(self, client: Client, reason: str) -> None:
+    def client_disconnected(self, client: Presence, reason: str) -> None:
         if not self._observed():
             return
         payload = {
@@ -140,7 +179,7 @@ class SysPublisher:
         }
         self._presence(client, "disconnected", payload)
 
-    def _presence(self, client: Client, event: str, payload: dict[str, object]) -> None:
+    def _presence(self, client: Presence, event: str, payload: dict[str, object]) -> None:
         if not self._broker.running:
             return
         topic = f"{self.prefix}clients/{client.client_id}/{event}"

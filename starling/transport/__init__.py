@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from .config import ListenerConfig
 from .connection import MQTTConnection
-from .listener import Listener, ListenerConfig, parse_bind
+from .listener import Listener, parse_bind
 from .tls import TlsOptions
 from .ws import WSConnection
 

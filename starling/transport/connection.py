@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from starling.broker import Channel
 from starling.mqtt import MQTTError, ProtocolError, settle_decoder, shared_decoder
@@ -24,12 +24,33 @@ from starling.mqtt import MQTTError, ProtocolError, settle_decoder, shared_decod
 from .tls import subject_of
 
 if TYPE_CHECKING:
-    from .listener import Listener
+    from starling.broker import Broker
+
+    from .config import ListenerConfig
+    from .tls import TlsContext
 
 log = logging.getLogger(__name__)
 
 #: Write buffer high-water mark per connection, before the session queues.
 WRITE_HIGH_WATER = 256 * 1024
+
+
+class ListenerSide(Protocol):
+    """What a connection needs of the listener that accepted it: a `Listener` is
+    one (declared here, so this module does not depend on the listener's)."""
+
+    broker: Broker
+    config: ListenerConfig
+    name: str
+    zone: str
+    tls: TlsContext | None
+    batcher: WriteBatcher
+    #: The broker's counters (a connection counts its bytes in them).
+    counters: dict[str, int]
+
+    def connection_opened(self, conn: MQTTConnection) -> None: ...
+
+    def connection_closed(self, conn: MQTTConnection) -> None: ...
 
 
 class WriteBatcher:
@@ -77,7 +98,7 @@ class MQTTConnection(asyncio.Protocol):
     cert_username: str | None = None
     cert_clientid: str | None = None
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: ListenerSide) -> None:
         broker = listener.broker
         #: Bytes written since the last flush; None when there are none.
         self._out: list[bytes] | None = None
@@ -254,7 +275,7 @@ class TLSConnection(MQTTConnection):
 
     __slots__ = ("cert_clientid", "cert_username", "peercert")
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: ListenerSide) -> None:
         super().__init__(listener)
         self.peercert = self.cert_username = self.cert_clientid = None
 

@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from starling.mqtt import Connect, Disconnect, Packet, PropertyId, ReasonCode, encode
 
 from .. import metrics as m
-from ..client import CLOSED, CONNECTED, Client
+from ..client import CLOSED, CONNECTED, Client, ClientHost
 from ..limiter import Limiter
 from ..sentinels import NO_ENTRIES
 
 if TYPE_CHECKING:
-    from ..broker import Broker
     from ..clock import Timer
     from ..options import BrokerOptions
 
@@ -112,7 +111,7 @@ class ChannelBase(Client):
         "timer_bucket",
     )
 
-    def __init__(self, broker: Broker, conn: Connection, zone: str = "external") -> None:
+    def __init__(self, broker: ClientHost, conn: Connection, zone: str = "external") -> None:
         Client.__init__(self, broker, zone)  # not super(): one object less per connect
         self.conn = conn
         #: The zone's per-client rate limits, if it has any (set by `use_options`).
