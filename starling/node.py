@@ -21,11 +21,11 @@ from .api import (
     HttpListener,
     ListenerInfo,
     ManagementApp,
+    RuntimeConfig,
     UserRegistry,
     build_table,
     prometheus_routes,
 )
-from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
 from .config import Config, ConfigError
 from .plugins import (

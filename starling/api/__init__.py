@@ -8,6 +8,7 @@ from .context import ApiContext, ListenerInfo
 from .dashboard import Dashboard
 from .prometheus import prometheus_routes
 from .routes import build_table
+from .routes.configs import RuntimeConfig
 from .routing import Route, RouteTable
 from .server import HttpListener
 from .users import DashboardUser, UserRegistry
@@ -23,6 +24,7 @@ __all__ = [
     "ManagementApp",
     "Route",
     "RouteTable",
+    "RuntimeConfig",
     "UserRegistry",
     "build_table",
     "prometheus_routes",
