@@ -36,17 +36,16 @@ from starling.broker import AuthResult, ClientInfo, HookPoint, Stop, match_rules
 from starling.mqtt import ReasonCode
 
 from .auth_common import (
-    PasswordHash,
     SqlQuery,
     compile_acl_row,
     denied,
     parse_on_error,
-    parse_password_hash,
     placeholder_values,
 )
 from .auth_monitor import AuthMetrics, ServerAlarm
 from .background import cancel
 from .config_values import parse_timeout
+from .passwords import PasswordHash, parse_password_hash
 from .registry import ConfigKey, Plugin, PluginContext
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """What EMQ X v3's auth plugins share: placeholders, the ``on_error`` choice and
-the answer to a refused client; for the database plugins, queries made safe,
-stored-password checks and the SQL ACL table.
+the answer to a refused client; for the database plugins, queries made safe
+and the SQL ACL table.
 
 - **Placeholders** (`placeholder_values`, `fill`): ``%u`` user name, ``%c``
   client id, ``%a`` peer address, ``%P`` password, ``%C`` / ``%d`` common name /
@@ -15,35 +15,24 @@ stored-password checks and the SQL ACL table.
   outside quotes) becomes a bound parameter of the driver, so client input is
   never spliced into SQL text; a placeholder inside a longer literal
   (``'%user'``) is left as written, as EMQ X does.
-- **Password hashes** (`PasswordHash`): emqx_passwd's ``check_pass`` for a
-  stored hash and optional salt: ``plain``, ``md5``, ``sha``, ``sha256``,
-  ``sha512``, ``bcrypt`` (the hash carries its salt), ``salt,HASH`` (H(salt ‖
-  password)), ``HASH,salt`` (H(password ‖ salt)), ``salt,bcrypt`` (bcrypt with the
-  salt column as bcrypt salt) and ``pbkdf2,MAC,ITERATIONS,DKLEN`` (the salt
-  column is the PBKDF2 salt).  Hex digests compare case-insensitively.
+- **Password hashes**: `passwords.PasswordHash` (the one module that hashes).
 - **SQL ACL rows** (`compile_acl_row`): EMQ X's ``mqtt_acl`` table (allow,
   ipaddr, username, clientid, access, topic) as the broker's ACL rules.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import hashlib
-import hmac
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import bcrypt
-
 from starling.broker import AclRule, AuthResult, TopicRule, Who
 from starling.mqtt import ReasonCode
 
 from .config_values import parse_choice
-from .passwords import BCRYPT_MAX_BYTES, DIGESTS, PBKDF2_MACS, parse_hash_type
 
 #: The placeholder letters EMQ X's auth plugins know.
 PLACEHOLDERS = "ucaPCdtmA"
@@ -207,92 +196,6 @@ def _closing_quote(text: str, start: int, backslash: bool) -> int:
             return i + 1
         i += 1
     return len(text)
-
-
-# -- password hashes -----------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class PasswordHash:
-    """A parsed ``password_hash`` of EMQ X's database auth plugins."""
-
-    name: str  #: plain md5 sha sha256 sha512 bcrypt pbkdf2
-    salt: str = ""  #: "" (no salt), "prefix" (salt,HASH) or "suffix" (HASH,salt)
-    mac: str = "sha256"
-    iterations: int = 1000
-    dklen: int = 20
-
-    def __str__(self) -> str:
-        if self.name == "pbkdf2":
-            return f"pbkdf2,{self.mac},{self.iterations},{self.dklen}"
-        if self.salt == "prefix":
-            return f"salt,{self.name}"
-        if self.salt == "suffix":
-            return f"{self.name},salt"
-        return self.name
-
-    @property
-    def slow(self) -> bool:
-        return self.name in ("pbkdf2", "bcrypt")
-
-    def check(self, stored: str | bytes | None, password: bytes,
-              salt: str | bytes | None = None) -> bool:
-        """Does `password` give the `stored` hash?  A missing hash never matches."""
-        if stored is None:
-            return False
-        stored_b = stored if isinstance(stored, bytes) else str(stored).encode()
-        salt_b = b"" if salt is None else (salt if isinstance(salt, bytes)
-                                           else str(salt).encode())
-        name = self.name
-        if name == "bcrypt":
-            try:
-                if self.salt:  # the salt column is bcrypt's own "$2b$12$..." salt
-                    mine = bcrypt.hashpw(password[:BCRYPT_MAX_BYTES], salt_b)
-                    return hmac.compare_digest(mine, stored_b)
-                return bcrypt.checkpw(password[:BCRYPT_MAX_BYTES], stored_b)
-            except ValueError:  # not a bcrypt hash or salt
-                return False
-        if name == "pbkdf2":
-            mine = hashlib.pbkdf2_hmac(PBKDF2_MACS[self.mac], password, salt_b,
-                                       self.iterations, self.dklen).hex().encode()
-            return hmac.compare_digest(mine, stored_b.lower())
-        if self.salt == "prefix":
-            password = salt_b + password
-        elif self.salt == "suffix":
-            password = password + salt_b
-        if name == "plain":
-            return hmac.compare_digest(password, stored_b)
-        mine = hashlib.new(DIGESTS[name], password).hexdigest().encode()
-        return hmac.compare_digest(mine, stored_b.lower())
-
-    async def check_async(self, stored: str | bytes | None, password: bytes,
-                          salt: str | bytes | None = None) -> bool:
-        """`check`, in a worker thread for the slow hashes."""
-        if self.slow:
-            return await asyncio.to_thread(self.check, stored, password, salt)
-        return self.check(stored, password, salt)
-
-
-_SIMPLE = ("plain", "md5", "sha", "sha256", "sha512", "bcrypt")
-
-
-def parse_password_hash(value: str) -> PasswordHash:
-    """``sha256``, ``salt,sha256``, ``sha256,salt``, ``salt,bcrypt``,
-    ``pbkdf2,sha256,1000,20`` … → `PasswordHash`; `ValueError` says what is wrong."""
-    parts = [p.strip() for p in value.strip().lower().split(",")]
-    if parts[0] == "pbkdf2":
-        if len(parts) == 1:
-            raise ValueError("pbkdf2 needs its parameters: pbkdf2,MAC,ITERATIONS,DKLEN "
-                             "(e.g. pbkdf2,sha256,1000,20)")
-        kind = parse_hash_type(value)
-        return PasswordHash("pbkdf2", "prefix", kind.mac, kind.iterations, kind.dklen)
-    if len(parts) == 1 and parts[0] in _SIMPLE:
-        return PasswordHash(parts[0])
-    if len(parts) == 2 and parts[0] == "salt" and parts[1] in _SIMPLE and parts[1] != "plain":
-        return PasswordHash(parts[1], "prefix")
-    if len(parts) == 2 and parts[1] == "salt" and parts[0] in _SIMPLE and parts[0] != "plain":
-        return PasswordHash(parts[0], "suffix")
-    raise ValueError(f"unknown password hash {value!r}: one of {', '.join(_SIMPLE)}, "
-                     "salt,HASH, HASH,salt or pbkdf2,MAC,ITERATIONS,DKLEN")
 
 
 # -- the SQL ACL table ---------------------------------------------------------------------------

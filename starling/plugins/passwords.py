@@ -1,4 +1,7 @@
-"""Password hashing as EMQ X v3's emqx_passwd does it, for the built-in auth plugins.
+"""Password hashing as EMQ X v3's emqx_passwd does it: the one module of the
+auth plugins that hashes.  `Hashed` entries of the built-in tables
+(emqx_auth_clientid / username) are made and checked here, and so are the
+stored hashes of the database and directory backends (`PasswordHash`).
 
 A hash type is written as in EMQ X's conf files (``auth.client.password_hash``,
 ``auth.user.password_hash``, and the ``password_hash`` of EMQ X's database
@@ -27,6 +30,12 @@ the entry with that type (docs/auth.md says why).  bcrypt comes from the
 ``bcrypt`` package, a runtime dependency.  PBKDF2 and bcrypt are slow on
 purpose: callers on the event loop use `check_async` / `make_async`, which run
 them in a worker thread.
+
+The backends' ``password_hash`` (`parse_password_hash`) adds where their salt
+column goes: ``salt,HASH`` (H(salt ‖ password)), ``HASH,salt`` (H(password ‖
+salt)), ``salt,bcrypt`` (the salt column is bcrypt's own salt) and
+``pbkdf2,MAC,ITERATIONS,DKLEN`` (the salt column is the PBKDF2 salt); their hex
+digests compare case-insensitively.
 """
 
 from __future__ import annotations
@@ -109,12 +118,14 @@ def _positive(text: str, whole: str) -> int:
     return number
 
 
-def digest(kind: HashType, password: bytes, salt: bytes) -> str:
-    """The stored hash text of `password` with `salt` (bcrypt makes its own salt)."""
+def digest(kind: HashType, password: bytes, salt: bytes, salt_after: bool = False) -> str:
+    """The stored hash text of `password` with `salt`: H(salt ‖ password), or
+    H(password ‖ salt) with `salt_after`; PBKDF2's salt; bcrypt makes its own."""
     if kind.name == "plain":
         return password.decode("utf-8", "surrogateescape")
     if kind.name in DIGESTS:
-        return hashlib.new(DIGESTS[kind.name], salt + password).hexdigest()
+        salted = password + salt if salt_after else salt + password
+        return hashlib.new(DIGESTS[kind.name], salted).hexdigest()
     if kind.name == "pbkdf2":
         return hashlib.pbkdf2_hmac(PBKDF2_MACS[kind.mac], password, salt, kind.iterations,
                                    kind.dklen).hex()
@@ -141,12 +152,20 @@ class Hashed:
 
     def check(self, password: bytes) -> bool:
         if self.kind.name == "bcrypt":
-            try:
-                return bcrypt.checkpw(password[:BCRYPT_MAX_BYTES], self.hash.encode("ascii"))
-            except ValueError:  # not a bcrypt hash: a damaged row never matches
-                return False
+            return bcrypt_matches(password, self.hash.encode("ascii", "replace"))
         mine = digest(self.kind, password, self.salt).encode("utf-8", "surrogateescape")
         return hmac.compare_digest(mine, self.hash.encode("utf-8", "surrogateescape"))
+
+
+def bcrypt_matches(password: bytes, stored: bytes, salt: bytes | None = None) -> bool:
+    """Does `password` give the bcrypt hash `stored` (with bcrypt's own `salt`
+    from a separate column, if given)?  A damaged hash or salt never matches."""
+    try:
+        if salt is not None:
+            return hmac.compare_digest(bcrypt.hashpw(password[:BCRYPT_MAX_BYTES], salt), stored)
+        return bcrypt.checkpw(password[:BCRYPT_MAX_BYTES], stored)
+    except ValueError:  # not a bcrypt hash or salt
+        return False
 
 
 def make(kind: HashType, password: bytes) -> Hashed:
@@ -164,3 +183,79 @@ async def check_async(hashed: Hashed, password: bytes) -> bool:
     if hashed.kind.slow:
         return await asyncio.to_thread(hashed.check, password)
     return hashed.check(password)
+
+
+# -- the database backends' password_hash --------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PasswordHash:
+    """A parsed ``password_hash`` of EMQ X's database auth plugins."""
+
+    name: str  #: plain md5 sha sha256 sha512 bcrypt pbkdf2
+    salt: str = ""  #: "" (no salt), "prefix" (salt,HASH) or "suffix" (HASH,salt)
+    mac: str = "sha256"
+    iterations: int = 1000
+    dklen: int = 20
+
+    def __str__(self) -> str:
+        if self.name == "pbkdf2":
+            return f"pbkdf2,{self.mac},{self.iterations},{self.dklen}"
+        if self.salt == "prefix":
+            return f"salt,{self.name}"
+        if self.salt == "suffix":
+            return f"{self.name},salt"
+        return self.name
+
+    @property
+    def slow(self) -> bool:
+        return self.name in ("pbkdf2", "bcrypt")
+
+    @property
+    def kind(self) -> HashType:
+        return HashType(self.name, self.mac, self.iterations, self.dklen)
+
+    def check(self, stored: str | bytes | None, password: bytes,
+              salt: str | bytes | None = None) -> bool:
+        """Does `password` give the `stored` hash?  A missing hash never matches."""
+        if stored is None:
+            return False
+        stored_b = stored if isinstance(stored, bytes) else str(stored).encode()
+        salt_b = b"" if salt is None else (salt if isinstance(salt, bytes)
+                                           else str(salt).encode())
+        if self.name == "bcrypt":  # with a salt column: bcrypt's own "$2b$12$..." salt
+            return bcrypt_matches(password, stored_b, salt_b if self.salt else None)
+        mine = digest(self.kind, password, salt_b if self.salt else b"", self.salt == "suffix")
+        mine_b = mine.encode("utf-8", "surrogateescape")
+        if self.name == "plain":
+            return hmac.compare_digest(mine_b, stored_b)
+        return hmac.compare_digest(mine_b, stored_b.lower())
+
+    async def check_async(self, stored: str | bytes | None, password: bytes,
+                          salt: str | bytes | None = None) -> bool:
+        """`check`, in a worker thread for the slow hashes."""
+        if self.slow:
+            return await asyncio.to_thread(self.check, stored, password, salt)
+        return self.check(stored, password, salt)
+
+
+_SIMPLE = ("plain", "md5", "sha", "sha256", "sha512", "bcrypt")
+
+
+def parse_password_hash(value: str) -> PasswordHash:
+    """``sha256``, ``salt,sha256``, ``sha256,salt``, ``salt,bcrypt``,
+    ``pbkdf2,sha256,1000,20`` … → `PasswordHash`; `ValueError` says what is wrong."""
+    parts = [p.strip() for p in value.strip().lower().split(",")]
+    if parts[0] == "pbkdf2":
+        if len(parts) == 1:
+            raise ValueError("pbkdf2 needs its parameters: pbkdf2,MAC,ITERATIONS,DKLEN "
+                             "(e.g. pbkdf2,sha256,1000,20)")
+        kind = parse_hash_type(value)
+        return PasswordHash("pbkdf2", "prefix", kind.mac, kind.iterations, kind.dklen)
+    if len(parts) == 1 and parts[0] in _SIMPLE:
+        return PasswordHash(parts[0])
+    if len(parts) == 2 and parts[0] == "salt" and parts[1] in _SIMPLE and parts[1] != "plain":
+        return PasswordHash(parts[1], "prefix")
+    if len(parts) == 2 and parts[1] == "salt" and parts[0] in _SIMPLE and parts[0] != "plain":
+        return PasswordHash(parts[0], "suffix")
+    raise ValueError(f"unknown password hash {value!r}: one of {', '.join(_SIMPLE)}, "
+                     "salt,HASH, HASH,salt or pbkdf2,MAC,ITERATIONS,DKLEN")

@@ -15,9 +15,9 @@ from starling.plugins.auth_common import (
     SqlQuery,
     compile_acl_row,
     fill,
-    parse_password_hash,
     placeholder_values,
 )
+from starling.plugins.passwords import parse_password_hash
 
 EMQX_AUTH = "select password from mqtt_user where username = '%u' limit 1"
 EMQX_ACL = ("select allow, ipaddr, username, clientid, access, topic from mqtt_acl "
