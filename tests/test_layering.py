@@ -52,9 +52,11 @@ DEPENDS_ON: dict[str, set[str]] = {
     "starling.transport": {"starling.broker", "starling.mqtt"},
     "starling.plugins": _CORE,
     "starling.rules": _EXTENSION,
-    "starling.cluster": _EXTENSION,
-    "starling.gateways": _EXTENSION,
-    "starling.mgmt": _CORE | {"starling.plugins", "starling.rules", "starling.cluster"},
+    "starling.mgmt": _CORE | {"starling.plugins", "starling.rules"},
+    #: The cluster answers the management facade's calls from other nodes.
+    "starling.cluster": _EXTENSION | {"starling.mgmt"},
+    #: Gateways listen with the transport's TLS contexts and bind addresses.
+    "starling.gateways": _EXTENSION | {"starling.transport"},
     "starling.dashboard": set(),
     "starling.api": _CORE | {"starling.mgmt", "starling.dashboard"},
     "starling.ctl_client": set(),
