@@ -21,6 +21,7 @@ from .api import (
     HttpListener,
     ListenerInfo,
     ManagementApp,
+    RouteDispatcher,
     RuntimeConfig,
     UserRegistry,
     build_table,
@@ -28,6 +29,7 @@ from .api import (
 )
 from .broker import Broker, BrokerOptions, Journal
 from .config import Config, ConfigError
+from .mgmt import LocalNode, Management, name_style
 from .plugins import (
     AclFile,
     AclFileError,
@@ -173,8 +175,14 @@ class Node:
         self.listeners: list[Listener] = []
         self.http_listeners: list[HttpListener] = []
         self.apps = AppRegistry()
-        self.api = ApiContext(self.broker, self.apps, self.name, __version__,
-                              listeners=self.listener_infos)
+        self.local = LocalNode(self.name, __version__, self.broker,
+                               listeners=self.listener_infos, listener_control=self)
+        try:
+            metric_names = name_style(config["management.metric_names"])
+        except ValueError as exc:
+            raise ConfigError(f"management.metric_names: {exc}") from None
+        self.mgmt = Management(self.local, metric_names=metric_names)
+        self.api = ApiContext(self.broker, self.apps, self.name, __version__, self.mgmt)
         self.plugin_store = PluginStore(self.store.load_kv, self.journal.kv_put,
                                         self.journal.kv_delete)
         self.plugins = PluginRegistry(PluginContext(self.broker, self.name, self.data_dir,
@@ -210,6 +218,8 @@ class Node:
                                ManagementPlugin.factory(self._apply_management),
                                ManagementPlugin.SCHEMA)
         self.api.services["plugins"] = self.plugins
+        self.local.plugins = self.plugins
+        self.local.forwarder = RouteDispatcher(self.api, build_table()).forwarded
         self.api.services["listener_control"] = self
         self.users = UserRegistry()
         self.dashboard = Dashboard(self.api, self.users, self.http_listeners)

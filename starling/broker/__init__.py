@@ -60,6 +60,7 @@ from .message import Message
 from .metrics import ALL_METRICS, EXTRA_METRICS, SEED_METRICS
 from .options import BrokerOptions
 from .outlet import Outlet
+from .queries import BrokerQueries
 from .retained import RetainerSettings
 from .session import Session
 from .snapshots import ConnectionSnapshot, SessionSnapshot, SubscriptionSnapshot
@@ -97,6 +98,7 @@ __all__ = [
     "Banned",
     "Broker",
     "BrokerOptions",
+    "BrokerQueries",
     "Channel",
     "Client",
     "ClientHost",
