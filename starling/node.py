@@ -61,8 +61,8 @@ from .plugins import (
     discover_plugins,
     plugin_names,
 )
-from .rules.plugin import PLUGIN as RULE_ENGINE
-from .rules.plugin import RuleEnginePlugin
+from .rules import PLUGIN as RULE_ENGINE
+from .rules import RuleEnginePlugin
 from .store import MemoryStore, SQLiteStore, Store
 from .transport import Listener, ListenerConfig, TlsOptions, parse_bind
 
