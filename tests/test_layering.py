@@ -37,6 +37,9 @@ BROKER_FORBIDDEN = ("starling.transport", "starling.api", "starling.node", "star
 #: The management facade serves the API; it never depends on it, on sockets or on the node.
 MGMT_FORBIDDEN = ("starling.api", "starling.node", "starling.cli", "starling.transport")
 
+#: Every plugin package or module but the framework and the auth chain
+#: (starling.plugins.recon, starling.plugins.retainer, ...), as one node of the graph.
+FEATURE_PLUGINS = "starling.plugins.*"
 _BASE = {"starling.mqtt", "starling.config"}
 _CORE = _BASE | {"starling.store", "starling.broker"}
 #: What extends the broker: the plugin framework (`starling.plugins`: `Plugin`, the
@@ -50,7 +53,12 @@ DEPENDS_ON: dict[str, set[str]] = {
     "starling.store": {"starling.mqtt"},
     "starling.broker": {"starling.mqtt", "starling.store"},
     "starling.transport": {"starling.broker", "starling.mqtt"},
+    #: The plugin framework (starling/plugins/__init__ and plugins/framework).
     "starling.plugins": _CORE,
+    #: The auth chain and each feature plugin hold their REST routes (the API's
+    #: route table and errors, the facade's field names).
+    "starling.plugins.auth": _CORE | {"starling.plugins", "starling.api", "starling.mgmt"},
+    FEATURE_PLUGINS: _CORE | {"starling.plugins", "starling.api", "starling.mgmt"},
     "starling.rules": _EXTENSION,
     "starling.mgmt": _CORE | {"starling.plugins", "starling.rules"},
     #: The cluster answers the management facade's calls from other nodes.
@@ -65,6 +73,7 @@ DEPENDS_ON: dict[str, set[str]] = {
     "starling.ctl_ops": {"starling.ctl_client"},
     "starling.ctl": {"starling.config", "starling.ctl_client", "starling.ctl_ops"},
     "starling.node": _CORE | {"starling", "starling.transport", "starling.plugins",
+                              "starling.plugins.auth", FEATURE_PLUGINS,
                               "starling.rules", "starling.cluster", "starling.gateways",
                               "starling.mgmt", "starling.api", "starling.dashboard"},
     "starling.cli": {"starling", "starling.config", "starling.store", "starling.node",
@@ -150,8 +159,26 @@ def within(name: str, prefix: str) -> bool:
 
 def owner(name: str) -> str:
     """The package (or top-level module) of the graph a module belongs to."""
+    if name == "starling.plugins" or within(name, "starling.plugins.framework"):
+        return "starling.plugins"
+    if within(name, "starling.plugins.auth"):
+        return "starling.plugins.auth"
+    if within(name, "starling.plugins"):
+        return FEATURE_PLUGINS
     parts = name.split(".")
     return ".".join(parts[:2])
+
+
+def facade_of(name: str) -> str | None:
+    """The package that must be imported (not its modules) to reach `name` from
+    outside it: the package for `FACADES`; for plugins, `starling.plugins` (the
+    framework), `starling.plugins.auth`, or the feature plugin's own package."""
+    parts = name.split(".")
+    if within(name, "starling.plugins.framework"):
+        return "starling.plugins"
+    if within(name, "starling.plugins") and len(parts) > 2:
+        return ".".join(parts[:3])
+    return next((facade for facade in FACADES if within(name, facade)), None)
 
 
 def violations(module: str, package: bool, source: str) -> list[str]:
@@ -173,10 +200,9 @@ def violations(module: str, package: bool, source: str) -> list[str]:
             for forbidden in MGMT_FORBIDDEN:
                 if within(imp.module, forbidden):
                     out.append(f"{where}: the management facade must not depend on {forbidden}")
-        for facade in FACADES:
-            inside = within(module, facade)
-            if not inside and imp.module.startswith(facade + "."):
-                out.append(f"{where}: import from {facade} itself, not a submodule")
+        facade = facade_of(imp.module)
+        if facade is not None and imp.module != facade and not within(module, facade):
+            out.append(f"{where}: import from {facade} itself, not a submodule")
         if within(imp.module, "starling"):
             theirs = owner(imp.module)
             if mine not in DEPENDS_ON:
@@ -342,7 +368,12 @@ def test_no_import_cycles() -> None:
     ("starling.mgmt.clients", False, "from starling.broker.queries import BrokerQueries"),
     # the dependency graph
     ("starling.store.sqlite", False, "from starling.broker import Message"),
-    ("starling.rules.engine", False, "from starling.plugins.registry import Plugin"),
+    ("starling.rules.engine", False, "from starling.plugins.framework.registry import Plugin"),
+    ("starling.rules.engine", False, "from starling.plugins.auth import AclFile"),
+    ("starling.node", False, "from .plugins.auth.passwords import make"),
+    ("starling.plugins.recon.plugin", False, "from starling.plugins.auth.passwords import make"),
+    ("starling.plugins.framework.registry", False, "from starling.api import RouteTable"),
+    ("starling.mgmt.local", False, "from starling.plugins.recon import ReconPlugin"),
     ("starling.ctl_ops", False, "from .ctl import ApiClient"),
     ("starling.plugins.recon", False, "from starling.rules import RuleEngine"),
     ("starling.api.app", False, "from starling.rules.engine import RuleEngine"),
@@ -373,6 +404,11 @@ def test_checker_flags(module: str, package: bool, source: str) -> None:
     ("starling.plugins.recon", False, "from starling.broker import ClientInfo"),
     ("starling.mgmt.facade", False, "from starling.rules import RuleEngine"),
     ("starling.rules.plugin", False, "from starling.plugins import Plugin"),
+    ("starling.node", False, "from .plugins.recon import ReconPlugin"),
+    ("starling.node", False, "from .plugins.auth import AclFile"),
+    ("starling.plugins.recon.routes", False, "from starling.api import RouteTable"),
+    ("starling.plugins.recon.routes", False, "from .plugin import ReconPlugin"),
+    ("starling.plugins.auth.ldap", False, "from ..framework import ConfigKey"),
     ("starling.ctl", False, "from .ctl_ops import add_commands"),
 ])
 def test_checker_allows(module: str, package: bool, source: str) -> None:
@@ -393,7 +429,7 @@ def test_seam_checker_flags(source: str) -> None:
 
 
 def test_seam_checker_allows_other_connections() -> None:
-    assert seam_violations("starling.plugins.auth_ldap", "self._local.conn = conn") == []
+    assert seam_violations("starling.plugins.auth.ldap", "self._local.conn = conn") == []
 
 
 def test_cycle_checker_flags() -> None:

@@ -1,75 +1,72 @@
-"""Plugins: the registry of every plugin EMQ X v3 lists, and their implementations.
+"""Plugins (EMQ X v3's): the framework here, the rest in their own packages.
 
-Plugins talk to the core only through the broker facade and its hooks bus
-(`starling.broker`), never its submodules.
-"""
+`starling.plugins` is the plugin framework (`plugins/framework`): what the
+broker's extensions build on: the rule engine, gateways, the cluster, and the
+plugins below.  `starling.plugins.auth` is the authentication and ACL chain
+(one password module, each backend); every other plugin is a module or package
+of its own (`starling.plugins.recon`, ...), with its REST routes when it has
+some.  Plugins reach the core only through the broker facade and its hooks."""
 
 from __future__ import annotations
 
-from .acl_file import AclFile, AclFileError, AclStatus
-from .auth_backend import BackendAuthPlugin
-from .auth_clientid import CLIENTID_SPEC, ClientIdAuthPlugin
-from .auth_http import HttpAuthPlugin
-from .auth_jwt import JwtAuthPlugin
-from .auth_ldap import LdapAuthPlugin
-from .auth_mongo import MongoAuthPlugin
-from .auth_mysql import MysqlAuthPlugin
-from .auth_pgsql import PgsqlAuthPlugin
-from .auth_redis import RedisAuthPlugin
-from .auth_table import TableAuthPlugin, TableSpec
-from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
-from .conffile import ConfFileError, read_conf
-from .dashboard import DashboardPlugin
-from .delayed_publish import DelayedPublishPlugin
-from .discovery import discover_plugins
-from .http_sink import HttpSink, SinkStats
-from .lua_hook import LuaHookPlugin
-from .management import ManagementPlugin
-from .persistence import PluginPersistence, plugin_names
-from .psk_file import PskFilePlugin
-from .recon import ReconPlugin
-from .registry import (
+from .framework import (
+    ALREADY_STARTED,
+    BAD_VALUE,
+    IN_USE,
+    LOAD_FAILED,
+    NOT_FOUND,
+    NOT_IMPLEMENTED,
+    NOT_STARTED,
     PLUGIN_TYPES,
     SEED_PLUGINS,
+    UNKNOWN_KEY,
+    ConfFileError,
     ConfigKey,
+    HttpSink,
     Plugin,
     PluginContext,
     PluginEntry,
     PluginError,
     PluginFactory,
     PluginInfo,
+    PluginPersistence,
     PluginRegistry,
+    PluginStore,
+    SinkStats,
+    Table,
+    Watcher,
+    cancel,
+    check_url,
+    discover_plugins,
+    node_metrics,
+    parse_choice,
+    parse_conf,
+    parse_nonnegative_duration,
+    parse_nonnegative_int,
+    parse_port,
+    parse_positive_int,
+    parse_str,
+    parse_switch,
+    parse_timeout,
+    plugin_names,
+    positive_duration,
+    read_conf,
 )
-from .reloader import ReloaderPlugin
-from .retainer import RetainerPlugin
-from .statsd import StatsdPlugin
-from .storage import PluginStore
-from .template import TemplatePlugin
-from .web_hook import WebHookPlugin
 
 __all__ = [
-    "CLIENTID_SPEC",
+    "ALREADY_STARTED",
+    "BAD_VALUE",
+    "IN_USE",
+    "LOAD_FAILED",
+    "NOT_FOUND",
+    "NOT_IMPLEMENTED",
+    "NOT_STARTED",
     "PLUGIN_TYPES",
     "SEED_PLUGINS",
-    "USERNAME_SPEC",
-    "AclFile",
-    "AclFileError",
-    "AclStatus",
-    "BackendAuthPlugin",
-    "ClientIdAuthPlugin",
+    "UNKNOWN_KEY",
     "ConfFileError",
     "ConfigKey",
-    "DashboardPlugin",
-    "DelayedPublishPlugin",
-    "HttpAuthPlugin",
     "HttpSink",
-    "JwtAuthPlugin",
-    "LdapAuthPlugin",
-    "LuaHookPlugin",
-    "ManagementPlugin",
-    "MongoAuthPlugin",
-    "MysqlAuthPlugin",
-    "PgsqlAuthPlugin",
     "Plugin",
     "PluginContext",
     "PluginEntry",
@@ -79,19 +76,23 @@ __all__ = [
     "PluginPersistence",
     "PluginRegistry",
     "PluginStore",
-    "PskFilePlugin",
-    "ReconPlugin",
-    "RedisAuthPlugin",
-    "ReloaderPlugin",
-    "RetainerPlugin",
     "SinkStats",
-    "StatsdPlugin",
-    "TableAuthPlugin",
-    "TableSpec",
-    "TemplatePlugin",
-    "UsernameAuthPlugin",
-    "WebHookPlugin",
+    "Table",
+    "Watcher",
+    "cancel",
+    "check_url",
     "discover_plugins",
+    "node_metrics",
+    "parse_choice",
+    "parse_conf",
+    "parse_nonnegative_duration",
+    "parse_nonnegative_int",
+    "parse_port",
+    "parse_positive_int",
+    "parse_str",
+    "parse_switch",
+    "parse_timeout",
     "plugin_names",
+    "positive_duration",
     "read_conf",
 ]

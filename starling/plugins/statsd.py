@@ -27,9 +27,7 @@ from typing import Any
 
 from starling.config import parse_duration
 
-from .config_values import parse_port
-from .node_metrics import read
-from .registry import ConfigKey, Plugin
+from .framework import ConfigKey, Plugin, node_metrics, parse_port
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +147,7 @@ class StatsdPlugin(Plugin):
         family, _, _, _, address = infos[0]
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _Protocol(self), family=family, remote_addr=(str(address[0]), port))
-        self._last = read(self.broker).counters  # count from here on
+        self._last = node_metrics.read(self.broker).counters  # count from here on
         self._task = asyncio.create_task(self._run(), name="emqx_statsd")
 
     async def unload(self) -> None:
@@ -173,7 +171,7 @@ class StatsdPlugin(Plugin):
 
     def push(self) -> None:
         """Send one reading: counter changes since the last push, and every gauge."""
-        reading = read(self.broker)
+        reading = node_metrics.read(self.broker)
         deltas = {}
         for name, value in reading.counters.items():
             change = value - self._last.get(name, 0)

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .conffile import ConfFileError, read_conf
-from .registry import BAD_VALUE, PluginError, PluginRegistry
+from .plugin import BAD_VALUE, PluginError
+from .registry import PluginRegistry
 from .storage import PluginStore
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from starling.broker import ClientInfo
 
-from .auth_table import TableAuthPlugin, TableSpec
+from .table import TableAuthPlugin, TableSpec
 
 CLIENTID_SPEC = TableSpec(
     plugin="emqx_auth_clientid", field="clientid", conf="auth.client", table="auth_clientid",

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from starling.broker import AuthResult, ClientInfo, HookPoint, Stop
 from starling.mqtt import ReasonCode
 
+from ..framework import ConfigKey, Plugin, PluginContext, Table
 from .passwords import (
     DEFAULT_HASH,
     HASH_TYPES,
@@ -39,8 +40,6 @@ from .passwords import (
     make_async,
     parse_hash_type,
 )
-from .registry import ConfigKey, Plugin, PluginContext
-from .storage import Table
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,15 +26,20 @@ from typing import Any
 
 from starling.broker import topic_matches
 
-from .auth_backend import (
+from ..framework import (
+    ConfigKey,
+    parse_choice,
+    parse_nonnegative_int,
+    parse_positive_int,
+    parse_switch,
+)
+from .backend import (
     BackendAuthPlugin,
     common_keys,
     parse_servers,
     truthy,
 )
-from .auth_common import fill, parse_pairs, placeholders_in
-from .config_values import parse_choice, parse_nonnegative_int, parse_positive_int, parse_switch
-from .registry import ConfigKey
+from .common import fill, parse_pairs, placeholders_in
 
 DEFAULT_PORT = 27017
 TYPES = ("single", "unknown", "sharded", "rs")

@@ -24,12 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from starling.plugins import ReloaderPlugin
+from starling.api import ApiError, ApiRequest, Code, RouteTable, loaded_instance, not_found
 
-from ..errors import ApiError, Code, not_found
-from ..request import ApiRequest
-from ..routing import RouteTable
-from .plugins import loaded_instance
+from .plugin import ReloaderPlugin
 
 PLUGIN = "emqx_reloader"
 

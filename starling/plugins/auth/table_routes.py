@@ -26,16 +26,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from starling.plugins import TableAuthPlugin, TableSpec
+from starling.api import (
+    ApiError,
+    ApiRequest,
+    Code,
+    RouteTable,
+    bad_type,
+    not_found,
+    plugin_registry,
+)
 
-from ..errors import ApiError, Code, bad_type, not_found
-from ..request import ApiRequest
-from ..routing import RouteTable
-from .plugins import registry
+from .clientid import CLIENTID_SPEC
+from .table import TableAuthPlugin, TableSpec
+from .username import USERNAME_SPEC
 
 
 def _plugin(req: ApiRequest, spec: TableSpec) -> TableAuthPlugin:
-    instance = registry(req).get(spec.plugin).instance
+    instance = plugin_registry(req).get(spec.plugin).instance
     if not isinstance(instance, TableAuthPlugin):
         raise not_found(f"Not Found: plugin {spec.plugin} is not loaded")
     return instance
@@ -92,3 +99,9 @@ def register_auth_table(table: RouteTable, spec: TableSpec) -> None:
     async def delete(req: ApiRequest) -> Any:
         _plugin(req, spec).table.delete(req.params[f])
         return None
+
+
+def register(table: RouteTable) -> None:
+    """/auth_clientid and /auth_username (emqx_auth_clientid, emqx_auth_username)."""
+    register_auth_table(table, CLIENTID_SPEC)
+    register_auth_table(table, USERNAME_SPEC)

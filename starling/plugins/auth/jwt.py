@@ -42,11 +42,17 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from starling.broker import AuthResult, ClientInfo, HookPoint, Stop, topic_matches
 from starling.mqtt import ReasonCode
 
-from .auth_common import denied, fill
-from .auth_monitor import AuthMetrics
-from .background import cancel
-from .config_values import parse_choice, parse_switch, parse_timeout
-from .registry import ConfigKey, Plugin, PluginContext
+from ..framework import (
+    ConfigKey,
+    Plugin,
+    PluginContext,
+    cancel,
+    parse_choice,
+    parse_switch,
+    parse_timeout,
+)
+from .common import denied, fill
+from .monitor import AuthMetrics
 
 log = logging.getLogger(__name__)
 

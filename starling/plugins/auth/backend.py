@@ -35,18 +35,16 @@ from typing import Any, ClassVar, TypeVar
 from starling.broker import AuthResult, ClientInfo, HookPoint, Stop, match_rules
 from starling.mqtt import ReasonCode
 
-from .auth_common import (
+from ..framework import ConfigKey, Plugin, PluginContext, cancel, parse_timeout
+from .common import (
     SqlQuery,
     compile_acl_row,
     denied,
     parse_on_error,
     placeholder_values,
 )
-from .auth_monitor import AuthMetrics, ServerAlarm
-from .background import cancel
-from .config_values import parse_timeout
+from .monitor import AuthMetrics, ServerAlarm
 from .passwords import PasswordHash, parse_password_hash
-from .registry import ConfigKey, Plugin, PluginContext
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """Password hashing as EMQ X v3's emqx_passwd does it: the one module of the
 auth plugins that hashes.  `Hashed` entries of the built-in tables
 (emqx_auth_clientid / username) are made and checked here, and so are the
-stored hashes of the database and directory backends (`PasswordHash`).
+stored hashes of the database backends (`PasswordHash`) and LDAP's
+``userPassword`` values (`ldap_password_matches`).
 
 A hash type is written as in EMQ X's conf files (``auth.client.password_hash``,
 ``auth.user.password_hash``, and the ``password_hash`` of EMQ X's database
@@ -41,6 +42,7 @@ digests compare case-insensitively.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import secrets
@@ -259,3 +261,31 @@ def parse_password_hash(value: str) -> PasswordHash:
         return PasswordHash(parts[0], "suffix")
     raise ValueError(f"unknown password hash {value!r}: one of {', '.join(_SIMPLE)}, "
                      "salt,HASH, HASH,salt or pbkdf2,MAC,ITERATIONS,DKLEN")
+
+
+# -- LDAP userPassword values (emqx_auth_ldap) ----------------------------------------------
+
+#: LDAP ``userPassword`` schemes (RFC 2307): ``{SCHEME}`` → (hashlib name, salted).
+LDAP_SCHEMES = {"SHA": ("sha1", False), "SSHA": ("sha1", True), "MD5": ("md5", False),
+                "SMD5": ("md5", True), "SHA256": ("sha256", False), "SSHA256": ("sha256", True),
+                "SHA384": ("sha384", False), "SSHA384": ("sha384", True),
+                "SHA512": ("sha512", False), "SSHA512": ("sha512", True)}
+
+
+def ldap_password_matches(stored: bytes, password: bytes) -> bool:
+    """An LDAP ``userPassword`` value (RFC 2307 ``{SCHEME}base64`` or plain)
+    against the password a client sent; unknown schemes never match."""
+    if stored.startswith(b"{") and b"}" in stored:
+        scheme, _, rest = stored[1:].partition(b"}")
+        spec = LDAP_SCHEMES.get(scheme.decode("ascii", "replace").upper())
+        if spec is None:
+            return False
+        name, salted = spec
+        try:
+            raw = base64.b64decode(rest, validate=True)
+        except ValueError:
+            return False
+        size = hashlib.new(name).digest_size
+        digest, salt = (raw[:size], raw[size:]) if salted else (raw, b"")
+        return hmac.compare_digest(hashlib.new(name, password + salt).digest(), digest)
+    return hmac.compare_digest(stored, password)

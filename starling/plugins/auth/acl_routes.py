@@ -22,6 +22,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+from starling.api import ApiError, ApiRequest, Code, RouteTable, bad_type, missing
 from starling.broker import (
     ACL_ACTIONS,
     AclExplanation,
@@ -33,11 +34,9 @@ from starling.broker import (
 )
 from starling.mgmt import fields
 from starling.mqtt import is_valid_topic_filter, is_valid_topic_name
-from starling.plugins import AclFile, AclFileError, PluginRegistry
+from starling.plugins import PluginRegistry
 
-from ..errors import ApiError, Code, bad_type, missing
-from ..request import ApiRequest
-from ..routing import RouteTable
+from .acl_file import AclFile, AclFileError
 
 #: How the file ACL appears in explanations (EMQ X's module name).
 FILE_ACL = "emqx_mod_acl_internal"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from starling.broker import ClientInfo
 
-from .auth_table import TableAuthPlugin, TableSpec
+from .table import TableAuthPlugin, TableSpec
 
 USERNAME_SPEC = TableSpec(
     plugin="emqx_auth_username", field="username", conf="auth.user", table="auth_username",

@@ -27,12 +27,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from starling.plugins import LuaHookPlugin
+from starling.api import (
+    ApiError,
+    ApiRequest,
+    Code,
+    RouteTable,
+    bad_type,
+    loaded_instance,
+    not_found,
+)
 
-from ..errors import ApiError, Code, bad_type, not_found
-from ..request import ApiRequest
-from ..routing import RouteTable
-from .plugins import loaded_instance
+from .plugin import LuaHookPlugin
 
 PLUGIN = "emqx_lua_hook"
 

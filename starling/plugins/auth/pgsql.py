@@ -14,15 +14,14 @@ import ssl
 from collections.abc import Sequence
 from typing import Any
 
-from .auth_backend import (
+from ..framework import ConfigKey, parse_positive_int, parse_switch
+from .backend import (
     SqlAuthPlugin,
     common_keys,
     parse_server,
     sql_key,
 )
-from .auth_common import SqlQuery
-from .config_values import parse_positive_int, parse_switch
-from .registry import ConfigKey
+from .common import SqlQuery
 
 DEFAULT_PORT = 5432
 STYLE = "numeric"

@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from .registry import ConfigKey, Plugin
+from ..framework import ConfigKey, Plugin
 
 log = logging.getLogger(__name__)
 

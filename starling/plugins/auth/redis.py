@@ -22,15 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from starling.broker import topic_matches
 
-from .auth_backend import (
+from ..framework import ConfigKey, parse_nonnegative_int, parse_positive_int, parse_switch
+from .backend import (
     BackendAuthPlugin,
     common_keys,
     parse_server,
     truthy,
 )
-from .auth_common import fill
-from .config_values import parse_nonnegative_int, parse_positive_int, parse_switch
-from .registry import ConfigKey
+from .common import fill
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -37,8 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .background import cancel, positive_duration
-from .registry import (
+from ..framework import (
     ConfigKey,
     Plugin,
     PluginContext,
@@ -46,6 +45,8 @@ from .registry import (
     PluginFactory,
     PluginInfo,
     PluginRegistry,
+    cancel,
+    positive_duration,
 )
 
 log = logging.getLogger(__name__)

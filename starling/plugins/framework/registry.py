@@ -36,125 +36,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
-from starling.broker import Broker
-
-from .storage import PluginStore
+from .plugin import (
+    ALREADY_STARTED,
+    BAD_VALUE,
+    IN_USE,
+    LOAD_FAILED,
+    NOT_FOUND,
+    NOT_IMPLEMENTED,
+    NOT_STARTED,
+    PLUGIN_TYPES,
+    UNKNOWN_KEY,
+    ConfigKey,
+    Plugin,
+    PluginContext,
+    PluginError,
+    PluginFactory,
+    PluginInfo,
+    Watcher,
+)
 
 log = logging.getLogger(__name__)
-
-#: The `type` values of EMQ X v3.2 (`-emqx_plugin(Type)`; anything else is "feature").
-PLUGIN_TYPES = ("auth", "protocol", "backend", "bridge", "feature")
-
-# Reasons a registry call can fail with (EMQ X's own words where it has them).
-NOT_FOUND = "not_found"
-ALREADY_STARTED = "already_started"
-NOT_STARTED = "not_started"
-NOT_IMPLEMENTED = "not_implemented"
-IN_USE = "in_use"
-UNKNOWN_KEY = "unknown_key"
-BAD_VALUE = "bad_value"
-LOAD_FAILED = "load_failed"
-
-
-class PluginError(Exception):
-    """A refused or failed registry call; `reason` is one of the constants above."""
-
-    def __init__(self, reason: str, plugin: str, detail: str = "") -> None:
-        super().__init__(detail or reason)
-        self.reason = reason
-        self.plugin = plugin
-        self.detail = detail
-
-
-@dataclass(frozen=True, slots=True)
-class PluginContext:
-    """What a plugin gets to work with: the broker facade (hooks bus included)
-    and where the node keeps its data.  `services` is shared by all plugins;
-    `store` holds the plugins' tables (written through to the node's store)."""
-
-    broker: Broker
-    node_name: str
-    data_dir: Path
-    services: dict[str, Any] = field(default_factory=dict)
-    store: PluginStore = field(default_factory=PluginStore)
-
-
-def parse_str(value: str) -> str:
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigKey:
-    """One key of a plugin's config, as EMQ X names it in ``etc/plugins/<name>.conf``.
-
-    Values travel as strings (as in EMQ X's conf files and `plugin_configs`);
-    `parse` turns one into what the plugin uses and raises `ValueError` on a bad one.
-
-    A segment starting with ``$`` makes the key a pattern for a family of keys, as
-    EMQ X's ``auth.client.$id.clientid``: any one segment stands there
-    (``auth.client.1.clientid``, ``auth.client.lab.clientid``).  Such keys are
-    optional, have no default, appear in the settings and in `plugin_configs` only
-    once set, and are removed again by setting them to ``""``.
-    """
-
-    key: str
-    default: str
-    desc: str
-    parse: Callable[[str], Any] = parse_str
-    required: bool = True
-
-    @property
-    def pattern(self) -> bool:
-        return "$" in self.key
-
-    def matches(self, key: str) -> bool:
-        """Whether `key` is this key, or one of the family a pattern key stands for."""
-        if not self.pattern:
-            return key == self.key
-        want, got = self.key.split("."), key.split(".")
-        return len(want) == len(got) and all(
-            (w.startswith("$") and g != "") or w == g for w, g in zip(want, got, strict=True))
-
-
-class Plugin:
-    """Base class of a plugin implementation.
-
-    `load()` attaches the plugin (hooks, timers, tasks); `unload()` must remove
-    every trace of it.  Both may await.  `settings` holds the parsed values of the
-    plugin's config keys; a config change reaches a loaded plugin as a reload
-    (unload, then a new instance loaded with the new settings), as in EMQ X.
-    """
-
-    #: False for a plugin that must not be unloaded through the API.
-    unloadable: ClassVar[bool] = True
-
-    def __init__(self, context: PluginContext, settings: Mapping[str, Any]) -> None:
-        self.context = context
-        self.settings = dict(settings)
-
-    async def load(self) -> None:
-        return None
-
-    async def unload(self) -> None:
-        return None
-
-
-PluginFactory = Callable[[PluginContext, Mapping[str, Any]], Plugin]
-#: Change announcements: (plugin name, "loaded" | "unloaded" | "configured").
-Watcher = Callable[[str, str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class PluginInfo:
-    name: str
-    description: str
-    type: str = "feature"
-
 
 #: The seed's plugin list (emqx-rest-api-v3.md, "List all Plugins of Cluster"), with
 #: the `type` EMQ X v3.2 reports for each.

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from starling.api import ApiRequest, RouteTable, bad_type, loaded_instance
 from starling.mgmt import system
-from starling.plugins import ReconPlugin
-from starling.plugins.recon import TALKER_KEYS, parse_limit
 
-from ..errors import bad_type
-from ..request import ApiRequest
-from ..routing import RouteTable
-from .plugins import loaded_instance
+from .plugin import TALKER_KEYS, ReconPlugin, parse_limit
 
 PLUGIN = "emqx_recon"
 

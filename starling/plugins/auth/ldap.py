@@ -24,10 +24,7 @@ The bind password is never logged.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import logging
 import math
 import ssl
@@ -40,10 +37,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from starling.broker import AuthResult, ClientInfo, HookPoint, Stop, topic_matches
 from starling.mqtt import ReasonCode
 
-from .auth_common import denied, parse_on_error
-from .auth_monitor import AuthMetrics, ServerAlarm
-from .config_values import parse_port, parse_positive_int, parse_switch, parse_timeout
-from .registry import ConfigKey, Plugin, PluginContext
+from ..framework import (
+    ConfigKey,
+    Plugin,
+    PluginContext,
+    parse_port,
+    parse_positive_int,
+    parse_switch,
+    parse_timeout,
+)
+from .common import denied, parse_on_error
+from .monitor import AuthMetrics, ServerAlarm
+from .passwords import ldap_password_matches
 
 if TYPE_CHECKING:
     import ldap3
@@ -68,32 +73,6 @@ def _ldap3() -> Any:
         import ldap3.utils.conv
         import ldap3.utils.dn
     return ldap3
-
-#: ``{SCHEME}`` → (hashlib name, salted).
-SCHEMES = {"SHA": ("sha1", False), "SSHA": ("sha1", True), "MD5": ("md5", False),
-           "SMD5": ("md5", True), "SHA256": ("sha256", False), "SSHA256": ("sha256", True),
-           "SHA384": ("sha384", False), "SSHA384": ("sha384", True),
-           "SHA512": ("sha512", False), "SSHA512": ("sha512", True)}
-
-
-def check_password(stored: bytes, password: bytes) -> bool:
-    """An LDAP ``userPassword`` value (RFC 2307 ``{SCHEME}base64`` or plain)
-    against the password a client sent; unknown schemes never match."""
-    if stored.startswith(b"{") and b"}" in stored:
-        scheme, _, rest = stored[1:].partition(b"}")
-        spec = SCHEMES.get(scheme.decode("ascii", "replace").upper())
-        if spec is None:
-            return False
-        name, salted = spec
-        try:
-            raw = base64.b64decode(rest, validate=True)
-        except ValueError:
-            return False
-        size = hashlib.new(name).digest_size
-        digest, salt = (raw[:size], raw[size:]) if salted else (raw, b"")
-        return hmac.compare_digest(hashlib.new(name, password + salt).digest(), digest)
-    return hmac.compare_digest(stored, password)
-
 
 def parse_servers(value: str) -> tuple[str, ...]:
     servers = tuple(s.strip() for s in value.split(",") if s.strip())
@@ -353,7 +332,7 @@ class LdapAuthPlugin(Plugin):
             return Stop(denied())
         password = client.password or b""
         stored = entry[self.password_attr.lower()]
-        if not password or not any(check_password(value, password) for value in stored):
+        if not password or not any(ldap_password_matches(value, password) for value in stored):
             self.metrics.auth("failure")
             return Stop(denied())
         self.metrics.auth("success")

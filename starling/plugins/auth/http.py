@@ -32,7 +32,16 @@ from starling.broker import AuthResult, ClientInfo, HookPoint, Stop
 from starling.config import parse_duration
 from starling.mqtt import ReasonCode
 
-from .auth_common import (
+from ..framework import (
+    ConfigKey,
+    Plugin,
+    PluginContext,
+    parse_choice,
+    parse_nonnegative_int,
+    parse_positive_int,
+    parse_timeout,
+)
+from .common import (
     common_name,
     denied,
     fill,
@@ -40,14 +49,7 @@ from .auth_common import (
     parse_pairs,
     placeholder_values,
 )
-from .auth_monitor import AuthMetrics, ServerAlarm, tcp_probe
-from .config_values import (
-    parse_choice,
-    parse_nonnegative_int,
-    parse_positive_int,
-    parse_timeout,
-)
-from .registry import ConfigKey, Plugin, PluginContext
+from .monitor import AuthMetrics, ServerAlarm, tcp_probe
 
 log = logging.getLogger(__name__)
 
