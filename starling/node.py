@@ -30,6 +30,7 @@ from .api import (
 )
 from .broker import Broker, BrokerOptions, Journal
 from .config import Config, ConfigError
+from .gateways import CoapPlugin, Lwm2mPlugin, SnPlugin, StompPlugin, broker_hub
 from .mgmt import LocalNode, Management, name_style
 from .plugins import (
     PluginContext,
@@ -219,8 +220,13 @@ class Node:
         self.plugins.implement("emqx_web_hook", WebHookPlugin, WebHookPlugin.SCHEMA)
         self.plugins.implement("emqx_statsd", StatsdPlugin, StatsdPlugin.SCHEMA)
         self.plugins.implement("emqx_retainer", RetainerPlugin, RetainerPlugin.SCHEMA)
+        self.plugins.implement("emqx_sn", SnPlugin, SnPlugin.SCHEMA)
+        self.plugins.implement("emqx_stomp", StompPlugin, StompPlugin.SCHEMA)
         self.plugins.implement("emqx_delayed_publish", DelayedPublishPlugin,
                                DelayedPublishPlugin.SCHEMA)
+        self.plugins.implement("emqx_coap", CoapPlugin.factory(broker_hub), CoapPlugin.SCHEMA)
+        self.plugins.implement("emqx_lwm2m", Lwm2mPlugin.factory(broker_hub),
+                               Lwm2mPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,
