@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .hooks import Hooks
     from .options import BrokerOptions
     from .router import Router
+    from .snapshots import Connected
     from .stats import Stats
 
 
@@ -63,25 +64,6 @@ class SysSource(Protocol):
     def uptime(self) -> float: ...
 
     def metrics(self) -> dict[str, int]: ...
-
-
-class Presence(Protocol):
-    """What a presence event tells of a client (a `Client` is one)."""
-
-    @property
-    def client_id(self) -> str: ...
-    @property
-    def username(self) -> str | None: ...
-    @property
-    def peerhost(self) -> str: ...
-    @property
-    def clean_start(self) -> bool: ...
-    @property
-    def protocol_level(self) -> int: ...
-    @property
-    def proto_name(self) -> str: ...
-    @property
-    def keepalive(self) -> int: ...
 
 
 class SysPublisher:
@@ -152,7 +134,7 @@ class SysPublisher:
             broker.router.dollar_filters or broker.shared_router.dollar_filters
             or broker.hooks.has(Points.MESSAGE_PUBLISH))
 
-    def client_connected(self, client: Presence) -> None:
+    def client_connected(self, client: Connected) -> None:
         if not self._observed():
             return
         payload = {
@@ -168,7 +150,7 @@ class SysPublisher:
         }
         self._presence(client, "connected", payload)
 
-    def client_disconnected(self, client: Presence, reason: str) -> None:
+    def client_disconnected(self, client: Connected, reason: str) -> None:
         if not self._observed():
             return
         payload = {
@@ -179,7 +161,7 @@ class SysPublisher:
         }
         self._presence(client, "disconnected", payload)
 
-    def _presence(self, client: Presence, event: str, payload: dict[str, object]) -> None:
+    def _presence(self, client: Connected, event: str, payload: dict[str, object]) -> None:
         if not self._broker.running:
             return
         topic = f"{self.prefix}clients/{client.client_id}/{event}"

@@ -9,61 +9,53 @@ some.  Plugins reach the core only through the broker facade and its hooks."""
 
 from __future__ import annotations
 
-from .framework import (
-    ALREADY_STARTED,
-    BAD_VALUE,
-    IN_USE,
-    LOAD_FAILED,
-    NOT_FOUND,
-    NOT_IMPLEMENTED,
-    NOT_STARTED,
-    PLUGIN_TYPES,
-    SEED_PLUGINS,
-    UNKNOWN_KEY,
-    ConfFileError,
-    ConfigKey,
-    HttpSink,
-    Plugin,
-    PluginContext,
-    PluginEntry,
-    PluginError,
-    PluginFactory,
-    PluginInfo,
-    PluginPersistence,
-    PluginRegistry,
-    PluginStore,
-    SinkStats,
-    Table,
-    Watcher,
+from .framework import node_metrics
+from .framework.background import (
     cancel,
-    check_url,
-    discover_plugins,
-    node_metrics,
-    parse_choice,
+    positive_duration,
+)
+from .framework.conffile import (
+    ConfFileError,
     parse_conf,
+    read_conf,
+)
+from .framework.config_values import (
+    parse_choice,
     parse_nonnegative_duration,
     parse_nonnegative_int,
     parse_port,
     parse_positive_int,
-    parse_str,
     parse_switch,
     parse_timeout,
+)
+from .framework.discovery import (
+    discover_plugins,
+)
+from .framework.http_sink import (
+    HttpSink,
+    SinkStats,
+    check_url,
+)
+from .framework.persistence import (
+    PluginPersistence,
     plugin_names,
-    positive_duration,
-    read_conf,
+)
+from .framework.plugin import PLUGIN_TYPES, ConfigKey, Plugin, PluginContext, PluginInfo
+from .framework.registry import (
+    SEED_PLUGINS,
+    PluginEntry,
+    PluginError,
+    PluginFactory,
+    PluginRegistry,
+)
+from .framework.storage import (
+    PluginStore,
+    Table,
 )
 
 __all__ = [
-    "ALREADY_STARTED",
-    "BAD_VALUE",
-    "IN_USE",
-    "LOAD_FAILED",
-    "NOT_FOUND",
-    "NOT_IMPLEMENTED",
-    "NOT_STARTED",
     "PLUGIN_TYPES",
     "SEED_PLUGINS",
-    "UNKNOWN_KEY",
     "ConfFileError",
     "ConfigKey",
     "HttpSink",
@@ -78,7 +70,6 @@ __all__ = [
     "PluginStore",
     "SinkStats",
     "Table",
-    "Watcher",
     "cancel",
     "check_url",
     "discover_plugins",
@@ -89,7 +80,6 @@ __all__ = [
     "parse_nonnegative_int",
     "parse_port",
     "parse_positive_int",
-    "parse_str",
     "parse_switch",
     "parse_timeout",
     "plugin_names",

@@ -24,7 +24,7 @@ from typing import Any
 from starling.broker import HookPoint, Message, Stop
 from starling.mqtt import decode_properties, encode_properties, is_valid_topic_name
 
-from .framework import ConfigKey, Plugin, parse_nonnegative_int
+from . import ConfigKey, Plugin, parse_nonnegative_int
 
 log = logging.getLogger(__name__)
 

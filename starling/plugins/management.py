@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .framework import ConfigKey, Plugin, PluginContext, PluginFactory, parse_positive_int
+from . import ConfigKey, Plugin, PluginContext, PluginFactory, parse_positive_int
 
 MAX_ROW_LIMIT = "management.max_row_limit"
 

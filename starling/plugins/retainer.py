@@ -12,7 +12,7 @@ from __future__ import annotations
 from starling.broker import RetainerSettings
 from starling.config import parse_size
 
-from .framework import (
+from . import (
     ConfigKey,
     Plugin,
     parse_choice,

@@ -27,7 +27,7 @@ from typing import Any
 
 from starling.config import parse_duration
 
-from .framework import ConfigKey, Plugin, node_metrics, parse_port
+from . import ConfigKey, Plugin, node_metrics, parse_port
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any
 from starling.broker import ClientInfo, HookPoint, Message, topic_matches
 from starling.mqtt import SubscriptionOptions, is_valid_topic_filter
 
-from .framework import (
+from . import (
     ConfigKey,
     HttpSink,
     Plugin,

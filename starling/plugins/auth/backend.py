@@ -35,7 +35,7 @@ from typing import Any, ClassVar, TypeVar
 from starling.broker import AuthResult, ClientInfo, HookPoint, Stop, match_rules
 from starling.mqtt import ReasonCode
 
-from ..framework import ConfigKey, Plugin, PluginContext, cancel, parse_timeout
+from .. import ConfigKey, Plugin, PluginContext, cancel, parse_timeout
 from .common import (
     SqlQuery,
     compile_acl_row,

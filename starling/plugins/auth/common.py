@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from starling.broker import AclRule, AuthResult, TopicRule, Who
 from starling.mqtt import ReasonCode
 
-from ..framework import parse_choice
+from .. import parse_choice
 
 #: The placeholder letters EMQ X's auth plugins know.
 PLACEHOLDERS = "ucaPCdtmA"

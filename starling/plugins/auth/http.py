@@ -32,7 +32,7 @@ from starling.broker import AuthResult, ClientInfo, HookPoint, Stop
 from starling.config import parse_duration
 from starling.mqtt import ReasonCode
 
-from ..framework import (
+from .. import (
     ConfigKey,
     Plugin,
     PluginContext,

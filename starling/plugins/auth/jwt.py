@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from starling.broker import AuthResult, ClientInfo, HookPoint, Stop, topic_matches
 from starling.mqtt import ReasonCode
 
-from ..framework import (
+from .. import (
     ConfigKey,
     Plugin,
     PluginContext,

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from starling.broker import AuthResult, ClientInfo, HookPoint, Stop, topic_matches
 from starling.mqtt import ReasonCode
 
-from ..framework import (
+from .. import (
     ConfigKey,
     Plugin,
     PluginContext,

@@ -26,7 +26,7 @@ from typing import Any
 
 from starling.broker import topic_matches
 
-from ..framework import (
+from .. import (
     ConfigKey,
     parse_choice,
     parse_nonnegative_int,

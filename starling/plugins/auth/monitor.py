@@ -20,7 +20,7 @@ from typing import Any
 
 from starling.broker import Broker
 
-from ..framework import cancel
+from .. import cancel
 
 log = logging.getLogger(__name__)
 

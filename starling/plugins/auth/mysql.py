@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from ..framework import ConfigKey, parse_positive_int
+from .. import ConfigKey, parse_positive_int
 from .backend import (
     SqlAuthPlugin,
     common_keys,

@@ -191,30 +191,25 @@ async def check_async(hashed: Hashed, password: bytes) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class PasswordHash:
-    """A parsed ``password_hash`` of EMQ X's database auth plugins."""
+    """A parsed ``password_hash`` of EMQ X's database auth plugins: a hash type,
+    and where the stored salt goes."""
 
-    name: str  #: plain md5 sha sha256 sha512 bcrypt pbkdf2
+    kind: HashType
     salt: str = ""  #: "" (no salt), "prefix" (salt,HASH) or "suffix" (HASH,salt)
-    mac: str = "sha256"
-    iterations: int = 1000
-    dklen: int = 20
 
     def __str__(self) -> str:
-        if self.name == "pbkdf2":
-            return f"pbkdf2,{self.mac},{self.iterations},{self.dklen}"
+        name = self.kind.name
+        if name == "pbkdf2":  # its salt is the PBKDF2 salt
+            return str(self.kind)
         if self.salt == "prefix":
-            return f"salt,{self.name}"
+            return f"salt,{name}"
         if self.salt == "suffix":
-            return f"{self.name},salt"
-        return self.name
+            return f"{name},salt"
+        return name
 
     @property
     def slow(self) -> bool:
-        return self.name in ("pbkdf2", "bcrypt")
-
-    @property
-    def kind(self) -> HashType:
-        return HashType(self.name, self.mac, self.iterations, self.dklen)
+        return self.kind.slow
 
     def check(self, stored: str | bytes | None, password: bytes,
               salt: str | bytes | None = None) -> bool:
@@ -224,11 +219,12 @@ class PasswordHash:
         stored_b = stored if isinstance(stored, bytes) else str(stored).encode()
         salt_b = b"" if salt is None else (salt if isinstance(salt, bytes)
                                            else str(salt).encode())
-        if self.name == "bcrypt":  # with a salt column: bcrypt's own "$2b$12$..." salt
+        name = self.kind.name
+        if name == "bcrypt":  # with a salt column: bcrypt's own "$2b$12$..." salt
             return bcrypt_matches(password, stored_b, salt_b if self.salt else None)
         mine = digest(self.kind, password, salt_b if self.salt else b"", self.salt == "suffix")
         mine_b = mine.encode("utf-8", "surrogateescape")
-        if self.name == "plain":
+        if name == "plain":
             return hmac.compare_digest(mine_b, stored_b)
         return hmac.compare_digest(mine_b, stored_b.lower())
 
@@ -251,14 +247,13 @@ def parse_password_hash(value: str) -> PasswordHash:
         if len(parts) == 1:
             raise ValueError("pbkdf2 needs its parameters: pbkdf2,MAC,ITERATIONS,DKLEN "
                              "(e.g. pbkdf2,sha256,1000,20)")
-        kind = parse_hash_type(value)
-        return PasswordHash("pbkdf2", "prefix", kind.mac, kind.iterations, kind.dklen)
+        return PasswordHash(parse_hash_type(value), "prefix")
     if len(parts) == 1 and parts[0] in _SIMPLE:
-        return PasswordHash(parts[0])
+        return PasswordHash(HashType(parts[0]))
     if len(parts) == 2 and parts[0] == "salt" and parts[1] in _SIMPLE and parts[1] != "plain":
-        return PasswordHash(parts[1], "prefix")
+        return PasswordHash(HashType(parts[1]), "prefix")
     if len(parts) == 2 and parts[1] == "salt" and parts[0] in _SIMPLE and parts[0] != "plain":
-        return PasswordHash(parts[0], "suffix")
+        return PasswordHash(HashType(parts[0]), "suffix")
     raise ValueError(f"unknown password hash {value!r}: one of {', '.join(_SIMPLE)}, "
                      "salt,HASH, HASH,salt or pbkdf2,MAC,ITERATIONS,DKLEN")
 

@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Sequence
 from typing import Any
 
-from ..framework import ConfigKey, parse_positive_int, parse_switch
+from .. import ConfigKey, parse_positive_int, parse_switch
 from .backend import (
     SqlAuthPlugin,
     common_keys,

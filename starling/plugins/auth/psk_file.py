@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from ..framework import ConfigKey, Plugin
+from .. import ConfigKey, Plugin
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from starling.broker import topic_matches
 
-from ..framework import ConfigKey, parse_nonnegative_int, parse_positive_int, parse_switch
+from .. import ConfigKey, parse_nonnegative_int, parse_positive_int, parse_switch
 from .backend import (
     BackendAuthPlugin,
     common_keys,

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from starling.broker import AuthResult, ClientInfo, HookPoint, Stop
 from starling.mqtt import ReasonCode
 
-from ..framework import ConfigKey, Plugin, PluginContext, Table
+from .. import ConfigKey, Plugin, PluginContext, Table
 from .passwords import (
     DEFAULT_HASH,
     HASH_TYPES,

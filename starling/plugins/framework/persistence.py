@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .conffile import ConfFileError, read_conf
-from .plugin import BAD_VALUE, PluginError
-from .registry import PluginRegistry
+from .registry import BAD_VALUE, PluginError, PluginRegistry
 from .storage import PluginStore
 
 log = logging.getLogger(__name__)

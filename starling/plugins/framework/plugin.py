@@ -1,7 +1,6 @@
-"""The plugin framework's base: what a plugin is (`Plugin`, made by a factory
-from a `PluginContext` and its settings), its config keys (`ConfigKey`), its
-catalogue facts (`PluginInfo`) and the errors the registry answers with
-(`PluginError`, with EMQ X's reasons).
+"""The plugin framework's base: what a plugin is (`Plugin`, made from a
+`PluginContext` and its settings), its config keys (`ConfigKey`) and its
+catalogue facts (`PluginInfo`).
 """
 
 from __future__ import annotations
@@ -17,27 +16,6 @@ from .storage import PluginStore
 
 #: The `type` values of EMQ X v3.2 (`-emqx_plugin(Type)`; anything else is "feature").
 PLUGIN_TYPES = ("auth", "protocol", "backend", "bridge", "feature")
-
-# Reasons a registry call can fail with (EMQ X's own words where it has them).
-NOT_FOUND = "not_found"
-ALREADY_STARTED = "already_started"
-NOT_STARTED = "not_started"
-NOT_IMPLEMENTED = "not_implemented"
-IN_USE = "in_use"
-UNKNOWN_KEY = "unknown_key"
-BAD_VALUE = "bad_value"
-LOAD_FAILED = "load_failed"
-
-
-class PluginError(Exception):
-    """A refused or failed registry call; `reason` is one of the constants above."""
-
-    def __init__(self, reason: str, plugin: str, detail: str = "") -> None:
-        super().__init__(detail or reason)
-        self.reason = reason
-        self.plugin = plugin
-        self.detail = detail
-
 
 @dataclass(frozen=True, slots=True)
 class PluginContext:
@@ -110,11 +88,6 @@ class Plugin:
 
     async def unload(self) -> None:
         return None
-
-
-PluginFactory = Callable[[PluginContext, Mapping[str, Any]], Plugin]
-#: Change announcements: (plugin name, "loaded" | "unloaded" | "configured").
-Watcher = Callable[[str, str], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,29 +36,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .plugin import (
-    ALREADY_STARTED,
-    BAD_VALUE,
-    IN_USE,
-    LOAD_FAILED,
-    NOT_FOUND,
-    NOT_IMPLEMENTED,
-    NOT_STARTED,
-    PLUGIN_TYPES,
-    UNKNOWN_KEY,
-    ConfigKey,
-    Plugin,
-    PluginContext,
-    PluginError,
-    PluginFactory,
-    PluginInfo,
-    Watcher,
-)
+from .plugin import PLUGIN_TYPES, ConfigKey, Plugin, PluginContext, PluginInfo
 
 log = logging.getLogger(__name__)
+
+# Reasons a registry call can fail with (EMQ X's own words where it has them).
+NOT_FOUND = "not_found"
+ALREADY_STARTED = "already_started"
+NOT_STARTED = "not_started"
+NOT_IMPLEMENTED = "not_implemented"
+IN_USE = "in_use"
+UNKNOWN_KEY = "unknown_key"
+BAD_VALUE = "bad_value"
+LOAD_FAILED = "load_failed"
+
+
+class PluginError(Exception):
+    """A refused or failed registry call; `reason` is one of the constants above."""
+
+    def __init__(self, reason: str, plugin: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+        self.plugin = plugin
+        self.detail = detail
+
+
+#: What `implement()` registers: makes the plugin from its context and settings.
+PluginFactory = Callable[[PluginContext, Mapping[str, Any]], Plugin]
+#: Change announcements: (plugin name, "loaded" | "unloaded" | "configured").
+Watcher = Callable[[str, str], None]
 
 #: The seed's plugin list (emqx-rest-api-v3.md, "List all Plugins of Cluster"), with
 #: the `type` EMQ X v3.2 reports for each.

@@ -38,7 +38,7 @@ from starling.broker import AuthResult, ClientInfo, HookPoint, Message, Stop
 from starling.config import parse_bool, parse_size
 from starling.mqtt import ReasonCode, SubscriptionOptions, is_valid_topic_name
 
-from ..framework import ConfigKey, Plugin, PluginContext, parse_positive_int
+from .. import ConfigKey, Plugin, PluginContext, parse_positive_int
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from typing import Any
 from starling.broker import Broker, ConnectionMemory, ConnectionSnapshot
 from starling.config import parse_bool
 
-from ..framework import ConfigKey, Plugin, cancel, positive_duration
+from .. import ConfigKey, Plugin, cancel, positive_duration
 
 log = logging.getLogger(__name__)
 

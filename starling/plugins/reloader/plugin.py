@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..framework import (
+from .. import (
     ConfigKey,
     Plugin,
     PluginContext,
