@@ -92,9 +92,11 @@ class TimerWheel:
         self._handle = None
         now = self.clock.monotonic()
         keys = self._keys
-        limit = now / self.resolution
+        resolution = self.resolution
         due: list[dict[Timed, None]] = []
-        while keys and keys[0] <= limit:
+        # Due as `_schedule` reckons it (key x resolution, not now / resolution: the
+        # two can round apart, and a key not due here would be rescheduled at once).
+        while keys and keys[0] * resolution <= now:
             bucket = self._buckets.pop(heapq.heappop(keys), None)
             if bucket:
                 due.append(bucket)

@@ -9,7 +9,6 @@ some.  Plugins reach the core only through the broker facade and its hooks."""
 
 from __future__ import annotations
 
-from .framework import node_metrics
 from .framework.background import (
     cancel,
     positive_duration,
@@ -36,6 +35,7 @@ from .framework.http_sink import (
     SinkStats,
     check_url,
 )
+from .framework.node_metrics import NodeReading, loop_lag, read_node
 from .framework.persistence import (
     PluginPersistence,
     plugin_names,
@@ -59,6 +59,7 @@ __all__ = [
     "ConfFileError",
     "ConfigKey",
     "HttpSink",
+    "NodeReading",
     "Plugin",
     "PluginContext",
     "PluginEntry",
@@ -73,7 +74,7 @@ __all__ = [
     "cancel",
     "check_url",
     "discover_plugins",
-    "node_metrics",
+    "loop_lag",
     "parse_choice",
     "parse_conf",
     "parse_nonnegative_duration",
@@ -85,4 +86,5 @@ __all__ = [
     "plugin_names",
     "positive_duration",
     "read_conf",
+    "read_node",
 ]

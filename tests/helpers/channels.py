@@ -59,9 +59,9 @@ class ManualClock(Clock):
     with it until the test moves it.  Tasks and `call_soon` go to the running
     event loop, as with the default clock."""
 
-    def __init__(self) -> None:
+    def __init__(self, start: float | None = None) -> None:
         super().__init__()
-        self.now = self.start = time.monotonic()
+        self.now = self.start = time.monotonic() if start is None else start
         self.wall_start = time.time()
         self.monotonic = lambda: self.now
         self.time = lambda: self.wall_start + (self.now - self.start)

@@ -24,12 +24,12 @@ _sampler = SystemSampler()
 
 
 @dataclass(frozen=True, slots=True)
-class Reading:
+class NodeReading:
     counters: dict[str, int]
     gauges: dict[str, float]
 
 
-def read(broker: Broker) -> Reading:
+def read_node(broker: Broker) -> NodeReading:
     """Counters and gauges now (cheap: dict copies and two small /proc reads)."""
     counters: dict[str, int] = {}
     gauges: dict[str, float] = {}
@@ -37,7 +37,7 @@ def read(broker: Broker) -> Reading:
         (gauges if name in GAUGE_METRICS else counters)[name] = value
     gauges.update(broker.stats.sample())
     gauges.update(process_gauges(broker))
-    return Reading(counters, gauges)
+    return NodeReading(counters, gauges)
 
 
 def process_gauges(broker: Broker) -> dict[str, float]:
