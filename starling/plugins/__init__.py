@@ -47,6 +47,7 @@ from .framework.registry import (
     PluginError,
     PluginFactory,
     PluginRegistry,
+    PluginUnavailable,
 )
 from .framework.storage import (
     PluginStore,
@@ -69,6 +70,7 @@ __all__ = [
     "PluginPersistence",
     "PluginRegistry",
     "PluginStore",
+    "PluginUnavailable",
     "SinkStats",
     "Table",
     "cancel",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from .config import ListenerConfig
 from .connection import MQTTConnection
-from .listener import Listener, parse_bind
+from .listener import BindError, Listener, parse_bind
 from .tls import TlsContext, TlsOptions
+from .trace import TraceError, Tracer
 from .ws import WSConnection
 
-__all__ = ["Listener", "ListenerConfig", "MQTTConnection", "TlsContext", "TlsOptions",
-           "WSConnection", "parse_bind"]
+__all__ = ["BindError", "Listener", "ListenerConfig", "MQTTConnection", "TlsContext",
+           "TlsOptions", "TraceError", "Tracer", "WSConnection", "parse_bind"]

@@ -27,11 +27,12 @@ from . import (
     sessions,
     stats,
     subscriptions,
+    trace,
     users,
 )
 
 MODULES = (users, alarms, apps, banned, brokers, configs, connections, listeners, metrics,
-           nodes, plugins, pubsub, routes, sessions, stats, subscriptions, rules)
+           nodes, plugins, pubsub, routes, sessions, stats, subscriptions, rules, trace)
 
 #: What registers a plugin's routes in the table (`register(table)` of its routes module).
 Registrar = Callable[[RouteTable], None]

@@ -28,7 +28,7 @@ from starling.mqtt import Auth, Connect, MQTTError, Packet, PacketType, Unsuppor
 
 from .. import metrics as m
 from ..client import CONNECTED, CONNECTING, NEW
-from .base import HOLD_LIMIT, ChannelBase, Connection
+from .base import HOLD_LIMIT, ChannelBase, Connection, clients_log
 from .connect import ConnectFlow
 from .deliver import DeliveryFlow
 from .publish import PublishFlow
@@ -76,7 +76,8 @@ class Channel(ConnectFlow, PublishFlow, SubscribeFlow, DeliveryFlow):
     def handle_error(self, error: MQTTError) -> None:
         """The decoder refused the client's bytes: answer if the spec says how, close."""
         self.counters[m.PACKETS_MALFORMED] += 1
-        log.debug("client %r: %s", self.client_id, error)
+        clients_log.warning("%s from %s: malformed input, connection closed: %s",
+                            self._named(), self.peerhost, error)
         if self.state == NEW and isinstance(error, UnsupportedProtocolVersion):
             # Answered in 3.1.1 form: the client does not speak our 5.0 [MQTT-3.1.2-2].
             self._write_connack(False, 1, level=4)

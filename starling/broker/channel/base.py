@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from ..options import BrokerOptions
 
 log = logging.getLogger(__name__)
+#: Client lives (starling/client_log.py); bad input is logged here, once per connection.
+clients_log = logging.getLogger("starling.clients")
 
 #: Held packets past which the channel stops reading its socket.
 HOLD_LIMIT: Final = 256
@@ -303,9 +305,13 @@ class ChannelBase(Client):
             self._send_disconnect(ReasonCode.SESSION_TAKEN_OVER)
         self.close("takeovered")
 
+    def _named(self) -> str:
+        return f"client {self.client_id!r}" if self.client_id else "a connection (no CONNECT yet)"
+
     def _protocol_violation(self, why: str) -> None:
         self.counters[m.PACKETS_MALFORMED] += 1
-        log.debug("client %r: protocol violation: %s", self.client_id, why)
+        clients_log.warning("%s from %s: protocol violation, connection closed: %s",
+                            self._named(), self.peerhost, why)
         if self.state == CONNECTED and self.protocol_level == 5:
             self._send_disconnect(ReasonCode.PROTOCOL_ERROR, why)
         self.close("protocol_error")

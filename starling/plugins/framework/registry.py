@@ -41,7 +41,8 @@ from typing import Any
 
 from .plugin import PLUGIN_TYPES, ConfigKey, Plugin, PluginContext, PluginInfo
 
-log = logging.getLogger(__name__)
+#: The name it had before the framework moved to plugins/framework (log lines and filters).
+log = logging.getLogger("starling.plugins.registry")
 
 # Reasons a registry call can fail with (EMQ X's own words where it has them).
 NOT_FOUND = "not_found"
@@ -62,6 +63,25 @@ class PluginError(Exception):
         self.reason = reason
         self.plugin = plugin
         self.detail = detail
+
+
+class PluginUnavailable(RuntimeError):
+    """Raised by a plugin's `load()` for an expected condition it cannot load under
+    (an optional package or a file missing, a server name that does not resolve):
+    the message says what to do; it is logged as one line, without a traceback."""
+
+
+#: What a plugin's load may fail with that is not a bug in it: one line in the log.
+EXPECTED_LOAD_ERRORS = (PluginUnavailable, OSError, ImportError)
+
+
+def _describe(exc: Exception) -> str:
+    """An expected load failure in words, without Python's exception formatting."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    if isinstance(exc, ImportError) and exc.name:
+        return f"the Python package {exc.name!r} is not installed"
+    return str(exc)
 
 
 #: What `implement()` registers: makes the plugin from its context and settings.
@@ -271,6 +291,10 @@ class PluginRegistry:
             await instance.load()
         except PluginError:
             raise
+        except EXPECTED_LOAD_ERRORS as exc:
+            why = _describe(exc)
+            log.warning("plugin %s cannot load: %s", entry.name, why)
+            raise PluginError(LOAD_FAILED, entry.name, why) from None
         except Exception as exc:
             log.exception("plugin %s failed to load", entry.name)
             raise PluginError(LOAD_FAILED, entry.name, f"{type(exc).__name__}: {exc}") from exc
@@ -372,7 +396,7 @@ class PluginRegistry:
             try:
                 await self.load(name)
             except PluginError as exc:
-                if exc.reason != ALREADY_STARTED:
+                if exc.reason not in (ALREADY_STARTED, LOAD_FAILED):  # _load logged those
                     log.warning("plugin %s not loaded at start: %s", name, exc)
 
     async def stop(self) -> None:

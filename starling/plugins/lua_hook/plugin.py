@@ -38,7 +38,7 @@ from starling.broker import AuthResult, ClientInfo, HookPoint, Message, Stop
 from starling.config import parse_bool, parse_size
 from starling.mqtt import ReasonCode, SubscriptionOptions, is_valid_topic_name
 
-from .. import ConfigKey, Plugin, PluginContext, parse_positive_int
+from .. import ConfigKey, Plugin, PluginContext, PluginUnavailable, parse_positive_int
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class LuaHookPlugin(Plugin):
         try:
             import lupa  # noqa: F401
         except ImportError:
-            raise RuntimeError("emqx_lua_hook needs the lupa package: "
+            raise PluginUnavailable("emqx_lua_hook needs the lupa package: "
                                "pip install 'starling-mqtt[lua]'") from None
         self.script_dir.mkdir(parents=True, exist_ok=True)
         await self.load_all()
