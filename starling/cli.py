@@ -14,14 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, compiled
 from .config import Config, ConfigError
 from .store import StoreError
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="starling", description="Starling MQTT broker")
-    parser.add_argument("--version", action="version", version=f"starling {__version__}")
+    parser.add_argument("--version", action="version", version=f"starling {__version__}, hot path: {compiled.describe()}")
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="run a node in the foreground")
     start.add_argument("--config", type=Path, help="TOML configuration file")

@@ -73,6 +73,8 @@ DEPENDS_ON: dict[str, set[str]] = {
     #: Each client's life in the log, from the hooks.
     "starling.client_log": {"starling.broker", "starling.mqtt"},
     "starling.datadir": set(),
+    #: Which hot path runs (compiled or pure): decided first, by the package's __init__.
+    "starling.compiled": set(),
     "starling.runtime_file": set(),
     "starling.ctl_client": set(),
     "starling.ctl_ops": {"starling.ctl_client"},
@@ -83,11 +85,11 @@ DEPENDS_ON: dict[str, set[str]] = {
                               "starling.rules", "starling.cluster", "starling.gateways",
                               "starling.mgmt", "starling.api", "starling.dashboard",
                               "starling.client_log", "starling.datadir",
-                              "starling.runtime_file"},
-    "starling.cli": {"starling", "starling.config", "starling.store", "starling.node",
+                              "starling.runtime_file", "starling.compiled"},
+    "starling.cli": {"starling", "starling.compiled", "starling.config", "starling.store", "starling.node",
                      "starling.ctl", "starling.datadir"},
     "starling.__main__": {"starling.cli"},
-    "starling": set(),
+    "starling": {"starling.compiled"},
 }
 #: Packages whose submodules are private: other packages import the package itself.
 FACADES = ("starling.broker", "starling.mqtt", "starling.store", "starling.transport",
