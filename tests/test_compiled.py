@@ -117,3 +117,34 @@ def test_a_partial_build_is_not_used(tmp_path: Path) -> None:
     answer, warning = decide(pkg)
     assert answer == "False partly built (missing: starling.broker.router)"
     assert "pure-Python hot path" in warning
+
+
+@pytest.mark.timeout(300)
+def test_a_build_without_a_compiler_installs_pure_python(tmp_path: Path) -> None:
+    """What `pip install .` runs (setup.py build_ext) where no C compiler works: the
+    build succeeds, compiles nothing, and the package runs its pure-Python hot path."""
+    root = PACKAGE.parent
+    tree = tmp_path / "clone"
+    tree.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(root / name, tree / name)
+    shutil.copytree(PACKAGE, tree / "starling", ignore=shutil.ignore_patterns(
+        "__pycache__", "*.so", "*.pyd", compiled.MANIFEST))
+    environ = {k: v for k, v in os.environ.items() if k not in ("STARLING_PURE", "PYTHONPATH")}
+    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"],
+                           capture_output=True, text=True, cwd=tree, timeout=240,
+                           env=dict(environ, CC="false"))
+    assert build.returncode == 0, build.stderr[-2000:]
+    assert "failed" in build.stderr  # it did try, and said so
+    left = [p.name for p in (tree / "starling").rglob("*")
+            if p.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+            or p.name == compiled.MANIFEST]
+    assert left == []
+    code = ("import starling.compiled as c, starling.mqtt as m\n"
+            "print(c.describe())\n"
+            "p, = m.Decoder().feed(bytes((0x30, 5, 0, 1, 0x74, 0x68, 0x69)))\n"
+            "print(p.topic, p.payload, m.decoder.__file__.endswith('.py'))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tree, env=environ, check=True)
+    assert run.stdout.splitlines() == ["pure Python (not built)", "t b'hi' True"]
+    assert run.stderr == ""
