@@ -159,14 +159,15 @@ TARGETS: dict[str, list[tuple[str, str, str]]] = {
     "recv": [("starling.transport.connection", "MQTTConnection", "data_received")],
     "decode": [("starling.mqtt.decoder", "Decoder", "feed")],
     "handle": [("starling.broker.channel", "Channel", "handle")],
-    "publish_in": [("starling.broker.channel", "Channel", "_on_publish")],
+    "publish_in": [("starling.broker.channel.publish", "PublishFlow", "_on_publish")],
     "route": [("starling.broker.router", "Router", "match")],
     "deliver": [("starling.broker.session", "Session", "deliver")],
     "encode": [("starling.broker.message", "Message", "parts")],
     "flush": [("starling.transport.connection", "WriteBatcher", "flush")],
-    "ack_out": [("starling.broker.channel", "Channel", "_ack_publish")],
-    "ack_in": [("starling.broker.channel", "Channel", m)
-               for m in ("_on_puback", "_on_pubrec", "_on_pubrel", "_on_pubcomp")],
+    "ack_out": [("starling.broker.channel.publish", "PublishFlow", "_ack_publish")],
+    "ack_in": [("starling.broker.channel.deliver", "DeliveryFlow", m)
+               for m in ("_on_puback", "_on_pubrec", "_on_pubcomp")]
+              + [("starling.broker.channel.publish", "PublishFlow", "_on_pubrel")],
 }
 
 
