@@ -258,10 +258,14 @@ async def drive(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         proc.wait()
     await node.stop()
     import starling
-    from starling.compiled import describe
 
+    try:
+        from starling.compiled import describe
+        hot_path = describe()
+    except ImportError:  # a tree from before the compiled hot path (a "before" profile)
+        hot_path = "pure Python (no compiled hot path in this tree)"
     return {"scenario": args.scenario, "messages": msgs, "deliveries": sent,
-            "hot_path": describe(), "package": os.path.dirname(starling.__file__),
+            "hot_path": hot_path, "package": os.path.dirname(starling.__file__),
             "cpu_us_per_msg": round(cpu * 1e6 / msgs, 2), "wrapped": wrapped}
 
 
