@@ -18,6 +18,7 @@ from .api import (
     ApiContext,
     AppRegistry,
     Dashboard,
+    HttpLimits,
     HttpListener,
     ListenerInfo,
     ManagementApp,
@@ -305,7 +306,8 @@ class Node:
                               else "")
                  for lst in self.listeners]
         infos += [ListenerInfo(h.name, h.name, h.bound[0], h.bound[1], 1, h.max_connections,
-                               h.current_connections, {}) for h in self.http_listeners]
+                               h.current_connections, dict(h.guard.shutdown_count))
+                  for h in self.http_listeners]
         return infos
 
     # -- MQTT listeners stopped and started at runtime (API, ctl) -------------------
@@ -325,6 +327,16 @@ class Node:
             if lst.name == name:
                 await lst.start()
 
+    def _http_limits(self, prefix: str) -> HttpLimits:
+        """`management.*` / `dashboard.*`: what an HTTP listener allows."""
+        limits = HttpLimits(self.config[f"{prefix}.max_connections"],
+                            self.config[f"{prefix}.max_connections_per_address"],
+                            self.config[f"{prefix}.request_timeout"])
+        if limits.max_connections_per_address < 0 or limits.request_timeout < 0:
+            raise ConfigError(f"{prefix}.max_connections_per_address and "
+                              f"{prefix}.request_timeout must not be negative")
+        return limits
+
     async def _start_management(self) -> None:
         bind = self.config["management.bind"]
         if bind == "off":
@@ -339,7 +351,7 @@ class Node:
         app = ManagementApp(self.api, build_table(), raw_routes=prometheus_routes(
             self.api, lambda: not self.config["prometheus.auth"]))
         listener = HttpListener(app, "http:management", host, port,
-                                self.config["management.max_connections"])
+                                self._http_limits("management"))
         await listener.start()
         self.http_listeners.append(listener)
 
@@ -353,7 +365,7 @@ class Node:
                 host, port = parse_bind(bind)
             except ValueError as exc:
                 raise ConfigError(f"dashboard.bind: {exc}") from None
-        await self.dashboard.start(host, port, self.config["dashboard.max_connections"],
+        await self.dashboard.start(host, port, self._http_limits("dashboard"),
                                    self.config["dashboard.default_user.login"],
                                    self.config["dashboard.default_user.password"],
                                    self.data_dir)

@@ -9,7 +9,7 @@ from .dashboard import Dashboard
 from .prometheus import prometheus_routes
 from .routes import build_table
 from .routing import Route, RouteTable
-from .server import HttpListener
+from .server import HttpLimits, HttpListener
 from .users import DashboardUser, UserRegistry
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "AppRegistry",
     "Dashboard",
     "DashboardUser",
+    "HttpLimits",
     "HttpListener",
     "ListenerInfo",
     "ManagementApp",
