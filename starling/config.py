@@ -183,6 +183,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Incoming QoS 2 messages awaiting PUBREL, per client. 0 = unlimited."),
     Setting("session.await_rel_timeout", 300.0, "duration",
             "After this an incoming QoS 2 message awaiting PUBREL is forgotten."),
+    Setting("session.strict_resume", True, "bool",
+            "A persistent session resumes only for the user name (or, without one, the "
+            "client certificate) it belongs to, otherwise a new one starts; the "
+            "subscriptions it brings back are checked against that user's ACL again. "
+            "false = EMQ X v3: any client with the client id resumes it as it is."),
     Setting("session.retry_interval", 20.0, "duration",
             "Resend unacknowledged QoS 1/2 messages after this long, on the same "
             "connection (MQTT 3.x only; MQTT 5.0 forbids it). 0 disables."),

@@ -98,6 +98,7 @@ def broker_options(config: Config) -> BrokerOptions:
         max_awaiting_rel=config["session.max_awaiting_rel"],
         await_rel_timeout=config["session.await_rel_timeout"],
         retry_interval=config["session.retry_interval"],
+        strict_resume=config["session.strict_resume"],
         sys_interval=config["broker.sys_interval"],
         sys_heartbeat=config["broker.sys_heartbeat"],
         presence_qos=config["broker.presence_qos"],

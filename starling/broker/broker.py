@@ -56,6 +56,13 @@ REFUSAL_LOG_INTERVAL = 10.0
 STORE_UNAVAILABLE = "store_unavailable"
 
 
+def _owner(username: str | None, peercert: str | None) -> str:
+    """Who a session belongs to, for the log."""
+    if username is not None:
+        return f"user {username!r}"
+    return f"certificate {peercert!r}" if peercert is not None else "an anonymous client"
+
+
 class Broker:
     def __init__(self, options: BrokerOptions | None = None,
                  journal: Journal | None = None,
@@ -185,7 +192,7 @@ class Broker:
             remaining = rec.expiry_interval - (now - gone_at)
             session = Session(rec.client_id, False, rec.expiry_interval, self.options,
                               self.counters)
-            session.username = rec.username
+            session.username, session.peercert = rec.username, rec.peercert
             session.created_at = rec.created_at
             if remaining <= 0:
                 self.journal.add(("session_delete", rec.client_id))
@@ -265,6 +272,9 @@ class Broker:
                 self.counters["sessions/expired"] += 1
                 self.discard_session(session, "expired")
             session = None
+        if session is not None and not self.resumable_by(session, client):
+            self._not_resumed(session, client)
+            session = None
         present = session is not None
         if session is None:
             session = Session(client_id, clean_start, expiry_interval, client.options,
@@ -279,10 +289,12 @@ class Broker:
                 session.pending_will[1].cancel()
                 session.pending_will = None
         session.outlet = client
-        session.username = client.username
+        session.username, session.peercert = client.username, client.peercert
         session.disconnected_at = None
         self.channels[client_id] = client
         self._persist(session, None)
+        if present and self.options.strict_resume:
+            self._recheck_subscriptions(session, client)
         hooks = self.hooks
         if not present:
             if hooks.has(Points.SESSION_CREATED):
@@ -293,6 +305,65 @@ class Broker:
             if hooks.has(HookPoint.SESSION_RESUMED):
                 hooks.run(HookPoint.SESSION_RESUMED, client_id, SessionSnapshot.of(session))
         return session, present
+
+    def resumable_by(self, session: Session, client: Client) -> bool:
+        """May `client` resume `session`?  With `session.strict_resume` (the default)
+        only its owner may: the same user name, or, when neither has one, the same
+        client certificate subject (both None: two anonymous clients).  EMQ X v3
+        lets any client with the client id resume it.  The one place a session's
+        ownership is decided."""
+        if not self.options.strict_resume:
+            return True
+        if session.username is not None or client.username is not None:
+            return session.username == client.username
+        return session.peercert == client.peercert
+
+    def _not_resumed(self, session: Session, client: Client) -> None:
+        """A client that is not its owner asked for a persistent session: it is
+        discarded (`session.discarded`) and the client gets a new one."""
+        self.counters["sessions/not_resumed"] += 1
+        log.warning("client id %r: the session of %s is not resumed by %s from %s; it is "
+                    "discarded and a new session starts (session.strict_resume)",
+                    session.client_id, _owner(session.username, session.peercert),
+                    _owner(client.username, client.peercert), client.peerhost)
+        self.discard_session(session, DISCARDED)
+
+    def _recheck_subscriptions(self, session: Session, client: Client) -> None:
+        """The subscriptions a resumed session brings back are checked against the
+        resuming client's ACL again (rules change); denied ones are removed.  An ACL
+        chain that must be awaited answers what its cache does not know shortly
+        after, in the background."""
+        if not session.subscriptions or not self.hooks.has(Points.CLIENT_CHECK_ACL):
+            return
+        denied, unknown = [], []
+        for topic_filter in list(session.subscriptions):
+            if self.acl_is_async:
+                allowed = self.acl_known(client, "subscribe", topic_filter)
+            else:
+                allowed = self.check_acl(client, "subscribe", topic_filter)
+            if allowed is None:
+                unknown.append(topic_filter)
+            elif not allowed:
+                denied.append(topic_filter)
+        self._drop_subscriptions(session, client, denied)
+        if unknown:
+            self.track(self._recheck_async(session, client, unknown))
+
+    async def _recheck_async(self, session: Session, client: Client, filters: list[str]) -> None:
+        denied = [topic_filter for topic_filter in filters
+                  if not await self.check_acl_async(client, "subscribe", topic_filter)]
+        if self.sessions.get(session.client_id) is session:
+            self._drop_subscriptions(session, client, denied)
+
+    def _drop_subscriptions(self, session: Session, client: Client, denied: list[str]) -> None:
+        if not denied:
+            return
+        for topic_filter in denied:
+            self.unsubscribe(session, topic_filter)
+            session.subscription_ids.pop(topic_filter, None)
+        log.info("client id %r: %d subscription(s) of the resumed session removed, denied "
+                 "by the ACL for %s: %s", session.client_id, len(denied),
+                 _owner(client.username, client.peercert), ", ".join(denied))
 
     def _persist(self, session: Session, disconnected_at: float | None) -> None:
         """Keep the store's copy of a session in step with whether it is persistent."""

@@ -74,6 +74,8 @@ EXTRA_METRICS: tuple[str, ...] = (
     "auth/username/ignore",
     "messages/delayed",
     "sessions/expired",  #: offline sessions discarded because their expiry passed
+    #: persistent sessions discarded, not resumed: the client was not their owner
+    "sessions/not_resumed",
     "client/acl/allow",  #: ACL decisions: allowed (EMQ X 4's client.acl.allow)
     "client/acl/deny",  #: ... denied
     "client/acl/cache_hit",  #: ... answered from the connection's ACL cache

@@ -41,6 +41,9 @@ class BrokerOptions:
     await_rel_timeout: float = 300.0
     #: Resend an unacknowledged QoS 1/2 message after this long (MQTT 3.x only; 0 = never).
     retry_interval: float = 20.0
+    #: A persistent session resumes only for its owner, its subscriptions checked
+    #: against the resumer's ACL again (`Broker.resumable_by`); False = EMQ X v3.
+    strict_resume: bool = True
     upgrade_qos: bool = False
     max_subscriptions: int = 0  #: 0 = unlimited
     # -- per-client limits (zone `publish_limit`, `rate_limit.conn_bytes_in`) ----------

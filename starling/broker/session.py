@@ -100,6 +100,7 @@ class Session:
         "mqueue_dropped",
         "options",
         "outlet",
+        "peercert",
         "pending_will",
         "subscription_ids",
         "subscriptions",
@@ -109,7 +110,10 @@ class Session:
     def __init__(self, client_id: str, clean_start: bool, expiry_interval: float,
                  options: BrokerOptions, counters: dict[str, int]) -> None:
         self.client_id = client_id
+        #: Whose session it is (`Broker.resumable_by`): the user name of the client that
+        #: opened or last resumed it, and its client certificate's subject (None: none).
         self.username: str | None = None
+        self.peercert: str | None = None
         self.clean_start = clean_start
         #: Seconds the session outlives its connection; 0 = ends with it.
         self.expiry_interval = expiry_interval
