@@ -206,6 +206,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("enable_acl_cache", True, "bool", "Cache ACL decisions per connection."),
     Setting("acl_cache_max_size", 32, "int", "ACL decisions cached per connection."),
     Setting("acl_cache_ttl", 60.0, "duration", "How long a cached ACL decision is used."),
+    Setting("acl_deliver_check", True, "bool",
+            "A message a wildcard subscription (+, #, also shared) would deliver, retained "
+            "ones included, is delivered only if the subscriber may subscribe to its topic; "
+            "decided once per connection and topic. false = EMQ X v3 (the filter alone)."),
+    Setting("acl_deliver_cache_max_size", 1000, "int",
+            "Delivery decisions remembered per connection (acl_deliver_check); when full "
+            "they are all forgotten. At least 1."),
     Setting("zone.external.enable_acl", True, "bool",
             "Check ACL for clients of zone external (any zone not listed here: on)."),
     Setting("zone.internal.enable_acl", False, "bool",

@@ -148,12 +148,16 @@ def acl_options(config: Config) -> dict[str, Any]:
             raise ConfigError(f"{key} must be {' or '.join(choices)}, not {config[key]!r}")
     if config["acl_cache_max_size"] < 0:
         raise ConfigError("acl_cache_max_size must not be negative")
+    if config["acl_deliver_cache_max_size"] < 1:
+        raise ConfigError("acl_deliver_cache_max_size must be at least 1")
     return {
         "acl_nomatch": config["acl_nomatch"],
         "acl_deny_action": config["acl_deny_action"],
         "enable_acl_cache": config["enable_acl_cache"],
         "acl_cache_max_size": config["acl_cache_max_size"],
         "acl_cache_ttl": config["acl_cache_ttl"],
+        "acl_deliver_check": config["acl_deliver_check"],
+        "acl_deliver_cache_max_size": config["acl_deliver_cache_max_size"],
         "acl_disabled_zones": frozenset(
             key.split(".")[1] for key, on in config.items()
             if key.startswith("zone.") and key.endswith(".enable_acl") and not on),

@@ -685,13 +685,31 @@ class InternalAcl:
 class AclCache:
     """Recent decisions of one connection (EMQ X's ``emqx_acl_cache``): keyed by
     (action, topic), each valid for `acl_cache_ttl`; beyond `acl_cache_max_size`
-    the oldest goes.  A new `generation` (rules reloaded) empties it."""
+    the oldest goes.  A new `generation` (rules reloaded) empties it.
 
-    __slots__ = ("_entries", "generation")
+    Beside them, the delivery decisions (`acl_deliver_check`): may the client
+    receive a message on this topic through a wildcard subscription?  Read on
+    the publish path for every such delivery, so they are a plain dict keyed
+    by the topic (no tuple, no clock read): valid while `deliver_epoch` is the
+    broker's (it moves when rules change and every `acl_cache_ttl`), and all
+    forgotten when there are `acl_deliver_cache_max_size` of them."""
+
+    __slots__ = ("_entries", "deciding", "deliver_epoch", "deliverable", "generation")
 
     def __init__(self, generation: int = 0) -> None:
         self._entries: OrderedDict[tuple[str, str], tuple[bool, float]] = OrderedDict()
         self.generation = generation
+        self.deliverable: dict[str, bool] = {}
+        self.deliver_epoch = 0
+        #: Topics whose delivery an ACL source that must be awaited is deciding.
+        self.deciding: set[str] | None = None
+
+    def remember_delivery(self, topic: str, allowed: bool, epoch: int, max_size: int) -> None:
+        deliverable = self.deliverable
+        if epoch != self.deliver_epoch or len(deliverable) >= max_size:
+            deliverable.clear()
+            self.deliver_epoch = epoch
+        deliverable[topic] = allowed
 
     def get(self, action: str, topic: str, now: float, generation: int) -> bool | None:
         if generation != self.generation:

@@ -21,14 +21,20 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from starling.mqtt import SubscriptionOptions, matches, parse_share, topic_levels_ok
+from starling.mqtt import (
+    SubscriptionOptions,
+    is_wildcard,
+    matches,
+    parse_share,
+    topic_levels_ok,
+)
 from starling.store import MemoryStore
 
 from . import metrics as m
 from .acl import AclCache, InternalAcl, acl_topic
 from .alarms import AlarmMonitor, Alarms
 from .banned import IP_ADDRESS, USERNAME, Ban, Banned, normalize_ip
-from .client import CLOSED, Client
+from .client import CLOSED, CONNECTED, Client
 from .hooks import HookPoint, Hooks, Points
 from .info import ClientInfo
 from .journal import Journal, message_of
@@ -110,6 +116,10 @@ class Broker:
         self.acl = InternalAcl()
         #: Bumped when ACL rules change: every connection's ACL cache is then stale.
         self.acl_generation = 0
+        #: The delivery decisions (`AclCache.deliverable`) of an older epoch are stale:
+        #: bumped with `acl_generation` and every `acl_cache_ttl`.
+        self.deliver_epoch = 0
+        self._deliver_epoch_ends = time.monotonic() + self.options.acl_cache_ttl
         #: TLS-PSK keys by identity, installed by a PSK plugin (emqx_psk_file).
         self.psk_lookup: Callable[[str], bytes | None] | None = None
         self.started_at = time.time()
@@ -245,6 +255,9 @@ class Broker:
                 self.discard_session(session, "expired")
         for topic in self.retained.expire(now):
             self._retained_gone(topic)
+        if now >= self._deliver_epoch_ends:
+            self.deliver_epoch += 1  # delivery decisions live acl_cache_ttl at most
+            self._deliver_epoch_ends = now + self.options.acl_cache_ttl
         self.stats.sample()
         self.banned.sweep()
         self._housekeeping = asyncio.get_running_loop().call_later(1.0, self._tick)
@@ -657,24 +670,33 @@ class Broker:
                 break
 
     def _route_add(self, topic_filter: str, session: Session, opts: SubscriptionOptions) -> None:
+        """Route a subscription; `session.wildcards` counts those with + or #
+        (their deliveries are checked: `acl_deliver_check`)."""
         name, real = parse_share(topic_filter)
         if name is None:
-            self.router.subscribe(topic_filter, session, opts)
+            if self.router.subscribe(topic_filter, session, opts) and is_wildcard(real):
+                session.wildcards += 1
             return
         group = self.shared_groups.get((name, real))
         if group is None:
             group = self.shared_groups[(name, real)] = SharedGroup(name, real)
             self.shared_router.subscribe(real, group, SubscriptionOptions(2))
+        if session not in group.members and is_wildcard(real):
+            session.wildcards += 1
         group.members[session] = opts
 
     def _route_remove(self, topic_filter: str, session: Session) -> None:
         name, real = parse_share(topic_filter)
         if name is None:
-            self.router.unsubscribe(topic_filter, session)
+            if self.router.unsubscribe(topic_filter, session) and is_wildcard(real):
+                session.wildcards -= 1
             return
         group = self.shared_groups.get((name, real))
-        if group is not None and group.members.pop(session, None) is not None \
-                and not group.members:
+        if group is None or group.members.pop(session, None) is None:
+            return
+        if is_wildcard(real):
+            session.wildcards -= 1
+        if not group.members:
             del self.shared_groups[(name, real)]
             self.shared_router.unsubscribe(real, group)
 
@@ -770,10 +792,15 @@ class Broker:
             counters[m.ACL_ALLOW if cached else m.ACL_DENY] += 1
         return cached
 
-    def _acl_decided(self, client: Client, action: str, topic: str, result: Any) -> bool:
-        """Count the chain's answer and remember it in the connection's cache."""
+    def _acl_counted(self, result: Any) -> bool:
+        """The chain's answer as a decision, counted."""
         allowed = bool(result == "allow")
         self.counters[m.ACL_ALLOW if allowed else m.ACL_DENY] += 1
+        return allowed
+
+    def _acl_decided(self, client: Client, action: str, topic: str, result: Any) -> bool:
+        """Count the chain's answer and remember it in the connection's cache."""
+        allowed = self._acl_counted(result)
         options = self.options
         cache = client.acl_cache
         if options.enable_acl_cache and cache is not None:
@@ -789,6 +816,52 @@ class Broker:
     def invalidate_acl_cache(self) -> None:
         """ACL rules changed: every connection's cached decisions are dropped."""
         self.acl_generation += 1
+        self.deliver_epoch += 1
+
+    # -- the delivery-time check (acl_deliver_check) ----------------------------------
+    def decide_delivery(self, client: Client, topic: str) -> bool | None:
+        """May `client` receive a message on `topic` through a wildcard subscription:
+        may it subscribe to the topic itself?  Decided here the first time for a
+        (connection, topic) and remembered in its `AclCache` (read directly by
+        `Client.may_receive` from then on).  None while an ACL source that must be
+        awaited decides: the session queues, and drains once it has."""
+        cache = client.acl_cache
+        if cache is None:
+            cache = client.acl_cache = AclCache(self.acl_generation)
+        if not self.hooks.has(Points.CLIENT_CHECK_ACL):
+            allowed: bool | None = True  # as SUBSCRIBE: no ACL source, no check
+        else:
+            allowed = self._acl_known(client, "subscribe", topic)
+        if allowed is None:
+            if self.acl_is_async:
+                deciding = cache.deciding
+                if deciding is None:
+                    deciding = cache.deciding = set()
+                if topic not in deciding:
+                    deciding.add(topic)
+                    self.track(self._decide_delivery_async(client, cache, topic))
+                return None
+            result = self.hooks.run_fold(HookPoint.CLIENT_CHECK_ACL,
+                                         (client.info, "subscribe", topic),
+                                         self.options.acl_nomatch)
+            allowed = self._acl_counted(result)
+        cache.remember_delivery(topic, allowed, self.deliver_epoch,
+                                self.options.acl_deliver_cache_max_size)
+        return allowed
+
+    async def _decide_delivery_async(self, client: Client, cache: AclCache, topic: str) -> None:
+        try:
+            result = await self.hooks.run_fold_async(
+                HookPoint.CLIENT_CHECK_ACL, (client.info, "subscribe", topic),
+                self.options.acl_nomatch)
+            cache.remember_delivery(topic, self._acl_counted(result), self.deliver_epoch,
+                                    self.options.acl_deliver_cache_max_size)
+        finally:
+            if cache.deciding is not None:
+                cache.deciding.discard(topic)
+        session = client.session
+        if session is not None and client.state == CONNECTED:
+            session.drain()  # what waited for the decision goes now (or is dropped)
 
     # -- readers for the API and plugins -------------------------------------------
     def connections(self) -> list[ConnectionSnapshot]:

@@ -80,6 +80,12 @@ class Outlet(Protocol):
 
     def send_pubrel(self, packet_id: int, wait: bool = False) -> None: ...
 
+    def may_receive(self, topic: str) -> bool | None:
+        """May a message on `topic` go out through a wildcard subscription
+        (`acl_deliver_check`)?  None: not decided yet (the session queues it and
+        drains again once decided).  An outlet that checks elsewhere answers True."""
+        ...
+
     def close(self, reason: str) -> None:
         """End the connection (the will is published, unless it was a normal
         disconnect)."""
@@ -206,6 +212,16 @@ class Client:
 
     def send_pubrel(self, packet_id: int, wait: bool = False) -> None:
         raise NotImplementedError
+
+    def may_receive(self, topic: str) -> bool | None:
+        """The delivery-time ACL check (`Outlet.may_receive`): the connection's
+        remembered decision, read here on the publish path, else `Broker.decide_delivery`."""
+        cache = self.acl_cache
+        if cache is not None and cache.deliver_epoch == self.broker.deliver_epoch:
+            allowed = cache.deliverable.get(topic)
+            if allowed is not None:
+                return allowed
+        return self.broker.decide_delivery(self, topic)
 
     def set_writable(self, writable: bool) -> None:
         """Flow control from the transport: queue while False, drain when True again."""

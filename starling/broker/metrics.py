@@ -79,6 +79,9 @@ EXTRA_METRICS: tuple[str, ...] = (
     "client/acl/allow",  #: ACL decisions: allowed (EMQ X 4's client.acl.allow)
     "client/acl/deny",  #: ... denied
     "client/acl/cache_hit",  #: ... answered from the connection's ACL cache
+    #: deliveries through a wildcard subscription the subscriber's ACL refused
+    #: (acl_deliver_check); also counted in messages/dropped
+    "delivery/dropped/acl_denied",
     # emqx_web_hook: events forwarded (EMQ X 3.2's web_hook.<event>), and what became of them
     "web_hook/client_connected",
     "web_hook/client_disconnected",
@@ -113,6 +116,7 @@ QOS_SENT = ("messages/qos0/sent", "messages/qos1/sent", "messages/qos2/sent")
 ACL_ALLOW = "client/acl/allow"
 ACL_DENY = "client/acl/deny"
 ACL_CACHE_HIT = "client/acl/cache_hit"
+DELIVERY_DROPPED_ACL = "delivery/dropped/acl_denied"
 
 
 def new_counters() -> dict[str, int]:

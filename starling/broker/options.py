@@ -58,6 +58,11 @@ class BrokerOptions:
     enable_acl_cache: bool = True
     acl_cache_max_size: int = 32  #: entries per connection
     acl_cache_ttl: float = 60.0  #: seconds
+    #: Check each message a wildcard subscription delivers against the subscriber's
+    #: subscribe ACL for its topic (Mosquitto's read check); False = EMQ X v3.
+    acl_deliver_check: bool = True
+    #: Delivery decisions remembered per connection (then forgotten all at once).
+    acl_deliver_cache_max_size: int = 1000
     #: Zones whose clients are not ACL-checked (`zone.<name>.enable_acl = off`).
     acl_disabled_zones: frozenset[str] = frozenset({"internal"})
     # -- $SYS --------------------------------------------------------------

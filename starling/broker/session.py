@@ -105,6 +105,7 @@ class Session:
         "subscription_ids",
         "subscriptions",
         "username",
+        "wildcards",
     )
 
     def __init__(self, client_id: str, clean_start: bool, expiry_interval: float,
@@ -142,6 +143,9 @@ class Session:
         self.deliver_msg = 0
         self.enqueue_msg = 0
         self._next_id = 0
+        #: Subscriptions with + or # (shared ones included; the broker counts them):
+        #: while there are any, deliveries are ACL-checked (`acl_deliver_check`).
+        self.wildcards = 0
 
     @property
     def persistent(self) -> bool:
@@ -204,6 +208,14 @@ class Session:
         `via` names the shared subscription this copy is for, if it is for one."""
         outlet = self.outlet
         if outlet is not None and outlet.writable:
+            if self.wildcards and self.options.acl_deliver_check:
+                allowed = outlet.may_receive(message.topic)
+                if not allowed:
+                    if allowed is None:  # being decided: wait in the queue
+                        self._enqueue(message, qos, retain, via)
+                    else:
+                        self._acl_denied()
+                    return
             if not qos:
                 outlet.send_publish(message, 0, retain, 0, False, via)
                 self.deliver_msg += 1
@@ -237,6 +249,12 @@ class Session:
         if journal is not None and qos:
             journal.held(self, message, qos, retain, None)
 
+    def _acl_denied(self) -> None:
+        """A delivery the subscriber's ACL refused (`acl_deliver_check`): dropped."""
+        counters = self.counters
+        counters[m.DELIVERY_DROPPED_ACL] += 1
+        counters[m.MESSAGES_DROPPED] += 1
+
     def enqueue_raw(self, entry: QueueEntry) -> None:
         """Append to the queue as it is (no limit, no journal): for restore too."""
         if self.mqueue is _NO_QUEUE:
@@ -244,17 +262,26 @@ class Session:
         self.mqueue.append(entry)
 
     def drain(self) -> None:
-        """Move queued messages into the window while there is room."""
+        """Move queued messages into the window while there is room (checked by the
+        delivery-time ACL, as `deliver` does: queued while offline, they were not)."""
         outlet = self.outlet
         queue = self.mqueue
         while queue and outlet is not None and outlet.writable:
             message, qos, retain, via = queue[0]
             if qos and len(self.inflight) >= self.max_inflight:
                 return
+            allowed: bool | None = True
+            if self.wildcards and self.options.acl_deliver_check:
+                allowed = outlet.may_receive(message.topic)
+                if allowed is None:
+                    return  # being decided: drained again once it is
             queue.popleft()
             journal = self.journal
-            if message.expires_at is not None and message.expired:
-                self.counters[m.MESSAGES_EXPIRED] += 1
+            if not allowed or (message.expires_at is not None and message.expired):
+                if allowed:
+                    self.counters[m.MESSAGES_EXPIRED] += 1
+                else:
+                    self._acl_denied()
                 if journal is not None and qos:
                     journal.done(self, message)
                 continue
