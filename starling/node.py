@@ -22,6 +22,7 @@ from .api import (
     HttpListener,
     ListenerInfo,
     ManagementApp,
+    RouteDispatcher,
     UserRegistry,
     build_table,
     prometheus_routes,
@@ -29,6 +30,9 @@ from .api import (
 from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
 from .config import Config, ConfigError
+from .gateways.mqttsn.plugin import SnPlugin
+from .gateways.stomp.plugin import StompPlugin
+from .mgmt import LocalNode, Management, name_style
 from .plugins import (
     AclFile,
     AclFileError,
@@ -179,8 +183,14 @@ class Node:
         self.listeners: list[Listener] = []
         self.http_listeners: list[HttpListener] = []
         self.apps = AppRegistry()
-        self.api = ApiContext(self.broker, self.apps, self.name, __version__,
-                              listeners=self.listener_infos)
+        self.local = LocalNode(self.name, __version__, self.broker,
+                               listeners=self.listener_infos, listener_control=self)
+        try:
+            metric_names = name_style(config["management.metric_names"])
+        except ValueError as exc:
+            raise ConfigError(f"management.metric_names: {exc}") from None
+        self.mgmt = Management(self.local, metric_names=metric_names)
+        self.api = ApiContext(self.broker, self.apps, self.name, __version__, self.mgmt)
         self.plugin_store = PluginStore(self.store.load_kv, self.journal.kv_put,
                                         self.journal.kv_delete)
         self.plugins = PluginRegistry(PluginContext(self.broker, self.name, self.data_dir,
@@ -203,6 +213,8 @@ class Node:
         self.plugins.implement("emqx_web_hook", WebHookPlugin, WebHookPlugin.SCHEMA)
         self.plugins.implement("emqx_statsd", StatsdPlugin, StatsdPlugin.SCHEMA)
         self.plugins.implement("emqx_retainer", RetainerPlugin, RetainerPlugin.SCHEMA)
+        self.plugins.implement("emqx_sn", SnPlugin, SnPlugin.SCHEMA)
+        self.plugins.implement("emqx_stomp", StompPlugin, StompPlugin.SCHEMA)
         self.plugins.implement("emqx_delayed_publish", DelayedPublishPlugin,
                                DelayedPublishPlugin.SCHEMA)
         discover_plugins(self.plugins)
@@ -216,6 +228,8 @@ class Node:
                                ManagementPlugin.factory(self._apply_management),
                                ManagementPlugin.SCHEMA)
         self.api.services["plugins"] = self.plugins
+        self.local.plugins = self.plugins
+        self.local.forwarder = RouteDispatcher(self.api, build_table()).forwarded
         self.api.services["listener_control"] = self
         self.users = UserRegistry()
         self.dashboard = Dashboard(self.api, self.users, self.http_listeners)

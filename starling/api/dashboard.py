@@ -68,7 +68,7 @@ class Dashboard:
 
     def _ws_ports(self) -> list[tuple[str, int]]:
         """The running MQTT WebSocket listeners, for the page's CSP."""
-        return [(WS_PROTOCOLS[info.protocol], info.port) for info in self.ctx.listeners()
+        return [(WS_PROTOCOLS[info.protocol], info.port) for info in self.ctx.mgmt.local.listeners()
                 if info.protocol in WS_PROTOCOLS and info.running]
 
     async def stop(self) -> None:

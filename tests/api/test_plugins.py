@@ -16,6 +16,7 @@ from helpers.api import err, ok
 from helpers.clients import uid
 
 from starling.broker import Broker, HookPoint
+from starling.mgmt import fields
 from starling.plugins import (
     PLUGIN_TYPES,
     SEED_PLUGINS,
@@ -64,6 +65,7 @@ IMPLEMENTED_PLUGINS |= {"emqx_web_hook", "emqx_statsd"}  # feature plugins (webh
 IMPLEMENTED_PLUGINS |= {"emqx_retainer", "emqx_delayed_publish"}
 IMPLEMENTED_PLUGINS |= {"emqx_recon", "emqx_reloader", "emqx_lua_hook"}
 IMPLEMENTED_PLUGINS |= {"emqx_auth_redis", "emqx_auth_mysql", "emqx_auth_pgsql", "emqx_auth_mongo"}
+IMPLEMENTED_PLUGINS |= {"emqx_sn", "emqx_stomp"}  # protocol gateways (docs/gateways.md)
 NOT_IMPLEMENTED = [name for name, _ in SEED_LIST if name not in IMPLEMENTED_PLUGINS]
 
 
@@ -136,7 +138,7 @@ def test_unknown_node(api: httpx.Client) -> None:
 
 # -- load / unload / reload ----------------------------------------------------------------
 
-@pytest.mark.parametrize("plugin", ["emqx_stomp", "emqx_coap", "emqx_lwm2m"])
+@pytest.mark.parametrize("plugin", ["emqx_coap", "emqx_lwm2m"])
 def test_loading_an_unimplemented_plugin_says_so(api_node: Any, api: httpx.Client,
                                                   plugin: str) -> None:
     err(api.put(plugin_path(api_node, plugin, "load")), 400, 102, "not_implemented")
@@ -202,10 +204,10 @@ def test_management_plugin_config(api_node: Any, api: httpx.Client) -> None:
 
 
 def test_unimplemented_plugin_has_no_config_yet(api_node: Any, api: httpx.Client) -> None:
-    assert ok(api.get(configs_path(api_node, "emqx_stomp"))) == []
-    msg = err(api.put(configs_path(api_node, "emqx_stomp"),
-                      json={"stomp.listener": "61613"}), 400, 102)
-    assert "stomp.listener" in msg["message"]
+    assert ok(api.get(configs_path(api_node, "emqx_lwm2m"))) == []
+    msg = err(api.put(configs_path(api_node, "emqx_lwm2m"),
+                      json={"lwm2m.port": "5683"}), 400, 102)
+    assert "lwm2m.port" in msg["message"]
 
 
 def test_unknown_plugin_config_is_404(api_node: Any, api: httpx.Client) -> None:
@@ -333,7 +335,7 @@ def test_registry_load_unload_reload(tmp_path: Path) -> None:
         assert not broker.hooks.has(HookPoint.CLIENT_CONNECTED)
         await registry.load(name)
         assert broker.hooks.has(HookPoint.CLIENT_CONNECTED)
-        assert registry.get(name).view() == {
+        assert fields.plugin(registry.get(name)) == {
             "name": name, "version": "v9.9.9", "description": "EMQ X Plugin Template",
             "active": True, "type": "feature"}
         with pytest.raises(PluginError) as info:
