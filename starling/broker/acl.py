@@ -688,28 +688,37 @@ class AclCache:
     the oldest goes.  A new `generation` (rules reloaded) empties it.
 
     Beside them, the delivery decisions (`acl_deliver_check`): may the client
-    receive a message on this topic through a wildcard subscription?  Read on
-    the publish path for every such delivery, so they are a plain dict keyed
-    by the topic (no tuple, no clock read): valid while `deliver_epoch` is the
-    broker's (it moves when rules change and every `acl_cache_ttl`), and all
-    forgotten when there are `acl_deliver_cache_max_size` of them."""
+    receive a message on this topic through a wildcard subscription?  The
+    publish path asks for every such delivery whether the topic is in
+    `deliverable` (through `Client.deliverable`): one set lookup, no tuple, no
+    clock read, no call; the refused topics are in `undeliverable`.  The broker
+    empties both when rules change and every `acl_cache_ttl`; they are also
+    emptied when they hold `acl_deliver_cache_max_size` decisions."""
 
-    __slots__ = ("_entries", "deciding", "deliver_epoch", "deliverable", "generation")
+    __slots__ = ("_entries", "deciding", "deliverable", "generation", "undeliverable")
 
     def __init__(self, generation: int = 0) -> None:
         self._entries: OrderedDict[tuple[str, str], tuple[bool, float]] = OrderedDict()
         self.generation = generation
-        self.deliverable: dict[str, bool] = {}
-        self.deliver_epoch = 0
+        self.deliverable: set[str] = set()
+        self.undeliverable: set[str] = set()
         #: Topics whose delivery an ACL source that must be awaited is deciding.
         self.deciding: set[str] | None = None
 
-    def remember_delivery(self, topic: str, allowed: bool, epoch: int, max_size: int) -> None:
-        deliverable = self.deliverable
-        if epoch != self.deliver_epoch or len(deliverable) >= max_size:
-            deliverable.clear()
-            self.deliver_epoch = epoch
-        deliverable[topic] = allowed
+    def delivery(self, topic: str) -> bool | None:
+        """The delivery decision for `topic`, if there is one."""
+        if topic in self.deliverable:
+            return True
+        return False if topic in self.undeliverable else None
+
+    def remember_delivery(self, topic: str, allowed: bool, max_size: int) -> None:
+        if len(self.deliverable) + len(self.undeliverable) >= max_size:
+            self.forget_deliveries()
+        (self.deliverable if allowed else self.undeliverable).add(topic)
+
+    def forget_deliveries(self) -> None:
+        self.deliverable.clear()
+        self.undeliverable.clear()
 
     def get(self, action: str, topic: str, now: float, generation: int) -> bool | None:
         if generation != self.generation:

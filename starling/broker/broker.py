@@ -116,10 +116,8 @@ class Broker:
         self.acl = InternalAcl()
         #: Bumped when ACL rules change: every connection's ACL cache is then stale.
         self.acl_generation = 0
-        #: The delivery decisions (`AclCache.deliverable`) of an older epoch are stale:
-        #: bumped with `acl_generation` and every `acl_cache_ttl`.
-        self.deliver_epoch = 0
-        self._deliver_epoch_ends = time.monotonic() + self.options.acl_cache_ttl
+        #: When the connections' delivery decisions are next forgotten (`acl_cache_ttl`).
+        self._deliveries_expire = time.monotonic() + self.options.acl_cache_ttl
         #: TLS-PSK keys by identity, installed by a PSK plugin (emqx_psk_file).
         self.psk_lookup: Callable[[str], bytes | None] | None = None
         self.started_at = time.time()
@@ -175,6 +173,9 @@ class Broker:
         self._retaining = self.retainer is not None and options.retain_available
         for session in list(self.sessions.values()):
             session.reconfigure(renewed.get(id(session.options), options))
+            if old.acl_deliver_check != options.acl_deliver_check:
+                session.acl_wildcards = sum(
+                    1 for f in session.subscriptions if self._checked(parse_share(f)[1]))
         for client in list(self.channels.values()):
             client.use_options(self.zone_options(client.zone))
         if self.running and (old.sys_interval, old.sys_heartbeat) != (
@@ -255,9 +256,9 @@ class Broker:
                 self.discard_session(session, "expired")
         for topic in self.retained.expire(now):
             self._retained_gone(topic)
-        if now >= self._deliver_epoch_ends:
-            self.deliver_epoch += 1  # delivery decisions live acl_cache_ttl at most
-            self._deliver_epoch_ends = now + self.options.acl_cache_ttl
+        if now >= self._deliveries_expire:
+            self._forget_deliveries()  # delivery decisions live acl_cache_ttl at most
+            self._deliveries_expire = now + self.options.acl_cache_ttl
         self.stats.sample()
         self.banned.sweep()
         self._housekeeping = asyncio.get_running_loop().call_later(1.0, self._tick)
@@ -670,32 +671,37 @@ class Broker:
                 break
 
     def _route_add(self, topic_filter: str, session: Session, opts: SubscriptionOptions) -> None:
-        """Route a subscription; `session.wildcards` counts those with + or #
-        (their deliveries are checked: `acl_deliver_check`)."""
+        """Route a subscription; `session.acl_wildcards` counts those whose
+        deliveries are checked (`_checked`)."""
         name, real = parse_share(topic_filter)
         if name is None:
-            if self.router.subscribe(topic_filter, session, opts) and is_wildcard(real):
-                session.wildcards += 1
+            if self.router.subscribe(topic_filter, session, opts) and self._checked(real):
+                session.acl_wildcards += 1
             return
         group = self.shared_groups.get((name, real))
         if group is None:
             group = self.shared_groups[(name, real)] = SharedGroup(name, real)
             self.shared_router.subscribe(real, group, SubscriptionOptions(2))
-        if session not in group.members and is_wildcard(real):
-            session.wildcards += 1
+        if session not in group.members and self._checked(real):
+            session.acl_wildcards += 1
         group.members[session] = opts
+
+    def _checked(self, real_filter: str) -> bool:
+        """Are the deliveries of a subscription to this filter ACL-checked?  Those
+        with + or #, while `acl_deliver_check` is on."""
+        return self.options.acl_deliver_check and is_wildcard(real_filter)
 
     def _route_remove(self, topic_filter: str, session: Session) -> None:
         name, real = parse_share(topic_filter)
         if name is None:
-            if self.router.unsubscribe(topic_filter, session) and is_wildcard(real):
-                session.wildcards -= 1
+            if self.router.unsubscribe(topic_filter, session) and self._checked(real):
+                session.acl_wildcards -= 1
             return
         group = self.shared_groups.get((name, real))
         if group is None or group.members.pop(session, None) is None:
             return
-        if is_wildcard(real):
-            session.wildcards -= 1
+        if self._checked(real):
+            session.acl_wildcards -= 1
         if not group.members:
             del self.shared_groups[(name, real)]
             self.shared_router.unsubscribe(real, group)
@@ -816,20 +822,24 @@ class Broker:
     def invalidate_acl_cache(self) -> None:
         """ACL rules changed: every connection's cached decisions are dropped."""
         self.acl_generation += 1
-        self.deliver_epoch += 1
+        self._forget_deliveries()
 
     # -- the delivery-time check (acl_deliver_check) ----------------------------------
     def decide_delivery(self, client: Client, topic: str) -> bool | None:
         """May `client` receive a message on `topic` through a wildcard subscription:
         may it subscribe to the topic itself?  Decided here the first time for a
         (connection, topic) and remembered in its `AclCache` (read directly by
-        `Client.may_receive` from then on).  None while an ACL source that must be
+        `Session.deliver` through `Client.deliverable` from then on, when allowed).  None while an ACL source that must be
         awaited decides: the session queues, and drains once it has."""
         cache = client.acl_cache
         if cache is None:
             cache = client.acl_cache = AclCache(self.acl_generation)
+        client.deliverable = cache.deliverable  # where the publish path looks first
+        allowed = cache.delivery(topic)
+        if allowed is not None:
+            return allowed  # refused before (the publish path finds allowed ones itself)
         if not self.hooks.has(Points.CLIENT_CHECK_ACL):
-            allowed: bool | None = True  # as SUBSCRIBE: no ACL source, no check
+            allowed = True  # as SUBSCRIBE: no ACL source, no check
         else:
             allowed = self._acl_known(client, "subscribe", topic)
         if allowed is None:
@@ -845,16 +855,23 @@ class Broker:
                                          (client.info, "subscribe", topic),
                                          self.options.acl_nomatch)
             allowed = self._acl_counted(result)
-        cache.remember_delivery(topic, allowed, self.deliver_epoch,
-                                self.options.acl_deliver_cache_max_size)
+        cache.remember_delivery(topic, allowed, self.options.acl_deliver_cache_max_size)
         return allowed
+
+    def _forget_deliveries(self) -> None:
+        """Every connection's delivery decisions go (rules changed, or they are
+        `acl_cache_ttl` old): made again at the next delivery."""
+        for client in list(self.channels.values()):
+            cache = client.acl_cache
+            if cache is not None:
+                cache.forget_deliveries()
 
     async def _decide_delivery_async(self, client: Client, cache: AclCache, topic: str) -> None:
         try:
             result = await self.hooks.run_fold_async(
                 HookPoint.CLIENT_CHECK_ACL, (client.info, "subscribe", topic),
                 self.options.acl_nomatch)
-            cache.remember_delivery(topic, self._acl_counted(result), self.deliver_epoch,
+            cache.remember_delivery(topic, self._acl_counted(result),
                                     self.options.acl_deliver_cache_max_size)
         finally:
             if cache.deciding is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Set
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from starling.mqtt import (
@@ -55,6 +56,8 @@ CLOSED: Final = "closed"
 _SUCCESS: Final = ReasonCode.SUCCESS
 _NOT_AUTHORIZED: Final = ReasonCode.NOT_AUTHORIZED
 _NO_IO: Final = {"recv_oct": 0, "recv_cnt": 0, "send_oct": 0, "send_cnt": 0, "send_pend": 0}
+#: `Client.deliverable` until the client's first delivery decision: shared, empty.
+_NO_DECISIONS: Final[Set[str]] = frozenset()
 
 
 class Outlet(Protocol):
@@ -68,6 +71,9 @@ class Outlet(Protocol):
     `Client` (`puback`, `pubrec`, `pubcomp`)."""
 
     writable: bool
+    #: Topics it may receive through wildcard subscriptions (`acl_deliver_check`),
+    #: as decided so far: the session asks `may_receive` about any other.
+    deliverable: Set[str]
 
     @property
     def receive_maximum(self) -> int: ...
@@ -82,8 +88,9 @@ class Outlet(Protocol):
 
     def may_receive(self, topic: str) -> bool | None:
         """May a message on `topic` go out through a wildcard subscription
-        (`acl_deliver_check`)?  None: not decided yet (the session queues it and
-        drains again once decided).  An outlet that checks elsewhere answers True."""
+        (`acl_deliver_check`)?  Asked when `topic` is not in `deliverable`.  None: not
+        decided yet (the session queues it and drains again once decided).  An
+        outlet that checks elsewhere answers True."""
         ...
 
     def close(self, reason: str) -> None:
@@ -118,6 +125,7 @@ class Client:
         "client_id",
         "connected_at",
         "counters",
+        "deliverable",
         "disconnect_reason",
         "is_superuser",
         "keepalive",
@@ -160,6 +168,8 @@ class Client:
         self.is_superuser = False
         #: Recent ACL decisions (made by `Broker.check_acl` when first needed).
         self.acl_cache: AclCache | None = None
+        #: `acl_cache.deliverable` (`Outlet.deliverable`), once it has decisions.
+        self.deliverable = _NO_DECISIONS
         #: False while the transport cannot take more: the session queues.
         self.writable = True
         self.disconnect_reason = ""
@@ -214,13 +224,7 @@ class Client:
         raise NotImplementedError
 
     def may_receive(self, topic: str) -> bool | None:
-        """The delivery-time ACL check (`Outlet.may_receive`): the connection's
-        remembered decision, read here on the publish path, else `Broker.decide_delivery`."""
-        cache = self.acl_cache
-        if cache is not None and cache.deliver_epoch == self.broker.deliver_epoch:
-            allowed = cache.deliverable.get(topic)
-            if allowed is not None:
-                return allowed
+        """The delivery-time ACL check (`Outlet.may_receive`): `Broker.decide_delivery`."""
         return self.broker.decide_delivery(self, topic)
 
     def set_writable(self, writable: bool) -> None:

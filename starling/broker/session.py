@@ -84,6 +84,7 @@ NO_ENTRIES: dict[Any, Any] = _NoEntries()
 class Session:
     __slots__ = (
         "_next_id",
+        "acl_wildcards",
         "awaiting_rel",
         "clean_start",
         "client_id",
@@ -105,7 +106,6 @@ class Session:
         "subscription_ids",
         "subscriptions",
         "username",
-        "wildcards",
     )
 
     def __init__(self, client_id: str, clean_start: bool, expiry_interval: float,
@@ -143,9 +143,10 @@ class Session:
         self.deliver_msg = 0
         self.enqueue_msg = 0
         self._next_id = 0
-        #: Subscriptions with + or # (shared ones included; the broker counts them):
-        #: while there are any, deliveries are ACL-checked (`acl_deliver_check`).
-        self.wildcards = 0
+        #: Subscriptions with + or # (shared ones included) while `acl_deliver_check`
+        #: is on, else 0 (the broker counts them): while there are any, what the
+        #: session delivers is ACL-checked.
+        self.acl_wildcards = 0
 
     @property
     def persistent(self) -> bool:
@@ -208,8 +209,8 @@ class Session:
         `via` names the shared subscription this copy is for, if it is for one."""
         outlet = self.outlet
         if outlet is not None and outlet.writable:
-            if self.wildcards and self.options.acl_deliver_check:
-                allowed = outlet.may_receive(message.topic)
+            if self.acl_wildcards and message.topic not in outlet.deliverable:
+                allowed = outlet.may_receive(message.topic)  # refused, or not decided yet
                 if not allowed:
                     if allowed is None:  # being decided: wait in the queue
                         self._enqueue(message, qos, retain, via)
@@ -271,7 +272,7 @@ class Session:
             if qos and len(self.inflight) >= self.max_inflight:
                 return
             allowed: bool | None = True
-            if self.wildcards and self.options.acl_deliver_check:
+            if self.acl_wildcards and message.topic not in outlet.deliverable:
                 allowed = outlet.may_receive(message.topic)
                 if allowed is None:
                     return  # being decided: drained again once it is
