@@ -221,9 +221,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Check ACL for clients of zone external (any zone not listed here: on)."),
     Setting("zone.internal.enable_acl", False, "bool",
             "Check ACL for clients of zone internal (the internal listener)."),
+    Setting("mqtt.allow_sys_publish", False, "bool",
+            "Let clients publish to $SYS/# (and set wills there); false: refused whatever the "
+            "ACL says (PUBACK 0x87 for MQTT 5.0, dropped for 3.x), as Mosquitto does. "
+            "true = EMQ X v3."),
+    Setting("zone.internal.allow_sys_publish", True, "bool",
+            "Clients of zone internal (the internal listener) may publish to $SYS/#."),
     *(Setting(f"zone.*.{field}", None, kind, doc) for field, kind, doc in (
         ("enable_acl", "bool", "Check ACL for the zone's clients (unset: on)."),
         ("enable_ban", "bool", "Refuse banned clients of the zone (unset: on)."),
+        ("allow_sys_publish", "bool",
+         "Let the zone's clients publish to $SYS/# (unset: mqtt.allow_sys_publish)."),
         ("allow_anonymous", "bool", "Let clients without credentials in."),
         ("acl_deny_action", "str", "ignore or disconnect when ACL denies."),
         ("max_packet_size", "size", "Largest MQTT packet accepted from the zone's clients."),

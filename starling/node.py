@@ -95,6 +95,7 @@ def broker_options(config: Config) -> BrokerOptions:
         shared_subscription_strategy=config["mqtt.shared_subscription_strategy"],
         message_expiry_interval=config["mqtt.message_expiry_interval"],
         response_information=config["mqtt.response_information"],
+        allow_sys_publish=config["mqtt.allow_sys_publish"],
         session_expiry_interval=config["session.expiry_interval"],
         max_inflight=config["session.max_inflight"],
         max_mqueue_len=config["session.max_mqueue_len"],

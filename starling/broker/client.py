@@ -366,6 +366,8 @@ class Client:
         if auth.anonymous and self.username is None:
             self.counters["auth/mqtt/anonymous"] += 1
         self.is_superuser = auth.superuser
+        if self.will is not None and self.sys_publish_refused(self.will.topic):
+            return _NOT_AUTHORIZED
         if will_allowed is None and self.will is not None and \
                 Points.CLIENT_CHECK_ACL in broker.hooks.active:
             will_allowed = broker.check_acl(self, "publish", self.will.topic)
@@ -437,6 +439,10 @@ class Client:
             return ReasonCode.TOPIC_NAME_INVALID
         if retain and not self.options.retain_available:
             return ReasonCode.RETAIN_NOT_SUPPORTED
+        if self.sys_publish_refused(topic):
+            counters["packets/publish/auth_error"] += 1
+            self._acl_denied()
+            return _NOT_AUTHORIZED
         awaiting = qos == 2 and packet_id is not None
         journal = self.broker.journal
         if awaiting and packet_id in session.awaiting_rel:
@@ -464,6 +470,16 @@ class Client:
         if qos and self._store_changed(ops_before):
             await journal.committed()
         return _SUCCESS if delivered else ReasonCode.NO_MATCHING_SUBSCRIBERS
+
+    def sys_publish_refused(self, topic: str) -> bool:
+        """Is this a `$SYS/#` topic the client may not publish to?  Only the broker
+        (and clients of a zone with `allow_sys_publish`, the internal listener's)
+        publishes there, whatever the ACL says, as in Mosquitto; counted."""
+        if self.options.allow_sys_publish or not (
+                topic == "$SYS" or topic.startswith("$SYS/")):
+            return False
+        self.counters["packets/publish/sys_denied"] += 1
+        return True
 
     def release(self, packet_id: int) -> bool:
         """A QoS 2 message's release (MQTT PUBREL): False if the id was unknown."""

@@ -62,6 +62,9 @@ EXTRA_METRICS: tuple[str, ...] = (
     "packets/connack/auth_error",
     "packets/publish/error",
     "packets/publish/auth_error",
+    #: PUBLISHes and wills to $SYS/# refused (mqtt.allow_sys_publish); PUBLISHes
+    #: are also counted in packets/publish/auth_error
+    "packets/publish/sys_denied",
     "packets/auth/sent",
     "packets/malformed",  #: frames refused by the decoder (connection closed)
     "auth/mqtt/anonymous",

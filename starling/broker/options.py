@@ -65,6 +65,9 @@ class BrokerOptions:
     acl_deliver_cache_max_size: int = 1000
     #: Zones whose clients are not ACL-checked (`zone.<name>.enable_acl = off`).
     acl_disabled_zones: frozenset[str] = frozenset({"internal"})
+    #: Clients may publish to $SYS/# (and have a will there); off, as Mosquitto,
+    #: whatever the ACL says; on in zone internal (`zone.<name>.allow_sys_publish`).
+    allow_sys_publish: bool = False
     # -- $SYS --------------------------------------------------------------
     sys_interval: float = 60.0  #: 0 disables the periodic $SYS messages
     sys_heartbeat: float = 1.0
