@@ -49,6 +49,16 @@ def publish_as_admin(node: Any, clients: Any, topic: str, payload: bytes) -> Non
     publisher.close()
 
 
+def offline_with_message(node: Any, clients: Any, connect: Any, client_id: str, owner: str,
+                         topic: str, payload: bytes) -> None:
+    """`owner` subscribes `topic` on a persistent session and leaves; `payload` is
+    then published there and waits in the session."""
+    client = connect(node, client_id, owner)
+    assert client.subscribe(topic, 1) == [1]
+    client.close()
+    publish_as_admin(node, clients, topic, payload)
+
+
 def subscriptions(node: Any, client_id: str) -> list[str]:
     with api(node) as http:
         return sorted(s["topic"] for s in ok(http.get(f"/subscriptions/{client_id}")))
@@ -58,10 +68,7 @@ def test_another_user_does_not_resume_the_session(make_node: Any, tmp_path: Path
                                                   clients: Any, connect: Any) -> None:
     node = owner_node(make_node, tmp_path)
     cid = uid("shared-id")
-    admin = connect(node, cid, "admin")
-    assert admin.subscribe("admin/inbox", 1) == [1]
-    admin.close()
-    publish_as_admin(node, clients, "admin/inbox", b"for admin only")
+    offline_with_message(node, clients, connect, cid, "admin", "admin/inbox", b"for admin only")
 
     alice = connect(node, cid, "alice")
     assert alice.connack == (0, False)  # a new session, not admin's
@@ -86,10 +93,7 @@ def test_the_owner_resumes_with_its_queued_messages(make_node: Any, tmp_path: Pa
                                                     clients: Any, connect: Any) -> None:
     node = owner_node(make_node, tmp_path)
     cid = uid("bob-id")
-    bob = connect(node, cid, "bob")
-    assert bob.subscribe("bob/inbox", 1) == [1]
-    bob.close()
-    publish_as_admin(node, clients, "bob/inbox", b"queued")
+    offline_with_message(node, clients, connect, cid, "bob", "bob/inbox", b"queued")
     bob = connect(node, cid, "bob")
     assert bob.connack == (0, True)
     assert bob.get(timeout=5).payload == b"queued"
@@ -124,10 +128,7 @@ def test_strict_resume_off_is_emqx_behaviour(make_node: Any, tmp_path: Path, cli
                                              connect: Any) -> None:
     node = owner_node(make_node, tmp_path, **{"session.strict_resume": "false"})
     cid = uid("shared-id")
-    admin = connect(node, cid, "admin")
-    assert admin.subscribe("admin/inbox", 1) == [1]
-    admin.close()
-    publish_as_admin(node, clients, "admin/inbox", b"for admin only")
+    offline_with_message(node, clients, connect, cid, "admin", "admin/inbox", b"for admin only")
     alice = connect(node, cid, "alice")
     assert alice.connack == (0, True)  # EMQ X v3: whoever has the client id
     assert alice.get(timeout=5).payload == b"for admin only"
