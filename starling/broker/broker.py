@@ -828,13 +828,13 @@ class Broker:
     def decide_delivery(self, client: Client, topic: str) -> bool | None:
         """May `client` receive a message on `topic` through a wildcard subscription:
         may it subscribe to the topic itself?  Decided here the first time for a
-        (connection, topic) and remembered in its `AclCache` (read directly by
-        `Session.deliver` through `Client.deliverable` from then on, when allowed).  None while an ACL source that must be
-        awaited decides: the session queues, and drains once it has."""
+        (connection, topic) and remembered in its `AclCache`; from then on
+        `Session.deliver` finds an allowed topic in `Client.deliverable` itself.
+        None while an ACL source that must be awaited decides: the session
+        queues, and drains once it has."""
         cache = client.acl_cache
         if cache is None:
             cache = client.acl_cache = AclCache(self.acl_generation)
-        client.deliverable = cache.deliverable  # where the publish path looks first
         allowed = cache.delivery(topic)
         if allowed is not None:
             return allowed  # refused before (the publish path finds allowed ones itself)
@@ -855,7 +855,9 @@ class Broker:
                                          (client.info, "subscribe", topic),
                                          self.options.acl_nomatch)
             allowed = self._acl_counted(result)
-        cache.remember_delivery(topic, allowed, self.options.acl_deliver_cache_max_size)
+        # The allowed topics, where the publish path looks first from now on.
+        client.deliverable = cache.remember_delivery(
+            topic, allowed, self.options.acl_deliver_cache_max_size)
         return allowed
 
     def _forget_deliveries(self) -> None:
@@ -871,8 +873,8 @@ class Broker:
             result = await self.hooks.run_fold_async(
                 HookPoint.CLIENT_CHECK_ACL, (client.info, "subscribe", topic),
                 self.options.acl_nomatch)
-            cache.remember_delivery(topic, self._acl_counted(result),
-                                    self.options.acl_deliver_cache_max_size)
+            client.deliverable = cache.remember_delivery(
+                topic, self._acl_counted(result), self.options.acl_deliver_cache_max_size)
         finally:
             if cache.deciding is not None:
                 cache.deciding.discard(topic)

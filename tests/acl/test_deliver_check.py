@@ -128,6 +128,22 @@ def test_a_rule_change_applies_to_the_next_delivery(node: Any, clients: Any,
     assert received(subscriber, "open/x") == ["open/x"]
 
 
+def test_a_full_decision_cache_starts_again_and_decides_the_same(
+        make_node: Any, tmp_path: Path, clients: Any) -> None:
+    node = rules_node(make_node, tmp_path, **{"acl_deliver_cache_max_size": "1"})
+    subscriber = clients(node, uid("sub"))
+    assert subscriber.subscribe("+/#", 1) == [1]
+    publisher = clients(node, uid("pub"))
+    for round_ in range(3):
+        for topic in ("open/a", "secret/a", "open/b", "secret/b"):
+            publisher.publish(topic, str(round_).encode(), qos=1)
+    topics = [m.topic for m in subscriber.get_many(6, timeout=10)]
+    assert topics == ["open/a", "open/b"] * 3
+    publisher.publish("open/end", b"", qos=1)
+    assert subscriber.get(timeout=5).topic == "open/end"
+    assert metric(node, "delivery/dropped/acl_denied") == 6
+
+
 def test_deliver_check_off_is_emqx_behaviour(make_node: Any, tmp_path: Path,
                                              clients: Any) -> None:
     node = rules_node(make_node, tmp_path, **{"acl_deliver_check": "false"})
