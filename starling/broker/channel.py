@@ -676,7 +676,7 @@ class Channel(Client):
         if not topic_levels_ok(p.topic, self.options.max_topic_levels):
             self._ack_publish(p, ReasonCode.TOPIC_NAME_INVALID)
             return
-        if p.topic.startswith("$SYS") and self.sys_publish_refused(p.topic):
+        if p.topic[0] == "$" and self.sys_publish_refused(p.topic):
             self._publish_denied(p)
             return
         if broker.hooks.has(Points.CLIENT_CHECK_ACL):
