@@ -13,12 +13,15 @@ which its own handlers never used) and a 4xx status (docs/api.md,
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..errors import ApiError, Code, bad_type, missing
 from ..request import ApiRequest
 from ..routing import RouteTable
 from ..users import MAX_PASSWORD, MAX_TAGS, USERS_SERVICE, UserRegistry, username_problem
+
+log = logging.getLogger(__name__)
 
 NOT_FOUND = "Username Not Found"
 #: `/auth`'s one answer to a wrong password and to an unknown user name alike.
@@ -66,8 +69,16 @@ async def _signed_in(req: ApiRequest) -> tuple[UserRegistry, str]:
         raise ApiError(Code.EMPTY_USERNAME_OR_PASSWORD, "Username undefined", 400)
     if not password:
         raise ApiError(Code.EMPTY_USERNAME_OR_PASSWORD, "Password undefined", 400)
-    if not await users.check(username, password):  # one answer: no name is revealed
+    async def check() -> bool:
+        # An unknown name takes as long as a wrong password (UserRegistry.check).
+        return await users.check(username, password)
+
+    # Logged, and slowed after repeated failures (api/throttle.py).
+    if not await req.ctx.login_throttle.guard("dashboard login", req.peer,
+                                              "dashboard user", username, check):
+        # One answer for a wrong password and an unknown user: no name is revealed.
         raise ApiError(Code.USERNAME_OR_PASSWORD_ERROR, SIGN_IN_REFUSED, 401)
+    log.info("dashboard login: user %r from %s", username, req.peer or "an unknown address")
     return users, username
 
 
