@@ -121,7 +121,7 @@ class Broker:
         #: Bumped when ACL rules change: every connection's ACL cache is then stale.
         self.acl_generation = 0
         #: When the connections' delivery decisions are next forgotten (`acl_cache_ttl`).
-        self._deliveries_expire = time.monotonic() + self.options.acl_cache_ttl
+        self._deliveries_expire = self.clock.monotonic() + self.options.acl_cache_ttl
         #: TLS-PSK keys by identity, installed by a PSK plugin (emqx_psk_file).
         self.psk_lookup: Callable[[str], bytes | None] | None = None
         self.started_at = time.time()
