@@ -105,6 +105,7 @@ struct config {
     int min_batch;        /* a publisher refills only when this many messages fit */
     int per_write;        /* at most this many messages per send() (0: no limit) */
     int sub_batch;        /* QoS 0/1 subscribers wake once this many PUBLISHes are there */
+    bool wildcard;        /* fanout subscribers use <prefix>/+ instead of the topic */
 };
 
 static struct config cfg = {
@@ -1089,7 +1090,9 @@ static void setup_topology(void)
             s->id_state = xcalloc(65536, 1);
         switch (cfg.scenario) {
         case SC_FANIN: snprintf(s->filter, sizeof s->filter, "%s/fanin/+", pre); break;
-        case SC_FANOUT: snprintf(s->filter, sizeof s->filter, "%s/fanout", pre); break;
+        case SC_FANOUT:
+            snprintf(s->filter, sizeof s->filter, cfg.wildcard ? "%s/+" : "%s/fanout", pre);
+            break;
         case SC_PAIRS: snprintf(s->filter, sizeof s->filter, "%s/pair/%d", pre, i); break;
         default: snprintf(s->filter, sizeof s->filter, "%s/latency", pre); break;
         }
@@ -1429,6 +1432,7 @@ static void usage(FILE *f)
         "                           1 = one message per system call)\n"
         "      --sub-batch N        QoS 0/1 subscribers are woken once N PUBLISHes are\n"
         "                           there (SO_RCVLOWAT; default 1)\n"
+        "      --wildcard           fanout: subscribers use the filter <prefix>/+\n"
         "  -h, --help               this text\n"
         "\n"
         "exit status: 0 ok, 1 run failed (see \"error\" in the JSON), 2 usage error\n",
@@ -1471,7 +1475,7 @@ int main(int argc, char **argv)
     enum {
         O_PAYLOAD = 256, O_WINDOW, O_INFLIGHT, O_RATE, O_CONNECTIONS, O_CONCURRENCY, O_SETTLE,
         O_PID, O_PREFIX, O_CTIMEOUT, O_LTIMEOUT, O_KEEPALIVE, O_PERSISTENT, O_MIN_BATCH,
-        O_PER_WRITE, O_SUB_BATCH,
+        O_PER_WRITE, O_SUB_BATCH, O_WILDCARD,
     };
     static const struct option opts[] = {
         {"scenario", required_argument, 0, 's'}, {"host", required_argument, 0, 'H'},
@@ -1491,6 +1495,7 @@ int main(int argc, char **argv)
         {"min-batch", required_argument, 0, O_MIN_BATCH},
         {"per-write", required_argument, 0, O_PER_WRITE},
         {"sub-batch", required_argument, 0, O_SUB_BATCH},
+        {"wildcard", no_argument, 0, O_WILDCARD},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     int opt;
@@ -1535,6 +1540,7 @@ int main(int argc, char **argv)
         case O_MIN_BATCH: bad |= !parse_int(a, 1, 60000, &v); cfg.min_batch = (int)v; break;
         case O_PER_WRITE: bad |= !parse_int(a, 0, 60000, &v); cfg.per_write = (int)v; break;
         case O_SUB_BATCH: bad |= !parse_int(a, 1, 1000, &v); cfg.sub_batch = (int)v; break;
+        case O_WILDCARD: cfg.wildcard = true; break;
         case 'h': usage(stdout); return EXIT_OK;
         default: bad = true; break;
         }
