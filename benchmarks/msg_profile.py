@@ -62,7 +62,7 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(BENCH_DIR))
 
-from profile_conn import SETTINGS, callgrind_helper  # noqa: E402
+from profile_conn import SETTINGS, callgrind_helper, window_dumps  # noqa: E402
 from run import SCENARIO_BY_NAME, build_loadgen  # noqa: E402
 
 BUILD_DIR = BENCH_DIR / "build"
@@ -319,13 +319,8 @@ def callgrind_run(args: argparse.Namespace, scenario: str, zones: bool) -> dict[
     print(f"# {scenario}: starling {result['hot_path']} ({result['package']})", file=sys.stderr)
     total = 0
     costs: dict[str, int] = {}
-    for dump in sorted(out_dir.glob("callgrind.out*")):
-        text = dump.read_text(errors="replace")
-        if "Trigger: Client Request: connect" not in text[:2000]:
-            continue
-        match = re.search(r"^totals:\s+(\d+)", text, re.M)
-        if match:
-            total += int(match.group(1))
+    for dump, count in window_dumps(out_dir):
+        total += count
         if zones:
             for name, cost in inclusive_costs(dump).items():
                 costs[name] = costs.get(name, 0) + cost

@@ -248,6 +248,21 @@ def _print_profile(profiler: Any, args: argparse.Namespace) -> None:
               f"{ct * 1e6 / args.connections:15.2f}  {name}", file=sys.stderr)
 
 
+def window_dumps(out_dir: Path) -> list[tuple[Path, int]]:
+    """(file, instructions) of each callgrind dump of the counted window: those the
+    script's own client request wrote (`callgrind_helper`'s toggle), not the rest of
+    the process."""
+    found = []
+    for dump in sorted(out_dir.glob("callgrind.out*")):
+        text = dump.read_text(errors="replace")
+        if "Trigger: Client Request: connect" not in text[:2000]:
+            continue
+        match = re.search(r"^totals:\s+(\d+)", text, re.M)
+        if match:
+            found.append((dump, int(match.group(1))))
+    return found
+
+
 def run_callgrind(args: argparse.Namespace) -> int:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed")
@@ -264,14 +279,7 @@ def run_callgrind(args: argparse.Namespace) -> int:
         return 1
     print(res.stdout.strip())
     dumps = sorted(out_dir.glob("callgrind.out*"))
-    total = 0
-    for dump in dumps:
-        text = dump.read_text(errors="replace")
-        if "Trigger: Client Request: connect" not in text[:2000]:
-            continue
-        match = re.search(r"^totals:\s+(\d+)", text, re.M)
-        if match:
-            total += int(match.group(1))
+    total = sum(count for _, count in window_dumps(out_dir))
     units = args.connections
     for line in res.stdout.splitlines():
         if line.startswith("{") and '"units"' in line:
