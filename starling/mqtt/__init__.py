@@ -50,6 +50,7 @@ from .packets import (
     Unsuback,
     Unsubscribe,
     Will,
+    packet_fields,
 )
 from .properties import Properties, PropertyId, decode_properties, encode_properties
 from .reason_codes import ConnackReturnCode, ReasonCode, connack_code_for
@@ -110,6 +111,7 @@ __all__ = [
     "is_valid_topic_name",
     "is_wildcard",
     "matches",
+    "packet_fields",
     "parse_share",
     "publish_parts",
     "settle_decoder",

@@ -13,8 +13,9 @@ Code that dispatches on the packet type keys its table by the class instead.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from .constants import PacketType
 from .properties import Properties
@@ -164,6 +165,24 @@ class Pubcomp(_Ack):
     @property
     def type(self) -> PacketType:
         return _PUBCOMP
+
+
+_ACK_FIELDS: Final = ("packet_id", "reason_code", "properties")
+#: The fields of the plain-class packets, in their constructor's order.
+_PLAIN_FIELDS: Final[dict[type, tuple[str, ...]]] = {
+    Publish: ("topic", "payload", "qos", "retain", "dup", "packet_id", "properties"),
+    Puback: _ACK_FIELDS, Pubrec: _ACK_FIELDS, Pubrel: _ACK_FIELDS, Pubcomp: _ACK_FIELDS,
+}
+
+
+def packet_fields(packet: Any) -> tuple[str, ...]:
+    """The field names of any packet, in order: `dataclasses.fields` for those that are
+    dataclasses, the constructor's order for the plain classes (PUBLISH and the
+    acknowledgements), which `dataclasses.fields` refuses."""
+    names = _PLAIN_FIELDS.get(type(packet))
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(packet))
+    return names
 
 
 @dataclass(slots=True, frozen=True)

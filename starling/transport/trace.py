@@ -16,7 +16,6 @@ saying so.  Passwords in CONNECT packets are never written.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from starling.broker import Broker, ClientInfo, HookPoint, Message
-from starling.mqtt import Decoder, MQTTError, PacketType, matches
+from starling.mqtt import Decoder, MQTTError, PacketType, matches, packet_fields
 
 from .connection import MQTTConnection
 
@@ -106,17 +105,17 @@ def describe(packet: Any) -> str:
     """One received packet, as ``PUBLISH(topic='a', qos=1, ...)``; never a password."""
     name = packet.type.name
     parts = []
-    for f in dataclasses.fields(packet):
-        value = getattr(packet, f.name)
-        if f.name == "password":
+    for field_name in packet_fields(packet):
+        value = getattr(packet, field_name)
+        if field_name == "password":
             value = None if value is None else "******"
-        elif f.name == "payload":
+        elif field_name == "payload":
             value = _payload(value)
             parts.append(f"payload={value}")
             continue
-        elif f.name == "properties" and not value:
+        elif field_name == "properties" and not value:
             continue
-        parts.append(f"{f.name}={value!r}")
+        parts.append(f"{field_name}={value!r}")
     return f"{name}({', '.join(parts)})"
 
 
