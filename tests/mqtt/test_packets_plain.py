@@ -4,7 +4,7 @@ classes the hot path uses (PUBLISH and the acknowledgements): the client trace
 
 from __future__ import annotations
 
-from starling.mqtt import Puback, Pubrel, Publish, Subscribe, SubscriptionOptions, packet_fields
+from starling.mqtt import Puback, Publish, Pubrel, Subscribe, SubscriptionOptions, packet_fields
 
 
 def test_plain_packets_list_their_fields_in_constructor_order() -> None:
