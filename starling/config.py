@@ -147,6 +147,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mqtt.idle_timeout", 15.0, "duration",
             "How long a new connection may take to send CONNECT."),
     Setting("mqtt.retain_available", True, "bool", "Store and deliver retained messages."),
+    Setting("mqtt.allow_control_characters", False, "bool",
+            "Accept control characters (U+0001-U+001F, U+007F-U+009F) in topic names, "
+            "filters, will topics and client ids; off: the connection is closed (client "
+            "ids: CONNACK 2 / 0x85), as Mosquitto does."),
     Setting("mqtt.wildcard_subscription", True, "bool",
             "Allow subscriptions with + and # (refused with 0x80 / 0xA2 when off)."),
     Setting("mqtt.server_keepalive", 0, "int",
@@ -210,6 +214,8 @@ SETTINGS: tuple[Setting, ...] = (
         ("max_topic_levels", "int", "Most topic levels; 0 = no limit."),
         ("max_topic_alias", "int", "Client-to-server topic aliases accepted (5.0)."),
         ("retain_available", "bool", "Accept retained messages."),
+        ("allow_control_characters", "bool",
+         "Accept control characters in topics, filters and client ids."),
         ("wildcard_subscription", "bool", "Accept wildcard subscriptions."),
         ("shared_subscription", "bool", "Accept shared subscriptions."),
         ("server_keepalive", "int", "Keep alive imposed on 5.0 clients; 0 = the client's."),

@@ -86,6 +86,7 @@ def broker_options(config: Config) -> BrokerOptions:
         keepalive_multiplier=config["mqtt.keepalive_multiplier"],
         idle_timeout=config["mqtt.idle_timeout"],
         retain_available=config["mqtt.retain_available"],
+        allow_control_characters=config["mqtt.allow_control_characters"],
         wildcard_subscription=config["mqtt.wildcard_subscription"],
         server_keepalive=config["mqtt.server_keepalive"],
         max_topic_alias=config["mqtt.max_topic_alias"],

@@ -24,6 +24,8 @@ class BrokerOptions:
     idle_timeout: float = 15.0  #: seconds a new connection may wait before CONNECT
     wildcard_subscription: bool = True
     retain_available: bool = True
+    #: Accept U+0001-U+001F, U+007F-U+009F in topics, filters, will topics and client ids.
+    allow_control_characters: bool = False
     # -- MQTT 5.0 -----------------------------------------------------------
     server_keepalive: int = 0  #: 0 = the client's keepalive; else imposed (Server Keep Alive)
     max_topic_alias: int = 65535  #: client->server aliases accepted; 0 = none

@@ -91,7 +91,9 @@ class MQTTConnection(asyncio.Protocol):
         self.peerhost = ""
         self.transport: asyncio.Transport | None = None
         #: Shared with other connections while it holds nothing (`settle_decoder`).
-        self.decoder = shared_decoder(broker.zone_options(listener.zone).max_packet_size)
+        options = broker.zone_options(listener.zone)
+        self.decoder = shared_decoder(options.max_packet_size, 0,
+                                      options.allow_control_characters)
         self.channel: Channel | None = None
         self.recv_oct = self.send_oct = 0
         self.recv_cnt = self.send_cnt = 0
@@ -165,7 +167,7 @@ class MQTTConnection(asyncio.Protocol):
             _recent[0] = now
         channel.last_seen = now
         decoder = self.decoder
-        if channel.state == "new" and data and data[0] != 0x10 and not decoder.buffered:
+        if channel.state == "new" and data and data[0] >> 4 != 1 and not decoder.buffered:
             channel.handle_error(ProtocolError("the first packet must be CONNECT"))
             return
         try:

@@ -286,22 +286,6 @@ def cv5(v5: Callable[..., V5]) -> Callable[..., V5]:
     return factory
 
 
-@pytest.fixture
-def raw5(node: Any) -> Iterator[Callable[..., RawClient5]]:
-    """Factory for raw MQTT 5.0 socket clients to `node` or `target=`."""
-    made: list[RawClient5] = []
-
-    def factory(target: Any = None, timeout: float = 5.0) -> RawClient5:
-        n = target or node
-        client = RawClient5(n.host, n.port, timeout=timeout)
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        client.close()
-
-
 def until_pingresp(client: RawClient5, timeout: float = 5.0) -> list[Packet]:
     """PINGREQ, then every packet the server sent before the PINGRESP."""
     client.send(p3.gen_pingreq())
@@ -791,14 +775,6 @@ def test_topic_alias_client_to_server(raw5):
         (f"{base}/one", b"a"), (f"{base}/one", b"b"), (f"{base}/two", b"c"),
         (f"{base}/two", b"d")]
     assert all(TOPIC_ALIAS not in m.props for m in got)
-
-
-def test_topic_alias_zero_is_invalid(raw5, require_starling):
-    """[MQTT-3.3.2-8] Topic Alias 0 is not permitted: DISCONNECT 0x94."""
-    c = raw5()
-    c.connect5(uid("ta0"))
-    c.send(gen_publish5(uid("ta0/t"), 0, b"x", props=[(TOPIC_ALIAS, 0)]))
-    c.expect_disconnect(TOPIC_ALIAS_INVALID)
 
 
 @pytest.mark.parametrize("maximum", [3, 0])
