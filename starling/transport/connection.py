@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 #: Write buffer high-water mark per connection, before the session queues.
 WRITE_HIGH_WATER = 256 * 1024
+#: Seconds a connection the server closes stays half open, so the peer can read
+#: what was sent last (a DISCONNECT's reason) before the socket goes (`close`).
+LINGER = 1.0
 #: The time of a recent read: reads less than a millisecond later share its float
 #: object as their `last_seen`. Every idle connection keeps one (24 bytes), and
 #: connections that arrive together (a reconnect storm) then need only one.
@@ -159,6 +162,9 @@ class MQTTConnection(asyncio.Protocol):
         """MQTT bytes from the client (the WebSocket shell unwraps frames first)."""
         channel = self.channel
         assert channel is not None
+        state = channel.state
+        if state == "closed":
+            return  # closing (lingering): what still arrives is read and dropped
         now = time.monotonic()
         recent = _recent[0]
         if now - recent < 0.001:
@@ -167,7 +173,7 @@ class MQTTConnection(asyncio.Protocol):
             _recent[0] = now
         channel.last_seen = now
         decoder = self.decoder
-        if channel.state == "new" and data and data[0] >> 4 != 1 and not decoder.buffered:
+        if state == "new" and data and data[0] >> 4 != 1 and not decoder.buffered:
             channel.handle_error(ProtocolError("the first packet must be CONNECT"))
             return
         try:
@@ -254,11 +260,23 @@ class MQTTConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def close(self) -> None:
-        """Flush what is buffered, then close."""
+    def close(self, linger: float = LINGER) -> None:
+        """Flush what is buffered, then close, gracefully on plain TCP: our side is
+        shut down once the buffer is sent (the peer reads it, then EOF), and what
+        the peer still sends is read and dropped until it closes too, `linger`
+        seconds at most.  Closed at once with unread input, the socket would be
+        reset, and a peer still answering earlier packets would lose the
+        DISCONNECT that says why.  TLS closes at once (asyncio's TLS shutdown)."""
         self.flush()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if linger <= 0 or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()  # read (and drop) until the peer's EOF
+        asyncio.get_running_loop().call_later(linger, transport.close)
 
 
 class TLSConnection(MQTTConnection):

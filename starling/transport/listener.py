@@ -104,7 +104,7 @@ class Listener:
         if self.server is not None:
             self.server.close()
             for conn in list(self.connections):
-                conn.close()
+                conn.close(linger=0)  # stopping: no time to wait for anyone
             await self.server.wait_closed()
             self.server = None
 

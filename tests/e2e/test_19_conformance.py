@@ -10,11 +10,14 @@ docs/behaviour.md states each behaviour.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from helpers import packets as p3
 from helpers.clients import uid
 from helpers.nodes import ON_MOSQUITTO
 from helpers.packets import (
+    PUBREC,
     Will,
     gen_connect,
     gen_puback,
@@ -30,6 +33,7 @@ from helpers.packets5 import (
     MALFORMED_PACKET,
     PAYLOAD_FORMAT_INDICATOR,
     PROTOCOL_ERROR,
+    RECEIVE_MAXIMUM_EXCEEDED,
     RESPONSE_TOPIC,
     SUBSCRIPTION_IDENTIFIER,
     TOPIC_ALIAS,
@@ -66,6 +70,36 @@ def _only_barrier_arrives(raw5, watcher: RawClient5, topic: str) -> None:
     pub.send(gen_publish5(topic, 1, b"barrier", mid=1))
     m = watcher.expect_publish5()
     assert m.payload == b"barrier", f"delivered before the barrier: {m}"
+
+
+# == Closing after a DISCONNECT (§4.13.1) ============================================================
+def test_mqtt_4_13_1_disconnect_0x93_reaches_a_client_still_sending(make_node, raw5):
+    """[MQTT-3.3.4-9] / §3.2.2.3.3: one QoS 2 PUBLISH over the server's Receive
+    Maximum gets DISCONNECT 0x93.  A client that goes on writing (answering
+    earlier packets) before it reads must not be reset: after any DISCONNECT
+    the server shuts its side down and reads (and drops) what still comes, for
+    a bounded moment, before it closes (§4.13.1), so the client's writes succeed
+    and it reads the DISCONNECT, then the end of the stream."""
+    n = make_node({"session.max_awaiting_rel": "2"})
+    c = raw5(target=n)
+    c.connect5(uid("busy"))
+    topic = uid("busy/t")
+    for mid in (1, 2, 3):
+        c.send(gen_publish5(topic, 2, b"x", mid=mid))
+    # Still busy with earlier work: write for a while without reading.
+    written = []
+    until = time.monotonic() + 0.4
+    while time.monotonic() < until:
+        written.append(c.try_send(p3.gen_pingreq()))
+        time.sleep(0.02)
+    assert all(written), f"writes failed (connection reset) after {written.index(False)}"
+    assert [c.expect_ack5(PUBREC).mid for _ in (1, 2)] == [1, 2]
+    c.expect_disconnect(RECEIVE_MAXIMUM_EXCEEDED)
+    # The moment is bounded: a client that never closes is closed on soon after.
+    deadline = time.monotonic() + 5.0
+    while c.try_send(p3.gen_pingreq()):
+        assert time.monotonic() < deadline, "the server never closed the connection"
+        time.sleep(0.05)
 
 
 # == Zero-length topic filters (MQTT-4.7.3-1, MQTT-4.8.2-1, -2) ======================================
