@@ -29,6 +29,9 @@ from .api import (
 from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
 from .config import Config, ConfigError
+from .gateways.coap.broker_hub import broker_hub
+from .gateways.coap.plugin import CoapPlugin
+from .gateways.lwm2m.plugin import Lwm2mPlugin
 from .gateways.mqttsn.plugin import SnPlugin
 from .gateways.stomp.plugin import StompPlugin
 from .mgmt import LocalNode, Management, name_style
@@ -212,6 +215,9 @@ class Node:
         self.plugins.implement("emqx_stomp", StompPlugin, StompPlugin.SCHEMA)
         self.plugins.implement("emqx_delayed_publish", DelayedPublishPlugin,
                                DelayedPublishPlugin.SCHEMA)
+        self.plugins.implement("emqx_coap", CoapPlugin.factory(broker_hub), CoapPlugin.SCHEMA)
+        self.plugins.implement("emqx_lwm2m", Lwm2mPlugin.factory(broker_hub),
+                               Lwm2mPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,
