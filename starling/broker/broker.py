@@ -258,6 +258,12 @@ class Broker:
             old.takeover()  # closed: its session stays if persistent, else terminated
             taken_over = held is not None and self.sessions.get(client_id) is held
         session = self.sessions.get(client_id)
+        if session is not None and session.pending_will is not None and \
+                not self._expired(session):
+            # Back before the Will Delay Interval passed: no will, whether the session
+            # is resumed or started clean [MQTT-3.1.3-9, MQTT-3.1.2-8].
+            session.pending_will[1].cancel()
+            session.pending_will = None
         if session is not None and (clean_start or self._expired(session)):
             if clean_start:
                 self.discard_session(session, DISCARDED)
@@ -275,9 +281,6 @@ class Broker:
             session.expiry_interval = expiry_interval
             if session.options is not client.options:  # back through another zone
                 session.reconfigure(client.options)
-            if session.pending_will is not None:  # back in time: no will (§3.1.3.2.2)
-                session.pending_will[1].cancel()
-                session.pending_will = None
         session.outlet = client
         session.username = client.username
         session.disconnected_at = None

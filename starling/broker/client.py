@@ -579,6 +579,10 @@ class Client:
             return
         props = dict(will.properties)
         delay = props.pop(PropertyId.WILL_DELAY_INTERVAL, 0)
+        if delay and self.disconnect_reason == "takeovered":
+            # The connection that took over came before the delay could pass: a new
+            # connection of the client id cancels the will [MQTT-3.1.3-9, MQTT-3.1.2-8].
+            return
         message = Message(will.topic, will.payload, will.qos, will.retain, self.client_id,
                           self.username, self.peerhost, props)
         expiry = props.get(PropertyId.MESSAGE_EXPIRY_INTERVAL)

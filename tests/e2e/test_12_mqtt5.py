@@ -25,7 +25,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from helpers import packets as p3
-from helpers.clients import MQTTv311, PahoClient, uid, wait_until
+from helpers.clients import sys_metric, uid, wait_until
 from helpers.nodes import ON_MOSQUITTO
 from helpers.packets import PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, UNSUBACK, Packet
 from helpers.packets5 import (
@@ -301,26 +301,6 @@ def until_pingresp(client: RawClient5, timeout: float = 5.0) -> list[Packet]:
 def publishes(packets: list[Packet]) -> list[Publish5]:
     assert all(pk.type == PUBLISH for pk in packets), [str(pk) for pk in packets]
     return [parse_publish5(pk) for pk in packets]
-
-
-def sys_metric(node: Any, name: str, at_least: int, timeout: float = 5.0) -> int:
-    """Wait until $SYS publishes metric `name` with a value >= `at_least`."""
-    watcher = PahoClient(node.host, node.port, protocol=MQTTv311)
-    try:
-        watcher.connect()
-        topic = f"$SYS/brokers/{node.name}/metrics/{name}"
-        watcher.subscribe(topic, 0)
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            with contextlib.suppress(AssertionError):
-                last = int(watcher.get(timeout=max(deadline - time.monotonic(), 0.01),
-                                       topic=topic).payload)
-                if last >= at_least:
-                    return last
-        raise AssertionError(f"$SYS metric {name} = {last}, expected >= {at_least}")
-    finally:
-        watcher.close()
 
 
 def exact_size_payload(topic: str, qos: int, size: int) -> bytes:

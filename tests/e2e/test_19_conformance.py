@@ -35,12 +35,16 @@ from helpers.packets5 import (
     PROTOCOL_ERROR,
     RECEIVE_MAXIMUM_EXCEEDED,
     RESPONSE_TOPIC,
+    SESSION_EXPIRY_INTERVAL,
+    SESSION_TAKEN_OVER,
     SUBSCRIPTION_IDENTIFIER,
     TOPIC_ALIAS,
     TOPIC_ALIAS_INVALID,
+    WILL_DELAY_INTERVAL,
     RawClient5,
     Will5,
     gen_connect5,
+    gen_disconnect5,
     gen_publish5,
     gen_pubrec5,
     gen_pubrel5,
@@ -299,3 +303,69 @@ def test_mqtt_3_4_2_1_success_acknowledgements_have_remaining_length_2(raw5):
     sub.expect_packet(gen_pubrel(second.mid))  # 62 02 ...
     sub.send(p3.gen_pubcomp(second.mid))
     sub.ping()
+
+
+# == Will Delay: a new connection of the client id cancels the will ([MQTT-3.1.3-9]) ===============
+WILL_DELAY = 2  #: seconds; the tests wait 2.5 s, past it
+
+
+def _will_client(raw5, topic: str, expiry: int) -> tuple[RawClient5, str]:
+    cid = uid("wd")
+    c = raw5()
+    props = [(SESSION_EXPIRY_INTERVAL, expiry)] if expiry else []
+    c.connect5(cid, props=props, will=Will5(topic, b"will", 1,
+                                            props=[(WILL_DELAY_INTERVAL, WILL_DELAY)]))
+    return c, cid
+
+
+def _no_will(raw5, watcher: RawClient5, topic: str) -> None:
+    time.sleep(WILL_DELAY + 0.5)  # time under test: past the Will Delay Interval
+    _only_barrier_arrives(raw5, watcher, topic)
+
+
+@pytest.mark.parametrize("clean_start", [False, True], ids=["resume", "clean-start"])
+@pytest.mark.parametrize("expiry", [30, 0], ids=["session-expiry-30", "session-expiry-0"])
+def test_mqtt_3_1_3_9_takeover_before_will_delay_cancels_the_will(raw5, expiry, clean_start):
+    """[MQTT-3.1.3-9], [MQTT-3.1.2-8]: a new connection of the client id opened
+    before the Will Delay Interval has passed cancels the will.  Here it takes
+    the old connection over (which gets DISCONNECT 0x8E): however the session
+    goes on (resumed, started clean, or none: Session Expiry 0), no will."""
+    topic = uid("wdt/t")
+    watcher = _watch(raw5, topic)
+    old, cid = _will_client(raw5, topic, expiry)
+    new = raw5()
+    new.connect5(cid, clean_start=clean_start, props=[(SESSION_EXPIRY_INTERVAL, 30)])
+    old.expect_disconnect(SESSION_TAKEN_OVER)
+    _no_will(raw5, watcher, topic)
+    new.send(gen_disconnect5(0, [(SESSION_EXPIRY_INTERVAL, 0)]))
+
+
+@pytest.mark.parametrize("level", [5, 4], ids=["as-5.0", "as-3.1.1"])
+@pytest.mark.parametrize("clean_start", [False, True], ids=["resume", "clean-start"])
+def test_mqtt_3_1_3_9_reconnect_after_a_drop_cancels_the_will(raw, raw5, clean_start, level):
+    """[MQTT-3.1.3-9]: the connection dropped (no DISCONNECT), the session has an
+    expiry, and the client id connects again within the Will Delay Interval,
+    resuming the session or starting clean (which ends the old session: the
+    will still is not sent, since a new connection came first), in 5.0 or 3.1.1:
+    no will.  (With Session Expiry 0 the session ends with the connection and
+    the will goes out at once: test_12_mqtt5.test_will_sent_at_session_end_if_sooner.)"""
+    topic = uid("wdr/t")
+    watcher = _watch(raw5, topic)
+    old, cid = _will_client(raw5, topic, 30)
+    old.close()
+    time.sleep(0.2)  # the drop is noticed first
+    if level == 5:
+        raw5().connect5(cid, clean_start=clean_start, props=[(SESSION_EXPIRY_INTERVAL, 30)])
+    else:
+        raw().connect(cid, clean=clean_start, session_present=not clean_start)
+    _no_will(raw5, watcher, topic)
+
+
+def test_mqtt_3_1_3_2_2_will_delay_still_waits_without_a_reconnect(raw5):
+    """§3.1.3.2.2 (the counterpart): with no new connection the will is sent once
+    the Will Delay Interval has passed."""
+    topic = uid("wdw/t")
+    watcher = _watch(raw5, topic)
+    old, _ = _will_client(raw5, topic, 30)
+    old.close()
+    assert watcher.expect_publish5(timeout=WILL_DELAY + 3.0).payload == b"will"
