@@ -28,7 +28,9 @@ from .api import (
 )
 from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
+from .client_log import ClientLog
 from .config import Config, ConfigError
+from .datadir import DataDir
 from .gateways.coap.broker_hub import broker_hub
 from .gateways.coap.plugin import CoapPlugin
 from .gateways.lwm2m.plugin import Lwm2mPlugin
@@ -68,11 +70,18 @@ from .plugins import (
 )
 from .rules.plugin import PLUGIN as RULE_ENGINE
 from .rules.plugin import RuleEnginePlugin
+from .runtime_file import RuntimeFile
 from .store import MemoryStore, SQLiteStore, Store
-from .transport import Listener, ListenerConfig, TlsOptions, parse_bind
+from .transport import BindError, Listener, ListenerConfig, TlsOptions, Tracer, parse_bind
 
 log = logging.getLogger(__name__)
 startup_log = logging.getLogger("starling.startup")
+
+
+class StartError(Exception):
+    """The node cannot start for a reason outside its configuration's syntax (a
+    port in use, a plugin that cannot load); the message names what and why."""
+
 
 #: MQTT listener kinds, in the order they start (EMQ X's protocol names mqtt:<kind>).
 LISTENER_KINDS = ("tcp", "ssl", "ws", "wss")
@@ -138,22 +147,12 @@ def zone_options(config: Config, base: BrokerOptions) -> dict[str, BrokerOptions
                 continue
             name, convert = _ZONE_FIELDS.get(field, (field, lambda v: v))
             changes[name] = convert(value)
-        action = changes.get("acl_deny_action", "ignore")
-        if action not in ("ignore", "disconnect"):
-            raise ConfigError(f"zone.{zone}.acl_deny_action must be ignore or disconnect, "
-                              f"not {action!r}")
         zones[zone] = dataclasses.replace(base, **changes) if changes else base
     return zones
 
 
 def acl_options(config: Config) -> dict[str, Any]:
     """The ACL settings as broker options (docs/acl.md)."""
-    for key, choices in (("acl_nomatch", ("allow", "deny")),
-                         ("acl_deny_action", ("ignore", "disconnect"))):
-        if config[key] not in choices:
-            raise ConfigError(f"{key} must be {' or '.join(choices)}, not {config[key]!r}")
-    if config["acl_cache_max_size"] < 0:
-        raise ConfigError("acl_cache_max_size must not be negative")
     return {
         "acl_nomatch": config["acl_nomatch"],
         "acl_deny_action": config["acl_deny_action"],
@@ -171,6 +170,9 @@ class Node:
         self.config = config
         self.name: str = config["node.name"]
         self.data_dir = Path(config["node.data_dir"])
+        self.datadir = DataDir(self.data_dir)
+        #: How `starling ctl` on this machine reaches the node (written once started).
+        self.runtime_file = RuntimeFile(self.data_dir)
         self.store = self._make_store()
         self.journal = Journal(self.store, config["store.durability"],
                                config["store.commit_interval"])
@@ -178,6 +180,7 @@ class Node:
         self.broker = Broker(options, self.journal, zone_options(config, options))
         self.broker.set_retainer(None)  # until emqx_retainer loads
         self.broker.monitor.connection_usage = self.connection_usage
+        self._broker_started = False
         self.listeners: list[Listener] = []
         self.http_listeners: list[HttpListener] = []
         self.apps = AppRegistry()
@@ -243,6 +246,11 @@ class Node:
         self.acl = AclFile(self.broker, acl_path, write_default=not acl_file,
                            check_interval=config["acl_file_check_interval"])
         self.api.services["acl"] = self.acl
+        self.tracer = Tracer(self.broker, self.data_dir / "trace",
+                             config["trace.max_file_size"],
+                             lambda: (conn for lst in self.listeners for conn in lst.connections))
+        self.api.services["trace"] = self.tracer
+        self.client_log = ClientLog(self.broker, config["log.clients"])
 
     def _apply_config(self) -> None:
         """A runtime config change (PUT /configs): new broker options, no restart."""
@@ -291,9 +299,6 @@ class Node:
         psk_ciphers = self.config[f"{opts}.psk_ciphers"]
         if not certfile and not psk_ciphers:
             return None
-        for key in ("peer_cert_as_username", "peer_cert_as_clientid"):
-            if self.config[f"{prefix}.{key}"] not in ("", "cn", "dn"):
-                raise ConfigError(f"{prefix}.{key} must be cn, dn or empty")
         return TlsOptions(certfile, self.config[f"{opts}.keyfile"],
                           self.config[f"{opts}.cacertfile"], self.config[f"{opts}.verify"],
                           self.config[f"{opts}.fail_if_no_peer_cert"],
@@ -301,15 +306,8 @@ class Node:
                           psk_ciphers)
 
     def _make_store(self) -> Store:
-        backend = self.config["store.backend"]
-        if backend == "memory":
+        if self.config["store.backend"] == "memory":
             return MemoryStore()
-        if backend != "sqlite":
-            raise ConfigError(f"store.backend: unknown backend {backend!r} (sqlite or memory)")
-        if self.config["store.sync"] not in ("normal", "full"):
-            raise ConfigError("store.sync must be normal or full")
-        if self.config["store.durability"] not in ("durable", "relaxed"):
-            raise ConfigError("store.durability must be durable or relaxed")
         return SQLiteStore(self.data_dir / "starling.db", self.config["store.sync"])
 
     def connection_usage(self) -> list[tuple[str, int, int]]:
@@ -347,15 +345,13 @@ class Node:
                 await lst.start()
 
     async def _start_management(self) -> None:
+        """Bind the management listener.  Its bootstrap app (and a generated secret)
+        is made by `_bootstrap_app` once the whole node has started, so a start
+        that fails leaves no secret behind."""
         bind = self.config["management.bind"]
         if bind == "off":
             return
-        self.apps.bootstrap(self.config["api.default_app_id"],
-                            self.config["api.default_app_secret"], self.data_dir)
-        try:
-            host, port = parse_bind(bind)
-        except ValueError as exc:
-            raise ConfigError(f"management.bind: {exc}") from None
+        host, port = parse_bind(bind)
         await self.plugins.start(["emqx_management"])
         app = ManagementApp(self.api, build_table(), raw_routes=prometheus_routes(
             self.api, lambda: not self.config["prometheus.auth"]))
@@ -370,10 +366,7 @@ class Node:
         host: str | None = None
         port = 0
         if bind != "off":
-            try:
-                host, port = parse_bind(bind)
-            except ValueError as exc:
-                raise ConfigError(f"dashboard.bind: {exc}") from None
+            host, port = parse_bind(bind)
         await self.dashboard.start(host, port, self.config["dashboard.max_connections"],
                                    self.config["dashboard.default_user.login"],
                                    self.config["dashboard.default_user.password"],
@@ -387,7 +380,20 @@ class Node:
         try:
             await self.plugins.load("emqx_dashboard")
         except PluginError as exc:
-            raise ConfigError(f"emqx_dashboard: {exc}") from None
+            raise StartError(f"emqx_dashboard: {exc}") from None
+
+    def _bootstrap_app(self) -> None:
+        """The management API's bootstrap app, once everything else has started."""
+        if self.config["management.bind"] != "off":
+            self.apps.bootstrap(self.config["api.default_app_id"],
+                                self.config["api.default_app_secret"], self.data_dir)
+
+    def _write_runtime_file(self) -> None:
+        """Where `starling ctl` finds this node: the management URL and credentials."""
+        listener = next((h for h in self.http_listeners if h.name == "http:management"), None)
+        app = self.apps.get(self.config["api.default_app_id"])
+        self.runtime_file.write(self.name, listener.bound if listener else None,
+                                app.app_id if app else "", app.secret if app else "")
 
     async def _start_plugins(self) -> None:
         """Plugin configs and the boot-time set (plugins.loaded, changed by what the API
@@ -408,8 +414,20 @@ class Node:
         await self.plugins.start([n for n in now if self.plugins.get(n).implemented])
 
     async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store.open()
+        """Start everything, or nothing: on any failure what was started is stopped
+        again, the data directory unlocked, and no secret generated."""
+        self.datadir.acquire()
+        try:
+            self.store.open()
+            self.datadir.tighten()  # the store's files, created just now
+            await self._start_services()
+            self.datadir.tighten()  # acl.conf, secrets, plugin dirs (whatever the umask)
+        except BaseException:
+            await self.stop()
+            raise
+        startup_log.info("node started: %s (Starling %s)", self.name, __version__)
+
+    async def _start_services(self) -> None:
         self.apps.attach(self.store.load_kv("apps"), self.journal.kv_put, self.journal.kv_delete)
         self.users.attach(self.store.load_kv(UserRegistry.TABLE), self.journal.kv_put,
                           self.journal.kv_delete)
@@ -419,37 +437,49 @@ class Node:
                                   self.journal.kv_delete)
         self.broker.restore()
         await self.broker.start()
+        self._broker_started = True
         try:
+            await self.acl.start()
+        except AclFileError as exc:
+            raise ConfigError(str(exc)) from None
+        await self._start_plugins()
+        self.client_log.start()
+        for listener_config in self._listener_configs():
             try:
-                await self.acl.start()
-            except AclFileError as exc:
-                raise ConfigError(str(exc)) from None
-            await self._start_plugins()
-            for listener_config in self._listener_configs():
-                try:
-                    listener = Listener(self.broker, listener_config)
-                except (ValueError, OSError) as exc:  # TLS files or options
-                    raise ConfigError(f"listener {listener_config.name}: {exc}") from None
+                listener = Listener(self.broker, listener_config)
+            except (ValueError, OSError) as exc:  # TLS files or options
+                raise ConfigError(f"listener {listener_config.name}: {exc}") from None
+            try:
                 await listener.start()
-                self.listeners.append(listener)
+            except BindError as exc:
+                raise StartError(str(exc)) from None
+            self.listeners.append(listener)
+        try:
             await self._start_management()
-            await self._start_dashboard()
-        except BaseException:
-            await self.stop()
-            raise
-        startup_log.info("node started: %s (Starling %s)", self.name, __version__)
+        except BindError as exc:
+            raise StartError(str(exc)) from None
+        await self._start_dashboard()
+        self._bootstrap_app()
+        self._write_runtime_file()
 
     async def stop(self) -> None:
+        """Stop what runs (also after a start that failed half-way)."""
+        self.runtime_file.remove()
         for listener in self.listeners:
             if listener.server is not None:
                 listener.server.close()
         await asyncio.gather(*(h.stop() for h in self.http_listeners), return_exceptions=True)
         self.http_listeners.clear()
+        self.tracer.stop_all()
         await self.plugins.stop()
         await self.acl.stop()
-        await self.broker.stop()
+        if self._broker_started:
+            self._broker_started = False
+            await self.broker.stop()
         await asyncio.gather(*(listener.stop() for listener in self.listeners),
                              return_exceptions=True)
         self.listeners.clear()
         self.store.close()
-        log.info("node stopped: %s", self.name)
+        if self.datadir.locked:
+            self.datadir.release()
+            log.info("node stopped: %s", self.name)

@@ -53,15 +53,17 @@ class Dashboard:
         self.ctx.services[USERS_SERVICE] = self.users
         if host is None:
             return
-        self.users.bootstrap(login, default_password, data_dir)
         app = ManagementApp(self.ctx, build_table(), realm=REALM,
                             authenticate=self.users.check_sign_in, open_routes=OPEN_ROUTES)
         site = DashboardSite(app, self._ws_ports)
         listener = HttpListener(site, LISTENER_NAME, host, port, max_connections)
         try:
             await listener.start()
+            # Only once it listens: a listener that cannot start leaves no password.
+            self.users.bootstrap(login, default_password, data_dir)
         except BaseException:
             self.ctx.services.pop(USERS_SERVICE, None)
+            await listener.stop()
             raise
         self.listener = listener
         self.listeners.append(listener)
