@@ -28,6 +28,7 @@ from starling.mqtt import (
     ReasonCode,
     SubscriptionOptions,
     Will,
+    has_control_characters,
     is_valid_topic_filter,
     is_valid_topic_name,
     is_wildcard,
@@ -256,7 +257,7 @@ class Client:
         self.clean_start, self.keepalive, self.will = clean_start, keepalive, will
         self.state = CONNECTING
         self._connect_hook()
-        if not client_id or len(client_id) > self.options.max_clientid_len:
+        if not client_id or not self._client_id_valid(client_id):
             return self._connect_refused(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
         if self._banned():
             return self._connect_refused(ReasonCode.BANNED)
@@ -290,6 +291,13 @@ class Client:
         # Deliveries (and `client.connected`) once the caller has answered its client.
         asyncio.get_running_loop().call_soon(self._connected, outcome)
         return _SUCCESS, outcome
+
+    def _client_id_valid(self, client_id: str) -> bool:
+        """At most `max_clientid_len` characters, and no control characters unless
+        `allow_control_characters` (a client id is logged and shown: docs/behaviour.md)."""
+        options = self.options
+        return len(client_id) <= options.max_clientid_len and (
+            options.allow_control_characters or not has_control_characters(client_id))
 
     def _connect_refused(self, reason: ReasonCode) -> tuple[ReasonCode, bool]:
         self._connack(reason)
