@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from starling.broker import Channel
 from starling.mqtt import MQTTError, ProtocolError, settle_decoder, shared_decoder
@@ -25,7 +24,10 @@ from starling.mqtt import MQTTError, ProtocolError, settle_decoder, shared_decod
 from .tls import subject_of
 
 if TYPE_CHECKING:
-    from .listener import Listener
+    from starling.broker import Broker
+
+    from .config import ListenerConfig
+    from .tls import TlsContext
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +36,24 @@ WRITE_HIGH_WATER = 256 * 1024
 #: Seconds a connection the server closes stays half open, so the peer can read
 #: what was sent last (a DISCONNECT's reason) before the socket goes (`close`).
 LINGER = 1.0
-#: The time of a recent read: reads less than a millisecond later share its float
-#: object as their `last_seen`. Every idle connection keeps one (24 bytes), and
-#: connections that arrive together (a reconnect storm) then need only one.
-_recent = [0.0]
+
+
+class ListenerSide(Protocol):
+    """What a connection needs of the listener that accepted it: a `Listener` is
+    one (declared here, so this module does not depend on the listener's)."""
+
+    broker: Broker
+    config: ListenerConfig
+    name: str
+    zone: str
+    tls: TlsContext | None
+    batcher: WriteBatcher
+    #: The broker's counters (a connection counts its bytes in them).
+    counters: dict[str, int]
+
+    def connection_opened(self, conn: MQTTConnection) -> None: ...
+
+    def connection_closed(self, conn: MQTTConnection) -> None: ...
 
 
 class WriteBatcher:
@@ -85,7 +101,7 @@ class MQTTConnection(asyncio.Protocol):
     cert_username: str | None = None
     cert_clientid: str | None = None
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: ListenerSide) -> None:
         broker = listener.broker
         #: Bytes written since the last flush; None when there are none.
         self._out: list[bytes] | None = None
@@ -165,13 +181,8 @@ class MQTTConnection(asyncio.Protocol):
         state = channel.state
         if state == "closed":
             return  # closing (lingering): what still arrives is read and dropped
-        now = time.monotonic()
-        recent = _recent[0]
-        if now - recent < 0.001:
-            now = recent
-        else:
-            _recent[0] = now
-        channel.last_seen = now
+        # Reads close together share one float (`Clock.shared_monotonic`).
+        channel.last_seen = channel.broker.clock.shared_monotonic()
         decoder = self.decoder
         if state == "new" and data and data[0] >> 4 != 1 and not decoder.buffered:
             channel.handle_error(ProtocolError("the first packet must be CONNECT"))
@@ -284,7 +295,7 @@ class TLSConnection(MQTTConnection):
 
     __slots__ = ("cert_clientid", "cert_username", "peercert")
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: ListenerSide) -> None:
         super().__init__(listener)
         self.peercert = self.cert_username = self.cert_clientid = None
 
