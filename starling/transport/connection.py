@@ -233,6 +233,19 @@ class MQTTConnection(asyncio.Protocol):
         self.send_cnt += 1
         self.listener_ref.counters["bytes/sent"] += size
 
+    def write_ahead(self, data: bytes, later: int) -> None:
+        """`write`, but before the last `later` writes (still in `_out`: the batch
+        leaves when the loop next turns)."""
+        out = self._out
+        if self.transport is None or out is None or len(out) < later:
+            self.write(data)
+            return
+        out.insert(len(out) - later, data)
+        size = len(data)
+        self.send_oct += size
+        self.send_cnt += 1
+        self.listener_ref.counters["bytes/sent"] += size
+
     def pause_reading(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()

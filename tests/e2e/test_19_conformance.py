@@ -14,9 +14,12 @@ import time
 
 import pytest
 from helpers import packets as p3
-from helpers.clients import uid
+from helpers.clients import sys_metric, uid
 from helpers.nodes import ON_MOSQUITTO
 from helpers.packets import (
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
     PUBREC,
     Will,
     gen_connect,
@@ -30,7 +33,9 @@ from helpers.packets import (
     gen_unsubscribe,
 )
 from helpers.packets5 import (
+    CLIENT_IDENTIFIER_NOT_VALID,
     MALFORMED_PACKET,
+    PACKET_IDENTIFIER_NOT_FOUND,
     PAYLOAD_FORMAT_INDICATOR,
     PROTOCOL_ERROR,
     RECEIVE_MAXIMUM_EXCEEDED,
@@ -50,6 +55,7 @@ from helpers.packets5 import (
     gen_pubrel5,
     gen_subscribe5,
     gen_unsubscribe5,
+    parse_publish5,
     sub_options,
 )
 
@@ -369,3 +375,158 @@ def test_mqtt_3_1_3_2_2_will_delay_still_waits_without_a_reconnect(raw5):
     old, _ = _will_client(raw5, topic, 30)
     old.close()
     assert watcher.expect_publish5(timeout=WILL_DELAY + 3.0).payload == b"will"
+
+
+# == Acknowledgements of the wrong kind (§4.3, §4.13) ===============================================
+WRONG_ACKS = ["pubrec-for-qos1", "pubcomp-for-qos1", "puback-for-qos2", "pubcomp-before-pubrec",
+              "puback-for-pubrel", "pubrel-for-qos1-id"]
+
+
+def _offend(c: p3.RawClient, case: str, raw_factory, topic: str, v5: bool) -> None:
+    """Put `c` (subscribed to `topic` at QoS 2) in the state the case needs, and
+    send the acknowledgement of the wrong kind."""
+    if case == "pubrel-for-qos1-id":
+        c.send(gen_publish5(topic + "/x", 1, b"x", mid=9) if v5 else gen_publish(topic + "/x", 1,
+                                                                                 b"x", mid=9))
+        assert c.read().type == PUBACK
+        c.send(gen_pubrel(9))
+        return
+    qos = 1 if case.endswith("qos1") else 2
+    pub = raw_factory()
+    pub.connect(uid("wk-pub"))
+    pub.send(gen_publish(topic, qos, b"x", mid=1))
+    pub.read()  # PUBACK / PUBREC
+    mid = p3.parse_publish(c.expect_type(PUBLISH)).mid
+    if case == "puback-for-pubrel":
+        c.send(gen_pubrec(mid))
+        c.expect_packet(gen_pubrel(mid))
+    wrong = {"pubrec": gen_pubrec, "pubcomp": gen_pubcomp, "puback": gen_puback}[case.split("-")[0]]
+    c.send(wrong(mid))
+
+
+@pytest.mark.parametrize("case", WRONG_ACKS)
+def test_mqtt_4_3_wrong_acknowledgement_closes_311(raw, case):
+    """§4.3 (3.1.1): QoS 1 is acknowledged with PUBACK, QoS 2 with PUBREC then
+    PUBCOMP; a PUBREL answers only a PUBREC of the client's own QoS 2 PUBLISH.
+    A PUBREC or PUBCOMP for a QoS 1 delivery, a PUBACK for a QoS 2 one (before
+    or after PUBREL), a PUBCOMP before PUBREC, a PUBREL for the id of the
+    client's QoS 1 PUBLISH: a protocol violation, the connection is closed
+    [MQTT-4.8.0-1] (not left waiting)."""
+    topic = uid("wk/t")
+    c = raw()
+    c.connect(uid("wk"))
+    c.subscribe(1, topic, 2)
+    _offend(c, case, raw, topic, v5=False)
+    c.expect_closed()
+
+
+@pytest.mark.parametrize("case", WRONG_ACKS)
+def test_mqtt_4_13_1_wrong_acknowledgement_is_a_protocol_error_in_5(raw, raw5, case):
+    """The same in MQTT 5.0: DISCONNECT 0x82 (Protocol Error), then close."""
+    topic = uid("wk5/t")
+    c = raw5()
+    c.connect5(uid("wk5"))
+    assert c.subscribe5(1, [(topic, 2)]) == [2]
+    _offend(c, case, raw, topic, v5=True)
+    c.expect_disconnect(PROTOCOL_ERROR)
+
+
+def test_mqtt_4_3_wrong_acknowledgement_is_counted(make_node, raw):
+    """The close is counted with the other protocol violations (`packets/malformed`)."""
+    n = make_node({"broker.sys_interval": "1s"})
+    topic = uid("wkc/t")
+    c = raw(target=n)
+    c.connect(uid("wkc"))
+    c.subscribe(1, topic, 1)
+    _offend(c, "pubrec-for-qos1", lambda: raw(target=n), topic, v5=False)
+    c.expect_closed()
+    sys_metric(n, "packets/malformed", 1)
+
+
+def test_mqtt_4_3_3_pubrel_for_an_unknown_id_is_answered(raw, raw5):
+    """§4.3.3, §3.7.2.1, the counterpart: a PUBREL for an id the server does not
+    hold (a resend after the PUBCOMP was lost, say) is answered with PUBCOMP (5.0:
+    0x92 Packet Identifier not found); the connection stays."""
+    c = raw()
+    c.connect(uid("unk"))
+    c.send(gen_pubrel(77))
+    c.expect_packet(gen_pubcomp(77))
+    c5 = raw5()
+    c5.connect5(uid("unk5"))
+    c5.send(gen_pubrel5(77))
+    assert c5.expect_ack5(PUBCOMP).rc == PACKET_IDENTIFIER_NOT_FOUND
+    c5.ping()
+
+
+def test_mqtt_4_3_3_pubrel_resent_for_a_qos2_id_used_before_for_qos1(raw):
+    """Only a PUBREL for the id of the client's latest PUBLISH, when that was QoS 1,
+    is of the wrong kind: an id reused for QoS 2 after its QoS 1 flow ended [MQTT-2.3.1-2]
+    may have its PUBREL resent (the PUBCOMP lost, say) and is answered."""
+    topic = uid("reuse/t")
+    c = raw()
+    c.connect(uid("reuse"))
+    c.send(gen_publish(topic, 1, b"a", mid=5))
+    c.expect_packet(gen_puback(5))
+    c.send(gen_publish(topic, 2, b"b", mid=5))
+    c.expect_packet(gen_pubrec(5))
+    for _ in range(2):
+        c.send(gen_pubrel(5))
+        c.expect_packet(gen_pubcomp(5))
+    c.ping()
+
+
+# == Order of the acknowledgement and the copy to oneself (§4.6) =========================================
+@pytest.mark.parametrize("qos", [1, 2])
+@pytest.mark.parametrize("level", [4, 5], ids=["3.1.1", "5.0"])
+def test_mqtt_4_6_acknowledgement_before_the_copy_to_oneself(raw, raw5, level, qos):
+    """A client publishing to a topic it subscribes to gets its PUBACK / PUBREC
+    before the copy of its own message, the order Mosquitto and EMQ X use (the
+    acknowledgement answers the packet the client sent first)."""
+    topic = uid("self/t")
+    if level == 5:
+        c: p3.RawClient = raw5()
+        c.connect5(uid("self5"))
+        c.subscribe5(1, [(topic, qos)])
+        c.send(gen_publish5(topic, qos, b"me", mid=3))
+    else:
+        c = raw()
+        c.connect(uid("self"))
+        c.subscribe(1, topic, qos)
+        c.send(gen_publish(topic, qos, b"me", mid=3))
+    first, second = c.read(), c.read()
+    assert (first.type, p3.parse_mid(first)) == ({1: PUBACK, 2: PUBREC}[qos], 3), str(first)
+    assert second.type == PUBLISH, str(second)
+    parse = parse_publish5 if level == 5 else p3.parse_publish
+    assert parse(second).payload == b"me", str(second)
+
+
+# == MQTT 3.1: no server-assigned client ids ===========================================================
+def test_mqtt31_3_1_empty_client_id_is_rejected(raw):
+    """MQTT 3.1 §3.1: the client id is 1 to 23 characters; 3.1 has no
+    server-assigned ids (3.1.1 added them), so an empty one gets CONNACK 2
+    (identifier rejected) and the connection is closed."""
+    c = raw()
+    c.connect("", proto_level=3, clean=True, expect_rc=2)
+    c.expect_closed()
+
+
+# == Control characters in client ids ==============================================================
+@pytest.mark.parametrize("client_id", ["id\n", "id\x1b[31m", "id\x7f", "id\x9b"])
+def test_mqtt_3_1_3_8_client_id_with_control_characters_is_rejected(raw, raw5, client_id):
+    """A client id is a name the server logs and shows; one with a control
+    character is rejected (the server MAY [MQTT-3.1.3-8]): CONNACK 2
+    (identifier rejected) in 3.1.1, 0x85 (Client Identifier not valid) in 5.0,
+    then close; unless `mqtt.allow_control_characters`."""
+    c = raw()
+    c.connect(client_id, expect_rc=2)
+    c.expect_closed()
+    c5 = raw5()
+    c5.connect5(client_id, expect_rc=CLIENT_IDENTIFIER_NOT_VALID)
+    c5.expect_closed()
+
+
+def test_mqtt_3_1_3_8_client_id_with_control_characters_allowed_by_setting(make_node, raw):
+    n = make_node({"mqtt.allow_control_characters": "true"})
+    c = raw(target=n)
+    c.connect(uid("cc") + "\t1")
+    c.ping()

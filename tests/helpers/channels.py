@@ -103,6 +103,7 @@ class FakeConnection:
         self.port = port
         self._listener = listener
         self.out = bytearray()
+        self._sizes: list[int] = []  # of each write, for `write_ahead`
         self.closed = False
         self.reading = True
 
@@ -117,6 +118,19 @@ class FakeConnection:
     def write(self, data: bytes) -> None:
         if not self.closed:  # a closed socket takes nothing more
             self.out += data
+            self._sizes.append(len(data))
+
+    def write_ahead(self, data: bytes, later: int) -> None:
+        if not self.closed:
+            at = len(self.out) - sum(self._sizes[len(self._sizes) - later:])
+            self.out[at:at] = data
+            self._sizes.insert(len(self._sizes) - later, len(data))
+
+    def take(self) -> bytes:
+        """What was written since the last take."""
+        data, self.out = bytes(self.out), bytearray()
+        self._sizes.clear()
+        return data
 
     def close(self) -> None:
         self.closed = True
@@ -182,7 +196,7 @@ class ChannelClient:
 
     def read(self) -> list[Packet]:
         """Every packet written to the client since the last read."""
-        data, self.conn.out = bytes(self.conn.out), bytearray()
+        data = self.conn.take()
         packets, self.unread = self.unread + split_packets(data), []
         return packets
 

@@ -63,11 +63,12 @@ class ConnectFlow(KeepaliveFlow):
         if Points.CLIENT_CONNECT in broker.hooks.active:
             broker.hooks.run(Points.CLIENT_CONNECT, self.info)
         if not client_id:
-            if not p.clean_start and p.protocol_level < 5:
-                self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)  # [MQTT-3.1.3-8]
+            if p.protocol_level == 3 or (not p.clean_start and p.protocol_level < 5):
+                # [MQTT-3.1.3-8]; MQTT 3.1 has no server-assigned ids (1 to 23 characters).
+                self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
                 return
             client_id = "starling-" + uuid.uuid4().hex  # assigned: p.client_id stays ""
-        elif len(client_id) > self.options.max_clientid_len:
+        elif not self._client_id_valid(client_id):
             self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             return
         self.client_id = client_id
