@@ -68,7 +68,9 @@ class ConnectFlow(KeepaliveFlow):
                 self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
                 return
             client_id = "starling-" + uuid.uuid4().hex  # assigned: p.client_id stays ""
-        elif not self._client_id_valid(client_id):
+        elif len(client_id) > self.options.max_clientid_len or (
+                not client_id.isprintable() and not self._client_id_valid(client_id)):
+            # (`isprintable` first: one C call passes the usual client id.)
             self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             return
         self.client_id = client_id
