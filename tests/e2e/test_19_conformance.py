@@ -115,10 +115,13 @@ def test_mqtt_4_13_1_disconnect_0x93_reaches_a_client_still_sending(make_node, r
 # == Zero-length topic filters (MQTT-4.7.3-1, MQTT-4.8.2-1, -2) ======================================
 EMPTY_FILTERS = {"empty": "", "share-no-filter": "$share/g/", "share-no-slash": "$share/g",
                  "share-no-name": "$share//a"}
+#: Mosquitto 2.0.11 answers the `$share` forms with SUBACK / UNSUBACK.
+EMPTY_FILTER_CASES = [pytest.param(f, id=k, marks=() if k == "empty" else mosquitto_deviates)
+                      for k, f in EMPTY_FILTERS.items()]
 
 
 @pytest.mark.parametrize("packet", ["subscribe", "unsubscribe"])
-@pytest.mark.parametrize("topic_filter", EMPTY_FILTERS.values(), ids=EMPTY_FILTERS.keys())
+@pytest.mark.parametrize("topic_filter", EMPTY_FILTER_CASES)
 def test_mqtt_4_7_3_1_zero_length_filter_closes_the_connection(raw, packet, topic_filter):
     """[MQTT-4.7.3-1] a topic filter is at least one character long; a shared
     subscription needs its share name and a filter after it [MQTT-4.8.2-1, -2].
@@ -132,6 +135,7 @@ def test_mqtt_4_7_3_1_zero_length_filter_closes_the_connection(raw, packet, topi
     c.expect_closed()
 
 
+@mosquitto_deviates  # closes without DISCONNECT; SUBACK for the $share forms
 @pytest.mark.parametrize("packet", ["subscribe", "unsubscribe"])
 @pytest.mark.parametrize("topic_filter", EMPTY_FILTERS.values(), ids=EMPTY_FILTERS.keys())
 def test_mqtt_4_7_3_1_zero_length_filter_is_a_protocol_error_in_5(raw5, packet, topic_filter):
@@ -145,6 +149,7 @@ def test_mqtt_4_7_3_1_zero_length_filter_is_a_protocol_error_in_5(raw5, packet, 
 
 
 # == PUBLISH properties a client must send well-formed, or not at all =================================
+@mosquitto_deviates  # not checked
 @pytest.mark.parametrize("response_topic", ["reply/#", "reply/+/x", ""])
 def test_mqtt_3_3_2_14_response_topic_must_be_a_topic_name(raw5, response_topic):
     """[MQTT-3.3.2-14] the Response Topic holds no wildcard (and, a topic name,
@@ -159,6 +164,7 @@ def test_mqtt_3_3_2_14_response_topic_must_be_a_topic_name(raw5, response_topic)
     _only_barrier_arrives(raw5, watcher, topic)
 
 
+@mosquitto_deviates  # not checked
 def test_mqtt_3_3_2_14_will_response_topic_must_be_a_topic_name(raw5):
     """[MQTT-3.3.2-14] holds for the will's Response Topic too (§3.1.3.2.5): the
     CONNECT is refused and the connection closed."""
@@ -168,6 +174,7 @@ def test_mqtt_3_3_2_14_will_response_topic_must_be_a_topic_name(raw5):
     c.expect_closed()
 
 
+@mosquitto_deviates  # not checked
 @pytest.mark.parametrize("indicator", [2, 255])
 def test_mqtt_3_3_2_3_2_payload_format_indicator_is_0_or_1(raw5, indicator):
     """§3.3.2.3.2: the Payload Format Indicator is 0 (bytes) or 1 (UTF-8); any
@@ -181,6 +188,7 @@ def test_mqtt_3_3_2_3_2_payload_format_indicator_is_0_or_1(raw5, indicator):
     _only_barrier_arrives(raw5, watcher, topic)
 
 
+@mosquitto_deviates  # 0x81 Malformed Packet
 def test_mqtt_3_3_2_8_topic_alias_0_is_invalid(raw5):
     """[MQTT-3.3.2-8] Topic Alias 0 is not permitted: DISCONNECT 0x94 (Topic
     Alias invalid, the code §3.3.2.3.4 gives for an alias the receiver cannot
@@ -194,6 +202,7 @@ def test_mqtt_3_3_2_8_topic_alias_0_is_invalid(raw5):
     _only_barrier_arrives(raw5, watcher, topic)
 
 
+@mosquitto_deviates  # accepted, PUBACK
 def test_mqtt_3_3_4_6_subscription_identifier_from_a_client_is_a_protocol_error(raw5):
     """[MQTT-3.3.4-6] a client's PUBLISH carries no Subscription Identifier:
     DISCONNECT 0x82, not delivered."""
@@ -329,6 +338,7 @@ def _no_will(raw5, watcher: RawClient5, topic: str) -> None:
     _only_barrier_arrives(raw5, watcher, topic)
 
 
+@mosquitto_deviates  # no DISCONNECT 0x8E to the old connection
 @pytest.mark.parametrize("clean_start", [False, True], ids=["resume", "clean-start"])
 @pytest.mark.parametrize("expiry", [30, 0], ids=["session-expiry-30", "session-expiry-0"])
 def test_mqtt_3_1_3_9_takeover_before_will_delay_cancels_the_will(raw5, expiry, clean_start):
@@ -404,6 +414,7 @@ def _offend(c: p3.RawClient, case: str, raw_factory, topic: str, v5: bool) -> No
     c.send(wrong(mid))
 
 
+@mosquitto_deviates  # delivers QoS 2 on PUBREL; answers a PUBREL for a QoS 1 id
 @pytest.mark.parametrize("case", WRONG_ACKS)
 def test_mqtt_4_3_wrong_acknowledgement_closes_311(raw, case):
     """§4.3 (3.1.1): QoS 1 is acknowledged with PUBACK, QoS 2 with PUBREC then
@@ -420,6 +431,7 @@ def test_mqtt_4_3_wrong_acknowledgement_closes_311(raw, case):
     c.expect_closed()
 
 
+@mosquitto_deviates  # closes a 5.0 client without DISCONNECT, and as above
 @pytest.mark.parametrize("case", WRONG_ACKS)
 def test_mqtt_4_13_1_wrong_acknowledgement_is_a_protocol_error_in_5(raw, raw5, case):
     """The same in MQTT 5.0: DISCONNECT 0x82 (Protocol Error), then close."""
@@ -443,6 +455,7 @@ def test_mqtt_4_3_wrong_acknowledgement_is_counted(make_node, raw):
     sys_metric(n, "packets/malformed", 1)
 
 
+@mosquitto_deviates  # 5.0: PUBCOMP 0x00
 def test_mqtt_4_3_3_pubrel_for_an_unknown_id_is_answered(raw, raw5):
     """§4.3.3, §3.7.2.1, the counterpart: a PUBREL for an id the server does not
     hold (a resend after the PUBCOMP was lost, say) is answered with PUBCOMP (5.0:
@@ -476,12 +489,16 @@ def test_mqtt_4_3_3_pubrel_resent_for_a_qos2_id_used_before_for_qos1(raw):
 
 
 # == Order of the acknowledgement and the copy to oneself (§4.6) =========================================
+
+
+@mosquitto_deviates  # QoS 1: the copy first; QoS 2: delivered after PUBREL
 @pytest.mark.parametrize("qos", [1, 2])
 @pytest.mark.parametrize("level", [4, 5], ids=["3.1.1", "5.0"])
 def test_mqtt_4_6_acknowledgement_before_the_copy_to_oneself(raw, raw5, level, qos):
     """A client publishing to a topic it subscribes to gets its PUBACK / PUBREC
-    before the copy of its own message, the order Mosquitto and EMQ X use (the
-    acknowledgement answers the packet the client sent first)."""
+    before the copy of its own message, the order EMQ X uses (the acknowledgement
+    answers the packet the client sent first; Mosquitto, delivering QoS 2 only
+    after PUBREL, sends the PUBREC first too)."""
     topic = uid("self/t")
     if level == 5:
         c: p3.RawClient = raw5()
@@ -511,6 +528,9 @@ def test_mqtt31_3_1_empty_client_id_is_rejected(raw):
 
 
 # == Control characters in client ids ==============================================================
+
+
+@mosquitto_deviates  # closes without CONNACK
 @pytest.mark.parametrize("client_id", ["id\n", "id\x1b[31m", "id\x7f", "id\x9b"])
 def test_mqtt_3_1_3_8_client_id_with_control_characters_is_rejected(raw, raw5, client_id):
     """A client id is a name the server logs and shows; one with a control
