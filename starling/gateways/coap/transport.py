@@ -22,13 +22,31 @@ import aiocoap
 import aiocoap.util
 from aiocoap.util import socknumbers
 
+from starling.plugins import PluginUnavailable
+from starling.transport import TlsOptions
+
 from ..config import parse_listen
 
 log = logging.getLogger(__name__)
 
 
-class ListenerError(Exception):
+class ListenerError(PluginUnavailable):
     """A listener that cannot start (the message names the config key's value)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DtlsLimits:
+    """How much per-peer state a certificate DTLS listener keeps (`dtls_x509`;
+    docs/gateways.md, "DTLS"): peers silent for `idle_timeout` seconds are
+    dropped, and so are handshakes unfinished after `handshake_timeout`."""
+
+    idle_timeout: float = 300.0
+    #: Associations per client IP address (devices behind one NAT share one).
+    per_address: int = 256
+    total: int = 10000
+    handshake_timeout: float = 30.0
+    #: Largest datagram sent: Ethernet's 1500 less IPv6 and UDP headers, with room.
+    mtu: int = 1400
 
 
 @dataclass(slots=True)
@@ -105,6 +123,27 @@ async def start_dtls_server(name: str, site: Any, host: str, port: int,
         raise ListenerError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
     log.info("listener %s on %s:%d", name, host, port)
     return CoapServer(name, host, port, context)
+
+
+async def start_certificate_dtls_server(name: str, site: Any, host: str, port: int,
+                                        options: TlsOptions,
+                                        limits: DtlsLimits | None = None) -> CoapServer:
+    """Serve `site` over DTLS with X.509 certificates (`dtls_x509`, on pyOpenSSL)."""
+    try:
+        from .dtls_x509 import start_x509_dtls_interface
+    except ImportError:
+        raise ListenerError(f"{name}: certificate DTLS needs the pyOpenSSL package "
+                            "(pip install 'starling-mqtt[dtls]')") from None
+    if port:
+        _refuse_busy_port(name, host, port)
+    context = aiocoap.Context(serversite=site, loggername=f"coap.{name}")
+    try:
+        bound = await start_x509_dtls_interface(context, name, host, port, options,
+                                                limits or DtlsLimits())
+    except OSError as exc:
+        raise ListenerError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
+    log.info("listener %s on %s:%d", name, host, bound)
+    return CoapServer(name, host, bound, context)
 
 
 def _free_udp_port(host: str) -> int:
