@@ -1,0 +1,177 @@
+"""The certificate DTLS listener on its own (emqx_coap's resource tree and
+emqx_lwm2m's server behind it, an in-memory hub for the broker), driven by
+libcoap's ``coap-client-openssl``: the bounds on per-peer state (sessions per
+IP address, idle sessions dropped) and LwM2M registration over ``coaps://``.
+The node-level flows are in tests/gateways/test_coap_dtls_certificates.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.certs import CA
+from helpers.clients import wait_until
+from helpers.coap_tools import LoopThread, coap_client, start_coap_client
+from helpers.memory_hub import MemoryHub
+
+from starling.gateways.coap.pubsub import PsTopics
+from starling.gateways.coap.sessions import CoapClients
+from starling.gateways.coap.site import CoapSite
+from starling.gateways.coap.transport import (
+    CoapServer,
+    DtlsLimits,
+    start_certificate_dtls_server,
+)
+from starling.gateways.lwm2m.objectdb import standard_objects
+from starling.gateways.lwm2m.server import Lwm2mServer, Lwm2mSettings
+from starling.transport import TlsOptions
+
+wait_for = partial(wait_until, timeout=10.0)
+
+
+@dataclass
+class Listener:
+    thread: LoopThread
+    hub: MemoryHub
+    server: CoapServer
+    ca: CA
+    client: list[str]  #: coap-client-openssl's options: a trusted client certificate
+    stop: Any
+
+    def url(self, path: str) -> str:
+        return f"coaps://127.0.0.1:{self.server.port}{path}"
+
+    def events(self) -> list[tuple[str, str, str]]:
+        return list(self.thread.call(lambda: list(self.hub.events)))
+
+    def published(self) -> list[tuple[str, str, bytes]]:
+        return list(self.thread.call(lambda: list(self.hub.published)))
+
+
+def options(ca: CA) -> TlsOptions:
+    server = ca.issue_server()
+    return TlsOptions(str(server.cert), str(server.key), str(ca.cert), "verify_peer", True)
+
+
+def client_options(ca: CA) -> list[str]:
+    alice = ca.issue_client("alice")
+    return ["-c", str(alice.cert), "-j", str(alice.key), "-C", str(ca.cert)]
+
+
+def coap_listener(tmp_path: Path, limits: DtlsLimits) -> Listener:
+    thread, hub, ca = LoopThread(), MemoryHub(), CA.create(tmp_path)
+
+    async def start() -> tuple[CoapClients, CoapServer]:
+        clients = CoapClients(hub, 30.0)
+        site = CoapSite(clients, PsTopics(), time.monotonic)
+        return clients, await start_certificate_dtls_server("coap:dtls", site, "127.0.0.1", 0,
+                                                            options(ca), limits)
+
+    clients, server = thread.run(start())
+
+    def stop() -> None:
+        async def close() -> None:
+            await clients.close()
+            await server.close()
+        thread.run(close())
+        thread.stop()
+    return Listener(thread, hub, server, ca, client_options(ca), stop)
+
+
+@pytest.fixture
+def one_per_address(tmp_path: Path) -> Iterator[Listener]:
+    made = coap_listener(tmp_path, DtlsLimits(per_address=1))
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def quickly_idle(tmp_path: Path) -> Iterator[Listener]:
+    made = coap_listener(tmp_path, DtlsLimits(idle_timeout=1.0))
+    yield made
+    made.stop()
+
+
+def test_sessions_per_address_are_bounded(one_per_address: Listener) -> None:
+    gateway = one_per_address
+    observer = start_coap_client("-s", "20", "-w", *gateway.client,
+                                 gateway.url("/mqtt/news?c=holder"), dtls=True)
+    try:
+        wait_for(lambda: ("subscribe", "holder", "news") in gateway.events(),
+                 message="the observer's subscription")
+        # a second session from 127.0.0.1 is one too many: its handshake is ignored
+        coap_client("-m", "put", "-e", "crowded", *gateway.client,
+                    gateway.url("/mqtt/t?c=second"), dtls=True, timeout=3)
+        assert gateway.published() == []
+        # the first session is still served
+        gateway.thread.call(gateway.hub.deliver, "news", b"still here")
+        observer.terminate()
+        out, _ = observer.communicate(timeout=10)
+        assert "still here" in out
+    finally:
+        observer.kill()
+        observer.communicate()
+    # the observer said goodbye (close_notify): its place is free again
+    coap_client("-m", "put", "-e", "room now", *gateway.client,
+                gateway.url("/mqtt/t?c=third"), dtls=True)
+    assert gateway.published() == [("third", "t", b"room now")]
+
+
+def test_an_idle_session_is_dropped(quickly_idle: Listener) -> None:
+    gateway = quickly_idle
+    observer = start_coap_client("-s", "20", "-w", *gateway.client,
+                                 gateway.url("/mqtt/quiet?c=sleeper"), dtls=True)
+    try:
+        wait_for(lambda: ("subscribe", "sleeper", "quiet") in gateway.events(),
+                 message="the observer's subscription")
+        # the client sends nothing more: a second later its session, and with it the
+        # observation, is dropped
+        wait_for(lambda: ("unsubscribe", "sleeper", "quiet") in gateway.events(),
+                 message="the idle observation ended")
+    finally:
+        observer.kill()
+        observer.communicate()
+
+
+def test_lwm2m_registration_over_dtls_with_certificates(tmp_path: Path) -> None:
+    thread, hub, ca = LoopThread(), MemoryHub(), CA.create(tmp_path)
+
+    async def start() -> tuple[Lwm2mServer, CoapServer]:
+        server = Lwm2mServer(hub, Lwm2mSettings(standard_objects()))
+        site = server.listener()
+        coap = await start_certificate_dtls_server("lwm2m:dtls", site, "127.0.0.1", 0,
+                                                   options(ca), DtlsLimits())
+        site.context = coap.context
+        return server, coap
+
+    server, coap = thread.run(start())
+    try:
+        url = f"coaps://127.0.0.1:{coap.port}/rd?ep=x509-dev&lt=60&lwm2m=1.0&b=U"
+        out, err = coap_client("-m", "post", "-t", "40", "-e", "</3/0>",
+                               *client_options(ca), url, dtls=True)
+
+        def registered() -> list[dict[str, Any]]:
+            published = thread.call(lambda: list(hub.published))
+            return [json.loads(p) for _, t, p in published if t == "lwm2m/x509-dev/up/resp"]
+        wait_for(lambda: registered(), message="the register message")
+        assert registered()[0]["data"]["objectList"] == ["/3/0"]
+        # a device whose certificate the server does not trust is not registered
+        stranger = CA.create(tmp_path / "other", "Other CA").issue_client("stranger")
+        out, err = coap_client("-m", "post", "-e", "</3/0>", "-c", str(stranger.cert), "-j",
+                               str(stranger.key), "-C", str(ca.cert),
+                               url.replace("x509-dev&", "stranger&"), dtls=True, timeout=4)
+        assert "alert" in out + err
+        assert [e for e in thread.call(lambda: list(hub.events)) if e[0] == "attached"] == [
+            ("attached", "x509-dev", "lwm2m")]
+    finally:
+        async def stop() -> None:
+            await server.close()
+            await coap.close()
+        thread.run(stop())
+        thread.stop()
