@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiocoap import Code
 from helpers.certs import CA
 from helpers.clients import wait_until
 from helpers.coap_tools import LoopThread, coap_client, start_coap_client
+from helpers.dtls_relay import DtlsRelay
+from helpers.lwm2m_device import TestDevice
 from helpers.memory_hub import MemoryHub
 
 from starling.gateways.coap.pubsub import PsTopics
@@ -170,6 +173,60 @@ def test_lwm2m_registration_over_dtls_with_certificates(tmp_path: Path) -> None:
         assert [e for e in thread.call(lambda: list(hub.events)) if e[0] == "attached"] == [
             ("attached", "x509-dev", "lwm2m")]
     finally:
+        async def stop() -> None:
+            await server.close()
+            await coap.close()
+        thread.run(stop())
+        thread.stop()
+
+
+def test_lwm2m_commands_reach_a_device_over_dtls_with_certificates(tmp_path: Path) -> None:
+    """The LwM2M test device (aiocoap, TLV) behind OpenSSL's DTLS client: the gateway's
+    requests to it travel through the device's DTLS session."""
+    thread, hub, ca = LoopThread(), MemoryHub(), CA.create(tmp_path)
+
+    async def start() -> tuple[Lwm2mServer, CoapServer]:
+        server = Lwm2mServer(hub, Lwm2mSettings(standard_objects()))
+        site = server.listener()
+        coap = await start_certificate_dtls_server("lwm2m:dtls", site, "127.0.0.1", 0,
+                                                   options(ca), DtlsLimits())
+        site.context = coap.context
+        return server, coap
+
+    server, coap = thread.run(start())
+    alice = ca.issue_client("device-7")
+    relay = DtlsRelay(("127.0.0.1", coap.port), alice.cert, alice.key, ca.cert)
+    device = TestDevice("dev7", relay.address)
+
+    def answers(req_id: int) -> list[dict[str, Any]]:
+        published = thread.call(lambda: list(hub.published))
+        return [m for m in (json.loads(p) for _, t, p in published
+                            if t == "lwm2m/dev7/up/resp") if m.get("reqID") == req_id]
+
+    def read(req_id: int) -> dict[str, Any]:
+        command = {"reqID": req_id, "msgType": "read", "data": {"path": "/3/0/1"}}
+        thread.call(hub.deliver, "lwm2m/dev7/dn", json.dumps(command).encode())
+        wait_for(lambda: answers(req_id), message=f"the answer to read {req_id}")
+        return answers(req_id)[0]["data"]
+
+    try:
+        assert device.register().code == Code.CREATED
+        first = read(1)
+        assert (first["code"], first["content"]) == ("2.05", [{"path": "/3/0/1",
+                                                                "value": "TD-1"}])
+        # the device's DTLS client starts over from the same address (a reboot): the
+        # old session is dropped, and once the device updates its registration the
+        # gateway's requests take the new one
+        relay.rehandshake()
+        assert device.update().code == Code.CHANGED
+        again = read(2)
+        assert (again["code"], again["content"]) == ("2.05", [{"path": "/3/0/1",
+                                                                "value": "TD-1"}])
+        assert relay.handshakes == 2
+    finally:
+        device.close()
+        relay.close()
+
         async def stop() -> None:
             await server.close()
             await coap.close()

@@ -323,7 +323,9 @@ class Lwm2mServer:
         device.registration = apply_update(device.registration, change)
         device.expires_at = asyncio.get_running_loop().time() + device.registration.lifetime
         peer = peer_of(request.remote)
-        if peer != device.peer:
+        # A new source port, or over DTLS a new session from the same address (a
+        # device that rebooted): the gateway's requests now go there.
+        if request.remote != device.remote:
             device.remote, device.peer = request.remote, peer
             device.context = context
             if device.attachment is not None:
