@@ -190,6 +190,11 @@ def _ignore_icmp_errors(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_IP, socknumbers.IP_RECVERR, 0)
 
 
+def is_secure(remote: Any) -> bool:
+    """Whether an aiocoap remote address came over DTLS (``coaps``)."""
+    return getattr(remote, "scheme", "coap") == "coaps"
+
+
 def peer_of(remote: Any) -> tuple[str, int]:
     """(ip, port) of an aiocoap remote address, IPv4-mapped addresses as IPv4."""
     sockaddr = getattr(remote, "sockaddr", None)
