@@ -23,14 +23,11 @@ from helpers.dtls_relay import DtlsRelay
 from helpers.lwm2m_device import TestDevice
 from helpers.memory_hub import MemoryHub
 
+from starling.gateways.coap.dtls_config import DtlsLimits
 from starling.gateways.coap.pubsub import PsTopics
 from starling.gateways.coap.sessions import CoapClients
 from starling.gateways.coap.site import CoapSite
-from starling.gateways.coap.transport import (
-    CoapServer,
-    DtlsLimits,
-    start_certificate_dtls_server,
-)
+from starling.gateways.coap.transport import CoapServer, start_certificate_dtls_server
 from starling.gateways.lwm2m.objectdb import standard_objects
 from starling.gateways.lwm2m.server import Lwm2mServer, Lwm2mSettings
 from starling.transport import TlsOptions

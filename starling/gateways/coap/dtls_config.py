@@ -1,6 +1,7 @@
 """The certificate DTLS keys of emqx_coap and emqx_lwm2m: their schema, their
 values checked as they are set (a file that is not PEM is refused naming its
-key), and the `TlsOptions` a listener is built from.
+key), the `TlsOptions` a listener is built from, and the `DtlsLimits` on its
+per-peer state.
 
 Set a certificate file and the DTLS listener speaks X.509 (`dtls_x509`);
 leave it empty and it speaks pre-shared keys (aiocoap's tinydtls server).
@@ -18,6 +19,21 @@ from cryptography.hazmat.primitives import serialization
 from starling.config import parse_bool
 from starling.plugins import ConfigKey, parse_choice
 from starling.transport import TlsOptions
+
+
+@dataclass(frozen=True, slots=True)
+class DtlsLimits:
+    """How much per-peer state a certificate DTLS listener keeps (`dtls_x509`;
+    docs/gateways.md, "DTLS"): peers silent for `idle_timeout` seconds are
+    dropped, and so are handshakes unfinished after `handshake_timeout`."""
+
+    idle_timeout: float = 300.0
+    #: Associations per client IP address (devices behind one NAT share one).
+    per_address: int = 256
+    total: int = 10000
+    handshake_timeout: float = 30.0
+    #: Largest datagram sent: Ethernet's 1500 less IPv6 and UDP headers, with room.
+    mtu: int = 1400
 
 
 def _read(path: str) -> bytes:

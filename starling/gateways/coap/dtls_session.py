@@ -48,6 +48,10 @@ class DtlsError(Exception):
     """The session is over: a fatal alert, a failed handshake, or the peer's close_notify."""
 
 
+class DtlsClosed(DtlsError):
+    """The peer ended the session (close_notify): an ordinary end."""
+
+
 def is_client_hello(datagram: bytes) -> bool:
     """A datagram opening with a ClientHello of epoch 0: a client starting afresh."""
     return (len(datagram) > _RECORD_HEADER and datagram[0] == _HANDSHAKE
@@ -197,7 +201,7 @@ class DtlsSession:
             except SSL.WantReadError:
                 return plaintexts
             except SSL.ZeroReturnError:
-                raise DtlsError("closed by the peer") from None
+                raise DtlsClosed("closed by the peer") from None
             except SSL.Error as exc:
                 raise DtlsError(_reason(exc)) from None
 

@@ -37,17 +37,21 @@ from OpenSSL import SSL
 
 from starling.transport import TlsOptions
 
+from .dtls_config import DtlsLimits
 from .dtls_session import (
     Address,
     CookieJar,
+    DtlsClosed,
     DtlsError,
     DtlsSession,
     is_client_hello,
     server_context,
 )
-from .transport import DtlsLimits
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two log lines about handshakes refused for the bounds.
+REFUSAL_LOG_INTERVAL = 60.0
 
 
 class DtlsPeer(aiocoap.interfaces.EndpointAddress):  # type: ignore[misc]  # untyped library
@@ -123,6 +127,7 @@ class X509DtlsInterface(aiocoap.interfaces.MessageInterface):  # type: ignore[mi
         self.transport: asyncio.DatagramTransport | None = None
         self.hostinfo_local = ""
         self.refused = 0
+        self._refusal_logged = -REFUSAL_LOG_INTERVAL
         self._sweeper: asyncio.TimerHandle | None = None
 
     async def bind(self, host: str, port: int) -> int:
@@ -146,7 +151,7 @@ class X509DtlsInterface(aiocoap.interfaces.MessageInterface):  # type: ignore[mi
             plaintexts = peer.session.receive(data)
         except DtlsError as exc:
             self._flush(peer)
-            self.drop(peer, f"DTLS: {exc}")
+            self.drop(peer, f"DTLS: {exc}", failed=not isinstance(exc, DtlsClosed))
             return
         self._flush(peer)
         for plaintext in plaintexts:
@@ -178,8 +183,11 @@ class X509DtlsInterface(aiocoap.interfaces.MessageInterface):  # type: ignore[mi
         else:
             return True
         self.refused += 1
-        log.warning("listener %s: handshake from %s:%d refused: %s", self.name, addr[0],
-                    addr[1], why)
+        now = self.loop.time()
+        if now - self._refusal_logged >= REFUSAL_LOG_INTERVAL:  # a flood logs a line a minute
+            self._refusal_logged = now
+            log.warning("listener %s: handshake from %s:%d refused: %s (%d refused so far)",
+                        self.name, addr[0], addr[1], why, self.refused)
         return False
 
     def _dispatch(self, peer: DtlsPeer, plaintext: bytes) -> None:
@@ -218,13 +226,16 @@ class X509DtlsInterface(aiocoap.interfaces.MessageInterface):  # type: ignore[mi
         try:
             peer.session.on_timeout()
         except DtlsError as exc:
-            self.drop(peer, f"DTLS: {exc}")
+            self.drop(peer, f"DTLS: {exc}", failed=True)
             return
         self._flush(peer)
 
     # -- the peer table --------------------------------------------------------------
-    def drop(self, peer: DtlsPeer, reason: str, notify: bool = True) -> None:
-        """Forget `peer`; aiocoap fails what is pending with it (observations end)."""
+    def drop(self, peer: DtlsPeer, reason: str, notify: bool = True,
+             failed: bool = False) -> None:
+        """Forget `peer`; aiocoap fails what is pending with it (observations end).
+        A failure (a refused certificate, a handshake that timed out) is logged at
+        info, an ordinary end at debug."""
         if peer.closed:
             return
         peer.closed = True
@@ -235,8 +246,8 @@ class X509DtlsInterface(aiocoap.interfaces.MessageInterface):  # type: ignore[mi
             self.per_address[peer.sockaddr[0]] -= 1
             if not self.per_address[peer.sockaddr[0]]:
                 del self.per_address[peer.sockaddr[0]]
-        log.info("listener %s: DTLS session with %s ended: %s", self.name, peer.hostinfo,
-                 reason)
+        log.log(logging.INFO if failed else logging.DEBUG,
+                "listener %s: DTLS session with %s ended: %s", self.name, peer.hostinfo, reason)
         if notify and self.mman is not None:
             self.mman.dispatch_error(aiocoap.error.NetworkError(reason), peer)
 
@@ -249,7 +260,7 @@ class X509DtlsInterface(aiocoap.interfaces.MessageInterface):  # type: ignore[mi
         for peer in list(self.peers.values()):
             if not peer.session.established:
                 if now - peer.started >= self.limits.handshake_timeout:
-                    self.drop(peer, "handshake not finished")
+                    self.drop(peer, "handshake not finished", failed=True)
             elif now - peer.last_seen >= self.limits.idle_timeout:
                 self._close(peer, "idle")
         self._schedule_sweep()

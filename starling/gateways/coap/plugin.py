@@ -18,14 +18,13 @@ from starling.plugins import (
 from starling.transport import TlsOptions
 
 from ..config import parse_listen
-from .dtls_config import DtlsKeys
+from .dtls_config import DtlsKeys, DtlsLimits
 from .hub import Hub
 from .pubsub import PsTopics
 from .sessions import CoapClients
 from .site import CoapSite
 from .transport import (
     CoapServer,
-    DtlsLimits,
     parse_optional_listen,
     start_certificate_dtls_server,
     start_dtls_server,

@@ -26,27 +26,13 @@ from starling.plugins import PluginUnavailable
 from starling.transport import TlsOptions
 
 from ..config import parse_listen
+from .dtls_config import DtlsLimits
 
 log = logging.getLogger(__name__)
 
 
 class ListenerError(PluginUnavailable):
     """A listener that cannot start (the message names the config key's value)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DtlsLimits:
-    """How much per-peer state a certificate DTLS listener keeps (`dtls_x509`;
-    docs/gateways.md, "DTLS"): peers silent for `idle_timeout` seconds are
-    dropped, and so are handshakes unfinished after `handshake_timeout`."""
-
-    idle_timeout: float = 300.0
-    #: Associations per client IP address (devices behind one NAT share one).
-    per_address: int = 256
-    total: int = 10000
-    handshake_timeout: float = 30.0
-    #: Largest datagram sent: Ethernet's 1500 less IPv6 and UDP headers, with room.
-    mtu: int = 1400
 
 
 @dataclass(slots=True)
