@@ -1,20 +1,26 @@
-"""emqx_coap's DTLS listener with X.509 certificates on a running node: libcoap's
-``coap-client-openssl`` (certificate mode: -c/-j/-C) publishes and observes
-over ``coaps://`` and meets paho through the real broker; clients with an
-untrusted certificate or none are refused when the listener verifies them.
-Certificates are made by the test (helpers.certs)."""
+"""emqx_coap's and emqx_lwm2m's DTLS listeners with X.509 certificates on a
+running node: libcoap's ``coap-client-openssl`` (certificate mode: -c/-j/-C)
+publishes and observes over ``coaps://`` and meets paho through the real
+broker; clients with an untrusted certificate or none are refused when the
+listener verifies them; an LwM2M device behind OpenSSL's DTLS client is read
+by an MQTT back end.  Certificates are made by the test (helpers.certs)."""
 
 from __future__ import annotations
 
+import json
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiocoap import Code
 from helpers.api import ok
 from helpers.certs import CA, Issued
 from helpers.clients import uid, wait_until
 from helpers.coap_tools import coap_client, start_coap_client
+from helpers.dtls_relay import DtlsRelay
 from helpers.gateway_node import API, load_gateway, subscriptions, udp_port_closed
+from helpers.lwm2m_device import TestDevice
 from helpers.plugin_api import plugin_call
 
 LISTENER = "coap:dtls:default"
@@ -165,3 +171,50 @@ def test_certificate_keys_that_do_not_fit_are_refused_naming_the_key(
             answer = api.put(f"/nodes/{node.name}/plugins/emqx_coap/load").json()
             assert answer["code"] != 0 and key in answer["message"], (key, answer)
     assert not [line for line in node.log_lines if "Traceback" in line]
+
+
+def free_udp_pair() -> int:
+    """A port p with p and p + 1 both free for UDP on 127.0.0.1 now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            if port == 65535:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return int(port)
+    raise AssertionError("no two adjacent free UDP ports")
+
+
+def test_lwm2m_over_dtls_with_certificates_on_port_plus_one(make_node: Any, pki: Pki,
+                                                            clients: Any) -> None:
+    """EMQ X's lwm2m.certfile / keyfile: DTLS on lwm2m.port + 1; an MQTT back end reads
+    a device behind OpenSSL's DTLS client through it."""
+    node = make_node(API)
+    port = free_udp_pair()
+    dtls_port = load_gateway(node, "emqx_lwm2m", "lwm2m:dtls:default", {
+        "lwm2m.port": f"127.0.0.1:{port}", "lwm2m.certfile": str(pki.server.cert),
+        "lwm2m.keyfile": str(pki.server.key), "lwm2m.dtls.cacertfile": str(pki.ca.cert),
+        "lwm2m.dtls.verify": "verify_peer", "lwm2m.dtls.fail_if_no_peer_cert": "true"})
+    assert dtls_port == port + 1
+    endpoint = uid("x509")
+    back_end = clients(node)
+    back_end.subscribe(f"lwm2m/{endpoint}/up/#", 0)
+    relay = DtlsRelay(("127.0.0.1", dtls_port), pki.alice.cert, pki.alice.key, pki.ca.cert)
+    device = TestDevice(endpoint, relay.address)
+    try:
+        assert device.register().code == Code.CREATED
+        registered = json.loads(back_end.get(timeout=10).payload)
+        assert registered["msgType"] == "register", registered
+        back_end.publish(f"lwm2m/{endpoint}/dn/dm", json.dumps(
+            {"reqID": 7, "msgType": "read", "data": {"path": "/3/0/0"}}), qos=1)
+        answer = json.loads(back_end.get(timeout=10, topic=f"lwm2m/{endpoint}/up/resp").payload)
+        assert answer["reqID"] == 7 and answer["data"]["content"] == [
+            {"path": "/3/0/0", "value": "Starling Test Devices"}], answer
+    finally:
+        device.close()
+        relay.close()
