@@ -6,9 +6,10 @@ The node-level flows are in tests/gateways/test_coap_dtls_certificates.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -64,47 +65,73 @@ def client_options(ca: CA) -> list[str]:
     return ["-c", str(alice.cert), "-j", str(alice.key), "-C", str(ca.cert)]
 
 
-def coap_listener(tmp_path: Path, limits: DtlsLimits) -> Listener:
+#: Makes the resource tree a listener serves, on the hub: (site, its closer).
+SiteMaker = Callable[[MemoryHub], tuple[Any, Callable[[], Awaitable[None]]]]
+
+
+def start_listener(tmp_path: Path, make_site: SiteMaker,
+                   limits: DtlsLimits | None = None) -> Listener:
     thread, hub, ca = LoopThread(), MemoryHub(), CA.create(tmp_path)
 
-    async def start() -> tuple[CoapClients, CoapServer]:
-        clients = CoapClients(hub, 30.0)
-        site = CoapSite(clients, PsTopics(), time.monotonic)
-        return clients, await start_certificate_dtls_server("coap:dtls", site, "127.0.0.1", 0,
-                                                            options(ca), limits)
+    async def start() -> tuple[CoapServer, Callable[[], Awaitable[None]]]:
+        site, close_site = make_site(hub)
+        server = await start_certificate_dtls_server("dtls", site, "127.0.0.1", 0,
+                                                     options(ca), limits or DtlsLimits())
+        site.context = server.context  # LwM2M's site sends through it
+        return server, close_site
 
-    clients, server = thread.run(start())
+    server, close_site = thread.run(start())
 
     def stop() -> None:
         async def close() -> None:
-            await clients.close()
+            await close_site()
             await server.close()
         thread.run(close())
         thread.stop()
     return Listener(thread, hub, server, ca, client_options(ca), stop)
 
 
+def coap_site(hub: MemoryHub) -> tuple[Any, Callable[[], Awaitable[None]]]:
+    clients = CoapClients(hub, 30.0)
+    return CoapSite(clients, PsTopics(), time.monotonic), clients.close
+
+
+def lwm2m_site(hub: MemoryHub) -> tuple[Any, Callable[[], Awaitable[None]]]:
+    server = Lwm2mServer(hub, Lwm2mSettings(standard_objects()))
+    return server.listener(), server.close
+
+
 @pytest.fixture
 def one_per_address(tmp_path: Path) -> Iterator[Listener]:
-    made = coap_listener(tmp_path, DtlsLimits(per_address=1))
+    made = start_listener(tmp_path, coap_site, DtlsLimits(per_address=1))
     yield made
     made.stop()
 
 
 @pytest.fixture
 def quickly_idle(tmp_path: Path) -> Iterator[Listener]:
-    made = coap_listener(tmp_path, DtlsLimits(idle_timeout=1.0))
+    made = start_listener(tmp_path, coap_site, DtlsLimits(idle_timeout=1.0))
     yield made
     made.stop()
 
 
+@contextlib.contextmanager
+def observing(gateway: Listener, topic: str, client_id: str) -> Iterator[Any]:
+    """coap-client-openssl observing `topic` (subscribed once this enters)."""
+    observer = start_coap_client("-s", "20", "-w", *gateway.client,
+                                 gateway.url(f"/mqtt/{topic}?c={client_id}"), dtls=True)
+    try:
+        wait_for(lambda: ("subscribe", client_id, topic) in gateway.events(),
+                 message="the observer's subscription")
+        yield observer
+    finally:
+        observer.kill()
+        observer.communicate()
+
+
 def test_sessions_per_address_are_bounded(one_per_address: Listener) -> None:
     gateway = one_per_address
-    observer = start_coap_client("-s", "20", "-w", *gateway.client,
-                                 gateway.url("/mqtt/news?c=holder"), dtls=True)
-    try:
-        wait_for(lambda: ("subscribe", "holder", "news") in gateway.events(),
-                 message="the observer's subscription")
+    with observing(gateway, "news", "holder") as observer:
         # a second session from 127.0.0.1 is one too many: its handshake is ignored
         coap_client("-m", "put", "-e", "crowded", *gateway.client,
                     gateway.url("/mqtt/t?c=second"), dtls=True, timeout=3)
@@ -114,9 +141,6 @@ def test_sessions_per_address_are_bounded(one_per_address: Listener) -> None:
         observer.terminate()
         out, _ = observer.communicate(timeout=10)
         assert "still here" in out
-    finally:
-        observer.kill()
-        observer.communicate()
     # the observer said goodbye (close_notify): its place is free again
     coap_client("-m", "put", "-e", "room now", *gateway.client,
                 gateway.url("/mqtt/t?c=third"), dtls=True)
@@ -125,86 +149,56 @@ def test_sessions_per_address_are_bounded(one_per_address: Listener) -> None:
 
 def test_an_idle_session_is_dropped(quickly_idle: Listener) -> None:
     gateway = quickly_idle
-    observer = start_coap_client("-s", "20", "-w", *gateway.client,
-                                 gateway.url("/mqtt/quiet?c=sleeper"), dtls=True)
-    try:
-        wait_for(lambda: ("subscribe", "sleeper", "quiet") in gateway.events(),
-                 message="the observer's subscription")
+    with observing(gateway, "quiet", "sleeper"):
         # the client sends nothing more: a second later its session, and with it the
         # observation, is dropped
         wait_for(lambda: ("unsubscribe", "sleeper", "quiet") in gateway.events(),
                  message="the idle observation ended")
-    finally:
-        observer.kill()
-        observer.communicate()
 
 
-def test_lwm2m_registration_over_dtls_with_certificates(tmp_path: Path) -> None:
-    thread, hub, ca = LoopThread(), MemoryHub(), CA.create(tmp_path)
-
-    async def start() -> tuple[Lwm2mServer, CoapServer]:
-        server = Lwm2mServer(hub, Lwm2mSettings(standard_objects()))
-        site = server.listener()
-        coap = await start_certificate_dtls_server("lwm2m:dtls", site, "127.0.0.1", 0,
-                                                   options(ca), DtlsLimits())
-        site.context = coap.context
-        return server, coap
-
-    server, coap = thread.run(start())
-    try:
-        url = f"coaps://127.0.0.1:{coap.port}/rd?ep=x509-dev&lt=60&lwm2m=1.0&b=U"
-        out, err = coap_client("-m", "post", "-t", "40", "-e", "</3/0>",
-                               *client_options(ca), url, dtls=True)
-
-        def registered() -> list[dict[str, Any]]:
-            published = thread.call(lambda: list(hub.published))
-            return [json.loads(p) for _, t, p in published if t == "lwm2m/x509-dev/up/resp"]
-        wait_for(lambda: registered(), message="the register message")
-        assert registered()[0]["data"]["objectList"] == ["/3/0"]
-        # a device whose certificate the server does not trust is not registered
-        stranger = CA.create(tmp_path / "other", "Other CA").issue_client("stranger")
-        out, err = coap_client("-m", "post", "-e", "</3/0>", "-c", str(stranger.cert), "-j",
-                               str(stranger.key), "-C", str(ca.cert),
-                               url.replace("x509-dev&", "stranger&"), dtls=True, timeout=4)
-        assert "alert" in out + err
-        assert [e for e in thread.call(lambda: list(hub.events)) if e[0] == "attached"] == [
-            ("attached", "x509-dev", "lwm2m")]
-    finally:
-        async def stop() -> None:
-            await server.close()
-            await coap.close()
-        thread.run(stop())
-        thread.stop()
+@pytest.fixture
+def lwm2m(tmp_path: Path) -> Iterator[Listener]:
+    made = start_listener(tmp_path, lwm2m_site)
+    yield made
+    made.stop()
 
 
-def test_lwm2m_commands_reach_a_device_over_dtls_with_certificates(tmp_path: Path) -> None:
+def registrations(gateway: Listener, endpoint: str) -> list[dict[str, Any]]:
+    return [json.loads(p) for _, t, p in gateway.published()
+            if t == f"lwm2m/{endpoint}/up/resp"]
+
+
+def test_lwm2m_registration_over_dtls_with_certificates(lwm2m: Listener,
+                                                        tmp_path: Path) -> None:
+    url = lwm2m.url("/rd?ep=x509-dev&lt=60&lwm2m=1.0&b=U")
+    coap_client("-m", "post", "-t", "40", "-e", "</3/0>", *lwm2m.client, url, dtls=True)
+    wait_for(lambda: registrations(lwm2m, "x509-dev"), message="the register message")
+    assert registrations(lwm2m, "x509-dev")[0]["data"]["objectList"] == ["/3/0"]
+    # a device whose certificate the server does not trust is not registered
+    stranger = CA.create(tmp_path / "other", "Other CA").issue_client("stranger")
+    out, err = coap_client("-m", "post", "-e", "</3/0>", "-c", str(stranger.cert), "-j",
+                           str(stranger.key), "-C", str(lwm2m.ca.cert),
+                           url.replace("x509-dev&", "stranger&"), dtls=True, timeout=4)
+    assert "alert" in out + err
+    assert [e for e in lwm2m.events() if e[0] == "attached"] == [
+        ("attached", "x509-dev", "lwm2m")]
+
+
+def test_lwm2m_commands_reach_a_device_over_dtls_with_certificates(lwm2m: Listener) -> None:
     """The LwM2M test device (aiocoap, TLV) behind OpenSSL's DTLS client: the gateway's
     requests to it travel through the device's DTLS session."""
-    thread, hub, ca = LoopThread(), MemoryHub(), CA.create(tmp_path)
-
-    async def start() -> tuple[Lwm2mServer, CoapServer]:
-        server = Lwm2mServer(hub, Lwm2mSettings(standard_objects()))
-        site = server.listener()
-        coap = await start_certificate_dtls_server("lwm2m:dtls", site, "127.0.0.1", 0,
-                                                   options(ca), DtlsLimits())
-        site.context = coap.context
-        return server, coap
-
-    server, coap = thread.run(start())
-    alice = ca.issue_client("device-7")
-    relay = DtlsRelay(("127.0.0.1", coap.port), alice.cert, alice.key, ca.cert)
+    alice = lwm2m.ca.issue_client("device-7")
+    relay = DtlsRelay(("127.0.0.1", lwm2m.server.port), alice.cert, alice.key, lwm2m.ca.cert)
     device = TestDevice("dev7", relay.address)
-
-    def answers(req_id: int) -> list[dict[str, Any]]:
-        published = thread.call(lambda: list(hub.published))
-        return [m for m in (json.loads(p) for _, t, p in published
-                            if t == "lwm2m/dev7/up/resp") if m.get("reqID") == req_id]
 
     def read(req_id: int) -> dict[str, Any]:
         command = {"reqID": req_id, "msgType": "read", "data": {"path": "/3/0/1"}}
-        thread.call(hub.deliver, "lwm2m/dev7/dn", json.dumps(command).encode())
-        wait_for(lambda: answers(req_id), message=f"the answer to read {req_id}")
-        return answers(req_id)[0]["data"]
+        lwm2m.thread.call(lwm2m.hub.deliver, "lwm2m/dev7/dn", json.dumps(command).encode())
+
+        def answers() -> list[dict[str, Any]]:
+            return [m for m in registrations(lwm2m, "dev7") if m.get("reqID") == req_id]
+        wait_for(answers, message=f"the answer to read {req_id}")
+        return answers()[0]["data"]  # type: ignore[no-any-return]
 
     try:
         assert device.register().code == Code.CREATED
@@ -223,9 +217,3 @@ def test_lwm2m_commands_reach_a_device_over_dtls_with_certificates(tmp_path: Pat
     finally:
         device.close()
         relay.close()
-
-        async def stop() -> None:
-            await server.close()
-            await coap.close()
-        thread.run(stop())
-        thread.stop()
