@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -217,3 +219,18 @@ def test_lwm2m_commands_reach_a_device_over_dtls_with_certificates(lwm2m: Listen
     finally:
         device.close()
         relay.close()
+
+
+def test_malformed_datagrams_are_ignored(lwm2m: Listener, caplog: Any) -> None:
+    hello_header = bytes([22, 0xFE, 0xFD, 0, 0]) + bytes(6)
+    junk = [b"", b"\x00", b"\x16\xfe\xfd", os.urandom(200),
+            hello_header + (300).to_bytes(2, "big") + b"\x01" + bytes(10),  # truncated
+            hello_header + (60).to_bytes(2, "big") + b"\x01" + os.urandom(59),  # garbled
+            bytes([23, 0xFE, 0xFD, 0, 1]) + bytes(6) + (20).to_bytes(2, "big") + bytes(20)]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        for datagram in junk:
+            raw.sendto(datagram, ("127.0.0.1", lwm2m.server.port))
+    url = lwm2m.url("/rd?ep=after-junk&lt=60&lwm2m=1.0&b=U")
+    coap_client("-m", "post", "-e", "</3/0>", *lwm2m.client, url, dtls=True)
+    wait_for(lambda: registrations(lwm2m, "after-junk"), message="the register message")
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
