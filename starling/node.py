@@ -62,7 +62,14 @@ from .plugins import (
 from .rules.plugin import PLUGIN as RULE_ENGINE
 from .rules.plugin import RuleEnginePlugin
 from .store import MemoryStore, SQLiteStore, Store
-from .transport import Listener, ListenerConfig, TlsOptions, parse_bind
+from .transport import (
+    Listener,
+    ListenerConfig,
+    TlsOptions,
+    parse_bind,
+    raise_open_files_limit,
+    warn_over_limit,
+)
 
 log = logging.getLogger(__name__)
 startup_log = logging.getLogger("starling.startup")
@@ -400,7 +407,10 @@ class Node:
             except AclFileError as exc:
                 raise ConfigError(str(exc)) from None
             await self._start_plugins()
-            for listener_config in self._listener_configs():
+            listener_configs = self._listener_configs()
+            warn_over_limit(((c.name, c.max_connections) for c in listener_configs),
+                            raise_open_files_limit())
+            for listener_config in listener_configs:
                 try:
                     listener = Listener(self.broker, listener_config)
                 except (ValueError, OSError) as exc:  # TLS files or options
