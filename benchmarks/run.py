@@ -755,6 +755,9 @@ BROKERS: dict[str, Callable[[argparse.Namespace], Broker]] = {
                                           ["store.backend=memory"]),
     # The rule engine's cost: 10 rules matching every message.
     "starling-rules": lambda a: StarlingRules(a.starling_ref),
+    # Starling at another commit (--base-ref, default main): before/after a change in
+    # one interleaved run (the `starling/starling-base` column is the ratio).
+    "starling-base": lambda a: Starling(a.base_ref, "starling-base"),
     "mosquitto": lambda a: Mosquitto(),
     "amqtt": lambda a: Amqtt(),
 }
@@ -924,6 +927,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--starling-ref", metavar="REF",
                    help="benchmark Starling as committed at REF (e.g. HEAD), exported to the "
                    "temp dir, instead of the live working tree")
+    p.add_argument("--base-ref", metavar="REF", default="main",
+                   help="the commit the starling-base broker runs (default %(default)s)")
     p.add_argument("--json", metavar="FILE", type=Path, help="also write all results as JSON")
     p.add_argument("--from-json", metavar="FILE", type=Path,
                    help="measure nothing: print the tables of a run saved with --json")
