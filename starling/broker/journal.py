@@ -168,7 +168,7 @@ class Journal:
         """Return once everything recorded so far is on disk."""
         if not self.durable or self.flush_id <= self.committed_id:
             return
-        done = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def release() -> None:
             if not done.done():

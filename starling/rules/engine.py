@@ -309,7 +309,7 @@ class RuleEngine:
             if point not in self._hooked:
                 callback = self._recorder(event)
                 self._hooked[point] = callback
-                hooks.add(point, callback)
+                hooks.add_dynamic(point, callback)
 
     def _recorder(self, event: str) -> Callable[..., None]:
         """The hook callback of an event: checks what is cheap to check, then records."""
