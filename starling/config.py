@@ -167,7 +167,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("session.max_inflight", 32, "int",
             "QoS 1/2 messages sent and not yet acknowledged, per client."),
     Setting("session.max_mqueue_len", 1000, "int",
-            "Queued messages per session; beyond it the oldest is dropped. 0 = unlimited."),
+            "Queued messages per session; beyond it one is dropped (the oldest QoS 0 "
+            "first). 0 = unlimited."),
+    Setting("session.max_mqueue_bytes", 16 * 1024 * 1024, "size",
+            "Topic and payload bytes queued per session (online behind a full socket, or "
+            "offline); beyond it one is dropped (the oldest QoS 0 first). 0 = unlimited."),
     Setting("session.mqueue_store_qos0", True, "bool",
             "Queue QoS 0 messages for offline persistent sessions."),
     Setting("session.max_awaiting_rel", 100, "int",
@@ -221,7 +225,8 @@ SETTINGS: tuple[Setting, ...] = (
         ("await_rel_timeout", "duration", "How long a QoS 2 message awaits its PUBREL."),
         ("session_expiry_interval", "duration",
          "How long an offline persistent 3.x session lives."),
-        ("max_mqueue_len", "int", "Messages queued per offline session; 0 = no limit."),
+        ("max_mqueue_len", "int", "Messages queued per session; 0 = no limit."),
+        ("max_mqueue_bytes", "size", "Bytes queued per session; 0 = no limit."),
         ("mqueue_store_qos0", "bool", "Queue QoS 0 messages for offline sessions."),
         ("publish_limit", "rate",
          "PUBLISH packets a client may send: COUNT,PERIOD (e.g. 100,10s); past it the "

@@ -100,6 +100,7 @@ def broker_options(config: Config) -> BrokerOptions:
         session_expiry_interval=config["session.expiry_interval"],
         max_inflight=config["session.max_inflight"],
         max_mqueue_len=config["session.max_mqueue_len"],
+        max_mqueue_bytes=config["session.max_mqueue_bytes"],
         mqueue_store_qos0=config["session.mqueue_store_qos0"],
         max_awaiting_rel=config["session.max_awaiting_rel"],
         await_rel_timeout=config["session.await_rel_timeout"],

@@ -63,6 +63,7 @@ RUNTIME_KEYS: tuple[RuntimeKey, ...] = (
                "MQTT 3.x clients connecting afterwards"),
     RuntimeKey("session.max_inflight", 0, 65535, "every session, at once"),
     RuntimeKey("session.max_mqueue_len", 0, None, "every session, at once"),
+    RuntimeKey("session.max_mqueue_bytes", 0, None, "every session, at once"),
     RuntimeKey("session.mqueue_store_qos0", None, None, "every session, at once"),
     RuntimeKey("session.max_awaiting_rel", 0, None, "every session, at once"),
     RuntimeKey("session.await_rel_timeout", 0, None, "every session, at once", open_low=True),
