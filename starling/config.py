@@ -64,6 +64,9 @@ SETTINGS: tuple[Setting, ...] = (
                 "Connections beyond this are refused and counted."),
         Setting(f"listeners.{kind}.*.max_conn_rate", 0, "int",
                 "New connections accepted per second; 0 = unlimited."),
+        Setting(f"listeners.{kind}.*.max_auth_pending", 1024, "int",
+                "Connections waiting for the authentication chain (a slow backend) at "
+                "once; a CONNECT beyond it is refused: server busy. 0 = unlimited."),
         Setting(f"listeners.{kind}.*.acceptors", 4, "int", "Reported acceptor count."),
     )),
     *(setting for kind in ("ssl", "wss") for setting in (

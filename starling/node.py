@@ -260,6 +260,8 @@ class Node:
                         log.info("listener mqtt:%s:%s not started: no certificate configured "
                                  "(%s.ssl_options.certfile)", kind, name, prefix)
                         continue
+                if config[f"{prefix}.max_auth_pending"] < 0:
+                    raise ConfigError(f"{prefix}.max_auth_pending must not be negative")
                 web = kind in ("ws", "wss")
                 out.append(ListenerConfig(
                     f"mqtt:{kind}:{name}", host, port, zone=config[f"{prefix}.zone"],
@@ -269,7 +271,8 @@ class Node:
                     proxy_address_header=config[f"{prefix}.proxy_address_header"] if web else "",
                     peer_cert_as_username=config[f"{prefix}.peer_cert_as_username"] if tls else "",
                     peer_cert_as_clientid=config[f"{prefix}.peer_cert_as_clientid"] if tls else "",
-                    max_conn_rate=config[f"{prefix}.max_conn_rate"]))
+                    max_conn_rate=config[f"{prefix}.max_conn_rate"],
+                    max_auth_pending=config[f"{prefix}.max_auth_pending"]))
         return out
 
     def _tls_options(self, prefix: str) -> TlsOptions | None:

@@ -48,6 +48,7 @@ _SOCKET_FULL = 1  #: asyncio paused writing: the socket's buffer is over its hig
 _OUTPUT_FULL = 2  #: the bytes written since the last flush reached WRITE_HIGH_WATER
 _CHANNEL_PAUSED = 4  #: the channel asked to stop reading
 _BACKLOG = 8  #: packets of earlier reads are still to be handled
+_AUTHENTICATING = 16  #: holds one of the listener's `max_auth_pending` places
 #: The time of a recent read: reads less than a millisecond later share its float
 #: object as their `last_seen`. Every idle connection keeps one (24 bytes), and
 #: connections that arrive together (a reconnect storm) then need only one.
@@ -265,6 +266,7 @@ class MQTTConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.channel is not None:
             self.channel.connection_lost()
+        self.auth_done()
         self.listener_ref.connection_closed(self)
         self.transport = None
 
@@ -311,6 +313,17 @@ class MQTTConnection(asyncio.Protocol):
             return  # reading starts again once the backlog is handled
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+
+    def admit_auth(self) -> bool:
+        if not self.listener_ref.admit_auth():
+            return False
+        self._flow |= _AUTHENTICATING
+        return True
+
+    def auth_done(self) -> None:
+        if self._flow & _AUTHENTICATING:
+            self._flow &= ~_AUTHENTICATING
+            self.listener_ref.auth_pending -= 1
 
     def io_stats(self) -> dict[str, int]:
         transport = self.transport
