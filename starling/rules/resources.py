@@ -167,7 +167,7 @@ async def probe(url: str) -> bool:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT)
-    except (TimeoutError, OSError):
+    except (TimeoutError, OSError, UnicodeError):  # UnicodeError: a host IDNA refuses
         return False
     writer.close()
     with contextlib.suppress(OSError):

@@ -21,8 +21,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 with atheris.instrument_imports(include=["starling"]):
-    import starling.node  # noqa: F401  (the API and broker: imported lazily by targets)
     import targets
+
+    import starling.node  # noqa: F401  (the API and broker: imported lazily by targets)
 
 
 def main() -> None:
