@@ -168,10 +168,47 @@ def api_seeds() -> None:
     write("api_json", bytes([0]) + b'{"topic": "t", "payload": ')
 
 
+def channel_seeds() -> None:
+    """Ordinary sessions of two clients, as the channel target takes them."""
+    def stream(level: int, *packets: Packet) -> bytes:
+        return b"".join(encode(p, level) for p in packets)
+
+    sub = SubscriptionOptions
+    for level in (4, 5):
+        v5 = level == 5
+        alias = {PropertyId.TOPIC_ALIAS: 1} if v5 else {}
+        a = stream(level,
+                   Connect(client_id="a", protocol_level=level, keepalive=30,
+                           will=Will("w/a", b"gone", 1, False)),
+                   Subscribe(1, [("t/#", sub(2)), ("$share/g/s/+", sub(1))]),
+                   Publish("t/a", b"q0", 0), Publish("t/a", b"q1", 1, packet_id=2),
+                   Publish("t/a", b"q2", 2, packet_id=3), Pubrel(3),
+                   Publish("t/r", b"kept", 1, True, packet_id=4),
+                   Puback(1), Pubrec(2), Pubcomp(2),
+                   Unsubscribe(5, ["t/#"]), Pingreq())
+        b = stream(level,
+                   Connect(client_id="b", protocol_level=level, clean_start=False,
+                           properties={PropertyId.SESSION_EXPIRY_INTERVAL: 60} if v5 else {}),
+                   Subscribe(1, [("t/+", sub(1)), ("s/x", sub(0))]),
+                   Publish("t/b", b"hello", 1, packet_id=1, properties=alias),
+                   Publish("s/x", b"shared", 2, packet_id=2), Pubrel(2),
+                   Puback(1), Puback(2), Pubrec(3), Pubcomp(3),
+                   Disconnect())
+        write("channel", a + targets.CHANNEL_SPLIT + b)
+        write("channel", a)
+        write("channel", stream(level, Connect(client_id="", protocol_level=level),
+                                Publish("t/z", b"", 1, packet_id=9)) + targets.CHANNEL_SPLIT + b)
+    write("channel", stream(4, Publish("before/connect", b"x")))
+    write("channel", stream(4, Connect(client_id="dup"), Connect(client_id="dup")))
+    write("channel", stream(4, Connect(client_id="same")) + targets.CHANNEL_SPLIT
+          + stream(4, Connect(client_id="same"), Pingreq()))
+
+
 if __name__ == "__main__":
     mqtt_seeds()
     sql_seeds()
     api_seeds()
+    channel_seeds()
     for target in targets.TARGETS:
         count = len(list((HERE / "corpus" / target).iterdir()))
         print(f"{target}: {count} files")

@@ -291,8 +291,128 @@ def only_loopback_urls(body: bytes) -> bool:
     return True
 
 
+# -- the channel state machine -----------------------------------------------------------
+
+#: Separates the two clients' byte streams in a `channel` input.
+CHANNEL_SPLIT = b"\xff\xfe\xfd"
+
+
+class MemoryConnection:
+    """The transport side of a `Channel`, in memory: what the channel writes is kept,
+    closing ends the connection on the next loop turn (as a socket's would)."""
+
+    peercert: str | None = None
+    cert_username: str | None = None
+    cert_clientid: str | None = None
+
+    def __init__(self, name: str) -> None:
+        self.peerhost = "127.0.0.1"
+        self.name = name
+        self.written = bytearray()
+        self.closed = False
+        self.reading = True
+        self.channel: Any = None
+
+    @property
+    def peername(self) -> tuple[str, int]:
+        return (self.peerhost, 50000)
+
+    @property
+    def listener(self) -> str:
+        return "mqtt:tcp:fuzz"
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            self.written += data
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            asyncio.get_running_loop().call_soon(self.channel.connection_lost)
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def admit_auth(self) -> bool:
+        return True
+
+    def auth_done(self) -> None:
+        pass
+
+    def io_stats(self) -> dict[str, int]:
+        return {"recv_oct": 0, "recv_cnt": 0, "send_oct": len(self.written), "send_cnt": 0,
+                "send_pend": 0}
+
+
+_loop: list[asyncio.AbstractEventLoop] = []
+
+
+def _channel_loop() -> asyncio.AbstractEventLoop:
+    if not _loop:
+        _loop.append(asyncio.new_event_loop())
+    return _loop[0]
+
+
+def channel(data: bytes) -> None:
+    """Two clients' byte streams (split at CHANNEL_SPLIT), decoded and handed packet
+    by packet, in turn, to two `Channel`s of one real `Broker`: nothing raises out of
+    the channel or its tasks, everything the channels write is well-formed MQTT at
+    their protocol level, and once both connections are gone no channel is left
+    registered and no session still points at one."""
+    loop = _channel_loop()
+    loop.run_until_complete(_channel_run(data))
+
+
+async def _channel_run(data: bytes) -> None:
+    from starling.broker import Broker, BrokerOptions, Channel
+
+    loop = asyncio.get_running_loop()
+    errors: list[Any] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    broker = Broker(BrokerOptions(retry_interval=0, max_inflight=4, max_mqueue_len=8,
+                                  max_mqueue_bytes=4096, idle_timeout=60))
+    streams = data.split(CHANNEL_SPLIT, 1) + [b""]
+    conns = [MemoryConnection("a"), MemoryConnection("b")]
+    packets: list[list[Packet | MQTTError]] = []
+    for conn, stream in zip(conns, streams, strict=False):
+        conn.channel = Channel(broker, conn)
+        decoded, error = _decode(Decoder(MAX_PACKET_SIZE, 0), [stream])
+        packets.append([*decoded, *([error] if error is not None else [])])
+    for turn in range(max(len(p) for p in packets)):
+        for conn, queue in zip(conns, packets, strict=True):
+            if turn < len(queue) and not conn.closed:
+                item = queue[turn]
+                if isinstance(item, MQTTError):
+                    conn.channel.handle_error(item)
+                else:
+                    conn.channel.handle(item)
+                for _ in range(3):
+                    await asyncio.sleep(0)
+    for conn in conns:
+        conn.channel.close("fuzz_done")
+    for _ in range(10):
+        await asyncio.sleep(0)
+    tasks = [t for t in broker._tasks if not t.done()]
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
+    broker.timers.close()
+    assert not errors, errors[0]
+    for conn in conns:
+        level = 5 if conn.channel.protocol_level == 5 else 4
+        written, error = _decode(Decoder(MAX_PACKET_SIZE, level), [bytes(conn.written)])
+        assert error is None, f"{conn.name} wrote bad MQTT ({error!r}): {bytes(conn.written)!r}"
+    assert not broker.channels, broker.channels
+    for session in broker.sessions.values():
+        assert session.outlet is None, session.client_id
+    assert all(isinstance(c.channel, Channel) for c in conns)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "mqtt_decoder": mqtt_decoder,
     "rule_sql": rule_sql,
     "api_json": api_json,
+    "channel": channel,
 }
