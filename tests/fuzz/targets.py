@@ -374,7 +374,7 @@ async def _channel_run(data: bytes) -> None:
     loop.set_exception_handler(lambda _loop, context: errors.append(context))
     broker = Broker(BrokerOptions(retry_interval=0, max_inflight=4, max_mqueue_len=8,
                                   max_mqueue_bytes=4096, idle_timeout=60))
-    streams = data.split(CHANNEL_SPLIT, 1) + [b""]
+    streams = [*data.split(CHANNEL_SPLIT, 1), b""]
     conns = [MemoryConnection("a"), MemoryConnection("b")]
     packets: list[list[Packet | MQTTError]] = []
     for conn, stream in zip(conns, streams, strict=False):
@@ -402,7 +402,7 @@ async def _channel_run(data: bytes) -> None:
     assert not errors, errors[0]
     for conn in conns:
         level = 5 if conn.channel.protocol_level == 5 else 4
-        written, error = _decode(Decoder(MAX_PACKET_SIZE, level), [bytes(conn.written)])
+        _, error = _decode(Decoder(MAX_PACKET_SIZE, level), [bytes(conn.written)])
         assert error is None, f"{conn.name} wrote bad MQTT ({error!r}): {bytes(conn.written)!r}"
     assert not broker.channels, broker.channels
     for session in broker.sessions.values():
