@@ -266,6 +266,14 @@ class Session:
         self.counters[m.MESSAGES_DROPPED] += 1
         self.counters[m.MESSAGES_DROPPED_QUEUE_FULL] += 1
 
+    def drop_messages(self) -> None:
+        """The session has ended: let go of what it still held (nothing is delivered
+        from it any more; anything still referring to the session keeps no message)."""
+        self.mqueue = _NO_QUEUE
+        self.mqueue_bytes = 0
+        self.inflight = NO_ENTRIES
+        self.awaiting_rel = NO_ENTRIES
+
     def enqueue_raw(self, entry: QueueEntry) -> None:
         """Append to the queue as it is (no limit, no journal): for restore too."""
         if self.mqueue is _NO_QUEUE:
