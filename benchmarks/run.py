@@ -164,8 +164,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "scale", "open --scale-connections connections, hold them --scale-hold s with "
-        "keepalive traffic (60 s keepalive: a PINGREQ every 30 s each), then drop them all "
-        "at once and reconnect them all",
+        "keepalive traffic (60 s keepalive: a PINGREQ every 30 s each), then all send "
+        "DISCONNECT at once and, once closed, all reconnect at once",
         lambda a: ["--scenario", "idle", "--connections", str(a.scale_connections),
                    "--concurrency", str(IDLE_CONCURRENCY), "--settle", str(a.scale_hold),
                    "--keepalive", "60", "--storm", "--connect-timeout", str(a.idle_timeout)],
@@ -175,6 +175,8 @@ SCENARIOS: tuple[Scenario, ...] = (
                    ("rss_per_conn_kib",), False, "kib"),
             Metric("scale_cpu", "scale: broker CPU % holding them (lower=better)",
                    ("hold_broker_cpu_pct",), False, "num"),
+            Metric("scale_drop", "scale: disconnect storm, s for all (lower=better)",
+                   ("disconnect_seconds",), False, "num"),
             Metric("scale_storm", "scale: reconnect storm, s for all (lower=better)",
                    ("storm_seconds",), False, "num"),
         ),
