@@ -510,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the result, every sample included")
     p.add_argument("--progress", action="store_true", help="a line per sample on stderr")
     args = p.parse_args(argv)
+    # SIGTERM ends the run like Ctrl-C: the node is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args)
     print_report(result)
     if args.json:
