@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from helpers.api import ok
 from helpers.clients import Clients, PahoClient, uid, wait_until
-from helpers.nodes import ON_MOSQUITTO
+from helpers.nodes import ON_MOSQUITTO, rss_kib
 from helpers.packets import (
     RawClient,
     gen_connect,
@@ -54,14 +54,6 @@ SETTINGS = {
 @pytest.fixture
 def slow_node(make_node: Callable[..., Any]) -> Any:
     return make_node(SETTINGS)
-
-
-def rss_kib(node: Any) -> int:
-    with open(f"/proc/{node.proc.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def metrics(node: Any) -> dict[str, int]:

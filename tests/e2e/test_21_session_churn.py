@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from helpers.clients import Clients, uid
-from helpers.nodes import ON_MOSQUITTO
+from helpers.nodes import ON_MOSQUITTO, rss_kib
 from helpers.packets import RawClient, gen_publish
 
 pytestmark = pytest.mark.skipif(ON_MOSQUITTO, reason="Starling's own memory")
@@ -21,14 +21,6 @@ ROUNDS = 40
 QUEUED = 16 * 64 * 1024  # what each discarded session had queued: 1 MB
 #: Without letting go of discarded sessions' queues: ROUNDS MB (40 MB).
 RSS_GROWTH_LIMIT_KIB = 16 * 1024
-
-
-def rss_kib(node: Any) -> int:
-    with open(f"/proc/{node.proc.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 @pytest.mark.timeout(180)
