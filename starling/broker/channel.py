@@ -111,10 +111,6 @@ class Connection(Protocol):
 
     def auth_done(self) -> None: ...
 
-    def unread_bytes(self) -> int:
-        """Bytes the client has sent that wait, unread, in the kernel (0 if unknown)."""
-        ...
-
     def resume_reading(self) -> None: ...
 
     def io_stats(self) -> dict[str, int]:
@@ -655,12 +651,6 @@ class Channel(Client):
         keepalive window: close if nothing arrived for 1.5 x keepalive [MQTT-3.1.2-24]."""
         state = self.state
         if state in (NEW, CONNECTING):
-            idle = self.options.idle_timeout
-            if state == NEW and now < self.last_seen + 4 * idle and self.conn.unread_bytes():
-                # The client did send; the node is the slow one (a reconnect storm on a
-                # busy node): give it time to read, up to 4 idle timeouts.
-                self.broker.timers.add(self, now + idle)
-                return
             self.close("idle_timeout")
             return
         if state != CONNECTED or not self.keepalive:

@@ -22,10 +22,8 @@ order kept) and are handled in the next turns, after other connections.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import sys
-import termios
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
@@ -326,17 +324,6 @@ class MQTTConnection(asyncio.Protocol):
         if self._flow & _AUTHENTICATING:
             self._flow &= ~_AUTHENTICATING
             self.listener_ref.auth_pending -= 1
-
-    def unread_bytes(self) -> int:
-        transport = self.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is None:
-            return 0
-        try:
-            waiting = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
-        except (OSError, ValueError):
-            return 0
-        return int.from_bytes(waiting, sys.byteorder, signed=True)
 
     def io_stats(self) -> dict[str, int]:
         transport = self.transport

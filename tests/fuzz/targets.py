@@ -342,9 +342,6 @@ class MemoryConnection:
     def auth_done(self) -> None:
         pass
 
-    def unread_bytes(self) -> int:
-        return 0
-
     def io_stats(self) -> dict[str, int]:
         return {"recv_oct": 0, "recv_cnt": 0, "send_oct": len(self.written), "send_cnt": 0,
                 "send_pend": 0}
