@@ -17,7 +17,6 @@ import os
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -216,14 +215,14 @@ def test_probe_is_not_starved_by_a_flood(slow_node: Any, clients: Clients) -> No
     try:
         assert flooding.wait(10)
         wait_until(lambda: sent[0] > 20000, timeout=30, message="the flood to start")
+        flood_before = sent[0]
         for n in range(50):
             probe_pub.publish(probe_topic, f"probe {n}", qos=1)
             got = probe_sub.get(timeout=20)
             assert got.payload == f"probe {n}".encode()
-        assert thread.is_alive() and not stop.is_set()  # the flood went on throughout
-        flood_sent = sent[0]
-        time.sleep(0.5)
-        assert sent[0] > flood_sent, "the flood stopped while the probe ran"
+        # The flood went on while the probe ran (the node kept reading it too).
+        assert thread.is_alive() and not stop.is_set()
+        assert sent[0] > flood_before, "the flood made no progress while the probe ran"
     finally:
         stop.set()
         thread.join(30)
