@@ -3,16 +3,13 @@ as ``emqx_ctl`` does for EMQ X.
 
 It talks HTTP to the node's API (`/api/v3/`) with the standard library only,
 so it works wherever Starling itself is installed.  Where it connects, and as
-whom, is resolved in this order (first found wins):
-
-=============  ==============================  =====================================
-what           flags / environment             from the node's configuration
-=============  ==============================  =====================================
-URL            ``--url``, ``STARLING_API_URL``  ``management.bind`` (0.0.0.0 → 127.0.0.1)
-app id         ``--app-id``, ``STARLING_APP_ID``  ``api.default_app_id``
-secret         ``--secret``,                   ``api.default_app_secret``, else the
-               ``STARLING_APP_SECRET``         file ``<data_dir>/api_secret``
-=============  ==============================  =====================================
+whom, is resolved in this order (first found wins): flags; environment
+(``STARLING_API_URL``, ``STARLING_APP_ID``, ``STARLING_APP_SECRET``); the file
+``<data_dir>/management.json`` that a running node writes (its real management
+URL, port 0 included, and its bootstrap app's credentials); the node's
+configuration (``management.bind``, ``api.default_app_id``,
+``api.default_app_secret``, else the file ``<data_dir>/api_secret``).  The data
+directory is ``--data-dir``, else ``STARLING_DATA_DIR``, else ``node.data_dir``.
 
 The configuration is read as ``starling start`` reads it (``--config FILE``,
 ``--data-dir DIR``, ``--set KEY=VALUE``).  Output is a readable table by
@@ -34,11 +31,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from .config import Config, ConfigError
+from .runtime_file import RuntimeFile
 
 API_PREFIX = "/api/v3"
 DEFAULT_TIMEOUT = 10.0
@@ -107,9 +105,18 @@ def _load_config(args: argparse.Namespace) -> Config:
         raise CtlError(f"configuration error: {exc}", 2) from None
 
 
+def data_dir_of(args: argparse.Namespace, env: Mapping[str, str],
+                cfg: Callable[[], Config]) -> Path:
+    """The node's data directory: ``--data-dir``, ``STARLING_DATA_DIR``, else the
+    configuration's ``node.data_dir`` (``data`` by default)."""
+    given = getattr(args, "data_dir", None) or env.get("STARLING_DATA_DIR")
+    return Path(given) if given else Path(cfg()["node.data_dir"])
+
+
 def resolve_target(args: argparse.Namespace,
-                   environ: dict[str, str] | None = None) -> tuple[str, str, str]:
-    """(base URL, app id, secret) from flags, environment, then the node's config."""
+                   environ: Mapping[str, str] | None = None) -> tuple[str, str, str]:
+    """(base URL, app id, secret) from flags, environment, the running node's
+    ``<data_dir>/management.json``, then the node's configuration."""
     env = os.environ if environ is None else environ
     config: Config | None = None
 
@@ -120,14 +127,28 @@ def resolve_target(args: argparse.Namespace,
         return config
 
     url = getattr(args, "url", None) or env.get("STARLING_API_URL")
-    base = normalize_url(url) if url else _url_from_bind(cfg()["management.bind"])
+    runtime = RuntimeFile(data_dir_of(args, env, cfg))
+    local = runtime.read()
+    if local is not None and not local.running and not url:
+        raise CtlError(f"no node is running on data dir {runtime.path.parent} (pid "
+                       f"{local.pid}, which wrote {runtime.path.name}, has exited)")
+    if local is not None and not local.url:
+        local = None  # its management API is off
+    if url:
+        base = normalize_url(url)
+    elif local is not None:
+        base = local.url
+    else:
+        base = _url_from_bind(cfg()["management.bind"])
     app_id = (getattr(args, "app_id", None) or env.get("STARLING_APP_ID")
-              or cfg()["api.default_app_id"])
+              or (local.app_id if local else "") or cfg()["api.default_app_id"])
     secret = getattr(args, "secret", None) or env.get("STARLING_APP_SECRET")
+    if not secret and local is not None and app_id == local.app_id:
+        secret = local.secret
     if not secret:
         secret = cfg()["api.default_app_secret"]
     if not secret:
-        path = Path(cfg()["node.data_dir"]) / "api_secret"
+        path = data_dir_of(args, env, cfg) / "api_secret"
         try:
             secret = path.read_text().strip()
         except OSError:
@@ -618,6 +639,40 @@ def cmd_admins(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
             out.message(f"deleted dashboard user {username}")
 
 
+def cmd_trace(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
+    """EMQ X's `emqx_ctl trace`: start client <id> <file> | start topic <filter> <file> |
+    stop [client <id> | topic <filter>] | list."""
+    action = args.action or "list"
+    if action == "list":
+        rows = api.data("GET", "/trace") or []
+        if not out.json(rows):
+            table(rows, [col("type"), col("name"), col("file"), col("size"),
+                         col("started_at")], out.out)
+        return
+    if action == "start":
+        kind, name, file_name = need(args, "kind"), need(args, "name"), need(args, "file")
+        with failing_as(f"trace {kind} {name}"):
+            data = api.data("POST", "/trace", body={"type": kind, "name": name,
+                                                    "file": file_name})
+        if not out.json(data):
+            out.message(f"trace {kind} {name} started: {(data or {}).get('file')}")
+        return
+    if args.kind is None:  # stop: every trace
+        stopped = []
+        for row in api.data("GET", "/trace") or []:
+            with failing_as(f"stop trace {row['type']} {row['name']}"):
+                stopped.append(api.data(
+                    "DELETE", f"/trace/{q(row['type'])}/{q(row['name'])}"))
+        if not out.json(stopped):
+            out.message(f"{len(stopped)} trace{'s' if len(stopped) != 1 else ''} stopped")
+        return
+    kind, name = need(args, "kind"), need(args, "name")
+    with failing_as(f"stop trace {kind} {name}"):
+        data = api.data("DELETE", f"/trace/{q(kind)}/{q(name)}")
+    if not out.json(data):
+        out.message(f"trace {kind} {name} stopped: {(data or {}).get('file')}")
+
+
 def need(args: argparse.Namespace, name: str) -> str:
     value = getattr(args, name, None)
     if not value:
@@ -739,6 +794,15 @@ def parser() -> argparse.ArgumentParser:
     admins.add_argument("username", nargs="?")
     admins.add_argument("password", nargs="?")
     admins.add_argument("tags", nargs="?", help="add: the user's tags (default empty)")
+
+    trace = add("trace", "trace a client's packets or a topic's messages to a file: "
+                "start client <id> <file>, start topic <filter> <file>, "
+                "stop [client <id> | topic <filter>], list", cmd_trace)
+    trace.add_argument("action", nargs="?", choices=["list", "start", "stop"])
+    trace.add_argument("kind", nargs="?", choices=["client", "topic"])
+    trace.add_argument("name", nargs="?", metavar="client_id|topic")
+    trace.add_argument("file", nargs="?", help="start: a file name, written under "
+                       "<data_dir>/trace on the node")
 
     from .ctl_ops import add_commands  # recon, reloader, luahook (imports this module)
     add_commands(add)

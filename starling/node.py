@@ -21,13 +21,22 @@ from .api import (
     HttpListener,
     ListenerInfo,
     ManagementApp,
+    RouteDispatcher,
     UserRegistry,
     build_table,
     prometheus_routes,
 )
 from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
+from .client_log import ClientLog
 from .config import Config, ConfigError
+from .datadir import DataDir
+from .gateways.coap.broker_hub import broker_hub
+from .gateways.coap.plugin import CoapPlugin
+from .gateways.lwm2m.plugin import Lwm2mPlugin
+from .gateways.mqttsn.plugin import SnPlugin
+from .gateways.stomp.plugin import StompPlugin
+from .mgmt import LocalNode, Management, name_style
 from .plugins import (
     AclFile,
     AclFileError,
@@ -61,11 +70,14 @@ from .plugins import (
 )
 from .rules.plugin import PLUGIN as RULE_ENGINE
 from .rules.plugin import RuleEnginePlugin
+from .runtime_file import RuntimeFile
 from .store import MemoryStore, SQLiteStore, Store
 from .transport import (
+    BindError,
     Listener,
     ListenerConfig,
     TlsOptions,
+    Tracer,
     parse_bind,
     raise_open_files_limit,
     warn_over_limit,
@@ -73,6 +85,12 @@ from .transport import (
 
 log = logging.getLogger(__name__)
 startup_log = logging.getLogger("starling.startup")
+
+
+class StartError(Exception):
+    """The node cannot start for a reason outside its configuration's syntax (a
+    port in use, a plugin that cannot load); the message names what and why."""
+
 
 #: MQTT listener kinds, in the order they start (EMQ X's protocol names mqtt:<kind>).
 LISTENER_KINDS = ("tcp", "ssl", "ws", "wss")
@@ -138,22 +156,12 @@ def zone_options(config: Config, base: BrokerOptions) -> dict[str, BrokerOptions
                 continue
             name, convert = _ZONE_FIELDS.get(field, (field, lambda v: v))
             changes[name] = convert(value)
-        action = changes.get("acl_deny_action", "ignore")
-        if action not in ("ignore", "disconnect"):
-            raise ConfigError(f"zone.{zone}.acl_deny_action must be ignore or disconnect, "
-                              f"not {action!r}")
         zones[zone] = dataclasses.replace(base, **changes) if changes else base
     return zones
 
 
 def acl_options(config: Config) -> dict[str, Any]:
     """The ACL settings as broker options (docs/acl.md)."""
-    for key, choices in (("acl_nomatch", ("allow", "deny")),
-                         ("acl_deny_action", ("ignore", "disconnect"))):
-        if config[key] not in choices:
-            raise ConfigError(f"{key} must be {' or '.join(choices)}, not {config[key]!r}")
-    if config["acl_cache_max_size"] < 0:
-        raise ConfigError("acl_cache_max_size must not be negative")
     return {
         "acl_nomatch": config["acl_nomatch"],
         "acl_deny_action": config["acl_deny_action"],
@@ -171,6 +179,9 @@ class Node:
         self.config = config
         self.name: str = config["node.name"]
         self.data_dir = Path(config["node.data_dir"])
+        self.datadir = DataDir(self.data_dir)
+        #: How `starling ctl` on this machine reaches the node (written once started).
+        self.runtime_file = RuntimeFile(self.data_dir)
         self.store = self._make_store()
         self.journal = Journal(self.store, config["store.durability"],
                                config["store.commit_interval"])
@@ -178,11 +189,18 @@ class Node:
         self.broker = Broker(options, self.journal, zone_options(config, options))
         self.broker.set_retainer(None)  # until emqx_retainer loads
         self.broker.monitor.connection_usage = self.connection_usage
+        self._broker_started = False
         self.listeners: list[Listener] = []
         self.http_listeners: list[HttpListener] = []
         self.apps = AppRegistry()
-        self.api = ApiContext(self.broker, self.apps, self.name, __version__,
-                              listeners=self.listener_infos)
+        self.local = LocalNode(self.name, __version__, self.broker,
+                               listeners=self.listener_infos, listener_control=self)
+        try:
+            metric_names = name_style(config["management.metric_names"])
+        except ValueError as exc:
+            raise ConfigError(f"management.metric_names: {exc}") from None
+        self.mgmt = Management(self.local, metric_names=metric_names)
+        self.api = ApiContext(self.broker, self.apps, self.name, __version__, self.mgmt)
         self.plugin_store = PluginStore(self.store.load_kv, self.journal.kv_put,
                                         self.journal.kv_delete)
         self.plugins = PluginRegistry(PluginContext(self.broker, self.name, self.data_dir,
@@ -205,8 +223,13 @@ class Node:
         self.plugins.implement("emqx_web_hook", WebHookPlugin, WebHookPlugin.SCHEMA)
         self.plugins.implement("emqx_statsd", StatsdPlugin, StatsdPlugin.SCHEMA)
         self.plugins.implement("emqx_retainer", RetainerPlugin, RetainerPlugin.SCHEMA)
+        self.plugins.implement("emqx_sn", SnPlugin, SnPlugin.SCHEMA)
+        self.plugins.implement("emqx_stomp", StompPlugin, StompPlugin.SCHEMA)
         self.plugins.implement("emqx_delayed_publish", DelayedPublishPlugin,
                                DelayedPublishPlugin.SCHEMA)
+        self.plugins.implement("emqx_coap", CoapPlugin.factory(broker_hub), CoapPlugin.SCHEMA)
+        self.plugins.implement("emqx_lwm2m", Lwm2mPlugin.factory(broker_hub),
+                               Lwm2mPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,
@@ -218,6 +241,8 @@ class Node:
                                ManagementPlugin.factory(self._apply_management),
                                ManagementPlugin.SCHEMA)
         self.api.services["plugins"] = self.plugins
+        self.local.plugins = self.plugins
+        self.local.forwarder = RouteDispatcher(self.api, build_table()).forwarded
         self.api.services["listener_control"] = self
         self.users = UserRegistry()
         self.dashboard = Dashboard(self.api, self.users, self.http_listeners)
@@ -230,6 +255,11 @@ class Node:
         self.acl = AclFile(self.broker, acl_path, write_default=not acl_file,
                            check_interval=config["acl_file_check_interval"])
         self.api.services["acl"] = self.acl
+        self.tracer = Tracer(self.broker, self.data_dir / "trace",
+                             config["trace.max_file_size"],
+                             lambda: (conn for lst in self.listeners for conn in lst.connections))
+        self.api.services["trace"] = self.tracer
+        self.client_log = ClientLog(self.broker, config["log.clients"])
 
     def _apply_config(self) -> None:
         """A runtime config change (PUT /configs): new broker options, no restart."""
@@ -260,8 +290,6 @@ class Node:
                         log.info("listener mqtt:%s:%s not started: no certificate configured "
                                  "(%s.ssl_options.certfile)", kind, name, prefix)
                         continue
-                if config[f"{prefix}.max_auth_pending"] < 0:
-                    raise ConfigError(f"{prefix}.max_auth_pending must not be negative")
                 web = kind in ("ws", "wss")
                 out.append(ListenerConfig(
                     f"mqtt:{kind}:{name}", host, port, zone=config[f"{prefix}.zone"],
@@ -281,9 +309,6 @@ class Node:
         psk_ciphers = self.config[f"{opts}.psk_ciphers"]
         if not certfile and not psk_ciphers:
             return None
-        for key in ("peer_cert_as_username", "peer_cert_as_clientid"):
-            if self.config[f"{prefix}.{key}"] not in ("", "cn", "dn"):
-                raise ConfigError(f"{prefix}.{key} must be cn, dn or empty")
         return TlsOptions(certfile, self.config[f"{opts}.keyfile"],
                           self.config[f"{opts}.cacertfile"], self.config[f"{opts}.verify"],
                           self.config[f"{opts}.fail_if_no_peer_cert"],
@@ -291,15 +316,8 @@ class Node:
                           psk_ciphers)
 
     def _make_store(self) -> Store:
-        backend = self.config["store.backend"]
-        if backend == "memory":
+        if self.config["store.backend"] == "memory":
             return MemoryStore()
-        if backend != "sqlite":
-            raise ConfigError(f"store.backend: unknown backend {backend!r} (sqlite or memory)")
-        if self.config["store.sync"] not in ("normal", "full"):
-            raise ConfigError("store.sync must be normal or full")
-        if self.config["store.durability"] not in ("durable", "relaxed"):
-            raise ConfigError("store.durability must be durable or relaxed")
         return SQLiteStore(self.data_dir / "starling.db", self.config["store.sync"])
 
     def connection_usage(self) -> list[tuple[str, int, int]]:
@@ -311,7 +329,9 @@ class Node:
         infos = [ListenerInfo(lst.name.rsplit(":", 1)[0], lst.name, lst.bound[0], lst.bound[1],
                               lst.config.acceptors, lst.config.max_connections,
                               lst.current_connections, dict(lst.shutdown_count),
-                              lst.server is not None)
+                              lst.server is not None,
+                              lst.config.path if lst.name.startswith(("mqtt:ws:", "mqtt:wss:"))
+                              else "")
                  for lst in self.listeners]
         infos += [ListenerInfo(h.name, h.name, h.bound[0], h.bound[1], 1, h.max_connections,
                                h.current_connections, {}) for h in self.http_listeners]
@@ -335,15 +355,13 @@ class Node:
                 await lst.start()
 
     async def _start_management(self) -> None:
+        """Bind the management listener.  Its bootstrap app (and a generated secret)
+        is made by `_bootstrap_app` once the whole node has started, so a start
+        that fails leaves no secret behind."""
         bind = self.config["management.bind"]
         if bind == "off":
             return
-        self.apps.bootstrap(self.config["api.default_app_id"],
-                            self.config["api.default_app_secret"], self.data_dir)
-        try:
-            host, port = parse_bind(bind)
-        except ValueError as exc:
-            raise ConfigError(f"management.bind: {exc}") from None
+        host, port = parse_bind(bind)
         await self.plugins.start(["emqx_management"])
         app = ManagementApp(self.api, build_table(), raw_routes=prometheus_routes(
             self.api, lambda: not self.config["prometheus.auth"]))
@@ -358,10 +376,7 @@ class Node:
         host: str | None = None
         port = 0
         if bind != "off":
-            try:
-                host, port = parse_bind(bind)
-            except ValueError as exc:
-                raise ConfigError(f"dashboard.bind: {exc}") from None
+            host, port = parse_bind(bind)
         await self.dashboard.start(host, port, self.config["dashboard.max_connections"],
                                    self.config["dashboard.default_user.login"],
                                    self.config["dashboard.default_user.password"],
@@ -375,7 +390,20 @@ class Node:
         try:
             await self.plugins.load("emqx_dashboard")
         except PluginError as exc:
-            raise ConfigError(f"emqx_dashboard: {exc}") from None
+            raise StartError(f"emqx_dashboard: {exc}") from None
+
+    def _bootstrap_app(self) -> None:
+        """The management API's bootstrap app, once everything else has started."""
+        if self.config["management.bind"] != "off":
+            self.apps.bootstrap(self.config["api.default_app_id"],
+                                self.config["api.default_app_secret"], self.data_dir)
+
+    def _write_runtime_file(self) -> None:
+        """Where `starling ctl` finds this node: the management URL and credentials."""
+        listener = next((h for h in self.http_listeners if h.name == "http:management"), None)
+        app = self.apps.get(self.config["api.default_app_id"])
+        self.runtime_file.write(self.name, listener.bound if listener else None,
+                                app.app_id if app else "", app.secret if app else "")
 
     async def _start_plugins(self) -> None:
         """Plugin configs and the boot-time set (plugins.loaded, changed by what the API
@@ -396,49 +424,75 @@ class Node:
         await self.plugins.start([n for n in now if self.plugins.get(n).implemented])
 
     async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store.open()
-        self.apps.attach(self.store.load_kv("apps"), self.journal.kv_put, self.journal.kv_delete)
-        self.users.attach(self.store.load_kv(UserRegistry.TABLE), self.journal.kv_put,
-                          self.journal.kv_delete)
-        self.broker.banned.attach(self.store.load_kv("banned"), self.journal.kv_put,
-                                  self.journal.kv_delete)
-        self.broker.restore()
-        await self.broker.start()
+        """Start everything, or nothing: on any failure what was started is stopped
+        again, the data directory unlocked, and no secret generated."""
+        self.datadir.acquire()
         try:
-            try:
-                await self.acl.start()
-            except AclFileError as exc:
-                raise ConfigError(str(exc)) from None
-            await self._start_plugins()
-            listener_configs = self._listener_configs()
-            warn_over_limit(((c.name, c.max_connections) for c in listener_configs),
-                            raise_open_files_limit())
-            for listener_config in listener_configs:
-                try:
-                    listener = Listener(self.broker, listener_config)
-                except (ValueError, OSError) as exc:  # TLS files or options
-                    raise ConfigError(f"listener {listener_config.name}: {exc}") from None
-                await listener.start()
-                self.listeners.append(listener)
-            await self._start_management()
-            await self._start_dashboard()
+            self.store.open()
+            self.datadir.tighten()  # the store's files, created just now
+            await self._start_services()
+            self.datadir.tighten()  # acl.conf, secrets, plugin dirs (whatever the umask)
         except BaseException:
             await self.stop()
             raise
         startup_log.info("node started: %s (Starling %s)", self.name, __version__)
 
+    async def _start_services(self) -> None:
+        self.apps.attach(self.store.load_kv("apps"), self.journal.kv_put, self.journal.kv_delete)
+        self.users.attach(self.store.load_kv(UserRegistry.TABLE), self.journal.kv_put,
+                          self.journal.kv_delete)
+        self.users.tokens.attach(self.store.load_kv(self.users.tokens.TABLE),
+                                 self.journal.kv_put, self.journal.kv_delete)
+        self.broker.banned.attach(self.store.load_kv("banned"), self.journal.kv_put,
+                                  self.journal.kv_delete)
+        self.broker.restore()
+        await self.broker.start()
+        self._broker_started = True
+        try:
+            await self.acl.start()
+        except AclFileError as exc:
+            raise ConfigError(str(exc)) from None
+        await self._start_plugins()
+        self.client_log.start()
+        listener_configs = self._listener_configs()
+        warn_over_limit(((c.name, c.max_connections) for c in listener_configs),
+                        raise_open_files_limit())
+        for listener_config in listener_configs:
+            try:
+                listener = Listener(self.broker, listener_config)
+            except (ValueError, OSError) as exc:  # TLS files or options
+                raise ConfigError(f"listener {listener_config.name}: {exc}") from None
+            try:
+                await listener.start()
+            except BindError as exc:
+                raise StartError(str(exc)) from None
+            self.listeners.append(listener)
+        try:
+            await self._start_management()
+        except BindError as exc:
+            raise StartError(str(exc)) from None
+        await self._start_dashboard()
+        self._bootstrap_app()
+        self._write_runtime_file()
+
     async def stop(self) -> None:
+        """Stop what runs (also after a start that failed half-way)."""
+        self.runtime_file.remove()
         for listener in self.listeners:
             if listener.server is not None:
                 listener.server.close()
         await asyncio.gather(*(h.stop() for h in self.http_listeners), return_exceptions=True)
         self.http_listeners.clear()
+        self.tracer.stop_all()
         await self.plugins.stop()
         await self.acl.stop()
-        await self.broker.stop()
+        if self._broker_started:
+            self._broker_started = False
+            await self.broker.stop()
         await asyncio.gather(*(listener.stop() for listener in self.listeners),
                              return_exceptions=True)
         self.listeners.clear()
         self.store.close()
-        log.info("node stopped: %s", self.name)
+        if self.datadir.locked:
+            self.datadir.release()
+            log.info("node stopped: %s", self.name)

@@ -58,6 +58,7 @@ from .memory import ConnectionMemory
 from .message import Message
 from .metrics import ALL_METRICS, EXTRA_METRICS, SEED_METRICS
 from .options import BrokerOptions
+from .queries import BrokerQueries
 from .retained import RetainerSettings
 from .session import Session
 from .snapshots import ConnectionSnapshot, SessionSnapshot, SubscriptionSnapshot
@@ -95,6 +96,7 @@ __all__ = [
     "Banned",
     "Broker",
     "BrokerOptions",
+    "BrokerQueries",
     "Channel",
     "Client",
     "ClientInfo",

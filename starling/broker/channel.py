@@ -69,6 +69,8 @@ if TYPE_CHECKING:
     from .options import BrokerOptions
 
 log = logging.getLogger(__name__)
+#: Client lives (starling/client_log.py); bad input is logged here, once per connection.
+clients_log = logging.getLogger("starling.clients")
 
 # Bound once: `ReasonCode.X` is a slow lookup on Python 3.11 (see `hooks.Points`).
 _SUCCESS: Final = ReasonCode.SUCCESS
@@ -335,13 +337,17 @@ class Channel(Client):
     def handle_error(self, error: MQTTError) -> None:
         """The decoder refused the client's bytes: answer if the spec says how, close."""
         self.counters[m.PACKETS_MALFORMED] += 1
-        log.debug("client %r: %s", self.client_id, error)
+        clients_log.warning("%s from %s: malformed input, connection closed: %s",
+                            self._named(), self.peerhost, error)
         if self.state == NEW and isinstance(error, UnsupportedProtocolVersion):
             # Answered in 3.1.1 form: the client does not speak our 5.0 [MQTT-3.1.2-2].
             self._write_connack(False, 1, level=4)
         elif self.state == CONNECTED and self.protocol_level == 5:
             self._send_disconnect(error.reason_code, str(error))
         self.close("frame_error")
+
+    def _named(self) -> str:
+        return f"client {self.client_id!r}" if self.client_id else "a connection (no CONNECT yet)"
 
     def connection_lost(self) -> None:
         """The socket is gone (peer closed, error, or our own close)."""
@@ -366,7 +372,8 @@ class Channel(Client):
 
     def _protocol_violation(self, why: str) -> None:
         self.counters[m.PACKETS_MALFORMED] += 1
-        log.debug("client %r: protocol violation: %s", self.client_id, why)
+        clients_log.warning("%s from %s: protocol violation, connection closed: %s",
+                            self._named(), self.peerhost, why)
         if self.state == CONNECTED and self.protocol_level == 5:
             self._send_disconnect(ReasonCode.PROTOCOL_ERROR, why)
         self.close("protocol_error")

@@ -39,6 +39,7 @@ from .registry import (
     PluginFactory,
     PluginInfo,
     PluginRegistry,
+    PluginUnavailable,
 )
 from .reloader import ReloaderPlugin
 from .retainer import RetainerPlugin
@@ -79,6 +80,7 @@ __all__ = [
     "PluginPersistence",
     "PluginRegistry",
     "PluginStore",
+    "PluginUnavailable",
     "PskFilePlugin",
     "ReconPlugin",
     "RedisAuthPlugin",

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from starling.broker import AuthResult, ClientInfo, HookPoint, Stop, match_rules
+from starling.config import parse_port
 from starling.mqtt import ReasonCode
 
 from .auth_common import (
@@ -79,9 +80,11 @@ def parse_server(value: str, default_port: int) -> tuple[str, int]:
         host, port_text = text.split(":")
     else:
         host, port_text = text, str(default_port)
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"bad port in {value!r} (expected host:port)")
-    return host, int(port_text)
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"bad host in {value!r} (expected host:port)")
+    # The port is checked as the node's own config checks ports; the host is not
+    # resolved here: a backend may come up after the node (the plugin reconnects).
+    return host, parse_port(port_text, low=1)
 
 
 def parse_servers(value: str, default_port: int) -> list[tuple[str, int]]:

@@ -2,44 +2,35 @@
 switches, fixed choices), so each kind of value is read, and refused, the same
 way everywhere.  A `ConfigKey`'s parser raises `ValueError`; its message is the
 API's answer to a bad value.  Durations, sizes and booleans are read by
-`starling.config`'s parsers, as node config values are."""
+`starling.config`'s parsers, as node config values are, and ranges are worded
+the same way (`ConfigError` is a `ValueError`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from starling.config import parse_bool, parse_duration
+from starling.config import parse_bool, parse_duration, parse_int
+from starling.config import parse_port as config_port
 
 
 def parse_positive_int(value: str) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ValueError(f"expected a positive integer, got {value!r}") from None
+    number = parse_int(value)
     if number < 1:
-        raise ValueError(f"expected a positive integer, got {value!r}")
+        raise ValueError(f"must be at least 1, got {number}")
     return number
 
 
 def parse_nonnegative_int(value: str) -> int:
     """A count or limit where 0 means none (or no limit)."""
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ValueError(f"expected an integer of 0 or more, got {value!r}") from None
+    number = parse_int(value)
     if number < 0:
-        raise ValueError(f"expected an integer of 0 or more, got {value!r}")
+        raise ValueError(f"must be at least 0, got {number}")
     return number
 
 
 def parse_port(value: str) -> int:
-    try:
-        port = int(value.strip())
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise ValueError(f"a port is 1-65535, got {value!r}")
-    return port
+    """The port of a server to reach: 1-65535."""
+    return config_port(value, low=1)
 
 
 def parse_timeout(value: str) -> float:

@@ -39,7 +39,7 @@ from starling.config import parse_bool, parse_size
 from starling.mqtt import ReasonCode, SubscriptionOptions, is_valid_topic_name
 
 from .config_values import parse_positive_int
-from .registry import ConfigKey, Plugin, PluginContext
+from .registry import ConfigKey, Plugin, PluginContext, PluginUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ class LuaHookPlugin(Plugin):
         try:
             import lupa  # noqa: F401
         except ImportError:
-            raise RuntimeError("emqx_lua_hook needs the lupa package: "
+            raise PluginUnavailable("emqx_lua_hook needs the lupa package: "
                                "pip install 'starling-mqtt[lua]'") from None
         self.script_dir.mkdir(parents=True, exist_ok=True)
         await self.load_all()

@@ -57,6 +57,10 @@ class PluginPersistence:
         for name, values in (base or {}).items():
             registry.preset(name, values)
         if self.etc_dir is not None:
+            if not self.etc_dir.is_dir():
+                raise PluginError(BAD_VALUE, "emqx", f"plugins.etc_dir: {self.etc_dir} is not "
+                                  "a directory (set it to the directory of the plugins' "
+                                  ".conf files, or leave it empty)")
             for entry in registry:
                 path = self.etc_dir / f"{entry.name}.conf"
                 if entry.implemented and path.is_file():

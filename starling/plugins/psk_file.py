@@ -1,5 +1,5 @@
 """emqx_psk_file: TLS-PSK identities and keys from a file, for the TLS listeners
-that accept PSK cipher suites (`ssl_options.psk_ciphers`, docs/transports.md).
+that accept PSK cipher suites (`ssl_options.psk_ciphers`, docs/behaviour.md, "TLS-PSK").
 
 The file has EMQ X's format, one ``<identity><delimiter><secret>`` per line; the
 secret's bytes are the key, as in EMQ X (so ``client1:1234`` is the key that

@@ -71,6 +71,25 @@ class PluginError(Exception):
         self.detail = detail
 
 
+class PluginUnavailable(RuntimeError):
+    """Raised by a plugin's `load()` for an expected condition it cannot load under
+    (an optional package or a file missing, a server name that does not resolve):
+    the message says what to do; it is logged as one line, without a traceback."""
+
+
+#: What a plugin's load may fail with that is not a bug in it: one line in the log.
+EXPECTED_LOAD_ERRORS = (PluginUnavailable, OSError, ImportError)
+
+
+def _describe(exc: Exception) -> str:
+    """An expected load failure in words, without Python's exception formatting."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    if isinstance(exc, ImportError) and exc.name:
+        return f"the Python package {exc.name!r} is not installed"
+    return str(exc)
+
+
 @dataclass(frozen=True, slots=True)
 class PluginContext:
     """What a plugin gets to work with: the broker facade (hooks bus included)
@@ -228,13 +247,6 @@ class PluginEntry:
         """The schema entry for a config key (a pattern key for one of its family)."""
         return next((k for k in self.schema if k.matches(key)), None)
 
-    def view(self) -> dict[str, Any]:
-        """The API's plugin object: the seed's four fields plus v3.2's `type`."""
-        return {"name": self.name, "version": self.version,
-                "description": self.info.description, "active": self.active,
-                "type": self.info.type}
-
-
 class PluginRegistry:
     def __init__(self, context: PluginContext, *, version: str,
                  catalogue: Iterable[PluginInfo] = SEED_PLUGINS) -> None:
@@ -283,9 +295,6 @@ class PluginRegistry:
 
     def __iter__(self) -> Iterator[PluginEntry]:
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
-
-    def views(self) -> list[dict[str, Any]]:
-        return [entry.view() for entry in self]
 
     def active_names(self) -> list[str]:
         return [entry.name for entry in self if entry.active]
@@ -368,6 +377,10 @@ class PluginRegistry:
             await instance.load()
         except PluginError:
             raise
+        except EXPECTED_LOAD_ERRORS as exc:
+            why = _describe(exc)
+            log.warning("plugin %s cannot load: %s", entry.name, why)
+            raise PluginError(LOAD_FAILED, entry.name, why) from None
         except Exception as exc:
             log.exception("plugin %s failed to load", entry.name)
             raise PluginError(LOAD_FAILED, entry.name, f"{type(exc).__name__}: {exc}") from exc
@@ -469,7 +482,7 @@ class PluginRegistry:
             try:
                 await self.load(name)
             except PluginError as exc:
-                if exc.reason != ALREADY_STARTED:
+                if exc.reason not in (ALREADY_STARTED, LOAD_FAILED):  # _load logged those
                     log.warning("plugin %s not loaded at start: %s", name, exc)
 
     async def stop(self) -> None:

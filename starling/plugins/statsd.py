@@ -29,7 +29,7 @@ from starling.config import parse_duration
 
 from .config_values import parse_port
 from .node_metrics import read
-from .registry import ConfigKey, Plugin
+from .registry import ConfigKey, Plugin, PluginUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,8 @@ class StatsdPlugin(Plugin):
             infos = await asyncio.wait_for(
                 loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM), timeout=5.0)
         except (OSError, TimeoutError) as exc:
-            raise RuntimeError(f"cannot resolve statsd.host {host!r}: {exc}") from None
+            raise PluginUnavailable(f"cannot resolve statsd.host {host!r}: "
+                                    f"{getattr(exc, 'strerror', None) or 'timed out'}") from None
         family, _, _, _, address = infos[0]
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _Protocol(self), family=family, remote_addr=(str(address[0]), port))

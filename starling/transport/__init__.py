@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from .connection import MQTTConnection
 from .fdlimit import raise_open_files_limit, warn_over_limit
-from .listener import Listener, ListenerConfig, parse_bind
+from .listener import BindError, Listener, ListenerConfig, parse_bind
 from .tls import TlsOptions
+from .trace import TraceError, Tracer
 from .ws import WSConnection
 
-__all__ = ["Listener", "ListenerConfig", "MQTTConnection", "TlsOptions", "WSConnection",
-           "parse_bind", "raise_open_files_limit", "warn_over_limit"]
+__all__ = ["BindError", "Listener", "ListenerConfig", "MQTTConnection", "TlsOptions",
+           "TraceError", "Tracer", "WSConnection", "parse_bind", "raise_open_files_limit",
+           "warn_over_limit"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -45,6 +46,20 @@ class ListenerConfig:
     @property
     def protocol(self) -> str:
         return f"mqtt:{self.kind}"
+
+
+class BindError(OSError):
+    """A listener could not bind: ``listener <name>: cannot bind <host>:<port>: <why>``."""
+
+    @classmethod
+    def of(cls, name: str, host: str, port: int, exc: OSError) -> BindError:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        shown = f"[{host}]" if ":" in host else host
+        return cls(exc.errno or 0, f"listener {name}: cannot bind {shown}:{port}: "
+                   f"{why[:1].lower()}{why[1:]}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def parse_bind(value: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
@@ -91,10 +106,13 @@ class Listener:
             factory = WSConnection
         elif self.tls is not None:
             factory = TLSConnection
-        self.server = await loop.create_server(
-            lambda: factory(self),
-            self.config.host, self.config.port, backlog=self.config.backlog,
-            reuse_address=True, ssl=self.tls.context if self.tls is not None else None)
+        try:
+            self.server = await loop.create_server(
+                lambda: factory(self),
+                self.config.host, self.config.port, backlog=self.config.backlog,
+                reuse_address=True, ssl=self.tls.context if self.tls is not None else None)
+        except OSError as exc:
+            raise BindError.of(self.name, self.config.host, self.config.port, exc) from None
         if self.tls is not None:
             self.tls.start_watching()
         addr = self.server.sockets[0].getsockname()

@@ -27,12 +27,13 @@ from . import (
     sessions,
     stats,
     subscriptions,
+    trace,
     users,
 )
 
 MODULES = (auth_clientid, auth_username, users, alarms, apps, banned, brokers, configs,
            connections, listeners, metrics, nodes, plugins, pubsub, routes, sessions, stats,
-           subscriptions, acl, rules)
+           subscriptions, acl, rules, trace)
 #: Routes of feature plugins (docs/feature-plugins.md), answered while the plugin is loaded.
 FEATURE_MODULES = (recon, reloader, lua_hook)
 
