@@ -21,55 +21,59 @@ from .api import (
     HttpListener,
     ListenerInfo,
     ManagementApp,
+    PluginRoutes,
     RouteDispatcher,
+    RuntimeConfig,
     UserRegistry,
     build_table,
     prometheus_routes,
 )
-from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
 from .client_log import ClientLog
 from .config import Config, ConfigError
 from .datadir import DataDir
-from .gateways.coap.broker_hub import broker_hub
-from .gateways.coap.plugin import CoapPlugin
-from .gateways.lwm2m.plugin import Lwm2mPlugin
-from .gateways.mqttsn.plugin import SnPlugin
-from .gateways.stomp.plugin import StompPlugin
+from .gateways import CoapPlugin, Lwm2mPlugin, SnPlugin, StompPlugin, broker_hub
 from .mgmt import LocalNode, Management, name_style
 from .plugins import (
-    AclFile,
-    AclFileError,
-    ClientIdAuthPlugin,
-    DashboardPlugin,
-    DelayedPublishPlugin,
-    HttpAuthPlugin,
-    JwtAuthPlugin,
-    LdapAuthPlugin,
-    LuaHookPlugin,
-    ManagementPlugin,
-    MongoAuthPlugin,
-    MysqlAuthPlugin,
-    PgsqlAuthPlugin,
     PluginContext,
     PluginError,
     PluginPersistence,
     PluginRegistry,
     PluginStore,
-    PskFilePlugin,
-    ReconPlugin,
-    RedisAuthPlugin,
-    ReloaderPlugin,
-    RetainerPlugin,
-    StatsdPlugin,
-    TemplatePlugin,
-    UsernameAuthPlugin,
-    WebHookPlugin,
     discover_plugins,
     plugin_names,
 )
-from .rules.plugin import PLUGIN as RULE_ENGINE
-from .rules.plugin import RuleEnginePlugin
+from .plugins.auth import (
+    AclFile,
+    AclFileError,
+    ClientIdAuthPlugin,
+    HttpAuthPlugin,
+    JwtAuthPlugin,
+    LdapAuthPlugin,
+    MongoAuthPlugin,
+    MysqlAuthPlugin,
+    PgsqlAuthPlugin,
+    PskFilePlugin,
+    RedisAuthPlugin,
+    UsernameAuthPlugin,
+    register_acl_routes,
+    register_table_routes,
+)
+from .plugins.dashboard import DashboardPlugin
+from .plugins.delayed_publish import DelayedPublishPlugin
+from .plugins.lua_hook import LuaHookPlugin
+from .plugins.lua_hook import register_routes as lua_hook_routes
+from .plugins.management import ManagementPlugin
+from .plugins.recon import ReconPlugin
+from .plugins.recon import register_routes as recon_routes
+from .plugins.reloader import ReloaderPlugin
+from .plugins.reloader import register_routes as reloader_routes
+from .plugins.retainer import RetainerPlugin
+from .plugins.statsd import StatsdPlugin
+from .plugins.template import TemplatePlugin
+from .plugins.web_hook import WebHookPlugin
+from .rules import PLUGIN as RULE_ENGINE
+from .rules import RuleEnginePlugin
 from .runtime_file import RuntimeFile
 from .store import MemoryStore, SQLiteStore, Store
 from .transport import (
@@ -86,6 +90,11 @@ from .transport import (
 log = logging.getLogger(__name__)
 startup_log = logging.getLogger("starling.startup")
 
+#: The REST routes plugins hold: the auth tables first (as the seed lists them), then
+#: after the core's the ACL file's and the feature plugins' (answered while loaded).
+PLUGIN_ROUTES = PluginRoutes(first=(register_table_routes,),
+                             last=(register_acl_routes, recon_routes, reloader_routes,
+                                   lua_hook_routes))
 
 class StartError(Exception):
     """The node cannot start for a reason outside its configuration's syntax (a
@@ -242,10 +251,10 @@ class Node:
                                ManagementPlugin.SCHEMA)
         self.api.services["plugins"] = self.plugins
         self.local.plugins = self.plugins
-        self.local.forwarder = RouteDispatcher(self.api, build_table()).forwarded
+        self.local.forwarder = RouteDispatcher(self.api, build_table(PLUGIN_ROUTES)).forwarded
         self.api.services["listener_control"] = self
         self.users = UserRegistry()
-        self.dashboard = Dashboard(self.api, self.users, self.http_listeners)
+        self.dashboard = Dashboard(self.api, self.users, self.http_listeners, PLUGIN_ROUTES)
         self.plugins.implement("emqx_dashboard",
                                DashboardPlugin.factory(self._dashboard_up, self.dashboard.stop),
                                DashboardPlugin.SCHEMA)
@@ -363,7 +372,7 @@ class Node:
             return
         host, port = parse_bind(bind)
         await self.plugins.start(["emqx_management"])
-        app = ManagementApp(self.api, build_table(), raw_routes=prometheus_routes(
+        app = ManagementApp(self.api, build_table(PLUGIN_ROUTES), raw_routes=prometheus_routes(
             self.api, lambda: not self.config["prometheus.auth"]))
         listener = HttpListener(app, "http:management", host, port,
                                 self.config["management.max_connections"])

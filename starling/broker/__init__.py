@@ -28,7 +28,8 @@ from .alarms import Alarm, AlarmMonitor, Alarms, SystemSampler
 from .banned import BAN_KINDS, Ban, Banned
 from .broker import DISCARDED, Broker
 from .channel import Channel, Connection
-from .client import CLOSED, CONNECTED, CONNECTING, NEW, Client, Outlet
+from .client import CLOSED, CONNECTED, CONNECTING, NEW, Client, ClientHost
+from .clock import Clock, Timer
 from .hooks import (
     STOP,
     HookPoint,
@@ -58,6 +59,7 @@ from .memory import ConnectionMemory
 from .message import Message
 from .metrics import ALL_METRICS, EXTRA_METRICS, SEED_METRICS
 from .options import BrokerOptions
+from .outlet import Outlet
 from .queries import BrokerQueries
 from .retained import RetainerSettings
 from .session import Session
@@ -99,7 +101,9 @@ __all__ = [
     "BrokerQueries",
     "Channel",
     "Client",
+    "ClientHost",
     "ClientInfo",
+    "Clock",
     "Connection",
     "ConnectionMemory",
     "ConnectionSnapshot",
@@ -132,6 +136,7 @@ __all__ = [
     "Stop",
     "SubscriptionSnapshot",
     "SystemSampler",
+    "Timer",
     "TopicRule",
     "Who",
     "explain_acl",

@@ -29,6 +29,7 @@ from .acl import AclCache, InternalAcl, acl_topic
 from .alarms import AlarmMonitor, Alarms
 from .banned import IP_ADDRESS, USERNAME, Ban, Banned, normalize_ip
 from .client import CLOSED, Client
+from .clock import Clock, Timer
 from .hooks import HookPoint, Hooks, Points
 from .info import ClientInfo
 from .journal import Journal, message_of
@@ -59,8 +60,11 @@ STORE_UNAVAILABLE = "store_unavailable"
 class Broker:
     def __init__(self, options: BrokerOptions | None = None,
                  journal: Journal | None = None,
-                 zones: dict[str, BrokerOptions] | None = None) -> None:
+                 zones: dict[str, BrokerOptions] | None = None,
+                 clock: Clock | None = None) -> None:
         self.options = options or BrokerOptions()
+        #: The time and the event loop for everything the core schedules (`clock.py`).
+        self.clock = clock or Clock()
         #: Each zone's options (`zone.<name>.*` over the node-wide ones); a zone not
         #: listed uses `options`.
         self.zones: dict[str, BrokerOptions] = zones or {}
@@ -91,8 +95,8 @@ class Broker:
         #: core's own: the API and plugins read `connections()`, `client_info()`.
         self.channels: dict[str, Client] = {}
         #: Every connection's idle-timeout / keepalive deadline, on one loop timer.
-        self.timers = TimerWheel()
-        self.stats = Stats(self)
+        self.timers = TimerWheel(clock=self.clock)
+        self.stats = Stats(self._core_stats)
         self.sys = SysPublisher(self)
         #: Clients refused at CONNECT; a new ban closes the connections it covers.
         self.banned = Banned(on_ban=self._enforce_ban)
@@ -109,7 +113,7 @@ class Broker:
         self._expiry: list[tuple[float, int, Session]] = []
         self._expiry_seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._housekeeping: asyncio.TimerHandle | None = None
+        self._housekeeping: Timer | None = None
         self.running = False
 
     # -- lifecycle -----------------------------------------------------------
@@ -117,7 +121,7 @@ class Broker:
         self.journal.start()
         self.running = True
         self.started_at = time.time()
-        self._housekeeping = asyncio.get_running_loop().call_later(1.0, self._tick)
+        self._housekeeping = self.clock.call_later(1.0, self._tick)
         self.sys.start()
         self.monitor.start()
 
@@ -171,7 +175,7 @@ class Broker:
         store = self.journal.store
         reset_message_ids(store.max_message_id() + 1)
         now = time.time()
-        mono = time.monotonic()
+        mono = self.clock.monotonic()
         for record in store.load_retained():
             message = message_of(record)
             if message.expires_at is not None and message.expired:
@@ -184,7 +188,7 @@ class Broker:
             gone_at = rec.disconnected_at if rec.disconnected_at is not None else now
             remaining = rec.expiry_interval - (now - gone_at)
             session = Session(rec.client_id, False, rec.expiry_interval, self.options,
-                              self.counters)
+                              self.counters, self.clock)
             session.username = rec.username
             session.created_at = rec.created_at
             if remaining <= 0:
@@ -215,17 +219,34 @@ class Broker:
             log.info("restored %d sessions (%d expired) and %d retained messages",
                      restored, expired, len(self.retained))
 
+    def _core_stats(self) -> dict[str, int]:
+        """The core's gauges (`stats.STAT_NAMES`), read from the live state."""
+        routes = self.router.route_count + self.shared_router.route_count
+        subscriptions = self.router.subscription_count
+        return {
+            "connections": len(self.channels),
+            "sessions": len(self.sessions),
+            "sessions/persistent": sum(1 for s in self.sessions.values() if s.persistent),
+            "topics": routes,
+            "routes": routes,
+            "subscribers": subscriptions,
+            "subscriptions": subscriptions,
+            "subscriptions/shared": sum(len(g.members) for g in self.shared_groups.values()),
+            "suboptions": subscriptions,
+            "retained": len(self.retained),
+        }
+
     def track(self, task: asyncio.Task[Any] | Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Keep a reference to a background task until it ends."""
         if not isinstance(task, asyncio.Task):
-            task = asyncio.get_running_loop().create_task(task)
+            task = self.clock.create_task(task)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
     def _tick(self) -> None:
         """Once a second: expire offline sessions, sample the stats."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         heap = self._expiry
         while heap and heap[0][0] <= now:
             _, _, session = heapq.heappop(heap)
@@ -238,7 +259,7 @@ class Broker:
             self._retained_gone(topic)
         self.stats.sample()
         self.banned.sweep()
-        self._housekeeping = asyncio.get_running_loop().call_later(1.0, self._tick)
+        self._housekeeping = self.clock.call_later(1.0, self._tick)
 
     # -- sessions --------------------------------------------------------------
     def open_session(self, client: Client, clean_start: bool,
@@ -266,7 +287,7 @@ class Broker:
         present = session is not None
         if session is None:
             session = Session(client_id, clean_start, expiry_interval, client.options,
-                              self.counters)
+                              self.counters, self.clock)
             self.sessions[client_id] = session
         else:
             session.clean_start = clean_start
@@ -314,14 +335,14 @@ class Broker:
             journal.session_deleted(session)
             session.journal = None
 
-    @staticmethod
-    def _expired(session: Session) -> bool:
+    def _expired(self, session: Session) -> bool:
         """Offline longer than its expiry (the once-a-second sweep may not have run yet)."""
         return (session.outlet is None and session.disconnected_at is not None
-                and time.monotonic() - session.disconnected_at >= session.expiry_interval)
+                and self.clock.monotonic() - session.disconnected_at
+                >= session.expiry_interval)
 
     def schedule_will(self, session: Session, message: Message, delay: float) -> None:
-        handle = asyncio.get_running_loop().call_later(delay, self._fire_will, session)
+        handle = self.clock.call_later(delay, self._fire_will, session)
         session.pending_will = (message, handle)
 
     def _fire_will(self, session: Session) -> None:
@@ -345,7 +366,7 @@ class Broker:
             self._route_remove(topic_filter, session)
         self._redispatch_shared(session)
         if session.journal is not None:
-            session.journal.session_deleted(session)
+            self.journal.session_deleted(session)
             session.journal = None
         session.subscriptions.clear()
         session.drop_messages()
@@ -378,8 +399,8 @@ class Broker:
             if session.expiry_interval <= 0:
                 self.discard_session(session, reason)
             else:
-                self._persist(session, time.time())
-                session.disconnected_at = time.monotonic()
+                self._persist(session, self.clock.time())
+                session.disconnected_at = self.clock.monotonic()
                 self._expire_later(session)
         self.sys.client_disconnected(client, reason)
 
@@ -646,7 +667,7 @@ class Broker:
         is_new = session.put_subscription(topic_filter, opts)
         self._route_add(topic_filter, session, opts)
         if session.journal is not None:
-            session.journal.subscribed(session, topic_filter, opts)
+            self.journal.subscribed(session, topic_filter, opts)
         if self.hooks.has(HookPoint.SESSION_SUBSCRIBED):
             self.hooks.run(HookPoint.SESSION_SUBSCRIBED, session.client_id, topic_filter, opts)
         return is_new
@@ -656,7 +677,7 @@ class Broker:
             return False
         self._route_remove(topic_filter, session)
         if session.journal is not None:
-            session.journal.unsubscribed(session, topic_filter)
+            self.journal.unsubscribed(session, topic_filter)
         if self.hooks.has(HookPoint.SESSION_UNSUBSCRIBED):
             self.hooks.run(HookPoint.SESSION_UNSUBSCRIBED, session.client_id, topic_filter)
         return True

@@ -24,9 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from starling.broker import Channel
 from starling.mqtt import MQTTError, Packet, ProtocolError, settle_decoder, shared_decoder
@@ -34,7 +33,10 @@ from starling.mqtt import MQTTError, Packet, ProtocolError, settle_decoder, shar
 from .tls import subject_of
 
 if TYPE_CHECKING:
-    from .listener import Listener
+    from starling.broker import Broker
+
+    from .config import ListenerConfig
+    from .tls import TlsContext
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +51,28 @@ _OUTPUT_FULL = 2  #: the bytes written since the last flush reached WRITE_HIGH_W
 _CHANNEL_PAUSED = 4  #: the channel asked to stop reading
 _BACKLOG = 8  #: packets of earlier reads are still to be handled
 _AUTHENTICATING = 16  #: holds one of the listener's `max_auth_pending` places
-#: The time of a recent read: reads less than a millisecond later share its float
-#: object as their `last_seen`. Every idle connection keeps one (24 bytes), and
-#: connections that arrive together (a reconnect storm) then need only one.
-_recent = [0.0]
+
+
+class ListenerSide(Protocol):
+    """What a connection needs of the listener that accepted it: a `Listener` is
+    one (declared here, so this module does not depend on the listener's)."""
+
+    broker: Broker
+    config: ListenerConfig
+    name: str
+    zone: str
+    tls: TlsContext | None
+    batcher: WriteBatcher
+    #: The broker's counters (a connection counts its bytes in them).
+    counters: dict[str, int]
+    #: Connections holding a place among the listener's `max_auth_pending`.
+    auth_pending: int
+
+    def admit_auth(self) -> bool: ...
+
+    def connection_opened(self, conn: MQTTConnection) -> None: ...
+
+    def connection_closed(self, conn: MQTTConnection) -> None: ...
 
 
 class WriteBatcher:
@@ -103,7 +123,7 @@ class MQTTConnection(asyncio.Protocol):
     cert_username: str | None = None
     cert_clientid: str | None = None
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: ListenerSide) -> None:
         broker = listener.broker
         #: Bytes written since the last flush; None when there are none.
         self._out: list[bytes] | None = None
@@ -183,13 +203,8 @@ class MQTTConnection(asyncio.Protocol):
         """MQTT bytes from the client (the WebSocket shell unwraps frames first)."""
         channel = self.channel
         assert channel is not None
-        now = time.monotonic()
-        recent = _recent[0]
-        if now - recent < 0.001:
-            now = recent
-        else:
-            _recent[0] = now
-        channel.last_seen = now
+        # Reads close together share one float (`Clock.shared_monotonic`).
+        channel.last_seen = channel.broker.clock.shared_monotonic()
         decoder = self.decoder
         if channel.state == "new" and data and data[0] != 0x10 and not decoder.buffered:
             channel.handle_error(ProtocolError("the first packet must be CONNECT"))
@@ -374,7 +389,7 @@ class TLSConnection(MQTTConnection):
 
     __slots__ = ("cert_clientid", "cert_username", "peercert")
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: ListenerSide) -> None:
         super().__init__(listener)
         self.peercert = self.cert_username = self.cert_clientid = None
 

@@ -11,41 +11,17 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 from starling.broker import Broker
 
+from .config import ListenerConfig
 from .connection import MQTTConnection, TLSConnection, WriteBatcher
-from .tls import TlsContext, TlsOptions
+from .tls import TlsContext
 from .ws import WSConnection
 
 log = logging.getLogger(__name__)
 #: Shown at any log level: scripts read bound ports from it.
 startup_log = logging.getLogger("starling.startup")
-
-
-@dataclass(frozen=True, slots=True)
-class ListenerConfig:
-    name: str  #: e.g. "mqtt:tcp:default"
-    host: str
-    port: int
-    zone: str = "external"
-    max_connections: int = 1024000
-    acceptors: int = 8  #: reported for EMQ X compatibility; asyncio has one accept loop
-    backlog: int = 1024
-    kind: str = "tcp"  #: tcp | ssl | ws | wss
-    tls: TlsOptions | None = None
-    path: str = "/mqtt"  #: WebSocket endpoint
-    proxy_address_header: str = ""  #: e.g. X-Forwarded-For, when behind a proxy
-    peer_cert_as_username: str = ""  #: "", "cn" or "dn"
-    peer_cert_as_clientid: str = ""
-    max_conn_rate: int = 0  #: new connections per second; 0 = unlimited
-    #: CONNECTs waiting for the authentication chain at once; 0 = unlimited
-    max_auth_pending: int = 1024
-
-    @property
-    def protocol(self) -> str:
-        return f"mqtt:{self.kind}"
 
 
 class BindError(OSError):

@@ -189,7 +189,7 @@ class ApiHarness:
             "api.default_app_id": "admin", "api.default_app_secret": "fuzz-secret",
             "listeners.tcp.default.bind": "off", "listeners.tcp.internal.bind": "off",
             "listeners.ws.default.bind": "off", "listeners.ssl.default.bind": "off",
-            "listeners.wss.default.bind": "off", "log.level": "critical",
+            "listeners.wss.default.bind": "off", "log.level": "error",
         }.items():
             config.set(key, value)
         self.loop = asyncio.new_event_loop()

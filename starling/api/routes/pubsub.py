@@ -123,7 +123,7 @@ async def _durably(req: ApiRequest, action: Callable[[ApiRequest, Any], T], arg:
     journal = req.ctx.broker.journal
     ops_before = journal.ops_added
     result = action(req, arg)
-    if journal.ops_added != ops_before:
+    if journal.changed_since(ops_before):
         try:
             await asyncio.wait_for(journal.committed(), COMMIT_TIMEOUT)
         except TimeoutError:
