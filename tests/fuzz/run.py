@@ -19,6 +19,7 @@ import atheris
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # helpers (the in-memory connection)
 
 with atheris.instrument_imports(include=["starling"]):
     import targets

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from helpers.channels import FakeConnection
 
 from starling.mqtt import MAX_PACKET_SIZE, Connect, Decoder, MQTTError, Packet, encode
 from starling.rules import SqlError, SqlRuntimeError, parse_sql
@@ -297,54 +298,19 @@ def only_loopback_urls(body: bytes) -> bool:
 CHANNEL_SPLIT = b"\xff\xfe\xfd"
 
 
-class MemoryConnection:
-    """The transport side of a `Channel`, in memory: what the channel writes is kept,
-    closing ends the connection on the next loop turn (as a socket's would)."""
-
-    peercert: str | None = None
-    cert_username: str | None = None
-    cert_clientid: str | None = None
+class MemoryConnection(FakeConnection):
+    """`helpers.channels.FakeConnection`, but closing ends the connection on the next
+    loop turn (as a socket's would), so the channel's whole close path runs."""
 
     def __init__(self, name: str) -> None:
-        self.peerhost = "127.0.0.1"
+        super().__init__(listener="mqtt:tcp:fuzz")
         self.name = name
-        self.written = bytearray()
-        self.closed = False
-        self.reading = True
         self.channel: Any = None
-
-    @property
-    def peername(self) -> tuple[str, int]:
-        return (self.peerhost, 50000)
-
-    @property
-    def listener(self) -> str:
-        return "mqtt:tcp:fuzz"
-
-    def write(self, data: bytes) -> None:
-        if not self.closed:
-            self.written += data
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             asyncio.get_running_loop().call_soon(self.channel.connection_lost)
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def admit_auth(self) -> bool:
-        return True
-
-    def auth_done(self) -> None:
-        pass
-
-    def io_stats(self) -> dict[str, int]:
-        return {"recv_oct": 0, "recv_cnt": 0, "send_oct": len(self.written), "send_cnt": 0,
-                "send_pend": 0}
 
 
 _loop: list[asyncio.AbstractEventLoop] = []
@@ -402,8 +368,8 @@ async def _channel_run(data: bytes) -> None:
     assert not errors, errors[0]
     for conn in conns:
         level = 5 if conn.channel.protocol_level == 5 else 4
-        _, error = _decode(Decoder(MAX_PACKET_SIZE, level), [bytes(conn.written)])
-        assert error is None, f"{conn.name} wrote bad MQTT ({error!r}): {bytes(conn.written)!r}"
+        _, error = _decode(Decoder(MAX_PACKET_SIZE, level), [bytes(conn.out)])
+        assert error is None, f"{conn.name} wrote bad MQTT ({error!r}): {bytes(conn.out)!r}"
     assert not broker.channels, broker.channels
     for session in broker.sessions.values():
         assert session.outlet is None, session.client_id
