@@ -4,15 +4,17 @@ packets to the channel, and the channel's writes back to the socket.
 Writes are coalesced: `write()` only appends to the connection's output list,
 and a `WriteBatcher` flushes every connection written to once per event-loop
 iteration.  A subscriber that receives a hundred messages from one read of a
-publisher's socket then costs one send() system call, not a hundred.
+publisher's socket then costs one send() system call, not a hundred.  Once the
+list holds `WRITE_HIGH_WATER` bytes it goes to the socket at once, so a session
+draining a large queue never joins it all into one buffer.
 
 Flow control, out: the channel stops sending (its session queues, bounded:
 docs/reliability.md) when the socket's write buffer passes its high-water mark
-(asyncio's `pause_writing`) or when the bytes written since the last flush
-reach it; it drains the queue again once the buffer is below the mark
-(`resume_writing`) or the flush is done.  So one connection gets at most about
-`WRITE_HIGH_WATER` bytes written per loop turn, and a session draining its queue
-cannot fill memory with one large join.
+(asyncio's `pause_writing`) and drains the queue again once it is below the
+low-water mark (`resume_writing`).  (Blocking the channel for the rest of the
+loop turn after `WRITE_HIGH_WATER` bytes, as this once did, cut a reading
+subscriber to ~4 MiB/s beside a heavy publisher on a busy machine: each refill
+then waited for a loop turn; benchmarks/README.md, "Fairness".)
 
 Fairness, in: at most `MAX_PACKETS_PER_TURN` packets of one connection are
 handled per loop turn; the rest wait in a backlog (reading paused meanwhile,
@@ -47,7 +49,6 @@ WRITE_HIGH_WATER = 256 * 1024
 MAX_PACKETS_PER_TURN = 64
 # Bits of `MQTTConnection._flow`.
 _SOCKET_FULL = 1  #: asyncio paused writing: the socket's buffer is over its high-water mark
-_OUTPUT_FULL = 2  #: the bytes written since the last flush reached WRITE_HIGH_WATER
 _CHANNEL_PAUSED = 4  #: the channel asked to stop reading
 _BACKLOG = 8  #: packets of earlier reads are still to be handled
 _AUTHENTICATING = 16  #: holds one of the listener's `max_auth_pending` places
@@ -128,7 +129,7 @@ class MQTTConnection(asyncio.Protocol):
         #: Bytes written since the last flush; None when there are none.
         self._out: list[bytes] | None = None
         self._out_size = 0
-        #: `_SOCKET_FULL` | `_OUTPUT_FULL` | `_CHANNEL_PAUSED` | `_BACKLOG`
+        #: `_SOCKET_FULL` | `_CHANNEL_PAUSED` | `_BACKLOG` | `_AUTHENTICATING`
         self._flow = 0
         #: Packets decoded but not handled yet (then an MQTTError, if the bytes had one).
         self._backlog: deque[Packet | MQTTError] | None = None
@@ -292,7 +293,7 @@ class MQTTConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._flow &= ~_SOCKET_FULL
-        if self.channel is not None and not self._flow & _OUTPUT_FULL:
+        if self.channel is not None:
             self.channel.set_writable(True)
 
     # -- the channel's Connection interface -----------------------------------------
@@ -308,11 +309,10 @@ class MQTTConnection(asyncio.Protocol):
         else:
             out.append(data)
             self._out_size += size
-            if self._out_size >= WRITE_HIGH_WATER and not self._flow & _OUTPUT_FULL:
-                # Enough for this turn: the session queues until the flush.
-                self._flow |= _OUTPUT_FULL
-                if self.channel is not None:
-                    self.channel.set_writable(False)
+            if self._out_size >= WRITE_HIGH_WATER:
+                # Hand it to the socket now rather than join more: if the socket
+                # cannot take it, asyncio's pause_writing blocks the channel.
+                self.flush()
         self.send_oct += size
         self.send_cnt += 1
         self.listener_ref.counters["bytes/sent"] += size
@@ -357,12 +357,6 @@ class MQTTConnection(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             self.send_bytes(out[0] if len(out) == 1 else b"".join(out))
-        if self._flow & _OUTPUT_FULL:
-            # Flushed: the session may send again (what it sends now is flushed next
-            # turn), unless the socket's own buffer is full.
-            self._flow &= ~_OUTPUT_FULL
-            if self.channel is not None and not self._flow & _SOCKET_FULL:
-                self.channel.set_writable(True)
 
     def send_bytes(self, data: bytes) -> None:
         """Put MQTT bytes on the wire (the WebSocket shell frames them first)."""
