@@ -106,6 +106,7 @@ struct config {
     int stuck;            /* fairness: subscribers that stop reading once subscribed */
     bool storm;           /* idle: after settling, drop every connection and reconnect all */
     int storm_concurrency;
+    bool wildcard;        /* fanout subscribers use <prefix>/+ instead of the topic */
 };
 
 static struct config cfg = {
@@ -1029,7 +1030,9 @@ static void setup_topology(void)
             s->id_state = xcalloc(65536, 1);
         switch (cfg.scenario) {
         case SC_FANIN: snprintf(s->filter, sizeof s->filter, "%s/fanin/+", pre); break;
-        case SC_FANOUT: snprintf(s->filter, sizeof s->filter, "%s/fanout", pre); break;
+        case SC_FANOUT:
+            snprintf(s->filter, sizeof s->filter, cfg.wildcard ? "%s/+" : "%s/fanout", pre);
+            break;
         case SC_PAIRS: snprintf(s->filter, sizeof s->filter, "%s/pair/%d", pre, i); break;
         default: snprintf(s->filter, sizeof s->filter, "%s/latency", pre); break;
         }
@@ -1465,6 +1468,7 @@ static void usage(FILE *f)
         "      --loss-timeout S     give up on an undelivered message after S (default 2)\n"
         "      --keepalive S        MQTT keep-alive (default 60; PINGREQ at half)\n"
         "      --persistent         subscribers use persistent sessions (clean session 0)\n"
+        "      --wildcard           fanout: subscribers use the filter <prefix>/+\n"
         "  -h, --help               this text\n"
         "\n"
         "exit status: 0 ok, 1 run failed (see \"error\" in the JSON), 2 usage error\n",
@@ -1507,7 +1511,7 @@ int main(int argc, char **argv)
     enum {
         O_PAYLOAD = 256, O_WINDOW, O_INFLIGHT, O_RATE, O_CONNECTIONS, O_CONCURRENCY, O_SETTLE,
         O_PID, O_PREFIX, O_CTIMEOUT, O_LTIMEOUT, O_KEEPALIVE, O_PERSISTENT, O_STUCK, O_STORM,
-        O_STORM_CONC,
+        O_STORM_CONC, O_WILDCARD,
     };
     static const struct option opts[] = {
         {"scenario", required_argument, 0, 's'}, {"host", required_argument, 0, 'H'},
@@ -1526,6 +1530,7 @@ int main(int argc, char **argv)
         {"persistent", no_argument, 0, O_PERSISTENT},
         {"stuck", required_argument, 0, O_STUCK}, {"storm", no_argument, 0, O_STORM},
         {"storm-concurrency", required_argument, 0, O_STORM_CONC},
+        {"wildcard", no_argument, 0, O_WILDCARD},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     int opt;
@@ -1570,6 +1575,7 @@ int main(int argc, char **argv)
         case O_STUCK: bad |= !parse_int(a, 0, 1000, &v); cfg.stuck = (int)v; break;
         case O_STORM: cfg.storm = true; break;
         case O_STORM_CONC: bad |= !parse_int(a, 1, 1000000, &v); cfg.storm_concurrency = (int)v; break;
+        case O_WILDCARD: cfg.wildcard = true; break;
         case 'h': usage(stdout); return EXIT_OK;
         default: bad = true; break;
         }
