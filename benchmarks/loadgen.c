@@ -71,12 +71,13 @@ enum {
 #define MAX_EVENTS 1024
 #define MAX_ERR_LOG 10            /* protocol errors printed before going quiet */
 
-enum scenario { SC_FANIN, SC_FANOUT, SC_PAIRS, SC_LATENCY, SC_IDLE };
+enum scenario { SC_FANIN, SC_FANOUT, SC_PAIRS, SC_LATENCY, SC_IDLE, SC_FAIRNESS };
 enum role { ROLE_PUB, ROLE_SUB, ROLE_IDLE };
 enum cstate { CS_CONNECTING, CS_WAIT_CONNACK, CS_WAIT_SUBACK, CS_READY, CS_CLOSED };
 enum phase { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_DONE };
 
-static const char *const scenario_names[] = {"fanin", "fanout", "pairs", "latency", "idle"};
+static const char *const scenario_names[] = {"fanin", "fanout", "pairs", "latency", "idle",
+                                              "fairness"};
 
 /* ------------------------------------------------------------------ config */
 
@@ -102,6 +103,9 @@ struct config {
     double loss_timeout;
     int keepalive;
     bool persistent;      /* subscribers connect with clean session 0 */
+    int stuck;            /* fairness: subscribers that stop reading once subscribed */
+    bool storm;           /* idle: after settling, drop every connection and reconnect all */
+    int storm_concurrency;
     bool wildcard;        /* fanout subscribers use <prefix>/+ instead of the topic */
 };
 
@@ -111,7 +115,7 @@ static struct config cfg = {
     .window = 100, .inflight = 10, .duration = 5.0, .warmup = 1.0,
     .rate = 1000.0, .connections = 10000, .concurrency = 50, .settle = 1.0,
     .broker_pid = 0, .topic_prefix = "", .connect_timeout = 30.0,
-    .loss_timeout = 2.0, .keepalive = 60,
+    .loss_timeout = 2.0, .keepalive = 60, .stuck = 1, .storm_concurrency = 0,
 };
 
 /* ------------------------------------------------------------------ state */
@@ -135,6 +139,8 @@ struct conn {
 
 struct pub {
     struct conn *c;
+    int qos, payload;
+    bool heavy;           /* fairness: sends as fast as its socket takes, open loop */
     char topic[160];
     uint16_t topic_len;
     uint32_t seq_next;    /* next sequence number to send */
@@ -149,6 +155,10 @@ struct pub {
 
 struct sub {
     struct conn *c;
+    int qos;
+    bool record_latency;  /* deliveries go into the latency samples */
+    bool stuck;           /* stops reading once subscribed */
+    uint64_t rx;          /* deliveries received */
     char filter[160];
     uint32_t *expect;     /* [publishers]: next sequence expected from each */
     uint8_t *id_state;    /* QoS 2: [65536] 1 = PUBREC sent, waiting for PUBREL */
@@ -186,7 +196,14 @@ static struct {
     int nkick;
     /* idle scenario */
     uint64_t t_idle_first_connack, t_idle_last_connack;
-    long rss_before_kib, rss_after_kib;
+    long rss_before_kib, rss_after_kib, rss_storm_kib;
+    uint64_t pings, pongs;
+    uint64_t t_hold0, t_hold1, cpu_hold0, cpu_hold1;
+    uint64_t t_storm0, t_storm1, t_connect_end, t_drain0, t_drain1;
+    bool draining;        /* storm: DISCONNECT sent to all, the broker's close is expected */
+    int storm_connected;
+    int timed_pub;        /* the publisher the timer paces (latency, fairness) */
+    uint64_t heavy_rx_m0, heavy_rx_m1;
     uint8_t filler[65536];
 } G;
 
@@ -377,7 +394,7 @@ static void conn_close(struct conn *c)
 /* The peer went away or the socket failed: fatal unless we are finishing. */
 static void conn_lost(struct conn *c, const char *why)
 {
-    if (G.phase != PH_DONE)
+    if (G.phase != PH_DONE && !G.draining)
         fail("connection %s#%d: %s", c->role == ROLE_PUB ? "pub" : c->role == ROLE_SUB ? "sub" : "idle",
              c->idx, why);
     conn_close(c);
@@ -481,7 +498,7 @@ static void send_publish(struct pub *pp, uint64_t ts)
     struct conn *c = pp->c;
     uint32_t seq = pp->seq_next++;
     uint16_t id = 0;
-    if (cfg.qos > 0) {
+    if (pp->qos > 0) {
         /* With at most --inflight ids in use a free one is always close by. */
         do {
             id = ++pp->next_id;
@@ -496,17 +513,17 @@ static void send_publish(struct pub *pp, uint64_t ts)
         pp->remaining[slot] = (uint16_t)G.fan;
         pp->sent_ns[slot] = ts;
     }
-    uint32_t rem = 2u + pp->topic_len + (cfg.qos > 0 ? 2u : 0u) + (uint32_t)cfg.payload;
+    uint32_t rem = 2u + pp->topic_len + (pp->qos > 0 ? 2u : 0u) + (uint32_t)pp->payload;
     uint8_t *p = out_begin(c, 5 + rem);
-    p = put_u8(p, (uint8_t)(MQTT_PUBLISH << 4 | cfg.qos << 1));
+    p = put_u8(p, (uint8_t)(MQTT_PUBLISH << 4 | pp->qos << 1));
     p = put_varint(p, rem);
     p = put_str(p, pp->topic, pp->topic_len);
-    if (cfg.qos > 0)
+    if (pp->qos > 0)
         p = put_u16(p, id);
     uint32_t hdr[4] = {PAYLOAD_MAGIC, (uint32_t)(pp - G.pubs), seq, 0};
     p = put_bytes(p, hdr, sizeof hdr);
     p = put_bytes(p, &ts, sizeof ts);
-    p = put_bytes(p, G.filler, (size_t)cfg.payload - PAYLOAD_HDR);
+    p = put_bytes(p, G.filler, (size_t)pp->payload - PAYLOAD_HDR);
     out_commit(c, p);
     c->last_tx_ns = ts;
     G.tx++;
@@ -528,7 +545,7 @@ static void pump(struct pub *pp, uint64_t now)
     if ((G.phase != PH_WARMUP && G.phase != PH_MEASURE) || pp->c->state != CS_READY)
         return;
     while (pp->seq_next - pp->base < (uint32_t)cfg.window &&
-           (cfg.qos == 0 || pp->unacked < cfg.inflight))
+           (pp->qos == 0 || pp->unacked < cfg.inflight))
         send_publish(pp, now);
     conn_flush(pp->c);
 }
@@ -601,7 +618,8 @@ static void on_delivery(struct conn *c, const uint8_t *topic, size_t topic_len,
         return;
     }
     G.rx++;
-    if (G.phase == PH_MEASURE && G.lat) {
+    s->rx++;
+    if (G.phase == PH_MEASURE && G.lat && s->record_latency) {
         if (G.nlat < G.lat_cap)
             G.lat[G.nlat++] = now - ts;
     }
@@ -630,8 +648,7 @@ static void on_connack(struct conn *c, const uint8_t *body, uint32_t len, uint64
         return;
     }
     if (c->role == ROLE_SUB) {
-        int qos = cfg.scenario == SC_PAIRS ? cfg.qos : 0;
-        send_subscribe(c, G.subs[c->idx].filter, qos);
+        send_subscribe(c, G.subs[c->idx].filter, G.subs[c->idx].qos);
         c->state = CS_WAIT_SUBACK;
         return;
     }
@@ -666,6 +683,8 @@ static void handle_packet(struct conn *c, uint8_t b0, const uint8_t *body, uint3
         }
         c->state = CS_READY;
         G.ready++;
+        if (G.subs[c->idx].stuck && epoll_ctl(G.ep, EPOLL_CTL_DEL, c->fd, NULL) < 0)
+            fail("epoll_ctl: %s", strerror(errno)); /* it never reads again */
         return;
     case MQTT_PUBLISH: {
         int qos = (flags >> 1) & 3;
@@ -700,7 +719,7 @@ static void handle_packet(struct conn *c, uint8_t b0, const uint8_t *body, uint3
         return;
     }
     case MQTT_PUBREL: {
-        if (c->role != ROLE_SUB || cfg.qos != 2 || len != 2 || flags != 2) {
+        if (c->role != ROLE_SUB || G.subs[c->idx].qos != 2 || len != 2 || flags != 2) {
             protocol_error(c, "unexpected PUBREL");
             return;
         }
@@ -713,7 +732,7 @@ static void handle_packet(struct conn *c, uint8_t b0, const uint8_t *body, uint3
     case MQTT_PUBREC:
     case MQTT_PUBCOMP: {
         int want_qos = type == MQTT_PUBACK ? 1 : 2;
-        if (!pp || cfg.qos != want_qos || len != 2) {
+        if (!pp || pp->qos != want_qos || len != 2) {
             protocol_error(c, "unexpected ack type %d", type);
             return;
         }
@@ -736,6 +755,7 @@ static void handle_packet(struct conn *c, uint8_t b0, const uint8_t *body, uint3
     case MQTT_PINGRESP:
         if (len != 0)
             protocol_error(c, "malformed PINGRESP");
+        G.pongs++;
         return;
     default:
         protocol_error(c, "unexpected packet type %d", type);
@@ -846,6 +866,22 @@ static int start_conn(struct conn *c, const struct sockaddr_in *addr, uint64_t n
     return 0;
 }
 
+/* Fairness: the heavy publisher sends whenever its socket has room, open loop;
+ * EPOLLOUT stays armed so the loop wakes whenever the socket drains. */
+static void heavy_refill(struct pub *pp, uint64_t now)
+{
+    struct conn *c = pp->c;
+    if ((G.phase != PH_WARMUP && G.phase != PH_MEASURE) || c->state != CS_READY)
+        return;
+    if (c->out.len == c->out.off) {
+        for (int i = 0; i < 4; i++)
+            send_publish(pp, now);
+        conn_flush(c);
+    }
+    if (c->state == CS_READY)
+        ep_update(c, true);
+}
+
 static void handle_event(struct epoll_event *ev, uint64_t now)
 {
     struct conn *c = ev->data.ptr;
@@ -867,8 +903,11 @@ static void handle_event(struct epoll_event *ev, uint64_t now)
     }
     if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR))
         conn_read(c, now);
-    if ((ev->events & EPOLLOUT) && c->state != CS_CLOSED)
+    if ((ev->events & EPOLLOUT) && c->state != CS_CLOSED) {
         conn_flush(c);
+        if (c->role == ROLE_PUB && G.pubs[c->idx].heavy)
+            heavy_refill(&G.pubs[c->idx], now);
+    }
 }
 
 /* Keep-alive: a connection that has sent nothing for half the interval pings. */
@@ -881,6 +920,7 @@ static void keepalive_sweep(uint64_t now)
         struct conn *c = &G.conns[i];
         if (c->state == CS_READY && now - c->last_tx_ns > half) {
             send_simple(c, MQTT_PINGREQ);
+            G.pings++;
             c->last_tx_ns = now;
             conn_flush(c);
         }
@@ -922,9 +962,10 @@ static void loop_turn(int timeout_ms)
             if (ticks > 1)
                 G.late_ticks += ticks - 1;
             if (G.phase == PH_WARMUP || G.phase == PH_MEASURE) {
+                struct pub *tp = &G.pubs[G.timed_pub];
                 for (uint64_t t = 0; t < ticks; t++)
-                    send_publish(&G.pubs[0], now);
-                conn_flush(G.pubs[0].c);
+                    send_publish(tp, now);
+                conn_flush(tp->c);
             }
             continue;
         }
@@ -962,7 +1003,7 @@ static void setup_topology(void)
     G.pubs = xcalloc((size_t)G.npubs, sizeof *G.pubs);
     G.subs = xcalloc((size_t)G.nsubs, sizeof *G.subs);
     G.kick = xcalloc((size_t)G.npubs, sizeof *G.kick);
-    G.use_window = cfg.scenario != SC_LATENCY;
+    G.use_window = cfg.scenario != SC_LATENCY && cfg.scenario != SC_FAIRNESS;
     /* how many subscribers each message reaches */
     G.fan = cfg.scenario == SC_FANOUT ? G.nsubs : 1;
 
@@ -974,7 +1015,18 @@ static void setup_topology(void)
         c->idx = i;
         s->c = c;
         s->expect = xcalloc((size_t)G.npubs, sizeof *s->expect);
-        if (cfg.qos == 2)
+        s->qos = cfg.scenario == SC_PAIRS ? cfg.qos : 0;
+        s->record_latency = cfg.scenario == SC_LATENCY;
+        if (cfg.scenario == SC_FAIRNESS) {
+            /* 0: the bystander on the heavy topic, 1: the probe's subscriber (QoS 1),
+             * 2..: stuck subscribers on the heavy topic */
+            s->qos = i == 1 ? 1 : 0;
+            s->record_latency = i == 1;
+            s->stuck = i >= 2;
+            snprintf(s->filter, sizeof s->filter, "%s/%s", pre, i == 1 ? "probe" : "heavy");
+            continue;
+        }
+        if (s->qos == 2)
             s->id_state = xcalloc(65536, 1);
         switch (cfg.scenario) {
         case SC_FANIN: snprintf(s->filter, sizeof s->filter, "%s/fanin/+", pre); break;
@@ -991,8 +1043,17 @@ static void setup_topology(void)
         c->role = ROLE_PUB;
         c->idx = i;
         pp->c = c;
+        pp->qos = cfg.qos;
+        pp->payload = cfg.payload;
         int n;
         switch (cfg.scenario) {
+        case SC_FAIRNESS:
+            /* 0: the heavy publisher (QoS 0, --payload), 1: the probe (QoS 1, paced) */
+            pp->heavy = i == 0;
+            pp->qos = i == 0 ? 0 : 1;
+            pp->payload = i == 0 ? cfg.payload : 64;
+            n = snprintf(pp->topic, sizeof pp->topic, "%s/%s", pre, i == 0 ? "heavy" : "probe");
+            break;
         case SC_FANIN: n = snprintf(pp->topic, sizeof pp->topic, "%s/fanin/%d", pre, i); break;
         case SC_FANOUT: n = snprintf(pp->topic, sizeof pp->topic, "%s/fanout", pre); break;
         case SC_PAIRS: n = snprintf(pp->topic, sizeof pp->topic, "%s/pair/%d", pre, i); break;
@@ -1003,7 +1064,7 @@ static void setup_topology(void)
             pp->remaining = xcalloc((size_t)cfg.window, sizeof *pp->remaining);
             pp->sent_ns = xcalloc((size_t)cfg.window, sizeof *pp->sent_ns);
         }
-        if (cfg.qos > 0)
+        if (pp->qos > 0)
             pp->id_state = xcalloc(65536, 1);
     }
 }
@@ -1011,7 +1072,7 @@ static void setup_topology(void)
 static void run_traffic(const struct sockaddr_in *addr)
 {
     setup_topology();
-    if (cfg.scenario == SC_LATENCY) {
+    if (cfg.scenario == SC_LATENCY || cfg.scenario == SC_FAIRNESS) {
         G.lat_cap = (size_t)(cfg.rate * cfg.duration * 1.2) + 1024;
         G.lat = xcalloc(G.lat_cap, sizeof *G.lat);
     }
@@ -1046,7 +1107,11 @@ static void run_traffic(const struct sockaddr_in *addr)
     now = now_ns();
     G.phase = PH_WARMUP;
     G.t_warm0 = now;
-    if (cfg.scenario == SC_LATENCY) {
+    G.rss_before_kib = broker_rss_kib();
+    if (cfg.scenario == SC_LATENCY || cfg.scenario == SC_FAIRNESS) {
+        G.timed_pub = cfg.scenario == SC_FAIRNESS ? 1 : 0;
+        if (cfg.scenario == SC_FAIRNESS)
+            heavy_refill(&G.pubs[0], now);
         uint64_t iv = (uint64_t)(1e9 / cfg.rate);
         struct itimerspec its = {
             .it_interval = {.tv_sec = (time_t)(iv / 1000000000ull), .tv_nsec = (long)(iv % 1000000000ull)},
@@ -1073,6 +1138,7 @@ static void run_traffic(const struct sockaddr_in *addr)
             G.t_meas0 = now;
             G.tx_m0 = G.tx;
             G.rx_m0 = G.rx;
+            G.heavy_rx_m0 = G.nsubs ? G.subs[0].rx : 0;
             G.cpu_self0 = self_cpu_ns(&G.cpu_user0);
             G.cpu_broker0 = broker_cpu_ns();
         }
@@ -1095,10 +1161,14 @@ static void run_traffic(const struct sockaddr_in *addr)
         G.t_meas1 = now_ns();
         G.tx_m1 = G.tx;
         G.rx_m1 = G.rx;
+        G.heavy_rx_m1 = G.nsubs ? G.subs[0].rx : 0;
         G.cpu_self1 = self_cpu_ns(&G.cpu_user1);
         G.cpu_broker1 = broker_cpu_ns();
     }
+    G.rss_after_kib = broker_rss_kib();
 }
+
+static void run_storm(const struct sockaddr_in *addr);
 
 static void run_idle(const struct sockaddr_in *addr)
 {
@@ -1143,7 +1213,9 @@ static void run_idle(const struct sockaddr_in *addr)
         return;
     /* Let the broker settle with every connection open, then read its RSS. */
     G.phase = PH_MEASURE;
-    uint64_t settle_end = now_ns() + sec_to_ns(cfg.settle);
+    G.t_hold0 = now_ns();
+    G.cpu_hold0 = broker_cpu_ns();
+    uint64_t settle_end = G.t_hold0 + sec_to_ns(cfg.settle);
     while (!G.failed && (now = now_ns()) < settle_end) {
         if (now >= next_housekeep) {
             keepalive_sweep(now);
@@ -1151,10 +1223,82 @@ static void run_idle(const struct sockaddr_in *addr)
         }
         loop_turn(ms_until(settle_end, now, 50));
     }
+    G.t_hold1 = now_ns();
+    G.cpu_hold1 = broker_cpu_ns();
     G.rss_after_kib = broker_rss_kib();
     G.connected = G.ready;
     if (!G.failed && G.ready != G.nconns)
         fail("only %d of %d connections still open after settling", G.ready, G.nconns);
+    if (!G.failed && cfg.storm)
+        run_storm(addr);
+}
+
+/* Every connection sends DISCONNECT at once, and is closed once the broker has closed
+ * it (so the broker's descriptors are free again: with 19,000 connections under a
+ * 20,000 open-file limit, old and new connections cannot all be open together);
+ * then all reconnect at once with the same client ids. */
+static void run_storm(const struct sockaddr_in *addr)
+{
+    G.t_connect_end = G.t_idle_last_connack;
+    G.draining = true;
+    G.t_drain0 = now_ns();
+    for (int i = 0; i < G.nconns; i++) {
+        struct conn *c = &G.conns[i];
+        c->out.off = c->out.len = 0;
+        send_simple(c, MQTT_DISCONNECT);
+        conn_flush(c);
+    }
+    uint64_t drain_deadline = now_ns() + sec_to_ns(cfg.connect_timeout);
+    uint64_t t;
+    while (!G.failed && G.ready > 0 && (t = now_ns()) < drain_deadline)
+        loop_turn(ms_until(drain_deadline, t, 50));
+    G.t_drain1 = now_ns();
+    G.draining = false;
+    if (G.ready > 0) {
+        fail("disconnect storm: the broker had not closed %d of %d connections", G.ready,
+             G.nconns);
+        return;
+    }
+    for (int i = 0; i < G.nconns; i++) {
+        struct conn *c = &G.conns[i];
+        conn_close(c);
+        c->in.off = c->in.len = c->out.off = c->out.len = 0;
+    }
+    int concurrency = cfg.storm_concurrency > 0 ? cfg.storm_concurrency : G.nconns;
+    uint64_t now = now_ns();
+    G.t_storm0 = now;
+    G.started = G.pending = 0;
+    uint64_t deadline = now + sec_to_ns(cfg.connect_timeout);
+    uint64_t next_housekeep = now + HOUSEKEEP_NS;
+    while (!G.failed && G.ready < G.nconns) {
+        now = now_ns();
+        /* All at once, but a few hundred connect() calls per loop turn: a client sends
+         * its CONNECT as soon as its connection is up, not after 19,000 others were
+         * started (the broker's idle timeout, 15 s, would close it first). */
+        for (int n = 0; !G.failed && G.started < G.nconns && G.pending < concurrency && n < 256;
+             n++) {
+            G.pending++;
+            start_conn(&G.conns[G.started++], addr, now);
+        }
+        if (now >= deadline) {
+            fail("reconnect storm timeout: %d of %d connections made", G.ready, G.nconns);
+            break;
+        }
+        if (now >= next_housekeep) {
+            keepalive_sweep(now);
+            next_housekeep = now + HOUSEKEEP_NS;
+        }
+        loop_turn(G.started < G.nconns ? 0 : ms_until(deadline, now, 50));
+    }
+    G.t_storm1 = G.t_idle_last_connack;
+    G.storm_connected = G.ready;
+    /* A second's grace: a connection the broker closes after its CONNACK fails the run. */
+    uint64_t grace_end = now_ns() + sec_to_ns(1.0);
+    while (!G.failed && (now = now_ns()) < grace_end)
+        loop_turn(ms_until(grace_end, now, 50));
+    G.rss_storm_kib = broker_rss_kib();
+    if (!G.failed && G.ready != G.nconns)
+        fail("only %d of %d connections open after the reconnect storm", G.ready, G.nconns);
 }
 
 /* ------------------------------------------------------------------ report */
@@ -1211,8 +1355,8 @@ static void report(void)
     printf(", \"protocol_errors\": %" PRIu64, G.protocol_errors);
     double t0 = (double)G.t_meas0, t1 = (double)G.t_meas1;
     if (cfg.scenario == SC_IDLE) {
-        double secs = G.t_idle_last_connack > G.t_setup0
-                          ? (double)(G.t_idle_last_connack - G.t_setup0) / 1e9 : 0.0;
+        uint64_t last = G.t_connect_end ? G.t_connect_end : G.t_idle_last_connack;
+        double secs = last > G.t_setup0 ? (double)(last - G.t_setup0) / 1e9 : 0.0;
         printf(", \"connections\": %d, \"connected\": %d, \"concurrency\": %d", cfg.connections,
                G.connected, cfg.concurrency);
         printf(", \"connect_seconds\": %.3f, \"connect_rate\": %.1f", secs,
@@ -1223,13 +1367,37 @@ static void report(void)
         if (G.rss_before_kib >= 0 && G.rss_after_kib >= 0 && G.connected > 0)
             printf(", \"rss_per_conn_kib\": %.3f",
                    (double)(G.rss_after_kib - G.rss_before_kib) / G.connected);
+        double hold = (double)(G.t_hold1 - G.t_hold0);
+        printf(", \"hold_s\": %.1f, \"pings\": %" PRIu64 ", \"pongs\": %" PRIu64,
+               hold / 1e9, G.pings, G.pongs);
+        if (cfg.broker_pid > 0 && hold > 0)
+            printf(", \"hold_broker_cpu_pct\": %.2f",
+                   100.0 * (double)(G.cpu_hold1 - G.cpu_hold0) / hold);
+        if (cfg.storm) {
+            double storm = G.t_storm1 > G.t_storm0 ? (double)(G.t_storm1 - G.t_storm0) / 1e9 : 0;
+            printf(", \"disconnect_seconds\": %.3f, \"storm_connected\": %d"
+                   ", \"storm_seconds\": %.3f, \"storm_rate\": %.1f, \"rss_after_storm_kib\": %ld",
+                   (double)(G.t_drain1 - G.t_drain0) / 1e9, G.storm_connected, storm,
+                   storm > 0 ? G.storm_connected / storm : 0.0, G.rss_storm_kib);
+        }
     } else {
         double secs = t1 > t0 ? (t1 - t0) / 1e9 : 0;
         uint64_t tx = G.tx_m1 - G.tx_m0, rx = G.rx_m1 - G.rx_m0;
         printf(", \"qos\": %d, \"publishers\": %d, \"subscribers\": %d, \"payload\": %d",
                cfg.qos, G.npubs, G.nsubs, cfg.payload);
-        if (cfg.scenario == SC_LATENCY)
+        if (cfg.scenario == SC_LATENCY || cfg.scenario == SC_FAIRNESS)
             printf(", \"rate\": %.1f, \"late_ticks\": %" PRIu64, cfg.rate, G.late_ticks);
+        if (cfg.scenario == SC_FAIRNESS) {
+            uint64_t heavy = G.heavy_rx_m1 - G.heavy_rx_m0;
+            printf(", \"stuck\": %d, \"heavy_received\": %" PRIu64 ", \"heavy_receive_rate\": %.1f"
+                   ", \"heavy_mib_s\": %.1f, \"rss_before_kib\": %ld, \"rss_after_kib\": %ld",
+                   cfg.stuck, heavy, secs > 0 ? (double)heavy / secs : 0.0,
+                   secs > 0 ? (double)heavy * cfg.payload / secs / 1048576.0 : 0.0,
+                   G.rss_before_kib, G.rss_after_kib);
+            if (G.rss_before_kib >= 0 && G.rss_after_kib >= 0)
+                printf(", \"rss_growth_mib\": %.1f",
+                       (double)(G.rss_after_kib - G.rss_before_kib) / 1024.0);
+        }
         else
             printf(", \"window\": %d, \"inflight\": %d", cfg.window, cfg.qos ? cfg.inflight : 0);
         printf(", \"warmup_s\": %.3f, \"measured_s\": %.3f", cfg.warmup, secs);
@@ -1269,9 +1437,12 @@ static void usage(FILE *f)
         "  pairs     N publisher->subscriber pairs, one topic each (--qos 0|1|2)\n"
         "  latency   1 publisher -> 1 subscriber at a fixed --rate, QoS 0\n"
         "  idle      open --connections idle connections, report connect rate and broker RSS\n"
+        "  fairness  a heavy QoS 0 publisher (--payload, open loop) to a reading subscriber and\n"
+        "            --stuck subscribers that stop reading, beside a QoS 1 probe pair at --rate:\n"
+        "            the probe's latency p50/p99 and what the reading subscriber got\n"
         "\n"
         "options:\n"
-        "  -s, --scenario NAME      fanin|fanout|pairs|latency|idle (default fanin)\n"
+        "  -s, --scenario NAME      fanin|fanout|pairs|latency|idle|fairness (default fanin)\n"
         "  -H, --host ADDR          broker IPv4 address (default 127.0.0.1)\n"
         "  -p, --port PORT          broker port (required)\n"
         "  -P, --publishers N       default: fanin 10, fanout 1, pairs 10, latency 1\n"
@@ -1282,10 +1453,15 @@ static void usage(FILE *f)
         "      --inflight N         max unacknowledged QoS 1/2 messages, per publisher (10)\n"
         "  -d, --duration SECS      measured time (default 5)\n"
         "  -w, --warmup SECS        unmeasured load before it (default 1)\n"
-        "      --rate MSGS          latency: messages per second (default 1000)\n"
+        "      --rate MSGS          latency, fairness: probe messages per second (default 1000)\n"
         "      --connections N      idle: connections to open (default 10000)\n"
         "      --concurrency N      idle: handshakes in flight at once (default 50)\n"
-        "      --settle SECS        idle: wait with all open before reading RSS (default 1)\n"
+        "      --settle SECS        idle: wait with all open before reading RSS (default 1);\n"
+        "                           the broker's CPU over this hold is reported\n"
+        "      --storm              idle: then every connection sends DISCONNECT at once, and\n"
+        "                           once the broker has closed them all, all reconnect at once\n"
+        "      --storm-concurrency N  idle: handshakes in flight in the storm (default: all)\n"
+        "      --stuck N            fairness: subscribers that stop reading (default 1)\n"
         "      --broker-pid PID     read the broker's CPU time and RSS from /proc\n"
         "      --topic-prefix STR   topic prefix (default lg/<pid>)\n"
         "      --connect-timeout S  limit for connecting/subscribing everything (default 30)\n"
@@ -1334,7 +1510,8 @@ int main(int argc, char **argv)
 {
     enum {
         O_PAYLOAD = 256, O_WINDOW, O_INFLIGHT, O_RATE, O_CONNECTIONS, O_CONCURRENCY, O_SETTLE,
-        O_PID, O_PREFIX, O_CTIMEOUT, O_LTIMEOUT, O_KEEPALIVE, O_PERSISTENT, O_WILDCARD,
+        O_PID, O_PREFIX, O_CTIMEOUT, O_LTIMEOUT, O_KEEPALIVE, O_PERSISTENT, O_STUCK, O_STORM,
+        O_STORM_CONC, O_WILDCARD,
     };
     static const struct option opts[] = {
         {"scenario", required_argument, 0, 's'}, {"host", required_argument, 0, 'H'},
@@ -1351,6 +1528,8 @@ int main(int argc, char **argv)
         {"loss-timeout", required_argument, 0, O_LTIMEOUT},
         {"keepalive", required_argument, 0, O_KEEPALIVE},
         {"persistent", no_argument, 0, O_PERSISTENT},
+        {"stuck", required_argument, 0, O_STUCK}, {"storm", no_argument, 0, O_STORM},
+        {"storm-concurrency", required_argument, 0, O_STORM_CONC},
         {"wildcard", no_argument, 0, O_WILDCARD},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
@@ -1393,6 +1572,9 @@ int main(int argc, char **argv)
         case O_LTIMEOUT: bad |= !parse_double(a, 0.01, 3600, &cfg.loss_timeout); break;
         case O_KEEPALIVE: bad |= !parse_int(a, 0, 65535, &v); cfg.keepalive = (int)v; break;
         case O_PERSISTENT: cfg.persistent = true; break;
+        case O_STUCK: bad |= !parse_int(a, 0, 1000, &v); cfg.stuck = (int)v; break;
+        case O_STORM: cfg.storm = true; break;
+        case O_STORM_CONC: bad |= !parse_int(a, 1, 1000000, &v); cfg.storm_concurrency = (int)v; break;
         case O_WILDCARD: cfg.wildcard = true; break;
         case 'h': usage(stdout); return EXIT_OK;
         default: bad = true; break;
@@ -1434,6 +1616,11 @@ int main(int argc, char **argv)
         cfg.publishers = cfg.subscribers = 0;
         cfg.qos = 0;
         break;
+    case SC_FAIRNESS:
+        cfg.publishers = 2;
+        cfg.subscribers = 2 + cfg.stuck;
+        cfg.qos = 0;
+        break;
     }
     if (!cfg.topic_prefix[0])
         snprintf(cfg.topic_prefix, sizeof cfg.topic_prefix, "lg/%d", (int)getpid());
@@ -1453,7 +1640,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     /* Whatever happens (a broker that stops answering), end by ourselves. */
     signal(SIGALRM, watchdog);
-    double budget = cfg.connect_timeout + cfg.warmup + cfg.duration + cfg.settle + 15;
+    double budget = cfg.connect_timeout * (cfg.storm ? 2 : 1) + cfg.warmup + cfg.duration +
+                    cfg.settle + 15;
     alarm((unsigned)budget);
 
     memset(G.filler, 'x', sizeof G.filler);

@@ -69,7 +69,7 @@ class Metric:
     label: str
     path: tuple[str, ...]
     higher_is_better: bool
-    fmt: str  # "rate", "us" or "kib"
+    fmt: str  # "rate", "us", "kib" or "num" (two decimals)
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class Scenario:
     metrics: tuple[Metric, ...]
     budget: Callable[[argparse.Namespace], float]  # seconds loadgen may take
     noisy_pct: float = 25.0  # other processes' CPU % that makes a measurement noisy
+    default: bool = True  # run when --scenarios is not given
 
 
 def _traffic_budget(a: argparse.Namespace) -> float:
@@ -152,6 +153,44 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         _traffic_budget,
         noisy_pct=10.0,  # a p99 moves with any neighbour that wakes up
+    ),
+    Scenario(
+        "fairness", "a heavy publisher (16 KiB QoS 0, as fast as the broker takes them) to a "
+        "reading subscriber and a stuck one, beside a QoS 1 probe pair at 200 msg/s",
+        lambda a: ["--scenario", "fairness", "--payload", "16384", "--rate", "200",
+                   "--stuck", "1"],
+        (
+            Metric("fair_p50", "probe latency beside a heavy publisher p50, us (lower=better)",
+                   ("latency_us", "p50"), False, "us"),
+            Metric("fair_p99", "probe latency beside a heavy publisher p99, us (lower=better)",
+                   ("latency_us", "p99"), False, "us"),
+            Metric("fair_heavy", "heavy publisher's MiB/s to the reading subscriber",
+                   ("heavy_mib_s",), True, "num"),
+            Metric("fair_rss", "broker RSS growth with a stuck subscriber, MiB (lower=better)",
+                   ("rss_growth_mib",), False, "num"),
+        ),
+        _traffic_budget,
+    ),
+    Scenario(
+        "scale", "open --scale-connections connections, hold them --scale-hold s with "
+        "keepalive traffic (60 s keepalive: a PINGREQ every 30 s each), then all send "
+        "DISCONNECT at once and, once closed, all reconnect at once",
+        lambda a: ["--scenario", "idle", "--connections", str(a.scale_connections),
+                   "--concurrency", str(IDLE_CONCURRENCY), "--settle", str(a.scale_hold),
+                   "--keepalive", "60", "--storm", "--connect-timeout", str(a.idle_timeout)],
+        (
+            Metric("scale_rate", "scale: connect rate, conn/s", ("connect_rate",), True, "rate"),
+            Metric("scale_rss", "scale: broker RSS, KiB/conn (lower=better)",
+                   ("rss_per_conn_kib",), False, "kib"),
+            Metric("scale_cpu", "scale: broker CPU % holding them (lower=better)",
+                   ("hold_broker_cpu_pct",), False, "num"),
+            Metric("scale_drop", "scale: disconnect storm, s for all (lower=better)",
+                   ("disconnect_seconds",), False, "num"),
+            Metric("scale_storm", "scale: reconnect storm, s for all (lower=better)",
+                   ("storm_seconds",), False, "num"),
+        ),
+        lambda a: float(2 * a.idle_timeout + a.scale_hold + 1 + 30),
+        default=False,
     ),
 )
 SCENARIO_BY_NAME = {s.name: s for s in SCENARIOS}
@@ -730,6 +769,9 @@ BROKERS: dict[str, Callable[[argparse.Namespace], Broker]] = {
                                              ["acl_deliver_check=false"]),
     # The rule engine's cost: 10 rules matching every message.
     "starling-rules": lambda a: StarlingRules(a.starling_ref),
+    # Starling at another commit (--base-ref, default main): before/after a change in
+    # one interleaved run (the `starling/starling-base` column is the ratio).
+    "starling-base": lambda a: Starling(a.base_ref, "starling-base"),
     "mosquitto": lambda a: Mosquitto(),
     "amqtt": lambda a: Amqtt(),
 }
@@ -872,14 +914,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog="scenarios: " + "; ".join(f"{s.name}: {s.description}" for s in SCENARIOS))
     p.add_argument("--brokers", default="starling,mosquitto",
                    help="comma-separated, from starling,mosquitto,amqtt (default: %(default)s)")
-    p.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS),
-                   help="comma-separated (default: all: %(default)s)")
+    p.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS if s.default),
+                   help="comma-separated (default: %(default)s; also: "
+                   + ",".join(s.name for s in SCENARIOS if not s.default) + ")")
     p.add_argument("--duration", type=float, help="measured seconds per run (default 5, quick 1)")
     p.add_argument("--warmup", type=float, help="unmeasured seconds before it (default 1, quick 0.3)")
     p.add_argument("--runs", type=int, help="runs per scenario and broker; the median is reported "
                    "(default 1)")
     p.add_argument("--idle-connections", type=int,
                    help="connections in the idle scenario (default 10000, quick 1000)")
+    p.add_argument("--scale-connections", type=int, default=19000,
+                   help="connections in the scale scenario (default %(default)s)")
+    p.add_argument("--scale-hold", type=float, default=300.0,
+                   help="seconds the scale scenario holds them (default %(default)s)")
     p.add_argument("--idle-timeout", type=float, default=180.0,
                    help="limit for opening all idle connections, seconds (default %(default)s)")
     p.add_argument("--quiet-wait", type=float, default=60.0,
@@ -894,6 +941,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--starling-ref", metavar="REF",
                    help="benchmark Starling as committed at REF (e.g. HEAD), exported to the "
                    "temp dir, instead of the live working tree")
+    p.add_argument("--base-ref", metavar="REF", default="main",
+                   help="the commit the starling-base broker runs (default %(default)s)")
     p.add_argument("--json", metavar="FILE", type=Path, help="also write all results as JSON")
     p.add_argument("--from-json", metavar="FILE", type=Path,
                    help="measure nothing: print the tables of a run saved with --json")
@@ -955,6 +1004,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "idle" in args.scenario_names and nofile < args.idle_connections + 100:
         print(f"run.py: warning: open-file limit {nofile} is below {args.idle_connections} "
               "idle connections; lower --idle-connections or raise the hard limit", file=sys.stderr)
+    if "scale" in args.scenario_names and nofile < args.scale_connections + 100:
+        print(f"run.py: warning: open-file limit {nofile} is below {args.scale_connections} "
+              "connections; lower --scale-connections or raise the hard limit", file=sys.stderr)
     global BROKER_CPU, LOADGEN_CPU
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) >= 2:

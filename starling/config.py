@@ -80,6 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
                 "Connections beyond this are refused and counted.", low=1),
         Setting(f"listeners.{kind}.*.max_conn_rate", 0, "int",
                 "New connections accepted per second; 0 = unlimited.", low=0),
+        Setting(f"listeners.{kind}.*.max_auth_pending", 1024, "int",
+                "Connections waiting for the authentication chain (a slow backend) at "
+                "once; a CONNECT beyond it is refused: server busy. 0 = unlimited.", low=0),
         Setting(f"listeners.{kind}.*.acceptors", 4, "int", "Reported acceptor count.", low=1),
     )),
     *(setting for kind in ("ssl", "wss") for setting in (
@@ -216,7 +219,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("session.max_inflight", 32, "int",
             "QoS 1/2 messages sent and not yet acknowledged, per client.", low=0, high=65535),
     Setting("session.max_mqueue_len", 1000, "int",
-            "Queued messages per session; beyond it the oldest is dropped. 0 = unlimited.", low=0),
+            "Queued messages per session; beyond it one is dropped (the oldest QoS 0 "
+            "first). 0 = unlimited.", low=0),
+    Setting("session.max_mqueue_bytes", 16 * 1024 * 1024, "size",
+            "Topic and payload bytes queued per session (online behind a full socket, or "
+            "offline); beyond it one is dropped (the oldest QoS 0 first). 0 = unlimited.",
+            low=0),
     Setting("session.mqueue_store_qos0", True, "bool",
             "Queue QoS 0 messages for offline persistent sessions."),
     Setting("session.max_awaiting_rel", 100, "int",
@@ -294,7 +302,8 @@ SETTINGS: tuple[Setting, ...] = (
         ("await_rel_timeout", "duration", "How long a QoS 2 message awaits its PUBREL."),
         ("session_expiry_interval", "duration",
          "How long an offline persistent 3.x session lives."),
-        ("max_mqueue_len", "int", "Messages queued per offline session; 0 = no limit."),
+        ("max_mqueue_len", "int", "Messages queued per session; 0 = no limit."),
+        ("max_mqueue_bytes", "size", "Bytes queued per session; 0 = no limit."),
         ("mqueue_store_qos0", "bool", "Queue QoS 0 messages for offline sessions."),
         ("publish_limit", "rate",
          "PUBLISH packets a client may send: COUNT,PERIOD (e.g. 100,10s); past it the "
@@ -342,7 +351,7 @@ _ZONE_LIKE = {
     "retry_interval": "session.retry_interval", "max_awaiting_rel": "session.max_awaiting_rel",
     "await_rel_timeout": "session.await_rel_timeout",
     "session_expiry_interval": "session.expiry_interval",
-    "max_mqueue_len": "session.max_mqueue_len",
+    "max_mqueue_len": "session.max_mqueue_len", "max_mqueue_bytes": "session.max_mqueue_bytes",
 }
 
 

@@ -77,7 +77,16 @@ from .rules import PLUGIN as RULE_ENGINE
 from .rules import RuleEnginePlugin
 from .runtime_file import RuntimeFile
 from .store import MemoryStore, SQLiteStore, Store
-from .transport import BindError, Listener, ListenerConfig, TlsOptions, Tracer, parse_bind
+from .transport import (
+    BindError,
+    Listener,
+    ListenerConfig,
+    TlsOptions,
+    Tracer,
+    parse_bind,
+    raise_open_files_limit,
+    warn_over_limit,
+)
 
 log = logging.getLogger(__name__)
 startup_log = logging.getLogger("starling.startup")
@@ -121,6 +130,7 @@ def broker_options(config: Config) -> BrokerOptions:
         session_expiry_interval=config["session.expiry_interval"],
         max_inflight=config["session.max_inflight"],
         max_mqueue_len=config["session.max_mqueue_len"],
+        max_mqueue_bytes=config["session.max_mqueue_bytes"],
         mqueue_store_qos0=config["session.mqueue_store_qos0"],
         max_awaiting_rel=config["session.max_awaiting_rel"],
         await_rel_timeout=config["session.await_rel_timeout"],
@@ -304,7 +314,8 @@ class Node:
                     proxy_address_header=config[f"{prefix}.proxy_address_header"] if web else "",
                     peer_cert_as_username=config[f"{prefix}.peer_cert_as_username"] if tls else "",
                     peer_cert_as_clientid=config[f"{prefix}.peer_cert_as_clientid"] if tls else "",
-                    max_conn_rate=config[f"{prefix}.max_conn_rate"]))
+                    max_conn_rate=config[f"{prefix}.max_conn_rate"],
+                    max_auth_pending=config[f"{prefix}.max_auth_pending"]))
         return out
 
     def _tls_options(self, prefix: str) -> TlsOptions | None:
@@ -465,7 +476,10 @@ class Node:
             raise ConfigError(str(exc)) from None
         await self._start_plugins()
         self.client_log.start()
-        for listener_config in self._listener_configs():
+        listener_configs = self._listener_configs()
+        warn_over_limit(((c.name, c.max_connections) for c in listener_configs),
+                        raise_open_files_limit())
+        for listener_config in listener_configs:
             try:
                 listener = Listener(self.broker, listener_config)
             except (ValueError, OSError) as exc:  # TLS files or options

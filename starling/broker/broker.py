@@ -231,9 +231,7 @@ class Broker:
             session.journal = self.journal
             session.disconnected_at = mono - (now - gone_at)
             self.sessions[rec.client_id] = session
-            self._expiry_seq += 1
-            heapq.heappush(self._expiry, (session.disconnected_at + session.expiry_interval,
-                                          self._expiry_seq, session))
+            self._expire_later(session)
             restored += 1
         if restored or expired or len(self.retained):
             log.info("restored %d sessions (%d expired) and %d retained messages",
@@ -459,6 +457,7 @@ class Broker:
             self.journal.session_deleted(session)
             session.journal = None
         session.subscriptions.clear()
+        session.drop_messages()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
         if snapshot is None:
@@ -488,13 +487,32 @@ class Broker:
             if session.expiry_interval <= 0:
                 self.discard_session(session, reason)
             else:
-                now = self.clock.monotonic()
                 self._persist(session, self.clock.time())
-                session.disconnected_at = now
-                self._expiry_seq += 1
-                heapq.heappush(self._expiry, (now + session.expiry_interval,
-                                              self._expiry_seq, session))
+                session.disconnected_at = self.clock.monotonic()
+                self._expire_later(session)
         self.sys.client_disconnected(client, reason)
+
+    def _expire_later(self, session: Session) -> None:
+        """Put an offline session on the expiry heap.  An entry stays until its deadline
+        even when the session comes back or is discarded meanwhile (the sweep skips it),
+        so when stale entries outnumber the offline sessions the heap is rebuilt: it
+        would otherwise hold every session that went offline in the last expiry
+        interval (2 h), discarded ones with them."""
+        assert session.disconnected_at is not None
+        self._expiry_seq += 1
+        heapq.heappush(self._expiry, (session.disconnected_at + session.expiry_interval,
+                                      self._expiry_seq, session))
+        if len(self._expiry) > 2 * len(self.sessions) + 1024:
+            # Keep the latest entry of each session still registered and offline.
+            latest: dict[int, tuple[float, int, Session]] = {}
+            for entry in self._expiry:
+                queued = entry[2]
+                if queued.outlet is None and self.sessions.get(queued.client_id) is queued:
+                    kept = latest.get(id(queued))
+                    if kept is None or kept[1] < entry[1]:
+                        latest[id(queued)] = entry
+            self._expiry = list(latest.values())
+            heapq.heapify(self._expiry)
 
     def kick(self, client_id: str) -> bool:
         """Close a connected client (REST kickout): its will is published."""

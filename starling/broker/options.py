@@ -38,6 +38,8 @@ class BrokerOptions:
     session_expiry_interval: float = 7200.0  #: seconds an offline persistent session lives
     max_inflight: int = 32
     max_mqueue_len: int = 1000  #: 0 = unlimited
+    #: Topic and payload bytes a session's queue may hold; 0 = unlimited.
+    max_mqueue_bytes: int = 16 * 1024 * 1024
     mqueue_store_qos0: bool = True
     max_awaiting_rel: int = 100  #: 0 = unlimited
     await_rel_timeout: float = 300.0

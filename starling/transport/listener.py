@@ -60,6 +60,8 @@ class Listener:
         self.connections: dict[MQTTConnection, None] = {}
         self.shutdown_count: Counter[str] = Counter()
         self.refused = 0
+        #: Connections waiting for the authentication chain now (`max_auth_pending`).
+        self.auth_pending = 0
         self.bound: tuple[str, int] = (config.host, config.port)
         self.batcher = WriteBatcher()
         #: The broker's counters (connections count their bytes in them).
@@ -131,6 +133,14 @@ class Listener:
         if self._rate_tokens < 1.0:
             return False
         self._rate_tokens -= 1.0
+        return True
+
+    def admit_auth(self) -> bool:
+        """A place among the connections waiting for authentication, if one is free."""
+        limit = self.config.max_auth_pending
+        if limit and self.auth_pending >= limit:
+            return False
+        self.auth_pending += 1
         return True
 
     def connection_closed(self, conn: MQTTConnection) -> None:

@@ -98,10 +98,14 @@ class FakeConnection:
     cert_clientid: str | None = None
 
     def __init__(self, peerhost: str = "127.0.0.1", port: int = 50000,
-                 listener: str = "mqtt:tcp:test") -> None:
+                 listener: str = "mqtt:tcp:test", max_auth_pending: int = 0) -> None:
         self.peerhost = peerhost
         self.port = port
         self._listener = listener
+        #: Places for connections waiting on authentication (0: unlimited), as a
+        #: listener's `max_auth_pending`; this connection alone takes them here.
+        self.max_auth_pending = max_auth_pending
+        self.auth_pending = 0
         self.out = bytearray()
         self._sizes: list[int] = []  # of each write, for `write_ahead`
         self.closed = False
@@ -140,6 +144,15 @@ class FakeConnection:
 
     def resume_reading(self) -> None:
         self.reading = True
+
+    def admit_auth(self) -> bool:
+        if self.max_auth_pending and self.auth_pending >= self.max_auth_pending:
+            return False
+        self.auth_pending += 1
+        return True
+
+    def auth_done(self) -> None:
+        self.auth_pending = max(0, self.auth_pending - 1)
 
     def io_stats(self) -> dict[str, int]:
         return {"recv_oct": 0, "recv_cnt": 0, "send_oct": len(self.out), "send_cnt": 0,

@@ -66,6 +66,14 @@ class Connection(Protocol):
         """Stop reading from the socket (the channel holds too many packets)."""
         ...
 
+    def admit_auth(self) -> bool:
+        """May this CONNECT wait for the authentication chain now?  False when the
+        listener already has its most connections waiting (`max_auth_pending`);
+        True takes a place that `auth_done` gives back."""
+        ...
+
+    def auth_done(self) -> None: ...
+
     def resume_reading(self) -> None: ...
 
     def io_stats(self) -> dict[str, int]:

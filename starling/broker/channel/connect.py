@@ -88,6 +88,11 @@ class ConnectFlow(KeepaliveFlow):
         acc = AuthResult(_SUCCESS if self.options.allow_anonymous else _NOT_AUTHORIZED)
         if broker.hooks.has(Points.CLIENT_AUTHENTICATE) or (
                 p.will is not None and broker.acl_is_async):
+            if not self.conn.admit_auth():
+                # Clients arrive faster than the backend answers: refuse now rather
+                # than queue without bound (docs/reliability.md).
+                self._refuse(ReasonCode.SERVER_BUSY, "auth_overload")
+                return
             self.state = CONNECTING
             broker.track(self._connect_after_auth(acc))
         else:
@@ -180,15 +185,18 @@ class ConnectFlow(KeepaliveFlow):
             self._disconnect(ReasonCode.NOT_AUTHORIZED, "re-authentication failed")
 
     async def _connect_after_auth(self, acc: AuthResult) -> None:
-        result = await self._authenticate(acc)
-        if self.state != CONNECTING:
-            return  # the socket went away while we waited
-        will_allowed = None
-        if result.reason_code == ReasonCode.SUCCESS:
-            self.is_superuser = result.superuser
-            will_allowed = await self._will_acl()
+        try:
+            result = await self._authenticate(acc)
             if self.state != CONNECTING:
-                return
+                return  # the socket went away while we waited
+            will_allowed = None
+            if result.reason_code == ReasonCode.SUCCESS:
+                self.is_superuser = result.superuser
+                will_allowed = await self._will_acl()
+                if self.state != CONNECTING:
+                    return
+        finally:
+            self.conn.auth_done()
         if self._banned():  # banned while authentication ran
             self._refuse(ReasonCode.BANNED, "banned")
             return
