@@ -120,6 +120,41 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("plugins.etc_dir", "", "str",
             "Directory of EMQ X v3 plugin conf files (<plugin>.conf, e.g. "
             "emqx_auth_clientid.conf), read at start; empty = none."),
+    # Cluster (docs/cluster.md): EMQ X's cluster.* names, NATS as the engine.
+    Setting("cluster.discovery", "manual", "str",
+            "manual: a lone node (no NATS); nats: join the cluster named cluster.name "
+            "through the NATS servers in cluster.nats.servers."),
+    Setting("cluster.name", "starling", "str",
+            "Cluster name (letters, digits, - and _): nodes with different names never mix, "
+            "even on the same NATS servers."),
+    Setting("cluster.autoclean", 300.0, "duration",
+            "How long a node that stopped or vanished is listed as Stopped before it is "
+            "forgotten; 0 = never."),
+    Setting("cluster.heartbeat_interval", 1.0, "duration",
+            "How often a node tells the others it is alive."),
+    Setting("cluster.node_timeout", 3.0, "duration",
+            "A node not heard from for this long is Stopped: its routes are dropped."),
+    Setting("cluster.rpc_timeout", 2.0, "duration",
+            "How long a node waits for another to answer a call (API views, kick, takeover); "
+            "a node that does not answer is reported unreachable."),
+    Setting("cluster.forward_buffer", 16 * 1024 * 1024, "size",
+            "Bytes of messages for other nodes held while NATS is slow or unreachable; "
+            "beyond it messages are dropped and counted (messages/forward/dropped)."),
+    Setting("cluster.nats.servers", "nats://127.0.0.1:4222", "str",
+            "NATS servers with JetStream, comma-separated nats:// or tls:// URLs."),
+    Setting("cluster.nats.connect_timeout", 5.0, "duration",
+            "How long a starting node tries to reach NATS before it gives up."),
+    Setting("cluster.nats.user", "", "str", "NATS user name; empty = none."),
+    Setting("cluster.nats.password", "", "str", "Its password (never logged)."),
+    Setting("cluster.nats.token", "", "str", "NATS authentication token; empty = none."),
+    Setting("cluster.nats.credentials", "", "str",
+            "NATS user credentials file (.creds, JWT and NKey seed); empty = none."),
+    Setting("cluster.nats.tls.cacertfile", "", "str",
+            "CA certificates (PEM) the NATS server certificate is checked against; set, "
+            "the connection uses TLS."),
+    Setting("cluster.nats.tls.certfile", "", "str",
+            "Client certificate (PEM) for NATS servers that ask for one."),
+    Setting("cluster.nats.tls.keyfile", "", "str", "Its private key (PEM)."),
     # Store.
     Setting("store.backend", "sqlite", "str",
             "sqlite (a file in the data dir) or memory (nothing survives a restart)."),

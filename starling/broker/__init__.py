@@ -34,6 +34,7 @@ from .message import Message
 from .metrics import ALL_METRICS, EXTRA_METRICS, SEED_METRICS
 from .options import BrokerOptions
 from .retained import RetainerSettings
+from .router import Router
 from .session import Session
 from .snapshots import ConnectionSnapshot, SessionSnapshot, SubscriptionSnapshot
 from .stats import STAT_NAMES
@@ -73,6 +74,7 @@ __all__ = [
     "Journal",
     "Message",
     "RetainerSettings",
+    "Router",
     "Session",
     "SessionSnapshot",
     "Stop",
