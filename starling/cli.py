@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--node-name", help="node name, e.g. starling@127.0.0.1 (node.name)")
     start.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="set any configuration key (repeatable)")
+    start.add_argument("--workers", type=int, default=0, metavar="N",
+                       help="run N nodes as one cluster on this machine, sharing its ports "
+                            "(docs/cluster.md); starts a local nats-server when "
+                            "cluster.discovery is not nats")
     # Parsed by starling.ctl itself (main() hands it everything after "ctl").
     sub.add_parser("ctl", add_help=False,
                    help="operate a running node through its management API "
@@ -73,6 +77,20 @@ async def _run(config: Config) -> None:
         await node.stop()
 
 
+def _without_workers(args: list[str]) -> list[str]:
+    """The `start` arguments minus `--workers N` (what each worker is started with)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["ctl"]:
@@ -91,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"starling: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.workers:
+        if args.workers < 1:
+            print("starling: --workers must be at least 1", file=sys.stderr)
+            return 2
+        from .cluster.workers import run_workers
+
+        return run_workers(_without_workers(argv[1:]), config, args.workers)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(_run(config))

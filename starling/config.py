@@ -36,6 +36,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("node.name", "starling@127.0.0.1", "str", "Node name, shown in the API and $SYS."),
     Setting("node.data_dir", "data", "str", "Directory for the node's persistent data."),
     Setting("log.level", "info", "str", "debug, info, warning or error."),
+    Setting("node.reuse_port", False, "bool",
+            "Bind every listener with SO_REUSEPORT, so several nodes on one machine share "
+            "its ports (set by starling start --workers)."),
     # MQTT listeners (EMQX's later key names).
     Setting("listeners.tcp.default.bind", "0.0.0.0:1883", "bind", "External MQTT/TCP listener."),
     Setting("listeners.tcp.default.zone", "external", "str", "Zone of the listener."),

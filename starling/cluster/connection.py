@@ -25,6 +25,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
+from .errors import ClusterUnavailable
 from .settings import NatsSettings
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,6 @@ RECONNECT_WAIT = 1
 PING_INTERVAL = 5
 #: Seconds between two log lines about the same kind of NATS error.
 ERROR_LOG_INTERVAL = 10.0
-
-
-class ClusterUnavailable(RuntimeError):
-    """NATS cannot be reached (at start), or refused us."""
 
 
 def _tls_context(settings: NatsSettings) -> ssl.SSLContext | None:

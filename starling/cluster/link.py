@@ -29,8 +29,9 @@ from nats.aio.subscription import Subscription
 from starling.broker import Broker, Message
 from starling.store import SessionRecord
 
-from .connection import ClusterUnavailable, NatsConnection
-from .membership import Member, Membership, NameTaken
+from .connection import NatsConnection
+from .errors import ClusterUnavailable, NameTaken
+from .membership import Member, Membership
 from .names import Names
 from .outbox import Outbox
 from .ownership import ClaimFailed, Ownership

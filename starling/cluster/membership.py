@@ -28,6 +28,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from .connection import NatsConnection
+from .errors import NameTaken
 from .names import Names, token
 from .settings import ClusterSettings
 
@@ -35,10 +36,6 @@ log = logging.getLogger(__name__)
 
 RUNNING = "running"
 STOPPED = "stopped"
-
-
-class NameTaken(RuntimeError):
-    """Another running node of the cluster has this node's name."""
 
 
 @dataclass(slots=True)

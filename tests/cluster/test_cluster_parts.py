@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from helpers.nats_server import NatsServer
 
-from starling.cluster.connection import ClusterUnavailable, NatsConnection
-from starling.cluster.membership import Member, Membership, NameTaken
+from starling.cluster.connection import NatsConnection
+from starling.cluster.errors import ClusterUnavailable, NameTaken
+from starling.cluster.membership import Member, Membership
 from starling.cluster.names import Names
 from starling.cluster.outbox import Outbox
 from starling.cluster.ownership import Ownership
