@@ -12,7 +12,7 @@ from typing import Any, Protocol
 #: `cluster.discovery` values: EMQ X's `manual` (a lone node) and NATS.
 DISCOVERY = ("manual", "nats")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_URL = re.compile(r"^(nats|tls)://[^\s/]+(:\d+)?/?$")
+_URL = re.compile(r"^(nats|tls)://[^\s/@]+(:\d+)?/?$")
 
 
 class ClusterConfigError(ValueError):
