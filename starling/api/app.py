@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 from .context import ApiContext
 from .errors import ApiError, Code
 from .openapi import openapi_document
-from .request import ApiRequest, Page
+from .request import ApiRequest, Page, with_query
 from .routing import RouteTable, split_path
 
 log = logging.getLogger(__name__)
@@ -145,9 +145,9 @@ class ManagementApp:
             if route.plugin and not self._plugin_active(route.plugin):
                 raise ApiError(Code.NOT_FOUND, f"Not Found: plugin {route.plugin} is not loaded",
                                404)
-            body = await self._read_json(receive)
             query = dict(reversed(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
                                             keep_blank_values=True)))
+            body = with_query(method, query, await self._read_json(receive))
             request = ApiRequest(self.ctx, method, params, query, body)
             request.check_node()
             result = await route.handler(request)
@@ -174,6 +174,11 @@ class ManagementApp:
             status = 200
             running = "running" if self.ctx.broker.running else "not_running"
             text = f"Node {self.ctx.node_name} is started\nstarling is {running}\n"
+            journal = self.ctx.broker.journal
+            if journal.failing_since is not None:
+                # Still 200: the node serves what needs no store; restarting it
+                # (a liveness probe's answer to non-200) would not free the disk.
+                text += f"store is unavailable: {journal.last_error}\n"
         else:
             status, text = 400, "Not found.\n"
         await send({"type": "http.response.start", "status": status,

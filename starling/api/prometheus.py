@@ -46,6 +46,9 @@ NODE_NAMES = {
     "node/uptime": ("emqx_uptime_seconds", "Seconds since the node started."),
     "node/tasks": ("emqx_vm_tasks", "asyncio tasks alive (EMQ X: Erlang processes)."),
     "node/alarms": ("emqx_alarms_present", "Alarms raised now."),
+    "node/store_available": ("emqx_store_available",
+                             "1 while the store commits, 0 while it cannot (disk full, I/O "
+                             "error): acknowledgements of durable messages wait meanwhile."),
 }
 #: Node gauges prometheus_client's process collector already exposes.
 SKIPPED = frozenset({"node/memory", "node/cpu_time"})

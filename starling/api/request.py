@@ -67,6 +67,21 @@ class ApiRequest:
             raise not_found(f"node {node} not found", Code.NOT_FOUND)
 
 
+def with_query(method: str, query: dict[str, str], body: Any) -> Any:
+    """minirest hands a POST or PUT handler the query-string pairs and the JSON body's
+    as one parameter list, so a body key may come in the query string instead
+    (``POST /rules?test=true`` is EMQ X's SQL test).  A JSON object body (or none) gets
+    the query's keys it lacks; where both carry a key the body's value stays.  Other
+    bodies (a batch's array) are left alone."""
+    if not query or method not in ("POST", "PUT"):
+        return body
+    if body is None:
+        return dict(query)
+    if isinstance(body, dict):
+        return {**query, **body}
+    return body
+
+
 def to_int(name: str, value: Any) -> int:
     """An integer parameter: an int, an integral float (`1.0`) or a decimal string;
     anything else (bools, `1.5`, `1e400` = inf, NaN, "x") is a 108."""

@@ -26,10 +26,35 @@ from .acl import (
 )
 from .alarms import Alarm, AlarmMonitor, Alarms, SystemSampler
 from .banned import BAN_KINDS, Ban, Banned
-from .broker import Broker
-from .channel import AuthResult, AuthStep, Channel, Connection
-from .hooks import STOP, HookPoint, Hooks, Stop
+from .broker import DISCARDED, Broker
+from .channel import Channel, Connection
+from .client import CLOSED, CONNECTED, CONNECTING, NEW, Client, Outlet
+from .hooks import (
+    STOP,
+    HookPoint,
+    Hooks,
+    OnClientAuthenticate,
+    OnClientCheckAcl,
+    OnClientConnack,
+    OnClientConnect,
+    OnClientConnected,
+    OnClientDisconnected,
+    OnClientEnhancedAuthenticate,
+    OnClientSubscribe,
+    OnClientUnsubscribe,
+    OnMessageAcked,
+    OnMessageDelivered,
+    OnMessageDropped,
+    OnMessagePublish,
+    OnSession,
+    OnSessionSubscribed,
+    OnSessionTerminated,
+    OnSessionUnsubscribed,
+    Stop,
+)
+from .info import PROTOCOL_MQTT, AuthResult, AuthStep, ClientInfo
 from .journal import Journal
+from .memory import ConnectionMemory
 from .message import Message
 from .metrics import ALL_METRICS, EXTRA_METRICS, SEED_METRICS
 from .options import BrokerOptions
@@ -44,8 +69,14 @@ __all__ = [
     "ACL_ACTIONS",
     "ALL_METRICS",
     "BAN_KINDS",
+    "CLOSED",
+    "CONNECTED",
+    "CONNECTING",
     "DEFAULT_ACL_CONF",
+    "DISCARDED",
     "EXTRA_METRICS",
+    "NEW",
+    "PROTOCOL_MQTT",
     "SEED_METRICS",
     "STAT_NAMES",
     "STOP",
@@ -66,13 +97,34 @@ __all__ = [
     "Broker",
     "BrokerOptions",
     "Channel",
+    "Client",
+    "ClientInfo",
     "Connection",
+    "ConnectionMemory",
     "ConnectionSnapshot",
     "HookPoint",
     "Hooks",
     "InternalAcl",
     "Journal",
     "Message",
+    "OnClientAuthenticate",
+    "OnClientCheckAcl",
+    "OnClientConnack",
+    "OnClientConnect",
+    "OnClientConnected",
+    "OnClientDisconnected",
+    "OnClientEnhancedAuthenticate",
+    "OnClientSubscribe",
+    "OnClientUnsubscribe",
+    "OnMessageAcked",
+    "OnMessageDelivered",
+    "OnMessageDropped",
+    "OnMessagePublish",
+    "OnSession",
+    "OnSessionSubscribed",
+    "OnSessionTerminated",
+    "OnSessionUnsubscribed",
+    "Outlet",
     "RetainerSettings",
     "Router",
     "Session",

@@ -43,6 +43,7 @@ from typing import Any, Final, NoReturn, Protocol
 from starling.mqtt import parse_share
 
 from .hooks import HookPoint, Hooks, Stop
+from .info import ClientInfo
 
 ALLOW: Final = "allow"
 DENY: Final = "deny"
@@ -341,7 +342,7 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class AclClient(Protocol):
-    """Who is asking: a `Channel`, or an `AclSubject` for explanations."""
+    """Who is asking: a `ClientInfo`, or an `AclSubject` for explanations."""
 
     @property
     def client_id(self) -> str: ...
@@ -355,9 +356,7 @@ class AclClient(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class AclSubject:
-    """A client described by its attributes rather than connected (the explain endpoint).
-
-    Has the attributes `client.check_acl` callbacks read from a channel."""
+    """A client described by its attributes rather than connected (the explain endpoint)."""
 
     client_id: str = ""
     username: str | None = None
@@ -365,6 +364,12 @@ class AclSubject:
     zone: str = "external"
     is_superuser: bool = False
     protocol_level: int = 4
+
+    def info(self) -> ClientInfo:
+        """What `client.check_acl` callbacks get for this subject."""
+        return ClientInfo(self.client_id, self.username, self.peerhost or "", 0,
+                          proto_ver=self.protocol_level, zone=self.zone,
+                          is_superuser=self.is_superuser)
 
 
 @lru_cache(maxsize=4096)
@@ -751,6 +756,7 @@ async def explain_acl(hooks: Hooks, internal: InternalAcl | None, client: AclCli
                 superuser: bool = False) -> AclExplanation:
     """Run the `client.check_acl` chain as `Broker.check_acl_async` does (cache aside),
     recording each callback's answer and which one decided."""
+    info = client.info() if isinstance(client, AclSubject) else client
     topic = acl_topic(action, topic)
     if superuser:
         return AclExplanation(ALLOW, "superuser", topic, nomatch)
@@ -763,10 +769,10 @@ async def explain_acl(hooks: Hooks, internal: InternalAcl | None, client: AclCli
         match: AclMatch | None = None
         try:
             if internal is not None and callback == internal.check:
-                match = internal.match(client, action, topic)
+                match = internal.match(info, action, topic)
                 result: Any = None if match is None else Stop(match.permission)
             else:
-                result = callback(client, action, topic, acc)
+                result = callback(info, action, topic, acc)
                 if inspect.isawaitable(result):  # an ACL source doing I/O
                     result = await result
         except Exception:

@@ -1,10 +1,12 @@
 """The Broker facade: the one object the rest of Starling talks to.
 
-It owns the session registry (client id → session, client id → online
-channel), the router, the retained store, the hooks bus, metrics and stats.
-Channels call into it for everything that crosses connections: opening a
-session (with takeover), publishing, subscribing.  The REST API, plugins and
-the rule engine use the same methods and the snapshot readers at the end.
+It owns the session registry (client id → session, client id → connected
+`Client`: an MQTT channel or a gateway's client), the router, the retained
+store, the hooks bus, metrics and stats.  Clients call into it for everything
+that crosses connections: opening a session (with takeover), publishing,
+subscribing.  The REST API, plugins and the rule engine use the same methods
+and the readers at the end (snapshots, `ClientInfo`), never a live client or
+session.
 
 The publish path (`publish` → `dispatch` → `Session.deliver`) awaits
 nothing and logs nothing per message.
@@ -26,9 +28,11 @@ from . import metrics as m
 from .acl import AclCache, InternalAcl, acl_topic
 from .alarms import AlarmMonitor, Alarms
 from .banned import IP_ADDRESS, USERNAME, Ban, Banned, normalize_ip
-from .channel import Channel
+from .client import CLOSED, Client
 from .hooks import HookPoint, Hooks, Points
+from .info import ClientInfo
 from .journal import Journal, message_of
+from .memory import ConnectionMemory, connection_memory
 from .message import Message, reset_message_ids
 from .options import BrokerOptions
 from .retained import RetainedStore, RetainerSettings
@@ -42,8 +46,14 @@ from .timers import TimerWheel
 
 log = logging.getLogger(__name__)
 
+#: `discard_session`'s reason when a clean start or the API discards a session
+#: (`session.discarded`); any other reason ends it with `session.terminated`.
+DISCARDED = "discarded"
+
 #: Seconds between two log lines about retained messages the retainer refused.
 REFUSAL_LOG_INTERVAL = 10.0
+#: Raised while the store cannot commit (disk full, I/O error, locked).
+STORE_UNAVAILABLE = "store_unavailable"
 
 
 class Broker:
@@ -56,6 +66,10 @@ class Broker:
         self.zones: dict[str, BrokerOptions] = zones or {}
         #: Writes durable state to the store; disabled with the memory store.
         self.journal = journal or Journal(MemoryStore())
+        self.journal.on_health = self._store_health
+        #: Retained topics changed by QoS 0 PUBLISHes while the store could not
+        #: write: saved (their latest state) once it can, instead of one write each.
+        self._unsaved_retained: set[str] = set()
         self.hooks = Hooks()
         self.counters = m.new_counters()
         self.router: Router[Session] = Router()
@@ -73,7 +87,9 @@ class Broker:
         self._refusals = 0
         self._refusal_logged = 0.0
         self.sessions: dict[str, Session] = {}
-        self.channels: dict[str, Channel] = {}
+        #: Connected clients by client id (MQTT channels and gateways' clients).  The
+        #: core's own: the API and plugins read `connections()`, `client_info()`.
+        self.channels: dict[str, Client] = {}
         #: Every connection's idle-timeout / keepalive deadline, on one loop timer.
         self.timers = TimerWheel()
         self.stats = Stats(self)
@@ -112,9 +128,9 @@ class Broker:
         self.monitor.stop()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
-        for channel in list(self.channels.values()):
-            channel.will = None
-            channel.close("shutdown")
+        for client in list(self.channels.values()):
+            client.will = None
+            client.close("shutdown")
         self.timers.close()
         for task in list(self._tasks):
             task.cancel()
@@ -128,7 +144,7 @@ class Broker:
                     zones: dict[str, BrokerOptions] | None = None) -> None:
         """Switch to options changed at runtime (PUT /configs), without a restart.
 
-        Channels read `self.options` when they use a value, so most changes apply
+        Clients read `self.options` when they use a value, so most changes apply
         at once; every session adopts the new window and queue limits now; the
         $SYS timers restart if their intervals changed.  What a connection fixed
         at its start (packet size limit, idle timeout, retry interval, a 3.x
@@ -142,8 +158,8 @@ class Broker:
         self._retaining = self.retainer is not None and options.retain_available
         for session in list(self.sessions.values()):
             session.reconfigure(renewed.get(id(session.options), options))
-        for channel in list(self.channels.values()):
-            channel.use_options(self.zone_options(channel.zone))
+        for client in list(self.channels.values()):
+            client.use_options(self.zone_options(client.zone))
         if self.running and (old.sys_interval, old.sys_heartbeat) != (
                 options.sys_interval, options.sys_heartbeat):
             self.sys.stop()
@@ -215,11 +231,11 @@ class Broker:
         heap = self._expiry
         while heap and heap[0][0] <= now:
             _, _, session = heapq.heappop(heap)
-            if (session.channel is None and self.sessions.get(session.client_id) is session
+            if (session.outlet is None and self.sessions.get(session.client_id) is session
                     and session.disconnected_at is not None
                     and now - session.disconnected_at >= session.expiry_interval):
                 self.counters["sessions/expired"] += 1
-                self.discard_session(session)
+                self.discard_session(session, "expired")
         for topic in self.retained.expire(now):
             self._retained_gone(topic)
         self.stats.sample()
@@ -227,43 +243,55 @@ class Broker:
         self._housekeeping = asyncio.get_running_loop().call_later(1.0, self._tick)
 
     # -- sessions --------------------------------------------------------------
-    def open_session(self, channel: Channel, clean_start: bool,
+    def open_session(self, client: Client, clean_start: bool,
                      expiry_interval: float) -> tuple[Session, bool]:
-        """Bind `channel` to a session, taking over any live connection of the id."""
-        client_id = channel.client_id
+        """Bind `client` to a session (it becomes the session's outlet), taking over
+        any live connection of the client id.  As EMQ X: a clean start discards the
+        old session (`session.discarded`); otherwise it is resumed
+        (`session.takeovered` first when another connection held it, then
+        `session.resumed`); a new one is `session.created`."""
+        client_id = client.client_id
         old = self.channels.get(client_id)
-        if old is not None and old is not channel:
-            old.takeover()
-            if self.hooks.has(HookPoint.SESSION_TAKEOVERED):
-                self.hooks.run(HookPoint.SESSION_TAKEOVERED, client_id)
+        taken_over = False
+        if old is not None and old is not client:
+            held = old.session
+            old.takeover()  # closed: its session stays if persistent, else terminated
+            taken_over = held is not None and self.sessions.get(client_id) is held
         session = self.sessions.get(client_id)
         if session is not None and (clean_start or self._expired(session)):
-            if not clean_start:
+            if clean_start:
+                self.discard_session(session, DISCARDED)
+            else:
                 self.counters["sessions/expired"] += 1
-            self.discard_session(session)
+                self.discard_session(session, "expired")
             session = None
         present = session is not None
         if session is None:
-            session = Session(client_id, clean_start, expiry_interval, channel.options,
+            session = Session(client_id, clean_start, expiry_interval, client.options,
                               self.counters)
             self.sessions[client_id] = session
-            if self.hooks.has(Points.SESSION_CREATED):
-                self.hooks.run(Points.SESSION_CREATED, client_id, session)
         else:
             session.clean_start = clean_start
             session.expiry_interval = expiry_interval
-            if session.options is not channel.options:  # back through another zone
-                session.reconfigure(channel.options)
+            if session.options is not client.options:  # back through another zone
+                session.reconfigure(client.options)
             if session.pending_will is not None:  # back in time: no will (§3.1.3.2.2)
                 session.pending_will[1].cancel()
                 session.pending_will = None
-            if self.hooks.has(HookPoint.SESSION_RESUMED):
-                self.hooks.run(HookPoint.SESSION_RESUMED, client_id, session)
-        session.channel = channel
-        session.username = channel.username
+        session.outlet = client
+        session.username = client.username
         session.disconnected_at = None
-        self.channels[client_id] = channel
+        self.channels[client_id] = client
         self._persist(session, None)
+        hooks = self.hooks
+        if not present:
+            if hooks.has(Points.SESSION_CREATED):
+                hooks.run(Points.SESSION_CREATED, client_id, SessionSnapshot.of(session))
+        else:
+            if taken_over and hooks.has(HookPoint.SESSION_TAKEOVERED):
+                hooks.run(HookPoint.SESSION_TAKEOVERED, client_id, SessionSnapshot.of(session))
+            if hooks.has(HookPoint.SESSION_RESUMED):
+                hooks.run(HookPoint.SESSION_RESUMED, client_id, SessionSnapshot.of(session))
         return session, present
 
     def _persist(self, session: Session, disconnected_at: float | None) -> None:
@@ -291,7 +319,7 @@ class Broker:
     @staticmethod
     def _expired(session: Session) -> bool:
         """Offline longer than its expiry (the once-a-second sweep may not have run yet)."""
-        return (session.channel is None and session.disconnected_at is not None
+        return (session.outlet is None and session.disconnected_at is not None
                 and time.monotonic() - session.disconnected_at >= session.expiry_interval)
 
     def schedule_will(self, session: Session, message: Message, delay: float) -> None:
@@ -305,9 +333,15 @@ class Broker:
             handle.cancel()
             self.publish(message)
 
-    def discard_session(self, session: Session) -> None:
+    def discard_session(self, session: Session, reason: str = DISCARDED) -> None:
         """End a session: its subscriptions go, its queued messages are dropped,
-        and a will still waiting for its delay is published now."""
+        and a will still waiting for its delay is published now.  Announced as
+        `session.discarded` for `DISCARDED` (a clean start, the API), else as
+        `session.terminated` with `reason` ("expired", or why its connection ended)."""
+        hooks = self.hooks
+        discarded = reason == DISCARDED
+        point = Points.SESSION_DISCARDED if discarded else Points.SESSION_TERMINATED
+        snapshot = SessionSnapshot.of(session) if hooks.has(point) else None
         self._fire_will(session)
         for topic_filter in list(session.subscriptions):
             self._route_remove(topic_filter, session)
@@ -318,25 +352,32 @@ class Broker:
         session.subscriptions.clear()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
-        if self.hooks.has(Points.SESSION_TERMINATED):
-            self.hooks.run(Points.SESSION_TERMINATED, session.client_id, session)
+        if snapshot is None:
+            return
+        if discarded:
+            hooks.run(point, session.client_id, snapshot)
+        else:
+            hooks.run(point, session.client_id, reason, snapshot)
 
-    def channel_connected(self, channel: Channel) -> None:
+    def channel_connected(self, client: Client) -> None:
+        """Called once per client when it is connected (its connect answered)."""
         if self.hooks.has(Points.CLIENT_CONNECTED):
-            self.hooks.run(Points.CLIENT_CONNECTED, channel)
-        self.sys.client_connected(channel)
+            self.hooks.run(Points.CLIENT_CONNECTED, client.info)
+        self.sys.client_connected(client)
 
-    def channel_closed(self, channel: Channel, reason: str) -> None:
-        """Called once per connected channel when its connection ends."""
-        client_id = channel.client_id
-        if self.channels.get(client_id) is channel:
+    def channel_closed(self, client: Client, reason: str) -> None:
+        """Called once per connected client when its connection ends."""
+        client_id = client.client_id
+        if self.channels.get(client_id) is client:
             del self.channels[client_id]
-        session = channel.session
-        channel.session = None
-        if session is not None and session.channel is channel:
-            session.channel = None
+        if self.hooks.has(Points.CLIENT_DISCONNECTED):  # before its session may end (EMQ X)
+            self.hooks.run(Points.CLIENT_DISCONNECTED, client.info, reason)
+        session = client.session
+        client.session = None
+        if session is not None and session.outlet is client:
+            session.outlet = None
             if session.expiry_interval <= 0:
-                self.discard_session(session)
+                self.discard_session(session, reason)
             else:
                 now = time.monotonic()
                 self._persist(session, time.time())
@@ -344,31 +385,30 @@ class Broker:
                 self._expiry_seq += 1
                 heapq.heappush(self._expiry, (now + session.expiry_interval,
                                               self._expiry_seq, session))
-        if self.hooks.has(Points.CLIENT_DISCONNECTED):
-            self.hooks.run(Points.CLIENT_DISCONNECTED, channel, reason)
-        self.sys.client_disconnected(channel, reason)
+        self.sys.client_disconnected(client, reason)
 
     def kick(self, client_id: str) -> bool:
-        channel = self.channels.get(client_id)
-        if channel is None:
+        """Close a connected client (REST kickout): its will is published."""
+        client = self.channels.get(client_id)
+        if client is None:
             return False
-        channel.kick()
+        client.kick()
         return True
 
     def _enforce_ban(self, ban: Ban) -> None:
         """A new ban closes the connections it covers (will published, as a kick)."""
-        channels = list(self.channels.values())
+        clients = list(self.channels.values())
         if ban.kind == USERNAME:
-            hit = [c for c in channels if c.username == ban.who]
+            hit = [c for c in clients if c.username == ban.who]
         elif ban.kind == IP_ADDRESS:
-            hit = [c for c in channels if normalize_ip(c.peerhost) == ban.who]
+            hit = [c for c in clients if normalize_ip(c.peerhost) == ban.who]
         else:
-            channel = self.channels.get(ban.who)
-            hit = [channel] if channel is not None else []
-        for channel in hit:
-            if channel.options.enable_ban:  # zone `enable_ban = off`: not enforced
+            client = self.channels.get(ban.who)
+            hit = [client] if client is not None else []
+        for client in hit:
+            if client.options.enable_ban:  # zone `enable_ban = off`: not enforced
                 self.banned.kicked += 1
-                channel.kick("banned")
+                client.kick("banned")
 
     # -- publish -----------------------------------------------------------------
     def publish(self, message: Message) -> int:
@@ -433,7 +473,37 @@ class Broker:
         elif not retained.delete(topic):
             return
         if self._retained_in_store and self.journal.enabled and not message.sys:
+            if not message.qos and self.journal.failing_since is not None:
+                self._unsaved_retained.add(topic)  # nobody waits for this write
+                return
             if message.payload:
+                self.journal.retained_put(message)
+            else:
+                self.journal.retained_delete(topic)
+
+    def needs_store(self, message: Message) -> bool:
+        """Would routing `message` write to the store (a persistent session holds
+        it, or the retainer stores it)?  Asked only while the store is failing."""
+        if message.retain and self._retaining and self._retained_in_store \
+                and self.journal.enabled:
+            return True
+        if any(session.journal is not None for session in self.router.match(message.topic)):
+            return True
+        return any(session.journal is not None
+                   for group in self.shared_router.match(message.topic)
+                   for session in group.members)
+
+    def _store_health(self, available: bool, why: str) -> None:
+        """The journal's commits failed, or work again: the alarm follows, and the
+        retained messages changed meanwhile are saved."""
+        if not available:
+            self.alarms.raise_alarm(STORE_UNAVAILABLE, f"the store cannot write: {why}")
+            return
+        self.alarms.clear_alarm(STORE_UNAVAILABLE)
+        unsaved, self._unsaved_retained = self._unsaved_retained, set()
+        for topic in unsaved:
+            message = self.retained.get(topic)
+            if message is not None:
                 self.journal.retained_put(message)
             else:
                 self.journal.retained_delete(topic)
@@ -577,7 +647,7 @@ class Broker:
         """`mqtt.max_topic_levels` (node-wide; clients use their zone's)."""
         return topic_levels_ok(topic, self.options.max_topic_levels)
 
-    def check_acl(self, channel: Channel, action: str, topic: str) -> bool:
+    def check_acl(self, client: Client, action: str, topic: str) -> bool:
         """May this client publish to / subscribe to `topic`?  (EMQ X's
         emqx_access_control:check_acl.)  Superusers and zones with `enable_acl`
         off are not checked; otherwise the connection's ACL cache answers, or the
@@ -586,42 +656,42 @@ class Broker:
         Coroutine callbacks cannot answer here: callers use `acl_known` and
         `check_acl_async` when `acl_is_async`."""
         topic = acl_topic(action, topic)
-        known = self._acl_known(channel, action, topic)
+        known = self._acl_known(client, action, topic)
         if known is not None:
             return known
-        result = self.hooks.run_fold(HookPoint.CLIENT_CHECK_ACL, (channel, action, topic),
+        result = self.hooks.run_fold(HookPoint.CLIENT_CHECK_ACL, (client.info, action, topic),
                                      self.options.acl_nomatch)
-        return self._acl_decided(channel, action, topic, result)
+        return self._acl_decided(client, action, topic, result)
 
     @property
     def acl_is_async(self) -> bool:
         """Does some ACL source answer only after I/O (HTTP, a database)?"""
         return Points.CLIENT_CHECK_ACL in self.hooks.async_points
 
-    def acl_known(self, channel: Channel, action: str, topic: str) -> bool | None:
+    def acl_known(self, client: Client, action: str, topic: str) -> bool | None:
         """The answer when it needs no `client.check_acl` call (superuser, ACL off
         in the zone, a cached decision), else None."""
-        return self._acl_known(channel, action, acl_topic(action, topic))
+        return self._acl_known(client, action, acl_topic(action, topic))
 
-    async def check_acl_async(self, channel: Channel, action: str, topic: str) -> bool:
+    async def check_acl_async(self, client: Client, action: str, topic: str) -> bool:
         """`check_acl` for chains with coroutine callbacks: the chain is awaited."""
         topic = acl_topic(action, topic)
-        known = self._acl_known(channel, action, topic)
+        known = self._acl_known(client, action, topic)
         if known is not None:
             return known
         result = await self.hooks.run_fold_async(
-            HookPoint.CLIENT_CHECK_ACL, (channel, action, topic), self.options.acl_nomatch)
-        return self._acl_decided(channel, action, topic, result)
+            HookPoint.CLIENT_CHECK_ACL, (client.info, action, topic), self.options.acl_nomatch)
+        return self._acl_decided(client, action, topic, result)
 
-    def _acl_known(self, channel: Channel, action: str, topic: str) -> bool | None:
+    def _acl_known(self, client: Client, action: str, topic: str) -> bool | None:
         options = self.options
-        if channel.is_superuser or channel.zone in options.acl_disabled_zones:
+        if client.is_superuser or client.zone in options.acl_disabled_zones:
             return True
         if not options.enable_acl_cache:
             return None
-        cache = channel.acl_cache
+        cache = client.acl_cache
         if cache is None:
-            cache = channel.acl_cache = AclCache(self.acl_generation)
+            cache = client.acl_cache = AclCache(self.acl_generation)
         cached = cache.get(action, topic, time.monotonic(), self.acl_generation)
         if cached is not None:
             counters = self.counters
@@ -629,12 +699,12 @@ class Broker:
             counters[m.ACL_ALLOW if cached else m.ACL_DENY] += 1
         return cached
 
-    def _acl_decided(self, channel: Channel, action: str, topic: str, result: Any) -> bool:
+    def _acl_decided(self, client: Client, action: str, topic: str, result: Any) -> bool:
         """Count the chain's answer and remember it in the connection's cache."""
         allowed = bool(result == "allow")
         self.counters[m.ACL_ALLOW if allowed else m.ACL_DENY] += 1
         options = self.options
-        cache = channel.acl_cache
+        cache = client.acl_cache
         if options.enable_acl_cache and cache is not None:
             cache.put(action, topic, allowed, time.monotonic() + options.acl_cache_ttl,
                       options.acl_cache_max_size)
@@ -654,8 +724,41 @@ class Broker:
         return [ConnectionSnapshot.of(c) for c in list(self.channels.values())]
 
     def connection(self, client_id: str) -> ConnectionSnapshot | None:
-        channel = self.channels.get(client_id)
-        return ConnectionSnapshot.of(channel) if channel is not None else None
+        client = self.channels.get(client_id)
+        return ConnectionSnapshot.of(client) if client is not None else None
+
+    def connection_count(self) -> int:
+        """Connected clients (every protocol)."""
+        return len(self.channels)
+
+    def client_ids(self) -> list[str]:
+        """The client ids of the connected clients."""
+        return list(self.channels)
+
+    def connection_memory(self, client_id: str) -> ConnectionMemory | None:
+        """An estimate of what a connected client holds in memory (emqx_recon); None
+        when it is not connected."""
+        client = self.channels.get(client_id)
+        if client is None or client.state == CLOSED:
+            return None
+        shared = (self, self.options, self.counters, self.journal, self.retained, self.router)
+        return connection_memory(client, shared)
+
+    def client_info(self, client_id: str) -> ClientInfo | None:
+        """Who the connected client of this id is; None when it is not connected."""
+        client = self.channels.get(client_id)
+        return client.info if client is not None else None
+
+    def username_of(self, client_id: str) -> str | None:
+        """The user name a session's client connected with (online or not)."""
+        session = self.sessions.get(client_id)
+        return session.username if session is not None else None
+
+    def client_may(self, client_id: str, action: str, topic: str) -> bool | None:
+        """`check_acl` for the connected client of this id ("publish" / "subscribe"),
+        with its cache; None when it is not connected."""
+        client = self.channels.get(client_id)
+        return self.check_acl(client, action, topic) if client is not None else None
 
     def session_list(self) -> list[SessionSnapshot]:
         return [SessionSnapshot.of(s) for s in list(self.sessions.values())]
@@ -685,9 +788,9 @@ class Broker:
         session = self.sessions.get(client_id)
         if session is None:
             return "not_found"
-        if session.channel is not None:
+        if session.outlet is not None:
             return "running_session"
-        self.discard_session(session)
+        self.discard_session(session, DISCARDED)
         return "ok"
 
     def subscribe_client(self, client_id: str, topic_filter: str, qos: int) -> bool:

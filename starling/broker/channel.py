@@ -1,10 +1,12 @@
-"""Per-connection protocol logic: one Channel per network connection.
+"""Per-connection protocol logic: one Channel per MQTT network connection.
 
 The transport shell (starling.transport) owns the socket; it feeds decoded
 packets to `Channel.handle()` and reports errors and EOF.  The channel owns
 everything MQTT: the CONNECT handshake, keepalive, acknowledgements, and the
 link between the connection and its `Session`.  It writes through the small
-`Connection` interface and never sees a socket.
+`Connection` interface and never sees a socket.  It is a `Client` (what every
+protocol shares: authentication, the session, ACL, the will) and the `Outlet`
+its session delivers through.
 
 States: NEW (waiting for CONNECT) → CONNECTING (authentication running) →
 CONNECTED → CLOSED.  `_terminate()` runs exactly once, whatever closed the
@@ -20,7 +22,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from starling.mqtt import (
@@ -45,12 +46,10 @@ from starling.mqtt import (
     Unsuback,
     Unsubscribe,
     UnsupportedProtocolVersion,
-    Will,
     connack_bytes,
     connack_code_for,
     encode,
     is_valid_topic_filter,
-    is_wildcard,
     matches,
     parse_share,
     publish_parts,
@@ -58,20 +57,19 @@ from starling.mqtt import (
 )
 
 from . import metrics as m
+from .client import CLOSED, CONNECTED, CONNECTING, NEW, Client
 from .hooks import HookPoint, Points
+from .info import AuthResult, AuthStep
 from .limiter import Limiter
 from .message import Message
 from .session import NO_ENTRIES
 
 if TYPE_CHECKING:
-    from .acl import AclCache
     from .broker import Broker
     from .options import BrokerOptions
-    from .session import Session
 
 log = logging.getLogger(__name__)
 
-NEW, CONNECTING, CONNECTED, CLOSED = "new", "connecting", "connected", "closed"
 # Bound once: `ReasonCode.X` is a slow lookup on Python 3.11 (see `hooks.Points`).
 _SUCCESS: Final = ReasonCode.SUCCESS
 _NOT_AUTHORIZED: Final = ReasonCode.NOT_AUTHORIZED
@@ -112,26 +110,6 @@ class Connection(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class AuthResult:
-    """The accumulator of the `client.authenticate` hook."""
-
-    reason_code: ReasonCode = ReasonCode.SUCCESS
-    anonymous: bool = True
-    superuser: bool = False
-
-
-@dataclass(slots=True)
-class AuthStep:
-    """What a `client.enhanced_authenticate` callback answers for one AUTH step
-    (MQTT 5.0 §4.12): ``continue`` (send `data` back in AUTH 0x18 and wait for
-    the client's next AUTH), ``success`` or ``failure``."""
-
-    status: str
-    data: bytes | None = None
-    superuser: bool = False
-
-
 class _V5:
     """What only MQTT 5.0 clients ask for: made for the first that a client uses, so
     a 3.x client (or a 5.0 one using none of it) costs one empty slot, not eight."""
@@ -156,75 +134,36 @@ class _V5:
         self.out_aliases: dict[str, int] = NO_ENTRIES
 
 
-class Channel:
-    # Slots: a node holds one Channel per connection, so its size is per-client memory.
+class Channel(Client):
+    # Slots: a node holds one Channel per connection, so its size is per-client
+    # memory (with `Client`'s slots).
     __slots__ = (
+        "_blocked",
         "_busy",
+        "_connack_pending",
         "_held_acks",
         "_pending",
         "_retry_interval",
         "_retry_timer",
         "_v5",
-        "acl_cache",
-        "broker",
-        "clean_start",
-        "client_id",
         "conn",
         "connect_packet",
-        "connected_at",
-        "counters",
-        "disconnect_reason",
-        "is_superuser",
-        "keepalive",
         "last_seen",
         "limiter",
-        "options",
-        "password",
-        "protocol_level",
-        "recv_msg",
-        "recv_pkt",
-        "send_msg",
-        "send_pkt",
-        "session",
-        "state",
         "timer_bucket",
-        "username",
-        "will",
-        "writable",
-        "zone",
     )
 
-    #: Bridges are not implemented: no connection is one (a class constant, no slot).
-    is_bridge = False
-
     def __init__(self, broker: Broker, conn: Connection, zone: str = "external") -> None:
-        self.broker = broker
+        Client.__init__(self, broker, zone)  # not super(): one object less per connect
         self.conn = conn
-        self.zone = zone
         #: The zone's per-client rate limits, if it has any (set by `use_options`).
         self.limiter: Limiter | None = None
-        #: The options of the client's zone (`Broker.reconfigure` keeps it current).
-        self.options: BrokerOptions
-        self.use_options(broker.zone_options(zone))
-        self.counters = broker.counters
-        self.state = NEW
-        self.protocol_level = 0
-        self.client_id = ""
-        self.username: str | None = None
-        self.password: bytes | None = None
-        self.clean_start = True
-        self.keepalive = 0
-        self.will: Will | None = None
-        self.session: Session | None = None
-        self.connected_at: float | None = None
-        self.is_superuser = False
-        #: Recent ACL decisions (made by `Broker.check_acl` when first needed).
-        self.acl_cache: AclCache | None = None
-        #: False while the transport's write buffer is over its high-water mark.
-        self.writable = True
+        self.use_options(self.options)
+        #: Deliveries wait while the transport's write buffer is over its high-water
+        #: mark (`_blocked`), and before a CONNACK that waits for its commit has left.
+        self._blocked = False
+        self._connack_pending = False
         self.last_seen = time.monotonic()
-        self.disconnect_reason = ""
-        self.recv_pkt = self.recv_msg = self.send_pkt = self.send_msg = 0
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_interval = 0.0
         #: Packets held while CONNECT or an awaited ACL answer is pending
@@ -243,9 +182,32 @@ class Channel:
         self.timer_bucket: dict[Any, None] | None = None
         broker.timers.add(self, self.last_seen + self.options.idle_timeout)
 
+    # -- where the client is: its transport knows --------------------------------------------
     @property
     def peerhost(self) -> str:
         return self.conn.peerhost
+
+    @property
+    def peername(self) -> tuple[str, int]:
+        return self.conn.peername
+
+    @property
+    def listener(self) -> str:
+        return self.conn.listener
+
+    @property
+    def peercert(self) -> str | None:
+        return self.conn.peercert
+
+    @property
+    def proto_name(self) -> str:
+        return "MQIsdp" if self.protocol_level == 3 else "MQTT"
+
+    def io_stats(self) -> dict[str, int]:
+        return self.conn.io_stats()
+
+    def _close_transport(self) -> None:
+        self.conn.close()
 
     def _v5_state(self) -> _V5:
         v5 = self._v5
@@ -350,7 +312,7 @@ class Channel:
         unless one of them started a new wait."""
         if self.state == CONNECTED:
             self._handle_held()
-        if not self._busy and self.state != CLOSED:
+        if not self._busy and self.state != CLOSED and len(self._held_acks or ()) < HOLD_LIMIT:
             self.conn.resume_reading()
 
     def _handle_held(self) -> None:
@@ -378,19 +340,10 @@ class Channel:
         self._terminate(self.disconnect_reason or "closed")
 
     def set_writable(self, writable: bool) -> None:
-        self.writable = writable
-        if writable and self.session is not None and self.session.mqueue:
-            self.session.drain()
+        self._blocked = not writable
+        Client.set_writable(self, writable and not self._connack_pending)
 
     # -- closing ---------------------------------------------------------------
-    def close(self, reason: str) -> None:
-        """Close the connection; the will is published unless it was a DISCONNECT."""
-        if self.state == CLOSED:
-            return
-        self.disconnect_reason = self.disconnect_reason or reason
-        self._terminate(self.disconnect_reason)
-        self.conn.close()
-
     def kick(self, reason: str = "kicked") -> None:
         """Administrative close (REST kickout, a new ban): the will is published."""
         if self.protocol_level == 5:
@@ -413,8 +366,6 @@ class Channel:
     def _terminate(self, reason: str) -> None:
         if self.state == CLOSED:
             return
-        was_connected = self.state == CONNECTED
-        self.state = CLOSED
         if self.timer_bucket is not None:
             self.broker.timers.remove(self)
         if self._retry_timer is not None:
@@ -422,26 +373,7 @@ class Channel:
             self._retry_timer = None
         if self.limiter is not None:
             self.limiter.cancel()
-        if not was_connected:
-            return
-        broker = self.broker
-        if self.will is not None:  # cleared by a normal DISCONNECT
-            will, self.will = self.will, None
-            props = dict(will.properties)
-            delay = props.pop(PropertyId.WILL_DELAY_INTERVAL, 0)
-            message = Message(will.topic, will.payload, will.qos, will.retain, self.client_id,
-                              self.username, self.peerhost, props)
-            expiry = props.get(PropertyId.MESSAGE_EXPIRY_INTERVAL)
-            if expiry is not None:
-                message.expires_at = time.monotonic() + expiry
-            session = self.session
-            if delay and session is not None and session.expiry_interval > 0:
-                # Will Delay Interval: wait, unless the session comes back first;
-                # never later than the session's end (MQTT 5.0 §3.1.3.2.2).
-                broker.schedule_will(session, message, min(delay, session.expiry_interval))
-            else:
-                broker.publish(message)
-        broker.channel_closed(self, reason)
+        super()._terminate(reason)
 
     # -- CONNECT -----------------------------------------------------------------
     def _on_connect(self, p: Connect) -> None:
@@ -461,7 +393,9 @@ class Channel:
         self.password = p.password
         self.will = p.will
         self.connect_packet = p
-        client_id = p.client_id
+        self.client_id = client_id = p.client_id  # as the client sent it, for client.connect
+        if Points.CLIENT_CONNECT in broker.hooks.active:
+            broker.hooks.run(Points.CLIENT_CONNECT, self.info)
         if not client_id:
             if not p.clean_start and p.protocol_level < 5:
                 self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)  # [MQTT-3.1.3-8]
@@ -473,7 +407,8 @@ class Channel:
         self.client_id = client_id
         if p.protocol_level == 5 and not self._accept_v5_connect(p):
             return
-        if self._refuse_if_banned():
+        if self._banned():
+            self._refuse(ReasonCode.BANNED, "banned")
             return
         if self._auth_method is not None:
             # Enhanced authentication replaces the user name / password chain.
@@ -485,7 +420,7 @@ class Channel:
         if broker.hooks.has(Points.CLIENT_AUTHENTICATE) or (
                 p.will is not None and broker.acl_is_async):
             self.state = CONNECTING
-            task = asyncio.get_running_loop().create_task(self._authenticate(acc))
+            task = asyncio.get_running_loop().create_task(self._connect_after_auth(acc))
             broker.track(task)
         else:
             self._finish_connect(acc)
@@ -538,7 +473,7 @@ class Channel:
         assert self._auth_method is not None
         state = self.state
         step = await self.broker.hooks.run_fold_async(
-            HookPoint.CLIENT_ENHANCED_AUTHENTICATE, (self, self._auth_method, data), None)
+            HookPoint.CLIENT_ENHANCED_AUTHENTICATE, (self.info, self._auth_method, data), None)
         if self.state != state or self.state == CLOSED:
             return  # the connection went away while the plugin worked
         props: dict[PropertyId, Any] = {PropertyId.AUTHENTICATION_METHOD: self._auth_method}
@@ -567,9 +502,8 @@ class Channel:
         else:
             self._disconnect(ReasonCode.NOT_AUTHORIZED, "re-authentication failed")
 
-    async def _authenticate(self, acc: AuthResult) -> None:
-        result = await self.broker.hooks.run_fold_async(
-            HookPoint.CLIENT_AUTHENTICATE, (self,), acc)
+    async def _connect_after_auth(self, acc: AuthResult) -> None:
+        result = await self._authenticate(acc)
         if self.state != CONNECTING:
             return  # the socket went away while we waited
         will_allowed = None
@@ -578,45 +512,31 @@ class Channel:
             will_allowed = await self._will_acl()
             if self.state != CONNECTING:
                 return
-        if self._refuse_if_banned():
-            return  # banned while authentication ran
+        if self._banned():  # banned while authentication ran
+            self._refuse(ReasonCode.BANNED, "banned")
+            return
         self._finish_connect(result, will_allowed)
         self._release_held()
 
-    async def _will_acl(self) -> bool | None:
-        """The will's publish permission from an ACL chain that must be awaited
-        (None: no will, or the chain answers synchronously in `_finish_connect`)."""
-        broker = self.broker
-        if self.will is None or not broker.acl_is_async:
-            return None
-        return await broker.check_acl_async(self, "publish", self.will.topic)
-
     def _finish_connect(self, auth: AuthResult, will_allowed: bool | None = None) -> None:
-        broker = self.broker
         if auth.reason_code != _SUCCESS:
             self.counters["packets/connack/auth_error"] += 1
             self._refuse(auth.reason_code)
-            return
-        if auth.anonymous and self.username is None:
-            self.counters["auth/mqtt/anonymous"] += 1
-        self.is_superuser = auth.superuser
-        if will_allowed is None and self.will is not None and \
-                broker.hooks.has(HookPoint.CLIENT_CHECK_ACL):
-            will_allowed = broker.check_acl(self, "publish", self.will.topic)
-        if will_allowed is False:
-            self._refuse(ReasonCode.NOT_AUTHORIZED)  # EMQ X's check_will_acl
             return
         p = self.connect_packet
         assert p is not None
         if p.protocol_level == 5:
             expiry = float(p.properties.get(PropertyId.SESSION_EXPIRY_INTERVAL, 0))
+            if self.options.server_keepalive:  # Server Keep Alive: the client's from now
+                self.keepalive = self.options.server_keepalive
         else:
             expiry = 0.0 if p.clean_start else self.options.session_expiry_interval
-        session, present = broker.open_session(self, p.clean_start, expiry)
-        self.session = session
-        self.state = CONNECTED
-        # A new session was made just now: one float for both.
-        self.connected_at = time.time() if present else session.created_at
+        present = self._establish(auth, will_allowed, p.clean_start, expiry)
+        if isinstance(present, ReasonCode):
+            self._refuse(present)  # EMQ X's check_will_acl
+            return
+        session = self.session
+        assert session is not None
         self.connect_packet = None
         props: dict[PropertyId, Any] = {}
         if p.protocol_level == 5:
@@ -625,12 +545,32 @@ class Channel:
                                        self.receive_maximum)
         else:
             self._retry_interval = self.options.retry_interval
-        self._write_connack(present, 0, props=props)
+        journal = self.broker.journal
+        if session.journal is not None and journal.durable and \
+                journal.flush_id > journal.committed_id:
+            # A persistent session is promised only once it is on disk; until
+            # then deliveries wait in the session, behind the CONNACK.
+            self._connack_pending = True
+            self.writable = False
+            self.counters["packets/connack"] += 1
+            self._send_ordered(self._connack_bytes(present, 0, None, props), True)
+        else:
+            self._write_connack(present, 0, props=props)
         self._reset_keepalive_timer()
-        broker.channel_connected(self)
-        if present:
-            session.resend_inflight()
-        session.drain()
+        if not self._connack_pending:
+            # `Client._connected`, inlined: every connect runs it.
+            self.broker.channel_connected(self)
+            if present:
+                session.resend_inflight()
+            session.drain()
+
+    def _connack_sent(self) -> None:
+        """The CONNACK that waited for its commit has left: the client is connected
+        for everyone else now, and what its session holds goes out."""
+        self._connack_pending = False
+        self.writable = not self._blocked
+        session = self.session
+        self._connected(session is not None and bool(session.inflight))
 
     def _connack_properties(self, p: Connect) -> dict[PropertyId, Any]:
         """The server's limits, told to a 5.0 client in CONNACK (§3.2.2.3)."""
@@ -652,7 +592,6 @@ class Channel:
         if not options.shared_subscription:
             props[PropertyId.SHARED_SUBSCRIPTION_AVAILABLE] = 0
         if options.server_keepalive:
-            self.keepalive = options.server_keepalive
             props[PropertyId.SERVER_KEEP_ALIVE] = options.server_keepalive
         if p.properties.get(PropertyId.REQUEST_RESPONSE_INFORMATION) and \
                 options.response_information:
@@ -666,27 +605,21 @@ class Channel:
 
     def _refuse(self, reason: ReasonCode, close_reason: str = "refused") -> None:
         self.counters["packets/connack/error"] += 1
+        self._connack(reason)
         self._write_connack(False, connack_code_for(reason, self.protocol_level))
         self.close(close_reason)
-
-    def _refuse_if_banned(self) -> bool:
-        """The banned table (client id, user name, IP): CONNACK 5 / 0x8A on a hit."""
-        banned = self.broker.banned
-        if not self.options.enable_ban or banned.match(
-                self.client_id, self.username, self.peerhost) is None:
-            return False
-        banned.refused += 1
-        self._refuse(ReasonCode.BANNED, "banned")
-        return True
 
     def _write_connack(self, present: bool, code: int, level: int | None = None,
                        props: dict[PropertyId, Any] | None = None) -> None:
         self.counters["packets/connack"] += 1
+        self._send(self._connack_bytes(present, code, level, props))
+
+    def _connack_bytes(self, present: bool, code: int, level: int | None,
+                       props: dict[PropertyId, Any] | None) -> bytes:
         level = level or self.protocol_level
         if level < 5:
-            self._send(connack_bytes(present, code))
-        else:
-            self._send(encode(Connack(present, code, props or {}), level))
+            return connack_bytes(present, code)
+        return encode(Connack(present, code, props or {}), level)
 
     # -- keepalive -----------------------------------------------------------------
     def _reset_keepalive_timer(self) -> None:
@@ -735,8 +668,9 @@ class Channel:
         session = self.session
         assert session is not None
         if qos == 2 and p.packet_id in session.awaiting_rel:
-            # A resend before PUBREL: acknowledge, do not deliver again [MQTT-4.3.3-2].
-            self._send_ack(0x50, p.packet_id, 0, False)
+            # A resend before PUBREL: acknowledge, do not deliver again [MQTT-4.3.3-2];
+            # after the first copy's writes are committed, if they are not yet.
+            self._send_ack(0x50, p.packet_id, 0, broker.journal.durable)
             return
         ops_before = broker.journal.ops_added
         if not topic_levels_ok(p.topic, self.options.max_topic_levels):
@@ -778,6 +712,15 @@ class Channel:
         session = self.session
         assert session is not None
         qos = p.qos
+        message = Message(p.topic, p.payload, qos, p.retain, self.client_id, self.username,
+                          self.conn.peerhost, p.properties)
+        if qos and broker.journal.failing_since is not None and self.protocol_level == 5 \
+                and broker.needs_store(message):
+            # The store cannot write what this message needs: refused, not held
+            # (a 3.x client is held instead, by its waiting acknowledgements).
+            counters[m.MESSAGES_DROPPED] += 1
+            self._ack_publish(p, ReasonCode.QUOTA_EXCEEDED)
+            return
         if qos == 2:
             limit = self.options.max_awaiting_rel
             if limit and len(session.awaiting_rel) >= limit:
@@ -789,8 +732,6 @@ class Channel:
                     return
             assert p.packet_id is not None
             session.await_rel(p.packet_id)
-        message = Message(p.topic, p.payload, qos, p.retain, self.client_id, self.username,
-                          self.conn.peerhost, p.properties)
         expiry: float | None = (p.properties.get(PropertyId.MESSAGE_EXPIRY_INTERVAL)
                                 if p.properties else None)
         expiry_cap = self.options.message_expiry_interval
@@ -866,15 +807,26 @@ class Channel:
         self._send_ordered(data, wait)
 
     def _send_ordered(self, data: bytes, wait: bool) -> None:
-        """Send now, or after the commit holding what the packet confirms."""
+        """Send now, or after the commit holding what the packet confirms.
+
+        Past `HOLD_LIMIT` acknowledgements waiting (a store that cannot write),
+        the socket is not read until they leave: the client's packets wait in
+        TCP, not in our memory."""
         held = self._held_acks
         if not wait and not held:
-            self._send(data)
+            self._write(data)
             return
+        journal = self.broker.journal
+        if wait and journal.flush_id <= journal.committed_id:
+            wait = False  # committed already
+            if not held:
+                self._write(data)
+                return
         if held is None:
             held = self._held_acks = deque()
-        journal = self.broker.journal
-        held.append((journal.batch_id if wait else 0, data))
+        held.append((journal.flush_id if wait else 0, data))
+        if len(held) == HOLD_LIMIT:
+            self.conn.pause_reading()
         if wait:
             journal.after_commit(self._release_acks)
 
@@ -883,8 +835,17 @@ class Channel:
         if held is None:
             return
         committed = self.broker.journal.committed_id
+        was_full = len(held) >= HOLD_LIMIT
+        wrote = False
         while held and held[0][0] <= committed:
-            self._send(held.popleft()[1])
+            self._write(held.popleft()[1])
+            wrote = True
+        if self.state == CLOSED:
+            return
+        if wrote and self._connack_pending:  # nothing is ever held before a CONNACK
+            self._connack_sent()
+        if was_full and len(held) < HOLD_LIMIT and not self._busy:
+            self.conn.resume_reading()
 
     def _on_pubrel(self, p: Pubrel) -> None:
         self.counters["packets/pubrel/received"] += 1
@@ -996,12 +957,8 @@ class Channel:
         self.counters["packets/pubrel/sent"] += 1
         self._send_ordered(bytes((0x62, 2)) + packet_id.to_bytes(2, "big"), wait)
 
-    def _store_changed(self, ops_before: int) -> bool:
-        """Did the store get writes since `ops_before`, that a reply must wait for?"""
-        journal = self.broker.journal
-        return journal.durable and journal.ops_added != ops_before
-
     def _on_puback(self, p: Puback) -> None:
+        # `Client.puback`, inlined: every QoS 1 delivery ends here.
         self.counters["packets/puback/received"] += 1
         session = self.session
         assert session is not None
@@ -1009,7 +966,7 @@ class Channel:
         if message is None:
             self.counters["packets/puback/missed"] += 1
         elif self.broker.hooks.has(Points.MESSAGE_ACKED):
-            self.broker.hooks.run(Points.MESSAGE_ACKED, self, message)
+            self.broker.hooks.run(Points.MESSAGE_ACKED, self.info, message)
 
     def _on_pubrec(self, p: Pubrec) -> None:
         self.counters["packets/pubrec/received"] += 1
@@ -1032,13 +989,8 @@ class Channel:
 
     def _on_pubcomp(self, p: Pubcomp) -> None:
         self.counters["packets/pubcomp/received"] += 1
-        session = self.session
-        assert session is not None
-        message = session.pubcomp(p.packet_id)
-        if message is None:
+        if self.pubcomp(p.packet_id) is None:
             self.counters["packets/pubcomp/missed"] += 1
-        elif self.broker.hooks.has(Points.MESSAGE_ACKED):
-            self.broker.hooks.run(Points.MESSAGE_ACKED, self, message)
 
     # -- SUBSCRIBE / UNSUBSCRIBE -------------------------------------------------------
     def _on_subscribe(self, p: Subscribe, acl_answers: dict[str, bool] | None = None) -> None:
@@ -1061,22 +1013,15 @@ class Channel:
             self._protocol_violation("No Local on a shared subscription")  # [MQTT-3.8.3-4]
             return
         if broker.hooks.has(HookPoint.CLIENT_SUBSCRIBE):  # what was asked, before any check
-            broker.hooks.run(HookPoint.CLIENT_SUBSCRIBE, self, list(p.subscriptions))
+            broker.hooks.run(HookPoint.CLIENT_SUBSCRIBE, self.info, list(p.subscriptions))
         codes: list[int] = []
         granted: list[tuple[str, int, bool]] = []
         denied = False
         ops_before = broker.journal.ops_added
         for topic_filter, opts in p.subscriptions:
-            if not is_valid_topic_filter(topic_filter) or not topic_levels_ok(
-                    topic_filter, self.options.max_topic_levels):
-                codes.append(ReasonCode.TOPIC_FILTER_INVALID if v5 else 0x80)
-                continue
-            shared = parse_share(topic_filter)[0] is not None
-            if shared and not self.options.shared_subscription:
-                codes.append(ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
-                continue
-            if not self.options.wildcard_subscription and is_wildcard(topic_filter):
-                codes.append(ReasonCode.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
+            refused = self._filter_refusal(topic_filter)
+            if refused is not None:
+                codes.append(refused if v5 else 0x80)
                 continue
             if broker.hooks.has(HookPoint.CLIENT_CHECK_ACL) and not (
                     acl_answers[topic_filter] if acl_answers and topic_filter in acl_answers
@@ -1121,15 +1066,17 @@ class Channel:
         session = self.session
         assert session is not None
         if self.broker.hooks.has(HookPoint.CLIENT_UNSUBSCRIBE):
-            self.broker.hooks.run(HookPoint.CLIENT_UNSUBSCRIBE, self, list(p.topic_filters))
+            self.broker.hooks.run(HookPoint.CLIENT_UNSUBSCRIBE, self.info, list(p.topic_filters))
         codes = []
+        ops_before = self.broker.journal.ops_added
         for topic_filter in p.topic_filters:
             found = self.broker.unsubscribe(session, topic_filter)
             session.subscription_ids.pop(topic_filter, None)
             codes.append(0 if found else ReasonCode.NO_SUBSCRIPTION_EXISTED)
         self.counters["packets/unsuback"] += 1
-        self._send(encode(Unsuback(p.packet_id, codes if self.protocol_level == 5 else []),
-                          self.protocol_level))
+        self._send_ordered(encode(Unsuback(p.packet_id, codes if self.protocol_level == 5
+                                           else []), self.protocol_level),
+                           self._store_changed(ops_before))
 
     # -- the rest --------------------------------------------------------------------
     def _on_pingreq(self, p: Packet) -> None:
@@ -1166,7 +1113,7 @@ class Channel:
         props: dict[PropertyId, Any] = {}
         if why and self.request_problem_info:
             props[PropertyId.REASON_STRING] = why
-        self._send(encode(Disconnect(reason, props), 5))
+        self._write(encode(Disconnect(reason, props), 5))
 
     def _acl_disconnect(self) -> None:
         """`acl_deny_action = disconnect`, after the refusal was acknowledged:
@@ -1183,6 +1130,14 @@ class Channel:
         self.close("protocol_error")
 
     def _send(self, data: bytes) -> None:
+        """Write a reply; behind the acknowledgements waiting for a commit, if any
+        (replies leave in the order their packets came)."""
+        if self._held_acks:
+            self._held_acks.append((0, data))
+            return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
         self.send_pkt += 1
         self.counters[m.PACKETS_SENT] += 1
         self.conn.write(data)

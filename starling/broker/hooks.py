@@ -7,17 +7,29 @@ to leave it unchanged, or `Stop(value)` to end the chain with it.  Every
 callback runs in a guard: an exception is logged and counted and the chain
 goes on, so a broken plugin cannot take a connection down.
 
-The hot path asks `hooks.has(point)` before building any arguments.
+Each point has its callback type (`OnClientConnected`, ...; docs/plugins.md
+lists them): `Hooks.add` is overloaded on the point, so mypy checks a plugin's
+callback against it.  Callbacks get values (`ClientInfo`, `SessionSnapshot`,
+`Message`), never a live connection or session.
+
+The hot path asks `hooks.has(point)` (or `point in hooks.active`, the same
+without a call) before building any arguments.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeAlias, overload
+
+from starling.mqtt import ReasonCode, SubscriptionOptions
+
+from .info import AuthResult, AuthStep, ClientInfo
+from .message import Message
+from .snapshots import SessionSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +108,58 @@ class Stop:
 
 Callback = Callable[..., Any]
 
+# -- the callback of each point (what `Hooks.add` checks) ---------------------------------
+# Notification points (`run`) ignore what a callback returns, except `STOP`; fold points
+# (`run_fold`) take the accumulator last and answer a new value, None or `Stop(value)`;
+# those marked "may be a coroutine" are awaited (auth and ACL backends do I/O).
+
+#: client.connect: a CONNECT (or a gateway's connect) arrived; before the ban check
+#: and authentication.
+OnClientConnect: TypeAlias = Callable[[ClientInfo], object]
+#: client.connack: the broker answers the connect, with its reason code (success or not).
+OnClientConnack: TypeAlias = Callable[[ClientInfo, ReasonCode], object]
+#: client.connected: the client is connected (its session open, CONNACK sent).
+OnClientConnected: TypeAlias = Callable[[ClientInfo], object]
+#: client.disconnected: a connected client's connection ended, and why.
+OnClientDisconnected: TypeAlias = Callable[[ClientInfo, str], object]
+AuthAnswer: TypeAlias = AuthResult | Stop | None
+#: client.authenticate (fold, may be a coroutine): the accumulator starts as success
+#: (anonymous) or not_authorized, after `allow_anonymous`.
+OnClientAuthenticate: TypeAlias = Callable[
+    [ClientInfo, AuthResult], AuthAnswer | Awaitable[AuthAnswer]]
+EnhancedAuthAnswer: TypeAlias = AuthStep | Stop | None
+#: client.enhanced_authenticate (fold, may be a coroutine): (client, method, data, acc).
+OnClientEnhancedAuthenticate: TypeAlias = Callable[
+    [ClientInfo, str, bytes | None, AuthStep | None],
+    EnhancedAuthAnswer | Awaitable[EnhancedAuthAnswer]]
+AclAnswer: TypeAlias = str | Stop | None
+#: client.check_acl (fold, may be a coroutine): (client, "publish" | "subscribe", topic,
+#: "allow" | "deny"); answer "allow" / "deny".
+OnClientCheckAcl: TypeAlias = Callable[
+    [ClientInfo, str, str, str], AclAnswer | Awaitable[AclAnswer]]
+#: client.subscribe: what one SUBSCRIBE asked for, before any check.
+OnClientSubscribe: TypeAlias = Callable[
+    [ClientInfo, list[tuple[str, SubscriptionOptions]]], object]
+#: client.unsubscribe: the filters one UNSUBSCRIBE named.
+OnClientUnsubscribe: TypeAlias = Callable[[ClientInfo, list[str]], object]
+#: session.created / resumed / takeovered / discarded: (client id, the session).
+OnSession: TypeAlias = Callable[[str, SessionSnapshot], object]
+#: session.terminated: (client id, why it ended, the session as it was).
+OnSessionTerminated: TypeAlias = Callable[[str, str, SessionSnapshot], object]
+#: session.subscribed: one filter subscribed (client id, filter, options).
+OnSessionSubscribed: TypeAlias = Callable[[str, str, SubscriptionOptions], object]
+#: session.unsubscribed: one filter unsubscribed (client id, filter).
+OnSessionUnsubscribed: TypeAlias = Callable[[str, str], object]
+#: message.publish (fold): the message is the accumulator; answer a `Message` to
+#: route, None to leave it, `Stop(None)` to take it (it is not routed).
+OnMessagePublish: TypeAlias = Callable[[Message], Message | Stop | None]
+#: message.delivered: a copy went to a subscriber's session (its client id).
+OnMessageDelivered: TypeAlias = Callable[[str, Message], object]
+#: message.acked: the client acknowledged a QoS 1/2 delivery (PUBACK, PUBCOMP).
+OnMessageAcked: TypeAlias = Callable[[ClientInfo, Message], object]
+#: message.dropped: routed to nobody (reason "no_subscribers").
+OnMessageDropped: TypeAlias = Callable[[Message, str], object]
+
 
 @dataclass(slots=True)
 class _Entry:
@@ -107,6 +171,8 @@ class _Entry:
 class Hooks:
     def __init__(self) -> None:
         self._chains: dict[HookPoint, list[_Entry]] = {p: [] for p in HookPoint}
+        #: The points with at least one callback (`has`, without a call).
+        self.active: set[HookPoint] = set()
         self._seq = 0
         #: Points with at least one coroutine callback: the core awaits those
         #: (`run_fold_async`) instead of folding in place.
@@ -114,18 +180,80 @@ class Hooks:
         #: Callback exceptions caught so far (exposed for monitoring and tests).
         self.errors = 0
 
+    @overload
+    def add(self, point: Literal[HookPoint.CLIENT_CONNECT], callback: OnClientConnect,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.CLIENT_CONNACK], callback: OnClientConnack,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.CLIENT_CONNECTED], callback: OnClientConnected,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.CLIENT_DISCONNECTED], callback: OnClientDisconnected,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.CLIENT_AUTHENTICATE], callback: OnClientAuthenticate,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.CLIENT_ENHANCED_AUTHENTICATE], callback: OnClientEnhancedAuthenticate,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.CLIENT_CHECK_ACL], callback: OnClientCheckAcl,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.CLIENT_SUBSCRIBE], callback: OnClientSubscribe,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.CLIENT_UNSUBSCRIBE], callback: OnClientUnsubscribe,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.SESSION_CREATED, HookPoint.SESSION_RESUMED,
+                                 HookPoint.SESSION_TAKEOVERED, HookPoint.SESSION_DISCARDED],
+            callback: OnSession, priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.SESSION_TERMINATED], callback: OnSessionTerminated,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.SESSION_SUBSCRIBED], callback: OnSessionSubscribed,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.SESSION_UNSUBSCRIBED], callback: OnSessionUnsubscribed,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.MESSAGE_PUBLISH], callback: OnMessagePublish,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.MESSAGE_DELIVERED], callback: OnMessageDelivered,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.MESSAGE_ACKED], callback: OnMessageAcked,
+            priority: int = ...) -> None: ...
+    @overload
+    def add(self, point: Literal[HookPoint.MESSAGE_DROPPED], callback: OnMessageDropped,
+            priority: int = ...) -> None: ...
+
     def add(self, point: HookPoint, callback: Callback, priority: int = 0) -> None:
+        """Attach `callback` to `point` (its type per point: `OnClientConnected`, ...)."""
+        self.add_dynamic(point, callback, priority)
+
+    def add_dynamic(self, point: HookPoint, callback: Callback, priority: int = 0) -> None:
+        """`add` for a point chosen at run time (rules, web hooks, Lua scripts): the
+        callback's signature cannot be checked against the point's."""
         point = HookPoint(point)
         self._seq += 1
         chain = self._chains[point]
         chain.append(_Entry(priority, self._seq, callback))
         chain.sort(key=lambda e: (-e.priority, e.seq))
+        self.active.add(point)
         self._note_async(point)
 
     def remove(self, point: HookPoint, callback: Callback) -> None:
         point = HookPoint(point)
         chain = self._chains[point]
         chain[:] = [e for e in chain if e.callback != callback]
+        if not chain:
+            self.active.discard(point)
         self._note_async(point)
 
     def _note_async(self, point: HookPoint) -> None:

@@ -13,9 +13,11 @@ Modes (`store.durability`):
 - ``relaxed``: batches are committed every `interval` seconds and nobody
   waits; a crash may lose what came after the last commit.
 
-A batch that fails to commit (disk full, database locked) was rolled back
-whole: it is kept, in front of what came after it, and retried every
-`RETRY_DELAY` seconds; acknowledgements waiting for it stay held until then.
+A batch that fails to commit (disk full, I/O error, database locked) was
+rolled back whole: it is kept, in front of what came after it, and retried
+every `RETRY_DELAY` seconds; acknowledgements waiting for it stay held until
+then.  From the first failure to the next success the store is *unavailable*
+(`failing_since`); `on_health` tells the broker both edges (its alarm).
 
 With a store that keeps nothing (memory), the journal is disabled and costs
 one attribute check per operation site.
@@ -78,6 +80,8 @@ class Journal:
         self.ops_added = 0
         self._ops: list[Operation] = []
         self._callbacks: list[Callable[[], None]] = []
+        #: The callbacks of the batch being committed (a worker-thread commit).
+        self._in_flight_callbacks: list[Callable[[], None]] = []
         self._committing = False
         self._scheduled = False
         self._refs: dict[int, int] = {}
@@ -85,6 +89,11 @@ class Journal:
         self._timer: asyncio.TimerHandle | None = None
         self._retry: asyncio.TimerHandle | None = None
         self._idle: asyncio.Event | None = None
+        #: `time.time()` of the first failed commit since the last good one; None: fine.
+        self.failing_since: float | None = None
+        self.last_error = ""
+        #: Called with (available, why) when commits start failing and when they recover.
+        self.on_health: Callable[[bool, str], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -134,12 +143,38 @@ class Journal:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._kick)
 
+    @property
+    def flush_id(self) -> int:
+        """The batch that must commit for everything recorded so far to be on disk:
+        the one collecting now, or else the last one handed to the store (which may
+        still be committing)."""
+        return self.batch_id if self._ops else self.batch_id - 1
+
+    @property
+    def available(self) -> bool:
+        """False from a failed commit until one succeeds again."""
+        return self.failing_since is None
+
     def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run `callback` once the batch collecting operations now is committed."""
-        if not self.durable or not self._ops:
+        """Run `callback` once everything recorded so far is committed (at once if it is)."""
+        if not self.durable or self.flush_id <= self.committed_id:
             callback()
-        else:
+        elif self._ops:
             self._callbacks.append(callback)
+        else:
+            self._in_flight_callbacks.append(callback)
+
+    async def committed(self) -> None:
+        """Return once everything recorded so far is on disk."""
+        if not self.durable or self.flush_id <= self.committed_id:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def release() -> None:
+            if not done.done():
+                done.set_result(None)
+        self.after_commit(release)
+        await done
 
     def _tick(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(self.interval, self._tick)
@@ -152,6 +187,7 @@ class Journal:
             return
         ops, self._ops = self._ops, []
         callbacks, self._callbacks = self._callbacks, []
+        self._in_flight_callbacks = callbacks
         batch = self.batch_id
         self.batch_id += 1
         self._committing = True
@@ -180,7 +216,14 @@ class Journal:
             # Nothing of the batch is on disk: keep it (and the acknowledgements
             # waiting for it) ahead of newer operations, and try again later.
             self.failures += 1
-            log.error("store commit failed, retrying in %gs: %s", RETRY_DELAY, exc)
+            self.last_error = str(exc)
+            if self.failing_since is None:
+                self.failing_since = time.time()
+                log.error("store commit failed, retrying every %gs until it succeeds: %s",
+                          RETRY_DELAY, exc)
+                self._tell_health(False, str(exc))
+            else:
+                log.debug("store commit failed again: %s", exc)
             self._ops[:0] = ops
             self._callbacks[:0] = callbacks
             self._retry = asyncio.get_running_loop().call_later(RETRY_DELAY, self._retry_now)
@@ -188,6 +231,11 @@ class Journal:
                 self._idle.set()
             return
         self.committed_id = batch
+        if self.failing_since is not None:
+            log.warning("store commits again after %.0fs of failures",
+                        time.time() - self.failing_since)
+            self.failing_since = None
+            self._tell_health(True, "")
         for callback in callbacks:
             try:
                 callback()
@@ -197,6 +245,13 @@ class Journal:
             self._kick()
         if not self._committing and self._idle is not None:
             self._idle.set()
+
+    def _tell_health(self, available: bool, why: str) -> None:
+        if self.on_health is not None:
+            try:
+                self.on_health(available, why)
+            except Exception:
+                log.exception("store health callback failed")
 
     def _retry_now(self) -> None:
         self._retry = None

@@ -9,8 +9,9 @@ Bounds, so a slow or absent consumer cannot grow memory without limit:
 the window holds at most `max_inflight`; the queue at most `max_mqueue_len`,
 after which the *oldest* message is dropped and counted (EMQ X's policy).
 
-The session does no I/O: it hands encoded packets to its channel, which is
-None while the client is offline.
+The session does no I/O: it hands messages to its outlet (`client.Outlet`:
+the MQTT channel, a gateway's client), which is None while the client is
+offline.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .message import Message
 from .options import BrokerOptions
 
 if TYPE_CHECKING:
-    from .channel import Channel
+    from .client import Outlet
     from .journal import Journal
 
 
@@ -84,7 +85,6 @@ class Session:
     __slots__ = (
         "_next_id",
         "awaiting_rel",
-        "channel",
         "clean_start",
         "client_id",
         "counters",
@@ -99,6 +99,7 @@ class Session:
         "mqueue",
         "mqueue_dropped",
         "options",
+        "outlet",
         "pending_will",
         "subscription_ids",
         "subscriptions",
@@ -128,7 +129,8 @@ class Session:
         self.mqueue_dropped = 0
         #: Incoming QoS 2 packet ids → monotonic time received.
         self.awaiting_rel: dict[int, float] = NO_ENTRIES
-        self.channel: Channel | None = None
+        #: Where deliveries go while the client is connected.
+        self.outlet: Outlet | None = None
         #: A will waiting out its Will Delay Interval: (message, timer).
         self.pending_will: tuple[Message, asyncio.TimerHandle] | None = None
         #: Set while the session is persistent and the store keeps data.
@@ -178,8 +180,8 @@ class Session:
         The window never exceeds an MQTT 5.0 client's Receive Maximum [MQTT-3.3.4-7]."""
         self.options = options
         window = options.max_inflight or 65535
-        if self.channel is not None:
-            window = min(window, self.channel.receive_maximum)
+        if self.outlet is not None:
+            window = min(window, self.outlet.receive_maximum)
         self.max_inflight = window
         limit = options.max_mqueue_len
         journal = self.journal
@@ -196,10 +198,10 @@ class Session:
         """Send now if the client is online and the window allows; else queue.
 
         `via` names the shared subscription this copy is for, if it is for one."""
-        channel = self.channel
-        if channel is not None and channel.writable:
+        outlet = self.outlet
+        if outlet is not None and outlet.writable:
             if not qos:
-                channel.send_publish(message, 0, retain, 0, False, via)
+                outlet.send_publish(message, 0, retain, 0, False, via)
                 self.deliver_msg += 1
                 return
             if len(self.inflight) < self.max_inflight and not self.mqueue:
@@ -208,11 +210,11 @@ class Session:
                                                            time.monotonic(), via=via))
                 if self.journal is not None:
                     self.journal.held(self, message, qos, retain, packet_id)
-                if not channel.send_publish(message, qos, retain, packet_id, False, via):
+                if not outlet.send_publish(message, qos, retain, packet_id, False, via):
                     self._forget(packet_id)  # too large for the client: dropped
                 self.deliver_msg += 1
                 return
-        elif channel is None and not qos and not self.options.mqueue_store_qos0:
+        elif outlet is None and not qos and not self.options.mqueue_store_qos0:
             self.counters[m.MESSAGES_DROPPED] += 1
             return
         self._enqueue(message, qos, retain, via)
@@ -239,9 +241,9 @@ class Session:
 
     def drain(self) -> None:
         """Move queued messages into the window while there is room."""
-        channel = self.channel
+        outlet = self.outlet
         queue = self.mqueue
-        while queue and channel is not None and channel.writable:
+        while queue and outlet is not None and outlet.writable:
             message, qos, retain, via = queue[0]
             if qos and len(self.inflight) >= self.max_inflight:
                 return
@@ -259,7 +261,7 @@ class Session:
                                                            time.monotonic(), via=via))
                 if journal is not None:
                     journal.moved(self, message, qos, retain, packet_id)
-            if not channel.send_publish(message, qos, retain, packet_id, False, via) and qos:
+            if not outlet.send_publish(message, qos, retain, packet_id, False, via) and qos:
                 self._forget(packet_id)
             self.deliver_msg += 1
 
@@ -269,8 +271,8 @@ class Session:
         All of it after a reconnect; with `older_than` (a monotonic time) only
         what was last sent before then.  Returns the oldest remaining send time.
         """
-        channel = self.channel
-        assert channel is not None
+        outlet = self.outlet
+        assert outlet is not None
         now = time.monotonic()
         oldest: float | None = None
         for packet_id, entry in self.inflight.items():
@@ -280,9 +282,9 @@ class Session:
                 continue
             entry.sent_at = now
             if entry.released:
-                channel.send_pubrel(packet_id)
+                outlet.send_pubrel(packet_id)
             else:
-                channel.send_publish(entry.message, entry.qos, entry.retain, packet_id, True,
+                outlet.send_publish(entry.message, entry.qos, entry.retain, packet_id, True,
                                      entry.via)
         if oldest is None and self.inflight:
             oldest = now

@@ -47,11 +47,11 @@ class SharedGroup:
         members = self.members
         if not members:
             return None
-        online = [s for s in members if s.channel is not None]
+        online = [s for s in members if s.outlet is not None]
         pool = online or list(members)
         if strategy == "sticky":
             chosen = self._sticky
-            if chosen is None or chosen not in members or (online and chosen.channel is None):
+            if chosen is None or chosen not in members or (online and chosen.outlet is None):
                 chosen = self._sticky = random.choice(pool)
         elif strategy == "round_robin":
             self._next = (self._next + 1) % len(pool)

@@ -1,6 +1,6 @@
 """Read-only views of live state for the API, plugins and rules.
 
-Built on demand from channels and sessions, so callers outside the core
+Built on demand from clients and sessions, so callers outside the core
 never hold a live object they could change.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .channel import Channel
+    from .client import Client
     from .session import Session
 
 
@@ -37,37 +37,39 @@ class ConnectionSnapshot:
     send_pkt: int
     send_msg: int
     send_pend: int
-
-    @property
-    def protocol_name(self) -> str:
-        return "MQIsdp" if self.protocol_level == 3 else "MQTT"
+    #: "mqtt", or a gateway's ("mqtt-sn", "stomp", "coap", "lwm2m").
+    protocol: str = "mqtt"
+    #: As EMQ X's API shows it: "MQTT", "MQIsdp" (3.1), or the gateway's name.
+    protocol_name: str = "MQTT"
 
     @classmethod
-    def of(cls, channel: Channel) -> ConnectionSnapshot:
-        conn = channel.conn
-        io = conn.io_stats()
+    def of(cls, client: Client) -> ConnectionSnapshot:
+        io = client.io_stats()
+        host, port = client.peername
         return cls(
-            client_id=channel.client_id,
-            username=channel.username,
-            peerhost=conn.peerhost,
-            peerport=conn.peername[1],
-            listener=conn.listener,
-            zone=channel.zone,
-            protocol_level=channel.protocol_level,
-            clean_start=channel.clean_start,
-            keepalive=channel.keepalive,
-            connected_at=channel.connected_at or 0.0,
-            is_bridge=channel.is_bridge,
-            peercert=conn.peercert,
+            client_id=client.client_id,
+            username=client.username,
+            peerhost=host,
+            peerport=port,
+            listener=client.listener,
+            zone=client.zone,
+            protocol_level=client.protocol_level,
+            clean_start=client.clean_start,
+            keepalive=client.keepalive,
+            connected_at=client.connected_at or 0.0,
+            is_bridge=client.is_bridge,
+            peercert=client.peercert,
             recv_oct=io["recv_oct"],
             recv_cnt=io["recv_cnt"],
-            recv_pkt=channel.recv_pkt,
-            recv_msg=channel.recv_msg,
+            recv_pkt=client.recv_pkt,
+            recv_msg=client.recv_msg,
             send_oct=io["send_oct"],
             send_cnt=io["send_cnt"],
-            send_pkt=channel.send_pkt,
-            send_msg=channel.send_msg,
+            send_pkt=client.send_pkt,
+            send_msg=client.send_msg,
             send_pend=io["send_pend"],
+            protocol=client.protocol,
+            protocol_name=client.proto_name,
         )
 
 
@@ -97,7 +99,7 @@ class SessionSnapshot:
         return cls(
             client_id=session.client_id,
             username=session.username,
-            connected=session.channel is not None,
+            connected=session.outlet is not None,
             clean_start=session.clean_start,
             expiry_interval=session.expiry_interval,
             created_at=session.created_at,

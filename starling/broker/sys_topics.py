@@ -21,7 +21,7 @@ from .message import Message
 
 if TYPE_CHECKING:
     from .broker import Broker
-    from .channel import Channel
+    from .client import Client
 
 
 def format_uptime(seconds: float) -> str:
@@ -113,35 +113,35 @@ class SysPublisher:
             broker.router.dollar_filters or broker.shared_router.dollar_filters
             or broker.hooks.has(Points.MESSAGE_PUBLISH))
 
-    def client_connected(self, channel: Channel) -> None:
+    def client_connected(self, client: Client) -> None:
         if not self._observed():
             return
         payload = {
-            "clientid": channel.client_id,
-            "username": channel.username if channel.username is not None else "undefined",
-            "ipaddress": channel.peerhost,
+            "clientid": client.client_id,
+            "username": client.username if client.username is not None else "undefined",
+            "ipaddress": client.peerhost,
             "connack": 0,
             "ts": int(time.time() * 1000),
-            "clean_start": channel.clean_start,
-            "proto_ver": channel.protocol_level,
-            "proto_name": "MQIsdp" if channel.protocol_level == 3 else "MQTT",
-            "keepalive": channel.keepalive,
+            "clean_start": client.clean_start,
+            "proto_ver": client.protocol_level,
+            "proto_name": client.proto_name,
+            "keepalive": client.keepalive,
         }
-        self._presence(channel, "connected", payload)
+        self._presence(client, "connected", payload)
 
-    def client_disconnected(self, channel: Channel, reason: str) -> None:
+    def client_disconnected(self, client: Client, reason: str) -> None:
         if not self._observed():
             return
         payload = {
-            "clientid": channel.client_id,
-            "username": channel.username if channel.username is not None else "undefined",
+            "clientid": client.client_id,
+            "username": client.username if client.username is not None else "undefined",
             "reason": reason,
             "ts": int(time.time() * 1000),
         }
-        self._presence(channel, "disconnected", payload)
+        self._presence(client, "disconnected", payload)
 
-    def _presence(self, channel: Channel, event: str, payload: dict[str, object]) -> None:
+    def _presence(self, client: Client, event: str, payload: dict[str, object]) -> None:
         if not self._broker.running:
             return
-        topic = f"{self.prefix}clients/{channel.client_id}/{event}"
+        topic = f"{self.prefix}clients/{client.client_id}/{event}"
         self._publish(topic, json.dumps(payload), qos=self._broker.options.presence_qos)

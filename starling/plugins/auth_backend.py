@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from starling.broker import AuthResult, Channel, HookPoint, Stop, match_rules
+from starling.broker import AuthResult, ClientInfo, HookPoint, Stop, match_rules
 from starling.mqtt import ReasonCode
 
 from .auth_common import (
@@ -188,7 +188,7 @@ class BackendAuthPlugin(Plugin):
         if self.acl_enabled:
             self._hooked.append((HookPoint.CLIENT_CHECK_ACL, self.check_acl))
         for point, callback in self._hooked:
-            hooks.add(point, callback)
+            hooks.add_dynamic(point, callback)
         self._first_probe = asyncio.get_running_loop().create_task(self._probe_at_load())
 
     async def unload(self) -> None:
@@ -237,8 +237,8 @@ class BackendAuthPlugin(Plugin):
 
     # -- the hooks -------------------------------------------------------------------------
 
-    async def authenticate(self, channel: Channel, acc: AuthResult) -> Stop | None:
-        values = placeholder_values(channel)
+    async def authenticate(self, client: ClientInfo, acc: AuthResult) -> Stop | None:
+        values = placeholder_values(client)
         try:
             found = await self.ask(lambda: self.lookup_password(values))
         except BackendError:
@@ -247,7 +247,7 @@ class BackendAuthPlugin(Plugin):
             self.metrics.auth("ignore")
             return None
         stored, salt = found
-        if not await self.hash.check_async(stored, channel.password or b"", salt):
+        if not await self.hash.check_async(stored, client.password or b"", salt):
             self.metrics.auth("failure")
             return Stop(denied())
         superuser = False

@@ -13,7 +13,7 @@ The shared behaviour is `auth_table.TableAuthPlugin`.
 
 from __future__ import annotations
 
-from starling.broker import Channel
+from starling.broker import ClientInfo
 
 from .auth_table import TableAuthPlugin, TableSpec
 
@@ -27,5 +27,5 @@ class ClientIdAuthPlugin(TableAuthPlugin):
     SCHEMA = CLIENTID_SPEC.schema()
 
     @classmethod
-    def key_of(cls, channel: Channel) -> str | None:
-        return channel.client_id
+    def key_of(cls, client: ClientInfo) -> str | None:
+        return client.client_id

@@ -51,7 +51,7 @@ _PLACEHOLDER = re.compile(r"%([" + PLACEHOLDERS + "])")
 
 
 class ClientLike(Protocol):
-    """What placeholders read from a client (a `Channel`, or an ACL subject)."""
+    """What placeholders read from a client (a `ClientInfo`, or an ACL subject)."""
 
     @property
     def client_id(self) -> str: ...
@@ -85,8 +85,7 @@ def common_name(subject: str | None) -> str | None:
 def placeholder_values(client: Any, action: str | None = None,
                        topic: str | None = None) -> dict[str, str | None]:
     """Each placeholder letter → its value for `client` (None when unknown)."""
-    conn = getattr(client, "conn", None)
-    subject = getattr(conn, "peercert", None)
+    subject = getattr(client, "peercert", None)
     password = getattr(client, "password", None)
     return {
         "u": client.username,

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from starling.broker import AuthResult, Channel, HookPoint, Stop
+from starling.broker import AuthResult, ClientInfo, HookPoint, Stop
 from starling.config import parse_duration
 from starling.mqtt import ReasonCode
 
@@ -188,14 +188,14 @@ class HttpRequest:
         return client.build_request(self.method.upper(), self.url, data=data)
 
 
-def client_vars(channel: Channel, action: str | None = None,
+def client_vars(client: ClientInfo, action: str | None = None,
                 topic: str | None = None) -> dict[str, str]:
     """The placeholders of a request: the shared ones (absent values "") and
     EMQ X's ``%cn`` / ``%dn`` (the certificate's common name and subject) and
     ``%l`` (listener port: none in Starling)."""
     values = {name: value or "" for name, value in
-              placeholder_values(channel, action, topic).items()}
-    subject = channel.conn.peercert or ""
+              placeholder_values(client, action, topic).items()}
+    subject = client.peercert or ""
     return values | {"cn": common_name(subject) or "", "dn": subject, "l": ""}
 
 
@@ -290,14 +290,14 @@ class HttpAuthPlugin(Plugin):
         return "allow"
 
     # -- hooks -------------------------------------------------------------------------
-    async def authenticate(self, channel: Channel, acc: AuthResult) -> AuthResult | Stop | None:
+    async def authenticate(self, client: ClientInfo, acc: AuthResult) -> AuthResult | Stop | None:
         assert self.auth_req is not None
-        if not channel.username or not channel.password:
+        if not client.username or not client.password:
             # EMQ X: no user name or no password is "bad user name or password",
             # left for a later plugin to overrule (not a stop).
             self.metrics.auth("failure")
             return denied()
-        values = client_vars(channel)
+        values = client_vars(client)
         answer = await self._ask(self.auth_req, values, "auth")
         if answer is None:
             answer = "ignore" if self.on_error == "ignore" else "deny"
@@ -313,12 +313,12 @@ class HttpAuthPlugin(Plugin):
             superuser = await self._ask(self.super_req, values, "superuser") == "allow"
         return Stop(AuthResult(ReasonCode.SUCCESS, anonymous=False, superuser=superuser))
 
-    async def check_acl(self, channel: Channel, action: str, topic: str,
+    async def check_acl(self, client: ClientInfo, action: str, topic: str,
                         acc: str) -> Stop | None:
         assert self.acl_req is not None
-        if (channel.username or "").startswith("$"):
+        if (client.username or "").startswith("$"):
             return None  # EMQ X: user names starting with $ are not asked about
-        values = client_vars(channel, action, topic)
+        values = client_vars(client, action, topic)
         answer = await self._ask(self.acl_req, values, "acl")
         if answer is None:
             answer = "ignore" if self.on_error == "ignore" else "deny"

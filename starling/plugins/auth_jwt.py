@@ -39,7 +39,7 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from starling.broker import AuthResult, Channel, HookPoint, Stop, topic_matches
+from starling.broker import AuthResult, ClientInfo, HookPoint, Stop, topic_matches
 from starling.mqtt import ReasonCode
 
 from .auth_common import denied, fill
@@ -190,12 +190,12 @@ class JwtAuthPlugin(Plugin):
             await self.fetch_jwks()
 
     # -- tokens ----------------------------------------------------------------------
-    def token_of(self, channel: Channel) -> str | None:
+    def token_of(self, client: ClientInfo) -> str | None:
         if self.source == "username":
-            return channel.username or None
-        if not channel.password:
+            return client.username or None
+        if not client.password:
             return None
-        return channel.password.decode("utf-8", "replace")
+        return client.password.decode("utf-8", "replace")
 
     def _key_for(self, header: Mapping[str, Any]) -> Any:
         alg = header.get("alg")
@@ -251,9 +251,9 @@ class JwtAuthPlugin(Plugin):
             raise TokenError("ImmatureSignatureError")
         return claims
 
-    def check_claims(self, claims: Mapping[str, Any], channel: Channel) -> str | None:
+    def check_claims(self, claims: Mapping[str, Any], client: ClientInfo) -> str | None:
         """The first configured claim that does not hold, or None."""
-        values = {"u": channel.username or "", "c": channel.client_id or ""}
+        values = {"u": client.username or "", "c": client.client_id or ""}
         for name, expected in self.checklist.items():
             got = claims.get(name)
             if got is None or str(got) != fill(expected, values):
@@ -261,8 +261,8 @@ class JwtAuthPlugin(Plugin):
         return None
 
     # -- hooks -------------------------------------------------------------------------
-    def authenticate(self, channel: Channel, acc: AuthResult) -> AuthResult | Stop | None:
-        token = self.token_of(channel)
+    def authenticate(self, client: ClientInfo, acc: AuthResult) -> AuthResult | Stop | None:
+        token = self.token_of(client)
         if token is None:
             self.metrics.auth("ignore")
             return None
@@ -272,20 +272,20 @@ class JwtAuthPlugin(Plugin):
             if str(exc) == NOT_A_JWT:
                 self.metrics.auth("ignore")
                 return None
-            log.info("emqx_auth_jwt: client %s refused: %s", channel.client_id, exc)
+            log.info("emqx_auth_jwt: client %s refused: %s", client.client_id, exc)
             self.metrics.auth("failure")
             return Stop(denied())
-        failed = self.check_claims(claims, channel)
+        failed = self.check_claims(claims, client)
         if failed is not None:
             log.info("emqx_auth_jwt: client %s refused: claim %r does not match",
-                     channel.client_id, failed)
+                     client.client_id, failed)
             self.metrics.auth("failure")
             return Stop(denied())
         self.metrics.auth("success")
         return Stop(AuthResult(ReasonCode.SUCCESS, anonymous=False))
 
-    def check_acl(self, channel: Channel, action: str, topic: str, acc: str) -> Stop | None:
-        token = self.token_of(channel)
+    def check_acl(self, client: ClientInfo, action: str, topic: str, acc: str) -> Stop | None:
+        token = self.token_of(client)
         if token is None:
             return None
         try:
@@ -300,7 +300,7 @@ class JwtAuthPlugin(Plugin):
             self.metrics.acl("ignore")
             return None
         lists = ("pub", "all") if action == "publish" else ("sub", "all")
-        values = {"u": channel.username or "", "c": channel.client_id or ""}
+        values = {"u": client.username or "", "c": client.client_id or ""}
         for name in lists:
             filters = rules.get(name)
             if not isinstance(filters, list):

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from starling.broker import AuthResult, Channel, HookPoint, Stop, topic_matches
+from starling.broker import AuthResult, ClientInfo, HookPoint, Stop, topic_matches
 from starling.mqtt import ReasonCode
 
 from .auth_common import denied, parse_on_error
@@ -327,8 +327,8 @@ class LdapAuthPlugin(Plugin):
         return entry
 
     # -- hooks -------------------------------------------------------------------------
-    async def authenticate(self, channel: Channel, acc: AuthResult) -> AuthResult | Stop | None:
-        username = channel.username
+    async def authenticate(self, client: ClientInfo, acc: AuthResult) -> AuthResult | Stop | None:
+        username = client.username
         if not username:
             # EMQ X: no user name is "bad user name or password", left for a
             # later plugin to overrule (not a stop).
@@ -351,7 +351,7 @@ class LdapAuthPlugin(Plugin):
         if _flag(entry, "isEnabled") is False:
             self.metrics.auth("failure")
             return Stop(denied())
-        password = channel.password or b""
+        password = client.password or b""
         stored = entry[self.password_attr.lower()]
         if not password or not any(check_password(value, password) for value in stored):
             self.metrics.auth("failure")
@@ -360,9 +360,9 @@ class LdapAuthPlugin(Plugin):
         superuser = bool(self.superuser_attr) and _flag(entry, self.superuser_attr) is True
         return Stop(AuthResult(ReasonCode.SUCCESS, anonymous=False, superuser=superuser))
 
-    async def check_acl(self, channel: Channel, action: str, topic: str,
+    async def check_acl(self, client: ClientInfo, action: str, topic: str,
                         acc: str) -> Stop | None:
-        username = channel.username
+        username = client.username
         if not username or username.startswith("$"):
             return None  # EMQ X: nothing to look up for these
         own = "mqttPublishTopic" if action == "publish" else "mqttSubscriptionTopic"

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from starling.broker import AuthResult, Channel, HookPoint, Stop
+from starling.broker import AuthResult, ClientInfo, HookPoint, Stop
 from starling.mqtt import ReasonCode
 
 from .passwords import (
@@ -138,7 +138,7 @@ class TableAuthPlugin(Plugin):
             self._counters.setdefault(f"{spec.metrics}/{outcome}", 0)
 
     @classmethod
-    def key_of(cls, channel: Channel) -> str | None:
+    def key_of(cls, client: ClientInfo) -> str | None:
         raise NotImplementedError
 
     def preloaded(self) -> dict[str, str]:
@@ -164,14 +164,14 @@ class TableAuthPlugin(Plugin):
     async def unload(self) -> None:
         self.context.broker.hooks.remove(HookPoint.CLIENT_AUTHENTICATE, self.authenticate)
 
-    async def authenticate(self, channel: Channel, acc: AuthResult) -> Stop | None:
+    async def authenticate(self, client: ClientInfo, acc: AuthResult) -> Stop | None:
         metrics = self.SPEC.metrics
-        key = self.key_of(channel)
+        key = self.key_of(client)
         hashed = self.table.get(key) if key is not None else None
         if hashed is None:
             self._counters[f"{metrics}/ignore"] += 1
             return None
-        if await check_async(hashed, channel.password or b""):
+        if await check_async(hashed, client.password or b""):
             self._counters[f"{metrics}/success"] += 1
             return Stop(AuthResult(ReasonCode.SUCCESS, anonymous=False))
         self._counters[f"{metrics}/failure"] += 1

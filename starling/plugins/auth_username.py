@@ -14,7 +14,7 @@ The shared behaviour is `auth_table.TableAuthPlugin`.
 
 from __future__ import annotations
 
-from starling.broker import Channel
+from starling.broker import ClientInfo
 
 from .auth_table import TableAuthPlugin, TableSpec
 
@@ -28,5 +28,5 @@ class UsernameAuthPlugin(TableAuthPlugin):
     SCHEMA = USERNAME_SPEC.schema()
 
     @classmethod
-    def key_of(cls, channel: Channel) -> str | None:
-        return channel.username
+    def key_of(cls, client: ClientInfo) -> str | None:
+        return client.username

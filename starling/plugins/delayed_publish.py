@@ -175,9 +175,10 @@ class DelayedPublishPlugin(Plugin):
         """The publisher's ACL for the real topic (EMQ X v3 checked only the
         ``$delayed/`` name; a client must not reach a topic it may not publish to
         by delaying).  Messages of the API or the broker have no connection: allowed."""
-        broker = self.context.broker
-        channel = broker.channels.get(message.sender) if message.peerhost else None
-        return channel is None or broker.check_acl(channel, "publish", topic)
+        if not message.peerhost:
+            return True
+        allowed = self.context.broker.client_may(message.sender, "publish", topic)
+        return allowed is None or allowed
 
     def _refused(self, topic: str, why: str) -> None:
         self._refusals += 1

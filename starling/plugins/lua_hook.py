@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from starling.broker import AuthResult, Channel, HookPoint, Message, Stop
+from starling.broker import AuthResult, ClientInfo, HookPoint, Message, Stop
 from starling.config import parse_bool, parse_size
 from starling.mqtt import ReasonCode, SubscriptionOptions, is_valid_topic_name
 
@@ -389,7 +389,7 @@ class LuaHookPlugin(Plugin):
         attached = []
         for hook in script.functions:
             callback = self._adapter(script, hook)
-            hooks.add(HOOKS[hook], callback)
+            hooks.add_dynamic(HOOKS[hook], callback)
             attached.append((HOOKS[hook], callback))
         self._attached[script.name] = attached
 
@@ -399,8 +399,7 @@ class LuaHookPlugin(Plugin):
             hooks.remove(point, callback)
 
     def _username(self, client_id: str) -> bytes:
-        session = self.context.broker.sessions.get(client_id)
-        return _user(session.username if session is not None else None)
+        return _user(self.context.broker.username_of(client_id))
 
     def _adapter(self, script: LuaScript, hook: str) -> Callable[..., Any]:
         """The broker-side callback that calls `hook` of `script` with EMQ X's arguments."""
@@ -422,18 +421,18 @@ class LuaHookPlugin(Plugin):
                          message.payload, message.qos, message.retain)
             return on_delivered
         if hook == "on_message_acked":
-            def on_acked(channel: Channel, message: Message) -> None:
+            def on_acked(client: ClientInfo, message: Message) -> None:
                 if not message.topic.startswith("$"):
-                    call(hook, channel.client_id.encode(), _user(channel.username),
+                    call(hook, client.client_id.encode(), _user(client.username),
                          message.topic.encode(), message.payload, message.qos, message.retain)
             return on_acked
         if hook == "on_client_connected":
-            def on_connected(channel: Channel) -> None:
-                call(hook, channel.client_id.encode(), _user(channel.username), 0)
+            def on_connected(client: ClientInfo) -> None:
+                call(hook, client.client_id.encode(), _user(client.username), 0)
             return on_connected
         if hook == "on_client_disconnected":
-            def on_disconnected(channel: Channel, reason: str) -> None:
-                call(hook, channel.client_id.encode(), _user(channel.username), reason.encode())
+            def on_disconnected(client: ClientInfo, reason: str) -> None:
+                call(hook, client.client_id.encode(), _user(client.username), reason.encode())
             return on_disconnected
         if hook == "on_session_subscribed":
             def on_subscribed(client_id: str, topic: str, opts: SubscriptionOptions) -> None:
@@ -446,18 +445,18 @@ class LuaHookPlugin(Plugin):
                     call(hook, client_id.encode(), username(client_id), topic.encode())
             return on_unsubscribed
         if hook == "on_client_authenticate":
-            def on_authenticate(channel: Channel, acc: AuthResult) -> Any:
-                values = call(hook, channel.client_id.encode(), _user(channel.username),
-                              channel.peerhost.encode(), channel.password or b"")
+            def on_authenticate(client: ClientInfo, acc: AuthResult) -> Any:
+                values = call(hook, client.client_id.encode(), _user(client.username),
+                              client.peerhost.encode(), client.password or b"")
                 if values and values[0] == b"ok":
                     return Stop(AuthResult(ReasonCode.SUCCESS, anonymous=False))
                 return None  # "ignore" (or anything else): the next authenticator decides
             return on_authenticate
         assert hook == "on_client_check_acl"
 
-        def on_check_acl(channel: Channel, action: str, topic: str, acc: Any) -> Any:
-            values = call(hook, channel.client_id.encode(), _user(channel.username),
-                          channel.peerhost.encode(), channel.password or b"",
+        def on_check_acl(client: ClientInfo, action: str, topic: str, acc: Any) -> Any:
+            values = call(hook, client.client_id.encode(), _user(client.username),
+                          client.peerhost.encode(), client.password or b"",
                           topic.encode(), action.encode())
             if values and values[0] in (b"allow", b"deny"):
                 return Stop(values[0].decode())

@@ -42,11 +42,13 @@ def read(broker: Broker) -> Reading:
 
 def process_gauges(broker: Broker) -> dict[str, float]:
     """``node/uptime`` (s), ``node/memory`` (resident bytes), ``node/cpu_time``
-    (s of CPU used), ``node/tasks`` (asyncio tasks alive), ``node/alarms``."""
+    (s of CPU used), ``node/tasks`` (asyncio tasks alive), ``node/alarms``,
+    ``node/store_available`` (0 while the store cannot commit)."""
     out: dict[str, float] = {
         "node/uptime": round(broker.uptime(), 3),
         "node/cpu_time": round(time.process_time(), 3),
         "node/alarms": len(broker.alarms.present()),
+        "node/store_available": 1 if broker.journal.available else 0,
     }
     rss = _sampler.process_memory()
     if rss is not None:

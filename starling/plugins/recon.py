@@ -10,10 +10,10 @@ runs in Python and shows the nearest honest equivalents (docs/feature-plugins.md
 - asyncio tasks, counted and grouped by coroutine name;
 - process memory: RSS, garbage-collector counts and, when `recon.tracemalloc`
   is on, the top allocation sites;
-- per-connection memory *estimates*: `sys.getsizeof` summed over the objects a
-  connection owns (channel, transport buffers, session with its subscriptions,
-  in-flight window and queue), computed only when asked for, yielding to the
-  event loop between connections;
+- per-connection memory *estimates* (`Broker.connection_memory`): `sys.getsizeof`
+  summed over the objects a connection owns (channel, transport buffers, session
+  with its subscriptions, in-flight window and queue), computed only when asked
+  for, yielding to the event loop between connections;
 - top talkers: connections ranked by messages or bytes in or out.
 
 Everything is read while the plugin is loaded and computed on request; the only
@@ -27,15 +27,13 @@ import gc
 import logging
 import os
 import resource
-import sys
 import threading
 import time
 import tracemalloc
 from collections import Counter, deque
-from collections.abc import Iterable
 from typing import Any
 
-from starling.broker import Broker, Channel, ConnectionSnapshot, Hooks, Session
+from starling.broker import Broker, ConnectionMemory, ConnectionSnapshot
 from starling.config import parse_bool
 
 from .background import cancel, positive_duration
@@ -48,95 +46,23 @@ LAG_WINDOW = 60
 #: The counters a connection can be ranked by (ConnectionSnapshot fields).
 TALKER_KEYS = ("recv_msg", "send_msg", "recv_oct", "send_oct", "recv_pkt", "send_pkt",
                "send_pend")
-#: Objects visited per connection at most when estimating its memory.
-SIZE_BUDGET = 20000
 #: Connections measured between two yields to the event loop.
 SIZE_BATCH = 200
 
 
-class ObjectSizer:
-    """A bounded `sys.getsizeof` walk: follows containers, `__slots__` and
-    `__dict__`, counts each object once, stops at anything shared with the rest
-    of the broker (the broker itself, other channels and sessions, the hooks bus,
-    the event loop, timers and tasks, and the ids in `shared`), and gives up after
-    `budget` objects (the estimate is then a lower bound: `truncated`)."""
-
-    STOP_TYPES: tuple[type, ...] = (Broker, Channel, Session, Hooks, asyncio.AbstractEventLoop,
-                                    asyncio.Handle, asyncio.Future, type)
-
-    def __init__(self, shared: Iterable[object] = (), budget: int = SIZE_BUDGET) -> None:
-        self.seen: set[int] = {id(obj) for obj in shared}
-        self.budget = budget
-        self.truncated = False
-
-    def size(self, *roots: Any) -> int:
-        total = 0
-        stack = list(roots)
-        while stack:
-            obj = stack.pop()
-            if obj is None or id(obj) in self.seen or isinstance(obj, self.STOP_TYPES):
-                continue
-            if self.budget <= 0:
-                self.truncated = True
-                break
-            self.budget -= 1
-            self.seen.add(id(obj))
-            total += sys.getsizeof(obj, 0)
-            if isinstance(obj, (str, bytes, bytearray, int, float, bool, memoryview)):
-                continue
-            if isinstance(obj, dict):
-                stack.extend(obj.keys())
-                stack.extend(obj.values())
-            elif isinstance(obj, (list, tuple, set, frozenset, deque)):
-                stack.extend(obj)
-            else:
-                for cls in type(obj).__mro__:
-                    for name in getattr(cls, "__slots__", ()):
-                        stack.append(getattr(obj, name, None))
-                attrs = getattr(obj, "__dict__", None)
-                if isinstance(attrs, dict):
-                    stack.append(attrs)
-        return total
-
-
-#: Channel attributes that point at the broker or at timers, not at what it owns.
-_CHANNEL_SKIP = frozenset({"broker", "counters", "session", "conn", "_loop", "_timer",
-                           "_retry_timer"})
-#: Connection (transport) attributes that hold bytes of this connection.
-_CONN_OWN = ("_out", "decoder", "peername", "peercert", "cert_username", "cert_clientid")
-#: Session attributes that hold what the session owns.
-_SESSION_OWN = ("client_id", "username", "subscriptions", "subscription_ids", "inflight",
-                "mqueue", "awaiting_rel")
-
-
-def connection_memory(channel: Channel, shared: Iterable[object]) -> dict[str, Any]:
-    """The memory estimate of one connection (bytes; see the module docstring)."""
-    sizer = ObjectSizer(shared)
-    own = [getattr(channel, name, None) for name in Channel.__slots__
-           if name not in _CHANNEL_SKIP]
-    channel_bytes = sys.getsizeof(channel) + sizer.size(*own)
-    conn = channel.conn
-    conn_bytes = sys.getsizeof(conn) + sizer.size(*(getattr(conn, n, None) for n in _CONN_OWN))
-    send_pend = conn.io_stats()["send_pend"]
-    session = channel.session
-    session_bytes = mqueue_len = inflight_len = 0
-    if session is not None:
-        session_bytes = sys.getsizeof(session) + sizer.size(
-            *(getattr(session, n, None) for n in _SESSION_OWN))
-        if session.pending_will is not None:
-            session_bytes += sizer.size(session.pending_will[0])
-        mqueue_len, inflight_len = len(session.mqueue), len(session.inflight)
+def connection_memory_view(estimate: ConnectionMemory) -> dict[str, Any]:
+    """One connection's memory estimate as the API and `starling ctl recon` show it."""
     return {
-        "clientid": channel.client_id,
-        "username": channel.username,
-        "memory": channel_bytes + conn_bytes + send_pend + session_bytes,
-        "channel": channel_bytes,
-        "transport": conn_bytes,
-        "send_pend": send_pend,
-        "session": session_bytes,
-        "mqueue_len": mqueue_len,
-        "inflight_len": inflight_len,
-        "truncated": sizer.truncated,
+        "clientid": estimate.client_id,
+        "username": estimate.username,
+        "memory": estimate.memory,
+        "channel": estimate.client,
+        "transport": estimate.transport,
+        "send_pend": estimate.send_pend,
+        "session": estimate.session,
+        "mqueue_len": estimate.mqueue_len,
+        "inflight_len": estimate.inflight_len,
+        "truncated": estimate.truncated,
     }
 
 
@@ -247,7 +173,7 @@ class ReconPlugin(Plugin):
             "loop": self.sampler.view(),
             "tasks": {"total": tasks["total"], "top": tasks["groups"]},
             "memory": self.process_memory(),
-            "connections": len(self.broker.channels),
+            "connections": self.broker.connection_count(),
             "sessions": len(self.broker.sessions),
             "threads": threading.active_count(),
             "open_fds": open_fds(),
@@ -279,19 +205,14 @@ class ReconPlugin(Plugin):
                      ) -> dict[str, Any]:
         """Process memory and the connections estimated to hold the most."""
         broker = self.broker
-        shared = (broker.options, broker.counters, broker.journal, broker.retained,
-                  broker.router)
-        if client_id is not None:
-            channel = broker.channels.get(client_id)
-            channels = [channel] if channel is not None else []
-        else:
-            channels = list(broker.channels.values())
+        client_ids = [client_id] if client_id is not None else broker.client_ids()
         rows = []
-        for i, channel in enumerate(channels):
+        for i, one in enumerate(client_ids):
             if i and i % SIZE_BATCH == 0:
                 await asyncio.sleep(0)  # a long walk must not stall the loop
-            if channel.state != "closed":
-                rows.append(connection_memory(channel, shared))
+            estimate = broker.connection_memory(one)
+            if estimate is not None:
+                rows.append(connection_memory_view(estimate))
         rows.sort(key=lambda r: r["memory"], reverse=True)
         out = self.process_memory()
         out["connections"] = len(rows)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from starling.broker import Channel, HookPoint, Message
+from starling.broker import ClientInfo, HookPoint, Message
 
 from .registry import ConfigKey, Plugin
 
@@ -53,11 +53,11 @@ class TemplatePlugin(Plugin):
         level: int = self.settings["plugin_template.log_level"]
         return level
 
-    def on_connected(self, channel: Channel) -> None:
-        log.log(self.level, "template: client %s connected", channel.client_id)
+    def on_connected(self, client: ClientInfo) -> None:
+        log.log(self.level, "template: client %s connected", client.client_id)
 
-    def on_disconnected(self, channel: Channel, reason: str) -> None:
-        log.log(self.level, "template: client %s disconnected (%s)", channel.client_id, reason)
+    def on_disconnected(self, client: ClientInfo, reason: str) -> None:
+        log.log(self.level, "template: client %s disconnected (%s)", client.client_id, reason)
 
     def on_publish(self, message: Message) -> Any:
         """A `run_fold` callback: returning None leaves the message unchanged."""

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from starling.broker import Channel, HookPoint, Message, topic_matches
+from starling.broker import ClientInfo, HookPoint, Message, topic_matches
 from starling.mqtt import SubscriptionOptions, is_valid_topic_filter
 
 from .config_values import parse_nonnegative_int, parse_positive_int, parse_timeout
@@ -175,7 +175,7 @@ class WebHookPlugin(Plugin):
     async def load(self) -> None:
         await self.sink.start()
         for point, callback in self.hooks.items():
-            self.broker.hooks.add(point, callback)
+            self.broker.hooks.add_dynamic(point, callback)
 
     async def unload(self) -> None:
         for point, callback in self.hooks.items():
@@ -208,30 +208,30 @@ class WebHookPlugin(Plugin):
                 "payload": self._payload(message.payload), "ts": int(message.timestamp)}
 
     # -- the hooks ---------------------------------------------------------------------
-    def on_client_connected(self, channel: Channel) -> None:
+    def on_client_connected(self, client: ClientInfo) -> None:
         self._send("client.connected", None, {
-            "action": "client_connected", "client_id": channel.client_id,
-            "username": _user(channel.username), "ipaddress": channel.peerhost,
-            "keepalive": channel.keepalive, "proto_ver": channel.protocol_level,
-            "connected_at": int(channel.connected_at or 0), "conn_ack": 0})
+            "action": "client_connected", "client_id": client.client_id,
+            "username": _user(client.username), "ipaddress": client.peerhost,
+            "keepalive": client.keepalive, "proto_ver": client.proto_ver,
+            "connected_at": int(client.connected_at or 0), "conn_ack": 0})
 
-    def on_client_disconnected(self, channel: Channel, reason: str) -> None:
+    def on_client_disconnected(self, client: ClientInfo, reason: str) -> None:
         self._send("client.disconnected", None, {
-            "action": "client_disconnected", "client_id": channel.client_id,
-            "username": _user(channel.username), "reason": reason})
+            "action": "client_disconnected", "client_id": client.client_id,
+            "username": _user(client.username), "reason": reason})
 
-    def on_client_subscribe(self, channel: Channel,
+    def on_client_subscribe(self, client: ClientInfo,
                             table: list[tuple[str, SubscriptionOptions]]) -> None:
         for topic, opts in table:
             self._send("client.subscribe", topic, {
-                "action": "client_subscribe", "client_id": channel.client_id,
-                "username": _user(channel.username), "topic": topic, "opts": _opts(opts)})
+                "action": "client_subscribe", "client_id": client.client_id,
+                "username": _user(client.username), "topic": topic, "opts": _opts(opts)})
 
-    def on_client_unsubscribe(self, channel: Channel, topics: list[str]) -> None:
+    def on_client_unsubscribe(self, client: ClientInfo, topics: list[str]) -> None:
         for topic in topics:
             self._send("client.unsubscribe", topic, {
-                "action": "client_unsubscribe", "client_id": channel.client_id,
-                "username": _user(channel.username), "topic": topic})
+                "action": "client_unsubscribe", "client_id": client.client_id,
+                "username": _user(client.username), "topic": topic})
 
     def on_session_subscribed(self, client_id: str, topic: str,
                               opts: SubscriptionOptions) -> None:
@@ -260,16 +260,16 @@ class WebHookPlugin(Plugin):
         self._send("message.delivered", message.topic,
                    body | self._message("message_delivered", message))
 
-    def on_message_acked(self, channel: Channel, message: Message) -> None:
+    def on_message_acked(self, client: ClientInfo, message: Message) -> None:
         if message.sys or not self._wanted("message.acked", message.topic):
             return
-        body = {"action": "message_acked", "client_id": channel.client_id,
-                "username": _user(channel.username)}
+        body = {"action": "message_acked", "client_id": client.client_id,
+                "username": _user(client.username)}
         self._send("message.acked", message.topic, body | self._message("message_acked", message))
 
     def _username(self, client_id: str) -> str:
-        channel = self.broker.channels.get(client_id)
-        return _user(channel.username if channel is not None else None)
+        client = self.broker.client_info(client_id)
+        return _user(client.username if client is not None else None)
 
 
 def _user(username: str | None) -> str:

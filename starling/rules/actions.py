@@ -49,8 +49,10 @@ inspect_log = logging.getLogger("starling.rules.inspect")
 REPUBLISHED_BY = "republished_by"
 
 Report = Callable[[bool], None]
-#: Returns True / False when done at once, None when it calls `report(ok)` later.
-ActionFn = Callable[[dict[str, Any], Mapping[str, Any], Report], bool | None]
+#: Called with the selected data (a dict; a FOREACH element may be any JSON value), the
+#: event's columns and `report`.  Returns True / False when done at once, None when it
+#: calls `report(ok)` later.
+ActionFn = Callable[[Any, Mapping[str, Any], Report], bool | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +96,18 @@ class ActionSpec:
         return params
 
 
+def template_data(selected: Any, envs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What `${name}` placeholders read: the selected data, then the event's columns (a
+    FOREACH element that is not an object: the columns alone)."""
+    return {**envs, **selected} if isinstance(selected, Mapping) else envs
+
+
 # -- built_in ------------------------------------------------------------------------------
 
 def _inspect(ctx: ActionContext) -> ActionFn:
     params = ctx.params
 
-    def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report) -> bool | None:
+    def run(selected: Any, envs: Mapping[str, Any], report: Report) -> bool | None:
         inspect_log.info("[inspect] rule %s Selected Data: %s; Envs: %s; Action Init Params: %s",
                          ctx.rule_id, to_json(selected), to_json(dict(envs)), to_json(params))
         return True
@@ -107,7 +115,7 @@ def _inspect(ctx: ActionContext) -> ActionFn:
 
 
 def _do_nothing(ctx: ActionContext) -> ActionFn:
-    def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report
+    def run(selected: Any, envs: Mapping[str, Any], report: Report
             ) -> bool | None:
         return True
     return run
@@ -124,9 +132,9 @@ def _republish(ctx: ActionContext) -> ActionFn:
     broker = ctx.broker
     rule_id = ctx.rule_id
 
-    def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report
+    def run(selected: Any, envs: Mapping[str, Any], report: Report
             ) -> bool | None:
-        data = {**envs, **selected}  # placeholders: the selected data, then the columns
+        data = template_data(selected, envs)
         topic = render(topic_tmpl, data)
         if not is_valid_topic_name(topic):
             raise ValueError(f"republish: {topic!r} is not a valid topic name")
@@ -151,12 +159,12 @@ DEFAULT_EVENT_TEMPLATE = {"event": "${event}", "client_id": "${client_id}",
                           "username": "${username}"}
 
 
-def _post(ctx: ActionContext, body: Callable[[dict[str, Any], Mapping[str, Any]], bytes]
+def _post(ctx: ActionContext, body: Callable[[Any, Mapping[str, Any]], bytes]
           ) -> ActionFn:
     rid: str = ctx.params["$resource"]
     lookup = ctx.resource
 
-    def run(selected: dict[str, Any], envs: Mapping[str, Any], report: Report
+    def run(selected: Any, envs: Mapping[str, Any], report: Report
             ) -> bool | None:
         resource = lookup(rid)
         sink = resource.sink if resource is not None else None
@@ -175,7 +183,7 @@ def _web_publish(ctx: ActionContext) -> ActionFn:
 def _web_event(ctx: ActionContext) -> ActionFn:
     template = ctx.params.get("template") or DEFAULT_EVENT_TEMPLATE
     return _post(ctx, lambda selected, envs: to_json(
-        render_value(template, {**envs, **selected})).encode())
+        render_value(template, template_data(selected, envs))).encode())
 
 
 RESOURCE_PARAM = param("string", "Resource ID", "Bind a resource to this action",

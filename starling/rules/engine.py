@@ -53,9 +53,9 @@ from .events import (
     event_name,
     known_columns,
 )
-from .resources import RESOURCE_TYPES, Resource, make_resource
+from .resources import RESOURCE_TYPES, Resource, make_resource, probe
 from .runner import Runner, runner_for
-from .sql import RuleSql, SqlError, parse_sql
+from .sql import RuleSql, Selected, SqlError, parse_sql
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ class RuleEngine:
             if point not in self._hooked:
                 callback = self._recorder(event)
                 self._hooked[point] = callback
-                hooks.add(point, callback)
+                hooks.add_dynamic(point, callback)
 
     def _recorder(self, event: str) -> Callable[..., None]:
         """The hook callback of an event: checks what is cheap to check, then records."""
@@ -501,6 +501,8 @@ class RuleEngine:
         name = _str_field(body, "name", "") or ""
         description = _str_field(body, "description", "") or ""
         enabled = body.get("enabled", True)
+        if enabled in ("true", "false"):  # from the query string (`?enabled=false`)
+            enabled = enabled == "true"
         if not isinstance(enabled, bool):
             raise bad_arguments("'enabled' must be true or false")
         actions_given = body.get("actions", [])
@@ -560,9 +562,10 @@ class RuleEngine:
     def rule_list(self) -> list[Rule]:
         return sorted(self.rules.values(), key=lambda r: r.created_at)
 
-    def test_sql(self, rawsql: Any, ctx: Any) -> dict[str, Any]:
+    def test_sql(self, rawsql: Any, ctx: Any) -> Selected:
         """A dry run (`test: true`): the SQL on columns given in `ctx`, over the
-        sample values of its event."""
+        sample values of its event.  FOREACH gives the list of what each element
+        selects (maybe empty); a WHERE that does not hold is `SQL Not Match` (404)."""
         if not isinstance(rawsql, str) or not rawsql:
             raise bad_arguments("missing 'rawsql'")
         if ctx is not None and not isinstance(ctx, dict):
@@ -607,6 +610,20 @@ class RuleEngine:
         if not await resource.start():
             log.warning("resource %s created but not reachable", rid)
         return resource
+
+    async def test_resource(self, body: Any) -> None:
+        """A dry run (`test: true`): the type and config checked as at create, and a
+        web hook's endpoint probed; nothing is created.  Unreachable: EMQ X's
+        ``Test Creating Resource Failed`` (code 500)."""
+        if not isinstance(body, dict):
+            raise bad_arguments("the body must be a JSON object")
+        type_name = _str_field(body, "type")
+        if not type_name:
+            raise bad_arguments("missing 'type'")
+        resource = make_resource("resource:test", "test", type_name, body.get("config"), "",
+                                 self.broker.alarms)
+        if resource.type.name == "web_hook" and not await probe(resource.config["url"]):
+            raise RuleError("Test Creating Resource Failed", 500, 400)
 
     async def start_resource(self, rid: str) -> Resource:
         resource = self.resources.get(rid)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from starling.broker import Broker, Channel, HookPoint, Message
+from starling.broker import Broker, ClientInfo, HookPoint, Message
 
 UNDEFINED = "undefined"
 
@@ -154,11 +154,10 @@ def _payload(payload: bytes) -> str | bytes:
     return text if len(text.encode()) == len(payload) else payload
 
 
-def _peername(channel: Channel | None) -> str:
-    if channel is None:
+def _peername(client: ClientInfo | None) -> str:
+    if client is None or not client.peerhost:
         return UNDEFINED
-    host, port = channel.conn.peername
-    return f"{host}:{port}" if host else UNDEFINED
+    return f"{client.peerhost}:{client.peerport}"
 
 
 def _user(name: str | None) -> str:
@@ -215,9 +214,9 @@ class ColumnBuilder:
         }
 
     def _sender_peername(self, message: Message) -> str:
-        channel = self.broker.channels.get(message.sender) if message.sender else None
-        if channel is not None and channel.peerhost == message.peerhost:
-            return _peername(channel)
+        client = self.broker.client_info(message.sender) if message.sender else None
+        if client is not None and client.peerhost == message.peerhost:
+            return _peername(client)
         return message.peerhost or UNDEFINED
 
     def _publish(self, args: tuple[Any, ...], at: float) -> dict[str, Any]:
@@ -232,60 +231,60 @@ class ColumnBuilder:
 
     def _deliver(self, args: tuple[Any, ...], at: float) -> dict[str, Any]:
         client_id, message = args
-        channel = self.broker.channels.get(client_id)
+        client = self.broker.client_info(client_id)
         columns = self._message(MESSAGE_DELIVER, message, client_id,
-                                channel.username if channel is not None else None,
-                                _peername(channel))
+                                client.username if client is not None else None,
+                                _peername(client))
         columns["auth_result"] = "success"
         columns["mountpoint"] = UNDEFINED
         return columns
 
     def _acked(self, args: tuple[Any, ...], at: float) -> dict[str, Any]:
-        channel, message = args
-        return self._message(MESSAGE_ACKED, message, channel.client_id, channel.username,
-                             _peername(channel))
+        client, message = args
+        return self._message(MESSAGE_ACKED, message, client.client_id, client.username,
+                             _peername(client))
 
     # -- client events -------------------------------------------------------------------
-    def _client(self, event: str, channel: Channel, at: float) -> dict[str, Any]:
+    def _client(self, event: str, client: ClientInfo, at: float) -> dict[str, Any]:
         return {
-            "client_id": channel.client_id,
-            "username": _user(channel.username),
+            "client_id": client.client_id,
+            "username": _user(client.username),
             "event": event,
             "auth_result": "success",
             "mountpoint": UNDEFINED,
-            "peername": _peername(channel),
+            "peername": _peername(client),
             "timestamp": _ms(at),
             "node": self.node,
         }
 
     def _connected(self, args: tuple[Any, ...], at: float) -> dict[str, Any]:
-        (channel,) = args
-        columns = self._client(CLIENT_CONNECTED, channel, at)
-        columns.update(clean_start=channel.clean_start, connack=0,
-                       connected_at=_ms(channel.connected_at or at),
-                       is_bridge=channel.is_bridge, keepalive=channel.keepalive,
-                       proto_ver=channel.protocol_level)
+        (client,) = args
+        columns = self._client(CLIENT_CONNECTED, client, at)
+        columns.update(clean_start=client.clean_start, connack=0,
+                       connected_at=_ms(client.connected_at or at),
+                       is_bridge=client.is_bridge, keepalive=client.keepalive,
+                       proto_ver=client.proto_ver)
         return columns
 
     def _disconnected(self, args: tuple[Any, ...], at: float) -> dict[str, Any]:
-        channel, reason = args
-        columns = self._client(CLIENT_DISCONNECTED, channel, at)
+        client, reason = args
+        columns = self._client(CLIENT_DISCONNECTED, client, at)
         columns["reason_code"] = reason
         return columns
 
     def _subscribe(self, args: tuple[Any, ...], at: float) -> dict[str, Any]:
-        channel, subscriptions = args
+        client, subscriptions = args
         filters = [{"topic": f, "qos": opts.qos} for f, opts in subscriptions]
-        return self._topic_filters(CLIENT_SUBSCRIBE, channel, filters, at)
+        return self._topic_filters(CLIENT_SUBSCRIBE, client, filters, at)
 
     def _unsubscribe(self, args: tuple[Any, ...], at: float) -> dict[str, Any]:
-        channel, topic_filters = args
+        client, topic_filters = args
         filters = [{"topic": f, "qos": 0} for f in topic_filters]
-        return self._topic_filters(CLIENT_UNSUBSCRIBE, channel, filters, at)
+        return self._topic_filters(CLIENT_UNSUBSCRIBE, client, filters, at)
 
-    def _topic_filters(self, event: str, channel: Channel, filters: list[dict[str, Any]],
+    def _topic_filters(self, event: str, client: ClientInfo, filters: list[dict[str, Any]],
                        at: float) -> dict[str, Any]:
-        columns = self._client(event, channel, at)
+        columns = self._client(event, client, at)
         first = filters[0] if filters else {"topic": UNDEFINED, "qos": 0}
         columns.update(topic_filters=filters, topic=first["topic"], qos=first["qos"])
         return columns
@@ -293,11 +292,11 @@ class ColumnBuilder:
     # -- session events ------------------------------------------------------------------
     def _session(self, event: str, client_id: str, topic: str, opts: Any,
                  at: float) -> dict[str, Any]:
-        channel = self.broker.channels.get(client_id)
+        client = self.broker.client_info(client_id)
         qos = opts.qos if opts is not None else 0
         return {
             "client_id": client_id,
-            "username": _user(channel.username if channel is not None else None),
+            "username": _user(client.username if client is not None else None),
             "event": event,
             "topic": topic,
             "qos": qos,

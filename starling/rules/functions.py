@@ -615,6 +615,54 @@ def nth(n: Any, items: Any) -> Any:
     return items[index - 1]
 
 
+def _list(fn: str, items: Any) -> list[Any]:
+    if not isinstance(items, list):
+        raise _bad(fn, "an array", items)
+    return items
+
+
+@builtin("length")
+def length(items: Any) -> int:
+    return len(_list("length", items))
+
+
+@builtin("sublist")
+def sublist(a: Any, b: Any, c: Any = None) -> list[Any]:
+    """sublist(len, list): the first len elements; sublist(start, len, list): len
+    elements from the start-th (1-based; start may be one past the end: [])."""
+    if c is None:
+        count, items = _int("sublist", a), _list("sublist", b)
+        start = 1
+    else:
+        start, count, items = _int("sublist", a), _int("sublist", b), _list("sublist", c)
+    if count < 0 or not 0 < start <= len(items) + 1:
+        raise SqlRuntimeError(f"sublist(): start {start}, length {count} do not fit an "
+                              f"array of {len(items)} elements")
+    return items[start - 1:start - 1 + count]
+
+
+@builtin("first")
+def first(items: Any) -> Any:
+    items = _list("first", items)
+    if not items:
+        raise SqlRuntimeError("first(): the array is empty")
+    return items[0]
+
+
+@builtin("last")
+def last(items: Any) -> Any:
+    items = _list("last", items)
+    if not items:
+        raise SqlRuntimeError("last(): the array is empty")
+    return items[-1]
+
+
+@builtin("contains")
+def contains(item: Any, items: Any) -> bool:
+    """Is `item` an element of the list (exactly equal, as Erlang's lists:member)?"""
+    return any(type(x) is type(item) and x == item for x in _list("contains", items))
+
+
 # -- hashes and encodings ----------------------------------------------------------------
 
 @builtin("md5")
@@ -766,6 +814,41 @@ def is_null(value: Any) -> bool:
 @builtin("is_not_null")
 def is_not_null(value: Any) -> bool:
     return value is not None
+
+
+@builtin("is_str")
+def is_str(value: Any) -> bool:
+    return isinstance(value, (str, bytes, bytearray))
+
+
+@builtin("is_bool")
+def is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+@builtin("is_int")
+def is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+@builtin("is_float")
+def is_float(value: Any) -> bool:
+    return type(value) is float
+
+
+@builtin("is_num")
+def is_num(value: Any) -> bool:
+    return is_number(value)
+
+
+@builtin("is_map")
+def is_map(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+@builtin("is_array")
+def is_array(value: Any) -> bool:
+    return isinstance(value, list)
 
 
 def _map_arg(fn: str, value: Any) -> dict[str, Any]:

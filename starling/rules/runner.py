@@ -7,7 +7,8 @@ group into one function instead: the columns the rules read are read once,
 at the top; each rule's WHERE, SELECT, counters and action calls follow in
 order, unrolled.  It does exactly what the loop did, rule by rule: an
 exception in one rule's SQL counts `failed` for that rule only, an action
-that raises counts a failure of that action only.
+that raises counts a failure of that action only.  A FOREACH rule runs its
+actions once per element it keeps (and counts `nomatch` when it keeps none).
 
 Only code made by `sql.py` from a parsed statement and names bound here go
 into the source; every rule, counter and action is a global of the function.
@@ -18,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from .sql import RuleSql, compile_function
+from .sql import RuleSql
+from .sqlcode import compile_function
 
 #: Runs the rules on one event's columns.
 Runner = Callable[[Mapping[str, Any]], None]
@@ -30,7 +32,7 @@ class RunnableAction(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def run(self) -> Callable[[dict[str, Any], Mapping[str, Any], Callable[[bool], None]],
+    def run(self) -> Callable[[Any, Mapping[str, Any], Callable[[bool], None]],
                               bool | None]: ...
     @property
     def done(self) -> Callable[[bool], None]: ...
@@ -72,32 +74,39 @@ def compile_runner(rules: Sequence[RunnableRule]) -> tuple[Runner, str]:
         r, m = f"_R{i}", f"_M{i}"
         names[r], names[m] = rule, rule.metrics
         code = rule.sql.code
+        body += ["try:", *(f"    {line}" for line in code.prelude)]
         if code.where is None:
-            body += ["try:", *(f"    {line}" for line in code.select)]
+            body += [f"    {line}" for line in code.select]
         else:
-            body += ["try:", f"    if {code.where} is not True:", "        _sel = None",
+            body += [f"    if {code.where} is not True:", "        _sel = None",
                      "    else:", *(f"        {line}" for line in code.select)]
         body += ["except Exception as _e:",
                  f"    {m}.failed += 1",
                  f"    {r}.log_failure('SQL failed', _e)",
                  "else:",
-                 "    if _sel is None:",
+                 # FOREACH: WHERE held but no element was kept is no match either
+                 "    if not _sel:" if code.many else "    if _sel is None:",
                  f"        {m}.nomatch += 1",
                  "    else:",
                  f"        {m}.passed += 1"]
+        # FOREACH runs the actions once per element (_one), SELECT once (_sel)
+        data, pad = ("_one", "    ") if code.many else ("_sel", "")
+        if code.many and rule.actions:
+            body.append("        for _one in _sel:")
         for j, action in enumerate(rule.actions):
             a = f"_A{i}_{j}"
             names[a], names[a + "run"], names[a + "done"] = action, action.run, action.done
             names[a + "what"] = f"action {action.name} failed"
-            body += ["        try:",
-                     f"            _d = {a}run(_sel, columns, {a}done)",
-                     "        except Exception as _e:",
-                     f"            {a}.failed += 1",
-                     f"            {r}.log_failure({a}what, _e)",
-                     "        else:",
-                     "            if _d is True:",
-                     f"                {a}.success += 1",
-                     "            elif _d is False:",
-                     f"                {a}.failed += 1"]
+            body += [pad + line for line in (
+                "        try:",
+                f"            _d = {a}run({data}, columns, {a}done)",
+                "        except Exception as _e:",
+                f"            {a}.failed += 1",
+                f"            {r}.log_failure({a}what, _e)",
+                "        else:",
+                "            if _d is True:",
+                f"                {a}.success += 1",
+                "            elif _d is False:",
+                f"                {a}.failed += 1")]
     return compile_function("_run(columns)", body, [rule.sql.code for rule in rules], names,
                             "_run")

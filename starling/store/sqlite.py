@@ -73,6 +73,8 @@ class SQLiteStore(Store):
         # takes microseconds, so the journal runs it inline (docs/durability.md).
         self.cheap_commit = sync != "full"
         self._db: sqlite3.Connection | None = None
+        #: A failed rollback closed the connection: the next `apply` reopens it.
+        self._reopen = False
         self._ops: dict[str, Callable[..., None]] = {
             "kv_put": self._kv_put,
             "kv_delete": self._kv_delete,
@@ -150,6 +152,9 @@ class SQLiteStore(Store):
         written with one `executemany` per kind.  Every other operation runs in
         order where it stands; `session_delete`, which reads the message tables,
         first writes what was collected before it."""
+        if self._reopen:
+            self.open()
+            self._reopen = False
         db = self.db
         ops = self._ops
         bodies: dict[int, MessageRecord | None] = {}  # message id → body, None = delete
@@ -175,8 +180,26 @@ class SQLiteStore(Store):
                 self._write_messages(bodies, held)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            self._rollback()
             raise
+
+    def _rollback(self) -> None:
+        """Undo a failed transaction, if SQLite has not already.
+
+        On SQLITE_FULL, SQLITE_IOERR or SQLITE_BUSY SQLite may roll the whole
+        transaction back itself (https://sqlite.org/lang_transaction.html,
+        "Response To Errors Within A Transaction"); a ROLLBACK then fails with
+        "no transaction is active", and that error must neither hide the real one
+        nor leave the connection unusable for the retry."""
+        db = self.db
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                # The connection is in no state to go on: the retry opens a fresh one.
+                db.close()
+                self._db = None
+                self._reopen = True
 
     def _write_messages(self, bodies: dict[int, MessageRecord | None],
                         held: dict[tuple[str, int], Operation | None]) -> None:

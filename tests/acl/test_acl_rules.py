@@ -16,6 +16,7 @@ from starling.broker import (
     AclSyntaxError,
     Broker,
     BrokerOptions,
+    ClientInfo,
     HookPoint,
     Hooks,
     InternalAcl,
@@ -238,8 +239,10 @@ def test_cache_ttl_size_and_generation() -> None:
 
 def channel(zone: str = "external", superuser: bool = False, client_id: str = "c",
             username: str | None = None) -> Any:
+    """What `Broker.check_acl` reads of a connected client (`Client`'s attributes)."""
+    info = ClientInfo(client_id, username, "10.9.9.9", 0, zone=zone, is_superuser=superuser)
     return SimpleNamespace(client_id=client_id, username=username, peerhost="10.9.9.9",
-                           zone=zone, is_superuser=superuser, acl_cache=None)
+                           zone=zone, is_superuser=superuser, acl_cache=None, info=info)
 
 
 def broker_with(rules: str, **options: Any) -> Broker:

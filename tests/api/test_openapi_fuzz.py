@@ -10,7 +10,6 @@ plugin, are not sent."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,8 +22,6 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 MAX_EXAMPLES = 12
-#: Generous for a ~60-operation API; the run takes a few seconds.
-TIME_BUDGET = 90.0
 PROTECTED_APPS = {"admin"}
 PROTECTED_PLUGINS = {"emqx_management"}
 
@@ -79,7 +76,7 @@ def check(case: Any, resp: schemathesis.Response) -> None:
         assert isinstance(body["data"], list) and len(body["data"]) <= meta["limit"]
 
 
-@pytest.mark.timeout(TIME_BUDGET + 60)  # the ~80 operations outgrew the default 60 s
+@pytest.mark.timeout(600)  # MAX_EXAMPLES per operation bound the work; a loaded machine is slow
 def test_fuzz_every_operation(api_node: Any, fuzzer_app: tuple[str, str]) -> None:
     host, port = api_node.listeners["http:management"]
     base_url = f"http://{host}:{port}"
@@ -90,7 +87,6 @@ def test_fuzz_every_operation(api_node: Any, fuzzer_app: tuple[str, str]) -> Non
     assert len(operations) == len(listed) > 30
     failures: list[str] = []
     calls = 0
-    started = time.monotonic()
     with requests.Session() as session:
         session.auth = fuzzer_app
         for operation in operations:
@@ -124,7 +120,6 @@ def test_fuzz_every_operation(api_node: Any, fuzzer_app: tuple[str, str]) -> Non
                     if mode is GenerationMode.NEGATIVE and "Unsatisfiable" in type(exc).__name__:
                         continue  # no invalid input can be expressed for this operation
                     failures.append(f"{operation.label} ({mode.value}): {exc!r}")
-            assert time.monotonic() - started < TIME_BUDGET, "fuzzing took too long"
     assert not failures, "\n".join(failures)
     assert calls > len(operations) * 3
     # the node is still healthy and the credentials still work

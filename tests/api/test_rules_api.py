@@ -12,6 +12,7 @@ import httpx
 import pytest
 from helpers.api import err, ok
 from helpers.clients import PahoClient, uid, wait_until
+from helpers.http_receiver import HttpReceiver
 from helpers.servers import free_port
 
 #: The seed's "Create Rule" parameter example, verbatim.
@@ -302,6 +303,52 @@ def test_sql_dry_run(api: httpx.Client) -> None:
                                  "ctx": {"topic": "t/1", "payload": "{\"x\": 0}"}}),
         404, 404, "SQL Not Match")
     assert all(r["rawsql"] != sql for r in ok(api.get("/rules")))  # nothing created
+
+
+# -- query-string parameters (minirest) ----------------------------------------------------
+# minirest gives a POST/PUT handler the query-string pairs and the body's as one list,
+# so `POST /rules?test=true` is an SQL test: the EMQ X v3.2 dashboard's test button.
+
+def test_sql_test_through_the_query_string(api: httpx.Client) -> None:
+    sql = "SELECT payload.x as x FROM \"message.publish\" WHERE x > 1"
+    before = ok(api.get("/rules"))
+    ctx = {"topic": "t/1", "payload": "{\"x\": 2}"}
+    assert ok(api.post("/rules?test=true", json={"rawsql": sql, "ctx": ctx})) == {"x": 2}
+    err(api.post("/rules", params={"test": "true"},
+                 json={"rawsql": sql, "ctx": {"payload": "{\"x\": 0}"}}),
+        404, 404, "SQL Not Match")
+    # the body wins over the query string where both carry a key
+    assert ok(api.post("/rules?test=false&rawsql=nonsense",
+                       json={"rawsql": sql, "ctx": ctx, "test": True})) == {"x": 2}
+    err(api.post("/rules?test=true", json={"rawsql": "select", "ctx": ctx}), 400, 400)
+    assert ok(api.get("/rules")) == before  # nothing created
+
+
+def test_query_string_parameters_reach_a_created_rule(
+        api: httpx.Client, cleanup: Callable[[str, str], str]) -> None:
+    rule = ok(api.post("/rules?description=from%20the%20query&enabled=false",
+                       json={"rawsql": 'select * from "t/#"', "description": "body"}))
+    cleanup("rules", rule["id"])
+    assert (rule["description"], rule["enabled"]) == ("body", False)
+    updated = ok(api.put(f"/rules/{rule['id']}?enabled=true&description=q"))
+    assert (updated["description"], updated["enabled"]) == ("q", True)
+
+
+def test_resource_test_creates_nothing(api: httpx.Client) -> None:
+    before = ok(api.get("/resources"))
+    assert api.post("/resources?test=true", json={"type": "built_in"}).json() == {"code": 0}
+    with HttpReceiver() as receiver:
+        assert api.post("/resources", json={
+            "type": "web_hook", "test": True,
+            "config": {"url": receiver.url + "/hook"}}).json() == {"code": 0}
+    err(api.post("/resources?test=true", json={
+        "type": "web_hook", "config": {"url": f"http://127.0.0.1:{free_port()}/hook"}}),
+        400, 500, "Test Creating Resource Failed")
+    err(api.post("/resources?test=true&type=nope", json={}), 400, 400,
+        "Resource Type nope Not Found")
+    err(api.post("/resources?test=true", json={"type": "web_hook", "config": {}}), 400, 400,
+        "Bad Arguments: config: missing required param 'url'")
+    assert ok(api.get("/resources")) == before
 
 
 # -- resources -----------------------------------------------------------------------------

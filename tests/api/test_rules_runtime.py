@@ -156,6 +156,71 @@ def test_failing_action_is_counted_not_fatal(api: httpx.Client, mqtt: Mqtt,
     assert [a["success"] for a in m["actions"]] == [0, 1]
 
 
+# -- EMQ X v3.2.5+ SQL on live traffic: FOREACH, CASE, aliases read by later fields ------
+
+def test_foreach_republishes_one_message_per_element(api: httpx.Client, mqtt: Mqtt,
+                                                     rule: Callable[..., dict[str, Any]],
+                                                     ) -> None:
+    tok = uid("each")
+    created = rule(f"FOREACH payload.sensors as s DO s.id as id, s.temp as t, clientid() as c "
+                   f"INCASE s.temp > 30 FROM \"message.publish\" WHERE topic =~ 'fe/{tok}/+'",
+                   republish(f"hot/{tok}/${{id}}", "${c}:${t}"))
+    out = watcher(mqtt, f"hot/{tok}/#")
+    pub = mqtt(uid("dev"))
+    pub.publish(f"fe/{tok}/1", json.dumps({"sensors": [
+        {"id": "a", "temp": 35}, {"id": "b", "temp": 20}, {"id": "c", "temp": 31.5}]}))
+    pub.publish(f"fe/{tok}/1", json.dumps({"sensors": []}))  # WHERE holds, nothing kept
+    pub.publish(f"fe/{tok}/1", json.dumps({"sensors": [{"id": "end", "temp": 99}]}))
+    got = [(m.topic, m.payload.decode()) for m in out.get_many(3)]
+    assert got == [(f"hot/{tok}/a", f"{pub.client_id}:35"),
+                   (f"hot/{tok}/c", f"{pub.client_id}:31.5"),
+                   (f"hot/{tok}/end", f"{pub.client_id}:99")]
+    m = metrics(api, created["id"])
+    assert (m["matched"], m["passed"], m["nomatch"], m["failed"]) == (3, 2, 1, 0)
+    assert m["actions"][0]["success"] == 3
+
+
+def test_foreach_without_do_sends_each_element_as_json(mqtt: Mqtt,
+                                                       rule: Callable[..., dict[str, Any]],
+                                                       ) -> None:
+    tok = uid("el")
+    rule(f'FOREACH json_decode(payload) FROM "arr/{tok}"', republish(f"one/{tok}"))
+    out = watcher(mqtt, f"one/{tok}")
+    mqtt(uid("p")).publish(f"arr/{tok}", '[{"k": 1}, 2, "three"]')
+    assert [json.loads(m.payload) for m in out.get_many(3)] == [{"k": 1}, 2, "three"]
+
+
+def test_case_in_select_and_where(mqtt: Mqtt, rule: Callable[..., dict[str, Any]]) -> None:
+    tok = uid("case")
+    rule("SELECT CASE WHEN payload.t > 30 THEN 'hot' WHEN payload.t < 10 THEN 'cold' "
+         "ELSE 'mild' END as level, "
+         "CASE payload.unit WHEN 'F' THEN (payload.t - 32) * 5 div 9 ELSE payload.t END as c "
+         f"FROM \"case/{tok}\" WHERE CASE payload.kind WHEN 'test' THEN false ELSE true END",
+         republish(f"lvl/{tok}", "${level} ${c}"))
+    out = watcher(mqtt, f"lvl/{tok}")
+    pub = mqtt(uid("p"))
+    for body in ({"t": 35}, {"t": 95, "unit": "F"}, {"t": 5, "kind": "test"}, {"t": 5},
+                 {"t": 20}):
+        pub.publish(f"case/{tok}", json.dumps(body))
+    assert [m.payload.decode() for m in out.get_many(4)] == [
+        "hot 35", "hot 35", "cold 5", "mild 20"]
+
+
+def test_where_reads_an_alias_of_an_alias(mqtt: Mqtt,
+                                          rule: Callable[..., dict[str, Any]]) -> None:
+    """EMQ X's "cascaded as": later fields and WHERE see the earlier aliases; a field
+    whose value is undefined is left out of the selected data."""
+    tok = uid("alias")
+    rule("SELECT payload.cmd as cmd, cmd.info as info, cmd.nope as missing "
+         f"FROM \"message.publish\" WHERE topic =~ 'cmd/{tok}' and info = 'tt'",
+         republish(f"seen/{tok}"))
+    out = watcher(mqtt, f"seen/{tok}")
+    pub = mqtt(uid("p"))
+    pub.publish(f"cmd/{tok}", '{"cmd": {"info": "no"}}')
+    pub.publish(f"cmd/{tok}", '{"cmd": {"info": "tt"}}')
+    assert json.loads(out.get().payload) == {"cmd": {"info": "tt"}, "info": "tt"}
+
+
 # -- every event type --------------------------------------------------------------------
 
 def test_client_connected_and_disconnected(mqtt: Mqtt,

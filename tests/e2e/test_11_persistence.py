@@ -40,6 +40,7 @@ from helpers.packets import (
     gen_connect,
     gen_disconnect,
     gen_pingreq,
+    gen_pingresp,
     gen_puback,
     gen_pubcomp,
     gen_publish,
@@ -47,6 +48,8 @@ from helpers.packets import (
     gen_pubrel,
     gen_suback,
     gen_subscribe,
+    gen_unsuback,
+    gen_unsubscribe,
     parse_mid,
     parse_publish,
 )
@@ -796,3 +799,76 @@ def test_suback_waits_until_the_subscription_is_on_disk(make_node, clients, tmp_
         publish(pub, topic, b"for-the-subscriber", 1)
         assert [p.payload for p in consume(c, 1, timeout=1.5)] == [b"for-the-subscriber"], (
             "SUBACK went out before the subscription was committed")
+
+
+def test_unsuback_waits_until_the_unsubscription_is_on_disk(make_node, clients,
+                                                             tmp_path) -> None:
+    """UNSUBACK promises the subscription is gone: not before that is committed
+    (else a crash brings it back, and the client gets messages it gave up)."""
+    node = make_node({}, data_dir=tmp_path / "d")
+    topic, cid = uid("us"), uid("sub")
+    c = connect(clients, node, cid)
+    c.send(gen_subscribe(1, topic, 1))
+    c.expect_packet(gen_suback(1, 1))
+    wait_on_disk(node, "SELECT count(*) FROM subscriptions WHERE client_id = ?", (cid,), 1)
+    with write_locked(node):
+        c.send(gen_unsubscribe(2, topic))
+        node.wait_log("store commit failed", timeout=15)
+        with pytest.raises(TimeoutError):
+            got = c.read(0.5)
+            pytest.fail(f"UNSUBACK before the commit: {got}")
+    c.expect_packet(gen_unsuback(2), timeout=10, what="UNSUBACK once committed")
+    crash(node)
+    node.start()
+    c = connect(clients, node, cid, present=True)
+    pub = connect(clients, node, uid("p"), clean=True)
+    publish(pub, topic, b"after-unsubscribe", 1)
+    assert consume(c, 0, timeout=3) == []
+
+
+def test_connack_of_a_new_persistent_session_waits_for_its_commit(make_node, clients,
+                                                                  tmp_path) -> None:
+    """CONNACK of a persistent session promises the session exists: not before it is
+    on disk.  The client's own packets sent meanwhile are answered after it."""
+    node = make_node({}, data_dir=tmp_path / "d")
+    cid = uid("ca")
+    c = clients(node)
+    with write_locked(node):
+        c.send(gen_connect(cid, clean=False))
+        c.send(gen_pingreq())
+        node.wait_log("store commit failed", timeout=15)
+        with pytest.raises(TimeoutError):
+            got = c.read(0.5)
+            pytest.fail(f"answered before the session was committed: {got}")
+    c.expect_packet(gen_connack(0, False), timeout=10, what="CONNACK once committed")
+    c.expect_packet(gen_pingresp(), what="PINGRESP after the CONNACK")
+    crash(node)
+    node.start()
+    connect(clients, node, cid, present=True)
+
+
+def test_resent_qos2_publish_is_acknowledged_only_once_committed(make_node, clients,
+                                                                 tmp_path) -> None:
+    """A QoS 2 PUBLISH resent (DUP) after a reconnect, while its first copy's writes
+    are not committed: the PUBREC for the resend waits for them too."""
+    node = make_node({}, data_dir=tmp_path / "d")
+    topic, cid, pid = uid("q2"), uid("sub"), uid("pub")
+    subscriber(clients, node, cid, [(topic, 2)])
+    pub = connect(clients, node, pid)
+    wait_on_disk(node, "SELECT count(*) FROM sessions WHERE client_id = ?", (pid,), 1)
+    with write_locked(node):
+        pub.send(gen_publish(topic, 2, b"once", mid=7))
+        node.wait_log("store commit failed", timeout=15)
+        pub.close()
+        again = clients(node)
+        again.send(gen_connect(pid, clean=False))
+        again.send(gen_publish(topic, 2, b"once", mid=7, dup=True))
+        with pytest.raises(TimeoutError):
+            got = again.read(0.5)
+            pytest.fail(f"answered before the first copy was committed: {got}")
+    again.expect_packet(gen_connack(0, True), timeout=10)
+    again.expect_packet(gen_pubrec(7), timeout=10, what="PUBREC for the resend")
+    crash(node)
+    node.start()
+    assert [p.payload for p in consume(connect(clients, node, cid, present=True), 1)] == [
+        b"once"]

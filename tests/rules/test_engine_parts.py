@@ -202,6 +202,15 @@ def test_stored_rows_come_back_and_bad_ones_are_skipped() -> None:
     run(scenario())
 
 
+def published_under(broker: Broker, prefix: str) -> list[tuple[str, bytes]]:
+    """(topic, payload) of each message published to a topic under `prefix`, as it goes."""
+    seen: list[tuple[str, bytes]] = []
+    broker.hooks.add(HookPoint.MESSAGE_PUBLISH,
+                     lambda m: seen.append((m.topic, m.payload))
+                     if m.topic.startswith(prefix) else None)
+    return seen
+
+
 def test_rules_of_one_event_run_together_but_fail_alone() -> None:
     """The rules a topic reaches run as one compiled group: each still has its own
     outcome, and a change of rules takes effect on the next message."""
@@ -209,10 +218,7 @@ def test_rules_of_one_event_run_together_but_fail_alone() -> None:
         broker = Broker()
         eng = engine(broker)
         await eng.start()
-        seen: list[tuple[str, bytes]] = []
-        broker.hooks.add(HookPoint.MESSAGE_PUBLISH,
-                         lambda m: seen.append((m.topic, m.payload)) if m.topic.startswith(
-                             "out/") else None)
+        seen = published_under(broker, "out/")
         failing = eng.create_rule({"rawsql": 'select payload.x * 2 as y from "g/#"'})
         picky = eng.create_rule({"rawsql": 'select payload.x as x from "g/#" '
                                            'where payload.x > 5'})
@@ -242,5 +248,35 @@ def test_rules_of_one_event_run_together_but_fail_alone() -> None:
         assert (m[picky.id].nomatch, m[picky.id].passed) == (2, 1)
         assert m[failing.id].matched == 2
         assert seen[-1] == ("out/pub", b"9") and len(seen) == 3
+        await eng.stop()
+    run(scenario())
+
+
+def test_foreach_rule_in_a_group_runs_its_actions_per_element() -> None:
+    """A FOREACH rule fused with a SELECT rule: its actions run once per element kept,
+    and a message whose list keeps nothing counts as no match."""
+    async def scenario() -> None:
+        broker = Broker()
+        eng = engine(broker)
+        await eng.start()
+        seen = published_under(broker, "out/")
+        each = eng.create_rule({
+            "rawsql": 'FOREACH payload.s DO item.n as n INCASE item.n > 1 FROM "g/#"',
+            "actions": [{"name": "built_in:republish_action",
+                         "params": {"target_topic": "out/each", "payload_tmpl": "${n}"}}]})
+        plain = eng.create_rule({
+            "rawsql": 'SELECT payload.s as s FROM "g/#"',
+            "actions": [{"name": "built_in:republish_action",
+                         "params": {"target_topic": "out/all"}}]})
+        broker.publish(Message("g/1", b'{"s": [{"n": 1}, {"n": 2}, {"n": 3}]}', sender="p"))
+        broker.publish(Message("g/1", b'{"s": [{"n": 0}]}', sender="p"))
+        broker.publish(Message("g/1", b'{"s": "not a list"}', sender="p"))
+        await asyncio.sleep(0)
+        assert [p for t, p in seen if t == "out/each"] == [b"2", b"3"]
+        assert len([p for t, p in seen if t == "out/all"]) == 3
+        m = eng.rules[each.id].metrics
+        assert (m.passed, m.nomatch, m.failed) == (1, 2, 0)
+        assert eng.rules[each.id].actions[0].success == 2
+        assert eng.rules[plain.id].metrics.passed == 3
         await eng.stop()
     run(scenario())

@@ -1,11 +1,17 @@
 """/mqtt/publish, /mqtt/subscribe, /mqtt/unsubscribe and their *_batch forms
 (facts §6): publish as a client would, subscribe on an existing session's
 behalf (online or offline).  HTTP publishes go through the normal broker path
-(hooks, retained, routing) but are not counted as received MQTT messages."""
+(hooks, retained, routing) but are not counted as received MQTT messages.
+
+In durable mode a success answer is an acknowledgement like PUBACK/SUBACK: it
+is sent once what the request changed in the store is committed; while the
+store cannot write, a publish that needs it is refused (503, store_unavailable)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starling.broker import Message
 from starling.mqtt import is_valid_topic_filter, is_valid_topic_name, parse_share
@@ -13,6 +19,8 @@ from starling.mqtt import is_valid_topic_filter, is_valid_topic_name, parse_shar
 from ..errors import ApiError, Code, bad_type, missing
 from ..request import ApiRequest, to_int
 from ..routing import RouteTable
+
+T = TypeVar("T")
 
 PUBLISH_BODY = {
     "topic": ("string", False, "topic to publish to"),
@@ -77,8 +85,36 @@ def _publish(req: ApiRequest, item: dict[str, Any]) -> None:
     qos = _qos(item)
     retain = _field(item, "retain", bool, False)
     sender = _field(item, "client_id", str, "")
-    for topic in topics:
-        req.ctx.broker.publish(Message(topic, payload.encode(), qos, retain, sender))
+    broker = req.ctx.broker
+    messages = [Message(topic, payload.encode(), qos, retain, sender) for topic in topics]
+    if broker.journal.failing_since is not None and any(
+            m.qos and broker.needs_store(m) for m in messages):
+        raise store_unavailable()
+    for message in messages:
+        broker.publish(message)
+
+
+def store_unavailable() -> ApiError:
+    """The answer while the store cannot commit what a request would change."""
+    return ApiError(Code.UNKNOWN_ERROR, "store_unavailable", 503)
+
+
+#: Seconds a request waits for its commit before answering store_unavailable.
+COMMIT_TIMEOUT = 5.0
+
+
+async def _durably(req: ApiRequest, action: Callable[[ApiRequest, Any], T], arg: Any) -> T:
+    """`action(req, arg)`, answered only once what it changed in the store is on
+    disk (durable mode), as PUBACK and SUBACK are."""
+    journal = req.ctx.broker.journal
+    ops_before = journal.ops_added
+    result = action(req, arg)
+    if journal.ops_added != ops_before:
+        try:
+            await asyncio.wait_for(journal.committed(), COMMIT_TIMEOUT)
+        except TimeoutError:
+            raise store_unavailable() from None
+    return result
 
 
 def _subscribe(req: ApiRequest, item: dict[str, Any]) -> None:
@@ -116,7 +152,8 @@ def _single(req: ApiRequest) -> dict[str, Any]:
     return {**body, **req.query}
 
 
-def _batch(req: ApiRequest, action: Any) -> list[dict[str, Any]]:
+def _batch(req: ApiRequest, action: Callable[[ApiRequest, dict[str, Any]], None],
+           ) -> list[dict[str, Any]]:
     if not isinstance(req.body, list):
         raise bad_type("request body must be a JSON array of objects")
     results = []
@@ -138,29 +175,29 @@ def register(table: RouteTable) -> None:
     @table.route("mqtt_subscribe", "POST", "/mqtt/subscribe", "Subscribe a topic",
                  body=SUBSCRIBE_BODY)
     async def mqtt_subscribe(req: ApiRequest) -> Any:
-        _subscribe(req, _single(req))
+        await _durably(req, _subscribe, _single(req))
 
     @table.route("mqtt_publish", "POST", "/mqtt/publish", "Publish a MQTT message",
                  body=PUBLISH_BODY)
     async def mqtt_publish(req: ApiRequest) -> Any:
-        _publish(req, _single(req))
+        await _durably(req, _publish, _single(req))
 
     @table.route("mqtt_unsubscribe", "POST", "/mqtt/unsubscribe", "Unsubscribe a topic",
                  body=UNSUBSCRIBE_BODY)
     async def mqtt_unsubscribe(req: ApiRequest) -> Any:
-        _unsubscribe(req, _single(req))
+        await _durably(req, _unsubscribe, _single(req))
 
     @table.route("mqtt_subscribe_batch", "POST", "/mqtt/subscribe_batch",
                  "Batch subscribes topics")
     async def mqtt_subscribe_batch(req: ApiRequest) -> Any:
-        return _batch(req, _subscribe)
+        return await _durably(req, _batch, _subscribe)
 
     @table.route("mqtt_publish_batch", "POST", "/mqtt/publish_batch",
                  "Batch publish MQTT messages")
     async def mqtt_publish_batch(req: ApiRequest) -> Any:
-        return _batch(req, _publish)
+        return await _durably(req, _batch, _publish)
 
     @table.route("mqtt_unsubscribe_batch", "POST", "/mqtt/unsubscribe_batch",
                  "Batch unsubscribes topics")
     async def mqtt_unsubscribe_batch(req: ApiRequest) -> Any:
-        return _batch(req, _unsubscribe)
+        return await _durably(req, _batch, _unsubscribe)

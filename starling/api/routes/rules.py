@@ -33,6 +33,12 @@ def _engine(req: ApiRequest) -> RuleEngine:
     return instance.engine
 
 
+def _testing(req: ApiRequest) -> bool:
+    """A dry run: ``test`` true in the body or the query string (``?test=true``, how
+    the EMQ X v3.2 dashboard's test buttons call it; the app merges the query in)."""
+    return isinstance(req.body, dict) and req.body.get("test") in (True, "true")
+
+
 def _not_found() -> ApiError:
     return ApiError(404, "Not Found", 404)
 
@@ -74,7 +80,7 @@ def register(table: RouteTable) -> None:
             "ctx": ("object", False, "dry run: column values")})
     async def create_rule(req: ApiRequest) -> Any:
         engine = _engine(req)
-        if isinstance(req.body, dict) and req.body.get("test") in (True, "true"):
+        if _testing(req):
             return engine.test_sql(req.body.get("rawsql"), req.body.get("ctx"))
         return engine.create_rule(req.body).view(engine.node)
 
@@ -129,9 +135,15 @@ def register(table: RouteTable) -> None:
     async def list_resources(req: ApiRequest) -> Any:
         return [r.view() for r in _engine(req).resource_list()]
 
-    @route("create_resource", "POST", "/resources/", "Create a resource", RESOURCE_BODY)
+    @route("create_resource", "POST", "/resources/", "Create a resource",
+           {**RESOURCE_BODY, "test": ("boolean", False, "dry run: check the type and "
+                                      "config and probe the endpoint; nothing is created")})
     async def create_resource(req: ApiRequest) -> Any:
-        return (await _engine(req).create_resource(req.body)).view()
+        engine = _engine(req)
+        if _testing(req):
+            await engine.test_resource(req.body)
+            return None
+        return (await engine.create_resource(req.body)).view()
 
     @route("show_resource", "GET", "/resources/:id", "Show a resource")
     async def show_resource(req: ApiRequest) -> Any:
