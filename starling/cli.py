@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cluster import ClusterUnavailable
 from .config import Config, ConfigError
 from .store import StoreError
 
@@ -125,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         logging.getLogger("starling").error("cannot open the store: %s", exc)
         return 2
+    except ClusterUnavailable as exc:
+        logging.getLogger("starling").error("cannot join the cluster: %s", exc)
+        return 1
     except OSError as exc:
         logging.getLogger("starling").error("cannot start: %s", exc)
         return 1

@@ -27,6 +27,7 @@ from .api import (
 )
 from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
+from .cluster import ClusterConfigError, NameTaken, cluster_settings
 from .config import Config, ConfigError
 from .plugins import (
     AclFile,
@@ -163,6 +164,12 @@ class Node:
         self.config = config
         self.name: str = config["node.name"]
         self.data_dir = Path(config["node.data_dir"])
+        try:
+            self.cluster_settings = cluster_settings(config)
+        except ClusterConfigError as exc:
+            raise ConfigError(str(exc)) from None
+        #: This node's membership of a cluster (`cluster.discovery = nats`), once joined.
+        self.cluster: Any = None
         self.store = self._make_store()
         self.journal = Journal(self.store, config["store.durability"],
                                config["store.commit_interval"])
@@ -175,8 +182,7 @@ class Node:
         self.apps = AppRegistry()
         self.api = ApiContext(self.broker, self.apps, self.name, __version__,
                               listeners=self.listener_infos)
-        self.plugin_store = PluginStore(self.store.load_kv, self.journal.kv_put,
-                                        self.journal.kv_delete)
+        self.plugin_store = PluginStore(self.store.load_kv, self._kv_put, self._kv_delete)
         self.plugins = PluginRegistry(PluginContext(self.broker, self.name, self.data_dir,
                                                     store=self.plugin_store),
                                       version=f"v{__version__}")
@@ -261,7 +267,8 @@ class Node:
                     proxy_address_header=config[f"{prefix}.proxy_address_header"] if web else "",
                     peer_cert_as_username=config[f"{prefix}.peer_cert_as_username"] if tls else "",
                     peer_cert_as_clientid=config[f"{prefix}.peer_cert_as_clientid"] if tls else "",
-                    max_conn_rate=config[f"{prefix}.max_conn_rate"]))
+                    max_conn_rate=config[f"{prefix}.max_conn_rate"],
+                    reuse_port=config["node.reuse_port"]))
         return out
 
     def _tls_options(self, prefix: str) -> TlsOptions | None:
@@ -337,7 +344,8 @@ class Node:
         app = ManagementApp(self.api, build_table(), raw_routes=prometheus_routes(
             self.api, lambda: not self.config["prometheus.auth"]))
         listener = HttpListener(app, "http:management", host, port,
-                                self.config["management.max_connections"])
+                                self.config["management.max_connections"],
+                                reuse_port=self.config["node.reuse_port"])
         await listener.start()
         self.http_listeners.append(listener)
 
@@ -387,14 +395,13 @@ class Node:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.store.open()
-        self.apps.attach(self.store.load_kv("apps"), self.journal.kv_put, self.journal.kv_delete)
-        self.users.attach(self.store.load_kv(UserRegistry.TABLE), self.journal.kv_put,
-                          self.journal.kv_delete)
-        self.broker.banned.attach(self.store.load_kv("banned"), self.journal.kv_put,
-                                  self.journal.kv_delete)
+        self.apps.attach(self.store.load_kv("apps"), self._kv_put, self._kv_delete)
+        self.users.attach(self.store.load_kv(UserRegistry.TABLE), self._kv_put, self._kv_delete)
+        self.broker.banned.attach(self.store.load_kv("banned"), self._kv_put, self._kv_delete)
         self.broker.restore()
         await self.broker.start()
         try:
+            await self._join_cluster()
             try:
                 await self.acl.start()
             except AclFileError as exc:
@@ -414,6 +421,42 @@ class Node:
             raise
         startup_log.info("node started: %s (Starling %s)", self.name, __version__)
 
+    def _kv_put(self, table: str, key: str, text: str) -> None:
+        """A row of a store table changed here: to the store, and to the cluster's
+        copy when the table is one every node shares."""
+        self.journal.kv_put(table, key, text)
+        if self.cluster is not None:
+            self.cluster.tables.put(table, key, text)
+
+    def _kv_delete(self, table: str, key: str) -> None:
+        self.journal.kv_delete(table, key)
+        if self.cluster is not None:
+            self.cluster.tables.delete(table, key)
+
+    async def _join_cluster(self) -> None:
+        """`cluster.discovery = nats`: join before any listener accepts a client (NATS
+        is loaded only here)."""
+        if self.cluster_settings is None:
+            return
+        from .cluster.link import Cluster
+
+        cluster = Cluster(self.cluster_settings, self.broker, __version__,
+                          self.journal.kv_put, self.journal.kv_delete, self.store.load_kv)
+        cluster.tables.register("apps", self.apps.apply_row)
+        cluster.tables.register("users", self.users.apply_row)
+        cluster.tables.register("banned", self.broker.banned.apply_row)
+        cluster.tables.register_rest(self.plugin_store.apply_row)
+        self.broker.attach_cluster(cluster)
+        try:
+            await cluster.start()
+        except NameTaken as exc:
+            self.broker.attach_cluster(None)
+            raise ConfigError(str(exc)) from None
+        except BaseException:
+            self.broker.attach_cluster(None)
+            raise
+        self.cluster = cluster
+
     async def stop(self) -> None:
         for listener in self.listeners:
             if listener.server is not None:
@@ -423,6 +466,9 @@ class Node:
         await self.plugins.stop()
         await self.acl.stop()
         await self.broker.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
+            self.cluster = None
         await asyncio.gather(*(listener.stop() for listener in self.listeners),
                              return_exceptions=True)
         self.listeners.clear()

@@ -27,8 +27,9 @@ class _EmbeddedServer(uvicorn.Server):
 
 class HttpListener:
     def __init__(self, app: Any, name: str, host: str, port: int,
-                 max_connections: int = 512) -> None:
+                 max_connections: int = 512, reuse_port: bool = False) -> None:
         self.app = app
+        self.reuse_port = reuse_port
         self.name = name
         self.host = host
         self.port = port
@@ -47,6 +48,8 @@ class HttpListener:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((self.host, self.port))
         sock.listen(128)
         sock.setblocking(False)

@@ -29,6 +29,7 @@ from .banned import BAN_KINDS, Ban, Banned
 from .broker import DISCARDED, Broker
 from .channel import Channel, Connection
 from .client import CLOSED, CONNECTED, CONNECTING, NEW, Client, Outlet
+from .cluster import ClusterLink, GroupKey
 from .hooks import (
     STOP,
     HookPoint,
@@ -99,9 +100,11 @@ __all__ = [
     "Channel",
     "Client",
     "ClientInfo",
+    "ClusterLink",
     "Connection",
     "ConnectionMemory",
     "ConnectionSnapshot",
+    "GroupKey",
     "HookPoint",
     "Hooks",
     "InternalAcl",

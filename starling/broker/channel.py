@@ -418,7 +418,7 @@ class Channel(Client):
             return
         acc = AuthResult(_SUCCESS if self.options.allow_anonymous else _NOT_AUTHORIZED)
         if broker.hooks.has(Points.CLIENT_AUTHENTICATE) or (
-                p.will is not None and broker.acl_is_async):
+                p.will is not None and broker.acl_is_async) or broker.cluster is not None:
             self.state = CONNECTING
             task = asyncio.get_running_loop().create_task(self._connect_after_auth(acc))
             broker.track(task)
@@ -491,7 +491,7 @@ class Channel(Client):
             self._v5_state().auth_props = props
             self.is_superuser = step.superuser
             will_allowed = await self._will_acl()
-            if self.state != CONNECTING:
+            if self.state != CONNECTING or not await self._claim():
                 return
             self._finish_connect(AuthResult(ReasonCode.SUCCESS, anonymous=False,
                                             superuser=step.superuser), will_allowed)
@@ -514,6 +514,8 @@ class Channel(Client):
                 return
         if self._banned():  # banned while authentication ran
             self._refuse(ReasonCode.BANNED, "banned")
+            return
+        if result.reason_code == ReasonCode.SUCCESS and not await self._claim():
             return
         self._finish_connect(result, will_allowed)
         self._release_held()

@@ -274,6 +274,8 @@ class Client:
             return self._connect_refused(ReasonCode.BANNED)
         if result.reason_code != _SUCCESS:
             return self._connect_refused(result.reason_code)
+        if not await self._claim():
+            return ReasonCode.UNSPECIFIED_ERROR, False  # closed while the cluster decided
         outcome = self._establish(result, will_allowed, clean_start, expiry_interval)
         if isinstance(outcome, ReasonCode):
             return self._connect_refused(outcome)
@@ -290,6 +292,16 @@ class Client:
         # Deliveries (and `client.connected`) once the caller has answered its client.
         asyncio.get_running_loop().call_soon(self._connected, outcome)
         return _SUCCESS, outcome
+
+    async def _claim(self) -> bool:
+        """In a cluster: make this node the client id's owner before the session
+        opens (another node's connection is closed, its session may move here);
+        False if the client went away meanwhile."""
+        broker = self.broker
+        if broker.cluster is None:
+            return True
+        await broker.claim_client(self.client_id, self.clean_start)
+        return self.state == CONNECTING
 
     def _connect_refused(self, reason: ReasonCode) -> tuple[ReasonCode, bool]:
         self._connack(reason)

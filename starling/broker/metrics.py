@@ -73,6 +73,9 @@ EXTRA_METRICS: tuple[str, ...] = (
     "auth/username/failure",
     "auth/username/ignore",
     "messages/delayed",
+    # Clustering (docs/cluster.md): messages from other nodes, and for them but dropped.
+    "messages/forward/received",
+    "messages/forward/dropped",
     "sessions/expired",  #: offline sessions discarded because their expiry passed
     "client/acl/allow",  #: ACL decisions: allowed (EMQ X 4's client.acl.allow)
     "client/acl/deny",  #: ... denied

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import nats.errors
@@ -39,6 +39,7 @@ from .replica import Replica
 from .routes import LocalRoutes, RemoteRoutes
 from .rpc import RemoteError, Rpc, Unreachable
 from .settings import ClusterSettings
+from .tables import SharedTables
 from .wire import (
     GroupKey,
     WireError,
@@ -55,13 +56,24 @@ log = logging.getLogger(__name__)
 NATS_DOWN_ALARM = "cluster_nats_down"
 FORWARD_DROPPED = "messages/forward/dropped"
 FORWARD_RECEIVED = "messages/forward/received"
-_NO_GROUPS: frozenset[GroupKey] = frozenset()
+_NOTHING: tuple[int, frozenset[GroupKey]] = (0, frozenset())
 
 __all__ = ["Cluster", "ClusterUnavailable", "NameTaken"]
 
 
+def _nothing(*args: str) -> None:
+    return None
+
+
+def _no_rows(table: str) -> Mapping[str, str]:
+    return {}
+
+
 class Cluster:
-    def __init__(self, settings: ClusterSettings, broker: Broker, version: str) -> None:
+    def __init__(self, settings: ClusterSettings, broker: Broker, version: str,
+                 store_save: Callable[[str, str, str], None] | None = None,
+                 store_delete: Callable[[str, str], None] | None = None,
+                 store_load: Callable[[str], Mapping[str, str]] | None = None) -> None:
         self.settings = settings
         self.broker = broker
         self.node = settings.node_name
@@ -79,6 +91,10 @@ class Cluster:
         self.ownership = Ownership(self.conn, self.names, self.node, settings.rpc_timeout)
         self.retained = Replica(self.conn, self.names.bucket("retained"), self.node,
                                 self._apply_retained, self._local_retained)
+        #: The store tables every node shares (apps, users, banned, auth, rules, ...).
+        self.tables = SharedTables(self.conn, self.names.bucket("tables"), self.node,
+                                   store_save or _nothing, store_delete or _nothing,
+                                   store_load or _no_rows)
         self._forward_subject = {self.node: self.names.forward(self.node)}
         self._subs: list[Subscription] = []
         self._resyncing: dict[str, asyncio.Task[None]] = {}
@@ -88,8 +104,6 @@ class Cluster:
         self._unclaimed: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.running = False
-        broker.counters.setdefault(FORWARD_DROPPED, 0)
-        broker.counters.setdefault(FORWARD_RECEIVED, 0)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -99,6 +113,7 @@ class Cluster:
         try:
             await self.membership.join(self._ping)
             await self.ownership.start()
+            await self._reclaim_sessions()
             self._register_calls()
             await self.rpc.start()
             nc = self.conn.nc
@@ -111,18 +126,36 @@ class Cluster:
             self.running = True
             await self.membership.start()
             await self.retained.start(self.settings.rpc_timeout * 2)
+            await self.tables.replica.start(self.settings.rpc_timeout * 2)
         except BaseException:
             await self.stop()
             raise
         log.info("cluster: node %s joined cluster %s (%d other nodes running)", self.node,
                  self.settings.name, len(self.membership.running_nodes()))
 
+    async def _reclaim_sessions(self) -> None:
+        """Sessions restored from this node's store that moved to another node while
+        it was down are forgotten here."""
+        for client_id in list(self.broker.sessions):
+            try:
+                holder = await self.ownership.reclaim(client_id)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("cluster: cannot check the owner of client %r: %s", client_id, exc)
+                continue
+            if holder is not None:
+                log.info("cluster: session of %r lives on %s now; dropped here", client_id,
+                         holder)
+                self.broker.drop_session(client_id)
+
     async def stop(self, leave: bool = False) -> None:
         self.running = False
+        if self._tasks:  # client ids released by the sessions that just ended
+            await asyncio.wait(list(self._tasks), timeout=1.0)
         for task in [*self._tasks, *self._resyncing.values()]:
             task.cancel()
         await self.membership.stop(leave)
         await self.retained.stop()
+        await self.tables.replica.stop()
         await self.rpc.stop()
         # Let what is queued for the others go out, briefly.
         with contextlib.suppress(TimeoutError, nats.errors.Error):
@@ -143,14 +176,15 @@ class Cluster:
         group with `count` local members (0: gone)."""
         self.local.set((group, topic_filter), count)
 
-    def forward(self, message: Message) -> frozenset[GroupKey]:
-        """Send `message` to every other node with a matching route; return the
-        shared groups served elsewhere (the broker skips those)."""
+    def forward(self, message: Message) -> tuple[int, frozenset[GroupKey]]:
+        """Send `message` to every other node with a matching route; return how many
+        nodes it went to and the shared groups served elsewhere (the broker skips
+        those)."""
         remote = self.remote
         nodes = remote.plain.match(message.topic) if remote.plain.route_count else None
         groups = remote.shared.match(message.topic) if remote.groups else None
         if not nodes and not groups:
-            return _NO_GROUPS
+            return _NOTHING
         taken: set[GroupKey] = set()
         per_node: dict[str, list[GroupKey]] = {}
         if groups:
@@ -171,7 +205,7 @@ class Cluster:
         for node, shared in per_node.items():
             sent += batch(self._subject(node), encode_route(False, tuple(shared)) + body)
         self.broker.counters["messages/forward"] += sent
-        return frozenset(taken)
+        return sent, frozenset(taken)
 
     def _subject(self, node: str) -> str:
         subject = self._forward_subject.get(node)
@@ -330,6 +364,7 @@ class Cluster:
         for node in self.membership.running_nodes():
             self._resync(node)
         await self.retained.resync(self.settings.rpc_timeout * 2)
+        await self.tables.replica.resync(self.settings.rpc_timeout * 2)
         for client_id in list(self._unclaimed):
             if client_id not in self.broker.channels:
                 self._unclaimed.discard(client_id)

@@ -31,6 +31,7 @@ from .connection import NatsConnection
 from .errors import NameTaken
 from .names import Names, token
 from .settings import ClusterSettings
+from .watch import open_watcher
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +208,7 @@ class Membership:
     async def _watch(self) -> None:
         kv = self._kv
         assert kv is not None
-        try:
-            watcher = await kv.watchall()
-        except (nats.errors.Error, TimeoutError) as exc:
-            log.warning("cluster: cannot watch the node list: %s", exc)
-            return
+        watcher = await open_watcher(kv, "the node list")
         initial = True
         seen: set[str] = set()
         try:

@@ -63,6 +63,13 @@ class Ownership:
         assert kv is not None
         name = token(client_id)
         value = json.dumps({"client_id": client_id, "node": self.node}).encode()
+        held = self._revisions.get(client_id)
+        if held is not None:  # reconnecting here: still ours unless someone claimed it since
+            try:
+                self._revisions[client_id] = await kv.update(name, value, last=held)
+                return None
+            except KeyWrongLastSequenceError:
+                del self._revisions[client_id]
         for _ in range(MAX_ATTEMPTS):
             try:
                 self._revisions[client_id] = await kv.create(name, value)
@@ -83,6 +90,31 @@ class Ownership:
                 continue
             return holder if holder != self.node else None
         raise ClaimFailed(f"client id {client_id!r} keeps being claimed by other nodes")
+
+    async def reclaim(self, client_id: str) -> str | None:
+        """At start, for a session restored from this node's store: None if this node
+        may keep it (it held the id, or nobody does now), else the node that holds it."""
+        kv = self._kv
+        assert kv is not None
+        name = token(client_id)
+        value = json.dumps({"client_id": client_id, "node": self.node}).encode()
+        try:
+            entry = await asyncio.wait_for(kv.get(name), self.timeout)
+        except KeyNotFoundError:
+            try:
+                self._revisions[client_id] = await asyncio.wait_for(
+                    kv.create(name, value), self.timeout)
+                return None
+            except KeyWrongLastSequenceError:
+                entry = await asyncio.wait_for(kv.get(name), self.timeout)
+        try:
+            holder = str(json.loads(entry.value or b"{}")["node"])
+        except (ValueError, KeyError, TypeError):
+            holder = ""
+        if holder != self.node:
+            return holder or None
+        self._revisions[client_id] = int(entry.revision or 0)
+        return None
 
     def lost(self, client_id: str) -> None:
         """Another node took `client_id` over: nothing of ours to release."""

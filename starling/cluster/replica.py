@@ -32,10 +32,12 @@ import struct
 from collections.abc import Callable, Mapping
 
 import nats.errors
+import nats.js.errors
 from nats.js.kv import KeyValue
 
 from .connection import NatsConnection
 from .names import token
+from .watch import open_watcher
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,7 @@ class Replica:
         self._writer: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
+        self._checks: set[asyncio.Task[None]] = set()
         self.dropped = 0
 
     async def start(self, timeout: float) -> None:
@@ -107,7 +110,7 @@ class Replica:
             await asyncio.wait_for(self._synced.wait(), timeout)
 
     async def stop(self) -> None:
-        for task in (self._writer, self._watcher):
+        for task in (self._writer, self._watcher, *self._checks):
             if task is not None:
                 task.cancel()
 
@@ -177,13 +180,9 @@ class Replica:
     async def _watch(self) -> None:
         kv = self._kv
         assert kv is not None
-        try:
-            watcher = await kv.watchall()
-        except (nats.errors.Error, TimeoutError) as exc:
-            log.warning("cluster: cannot watch %s: %s", self.bucket, exc)
-            return
-        for key in self._local():  # so a tombstone of a key held here is understood
-            self._real.setdefault(token(key), key)
+        watcher = await open_watcher(kv, self.bucket)
+        for held in self._local():  # so a tombstone of a key held here is understood
+            self._real.setdefault(token(held), held)
         seen: set[str] = set()
         initial = True
         try:
@@ -195,6 +194,8 @@ class Replica:
                         self._synced.set()
                     continue
                 name = entry.key
+                key: str | None
+                payload: bytes | None
                 if entry.operation in ("DEL", "PURGE"):
                     key = self._real.get(name)
                     payload = None
@@ -227,9 +228,39 @@ class Replica:
         self._apply(key, payload)
 
     def _push_local_only(self, seen: set[str]) -> None:
-        """Keys this node holds that the bucket never had: write them."""
+        """Keys this node holds that the watcher's first pass did not show: each is
+        looked up in the bucket (nats-py may show a tombstone only after that pass),
+        and written only if the bucket never had it."""
+        candidates = {}
         for key, payload in self._local().items():
             name = token(key)
             self._real[name] = key
             if name not in seen and key not in self._pending and key != self._inflight:
-                self._queue(key, payload)
+                candidates[key] = payload
+        if candidates:
+            task = asyncio.get_running_loop().create_task(self._check_local_only(candidates))
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+
+    async def _check_local_only(self, candidates: dict[str, bytes]) -> None:
+        stream = f"KV_{self.bucket}"
+        for key, payload in candidates.items():
+            try:
+                last = await asyncio.wait_for(self.conn.js.get_last_msg(
+                    stream, f"$KV.{self.bucket}.{token(key)}"), WRITE_TIMEOUT)
+            except nats.js.errors.NotFoundError:
+                if key not in self._pending and key != self._inflight:
+                    self._queue(key, payload)  # made here before this node joined
+                continue
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.debug("cluster: %s: cannot look %r up: %s", self.bucket, key, exc)
+                continue
+            headers = last.headers or {}
+            if headers.get("KV-Operation") in ("DEL", "PURGE"):
+                self._remote(key, int(last.seq or 0), None, echo=False)
+                continue
+            try:
+                origin, _, value = unpack(last.data or b"")
+            except (struct.error, UnicodeDecodeError):
+                continue
+            self._remote(key, int(last.seq or 0), value, echo=origin == self.origin)

@@ -39,6 +39,7 @@ class ListenerConfig:
     peer_cert_as_username: str = ""  #: "", "cn" or "dn"
     peer_cert_as_clientid: str = ""
     max_conn_rate: int = 0  #: new connections per second; 0 = unlimited
+    reuse_port: bool = False  #: SO_REUSEPORT: share the port with other processes
 
     @property
     def protocol(self) -> str:
@@ -90,7 +91,7 @@ class Listener:
         self.server = await loop.create_server(
             lambda: factory(self),
             self.config.host, self.config.port, backlog=self.config.backlog,
-            reuse_address=True, ssl=self.tls.context if self.tls is not None else None)
+            reuse_address=True, reuse_port=self.config.reuse_port or None, ssl=self.tls.context if self.tls is not None else None)
         if self.tls is not None:
             self.tls.start_watching()
         addr = self.server.sockets[0].getsockname()

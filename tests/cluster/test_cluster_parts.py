@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -22,13 +22,6 @@ from starling.cluster.rpc import Refused, RemoteError, Rpc, Unreachable
 from starling.cluster.settings import ClusterSettings, NatsSettings
 
 pytestmark = pytest.mark.needs_server
-
-
-@pytest.fixture(scope="module")
-def nats_server() -> Iterator[NatsServer]:
-    server = NatsServer().start()
-    yield server
-    server.close()
 
 
 def settings(url: str, node: str, cluster: str = "t", **changes: Any) -> ClusterSettings:
@@ -329,7 +322,11 @@ def test_a_replica_catches_up_after_nats_comes_back(tmp_path: Any) -> None:
             a.delete("before")
             assert a.rows == {"during": b"2"}
             server.start()
-            await eventually(lambda: b.rows == {"during": b"2"}, timeout=15)
+            try:
+                await eventually(lambda: b.rows == {"during": b"2"}, timeout=15)
+            except AssertionError:
+                raise AssertionError(f"a {a.rows} {a.replica._pending} b {b.rows} "
+                                     f"{b.replica.synced}") from None
             await a.stop()
             await b.stop()
         finally:
