@@ -237,15 +237,9 @@ class RuleEngine:
         self._running = True
         for rid, row in sorted(self._resources_table.items(),
                                key=lambda kv: kv[1].get("created_at", 0)):
-            try:
-                resource = make_resource(rid, row.get("name", ""), row.get("type", ""),
-                                         row.get("config"), row.get("description", ""),
-                                         self.broker.alarms, row.get("created_at"))
-            except RuleError as exc:
-                log.error("stored resource %s not loaded: %s", rid, exc.message)
-                continue
-            self.resources[rid] = resource
-            await resource.start()
+            resource = self._stored_resource(rid, row, "stored")
+            if resource is not None:
+                await resource.start()
         for rid, row in sorted(self._rules_table.items(),
                                key=lambda kv: kv[1].get("created_at", 0)):
             try:
@@ -591,15 +585,21 @@ class RuleEngine:
             self._track(old.stop())
         if row is None:
             return
+        resource = self._stored_resource(rid, row, "replicated")
+        if resource is not None:
+            self._track(resource.start())
+
+    def _stored_resource(self, rid: str, row: Any, where: str) -> Resource | None:
+        """A resource from its table row, in `self.resources` (not started yet)."""
         try:
             resource = make_resource(rid, row.get("name", ""), row.get("type", ""),
                                      row.get("config"), row.get("description", ""),
                                      self.broker.alarms, row.get("created_at"))
         except RuleError as exc:
-            log.error("replicated resource %s not loaded: %s", rid, exc.message)
-            return
+            log.error("%s resource %s not loaded: %s", where, rid, exc.message)
+            return None
         self.resources[rid] = resource
-        self._track(resource.start())
+        return resource
 
     def _track(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
