@@ -100,6 +100,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("management.max_connections", 512, "int", "Concurrent HTTP connections."),
     Setting("management.max_row_limit", 10000, "int",
             "Default page size (_limit) of paginated API lists (emqx_management's key)."),
+    Setting("management.metric_names", "slash", "str",
+            "Stat and metric names in /stats, /metrics and the Prometheus scrape: slash "
+            "(EMQ X 3.1's, the seed's: connections/count) or dot (EMQ X 3.2's: "
+            "connections.count, packets.connect.received)."),
     Setting("prometheus.auth", False, "bool",
             "Whether GET /api/v3/prometheus/stats asks for API credentials."),
     Setting("api.default_app_id", "admin", "str",

@@ -21,6 +21,7 @@ from .api import (
     HttpListener,
     ListenerInfo,
     ManagementApp,
+    RouteDispatcher,
     UserRegistry,
     build_table,
     prometheus_routes,
@@ -29,6 +30,12 @@ from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
 from .cluster import ClusterConfigError, NameTaken, cluster_settings
 from .config import Config, ConfigError
+from .gateways.coap.broker_hub import broker_hub
+from .gateways.coap.plugin import CoapPlugin
+from .gateways.lwm2m.plugin import Lwm2mPlugin
+from .gateways.mqttsn.plugin import SnPlugin
+from .gateways.stomp.plugin import StompPlugin
+from .mgmt import LocalNode, Management, name_style
 from .plugins import (
     AclFile,
     AclFileError,
@@ -180,8 +187,14 @@ class Node:
         self.listeners: list[Listener] = []
         self.http_listeners: list[HttpListener] = []
         self.apps = AppRegistry()
-        self.api = ApiContext(self.broker, self.apps, self.name, __version__,
-                              listeners=self.listener_infos)
+        self.local = LocalNode(self.name, __version__, self.broker,
+                               listeners=self.listener_infos, listener_control=self)
+        try:
+            metric_names = name_style(config["management.metric_names"])
+        except ValueError as exc:
+            raise ConfigError(f"management.metric_names: {exc}") from None
+        self.mgmt = Management(self.local, metric_names=metric_names)
+        self.api = ApiContext(self.broker, self.apps, self.name, __version__, self.mgmt)
         self.plugin_store = PluginStore(self.store.load_kv, self._kv_put, self._kv_delete)
         self.plugins = PluginRegistry(PluginContext(self.broker, self.name, self.data_dir,
                                                     store=self.plugin_store),
@@ -203,8 +216,13 @@ class Node:
         self.plugins.implement("emqx_web_hook", WebHookPlugin, WebHookPlugin.SCHEMA)
         self.plugins.implement("emqx_statsd", StatsdPlugin, StatsdPlugin.SCHEMA)
         self.plugins.implement("emqx_retainer", RetainerPlugin, RetainerPlugin.SCHEMA)
+        self.plugins.implement("emqx_sn", SnPlugin, SnPlugin.SCHEMA)
+        self.plugins.implement("emqx_stomp", StompPlugin, StompPlugin.SCHEMA)
         self.plugins.implement("emqx_delayed_publish", DelayedPublishPlugin,
                                DelayedPublishPlugin.SCHEMA)
+        self.plugins.implement("emqx_coap", CoapPlugin.factory(broker_hub), CoapPlugin.SCHEMA)
+        self.plugins.implement("emqx_lwm2m", Lwm2mPlugin.factory(broker_hub),
+                               Lwm2mPlugin.SCHEMA)
         discover_plugins(self.plugins)
         etc_dir = config["plugins.etc_dir"]
         self.plugin_state = PluginPersistence(self.plugins, self.plugin_store,
@@ -216,6 +234,8 @@ class Node:
                                ManagementPlugin.factory(self._apply_management),
                                ManagementPlugin.SCHEMA)
         self.api.services["plugins"] = self.plugins
+        self.local.plugins = self.plugins
+        self.local.forwarder = RouteDispatcher(self.api, build_table()).forwarded
         self.api.services["listener_control"] = self
         self.users = UserRegistry()
         self.dashboard = Dashboard(self.api, self.users, self.http_listeners)
@@ -307,7 +327,9 @@ class Node:
         infos = [ListenerInfo(lst.name.rsplit(":", 1)[0], lst.name, lst.bound[0], lst.bound[1],
                               lst.config.acceptors, lst.config.max_connections,
                               lst.current_connections, dict(lst.shutdown_count),
-                              lst.server is not None)
+                              lst.server is not None,
+                              lst.config.path if lst.name.startswith(("mqtt:ws:", "mqtt:wss:"))
+                              else "")
                  for lst in self.listeners]
         infos += [ListenerInfo(h.name, h.name, h.bound[0], h.bound[1], 1, h.max_connections,
                                h.current_connections, {}) for h in self.http_listeners]
@@ -397,6 +419,8 @@ class Node:
         self.store.open()
         self.apps.attach(self.store.load_kv("apps"), self._kv_put, self._kv_delete)
         self.users.attach(self.store.load_kv(UserRegistry.TABLE), self._kv_put, self._kv_delete)
+        self.users.tokens.attach(self.store.load_kv(self.users.tokens.TABLE), self._kv_put,
+                                 self._kv_delete)
         self.broker.banned.attach(self.store.load_kv("banned"), self._kv_put, self._kv_delete)
         self.broker.restore()
         await self.broker.start()
@@ -444,6 +468,7 @@ class Node:
                           self.journal.kv_put, self.journal.kv_delete, self.store.load_kv)
         cluster.tables.register("apps", self.apps.apply_row)
         cluster.tables.register("users", self.users.apply_row)
+        cluster.tables.register("dashboard_tokens", self.users.tokens.apply_row)
         cluster.tables.register("banned", self.broker.banned.apply_row)
         cluster.tables.register_rest(self.plugin_store.apply_row)
         self.broker.attach_cluster(cluster)

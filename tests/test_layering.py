@@ -2,7 +2,9 @@
 
     starling.mqtt       sans-IO protocol: imports nothing from the rest of Starling,
                         and no asyncio / socket / ssl / selectors
-    starling.broker     the core: never the transport, API, node, CLI, or sockets
+    starling.broker     the core: never the transport, API, management facade, node,
+                        CLI, or sockets
+    starling.mgmt       the management facade: never the API, node, CLI or transport
     outside a package   import `starling.broker` / `starling.mqtt` themselves, never
                         one of their submodules
 
@@ -23,7 +25,9 @@ PACKAGE = ROOT / "starling"
 
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors"}
 BROKER_FORBIDDEN = ("starling.transport", "starling.api", "starling.node", "starling.cli",
-                    "socket")
+                    "starling.mgmt", "socket")
+#: The management facade serves the API; it never depends on it, on sockets or on the node.
+MGMT_FORBIDDEN = ("starling.api", "starling.node", "starling.cli", "starling.transport")
 FACADES = ("starling.broker", "starling.mqtt")
 
 
@@ -94,6 +98,10 @@ def violations(module: str, package: bool, source: str) -> list[str]:
             for forbidden in BROKER_FORBIDDEN:
                 if within(imp.module, forbidden):
                     out.append(f"{where}: the broker core must not depend on {forbidden}")
+        if within(module, "starling.mgmt"):
+            for forbidden in MGMT_FORBIDDEN:
+                if within(imp.module, forbidden):
+                    out.append(f"{where}: the management facade must not depend on {forbidden}")
         for facade in FACADES:
             inside = within(module, facade)
             if not inside and imp.module.startswith(facade + "."):
@@ -141,6 +149,10 @@ def test_layering(path: Path) -> None:
     ("starling.transport.connection", False, "from starling.broker.router import Router"),
     ("starling.transport.connection", False, "from ..broker.session import Session"),
     ("starling.transport.connection", False, "from ..broker import session"),
+    ("starling.broker.queries", False, "from starling.mgmt import fields"),
+    ("starling.mgmt.facade", False, "from starling.api import ApiContext"),
+    ("starling.mgmt.local", False, "from ..node import Node"),
+    ("starling.mgmt.clients", False, "from starling.broker.queries import BrokerQueries"),
     ("starling.node", False, "from .broker.options import BrokerOptions"),
     ("starling.node", False, "import starling.mqtt.decoder"),
     ("starling.cli", False, "from starling.mqtt.topics import matches"),
@@ -161,6 +173,8 @@ def test_checker_flags(module: str, package: bool, source: str) -> None:
     ("starling.transport.connection", False, "from starling.broker import Broker, Channel"),
     ("starling.node", False, "from .broker import Broker, BrokerOptions"),
     ("starling.node", False, "from .transport import Listener"),
+    ("starling.mgmt.local", False, "from starling.broker import Broker, BrokerQueries"),
+    ("starling.api.app", False, "from starling.mgmt import Page, QueryError"),
 ])
 def test_checker_allows(module: str, package: bool, source: str) -> None:
     assert violations(module, package, source) == []

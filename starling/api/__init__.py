@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .app import ManagementApp
+from .app import ManagementApp, RouteDispatcher
 from .apps import App, AppRegistry
 from .context import ApiContext, ListenerInfo
 from .dashboard import Dashboard
@@ -22,6 +22,7 @@ __all__ = [
     "ListenerInfo",
     "ManagementApp",
     "Route",
+    "RouteDispatcher",
     "RouteTable",
     "UserRegistry",
     "build_table",

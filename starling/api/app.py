@@ -8,6 +8,7 @@ table.  Every answer is JSON in the EMQ X envelope; errors carry a non-zero
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starling.mgmt import NodeUnavailable, Page, QueryError, UnknownNode
+
 from .context import ApiContext
-from .errors import ApiError, Code
+from .errors import ApiError, Code, not_found
 from .openapi import openapi_document
-from .request import ApiRequest, Page, with_query
+from .request import ApiRequest, with_query
 from .routing import RouteTable, split_path
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,125 @@ def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+class RouteDispatcher:
+    """Runs an authorized request (path under /api/v3) against the route table and
+    returns (HTTP status, JSON envelope).  Both listeners use it, and so does a
+    request another node forwards here (`forwarded`), which was authorized there.
+
+    A `/nodes/:node/...` route names a node through the management facade: an
+    unknown one is a 404; a remote one gets the request forwarded whole, unless
+    the route sends its work to the node itself (`Route.node_routed`)."""
+
+    def __init__(self, ctx: ApiContext, table: RouteTable) -> None:
+        self.ctx = ctx
+        self.table = table
+
+    async def dispatch(self, method: str, segments: list[str], query: dict[str, str],
+                       body: Callable[[], Awaitable[Any]]) -> tuple[int, dict[str, Any]]:
+        try:
+            return 200, self._envelope(await self._run(method, segments, query, body))
+        except ApiError as exc:
+            return exc.status, {"code": exc.code, "message": exc.message}
+        except Forwarded as answer:
+            return answer.status, answer.body
+        except UnknownNode as exc:
+            return 404, {"code": Code.NOT_FOUND, "message": str(exc)}
+        except NodeUnavailable as exc:
+            return 503, {"code": Code.BADRPC, "message": str(exc)}
+        except QueryError as exc:
+            code = Code.PARAMETER_TYPE_ERROR if exc.reason == "bad_params" else Code.UNKNOWN_ERROR
+            return 400, {"code": code, "message": str(exc)}
+        except Exception:
+            log.exception("API handler failed: %s /api/v3/%s", method, "/".join(segments))
+            return 500, {"code": Code.UNKNOWN_ERROR, "message": "internal_error"}
+
+    async def forwarded(self, method: str, segments: list[str], query: dict[str, str],
+                        body: Any) -> Any:
+        """What `LocalNode.forwarder` runs: ``{"status", "body"}``."""
+        async def given() -> Any:
+            return body
+        status, envelope = await self.dispatch(method, segments, query, given)
+        return {"status": status, "body": envelope}
+
+    async def _run(self, method: str, segments: list[str], query: dict[str, str],
+                   body: Callable[[], Awaitable[Any]]) -> Any:
+        if not segments:
+            if method != "GET":
+                raise ApiError(Code.UNKNOWN_ERROR, "Method Not Allowed", 405)
+            return self.table.listing()
+        found = self.table.find(method, segments)
+        if found is None:
+            if self.table.path_exists(segments):
+                raise ApiError(Code.UNKNOWN_ERROR, "Method Not Allowed", 405)
+            raise ApiError(Code.NOT_FOUND, "Not Found", 404)
+        route, params = found
+        if route.plugin and not self._plugin_active(route.plugin):
+            raise ApiError(Code.NOT_FOUND, f"Not Found: plugin {route.plugin} is not loaded",
+                           404)
+        request = ApiRequest(self.ctx, method, params, query,
+                             with_query(method, query, await body()))
+        node = params.get("node")
+        if node is not None:
+            mgmt = self.ctx.mgmt
+            if not mgmt.knows(node):
+                raise not_found(f"node {node} not found", Code.NOT_FOUND)
+            if not mgmt.is_local(node) and not route.node_routed:
+                answer = await mgmt.forward(node, method, segments, query, request.body)
+                raise Forwarded(answer["status"], answer["body"])
+        return await route.handler(request)
+
+    @staticmethod
+    def _envelope(result: Any) -> dict[str, Any]:
+        if result is None:
+            return {"code": 0}
+        if isinstance(result, Page):
+            meta: dict[str, Any] = {"page": result.page, "limit": result.limit,
+                                    "count": result.count}
+            if result.failed:
+                meta["failed_nodes"] = result.failed
+            return {"code": 0, "data": result.rows, "meta": meta}
+        return {"code": 0, "data": result}
+
+    def _plugin_active(self, name: str) -> bool:
+        plugins = self.ctx.services.get("plugins")
+        return plugins is not None and name in plugins.active_names()
+
+
+class Forwarded(Exception):
+    """The answer of the node a request was forwarded to, passed on as it is."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+
+
+#: Rows of a list encoded between two yields to the event loop.
+ENCODE_CHUNK = 100
+
+
+async def encode_json(envelope: dict[str, Any]) -> bytes:
+    """The envelope as JSON; a long `data` list is encoded in chunks with the event
+    loop let run in between (10,000 connection rows take over 100 ms to encode and
+    tens to free).  The list is consumed from its end as it is encoded, so its rows
+    are freed chunk by chunk too, not all at once when the answer is dropped."""
+    data = envelope.get("data")
+    if not isinstance(data, list) or len(data) <= ENCODE_CHUNK:
+        return _json_bytes(envelope)
+    parts: list[bytes] = []
+    while data:
+        start = max(0, len(data) - ENCODE_CHUNK)
+        parts.append(_json_bytes(data[start:])[1:-1])
+        del data[start:]
+        if data:
+            await asyncio.sleep(0)
+    parts.reverse()
+    items = b"[" + b",".join(parts) + b"]"
+    return b"{" + b",".join(
+        _json_bytes(key) + b":" + (items if key == "data" else _json_bytes(value))
+        for key, value in envelope.items()) + b"}"
+
+
 class ManagementApp:
     """`authenticate` replaces the apps check (None: apps, the management listener);
     `open_routes` are ``(method, "/api/v3/...")`` answered without credentials;
@@ -67,6 +189,7 @@ class ManagementApp:
         self.authenticate = authenticate
         self.open_routes = frozenset(open_routes)
         self.raw_routes = dict(raw_routes or {})
+        self.dispatcher = RouteDispatcher(ctx, table)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -131,42 +254,16 @@ class ManagementApp:
                 return self._unauthorized()
             if tuple(segments[:2]) != PREFIX:
                 raise ApiError(Code.NOT_FOUND, "Not Found", 404)
-            segments = segments[2:]
-            if not segments:
-                if method != "GET":
-                    raise ApiError(Code.UNKNOWN_ERROR, "Method Not Allowed", 405)
-                return 200, _json_bytes({"code": 0, "data": self.table.listing()}), []
-            found = self.table.find(method, segments)
-            if found is None:
-                if self.table.path_exists(segments):
-                    raise ApiError(Code.UNKNOWN_ERROR, "Method Not Allowed", 405)
-                raise ApiError(Code.NOT_FOUND, "Not Found", 404)
-            route, params = found
-            if route.plugin and not self._plugin_active(route.plugin):
-                raise ApiError(Code.NOT_FOUND, f"Not Found: plugin {route.plugin} is not loaded",
-                               404)
-            query = dict(reversed(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
-                                            keep_blank_values=True)))
-            body = with_query(method, query, await self._read_json(receive))
-            request = ApiRequest(self.ctx, method, params, query, body)
-            request.check_node()
-            result = await route.handler(request)
         except ApiError as exc:
             return exc.status, _json_bytes({"code": exc.code, "message": exc.message}), []
-        except Exception:
-            log.exception("API handler failed: %s %s", method, scope["path"])
-            return 500, _json_bytes({"code": Code.UNKNOWN_ERROR,
-                                     "message": "internal_error"}), []
-        return 200, _json_bytes(self._envelope(result)), []
+        query = dict(reversed(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
+                                        keep_blank_values=True)))
 
-    @staticmethod
-    def _envelope(result: Any) -> dict[str, Any]:
-        if result is None:
-            return {"code": 0}
-        if isinstance(result, Page):
-            return {"code": 0, "data": result.items,
-                    "meta": {"page": result.page, "limit": result.limit, "count": result.count}}
-        return {"code": 0, "data": result}
+        async def body() -> Any:
+            return await self._read_json(receive)
+
+        status, envelope = await self.dispatcher.dispatch(method, segments[2:], query, body)
+        return status, await encode_json(envelope), []
 
     async def _send_status(self, scope: Scope, send: Send) -> None:
         """EMQ X's health check, outside /api/v3 and without credentials (facts §1.1)."""
@@ -184,10 +281,6 @@ class ManagementApp:
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
         await send({"type": "http.response.body", "body": text.encode()})
-
-    def _plugin_active(self, name: str) -> bool:
-        plugins = self.ctx.services.get("plugins")
-        return plugins is not None and name in plugins.active_names()
 
     async def _authorized(self, scope: Scope) -> bool:
         header = b""

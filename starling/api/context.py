@@ -1,32 +1,20 @@
 """What the API needs from the node, handed over by `starling.node`.
 
-Route modules read live state through this object and the broker facade;
+Route modules read live state through the management facade (`mgmt`) and,
+for what it does not cover (publishing, ACL, configs), the broker facade;
 they never reach into sessions, channels or sockets themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starling.broker import Broker
+from starling.mgmt import ListenerInfo, Management
 
 if TYPE_CHECKING:
     from .apps import AppRegistry
-
-
-@dataclass(frozen=True, slots=True)
-class ListenerInfo:
-    protocol: str  #: "mqtt:tcp", "http:management", ...
-    name: str  #: "mqtt:tcp:default"
-    host: str
-    port: int
-    acceptors: int
-    max_conns: int
-    current_conns: int
-    shutdown_count: dict[str, int]
-    running: bool = True
 
 
 @dataclass(slots=True)
@@ -35,9 +23,12 @@ class ApiContext:
     apps: AppRegistry
     node_name: str
     version: str
-    #: Live listener descriptions (MQTT and HTTP), read on each request.
-    listeners: Callable[[], list[ListenerInfo]] = lambda: []
+    #: The management facade: every view, on this node or another.
+    mgmt: Management
     #: Extra services later issues plug in (plugins, rules, banned, alarms...).
     services: dict[str, Any] = field(default_factory=dict)
     #: Default `_limit` of paginated lists (emqx_management's management.max_row_limit).
     max_row_limit: int = 10000
+
+
+__all__ = ["ApiContext", "ListenerInfo"]

@@ -1,17 +1,21 @@
 """The dashboard listener (`http:dashboard`, ``dashboard.bind``, EMQ X's 18083).
 
-It serves the same route table as the management listener — every route,
-the dashboard users routes included — but takes the HTTP Basic credentials
-of a *dashboard user* instead of an app, and lets ``POST /api/v3/auth``
-through without any (facts §1.1, §9).  The `emqx_dashboard` plugin starts it
-when loaded and stops it when unloaded; while the plugin is loaded the users
-routes answer on both listeners (`USERS_SERVICE` in the API context's services).
+It serves the web dashboard's page (starling.dashboard) and the same route
+table as the management listener — every route, the dashboard users routes
+included — but takes the HTTP Basic credentials of a *dashboard user* (a
+password or a sign-in token, api/tokens.py) instead of an app, and lets
+``POST /api/v3/auth`` and the token routes through without any (facts §1.1,
+§9).  The `emqx_dashboard` plugin starts it when loaded and stops it when
+unloaded; while the plugin is loaded the users routes answer on both
+listeners (`USERS_SERVICE` in the API context's services).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+
+from starling.dashboard import DashboardSite
 
 from .app import ManagementApp
 from .context import ApiContext
@@ -22,8 +26,11 @@ from .users import USERS_SERVICE, UserRegistry
 log = logging.getLogger(__name__)
 
 LISTENER_NAME = "http:dashboard"
-#: Routes the dashboard listener serves without credentials: (method, path).
-OPEN_ROUTES = frozenset({("POST", "/api/v3/auth")})
+#: Routes the dashboard listener serves without credentials: (method, path).  A
+#: token is revoked by whoever holds it.
+OPEN_ROUTES = frozenset({("POST", "/api/v3/auth"), ("POST", "/api/v3/auth/token"),
+                         ("DELETE", "/api/v3/auth/token")})
+WS_PROTOCOLS = {"mqtt:ws": "ws", "mqtt:wss": "wss"}
 REALM = "starling-dashboard"
 
 
@@ -48,8 +55,9 @@ class Dashboard:
             return
         self.users.bootstrap(login, default_password, data_dir)
         app = ManagementApp(self.ctx, build_table(), realm=REALM,
-                            authenticate=self.users.check, open_routes=OPEN_ROUTES)
-        listener = HttpListener(app, LISTENER_NAME, host, port, max_connections)
+                            authenticate=self.users.check_sign_in, open_routes=OPEN_ROUTES)
+        site = DashboardSite(app, self._ws_ports)
+        listener = HttpListener(site, LISTENER_NAME, host, port, max_connections)
         try:
             await listener.start()
         except BaseException:
@@ -57,6 +65,11 @@ class Dashboard:
             raise
         self.listener = listener
         self.listeners.append(listener)
+
+    def _ws_ports(self) -> list[tuple[str, int]]:
+        """The running MQTT WebSocket listeners, for the page's CSP."""
+        return [(WS_PROTOCOLS[info.protocol], info.port) for info in self.ctx.mgmt.local.listeners()
+                if info.protocol in WS_PROTOCOLS and info.running]
 
     async def stop(self) -> None:
         self.ctx.services.pop(USERS_SERVICE, None)

@@ -64,6 +64,11 @@ def openapi_document(table: RouteTable, ctx: ApiContext) -> dict[str, Any]:
                 {"name": "_limit", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1}},
             ]
+        if route.body and route.method == "GET":
+            operation["parameters"] += [
+                {"name": n, "in": "query", "required": req, "description": d,
+                 "schema": {"type": _JSON_TYPES.get(t, "string")}}
+                for n, (t, req, d) in route.body.items()]
         if route.body and route.method in ("POST", "PUT"):
             operation["requestBody"] = {"content": {"application/json": {"schema": {
                 "type": "object",

@@ -4,7 +4,9 @@ Beyond EMQ X v3 (EMQX 5 serves ``/api/v5/prometheus/stats``): a scrape gets
 
 - every metric as a counter, ``emqx_`` + its name with ``/`` as ``_``
   (``messages/received`` → ``emqx_messages_received``, sample
-  ``emqx_messages_received_total``); ``messages/retained`` is a gauge;
+  ``emqx_messages_received_total``); ``messages/retained`` is a gauge; with
+  ``management.metric_names = dot`` the name is EMQ X 3.2's
+  (``packets/connect`` → ``emqx_packets_connect_received``, as EMQX 5 calls it);
 - every stat as a gauge (``connections/count`` → ``emqx_connections_count``);
 - node facts: ``emqx_node_info{node,version}``, ``emqx_uptime_seconds``,
   ``emqx_vm_loop_lag_seconds``, ``emqx_vm_tasks``, ``emqx_alarms_present``,
@@ -33,6 +35,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from starling.mgmt import metric_name
 from starling.plugins.node_metrics import Reading, loop_lag, read
 
 from .app import RawRoute
@@ -70,8 +73,10 @@ class _NodeCollector(Collector):
         info = InfoMetricFamily("emqx_node", "The node answering this scrape.")
         info.add_metric([], {"node": self.ctx.node_name, "version": self.ctx.version})
         yield info
+        style = self.ctx.mgmt.metric_names
         for name, value in sorted(self.reading.counters.items()):
-            yield CounterMetricFamily(prom_name(name), f"EMQ X metric {name}", value=value)
+            shown = metric_name(name, style)
+            yield CounterMetricFamily(prom_name(shown), f"EMQ X metric {shown}", value=value)
         for name, number in sorted(self.reading.gauges.items()):
             if name in SKIPPED:
                 continue

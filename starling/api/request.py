@@ -6,8 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from starling.mgmt import PageSpec
+
 from .context import ApiContext
-from .errors import ApiError, Code, bad_type, missing, not_found
+from .errors import ApiError, Code, bad_type, missing
+
+#: The page size of "every row".
+ALL_ROWS = 1 << 62
 
 
 @dataclass(slots=True)
@@ -60,11 +65,24 @@ class ApiRequest:
             return value.lower() == "true"
         raise bad_type(f"'{name}' must be true or false")
 
-    def check_node(self) -> None:
-        """`/nodes/:node/...`: only this node exists until clustering lands."""
-        node = self.params.get("node")
-        if node is not None and node != self.ctx.node_name:
-            raise not_found(f"node {node} not found", Code.NOT_FOUND)
+    def page_spec(self) -> PageSpec:
+        """EMQ X pagination: `_page` from 1 (below 1 means 1), `_limit` (default
+        `management.max_row_limit`, at least 1)."""
+        page = self.int_arg("_page", 1)
+        limit = self.int_arg("_limit", self.ctx.max_row_limit)
+        if limit < 1:
+            raise ApiError(Code.PARAMETER_TYPE_ERROR, "'_limit' must be at least 1", 400)
+        return PageSpec(max(page, 1), limit)
+
+    @staticmethod
+    def everything() -> PageSpec:
+        """One page holding every row (for the lookups, which are not paginated)."""
+        return PageSpec(1, ALL_ROWS)
+
+    @property
+    def node(self) -> str | None:
+        """The `:node` of a `/nodes/:node/...` route (checked to exist), else None."""
+        return self.params.get("node")
 
 
 def with_query(method: str, query: dict[str, str], body: Any) -> Any:
@@ -95,26 +113,3 @@ def to_int(name: str, value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise bad_type(f"'{name}' must be an integer") from None
-
-
-class Page:
-    """A paginated answer: `{"code":0,"data":[...],"meta":{page,limit,count}}`."""
-
-    __slots__ = ("count", "items", "limit", "page")
-
-    def __init__(self, items: list[Any], page: int, limit: int, count: int) -> None:
-        self.items = items
-        self.page = page
-        self.limit = limit
-        self.count = count
-
-
-def paginate(req: ApiRequest, rows: list[Any]) -> Page:
-    """EMQ X pagination: `_page` from 1, `_limit` (default 10000), count = total."""
-    page = req.int_arg("_page", 1)
-    limit = req.int_arg("_limit", req.ctx.max_row_limit)
-    if limit < 1:
-        raise ApiError(Code.PARAMETER_TYPE_ERROR, "'_limit' must be at least 1", 400)
-    page = max(page, 1)
-    start = (page - 1) * limit
-    return Page(rows[start:start + limit], page, limit, len(rows))

@@ -36,6 +36,9 @@ class Route:
     #: The plugin the route belongs to ("" = the API itself).  Listed always, but
     #: answered 404 while that plugin is not loaded (EMQ X's minirest filter).
     plugin: str = ""
+    #: The handler sends its work to `:node` itself, through the management facade.
+    #: Other `/nodes/:node/...` routes naming another node are forwarded to it whole.
+    node_routed: bool = False
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
         if len(segments) != len(self.segments):
@@ -60,11 +63,11 @@ class RouteTable:
 
     def route(self, name: str, method: str, path: str, descr: str, *, paginated: bool = False,
               body: dict[str, tuple[str, bool, str]] | None = None, plugin: str = "",
-              ) -> Callable[[Handler], Handler]:
+              node_routed: bool = False) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             segments = tuple(p for p in path.split("/") if p)
             self.routes.append(Route(name, method, path, descr, handler, paginated,
-                                     body or {}, segments, plugin))
+                                     body or {}, segments, plugin, node_routed))
             return handler
         return register
 

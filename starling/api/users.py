@@ -34,6 +34,7 @@ from typing import Any
 
 from .apps import generate_secret
 from .stored import StoredTable
+from .tokens import TokenTable, password_tag
 
 log = logging.getLogger(__name__)
 startup_log = logging.getLogger("starling.startup")
@@ -116,6 +117,8 @@ class UserRegistry(StoredTable[DashboardUser]):
         self.default_login = "admin"
         self._key = secrets.token_bytes(32)
         self._verified: dict[str, bytes] = {}
+        #: Sign-in tokens of the web dashboard (tokens.py).
+        self.tokens = TokenTable()
 
     def _row(self, data: dict[str, Any]) -> DashboardUser:
         return DashboardUser(**data)
@@ -179,6 +182,20 @@ class UserRegistry(StoredTable[DashboardUser]):
         if self._rows.get(username) is user:  # unchanged while we checked
             self._verified[username] = fingerprint
         return True
+
+    def issue_token(self, username: str, remember: bool) -> tuple[str, float]:
+        """A sign-in token for a user whose password was just checked: (token, expiry)."""
+        user = self._rows[username]
+        return self.tokens.issue(username, password_tag(user.password), remember)
+
+    async def check_sign_in(self, username: str, secret: str) -> bool:
+        """The dashboard listener's Basic-auth check: `secret` is a live sign-in
+        token of the user, or the user's password."""
+        user = self._rows.get(username)
+        tag = password_tag(user.password) if user is not None else None
+        if self.tokens.valid(username, secret, tag):
+            return True
+        return await self.check(username, secret)
 
     # -- the default user ------------------------------------------------------------
     def bootstrap(self, login: str, configured_password: str, data_dir: Path) -> None:

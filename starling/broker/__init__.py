@@ -59,6 +59,7 @@ from .memory import ConnectionMemory
 from .message import Message
 from .metrics import ALL_METRICS, EXTRA_METRICS, SEED_METRICS
 from .options import BrokerOptions
+from .queries import BrokerQueries
 from .retained import RetainerSettings
 from .router import Router
 from .session import Session
@@ -97,6 +98,7 @@ __all__ = [
     "Banned",
     "Broker",
     "BrokerOptions",
+    "BrokerQueries",
     "Channel",
     "Client",
     "ClientInfo",

@@ -407,7 +407,8 @@ class Client:
         return message
 
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
-                      packet_id: int | None = None) -> ReasonCode:
+                      packet_id: int | None = None,
+                      properties: dict[PropertyId, Any] | None = None) -> ReasonCode:
         """Publish as this client, as an MQTT PUBLISH does: the topic's checks, the
         ACL, `message.publish`, the retained store, routing, metrics.  A QoS 2
         message with a `packet_id` is routed once until `release(packet_id)`.  In
@@ -416,7 +417,8 @@ class Client:
         refused (TOPIC_NAME_INVALID, RETAIN_NOT_SUPPORTED, NOT_AUTHORIZED: then,
         with `acl_deny_action = disconnect`, the client is closed;
         RECEIVE_MAXIMUM_EXCEEDED: too many QoS 2 ids awaiting release; QUOTA_EXCEEDED:
-        the store cannot write and the message needs it)."""
+        the store cannot write and the message needs it).  `properties` are the
+        message's MQTT 5.0 properties (a gateway's own metadata: STOMP headers)."""
         session = self._live_session()
         counters = self.counters
         counters[m.MESSAGES_RECEIVED] += 1
@@ -438,7 +440,7 @@ class Client:
             return _NOT_AUTHORIZED
         if self.state != CONNECTED:
             return ReasonCode.UNSPECIFIED_ERROR
-        message = self._message(topic, payload, qos, retain, {})
+        message = self._message(topic, payload, qos, retain, properties or {})
         if qos and journal.failing_since is not None and self.broker.needs_store(message):
             counters[m.MESSAGES_DROPPED] += 1
             return ReasonCode.QUOTA_EXCEEDED  # the store cannot write what it needs

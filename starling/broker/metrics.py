@@ -94,6 +94,13 @@ EXTRA_METRICS: tuple[str, ...] = (
     "web_hook/failed",  #: requests given up after their retries
     "web_hook/retried",  #: retries of failed requests
     "web_hook/dropped",  #: bodies dropped: queue full, or still queued at unload
+    # The protocol gateways (docs/gateways.md): what they refused, by protocol
+    "gateway/mqttsn/malformed",
+    "gateway/mqttsn/dropped",
+    "gateway/mqttsn/rate_limited",
+    "gateway/mqttsn/refused",
+    "gateway/stomp/malformed",
+    "gateway/stomp/refused",
 )
 
 ALL_METRICS: tuple[str, ...] = SEED_METRICS + EXTRA_METRICS

@@ -1,5 +1,5 @@
 """The node's key-value tables that every node of the cluster shares: management
-apps, dashboard users, banned clients, emqx_auth_clientid / emqx_auth_username
+apps, dashboard users and their sign-in tokens, banned clients, emqx_auth_clientid / emqx_auth_username
 entries, rules and resources, delayed messages.
 
 Each table keeps living where it lives on a lone node (an object in memory, rows
@@ -22,8 +22,8 @@ from .replica import Replica
 log = logging.getLogger(__name__)
 
 #: Store tables every node shares (the rest, e.g. `plugins`, stay per node).
-SHARED = frozenset({"apps", "users", "banned", "auth_clientid", "auth_username", "rules",
-                    "resources", "delayed_publish"})
+SHARED = frozenset({"apps", "users", "dashboard_tokens", "banned", "auth_clientid",
+                    "auth_username", "rules", "resources", "delayed_publish"})
 
 Applier = Callable[[str, str | None], None]
 

@@ -228,13 +228,6 @@ class PluginEntry:
         """The schema entry for a config key (a pattern key for one of its family)."""
         return next((k for k in self.schema if k.matches(key)), None)
 
-    def view(self) -> dict[str, Any]:
-        """The API's plugin object: the seed's four fields plus v3.2's `type`."""
-        return {"name": self.name, "version": self.version,
-                "description": self.info.description, "active": self.active,
-                "type": self.info.type}
-
-
 class PluginRegistry:
     def __init__(self, context: PluginContext, *, version: str,
                  catalogue: Iterable[PluginInfo] = SEED_PLUGINS) -> None:
@@ -283,9 +276,6 @@ class PluginRegistry:
 
     def __iter__(self) -> Iterator[PluginEntry]:
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
-
-    def views(self) -> list[dict[str, Any]]:
-        return [entry.view() for entry in self]
 
     def active_names(self) -> list[str]:
         return [entry.name for entry in self if entry.active]

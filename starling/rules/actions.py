@@ -78,11 +78,6 @@ class ActionSpec:
     description: str
     make: Factory
 
-    def view(self) -> dict[str, Any]:
-        return {"name": self.name, "app": self.app, "for": self.for_, "type": self.type,
-                "params": {k: dict(v) for k, v in self.params.items()},
-                "description": self.description}
-
     def check_params(self, given: Any, resource: Callable[[str], Resource | None]
                      ) -> dict[str, Any]:
         params = check(self.params, given, f"params of {self.name}")

@@ -107,11 +107,6 @@ class BoundAction:
         else:
             self.failed += 1
 
-    def view(self, node: str) -> dict[str, Any]:
-        return {"name": self.name, "params": self.params,
-                "metrics": [{"node": node, "success": self.success, "failed": self.failed}]}
-
-
 class RuleMetrics:
     __slots__ = ("_last", "failed", "nomatch", "passed", "speed", "speed_last5m",
                  "speed_max")
@@ -134,12 +129,6 @@ class RuleMetrics:
         self.speed_max = max(self.speed_max, self.speed)
         alpha = min(1.0, seconds / 300.0)
         self.speed_last5m = round(self.speed_last5m + alpha * (speed - self.speed_last5m), 2)
-
-    def view(self, node: str) -> dict[str, Any]:
-        return {"node": node, "matched": self.matched, "passed": self.passed,
-                "nomatch": self.nomatch, "failed": self.failed, "speed": self.speed,
-                "speed_max": self.speed_max, "speed_last5m": self.speed_last5m}
-
 
 @dataclass(slots=True, eq=False)
 class Rule:
@@ -169,12 +158,6 @@ class Rule:
                 "actions": [{"name": a.name, "params": a.params} for a in self.actions],
                 "description": self.description, "enabled": self.enabled,
                 "created_at": self.created_at}
-
-    def view(self, node: str) -> dict[str, Any]:
-        """The seed's rule object, plus per-node metrics (rule and actions)."""
-        return {"id": self.id, "name": self.name, "for": self.for_, "rawsql": self.rawsql,
-                "actions": [a.view(node) for a in self.actions], "enabled": self.enabled,
-                "description": self.description, "metrics": [self.metrics.view(node)]}
 
     def log_failure(self, what: str, exc: Exception) -> None:
         now = time.monotonic()

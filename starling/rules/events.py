@@ -57,15 +57,6 @@ class EventInfo:
     columns: tuple[str, ...]
     test_columns: Mapping[str, Any]
 
-    def view(self) -> dict[str, Any]:
-        return {"event": self.name,
-                "title": {"en": self.title, "zh": self.title},
-                "description": {"en": self.description, "zh": self.description},
-                "columns": list(self.columns),
-                "test_columns": dict(self.test_columns),
-                "sql_example": f'SELECT * FROM "{self.name}"'}
-
-
 _TEST_MSG = {"client_id": "c_emqx", "username": "u_emqx", "topic": "t/a", "qos": 1,
              "payload": '{"msg": "hello"}', "peername": "127.0.0.1:63341"}
 _TEST_CLIENT = {"client_id": "c_emqx", "username": "u_emqx", "auth_result": "success",

@@ -40,12 +40,6 @@ class ResourceType:
     description: str
     params: Schema
 
-    def view(self) -> dict[str, Any]:
-        return {"name": self.name, "provider": self.provider,
-                "params": {k: dict(v) for k, v in self.params.items()},
-                "description": self.description}
-
-
 BUILT_IN = ResourceType("built_in", "emqx_rule_engine",
                         "The built in resource type for debug purpose", {})
 WEB_HOOK = ResourceType("web_hook", "emqx_web_hook", "WebHook Resource", {
@@ -101,12 +95,6 @@ class Resource:
         return {"id": self.id, "name": self.name, "type": self.type.name,
                 "config": self.config, "description": self.description,
                 "created_at": self.created_at}
-
-    def view(self) -> dict[str, Any]:
-        """The seed's resource object."""
-        return {"id": self.id, "name": self.name, "type": self.type.name,
-                "config": self.config, "attrs": "undefined",
-                "description": self.description}
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> bool:

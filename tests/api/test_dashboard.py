@@ -11,6 +11,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,69 @@ def test_routes_are_listed_on_both_listeners(node: Any, admin: httpx.Client) -> 
     assert listed >= USER_ROUTES and len(USER_ROUTES) == 6
     assert ok(admin.get("/apps/"))
     assert {"app_id": "admin"}.items() <= ok(admin.get("/apps/admin")).items()
+
+
+# -- sign-in tokens (the web dashboard's login) ------------------------------------------
+
+def test_sign_in_token_lifecycle(node: Any, admin: httpx.Client) -> None:
+    name = uid("tok")
+    ok(admin.post("/users/", json={"username": name, "password": "pw-t1"}))
+    with dash(node, None) as anon:
+        err(anon.post("/auth/token", json={"username": name, "password": "nope"}), 401, 103,
+            "Password Error")
+        err(anon.post("/auth/token", json={"username": "ghost", "password": "x"}), 401, 105)
+        err(anon.post("/auth/token", json={"username": name}), 400, 104, "Password undefined")
+        err(anon.post("/auth/token", json={"username": name, "password": "pw-t1",
+                                            "remember": "maybe"}), 400, 108)
+        short = ok(anon.post("/auth/token", json={"username": name, "password": "pw-t1"}))
+        long = ok(anon.post("/auth/token", json={"username": name, "password": "pw-t1",
+                                                  "remember": True}))
+    now = time.time()
+    assert short["username"] == name and short["token"] != long["token"]
+    assert 11 * 3600 < short["expires_at"] - now <= 12 * 3600 + 5
+    assert 29 * 86400 < long["expires_at"] - now <= 30 * 86400 + 5
+    token = short["token"]
+    # the token is a Basic password on the dashboard listener, for that user only
+    with dash(node, (name, token)) as client:
+        assert ok(client.get("/brokers/"))
+    with dash(node, ("admin", token)) as client:
+        err(client.get("/brokers/"), 401, 103)
+    with node.api((name, token)) as api:  # never on the management listener
+        err(api.get("/brokers/"), 401, 103)
+    with dash(node, None) as anon:  # nor where the password itself is asked for
+        err(anon.post("/auth", json={"username": name, "password": token}), 401, 103)
+    with dash(node, (name, token)) as client:
+        err(client.put(f"/change_pwd/{name}", json={"old_pwd": token, "new_pwd": "x"}), 400, 114)
+        # logout: revoked by whoever holds it; revoking twice is fine
+        assert client.request("DELETE", "/auth/token", json={"token": token}).json() == {"code": 0}
+        err(client.get("/brokers/"), 401, 103)
+    with dash(node, None) as anon:
+        ok(anon.request("DELETE", "/auth/token", json={"token": token}))
+        err(anon.request("DELETE", "/auth/token", json={}), 400, 107)
+    # a password change ends every token of the user
+    with dash(node, (name, long["token"])) as client:
+        assert ok(client.get("/brokers/"))
+        ok(client.put(f"/change_pwd/{name}", json={"old_pwd": "pw-t1", "new_pwd": "pw-t2"}))
+        err(client.get("/brokers/"), 401, 103)
+    with dash(node, None) as anon:
+        again = ok(anon.post("/auth/token", json={"username": name, "password": "pw-t2"}))
+    ok(admin.delete(f"/users/{name}"))  # and so does deleting the user
+    with dash(node, (name, again["token"])) as client:
+        err(client.get("/brokers/"), 401, 103)
+
+
+def test_tokens_survive_a_restart_as_digests(make_node: Any, tmp_path: Path) -> None:
+    data = tmp_path / "tokens"
+    node = make_node({**ON, "dashboard.default_user.password": "pw-r"}, data_dir=data)
+    with dash(node, None) as anon:
+        token = ok(anon.post("/auth/token", json={"username": "admin", "password": "pw-r",
+                                                   "remember": True}))["token"]
+    node.stop()
+    for path in data.rglob("*"):  # only its SHA-256 is kept
+        assert not path.is_file() or token.encode() not in path.read_bytes(), path
+    node = make_node({**ON, "dashboard.default_user.password": "pw-r"}, data_dir=data)
+    with dash(node, ("admin", token)) as client:
+        assert ok(client.get("/brokers/"))
 
 
 # -- persistence, plugin load/unload ----------------------------------------------------

@@ -70,3 +70,34 @@ def test_ctl_stops_and_starts_a_listener(make_node) -> None:
         assert ctl.main([*base, "listeners", "stop", "mqtt:tcp:third"]) == 1  # not_started
         assert ctl.main([*base, "listeners", "start", "mqtt:tcp:third"]) == 0
         assert listener_row(api, "mqtt:tcp:third")["running"] is True
+
+
+def test_listener_details_name_every_listener(make_node) -> None:
+    """`/nodes/:node/listener_details` (the dashboard's Listeners page and MQTT tool):
+    every listener with its name, whether it runs, and a WebSocket listener's path."""
+    node = make_node({**API_SETTINGS, "listeners.tcp.second.bind": "127.0.0.1:0",
+                      "listeners.ws.default.bind": "127.0.0.1:0",
+                      "listeners.ws.default.path": "/mqtt-here"})
+    with node.api() as api:
+        ok = api.get(f"/nodes/{NODE}/listener_details").json()
+        assert ok["code"] == 0, ok
+        rows = {row["name"]: row for row in ok["data"]}
+        assert set(rows) == {"mqtt:tcp:default", "mqtt:tcp:second", "mqtt:ws:default",
+                             "http:management"}
+        ws_host, ws_port = node.listeners["mqtt:ws:default"]
+        assert rows["mqtt:ws:default"]["listen_on"] == f"{ws_host}:{ws_port}"
+        assert rows["mqtt:ws:default"]["path"] == "/mqtt-here"
+        assert "path" not in rows["mqtt:tcp:default"]
+        assert all(row["running"] is True for row in rows.values())
+        # the EMQ X list keeps its own fields only
+        listed = api.get("/listeners/").json()["data"][0]["listeners"]
+        assert all("name" not in row and "path" not in row for row in listed)
+        path = quote("mqtt:tcp:second", safe="")
+        assert api.put(f"/nodes/{NODE}/listeners/{path}/stop").json() == {"code": 0}
+        rows = {row["name"]: row for row in api.get(f"/nodes/{NODE}/listener_details")
+                .json()["data"]}
+        assert rows["mqtt:tcp:second"]["running"] is False
+        assert rows["mqtt:tcp:default"]["running"] is True
+        assert listener_row(api, "mqtt:ws:default")["path"] == "/mqtt-here"
+        unknown = api.get("/nodes/other@host/listener_details")
+        assert unknown.status_code == 404 and unknown.json()["code"] == 404

@@ -303,6 +303,11 @@ def test_sql_dry_run(api: httpx.Client) -> None:
                                  "ctx": {"topic": "t/1", "payload": "{\"x\": 0}"}}),
         404, 404, "SQL Not Match")
     assert all(r["rawsql"] != sql for r in ok(api.get("/rules")))  # nothing created
+    # as the v3.2 dashboard sends it: `test` in the query string, merged with the body
+    assert ok(api.post("/rules?test=true", json={
+        "rawsql": sql, "ctx": {"topic": "t/1", "payload": "{\"x\": 3}"}})) == {"x": 3}
+    err(api.post("/rules?test=maybe", json={"rawsql": sql}), 400, 108)
+    assert all(r["rawsql"] != sql for r in ok(api.get("/rules")))
 
 
 # -- query-string parameters (minirest) ----------------------------------------------------
@@ -349,6 +354,8 @@ def test_resource_test_creates_nothing(api: httpx.Client) -> None:
     err(api.post("/resources?test=true", json={"type": "web_hook", "config": {}}), 400, 400,
         "Bad Arguments: config: missing required param 'url'")
     assert ok(api.get("/resources")) == before
+    assert not any(a["id"].startswith("resource_down/")
+                   for a in ok(api.get("/alarms/present"))[0]["alarms"])
 
 
 # -- resources -----------------------------------------------------------------------------

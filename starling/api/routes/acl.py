@@ -31,13 +31,13 @@ from starling.broker import (
     Broker,
     explain_acl,
 )
+from starling.mgmt import fields
 from starling.mqtt import is_valid_topic_filter, is_valid_topic_name
 from starling.plugins import AclFile, AclFileError, PluginRegistry
 
 from ..errors import ApiError, Code, bad_type, missing
 from ..request import ApiRequest
 from ..routing import RouteTable
-from ..views import local_time
 
 #: How the file ACL appears in explanations (EMQ X's module name).
 FILE_ACL = "emqx_mod_acl_internal"
@@ -178,7 +178,7 @@ def register(table: RouteTable) -> None:
         state = acl_file(req).status()
         return {
             "file": state.file,
-            "loaded_at": local_time(state.loaded_at),
+            "loaded_at": fields.local_time(state.loaded_at),
             "last_error": state.last_error,
             "check_interval": state.check_interval,
             "rules": [{"line": rule.line, "rule": str(rule)} for rule in state.rules],

@@ -11,42 +11,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from starling.broker import Alarm
-
 from ..request import ApiRequest
 from ..routing import RouteTable
-from ..views import local_time
-
-
-def present_view(alarm: Alarm) -> dict[str, Any]:
-    return {"id": alarm.id, "desc": alarm.desc}
-
-
-def history_view(alarm: Alarm) -> dict[str, Any]:
-    return {"id": alarm.id, "desc": alarm.desc, "clear_at": local_time(alarm.cleared_at)}
 
 
 def register(table: RouteTable) -> None:
-    def present(req: ApiRequest) -> list[dict[str, Any]]:
-        return [present_view(a) for a in req.ctx.broker.alarms.present()]
-
-    def history(req: ApiRequest) -> list[dict[str, Any]]:
-        return [history_view(a) for a in req.ctx.broker.alarms.history()]
-
     @table.route("list_all_alarms", "GET", "/alarms/present", "List all alarms")
     async def list_all_alarms(req: ApiRequest) -> Any:
-        return [{"node": req.ctx.node_name, "alarms": present(req)}]
+        return await req.ctx.mgmt.cluster_alarms()
 
-    @table.route("list_node_alarms", "GET", "/alarms/present/:node", "List alarms of a node")
+    @table.route("list_node_alarms", "GET", "/alarms/present/:node", "List alarms of a node",
+                 node_routed=True)
     async def list_node_alarms(req: ApiRequest) -> Any:
-        return present(req)
+        return await req.ctx.mgmt.alarms(req.params["node"])
 
     @table.route("list_all_alarm_history", "GET", "/alarms/history",
                  "List all alarm history")
     async def list_all_alarm_history(req: ApiRequest) -> Any:
-        return [{"node": req.ctx.node_name, "alarms": history(req)}]
+        return await req.ctx.mgmt.cluster_alarms(history=True)
 
     @table.route("list_node_alarm_history", "GET", "/alarms/history/:node",
-                 "List alarm history of a node")
+                 "List alarm history of a node", node_routed=True)
     async def list_node_alarm_history(req: ApiRequest) -> Any:
-        return history(req)
+        return await req.ctx.mgmt.alarms(req.params["node"], history=True)

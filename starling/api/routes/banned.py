@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from starling.broker import BAN_KINDS, Ban
+from starling.mgmt import fields
 
 from ..errors import ApiError, Code, bad_type, missing
-from ..request import ApiRequest, paginate
+from ..request import ApiRequest
 from ..routing import RouteTable
-from ..views import UNDEFINED
 
 #: EMQ X's messages, word for word (facts §1.6).
 MISSING_WHO_AS = "missing mandatory params: ['who', 'as']"
@@ -29,20 +29,6 @@ BANNED_BODY = {
     "by": ("string", False, "who made the ban"),
     "until": ("integer", False, "end of the ban, epoch seconds; absent = never"),
 }
-
-
-def ban_view(ban: Ban) -> dict[str, Any]:
-    until: Any = UNDEFINED
-    if ban.until is not None:
-        until = int(ban.until) if float(ban.until).is_integer() else ban.until
-    return {
-        "who": ban.who,
-        "as": ban.kind,
-        "reason": ban.reason if ban.reason is not None else UNDEFINED,
-        "desc": ban.desc if ban.desc is not None else UNDEFINED,
-        "by": ban.by if ban.by is not None else UNDEFINED,
-        "until": until,
-    }
 
 
 def _kind(req: ApiRequest) -> str:
@@ -63,7 +49,7 @@ def _text(req: ApiRequest, name: str) -> str | None:
 
 def _until(req: ApiRequest) -> float | None:
     value = req.arg("until")
-    if value is None or value in ("", UNDEFINED):
+    if value is None or value in ("", fields.UNDEFINED):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise bad_type("'until' must be a number of seconds since the epoch")
@@ -88,7 +74,7 @@ def _params(req: ApiRequest) -> dict[str, Any]:
 def register(table: RouteTable) -> None:
     @table.route("list_banned", "GET", "/banned/", "List banned", paginated=True)
     async def list_banned(req: ApiRequest) -> Any:
-        return paginate(req, [ban_view(b) for b in req.ctx.broker.banned.all()])
+        return await req.ctx.mgmt.banned(req.page_spec())
 
     @table.route("create_banned", "POST", "/banned/", "Create banned", body=BANNED_BODY)
     async def create_banned(req: ApiRequest) -> Any:

@@ -1,4 +1,5 @@
-"""/metrics: the seed's counters, live."""
+"""/metrics: the counters (the seed's names, or v3.2's with
+``management.metric_names = dot``), live."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ def register(table: RouteTable) -> None:
     @table.route("list_all_metrics", "GET", "/metrics/",
                  "A list of metrics of all nodes in the cluster")
     async def list_all_metrics(req: ApiRequest) -> Any:
-        return [{"node": req.ctx.node_name, "metrics": req.ctx.broker.metrics()}]
+        return await req.ctx.mgmt.cluster_metrics()
 
     @table.route("list_node_metrics", "GET", "/nodes/:node/metrics/",
-                 "A list of metrics of a node")
+                 "A list of metrics of a node", node_routed=True)
     async def list_node_metrics(req: ApiRequest) -> Any:
-        return req.ctx.broker.metrics()
+        return await req.ctx.mgmt.metrics(req.params["node"])

@@ -26,8 +26,10 @@ the started apps as `data`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from starling.mgmt import QueryError
 from starling.plugins import Plugin, PluginError, PluginRegistry
 
 from ..errors import ApiError, Code, bad_type, not_found
@@ -56,6 +58,7 @@ def registry(req: ApiRequest) -> PluginRegistry:
 
 
 P = TypeVar("P", bound=Plugin)
+T = TypeVar("T")
 
 
 def loaded_instance(req: ApiRequest, name: str, cls: type[P]) -> P:
@@ -67,7 +70,7 @@ def loaded_instance(req: ApiRequest, name: str, cls: type[P]) -> P:
     return instance
 
 
-def api_error(exc: PluginError) -> ApiError:
+def api_error(exc: PluginError | QueryError) -> ApiError:
     message = exc.detail if exc.reason in ("unknown_key", "bad_value") else exc.reason
     if exc.reason == "load_failed" and exc.detail:
         message = f"load_failed: {exc.detail}"  # why, e.g. a missing optional package
@@ -78,44 +81,48 @@ def api_error(exc: PluginError) -> ApiError:
 def register(table: RouteTable) -> None:
     @table.route("list_all_plugins", "GET", "/plugins/", "List all plugins in the cluster")
     async def list_all(req: ApiRequest) -> Any:
-        return [{"node": req.ctx.node_name, "plugins": registry(req).views()}]
+        return await _guarded(req.ctx.mgmt.cluster_plugins())
 
     @table.route("list_node_plugins", "GET", "/nodes/:node/plugins/",
-                 "List all plugins on a node")
+                 "List all plugins on a node", node_routed=True)
     async def list_node(req: ApiRequest) -> Any:
-        return registry(req).views()
+        return await _guarded(req.ctx.mgmt.plugins(req.params["node"]))
 
     def action(name: str, verb: str, descr: str) -> None:
         async def handler(req: ApiRequest) -> Any:
-            plugins = registry(req)
-            try:
-                await getattr(plugins, verb)(req.params["plugin"])
-            except PluginError as exc:
-                raise api_error(exc) from None
+            await _guarded(req.ctx.mgmt.plugin_action(req.params["node"], req.params["plugin"],
+                                                      verb))
             return None
 
-        table.route(name, "PUT", f"/nodes/:node/plugins/:plugin/{verb}", descr)(handler)
+        table.route(name, "PUT", f"/nodes/:node/plugins/:plugin/{verb}", descr,
+                    node_routed=True)(handler)
 
     action("load_plugin", "load", "Load a plugin")
     action("unload_plugin", "unload", "Unload a plugin")
     action("reload_plugin", "reload", "Reload a plugin")
 
     @table.route("get_plugin_configs", "GET", "/nodes/:node/plugin_configs/:plugin",
-                 "Get configurations of a plugin on the node")
+                 "Get configurations of a plugin on the node", node_routed=True)
     async def get_configs(req: ApiRequest) -> Any:
-        try:
-            return registry(req).config_items(req.params["plugin"])
-        except PluginError as exc:
-            raise api_error(exc) from None
+        return await _guarded(req.ctx.mgmt.plugin_configs(req.params["node"],
+                                                          req.params["plugin"]))
 
     @table.route("update_plugin_configs", "PUT", "/nodes/:node/plugin_configs/:plugin",
-                 "Update configurations of a plugin on the node")
+                 "Update configurations of a plugin on the node", node_routed=True)
     async def update_configs(req: ApiRequest) -> Any:
         body = req.body if req.body is not None else {}
         if not isinstance(body, dict):
             raise bad_type("the body must be a JSON object of config key -> value")
-        try:
-            await registry(req).configure(req.params["plugin"], body)
-        except PluginError as exc:
-            raise api_error(exc) from None
+        await _guarded(req.ctx.mgmt.configure_plugin(req.params["node"], req.params["plugin"],
+                                                     body))
         return None
+
+
+async def _guarded(call: Awaitable[T]) -> T:
+    """The facade's refusal as the seed's plugin error."""
+    try:
+        return await call
+    except QueryError as exc:
+        if exc.reason == "no_registry":
+            raise ApiError(Code.UNKNOWN_ERROR, exc.detail, 404) from None
+        raise api_error(exc) from None

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from starling.mgmt import system
 from starling.plugins import ReconPlugin
 from starling.plugins.recon import TALKER_KEYS, parse_limit
 
-from .. import system
 from ..errors import bad_type
 from ..request import ApiRequest
 from ..routing import RouteTable

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from starling.mgmt import fields
 from starling.rules.actions import actions_for, actions_of_type, find_action
 from starling.rules.engine import RuleEngine
 from starling.rules.errors import RuleError
@@ -20,7 +21,7 @@ from starling.rules.events import EVENTS, event_name
 from starling.rules.plugin import PLUGIN, RuleEnginePlugin
 from starling.rules.resources import RESOURCE_TYPES
 
-from ..errors import ApiError, not_found
+from ..errors import ApiError, bad_type, not_found
 from ..request import ApiRequest
 from ..routing import Handler, RouteTable
 from .plugins import registry
@@ -36,7 +37,12 @@ def _engine(req: ApiRequest) -> RuleEngine:
 def _testing(req: ApiRequest) -> bool:
     """A dry run: ``test`` true in the body or the query string (``?test=true``, how
     the EMQ X v3.2 dashboard's test buttons call it; the app merges the query in)."""
-    return isinstance(req.body, dict) and req.body.get("test") in (True, "true")
+    value = req.body.get("test") if isinstance(req.body, dict) else None
+    if value in (None, False, "false"):
+        return False
+    if value in (True, "true"):
+        return True
+    raise bad_type("'test' must be true or false")
 
 
 def _not_found() -> ApiError:
@@ -82,12 +88,12 @@ def register(table: RouteTable) -> None:
         engine = _engine(req)
         if _testing(req):
             return engine.test_sql(req.body.get("rawsql"), req.body.get("ctx"))
-        return engine.create_rule(req.body).view(engine.node)
+        return fields.rule(engine.create_rule(req.body), engine.node)
 
     @route("list_rules", "GET", "/rules/", "A list of all rules")
     async def list_rules(req: ApiRequest) -> Any:
         engine = _engine(req)
-        return [rule.view(engine.node) for rule in engine.rule_list()]
+        return [fields.rule(rule, engine.node) for rule in engine.rule_list()]
 
     @route("show_rule", "GET", "/rules/:id", "Show a rule")
     async def show_rule(req: ApiRequest) -> Any:
@@ -95,14 +101,14 @@ def register(table: RouteTable) -> None:
         rule = engine.rules.get(req.params["id"])
         if rule is None:
             raise _not_found()
-        return rule.view(engine.node)
+        return fields.rule(rule, engine.node)
 
     @route("update_rule", "PUT", "/rules/:id",
            "Update a rule (rawsql, for, actions, description, enabled)",
            {k: (t, False, d) for k, (t, _, d) in RULE_BODY.items()})
     async def update_rule(req: ApiRequest) -> Any:
         engine = _engine(req)
-        return engine.update_rule(req.params["id"], req.body or {}).view(engine.node)
+        return fields.rule(engine.update_rule(req.params["id"], req.body or {}), engine.node)
 
     @route("delete_rule", "DELETE", "/rules/:id", "Delete a rule")
     async def delete_rule(req: ApiRequest) -> Any:
@@ -120,7 +126,7 @@ def register(table: RouteTable) -> None:
             if event is None:
                 raise ApiError(400, f"Event {hook} Not Found", 400)
             hook = event
-        return [action.view() for action in actions_for(hook)]
+        return [fields.action(action) for action in actions_for(hook)]
 
     @route("show_action", "GET", "/actions/:name", "Show an action")
     async def show_action(req: ApiRequest) -> Any:
@@ -128,12 +134,12 @@ def register(table: RouteTable) -> None:
         action = find_action(req.params["name"])
         if action is None:
             raise _not_found()
-        return action.view()
+        return fields.action(action)
 
     # -- resources -----------------------------------------------------------------------
     @route("list_resources", "GET", "/resources/", "A list of all resources")
     async def list_resources(req: ApiRequest) -> Any:
-        return [r.view() for r in _engine(req).resource_list()]
+        return [fields.resource(r) for r in _engine(req).resource_list()]
 
     @route("create_resource", "POST", "/resources/", "Create a resource",
            {**RESOURCE_BODY, "test": ("boolean", False, "dry run: check the type and "
@@ -143,7 +149,7 @@ def register(table: RouteTable) -> None:
         if _testing(req):
             await engine.test_resource(req.body)
             return None
-        return (await engine.create_resource(req.body)).view()
+        return fields.resource(await engine.create_resource(req.body))
 
     @route("show_resource", "GET", "/resources/:id", "Show a resource")
     async def show_resource(req: ApiRequest) -> Any:
@@ -151,7 +157,7 @@ def register(table: RouteTable) -> None:
         resource = engine.resources.get(req.params["id"])
         if resource is None:
             raise _not_found()
-        return {**resource.view(),
+        return {**fields.resource(resource),
                 "status": [{"node": engine.node, "is_alive": resource.alive}]}
 
     @route("get_resource_status", "GET", "/resource_status/:id", "Get status of a resource")
@@ -183,7 +189,7 @@ def register(table: RouteTable) -> None:
     @route("list_resource_types", "GET", "/resource_types/", "List all resource types")
     async def list_resource_types(req: ApiRequest) -> Any:
         _engine(req)
-        return [t.view() for _, t in sorted(RESOURCE_TYPES.items())]
+        return [fields.resource_type(t) for _, t in sorted(RESOURCE_TYPES.items())]
 
     @route("show_resource_type", "GET", "/resource_types/:name", "Show a resource type")
     async def show_resource_type(req: ApiRequest) -> Any:
@@ -191,21 +197,21 @@ def register(table: RouteTable) -> None:
         rtype = RESOURCE_TYPES.get(req.params["name"])
         if rtype is None:
             raise _not_found()
-        return rtype.view()
+        return fields.resource_type(rtype)
 
     @route("list_resources_by_type", "GET", "/resource_types/:type/resources",
            "List all resources of a resource type")
     async def resources_by_type(req: ApiRequest) -> Any:
         name = resource_type(req, "type")
-        return [r.view() for r in _engine(req).resource_list(name)]
+        return [fields.resource(r) for r in _engine(req).resource_list(name)]
 
     @route("list_actions_by_type", "GET", "/resource_types/:type/actions",
            "List all actions of a resource type")
     async def actions_by_type(req: ApiRequest) -> Any:
-        return [a.view() for a in actions_of_type(resource_type(req, "type"))]
+        return [fields.action(a) for a in actions_of_type(resource_type(req, "type"))]
 
     # -- events --------------------------------------------------------------------------
     @route("list_events", "GET", "/rule_events/", "List all events with detailed info")
     async def list_events(req: ApiRequest) -> Any:
         _engine(req)
-        return [info.view() for info in EVENTS.values()]
+        return [fields.rule_event(info) for info in EVENTS.values()]

@@ -1,4 +1,5 @@
-"""/stats: the seed's gauges (`*/count`, `*/max`), live."""
+"""/stats: the gauges (`*/count`, `*/max`, or v3.2's dotted names with
+``management.metric_names = dot``), live."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ def register(table: RouteTable) -> None:
     @table.route("list_stats", "GET", "/stats/",
                  "A list of stats of all nodes in the cluster")
     async def list_stats(req: ApiRequest) -> Any:
-        return [{"node": req.ctx.node_name, **req.ctx.broker.stats.sample()}]
+        return await req.ctx.mgmt.cluster_stats()
 
     @table.route("lookup_node_stats", "GET", "/nodes/:node/stats/",
-                 "A list of stats of a node")
+                 "A list of stats of a node", node_routed=True)
     async def lookup_node_stats(req: ApiRequest) -> Any:
-        return req.ctx.broker.stats.sample()
+        return await req.ctx.mgmt.stats(req.params["node"])

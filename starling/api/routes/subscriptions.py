@@ -1,31 +1,41 @@
-"""/subscriptions: who is subscribed to what."""
+"""/subscriptions: who is subscribed to what.
+
+Beyond EMQ X v3, the lists take ``clientid`` and ``topic`` filters (``topic``:
+a filter exactly as subscribed); `meta.count` then counts the matching rows.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .. import views
-from ..request import ApiRequest, paginate
+from ..request import ApiRequest
 from ..routing import RouteTable
+
+FILTERS = {
+    "clientid": ("string", False, "only this client's subscriptions (Starling's own)"),
+    "topic": ("string", False, "only subscriptions to exactly this filter (Starling's own)"),
+}
 
 
 def register(table: RouteTable) -> None:
     async def list_subscriptions(req: ApiRequest) -> Any:
-        node = req.ctx.node_name
-        rows = [views.subscription(s, node) for s in req.ctx.broker.subscription_list()]
-        return paginate(req, rows)
+        return await req.ctx.mgmt.subscriptions(
+            req.node, req.page_spec(), client_id=req.str_arg("clientid"),
+            topic=req.str_arg("topic"))
 
     async def lookup(req: ApiRequest) -> Any:
-        node = req.ctx.node_name
-        return [views.subscription(s, node)
-                for s in req.ctx.broker.subscription_list(req.params["clientid"])]
+        page = await req.ctx.mgmt.subscriptions(req.node, req.everything(),
+                                                client_id=req.params["clientid"])
+        return page.rows
 
-    table.route("list_subscriptions", "GET", "/subscriptions/",
-                "A list of subscriptions in the cluster", paginated=True)(list_subscriptions)
-    table.route("list_node_subscriptions", "GET", "/nodes/:node/subscriptions/",
-                "A list of subscriptions on a node", paginated=True)(list_subscriptions)
-    table.route("lookup_client_subscriptions", "GET", "/subscriptions/:clientid",
-                "A list of subscriptions of a client")(lookup)
-    table.route("lookup_client_subscriptions_with_node", "GET",
-                "/nodes/:node/subscriptions/:clientid",
-                "A list of subscriptions of a client on the node")(lookup)
+    for name, path, descr, handler, paginated in (
+            ("list_subscriptions", "/subscriptions/", "A list of subscriptions in the cluster",
+             list_subscriptions, True),
+            ("list_node_subscriptions", "/nodes/:node/subscriptions/",
+             "A list of subscriptions on a node", list_subscriptions, True),
+            ("lookup_client_subscriptions", "/subscriptions/:clientid",
+             "A list of subscriptions of a client", lookup, False),
+            ("lookup_client_subscriptions_with_node", "/nodes/:node/subscriptions/:clientid",
+             "A list of subscriptions of a client on the node", lookup, False)):
+        table.route(name, "GET", path, descr, paginated=paginated,
+                    body=FILTERS if paginated else None, node_routed=True)(handler)

@@ -54,22 +54,50 @@ def _not_found() -> ApiError:
     return ApiError(Code.USER_NOT_FOUND, NOT_FOUND, 404)
 
 
+async def _signed_in(req: ApiRequest) -> tuple[UserRegistry, str]:
+    """`/auth`'s check of `username` and `password`: the users and the user name."""
+    users = _users(req)
+    username = _string(req, "username", 4096)
+    password = _password(req, "password")
+    if not username:
+        raise ApiError(Code.EMPTY_USERNAME_OR_PASSWORD, "Username undefined", 400)
+    if not password:
+        raise ApiError(Code.EMPTY_USERNAME_OR_PASSWORD, "Password undefined", 400)
+    if username not in users:
+        raise ApiError(Code.USER_NOT_FOUND, NOT_FOUND, 401)
+    if not await users.check(username, password):
+        raise ApiError(Code.USERNAME_OR_PASSWORD_ERROR, "Password Error", 401)
+    return users, username
+
+
 def register(table: RouteTable) -> None:
     @table.route("auth_user", "POST", "/auth", "Authenticate an user", plugin=PLUGIN, body={
         "username": ("string", True, "dashboard user name"),
         "password": ("string", True, "its password")})
     async def auth_user(req: ApiRequest) -> Any:
+        await _signed_in(req)
+        return None
+
+    # Starling's: the web dashboard signs in with a token, so that no password is
+    # kept in the browser (api/tokens.py, docs/dashboard.md).
+    @table.route("create_token", "POST", "/auth/token",
+                 "Sign in: trade a user's name and password for a dashboard token",
+                 plugin=PLUGIN, body={
+                     "username": ("string", True, "dashboard user name"),
+                     "password": ("string", True, "its password"),
+                     "remember": ("boolean", False, "a 30-day token instead of a 12-hour one")})
+    async def create_token(req: ApiRequest) -> Any:
+        users, username = await _signed_in(req)
+        token, expires = users.issue_token(username, req.bool_arg("remember", False))
+        return {"username": username, "token": token, "expires_at": int(expires)}
+
+    @table.route("revoke_token", "DELETE", "/auth/token", "Sign out: revoke a dashboard token",
+                 plugin=PLUGIN, body={"token": ("string", True, "the token to revoke")})
+    async def revoke_token(req: ApiRequest) -> Any:
         users = _users(req)
-        username = _string(req, "username", 4096)
-        password = _password(req, "password")
-        if not username:
-            raise ApiError(Code.EMPTY_USERNAME_OR_PASSWORD, "Username undefined", 400)
-        if not password:
-            raise ApiError(Code.EMPTY_USERNAME_OR_PASSWORD, "Password undefined", 400)
-        if username not in users:
-            raise ApiError(Code.USER_NOT_FOUND, NOT_FOUND, 401)
-        if not await users.check(username, password):
-            raise ApiError(Code.USERNAME_OR_PASSWORD_ERROR, "Password Error", 401)
+        token = req.str_arg("token", required=True)
+        assert token is not None
+        users.tokens.revoke(token)
         return None
 
     @table.route("create_user", "POST", "/users/", "Create an user", plugin=PLUGIN, body={
