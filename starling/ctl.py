@@ -295,6 +295,15 @@ class Output:
 
 # -- commands ------------------------------------------------------------------------------
 
+def _node_name(api: ApiClient) -> str:
+    """The name of the node the ctl talks to (from its status page)."""
+    with failing_as("Node is not running"):
+        words = (api.status_text().splitlines() or [""])[0].split()
+    if len(words) < 2:
+        raise CtlError("cannot tell the node's name from its status page")
+    return words[1]
+
+
 def cmd_status(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
     with failing_as("Node is not running"):
         body = api.status_text()
@@ -335,6 +344,12 @@ def cmd_broker(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
 
 
 def cmd_cluster(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
+    if args.what == "leave":
+        node = args.node or _node_name(api)
+        with failing_as(f"leave {node}"):
+            api.data("PUT", f"/nodes/{urllib.parse.quote(node, safe='')}/leave")
+        out.out.write(f"{node} left the cluster\n")
+        return
     data = api.data("GET", "/nodes/")
     if out.json(data):
         return
@@ -666,8 +681,11 @@ def parser() -> argparse.ArgumentParser:
     add("status", "is the node running", cmd_status)
     broker = add("broker", "broker info; 'broker stats' and 'broker metrics'", cmd_broker)
     broker.add_argument("what", nargs="?", choices=["info", "stats", "metrics"])
-    cluster = add("cluster", "the nodes of the cluster", cmd_cluster)
-    cluster.add_argument("what", nargs="?", choices=["status"])
+    cluster = add("cluster", "the nodes of the cluster; 'cluster leave [NODE]' makes a node "
+                  "leave it", cmd_cluster)
+    cluster.add_argument("what", nargs="?", choices=["status", "leave"])
+    cluster.add_argument("node", nargs="?", help="with leave: the node (default: the one "
+                         "the ctl talks to)")
 
     clients = add("clients", "list, show or kick connected clients", cmd_clients)
     clients.add_argument("action", nargs="?", choices=["list", "show", "kick"])

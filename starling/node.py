@@ -237,6 +237,7 @@ class Node:
         self.local.plugins = self.plugins
         self.local.forwarder = RouteDispatcher(self.api, build_table()).forwarded
         self.api.services["listener_control"] = self
+        self.api.services["cluster"] = self
         self.users = UserRegistry()
         self.dashboard = Dashboard(self.api, self.users, self.http_listeners)
         self.plugins.implement("emqx_dashboard",
@@ -471,6 +472,9 @@ class Node:
         cluster.tables.register("dashboard_tokens", self.users.tokens.apply_row)
         cluster.tables.register("banned", self.broker.banned.apply_row)
         cluster.tables.register_rest(self.plugin_store.apply_row)
+        from .cluster.management import ClusterNodes
+
+        remote = ClusterNodes(cluster.membership, cluster.rpc, self.local)
         self.broker.attach_cluster(cluster)
         try:
             await cluster.start()
@@ -481,6 +485,22 @@ class Node:
             self.broker.attach_cluster(None)
             raise
         self.cluster = cluster
+        self.mgmt.remote = remote
+        self.mgmt.timeout = self.cluster_settings.rpc_timeout
+
+    async def leave_cluster(self) -> bool:
+        """`starling ctl cluster leave`: the others forget this node at once (no
+        Stopped entry) and it goes on as a lone node until its next start.  False
+        when it is not in a cluster."""
+        cluster = self.cluster
+        if cluster is None:
+            return False
+        self.mgmt.remote = None
+        self.broker.attach_cluster(None)
+        self.cluster = None
+        await cluster.stop(leave=True)
+        log.info("left cluster %s: running alone until the next start", cluster.settings.name)
+        return True
 
     async def stop(self) -> None:
         for listener in self.listeners:
@@ -492,6 +512,7 @@ class Node:
         await self.acl.stop()
         await self.broker.stop()
         if self.cluster is not None:
+            self.mgmt.remote = None
             await self.cluster.stop()
             self.cluster = None
         await asyncio.gather(*(listener.stop() for listener in self.listeners),

@@ -38,11 +38,20 @@ class Unreachable(Exception):
 
 
 class RemoteError(Exception):
-    """The node answered with an error."""
+    """The node answered with an error; `data` is what its handler's `Refused` carried."""
+
+    def __init__(self, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.data = data
 
 
 class Refused(Exception):
-    """Raised by a handler: answered as an error with this text (no traceback logged)."""
+    """Raised by a handler: answered as an error with this text and `data` (no
+    traceback logged)."""
+
+    def __init__(self, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.data = data
 
 
 class Rpc:
@@ -87,7 +96,7 @@ class Rpc:
             try:
                 reply = {"ok": await handler(request.get("args"))}
             except Refused as exc:
-                reply = {"error": str(exc)}
+                reply = {"error": str(exc), "data": exc.data}
             except Exception:
                 log.exception("cluster: call %s failed", op)
                 reply = {"error": f"{op} failed on {self.node}"}
@@ -114,7 +123,7 @@ class Rpc:
         except ValueError:
             raise RemoteError(f"node {node}: answer is not JSON") from None
         if "error" in reply:
-            raise RemoteError(str(reply["error"]))
+            raise RemoteError(str(reply["error"]), reply.get("data"))
         return reply.get("ok")
 
     async def call_each(self, nodes: Iterable[str], op: str, args: Any = None,
