@@ -155,7 +155,7 @@ def test_kill_9_of_a_node(cluster: Any, clients: Clients) -> None:
     assert not survivor.drain()
     # n3 comes back under its name and rejoins
     n3.start()
-    wait_until(lambda: n1.wait_log(f"node {n3.name} is up", 10), 10)
+    cluster.wait_joined()
     sub = clients(n3)
     sub.subscribe(topic, 1)
     settle(pub, sub, topic)

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from helpers.clients import PahoClient, uid, wait_until
 from helpers.servers import find_program
@@ -27,7 +28,8 @@ class Workers:
                 "--set", "listeners.tcp.default.bind=127.0.0.1:0",
                 "--set", "listeners.tcp.internal.bind=off",
                 "--set", "listeners.ws.default.bind=off",
-                "--set", "management.bind=off", "--set", "dashboard.bind=off",
+                "--set", "management.bind=127.0.0.1:0", "--set", "dashboard.bind=off",
+                "--set", "api.default_app_id=admin", "--set", "api.default_app_secret=test-secret",
                 "--set", "cluster.heartbeat_interval=300ms",
                 "--set", "cluster.node_timeout=1500ms"]
         self.lines: list[str] = []
@@ -91,7 +93,7 @@ def test_two_workers_share_the_port_and_form_one_cluster(tmp_path: Path) -> None
         # clients land on either worker; every message reaches every subscriber
         topic = uid("wk") + "/t"
         subs = []
-        for _ in range(6):
+        for _ in range(20):
             sub = PahoClient("127.0.0.1", port)
             clients.append(sub)
             sub.connect()
@@ -114,6 +116,15 @@ def test_two_workers_share_the_port_and_form_one_cluster(tmp_path: Path) -> None
             pub.publish(topic, str(i).encode(), 1)
         for sub in subs:
             assert [m.payload for m in sub.get_many(10)] == [str(i).encode() for i in range(10)]
+        # the API (its port shared too) lists both workers, each with some of the clients
+        api_port = int(workers.first(r"listener http:management on 127\.0\.0\.1:(\d+)")
+                       .group(1))
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}/api/v3",
+                          auth=("admin", "test-secret"), timeout=10) as api:
+            nodes = api.get("/nodes/").json()["data"]
+        assert {n["name"] for n in nodes} == names
+        assert all(n["connections"] >= 1 for n in nodes), nodes
+        assert sum(n["connections"] for n in nodes) == len(clients)
     finally:
         for client in clients:
             client.close()

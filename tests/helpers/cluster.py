@@ -55,9 +55,11 @@ class Cluster:
 
         def joined() -> bool:
             for node in self.nodes:
-                for other in names - {node.name}:
-                    if not any(f"node {other} is up" in line for line in node.log_lines):
-                        return False
+                with node.api() as api:
+                    listed = {n["name"]: n["node_status"]
+                              for n in api.get("/nodes/").json()["data"]}
+                if any(listed.get(name) != "Running" for name in names):
+                    return False
             return True
 
         wait_until(joined, timeout, 0.1, "every node to see every other")
