@@ -3,12 +3,14 @@ QoS 0/1/2, wildcards, per-publisher order, retained, shared groups, wills."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+import time
 from collections import Counter
 from typing import Any
 
 import pytest
-from helpers.clients import Clients, uid
+from helpers.clients import Clients, uid, wait_until
 from helpers.cluster import settle
 
 pytestmark = pytest.mark.needs_server
@@ -60,7 +62,6 @@ def test_mosquitto_clients_across_nodes(cluster: Any) -> None:
                             "-q", "1", "-C", "1", "-W", "15"], stdout=subprocess.PIPE, text=True)
     try:
         # publish until the route has reached n1 and the one message arrives
-        import time
         deadline = time.monotonic() + 15
         while sub.poll() is None and time.monotonic() < deadline:
             subprocess.run(["mosquitto_pub", "-h", n1.host, "-p", str(n1.port), "-t", topic,
@@ -92,7 +93,6 @@ def test_retained_message_reaches_a_later_subscriber_on_another_node(
         assert message.retain
         return message.payload
 
-    from helpers.clients import wait_until
     wait_until(lambda: retained_on(n2) == b"on", 5, 0.1, "the retained message on n2")
     wait_until(lambda: retained_on(n3) == b"on", 5, 0.1, "the retained message on n3")
     clients(n3).publish(topic, b"", 1, retain=True)  # cleared on n3: gone everywhere
@@ -111,7 +111,6 @@ def test_a_shared_group_across_nodes_gets_each_message_once(cluster: Any, client
     watcher.subscribe(topic, 1)
     pub = clients(n1)
     settle(pub, watcher, topic)
-    import time
     time.sleep(1.0)  # every node has every member by now (the watcher's route arrived)
     for member in members:
         member.drain()
@@ -146,3 +145,18 @@ def test_a_will_is_delivered_on_other_nodes(cluster: Any, clients: Clients) -> N
     dying.client._sock.close()  # the connection just drops: the will goes out
     message = watcher.get(10)
     assert message.payload == b"bye"
+
+
+def test_sys_topics_of_every_node_reach_a_subscriber_on_any_node(cluster: Any,
+                                                                 clients: Clients) -> None:
+    n1, n2, n3 = cluster.nodes
+    watcher = clients(n1)
+    watcher.subscribe("$SYS/brokers/+/uptime", 0)
+    seen: set[str] = set()
+
+    def every_node() -> bool:
+        with contextlib.suppress(AssertionError):
+            seen.add(watcher.get(0.5).topic.split("/")[2])
+        return seen == {n1.name, n2.name, n3.name}
+
+    wait_until(every_node, 15, 0.0, "uptime of every node ($SYS/brokers/<node>/uptime)")
