@@ -688,7 +688,8 @@ def hold_subscription(port: int, topic_filter: str) -> socket.socket:
 
 class StarlingCluster(Starling):
     """Two Starling nodes, A and B, joined through a local `nats-server -js`, not
-    pinned (the nodes and NATS share the CPUs with loadgen).  `layout`:
+    pinned (the nodes and NATS share the CPUs with loadgen; for ``local`` A is on
+    the broker CPU, as a lone node is).  `layout`:
 
     - ``cross``: every publisher on A, every subscriber on B: all traffic crosses;
     - ``local``: every client on A, while B holds a subscription of its own (A knows a
@@ -720,6 +721,8 @@ class StarlingCluster(Starling):
             join = ["cluster.discovery=nats", f"cluster.nats.servers=nats://127.0.0.1:{nats_port}",
                     "cluster.name=bench"]
             for name in ("a", "b"):
+                # local: A alone works, pinned like a lone node, for a fair comparison.
+                self.pinned = self.layout == "local" and name == "a"
                 started.append(super().start(workdir, name, join))
             a, b = started
             holds: list[socket.socket] = []

@@ -36,7 +36,7 @@ from .names import Names
 from .outbox import Outbox
 from .ownership import ClaimFailed, Ownership
 from .replica import Replica
-from .routes import LocalRoutes, RemoteRoutes
+from .routes import NO_MATCH, LocalRoutes, RemoteRoutes
 from .rpc import RemoteError, Rpc, Unreachable
 from .settings import ClusterSettings
 from .tables import SharedTables
@@ -181,10 +181,12 @@ class Cluster:
         nodes it went to and the shared groups served elsewhere (the broker skips
         those)."""
         remote = self.remote
-        nodes = remote.plain.match(message.topic) if remote.plain.route_count else None
-        groups = remote.shared.match(message.topic) if remote.groups else None
-        if not nodes and not groups:
+        found = remote.cache.get(message.topic)
+        if found is None:
+            found = remote.match(message.topic)
+        if found is NO_MATCH:
             return _NOTHING
+        nodes, groups = found
         taken: set[GroupKey] = set()
         per_node: dict[str, list[GroupKey]] = {}
         if groups:
@@ -199,7 +201,7 @@ class Cluster:
         body = encode_body(message)
         batch = self.outbox.batch
         sent = 0
-        for node in nodes or ():
+        for node in nodes:
             shared = per_node.pop(node, None)
             sent += batch(self._subject(node), encode_route(True, tuple(shared or ())) + body)
         for node, shared in per_node.items():

@@ -32,6 +32,12 @@ from .wire import GroupKey
 #: ("", filter) for a plain route, (group, filter) for a shared group.
 RouteKey = tuple[str, str]
 _OPTS = SubscriptionOptions(2)
+#: What a topic matches on the other nodes: the nodes with a plain route, the
+#: shared groups with members elsewhere.
+Matches = tuple[tuple[str, ...], tuple[GroupKey, ...]]
+NO_MATCH: Matches = ((), ())
+#: Topics whose matches are remembered at most (then the memory starts over).
+CACHE_SIZE = 4096
 
 
 class LocalRoutes:
@@ -103,6 +109,23 @@ class RemoteRoutes:
         #: Sticky choices and round-robin positions of shared groups.
         self._sticky: dict[GroupKey, str] = {}
         self._turn: dict[GroupKey, int] = {}
+        #: `match` answers by topic, forgotten at every route change: a publish whose
+        #: topic was seen before costs one dict lookup (most traffic is local-only).
+        self.cache: dict[str, Matches] = {}
+
+    def match(self, topic: str) -> Matches:
+        """The other nodes with a plain route matching `topic`, and the shared groups
+        with members elsewhere that match it."""
+        found = self.cache.get(topic)
+        if found is None:
+            nodes = tuple(self.plain.match(topic)) if self.plain.route_count else ()
+            groups = tuple(self.shared.match(topic)) if self.groups else ()
+            found = (nodes, groups) if nodes or groups else NO_MATCH
+            cache = self.cache
+            if len(cache) >= CACHE_SIZE:
+                cache.clear()
+            cache[topic] = found
+        return found
 
     # -- changes -----------------------------------------------------------------------
     def known(self, node: str) -> tuple[str, int] | None:
@@ -141,6 +164,8 @@ class RemoteRoutes:
             self._set(node, table, key, 0)
 
     def _set(self, node: str, table: _NodeTable, key: RouteKey, count: int) -> None:
+        if self.cache:
+            self.cache.clear()
         group, topic_filter = key
         had = key in table.routes
         if count:

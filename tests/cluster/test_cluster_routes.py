@@ -65,3 +65,16 @@ def test_shared_group_pick_weighs_nodes_by_members() -> None:
     assert {table.pick(key, "random", "p", "a", 0) for _ in range(50)} == {"b"}
     assert table.pick(("h", "s/#"), "random", "p", "a", 0) is None
     assert table.pick(("h", "s/#"), "random", "p", "a", 2) == "a"
+
+
+def test_remembered_matches_follow_every_route_change() -> None:
+    table = RemoteRoutes()
+    assert table.match("a/1") == ((), ())
+    table.replace("b", snapshot(1, ("", "a/+", 1)))
+    assert table.match("a/1") == (("b",), ())
+    assert table.apply("b", batch(2, ("g", "a/#", 2)))
+    assert table.match("a/1") == (("b",), (("g", "a/#"),))
+    assert table.apply("b", batch(3, ("", "a/+", 0)))
+    assert table.match("a/1") == ((), (("g", "a/#"),))
+    table.drop("b")
+    assert table.match("a/1") == ((), ())
