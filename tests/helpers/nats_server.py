@@ -14,8 +14,10 @@ from helpers.servers import find_program, free_port, wait_for_port
 
 
 class NatsServer:
-    def __init__(self, store_dir: Path | None = None) -> None:
+    def __init__(self, store_dir: Path | None = None, *extra: str) -> None:
+        """`extra`: more nats-server options (e.g. ``--user u --pass p``)."""
         self.program = find_program("nats-server", "/usr/sbin", "/usr/bin")
+        self.extra = list(extra)
         self._own_dir = store_dir is None
         self.store_dir = store_dir or Path(tempfile.mkdtemp(prefix="starling-nats-"))
         self.port = free_port()
@@ -28,7 +30,7 @@ class NatsServer:
     def start(self) -> NatsServer:
         self.proc = subprocess.Popen(
             [self.program, "-js", "-a", "127.0.0.1", "-p", str(self.port),
-             "-sd", str(self.store_dir)],
+             "-sd", str(self.store_dir), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, timeout=20)
         return self
