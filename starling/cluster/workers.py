@@ -77,19 +77,26 @@ def _fixed_binds(config: ConfigLike) -> list[str]:
     return out
 
 
-class LocalNats:
-    """A `nats-server -js` for this machine's workers."""
+def find_nats_server() -> str | None:
+    """Debian's nats-server (on PATH, or in /usr/sbin, /usr/bin)."""
+    return shutil.which("nats-server") or next(
+        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if Path(p).is_file()),
+        None)
 
-    def __init__(self, store_dir: Path) -> None:
-        program = shutil.which("nats-server") or next(
-            (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server")
-             if Path(p).is_file()), None)
+
+class LocalNats:
+    """A `nats-server -js` on 127.0.0.1 (a free port), its JetStream files in
+    `store_dir`; `extra` options are passed on (e.g. ``--user``)."""
+
+    def __init__(self, store_dir: Path, *extra: str, program: str | None = None) -> None:
+        program = program or find_nats_server()
         if program is None:
             raise RuntimeError("starling start --workers needs nats-server "
                                "(apt-get install nats-server), or cluster.discovery = nats "
                                "with cluster.nats.servers")
         self.program = program
         self.store_dir = store_dir
+        self.extra = list(extra)
         self.port = _free_port("127.0.0.1")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -101,7 +108,7 @@ class LocalNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [self.program, "-js", "-a", "127.0.0.1", "-p", str(self.port),
-             "-sd", str(self.store_dir)],
+             "-sd", str(self.store_dir), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while True:
