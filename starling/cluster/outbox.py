@@ -73,8 +73,11 @@ class Outbox:
         return True
 
     def send(self, subject: str, payload: bytes) -> None:
-        """Queue one NATS message (control traffic: never dropped for space)."""
+        """Queue one NATS message (control traffic: route changes).  Past the limit it
+        is dropped too: the others notice the gap and ask for the whole table."""
         self._close_batches()
+        if self._queued_bytes + len(payload) > self.limit:
+            return
         self._queue.append((subject, payload, 0))
         self._queued_bytes += len(payload)
         self._wake.set()
