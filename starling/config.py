@@ -149,6 +149,9 @@ SETTINGS: tuple[Setting, ...] = (
             "beyond it messages are dropped and counted (messages/forward/dropped)."),
     Setting("cluster.nats.servers", "nats://127.0.0.1:4222", "str",
             "NATS servers with JetStream, comma-separated nats:// or tls:// URLs."),
+    Setting("cluster.nats.replicas", 1, "int",
+            "JetStream replicas of the cluster's buckets: 1 with one nats-server, 3 with a "
+            "NATS cluster of three or more servers (a bucket survives a server then)."),
     Setting("cluster.nats.connect_timeout", 5.0, "duration",
             "How long a starting node tries to reach NATS before it gives up."),
     Setting("cluster.nats.user", "", "str", "NATS user name; empty = none."),

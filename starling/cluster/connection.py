@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import nats
+import nats.js.errors
 from nats.aio.client import Client
 from nats.errors import SlowConsumerError
 from nats.js import JetStreamContext
@@ -112,9 +113,16 @@ class NatsConnection:
             await self.nc.close()
 
     async def bucket(self, name: str, history: int = 1) -> KeyValue:
-        """The key-value bucket `name` (created on first use, file storage)."""
-        return await self.js.create_key_value(KeyValueConfig(
-            bucket=name, history=history, storage=StorageType.FILE))
+        """The key-value bucket `name` (created on first use, file storage, with
+        `cluster.nats.replicas`); ClusterUnavailable if it exists with other settings."""
+        try:
+            return await self.js.create_key_value(KeyValueConfig(
+                bucket=name, history=history, storage=StorageType.FILE,
+                replicas=self.settings.replicas))
+        except nats.js.errors.APIError as exc:
+            raise ClusterUnavailable(
+                f"JetStream refused the bucket {name}: {exc.description or exc} (it exists "
+                f"with other settings, e.g. another cluster.nats.replicas)") from None
 
     # -- callbacks from nats-py ------------------------------------------------------
     async def _disconnected(self) -> None:

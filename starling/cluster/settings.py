@@ -27,6 +27,7 @@ class ConfigSource(Protocol):
 class NatsSettings:
     servers: tuple[str, ...]
     connect_timeout: float
+    replicas: int = 1
     user: str = ""
     password: str = ""
     token: str = ""
@@ -101,6 +102,9 @@ def cluster_settings(config: ConfigSource) -> ClusterSettings | None:
     connect_timeout = float(config["cluster.nats.connect_timeout"])
     if connect_timeout <= 0:
         raise ClusterConfigError("cluster.nats.connect_timeout must be positive")
+    replicas = int(config["cluster.nats.replicas"])
+    if not 1 <= replicas <= 5:
+        raise ClusterConfigError("cluster.nats.replicas must be 1 to 5 (JetStream's limit)")
     files = {}
     for key in ("credentials", "tls.cacertfile", "tls.certfile", "tls.keyfile"):
         path = config[f"cluster.nats.{key}"]
@@ -113,7 +117,7 @@ def cluster_settings(config: ConfigSource) -> ClusterSettings | None:
     if config["cluster.nats.token"] and config["cluster.nats.user"]:
         raise ClusterConfigError(
             "cluster.nats.token and cluster.nats.user: give one way to authenticate")
-    nats = NatsSettings(servers, connect_timeout, config["cluster.nats.user"],
+    nats = NatsSettings(servers, connect_timeout, replicas, config["cluster.nats.user"],
                         config["cluster.nats.password"], config["cluster.nats.token"],
                         files["credentials"], files["cacertfile"], files["certfile"],
                         files["keyfile"])

@@ -76,3 +76,13 @@ def test_a_bad_cluster_key_is_refused_naming_it(tmp_path: Path) -> None:
     done = start(tmp_path, {"cluster.discovery": "nats", "cluster.name": "no.dots"})
     assert done.returncode == 2
     assert "configuration error: cluster.name: 'no.dots' must be" in done.stderr
+
+
+def test_buckets_that_one_nats_server_cannot_replicate_are_refused(
+        nats_server: NatsServer, tmp_path: Path) -> None:
+    done = start(tmp_path, cluster_settings(nats_server, "r3", **{
+        "cluster.nats.replicas": "3"}))
+    assert done.returncode == 1
+    assert "cannot join the cluster: JetStream refused the bucket starling_r3_nodes" \
+        in done.stderr
+    assert "Traceback" not in done.stderr
