@@ -88,7 +88,7 @@ async def measure(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     from starling.node import Node
 
     config = Config.load(None, [*SETTINGS, *args.set], {"node.data_dir": data_dir})
-    _setup_logging(config["log.level"])
+    _setup_logging(config["log.level"], config["log.clients"])
     logging.getLogger("starling.startup").setLevel(logging.WARNING)
     node = Node(config)
     await node.start()

@@ -3,16 +3,13 @@ as ``emqx_ctl`` does for EMQ X.
 
 It talks HTTP to the node's API (`/api/v3/`) with the standard library only,
 so it works wherever Starling itself is installed.  Where it connects, and as
-whom, is resolved in this order (first found wins):
-
-=============  ==============================  =====================================
-what           flags / environment             from the node's configuration
-=============  ==============================  =====================================
-URL            ``--url``, ``STARLING_API_URL``  ``management.bind`` (0.0.0.0 → 127.0.0.1)
-app id         ``--app-id``, ``STARLING_APP_ID``  ``api.default_app_id``
-secret         ``--secret``,                   ``api.default_app_secret``, else the
-               ``STARLING_APP_SECRET``         file ``<data_dir>/api_secret``
-=============  ==============================  =====================================
+whom, is resolved in this order (first found wins): flags; environment
+(``STARLING_API_URL``, ``STARLING_APP_ID``, ``STARLING_APP_SECRET``); the file
+``<data_dir>/management.json`` that a running node writes (its real management
+URL, port 0 included, and its bootstrap app's credentials); the node's
+configuration (``management.bind``, ``api.default_app_id``,
+``api.default_app_secret``, else the file ``<data_dir>/api_secret``).  The data
+directory is ``--data-dir``, else ``STARLING_DATA_DIR``, else ``node.data_dir``.
 
 The configuration is read as ``starling start`` reads it (``--config FILE``,
 ``--data-dir DIR``, ``--set KEY=VALUE``).  Output is a readable table by
@@ -24,45 +21,32 @@ printed), 2 for a usage error.  docs/ctl.md has every command.
 from __future__ import annotations
 
 import argparse
-import base64
-import contextlib
 import getpass
-import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from .config import Config, ConfigError
-
-API_PREFIX = "/api/v3"
-DEFAULT_TIMEOUT = 10.0
-PAGE_LIMIT = 10000
-
-
-class CtlError(Exception):
-    """Something to tell the user on stderr, with the exit status to leave with."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-@contextlib.contextmanager
-def failing_as(what: str, keep_status: bool = False) -> Iterator[None]:
-    """A `CtlError` raised inside says what was being done: ``kick c1: <why>``
-    (exit status 1, or the error's own with `keep_status`)."""
-    try:
-        yield
-    except CtlError as exc:
-        raise CtlError(f"{what}: {exc.message}", exc.status if keep_status else 1) from None
-
+from .ctl_client import (
+    API_PREFIX,
+    DEFAULT_TIMEOUT,
+    ApiClient,
+    CtlError,
+    Output,
+    col,
+    details,
+    failing_as,
+    need,
+    node_of,
+    q,
+    table,
+    text,
+)
+from .ctl_ops import add_commands
+from .runtime_file import RuntimeFile
 
 # -- where and as whom ---------------------------------------------------------------------
 
@@ -107,9 +91,18 @@ def _load_config(args: argparse.Namespace) -> Config:
         raise CtlError(f"configuration error: {exc}", 2) from None
 
 
+def data_dir_of(args: argparse.Namespace, env: Mapping[str, str],
+                cfg: Callable[[], Config]) -> Path:
+    """The node's data directory: ``--data-dir``, ``STARLING_DATA_DIR``, else the
+    configuration's ``node.data_dir`` (``data`` by default)."""
+    given = getattr(args, "data_dir", None) or env.get("STARLING_DATA_DIR")
+    return Path(given) if given else Path(cfg()["node.data_dir"])
+
+
 def resolve_target(args: argparse.Namespace,
-                   environ: dict[str, str] | None = None) -> tuple[str, str, str]:
-    """(base URL, app id, secret) from flags, environment, then the node's config."""
+                   environ: Mapping[str, str] | None = None) -> tuple[str, str, str]:
+    """(base URL, app id, secret) from flags, environment, the running node's
+    ``<data_dir>/management.json``, then the node's configuration."""
     env = os.environ if environ is None else environ
     config: Config | None = None
 
@@ -120,14 +113,28 @@ def resolve_target(args: argparse.Namespace,
         return config
 
     url = getattr(args, "url", None) or env.get("STARLING_API_URL")
-    base = normalize_url(url) if url else _url_from_bind(cfg()["management.bind"])
+    runtime = RuntimeFile(data_dir_of(args, env, cfg))
+    local = runtime.read()
+    if local is not None and not local.running and not url:
+        raise CtlError(f"no node is running on data dir {runtime.path.parent} (pid "
+                       f"{local.pid}, which wrote {runtime.path.name}, has exited)")
+    if local is not None and not local.url:
+        local = None  # its management API is off
+    if url:
+        base = normalize_url(url)
+    elif local is not None:
+        base = local.url
+    else:
+        base = _url_from_bind(cfg()["management.bind"])
     app_id = (getattr(args, "app_id", None) or env.get("STARLING_APP_ID")
-              or cfg()["api.default_app_id"])
+              or (local.app_id if local else "") or cfg()["api.default_app_id"])
     secret = getattr(args, "secret", None) or env.get("STARLING_APP_SECRET")
+    if not secret and local is not None and app_id == local.app_id:
+        secret = local.secret
     if not secret:
         secret = cfg()["api.default_app_secret"]
     if not secret:
-        path = Path(cfg()["node.data_dir"]) / "api_secret"
+        path = data_dir_of(args, env, cfg) / "api_secret"
         try:
             secret = path.read_text().strip()
         except OSError:
@@ -137,172 +144,25 @@ def resolve_target(args: argparse.Namespace,
 
 # -- HTTP ----------------------------------------------------------------------------------
 
-class ApiClient:
-    """A tiny client for the management API (urllib, no third-party package)."""
-
-    def __init__(self, base: str, app_id: str, secret: str,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.base = base
-        self.app_id = app_id
-        self.secret = secret
-        self.timeout = timeout
-
-    def _open(self, method: str, url: str, body: Any = None,
-              auth: bool = True) -> tuple[int, bytes]:
-        data = None
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        if auth:
-            token = base64.b64encode(f"{self.app_id}:{self.secret}".encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return exc.code, exc.read()
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise CtlError(f"cannot reach the management API at {self.base}: {reason}") from None
-
-    def call(self, method: str, path: str, query: dict[str, Any] | None = None,
-             body: Any = None) -> dict[str, Any]:
-        """One API call; the envelope on success, `CtlError` with the API's message else."""
-        url = self.base + API_PREFIX + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        status, raw = self._open(method, url, body)
-        try:
-            envelope = json.loads(raw) if raw else {}
-        except ValueError:
-            envelope = {}
-        if not isinstance(envelope, dict):
-            envelope = {}
-        if status == 401:
-            raise CtlError(
-                f"the API at {self.base} refused app id {self.app_id!r}: wrong or missing "
-                "secret. Pass --app-id/--secret, set STARLING_APP_ID/STARLING_APP_SECRET, or "
-                "run with --data-dir of the node so <data_dir>/api_secret can be read")
-        code = envelope.get("code")
-        if status >= 400 or code not in (0, None) or "code" not in envelope:
-            message = envelope.get("message") or raw.decode("utf-8", "replace").strip()
-            detail = f"code {code}, HTTP {status}" if code is not None else f"HTTP {status}"
-            raise CtlError(f"{message or 'request failed'} ({detail})")
-        return envelope
-
-    def data(self, method: str, path: str, query: dict[str, Any] | None = None,
-             body: Any = None) -> Any:
-        return self.call(method, path, query, body).get("data")
-
-    def get_all(self, path: str) -> list[Any]:
-        """Every row of a paginated list, page after page."""
-        rows: list[Any] = []
-        page = 1
-        while True:
-            envelope = self.call("GET", path, {"_page": page, "_limit": PAGE_LIMIT})
-            chunk = envelope.get("data") or []
-            rows.extend(chunk)
-            count = (envelope.get("meta") or {}).get("count", len(rows))
-            if not chunk or len(rows) >= count:
-                return rows
-            page += 1
-
-    def status_text(self) -> str:
-        """The node's unauthenticated health check, `GET /status`."""
-        status, raw = self._open("GET", self.base + "/status", auth=False)
-        if status != 200:
-            raise CtlError(f"{self.base}/status answered HTTP {status}")
-        return raw.decode("utf-8", "replace")
-
-    def local_node(self) -> str:
-        """The name of the node this URL reaches (from `/status`, else `/brokers/`)."""
-        first = self.status_text().splitlines()[:1]
-        words = first[0].split() if first else []
-        if len(words) >= 2 and words[0] == "Node":
-            return words[1]
-        brokers = self.data("GET", "/brokers/") or []
-        if brokers:
-            return str(brokers[0]["node"])
-        raise CtlError("cannot tell which node this is; pass --node")
 
 
-def q(segment: str) -> str:
-    """A path segment, percent-encoded (client ids and topics may hold `/`)."""
-    return urllib.parse.quote(segment, safe="")
 
 
 # -- output --------------------------------------------------------------------------------
 
-Column = tuple[str, Callable[[dict[str, Any]], Any]]
 
 
-def col(header: str, key: str | None = None) -> Column:
-    name = key or header
-    return header, lambda row: row.get(name, "")
 
 
-def text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={text(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return ", ".join(text(v) for v in value)
-    return str(value)
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], out: TextIO) -> None:
-    cells = [[text(get(row)) for _, get in columns] for row in rows]
-    headers = [h for h, _ in columns]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
-
-    out.write(line(headers) + "\n")
-    for row in cells:
-        out.write(line(row) + "\n")
-    if not rows:
-        out.write("(none)\n")
 
 
-def details(item: dict[str, Any], out: TextIO) -> None:
-    width = max((len(k) for k in item), default=0)
-    for key, value in item.items():
-        out.write(f"{key.ljust(width)} : {text(value)}\n")
 
 
-class Output:
-    def __init__(self, as_json: bool, out: TextIO) -> None:
-        self.as_json = as_json
-        self.out = out
-
-    def json(self, data: Any) -> bool:
-        """Print `data` as JSON if --json was given; say whether it was."""
-        if self.as_json:
-            self.out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        return self.as_json
-
-    def message(self, line: str) -> None:
-        if not self.as_json:
-            self.out.write(line + "\n")
 
 
 # -- commands ------------------------------------------------------------------------------
-
-def _node_name(api: ApiClient) -> str:
-    """The name of the node the ctl talks to (from its status page)."""
-    with failing_as("Node is not running"):
-        words = (api.status_text().splitlines() or [""])[0].split()
-    if len(words) < 2:
-        raise CtlError("cannot tell the node's name from its status page")
-    return words[1]
-
 
 def cmd_status(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
     with failing_as("Node is not running"):
@@ -345,9 +205,9 @@ def cmd_broker(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
 
 def cmd_cluster(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
     if args.what == "leave":
-        node = args.node or _node_name(api)
+        node = node_of(api, args)
         with failing_as(f"leave {node}"):
-            api.data("PUT", f"/nodes/{urllib.parse.quote(node, safe='')}/leave")
+            api.data("PUT", f"/nodes/{q(node)}/leave")
         out.out.write(f"{node} left the cluster\n")
         return
     data = api.data("GET", "/nodes/")
@@ -427,13 +287,11 @@ def cmd_subscriptions(api: ApiClient, args: argparse.Namespace, out: Output) -> 
         table(rows, [col("client_id"), col("topic"), col("qos"), col("node")], out.out)
 
 
-def _node(api: ApiClient, args: argparse.Namespace) -> str:
-    return getattr(args, "node", None) or api.local_node()
 
 
 def cmd_plugins(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
     action = args.action or "list"
-    node = q(_node(api, args))
+    node = q(node_of(api, args))
     if action == "list":
         rows = api.data("GET", f"/nodes/{node}/plugins/") or []
         if not out.json(rows):
@@ -448,7 +306,7 @@ def cmd_plugins(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
 
 def cmd_configs(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
     if (args.action or "list") == "list":
-        rows = api.data("GET", f"/nodes/{q(_node(api, args))}/configs/") or []
+        rows = api.data("GET", f"/nodes/{q(node_of(api, args))}/configs/") or []
         if not out.json(rows):
             table(rows, [col("key"), col("value"), col("type", "datatpye"), col("app")],
                   out.out)
@@ -464,7 +322,7 @@ def cmd_listeners(api: ApiClient, args: argparse.Namespace, out: Output) -> None
     if action in ("stop", "start"):
         name = need(args, "name")
         with failing_as(f"{action} {name}"):
-            api.call("PUT", f"/nodes/{q(_node(api, args))}/listeners/{q(name)}/{action}")
+            api.call("PUT", f"/nodes/{q(node_of(api, args))}/listeners/{q(name)}/{action}")
         out.message(f"{name} {'stopped' if action == 'stop' else 'started'}")
         return
     data = api.data("GET", "/listeners/") or []
@@ -633,11 +491,40 @@ def cmd_admins(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
             out.message(f"deleted dashboard user {username}")
 
 
-def need(args: argparse.Namespace, name: str) -> str:
-    value = getattr(args, name, None)
-    if not value:
-        raise CtlError(f"missing argument: {name}", 2)
-    return str(value)
+def cmd_trace(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
+    """EMQ X's `emqx_ctl trace`: start client <id> <file> | start topic <filter> <file> |
+    stop [client <id> | topic <filter>] | list."""
+    action = args.action or "list"
+    if action == "list":
+        rows = api.data("GET", "/trace") or []
+        if not out.json(rows):
+            table(rows, [col("type"), col("name"), col("file"), col("size"),
+                         col("started_at")], out.out)
+        return
+    if action == "start":
+        kind, name, file_name = need(args, "kind"), need(args, "name"), need(args, "file")
+        with failing_as(f"trace {kind} {name}"):
+            data = api.data("POST", "/trace", body={"type": kind, "name": name,
+                                                    "file": file_name})
+        if not out.json(data):
+            out.message(f"trace {kind} {name} started: {(data or {}).get('file')}")
+        return
+    if args.kind is None:  # stop: every trace
+        stopped = []
+        for row in api.data("GET", "/trace") or []:
+            with failing_as(f"stop trace {row['type']} {row['name']}"):
+                stopped.append(api.data(
+                    "DELETE", f"/trace/{q(row['type'])}/{q(row['name'])}"))
+        if not out.json(stopped):
+            out.message(f"{len(stopped)} trace{'s' if len(stopped) != 1 else ''} stopped")
+        return
+    kind, name = need(args, "kind"), need(args, "name")
+    with failing_as(f"stop trace {kind} {name}"):
+        data = api.data("DELETE", f"/trace/{q(kind)}/{q(name)}")
+    if not out.json(data):
+        out.message(f"trace {kind} {name} stopped: {(data or {}).get('file')}")
+
+
 
 
 # -- the parser ----------------------------------------------------------------------------
@@ -758,8 +645,16 @@ def parser() -> argparse.ArgumentParser:
     admins.add_argument("password", nargs="?")
     admins.add_argument("tags", nargs="?", help="add: the user's tags (default empty)")
 
-    from .ctl_ops import add_commands  # recon, reloader, luahook (imports this module)
-    add_commands(add)
+    trace = add("trace", "trace a client's packets or a topic's messages to a file: "
+                "start client <id> <file>, start topic <filter> <file>, "
+                "stop [client <id> | topic <filter>], list", cmd_trace)
+    trace.add_argument("action", nargs="?", choices=["list", "start", "stop"])
+    trace.add_argument("kind", nargs="?", choices=["client", "topic"])
+    trace.add_argument("name", nargs="?", metavar="client_id|topic")
+    trace.add_argument("file", nargs="?", help="start: a file name, written under "
+                       "<data_dir>/trace on the node")
+
+    add_commands(add)  # recon, reloader, luahook (ctl_ops)
     return p
 
 

@@ -9,15 +9,15 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from .ctl import (
+from .ctl_client import (
     ApiClient,
     CtlError,
     Output,
-    _node,
     col,
     details,
     failing_as,
     need,
+    node_of,
     q,
     table,
 )
@@ -37,7 +37,7 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def cmd_recon(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
-    base = f"/nodes/{q(_node(api, args))}/recon"
+    base = f"/nodes/{q(node_of(api, args))}/recon"
     what = args.what or "summary"
     query: dict[str, Any] = {}
     if args.limit is not None:
@@ -70,7 +70,7 @@ def cmd_recon(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
 
 
 def cmd_reloader(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
-    base = f"/nodes/{q(_node(api, args))}/reloader"
+    base = f"/nodes/{q(node_of(api, args))}/reloader"
     if (args.action or "status") == "status":
         data = api.data("GET", base) or {}
         if out.json(data):
@@ -94,7 +94,7 @@ def cmd_reloader(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
 
 
 def cmd_luahook(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
-    base = f"/nodes/{q(_node(api, args))}/lua_hook"
+    base = f"/nodes/{q(node_of(api, args))}/lua_hook"
     action = args.action or "list"
     if action == "list":
         data = api.data("GET", base) or {}

@@ -21,59 +21,83 @@ from .api import (
     HttpListener,
     ListenerInfo,
     ManagementApp,
+    PluginRoutes,
     RouteDispatcher,
+    RuntimeConfig,
     UserRegistry,
     build_table,
     prometheus_routes,
 )
-from .api.routes.configs import RuntimeConfig
 from .broker import Broker, BrokerOptions, Journal
-from .cluster import ClusterConfigError, NameTaken, cluster_settings
+from .client_log import ClientLog
+from .cluster import (
+    ClusterConfigError,
+    NameTaken,
+    cluster_settings,
+    make_cluster,
+    remote_nodes,
+)
 from .config import Config, ConfigError
-from .gateways.coap.broker_hub import broker_hub
-from .gateways.coap.plugin import CoapPlugin
-from .gateways.lwm2m.plugin import Lwm2mPlugin
-from .gateways.mqttsn.plugin import SnPlugin
-from .gateways.stomp.plugin import StompPlugin
+from .datadir import DataDir
+from .gateways import CoapPlugin, Lwm2mPlugin, SnPlugin, StompPlugin, broker_hub
 from .mgmt import LocalNode, Management, name_style
 from .plugins import (
-    AclFile,
-    AclFileError,
-    ClientIdAuthPlugin,
-    DashboardPlugin,
-    DelayedPublishPlugin,
-    HttpAuthPlugin,
-    JwtAuthPlugin,
-    LdapAuthPlugin,
-    LuaHookPlugin,
-    ManagementPlugin,
-    MongoAuthPlugin,
-    MysqlAuthPlugin,
-    PgsqlAuthPlugin,
     PluginContext,
     PluginError,
     PluginPersistence,
     PluginRegistry,
     PluginStore,
-    PskFilePlugin,
-    ReconPlugin,
-    RedisAuthPlugin,
-    ReloaderPlugin,
-    RetainerPlugin,
-    StatsdPlugin,
-    TemplatePlugin,
-    UsernameAuthPlugin,
-    WebHookPlugin,
     discover_plugins,
     plugin_names,
 )
-from .rules.plugin import PLUGIN as RULE_ENGINE
-from .rules.plugin import RuleEnginePlugin
+from .plugins.auth import (
+    AclFile,
+    AclFileError,
+    ClientIdAuthPlugin,
+    HttpAuthPlugin,
+    JwtAuthPlugin,
+    LdapAuthPlugin,
+    MongoAuthPlugin,
+    MysqlAuthPlugin,
+    PgsqlAuthPlugin,
+    PskFilePlugin,
+    RedisAuthPlugin,
+    UsernameAuthPlugin,
+    register_acl_routes,
+    register_table_routes,
+)
+from .plugins.dashboard import DashboardPlugin
+from .plugins.delayed_publish import DelayedPublishPlugin
+from .plugins.lua_hook import LuaHookPlugin
+from .plugins.lua_hook import register_routes as lua_hook_routes
+from .plugins.management import ManagementPlugin
+from .plugins.recon import ReconPlugin
+from .plugins.recon import register_routes as recon_routes
+from .plugins.reloader import ReloaderPlugin
+from .plugins.reloader import register_routes as reloader_routes
+from .plugins.retainer import RetainerPlugin
+from .plugins.statsd import StatsdPlugin
+from .plugins.template import TemplatePlugin
+from .plugins.web_hook import WebHookPlugin
+from .rules import PLUGIN as RULE_ENGINE
+from .rules import RuleEnginePlugin
+from .runtime_file import RuntimeFile
 from .store import MemoryStore, SQLiteStore, Store
-from .transport import Listener, ListenerConfig, TlsOptions, parse_bind
+from .transport import BindError, Listener, ListenerConfig, TlsOptions, Tracer, parse_bind
 
 log = logging.getLogger(__name__)
 startup_log = logging.getLogger("starling.startup")
+
+#: The REST routes plugins hold: the auth tables first (as the seed lists them), then
+#: after the core's the ACL file's and the feature plugins' (answered while loaded).
+PLUGIN_ROUTES = PluginRoutes(first=(register_table_routes,),
+                             last=(register_acl_routes, recon_routes, reloader_routes,
+                                   lua_hook_routes))
+
+class StartError(Exception):
+    """The node cannot start for a reason outside its configuration's syntax (a
+    port in use, a plugin that cannot load); the message names what and why."""
+
 
 #: MQTT listener kinds, in the order they start (EMQ X's protocol names mqtt:<kind>).
 LISTENER_KINDS = ("tcp", "ssl", "ws", "wss")
@@ -138,22 +162,12 @@ def zone_options(config: Config, base: BrokerOptions) -> dict[str, BrokerOptions
                 continue
             name, convert = _ZONE_FIELDS.get(field, (field, lambda v: v))
             changes[name] = convert(value)
-        action = changes.get("acl_deny_action", "ignore")
-        if action not in ("ignore", "disconnect"):
-            raise ConfigError(f"zone.{zone}.acl_deny_action must be ignore or disconnect, "
-                              f"not {action!r}")
         zones[zone] = dataclasses.replace(base, **changes) if changes else base
     return zones
 
 
 def acl_options(config: Config) -> dict[str, Any]:
     """The ACL settings as broker options (docs/acl.md)."""
-    for key, choices in (("acl_nomatch", ("allow", "deny")),
-                         ("acl_deny_action", ("ignore", "disconnect"))):
-        if config[key] not in choices:
-            raise ConfigError(f"{key} must be {' or '.join(choices)}, not {config[key]!r}")
-    if config["acl_cache_max_size"] < 0:
-        raise ConfigError("acl_cache_max_size must not be negative")
     return {
         "acl_nomatch": config["acl_nomatch"],
         "acl_deny_action": config["acl_deny_action"],
@@ -177,6 +191,9 @@ class Node:
             raise ConfigError(str(exc)) from None
         #: This node's membership of a cluster (`cluster.discovery = nats`), once joined.
         self.cluster: Any = None
+        self.datadir = DataDir(self.data_dir)
+        #: How `starling ctl` on this machine reaches the node (written once started).
+        self.runtime_file = RuntimeFile(self.data_dir)
         self.store = self._make_store()
         self.journal = Journal(self.store, config["store.durability"],
                                config["store.commit_interval"])
@@ -184,6 +201,7 @@ class Node:
         self.broker = Broker(options, self.journal, zone_options(config, options))
         self.broker.set_retainer(None)  # until emqx_retainer loads
         self.broker.monitor.connection_usage = self.connection_usage
+        self._broker_started = False
         self.listeners: list[Listener] = []
         self.http_listeners: list[HttpListener] = []
         self.apps = AppRegistry()
@@ -235,11 +253,11 @@ class Node:
                                ManagementPlugin.SCHEMA)
         self.api.services["plugins"] = self.plugins
         self.local.plugins = self.plugins
-        self.local.forwarder = RouteDispatcher(self.api, build_table()).forwarded
+        self.local.forwarder = RouteDispatcher(self.api, build_table(PLUGIN_ROUTES)).forwarded
         self.api.services["listener_control"] = self
         self.api.services["cluster"] = self
         self.users = UserRegistry()
-        self.dashboard = Dashboard(self.api, self.users, self.http_listeners)
+        self.dashboard = Dashboard(self.api, self.users, self.http_listeners, PLUGIN_ROUTES)
         self.plugins.implement("emqx_dashboard",
                                DashboardPlugin.factory(self._dashboard_up, self.dashboard.stop),
                                DashboardPlugin.SCHEMA)
@@ -249,6 +267,11 @@ class Node:
         self.acl = AclFile(self.broker, acl_path, write_default=not acl_file,
                            check_interval=config["acl_file_check_interval"])
         self.api.services["acl"] = self.acl
+        self.tracer = Tracer(self.broker, self.data_dir / "trace",
+                             config["trace.max_file_size"],
+                             lambda: (conn for lst in self.listeners for conn in lst.connections))
+        self.api.services["trace"] = self.tracer
+        self.client_log = ClientLog(self.broker, config["log.clients"])
 
     def _apply_config(self) -> None:
         """A runtime config change (PUT /configs): new broker options, no restart."""
@@ -298,9 +321,6 @@ class Node:
         psk_ciphers = self.config[f"{opts}.psk_ciphers"]
         if not certfile and not psk_ciphers:
             return None
-        for key in ("peer_cert_as_username", "peer_cert_as_clientid"):
-            if self.config[f"{prefix}.{key}"] not in ("", "cn", "dn"):
-                raise ConfigError(f"{prefix}.{key} must be cn, dn or empty")
         return TlsOptions(certfile, self.config[f"{opts}.keyfile"],
                           self.config[f"{opts}.cacertfile"], self.config[f"{opts}.verify"],
                           self.config[f"{opts}.fail_if_no_peer_cert"],
@@ -308,15 +328,8 @@ class Node:
                           psk_ciphers)
 
     def _make_store(self) -> Store:
-        backend = self.config["store.backend"]
-        if backend == "memory":
+        if self.config["store.backend"] == "memory":
             return MemoryStore()
-        if backend != "sqlite":
-            raise ConfigError(f"store.backend: unknown backend {backend!r} (sqlite or memory)")
-        if self.config["store.sync"] not in ("normal", "full"):
-            raise ConfigError("store.sync must be normal or full")
-        if self.config["store.durability"] not in ("durable", "relaxed"):
-            raise ConfigError("store.durability must be durable or relaxed")
         return SQLiteStore(self.data_dir / "starling.db", self.config["store.sync"])
 
     def connection_usage(self) -> list[tuple[str, int, int]]:
@@ -354,17 +367,15 @@ class Node:
                 await lst.start()
 
     async def _start_management(self) -> None:
+        """Bind the management listener.  Its bootstrap app (and a generated secret)
+        is made by `_bootstrap_app` once the whole node has started, so a start
+        that fails leaves no secret behind."""
         bind = self.config["management.bind"]
         if bind == "off":
             return
-        self.apps.bootstrap(self.config["api.default_app_id"],
-                            self.config["api.default_app_secret"], self.data_dir)
-        try:
-            host, port = parse_bind(bind)
-        except ValueError as exc:
-            raise ConfigError(f"management.bind: {exc}") from None
+        host, port = parse_bind(bind)
         await self.plugins.start(["emqx_management"])
-        app = ManagementApp(self.api, build_table(), raw_routes=prometheus_routes(
+        app = ManagementApp(self.api, build_table(PLUGIN_ROUTES), raw_routes=prometheus_routes(
             self.api, lambda: not self.config["prometheus.auth"]))
         listener = HttpListener(app, "http:management", host, port,
                                 self.config["management.max_connections"],
@@ -378,10 +389,7 @@ class Node:
         host: str | None = None
         port = 0
         if bind != "off":
-            try:
-                host, port = parse_bind(bind)
-            except ValueError as exc:
-                raise ConfigError(f"dashboard.bind: {exc}") from None
+            host, port = parse_bind(bind)
         await self.dashboard.start(host, port, self.config["dashboard.max_connections"],
                                    self.config["dashboard.default_user.login"],
                                    self.config["dashboard.default_user.password"],
@@ -395,7 +403,20 @@ class Node:
         try:
             await self.plugins.load("emqx_dashboard")
         except PluginError as exc:
-            raise ConfigError(f"emqx_dashboard: {exc}") from None
+            raise StartError(f"emqx_dashboard: {exc}") from None
+
+    def _bootstrap_app(self) -> None:
+        """The management API's bootstrap app, once everything else has started."""
+        if self.config["management.bind"] != "off":
+            self.apps.bootstrap(self.config["api.default_app_id"],
+                                self.config["api.default_app_secret"], self.data_dir)
+
+    def _write_runtime_file(self) -> None:
+        """Where `starling ctl` finds this node: the management URL and credentials."""
+        listener = next((h for h in self.http_listeners if h.name == "http:management"), None)
+        app = self.apps.get(self.config["api.default_app_id"])
+        self.runtime_file.write(self.name, listener.bound if listener else None,
+                                app.app_id if app else "", app.secret if app else "")
 
     async def _start_plugins(self) -> None:
         """Plugin configs and the boot-time set (plugins.loaded, changed by what the API
@@ -416,35 +437,54 @@ class Node:
         await self.plugins.start([n for n in now if self.plugins.get(n).implemented])
 
     async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store.open()
-        self.apps.attach(self.store.load_kv("apps"), self._kv_put, self._kv_delete)
-        self.users.attach(self.store.load_kv(UserRegistry.TABLE), self._kv_put, self._kv_delete)
-        self.users.tokens.attach(self.store.load_kv(self.users.tokens.TABLE), self._kv_put,
-                                 self._kv_delete)
-        self.broker.banned.attach(self.store.load_kv("banned"), self._kv_put, self._kv_delete)
-        self.broker.restore()
-        await self.broker.start()
+        """Start everything, or nothing: on any failure what was started is stopped
+        again, the data directory unlocked, and no secret generated."""
+        self.datadir.acquire()
         try:
-            await self._join_cluster()
-            try:
-                await self.acl.start()
-            except AclFileError as exc:
-                raise ConfigError(str(exc)) from None
-            await self._start_plugins()
-            for listener_config in self._listener_configs():
-                try:
-                    listener = Listener(self.broker, listener_config)
-                except (ValueError, OSError) as exc:  # TLS files or options
-                    raise ConfigError(f"listener {listener_config.name}: {exc}") from None
-                await listener.start()
-                self.listeners.append(listener)
-            await self._start_management()
-            await self._start_dashboard()
+            self.store.open()
+            self.datadir.tighten()  # the store's files, created just now
+            await self._start_services()
+            self.datadir.tighten()  # acl.conf, secrets, plugin dirs (whatever the umask)
         except BaseException:
             await self.stop()
             raise
         startup_log.info("node started: %s (Starling %s)", self.name, __version__)
+
+    async def _start_services(self) -> None:
+        self.apps.attach(self.store.load_kv("apps"), self._kv_put, self._kv_delete)
+        self.users.attach(self.store.load_kv(UserRegistry.TABLE), self._kv_put,
+                          self._kv_delete)
+        self.users.tokens.attach(self.store.load_kv(self.users.tokens.TABLE),
+                                 self._kv_put, self._kv_delete)
+        self.broker.banned.attach(self.store.load_kv("banned"), self._kv_put,
+                                  self._kv_delete)
+        self.broker.restore()
+        await self.broker.start()
+        self._broker_started = True
+        await self._join_cluster()
+        try:
+            await self.acl.start()
+        except AclFileError as exc:
+            raise ConfigError(str(exc)) from None
+        await self._start_plugins()
+        self.client_log.start()
+        for listener_config in self._listener_configs():
+            try:
+                listener = Listener(self.broker, listener_config)
+            except (ValueError, OSError) as exc:  # TLS files or options
+                raise ConfigError(f"listener {listener_config.name}: {exc}") from None
+            try:
+                await listener.start()
+            except BindError as exc:
+                raise StartError(str(exc)) from None
+            self.listeners.append(listener)
+        try:
+            await self._start_management()
+        except BindError as exc:
+            raise StartError(str(exc)) from None
+        await self._start_dashboard()
+        self._bootstrap_app()
+        self._write_runtime_file()
 
     def _kv_put(self, table: str, key: str, text: str) -> None:
         """A row of a store table changed here: to the store, and to the cluster's
@@ -463,18 +503,14 @@ class Node:
         is loaded only here)."""
         if self.cluster_settings is None:
             return
-        from .cluster.link import Cluster
-
-        cluster = Cluster(self.cluster_settings, self.broker, __version__,
-                          self.journal.kv_put, self.journal.kv_delete, self.store.load_kv)
+        cluster = make_cluster(self.cluster_settings, self.broker, __version__,
+                               self.journal.kv_put, self.journal.kv_delete, self.store.load_kv)
         cluster.tables.register("apps", self.apps.apply_row)
         cluster.tables.register("users", self.users.apply_row)
         cluster.tables.register("dashboard_tokens", self.users.tokens.apply_row)
         cluster.tables.register("banned", self.broker.banned.apply_row)
         cluster.tables.register_rest(self.plugin_store.apply_row)
-        from .cluster.management import ClusterNodes
-
-        remote = ClusterNodes(cluster.membership, cluster.rpc, self.local)
+        remote = remote_nodes(cluster, self.local)
         self.broker.attach_cluster(cluster)
         try:
             await cluster.start()
@@ -503,14 +539,19 @@ class Node:
         return True
 
     async def stop(self) -> None:
+        """Stop what runs (also after a start that failed half-way)."""
+        self.runtime_file.remove()
         for listener in self.listeners:
             if listener.server is not None:
                 listener.server.close()
         await asyncio.gather(*(h.stop() for h in self.http_listeners), return_exceptions=True)
         self.http_listeners.clear()
+        self.tracer.stop_all()
         await self.plugins.stop()
         await self.acl.stop()
-        await self.broker.stop()
+        if self._broker_started:
+            self._broker_started = False
+            await self.broker.stop()
         if self.cluster is not None:
             self.mgmt.remote = None
             await self.cluster.stop()
@@ -519,4 +560,6 @@ class Node:
                              return_exceptions=True)
         self.listeners.clear()
         self.store.close()
-        log.info("node stopped: %s", self.name)
+        if self.datadir.locked:
+            self.datadir.release()
+            log.info("node stopped: %s", self.name)

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers.clients import Clients
+from helpers.nodes import BASE_SETTINGS
 from helpers.process import ServerProcess
 from hypothesis import HealthCheck, settings
 
@@ -109,15 +110,6 @@ class Node(ServerProcess):
         raise AssertionError(f"no log line matching {pattern!r}")
 
 
-BASE_SETTINGS = {
-    "listeners.tcp.default.bind": "127.0.0.1:0",
-    "listeners.tcp.internal.bind": "off",
-    "listeners.ws.default.bind": "off",
-    "listeners.ssl.default.bind": "off",
-    "listeners.wss.default.bind": "off",
-    "management.bind": "off",
-    "dashboard.bind": "off",
-}
 
 
 @pytest.fixture

@@ -12,12 +12,14 @@ from starling.config import (
     SETTINGS,
     Config,
     ConfigError,
+    Setting,
     parse_bool,
     parse_duration,
     parse_size,
 )
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+DASH = "\N{EN DASH}"  # between the ends of a range in the docs
 
 
 # -- value kinds -------------------------------------------------------------------------
@@ -288,3 +290,62 @@ def test_documented_defaults_match() -> None:
         text = cell[1:-1] if cell.startswith('"') and cell.endswith('"') else cell
         assert Config({key: text})[key] == by_key[key].default, \
             f"{key}: documented default {cell} is not {by_key[key].default!r}"
+
+
+# -- every key's values, documented as checked -----------------------------------------------
+
+def allowed(setting: Setting) -> str:
+    """The `values` cell of docs/configuration.md for a setting (made from its checks)."""
+    if setting.choices:
+        return ", ".join(f"`{c}`" if c else '`""`' for c in setting.choices)
+    fixed = {"bool": "`true`, `false`", "str": "text", "rate": "`COUNT,PERIOD`",
+             "bind": f"`HOST:PORT`, `PORT`, `off`; port 0{DASH}65535"}
+    if setting.kind in fixed:
+        return fixed[setting.kind]
+    unit = {"duration": " s", "size": " bytes"}.get(setting.kind, "")
+
+    def num(value: float) -> str:
+        return str(int(value)) if float(value).is_integer() else str(value)
+
+    assert setting.low is not None, f"{setting.key}: a number without a range"
+    if setting.open_low:
+        text = f"> {num(setting.low)}"
+        return text + (f", ≤ {num(setting.high)}{unit}" if setting.high is not None
+                       else unit)
+    if setting.high is None:
+        return f"≥ {num(setting.low)}{unit}"
+    return f"{num(setting.low)}{DASH}{num(setting.high)}{unit}"
+
+
+def documented_values() -> dict[str, str]:
+    """key -> the `values` cell, for every key of every row (a row may list several)."""
+    cells: dict[str, str] = {}
+    for line in doc_text().splitlines():
+        if not line.startswith("| `"):
+            continue
+        columns = [c.strip() for c in line.strip().strip("|").split("|")]
+        keys = re.findall(r"`([a-z0-9_.*]+)`", columns[0])
+        values = columns[3] if len(columns) == 5 else columns[2] if len(columns) == 4 else None
+        if values is None:
+            continue
+        for key in keys:
+            cells[key] = values
+    return cells
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=[s.key for s in SETTINGS])
+def test_every_key_documents_the_values_it_takes(setting: Setting) -> None:
+    """docs/configuration.md's `values` column is what `check_value` enforces."""
+    assert documented_values().get(setting.key) == allowed(setting), setting.key
+
+
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if s.low is not None],
+                         ids=lambda s: s.key)
+def test_range_limits_are_enforced(setting: Setting) -> None:
+    key = setting.key.replace("*", "x")
+    below = setting.low if setting.open_low else setting.low - 1
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        Config({key: below})
+    if setting.high is not None:
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            Config({key: setting.high + 1})

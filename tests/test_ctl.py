@@ -241,9 +241,6 @@ def test_plugins(api_node: Any) -> None:
     line = next(x for x in table.splitlines() if x.startswith("emqx_management "))
     assert " true " in line and "feature" in line
 
-    loaded = ctl_in(api_node, "plugins", "load", "emqx_lwm2m")
-    assert loaded.status == 1
-    assert "not_implemented" in loaded.err and "emqx_lwm2m" in loaded.err
     started = ctl_in(api_node, "plugins", "load", "emqx_management")
     assert started.status == 1 and "already_started" in started.err
     stuck = ctl_in(api_node, "plugins", "unload", "emqx_management")

@@ -51,6 +51,12 @@ class RawRoute:
 MAX_BODY = 4 * 1024 * 1024
 
 
+def peer_address(scope: Scope) -> str:
+    """The HTTP client's IP address ("" when the server does not know it)."""
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
 def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -69,9 +75,11 @@ class RouteDispatcher:
         self.table = table
 
     async def dispatch(self, method: str, segments: list[str], query: dict[str, str],
-                       body: Callable[[], Awaitable[Any]]) -> tuple[int, dict[str, Any]]:
+                       body: Callable[[], Awaitable[Any]], peer: str = "",
+                       ) -> tuple[int, dict[str, Any]]:
+        """`peer`: the HTTP client's address, when the request came over HTTP here."""
         try:
-            return 200, self._envelope(await self._run(method, segments, query, body))
+            return 200, self._envelope(await self._run(method, segments, query, body, peer))
         except ApiError as exc:
             return exc.status, {"code": exc.code, "message": exc.message}
         except Forwarded as answer:
@@ -96,7 +104,7 @@ class RouteDispatcher:
         return {"status": status, "body": envelope}
 
     async def _run(self, method: str, segments: list[str], query: dict[str, str],
-                   body: Callable[[], Awaitable[Any]]) -> Any:
+                   body: Callable[[], Awaitable[Any]], peer: str) -> Any:
         if not segments:
             if method != "GET":
                 raise ApiError(Code.UNKNOWN_ERROR, "Method Not Allowed", 405)
@@ -111,7 +119,7 @@ class RouteDispatcher:
             raise ApiError(Code.NOT_FOUND, f"Not Found: plugin {route.plugin} is not loaded",
                            404)
         request = ApiRequest(self.ctx, method, params, query,
-                             with_query(method, query, await body()))
+                             with_query(method, query, await body()), peer)
         node = params.get("node")
         if node is not None:
             mgmt = self.ctx.mgmt
@@ -262,7 +270,8 @@ class ManagementApp:
         async def body() -> Any:
             return await self._read_json(receive)
 
-        status, envelope = await self.dispatcher.dispatch(method, segments[2:], query, body)
+        status, envelope = await self.dispatcher.dispatch(method, segments[2:], query, body,
+                                                          peer_address(scope))
         return status, await encode_json(envelope), []
 
     async def _send_status(self, scope: Scope, send: Send) -> None:
@@ -298,9 +307,15 @@ class ManagementApp:
         app_id, sep, secret = decoded.partition(":")
         if not sep:
             return False
-        if self.authenticate is not None:
-            return await self.authenticate(app_id, secret)
-        return self.ctx.apps.check(app_id, secret)
+
+        async def check() -> bool:
+            if self.authenticate is not None:
+                return await self.authenticate(app_id, secret)
+            return self.ctx.apps.check(app_id, secret)
+
+        kind = "app" if self.authenticate is None else "dashboard user"
+        return await self.ctx.login_throttle.guard(
+            f"{self.realm} API", peer_address(scope), kind, app_id, check)
 
     @staticmethod
     async def _read_json(receive: Receive) -> Any:

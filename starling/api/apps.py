@@ -2,8 +2,8 @@
 
 A fresh node must be usable at once without a well-known default password:
 the bootstrap app's secret comes from `api.default_app_secret`, else from
-`<data_dir>/api_secret`, else it is generated, written there readable by the
-owner only, and logged once with how to change it.
+`<data_dir>/api_secret`, else it is generated and written there readable by the
+owner only.  The log says where it is, never what it is.
 """
 
 from __future__ import annotations
@@ -53,6 +53,14 @@ def generate_secret(nbytes: int = 24) -> str:
             return token
 
 
+def write_secret_file(path: Path, secret: str) -> None:
+    """Write a generated secret or password to a new file only its owner can read."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+
+
 class AppRegistry(StoredTable[App]):
     """Apps by id, written through to the store's `apps` table when attached."""
 
@@ -87,14 +95,11 @@ class AppRegistry(StoredTable[App]):
                 secret = path.read_text().strip()
             else:
                 secret = generate_secret()
-                data_dir.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    f.write(secret + "\n")
+                write_secret_file(path, secret)
                 startup_log.info(
-                    "management API: created app id %r with secret %r (saved in %s, "
-                    "mode 0600). Use them as HTTP Basic credentials; set "
-                    "api.default_app_secret to choose your own.", app_id, secret, path)
+                    "management API: created app id %r; its secret is in %s (mode 0600). "
+                    "Use them as HTTP Basic credentials; set api.default_app_secret to "
+                    "choose your own.", app_id, path)
         app = existing or App(app_id, secret, name="Default", desc="Bootstrap application")
         app.secret = secret
         self.put(app)

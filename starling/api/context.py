@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from starling.broker import Broker
 from starling.mgmt import ListenerInfo, Management
 
+from .throttle import LoginThrottle
+
 if TYPE_CHECKING:
     from .apps import AppRegistry
 
@@ -29,6 +31,8 @@ class ApiContext:
     services: dict[str, Any] = field(default_factory=dict)
     #: Default `_limit` of paginated lists (emqx_management's management.max_row_limit).
     max_row_limit: int = 10000
+    #: Slows password guessing on every listener of this API (api/throttle.py).
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 __all__ = ["ApiContext", "ListenerInfo"]

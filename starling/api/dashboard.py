@@ -19,7 +19,7 @@ from starling.dashboard import DashboardSite
 
 from .app import ManagementApp
 from .context import ApiContext
-from .routes import build_table
+from .routes import NO_PLUGIN_ROUTES, PluginRoutes, build_table
 from .server import HttpListener
 from .users import USERS_SERVICE, UserRegistry
 
@@ -39,8 +39,11 @@ class Dashboard:
     HTTP listeners, so `/listeners` reports it while it runs."""
 
     def __init__(self, ctx: ApiContext, users: UserRegistry,
-                 listeners: list[HttpListener]) -> None:
+                 listeners: list[HttpListener],
+                 plugin_routes: PluginRoutes = NO_PLUGIN_ROUTES) -> None:
         self.ctx = ctx
+        #: The routes plugins hold (`build_table`), served here as on the management listener.
+        self.plugin_routes = plugin_routes
         self.users = users
         self.listeners = listeners
         self.listener: HttpListener | None = None
@@ -53,15 +56,17 @@ class Dashboard:
         self.ctx.services[USERS_SERVICE] = self.users
         if host is None:
             return
-        self.users.bootstrap(login, default_password, data_dir)
-        app = ManagementApp(self.ctx, build_table(), realm=REALM,
+        app = ManagementApp(self.ctx, build_table(self.plugin_routes), realm=REALM,
                             authenticate=self.users.check_sign_in, open_routes=OPEN_ROUTES)
         site = DashboardSite(app, self._ws_ports)
         listener = HttpListener(site, LISTENER_NAME, host, port, max_connections)
         try:
             await listener.start()
+            # Only once it listens: a listener that cannot start leaves no password.
+            self.users.bootstrap(login, default_password, data_dir)
         except BaseException:
             self.ctx.services.pop(USERS_SERVICE, None)
+            await listener.stop()
             raise
         self.listener = listener
         self.listeners.append(listener)

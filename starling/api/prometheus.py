@@ -36,7 +36,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from starling.mgmt import metric_name
-from starling.plugins.node_metrics import Reading, loop_lag, read
+from starling.plugins import NodeReading, loop_lag, read_node
 
 from .app import RawRoute
 from .context import ApiContext
@@ -64,7 +64,7 @@ def prom_name(name: str) -> str:
 
 
 class _NodeCollector(Collector):
-    def __init__(self, ctx: ApiContext, reading: Reading, lag: float) -> None:
+    def __init__(self, ctx: ApiContext, reading: NodeReading, lag: float) -> None:
         self.ctx = ctx
         self.reading = reading
         self.lag = lag
@@ -96,7 +96,7 @@ async def exposition(ctx: ApiContext) -> bytes:
     """The text a scrape gets."""
     lag = await loop_lag()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_NodeCollector(ctx, read(ctx.broker), lag))
+    registry.register(_NodeCollector(ctx, read_node(ctx.broker), lag))
     for collector in _PROCESS:
         registry.register(collector)
     return generate_latest(registry)

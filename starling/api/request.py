@@ -22,6 +22,7 @@ class ApiRequest:
     params: dict[str, str]
     query: dict[str, str]
     body: Any  # parsed JSON (usually a dict) or None
+    peer: str = ""  #: the HTTP client's IP address (for logs and login throttling)
 
     def arg(self, name: str, default: Any = None) -> Any:
         """A parameter from the query string, else the JSON body (EMQ X merges both;

@@ -16,6 +16,8 @@ from typing import Any
 
 import uvicorn
 
+from starling.transport import BindError
+
 startup_log = logging.getLogger("starling.startup")
 
 
@@ -47,11 +49,15 @@ class HttpListener:
     async def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(128)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            raise BindError.of(self.name, self.host, self.port, exc) from None
         sock.setblocking(False)
         addr = sock.getsockname()
         self.bound = (addr[0], addr[1])

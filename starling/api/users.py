@@ -14,7 +14,7 @@ credentials of every dashboard request are not derived again each time.
 The default user (``dashboard.default_user.login``, "admin") is created when
 absent.  Its initial password is ``dashboard.default_user.password``, else
 the one in ``<data_dir>/dashboard_password``, else a generated one written
-there (mode 0600) and logged once.  As in EMQ X it is an *initial* password:
+there (mode 0600); the log says where, never what.  As in EMQ X it is an *initial* password:
 once the user exists, changing the configuration changes nothing.
 """
 
@@ -26,13 +26,12 @@ import binascii
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .apps import generate_secret
+from .apps import generate_secret, write_secret_file
 from .stored import StoredTable
 from .tokens import TokenTable, password_tag
 
@@ -215,14 +214,10 @@ class UserRegistry(StoredTable[DashboardUser]):
                                  login, path)
             else:
                 password = generate_password()
-                data_dir.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    f.write(password + "\n")
+                write_secret_file(path, password)
                 startup_log.info(
-                    "dashboard: created user %r with password %r (saved in %s, mode 0600). "
-                    "Use them to sign in on the dashboard listener; change the password "
-                    "with PUT /api/v3/change_pwd/%s or 'starling ctl admins passwd', or set "
-                    "dashboard.default_user.password before the first start.",
-                    login, password, path, login)
+                    "dashboard: created user %r; its password is in %s (mode 0600). "
+                    "Change it with PUT /api/v3/change_pwd/%s or 'starling ctl admins "
+                    "passwd', or set dashboard.default_user.password before the first "
+                    "start.", login, path, login)
         self._put(DashboardUser(login, hash_password(password), DEFAULT_TAGS))

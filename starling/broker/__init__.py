@@ -28,7 +28,8 @@ from .alarms import Alarm, AlarmMonitor, Alarms, SystemSampler
 from .banned import BAN_KINDS, Ban, Banned
 from .broker import DISCARDED, Broker
 from .channel import Channel, Connection
-from .client import CLOSED, CONNECTED, CONNECTING, NEW, Client, Outlet
+from .client import CLOSED, CONNECTED, CONNECTING, NEW, Client, ClientHost
+from .clock import Clock, Timer
 from .cluster import ClusterLink, GroupKey
 from .hooks import (
     STOP,
@@ -59,6 +60,7 @@ from .memory import ConnectionMemory
 from .message import Message
 from .metrics import ALL_METRICS, EXTRA_METRICS, SEED_METRICS
 from .options import BrokerOptions
+from .outlet import Outlet
 from .queries import BrokerQueries
 from .retained import RetainerSettings
 from .router import Router
@@ -101,7 +103,9 @@ __all__ = [
     "BrokerQueries",
     "Channel",
     "Client",
+    "ClientHost",
     "ClientInfo",
+    "Clock",
     "ClusterLink",
     "Connection",
     "ConnectionMemory",
@@ -137,6 +141,7 @@ __all__ = [
     "Stop",
     "SubscriptionSnapshot",
     "SystemSampler",
+    "Timer",
     "TopicRule",
     "Who",
     "explain_acl",

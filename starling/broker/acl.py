@@ -2,7 +2,7 @@
 and the explanation of an ACL decision.
 
 Pure: text in, rules out; no file or socket is touched here (the node reads the
-file, `starling.plugins.AclFile`).  The semantics are EMQ X v3's
+file, `starling.plugins.auth.AclFile`).  The semantics are EMQ X v3's
 (``emqx_access_rule``, ``emqx_mod_acl_internal``, ``emqx_acl_cache``):
 
 - A file is a sequence of Erlang terms, each ended by ``.``; ``%`` starts a

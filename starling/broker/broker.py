@@ -34,6 +34,7 @@ from .acl import AclCache, InternalAcl, acl_topic
 from .alarms import AlarmMonitor, Alarms
 from .banned import IP_ADDRESS, USERNAME, Ban, Banned, normalize_ip
 from .client import CLOSED, Client
+from .clock import Clock, Timer
 from .cluster import ClusterLink, GroupKey
 from .hooks import HookPoint, Hooks, Points
 from .info import ClientInfo
@@ -65,8 +66,11 @@ STORE_UNAVAILABLE = "store_unavailable"
 class Broker:
     def __init__(self, options: BrokerOptions | None = None,
                  journal: Journal | None = None,
-                 zones: dict[str, BrokerOptions] | None = None) -> None:
+                 zones: dict[str, BrokerOptions] | None = None,
+                 clock: Clock | None = None) -> None:
         self.options = options or BrokerOptions()
+        #: The time and the event loop for everything the core schedules (`clock.py`).
+        self.clock = clock or Clock()
         #: Each zone's options (`zone.<name>.*` over the node-wide ones); a zone not
         #: listed uses `options`.
         self.zones: dict[str, BrokerOptions] = zones or {}
@@ -97,8 +101,8 @@ class Broker:
         #: core's own: the API and plugins read `connections()`, `client_info()`.
         self.channels: dict[str, Client] = {}
         #: Every connection's idle-timeout / keepalive deadline, on one loop timer.
-        self.timers = TimerWheel()
-        self.stats = Stats(self)
+        self.timers = TimerWheel(clock=self.clock)
+        self.stats = Stats(self._core_stats)
         self.sys = SysPublisher(self)
         #: Clients refused at CONNECT; a new ban closes the connections it covers.
         self.banned = Banned(on_ban=self._enforce_ban)
@@ -115,7 +119,7 @@ class Broker:
         self._expiry: list[tuple[float, int, Session]] = []
         self._expiry_seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._housekeeping: asyncio.TimerHandle | None = None
+        self._housekeeping: Timer | None = None
         self.running = False
         #: The cluster this node belongs to; None: a lone node.
         self.cluster: ClusterLink | None = None
@@ -125,7 +129,7 @@ class Broker:
         self.journal.start()
         self.running = True
         self.started_at = time.time()
-        self._housekeeping = asyncio.get_running_loop().call_later(1.0, self._tick)
+        self._housekeeping = self.clock.call_later(1.0, self._tick)
         self.sys.start()
         self.monitor.start()
 
@@ -203,9 +207,9 @@ class Broker:
                          restoring: bool = False) -> Session:
         """Make an offline session from its record (restored from the store, or
         handed over by another node), with its routes."""
-        mono = time.monotonic()
+        mono = self.clock.monotonic()
         session = Session(rec.client_id, False, rec.expiry_interval, self.options,
-                          self.counters)
+                          self.counters, self.clock)
         session.username = rec.username
         session.created_at = rec.created_at
         for sub in rec.subscriptions:
@@ -226,24 +230,41 @@ class Broker:
             session.put_awaiting_rel(packet_id, mono)
         if restoring:
             session.journal = self.journal
-        session.disconnected_at = mono - (time.time() - gone_at)
+        session.disconnected_at = mono - (self.clock.time() - gone_at)
         self.sessions[rec.client_id] = session
         self._expiry_seq += 1
         heapq.heappush(self._expiry, (session.disconnected_at + session.expiry_interval,
                                       self._expiry_seq, session))
         return session
 
+    def _core_stats(self) -> dict[str, int]:
+        """The core's gauges (`stats.STAT_NAMES`), read from the live state."""
+        routes = self.router.route_count + self.shared_router.route_count
+        subscriptions = self.router.subscription_count
+        return {
+            "connections": len(self.channels),
+            "sessions": len(self.sessions),
+            "sessions/persistent": sum(1 for s in self.sessions.values() if s.persistent),
+            "topics": routes,
+            "routes": routes,
+            "subscribers": subscriptions,
+            "subscriptions": subscriptions,
+            "subscriptions/shared": sum(len(g.members) for g in self.shared_groups.values()),
+            "suboptions": subscriptions,
+            "retained": len(self.retained),
+        }
+
     def track(self, task: asyncio.Task[Any] | Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Keep a reference to a background task until it ends."""
         if not isinstance(task, asyncio.Task):
-            task = asyncio.get_running_loop().create_task(task)
+            task = self.clock.create_task(task)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
     def _tick(self) -> None:
         """Once a second: expire offline sessions, sample the stats."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         heap = self._expiry
         while heap and heap[0][0] <= now:
             _, _, session = heapq.heappop(heap)
@@ -256,7 +277,7 @@ class Broker:
             self._retained_gone(topic)
         self.stats.sample()
         self.banned.sweep()
-        self._housekeeping = asyncio.get_running_loop().call_later(1.0, self._tick)
+        self._housekeeping = self.clock.call_later(1.0, self._tick)
 
     # -- sessions --------------------------------------------------------------
     def open_session(self, client: Client, clean_start: bool,
@@ -284,7 +305,7 @@ class Broker:
         present = session is not None
         if session is None:
             session = Session(client_id, clean_start, expiry_interval, client.options,
-                              self.counters)
+                              self.counters, self.clock)
             self.sessions[client_id] = session
         else:
             session.clean_start = clean_start
@@ -332,14 +353,14 @@ class Broker:
             journal.session_deleted(session)
             session.journal = None
 
-    @staticmethod
-    def _expired(session: Session) -> bool:
+    def _expired(self, session: Session) -> bool:
         """Offline longer than its expiry (the once-a-second sweep may not have run yet)."""
         return (session.outlet is None and session.disconnected_at is not None
-                and time.monotonic() - session.disconnected_at >= session.expiry_interval)
+                and self.clock.monotonic() - session.disconnected_at
+                >= session.expiry_interval)
 
     def schedule_will(self, session: Session, message: Message, delay: float) -> None:
-        handle = asyncio.get_running_loop().call_later(delay, self._fire_will, session)
+        handle = self.clock.call_later(delay, self._fire_will, session)
         session.pending_will = (message, handle)
 
     def _fire_will(self, session: Session) -> None:
@@ -363,7 +384,7 @@ class Broker:
             self._route_remove(topic_filter, session)
         self._redispatch_shared(session)
         if session.journal is not None:
-            session.journal.session_deleted(session)
+            self.journal.session_deleted(session)
             session.journal = None
         session.subscriptions.clear()
         if self.sessions.get(session.client_id) is session:
@@ -397,8 +418,8 @@ class Broker:
             if session.expiry_interval <= 0:
                 self.discard_session(session, reason)
             else:
-                now = time.monotonic()
-                self._persist(session, time.time())
+                now = self.clock.monotonic()
+                self._persist(session, self.clock.time())
                 session.disconnected_at = now
                 self._expiry_seq += 1
                 heapq.heappush(self._expiry, (now + session.expiry_interval,
@@ -459,8 +480,8 @@ class Broker:
         if old is not None and old.outlet is None:
             self._drop_session(old)  # an older copy of the same session
         if client_id not in self.sessions:
-            session = self._install_session(record, record.disconnected_at or time.time())
-            self._persist(session, record.disconnected_at or time.time())
+            session = self._install_session(record, record.disconnected_at or self.clock.time())
+            self._persist(session, record.disconnected_at or self.clock.time())
 
     def dispatch_remote(self, message: Message, plain: bool,
                         groups: tuple[GroupKey, ...]) -> int:
@@ -525,7 +546,7 @@ class Broker:
         for message, qos, retain, _via in session.mqueue:
             held.append(SessionMessageRecord(record_of(message), len(held), qos, retain))
         return SessionRecord(session.client_id, session.username, session.expiry_interval,
-                             session.created_at, time.time(), subs, held,
+                             session.created_at, self.clock.time(), subs, held,
                              list(session.awaiting_rel))
 
     def _drop_session(self, session: Session) -> None:
@@ -536,7 +557,7 @@ class Broker:
         for topic_filter in list(session.subscriptions):
             self._route_remove(topic_filter, session)
         if session.journal is not None:
-            session.journal.session_deleted(session)
+            self.journal.session_deleted(session)
             session.journal = None
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
@@ -794,7 +815,7 @@ class Broker:
         is_new = session.put_subscription(topic_filter, opts)
         self._route_add(topic_filter, session, opts)
         if session.journal is not None:
-            session.journal.subscribed(session, topic_filter, opts)
+            self.journal.subscribed(session, topic_filter, opts)
         if self.hooks.has(HookPoint.SESSION_SUBSCRIBED):
             self.hooks.run(HookPoint.SESSION_SUBSCRIBED, session.client_id, topic_filter, opts)
         return is_new
@@ -804,7 +825,7 @@ class Broker:
             return False
         self._route_remove(topic_filter, session)
         if session.journal is not None:
-            session.journal.unsubscribed(session, topic_filter)
+            self.journal.unsubscribed(session, topic_filter)
         if self.hooks.has(HookPoint.SESSION_UNSUBSCRIBED):
             self.hooks.run(HookPoint.SESSION_UNSUBSCRIBED, session.client_id, topic_filter)
         return True

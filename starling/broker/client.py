@@ -13,14 +13,11 @@ calls `connect`, `publish`, `subscribe`, ... (docs/architecture.md, "Writing a
 gateway client").  The broker lists it, kicks it and delivers to it like any
 other.
 
-`Outlet` is the small protocol a `Session` delivers through: a `Client` is
-one, and so can be anything else that takes deliveries (a remote node).
+A `Client` is the `Outlet` its session delivers through (`outlet.py`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from starling.mqtt import (
@@ -41,10 +38,19 @@ from .info import PROTOCOL_MQTT, AuthResult, ClientInfo
 from .message import Message
 
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Coroutine
+
     from .acl import AclCache
-    from .broker import Broker
+    from .banned import Banned
+    from .clock import Clock
+    from .cluster import ClusterLink
+    from .hooks import Hooks
+    from .journal import Journal
     from .options import BrokerOptions
     from .session import Session
+    from .snapshots import SessionSnapshot
+    from .timers import TimerWheel
 
 #: A client's states: waiting for its connect, authenticating, connected, gone.
 NEW: Final = "new"
@@ -57,41 +63,61 @@ _NOT_AUTHORIZED: Final = ReasonCode.NOT_AUTHORIZED
 _NO_IO: Final = {"recv_oct": 0, "recv_cnt": 0, "send_oct": 0, "send_cnt": 0, "send_pend": 0}
 
 
-class Outlet(Protocol):
-    """What a session delivers through, and what the broker asks of the other end.
+class ClientHost(Protocol):
+    """What a client needs of the broker: the `Broker` is one.  Declared here, so
+    a client depends on this much and the broker module depends on the client,
+    not both on each other."""
 
-    `send_publish` writes one message (`packet_id` 0 for QoS 0; `dup` on a resend;
-    `via` the shared subscription it is for) and answers False if it was dropped
-    (too large for the client: the flow counts as done).  While `writable` is
-    False the session queues (bounded); it sends at most `receive_maximum`
-    unacknowledged QoS 1/2 messages.  The acknowledgements come back through the
-    `Client` (`puback`, `pubrec`, `pubcomp`)."""
-
-    writable: bool
+    hooks: Hooks
+    journal: Journal
+    clock: Clock
+    timers: TimerWheel
+    counters: dict[str, int]
+    banned: Banned
+    #: The cluster this node belongs to; None: a lone node.
+    cluster: ClusterLink | None
 
     @property
-    def receive_maximum(self) -> int: ...
+    def acl_is_async(self) -> bool: ...
 
-    @property
-    def info(self) -> ClientInfo: ...
+    def zone_options(self, zone: str) -> BrokerOptions: ...
 
-    def send_publish(self, message: Message, qos: int, retain: bool, packet_id: int,
-                     dup: bool, via: str | None = None) -> bool: ...
+    def track(self, task: asyncio.Task[Any] | Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
-    def send_pubrel(self, packet_id: int, wait: bool = False) -> None: ...
+    # -- the session and the client registry
+    async def claim_client(self, client_id: str, clean_start: bool) -> None: ...
 
-    def close(self, reason: str) -> None:
-        """End the connection (the will is published, unless it was a normal
-        disconnect)."""
-        ...
+    def open_session(self, client: Client, clean_start: bool,
+                     expiry_interval: float) -> tuple[Session, bool]: ...
 
-    def kick(self, reason: str = "kicked") -> None:
-        """An administrative close (REST kickout, a new ban)."""
-        ...
+    def channel_connected(self, client: Client) -> None: ...
 
-    def takeover(self) -> None:
-        """A newer connection claimed the client id."""
-        ...
+    def channel_closed(self, client: Client, reason: str) -> None: ...
+
+    def schedule_will(self, session: Session, message: Message, delay: float) -> None: ...
+
+    # -- access control
+    def check_acl(self, client: Client, action: str, topic: str) -> bool: ...
+
+    async def check_acl_async(self, client: Client, action: str, topic: str) -> bool: ...
+
+    def acl_known(self, client: Client, action: str, topic: str) -> bool | None: ...
+
+    # -- publish / subscribe
+    def publish(self, message: Message) -> int: ...
+
+    def needs_store(self, message: Message) -> bool: ...
+
+    def subscribe(self, session: Session, topic_filter: str,
+                  opts: SubscriptionOptions) -> bool: ...
+
+    def unsubscribe(self, session: Session, topic_filter: str) -> bool: ...
+
+    def deliver_retained(self, session: Session, topic_filter: str,
+                         granted_qos: int) -> None: ...
+
+    # -- readers
+    def session_info(self, client_id: str) -> SessionSnapshot | None: ...
 
 
 class Client:
@@ -134,7 +160,7 @@ class Client:
     protocol: ClassVar[str] = PROTOCOL_MQTT
     #: Bridges are not implemented: no client is one (a class constant, no slot).
     is_bridge: ClassVar[bool] = False
-    def __init__(self, broker: Broker, zone: str = "external") -> None:
+    def __init__(self, broker: ClientHost, zone: str = "external") -> None:
         self.broker = broker
         self.zone = zone
         #: The options of the client's zone (`Broker.reconfigure` keeps it current).
@@ -281,8 +307,7 @@ class Client:
             return self._connect_refused(outcome)
         session = self.session
         journal = self.broker.journal
-        if session is not None and session.journal is not None and \
-                journal.flush_id > journal.committed_id:
+        if session is not None and session.journal is not None and journal.uncommitted:
             # A persistent session is promised once it is on disk (docs/durability.md).
             self.writable = False
             await journal.committed()
@@ -290,7 +315,7 @@ class Client:
                 return ReasonCode.UNSPECIFIED_ERROR, False
             self.writable = True
         # Deliveries (and `client.connected`) once the caller has answered its client.
-        asyncio.get_running_loop().call_soon(self._connected, outcome)
+        self.broker.clock.call_soon(self._connected, outcome)
         return _SUCCESS, outcome
 
     async def _claim(self) -> bool:
@@ -367,7 +392,7 @@ class Client:
         self.session = session
         self.state = CONNECTED
         # A new session was made just now: one float for both.
-        self.connected_at = time.time() if present else session.created_at
+        self.connected_at = broker.clock.time() if present else session.created_at
         if Points.CLIENT_CONNACK in broker.hooks.active:
             self._connack(_SUCCESS)
         return present
@@ -403,7 +428,7 @@ class Client:
         if expiry_cap and (expiry is None or expiry > expiry_cap):
             expiry = expiry_cap
         if expiry is not None:
-            message.expires_at = time.monotonic() + expiry
+            message.expires_at = self.broker.clock.monotonic() + expiry
         return message
 
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
@@ -453,18 +478,13 @@ class Client:
                 return ReasonCode.RECEIVE_MAXIMUM_EXCEEDED
             session.await_rel(packet_id)
         delivered = self.broker.publish(message)
-        if qos and self._store_changed(ops_before):
+        if qos and journal.changed_since(ops_before):
             await journal.committed()
         return _SUCCESS if delivered else ReasonCode.NO_MATCHING_SUBSCRIBERS
 
     def release(self, packet_id: int) -> bool:
         """A QoS 2 message's release (MQTT PUBREL): False if the id was unknown."""
         return self._live_session().release(packet_id)
-
-    def _store_changed(self, ops_before: int) -> bool:
-        """Did the store get writes since `ops_before`, that a reply must wait for?"""
-        journal = self.broker.journal
-        return journal.durable and journal.ops_added != ops_before
 
     def _acl_denied(self) -> None:
         """`acl_deny_action = disconnect`: close (the will is published)."""
@@ -505,9 +525,9 @@ class Client:
             return ReasonCode.UNSPECIFIED_ERROR
         ops_before = broker.journal.ops_added
         broker.subscribe(session, topic_filter, opts)
-        if self._store_changed(ops_before):
+        if broker.journal.changed_since(ops_before):
             await broker.journal.committed()
-        asyncio.get_running_loop().call_soon(self._send_retained, session, topic_filter, qos)
+        broker.clock.call_soon(self._send_retained, session, topic_filter, qos)
         return qos
 
     def _send_retained(self, session: Session, topic_filter: str, qos: int) -> None:
@@ -595,7 +615,7 @@ class Client:
                           self.username, self.peerhost, props)
         expiry = props.get(PropertyId.MESSAGE_EXPIRY_INTERVAL)
         if expiry is not None:
-            message.expires_at = time.monotonic() + expiry
+            message.expires_at = self.broker.clock.monotonic() + expiry
         session = self.session
         if delay and session is not None and session.expiry_interval > 0:
             # Wait, unless the session comes back first; never later than its end.

@@ -7,9 +7,9 @@ has refilled, so TCP flow control slows it down.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
+
+from .clock import Clock, Timer
 
 
 class TokenBucket:
@@ -17,11 +17,11 @@ class TokenBucket:
 
     __slots__ = ("capacity", "rate", "stamp", "tokens")
 
-    def __init__(self, amount: int, period: float) -> None:
+    def __init__(self, amount: int, period: float, now: float) -> None:
         self.capacity = float(amount)
         self.rate = amount / period
         self.tokens = self.capacity
-        self.stamp = time.monotonic()
+        self.stamp = now
 
     def take(self, n: float, now: float) -> float:
         """Take `n` tokens (going into debt if need be); the seconds until the
@@ -35,23 +35,25 @@ class Limiter:
     """A connection's buckets; tells its owner when to hold the client back
     (`pause`) and when to let it go again (`resume`)."""
 
-    __slots__ = ("_bytes", "_pause", "_publish", "_resume", "_timer")
+    __slots__ = ("_bytes", "_clock", "_pause", "_publish", "_resume", "_timer")
 
     def __init__(self, publish_limit: tuple[int, float] | None,
                  bytes_limit: tuple[int, float] | None,
-                 pause: Callable[[], None], resume: Callable[[], None]) -> None:
-        self._publish = TokenBucket(*publish_limit) if publish_limit else None
-        self._bytes = TokenBucket(*bytes_limit) if bytes_limit else None
+                 pause: Callable[[], None], resume: Callable[[], None], clock: Clock) -> None:
+        self._clock = clock
+        now = clock.monotonic()
+        self._publish = TokenBucket(*publish_limit, now) if publish_limit else None
+        self._bytes = TokenBucket(*bytes_limit, now) if bytes_limit else None
         self._pause, self._resume = pause, resume
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
 
     def published(self) -> None:
         if self._publish is not None:
-            self._hold(self._publish.take(1, time.monotonic()))
+            self._hold(self._publish.take(1, self._clock.monotonic()))
 
     def received(self, size: int) -> None:
         if self._bytes is not None:
-            self._hold(self._bytes.take(size, time.monotonic()))
+            self._hold(self._bytes.take(size, self._clock.monotonic()))
 
     def cancel(self) -> None:
         """Stop limiting; a hold under way ends now."""
@@ -64,7 +66,7 @@ class Limiter:
         if wait <= 0.0 or self._timer is not None:
             return
         self._pause()
-        self._timer = asyncio.get_running_loop().call_later(wait, self._release)
+        self._timer = self._clock.call_later(wait, self._release)
 
     def _release(self) -> None:
         self._timer = None

@@ -16,21 +16,20 @@ offline.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from starling.mqtt import SubscriptionOptions
 
 from . import metrics as m
+from .clock import DEFAULT_CLOCK, Clock, Timer
 from .message import Message
 from .options import BrokerOptions
+from .sentinels import NO_ENTRIES, own
 
 if TYPE_CHECKING:
-    from .client import Outlet
-    from .journal import Journal
+    from .outlet import Outlet
 
 
 @dataclass(slots=True)
@@ -63,22 +62,26 @@ class _NoQueue(deque[QueueEntry]):
 _NO_QUEUE = _NoQueue()
 
 
-class _NoEntries(dict[Any, Any]):
-    """The dict every session starts with in place of each of its maps, shared
-    and always empty: reads work as on any empty dict, writes are refused.
-
-    An empty dict costs 64 bytes and a session has four; an idle client uses
-    none of them, so a session makes its own when it first stores something.
-    """
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("write to a shared empty map: use the Session method")
-
-    __setitem__ = setdefault = update = __ior__ = _refuse
 
 
-#: The one shared empty map; `m is NO_ENTRIES` tells it from an object's own.
-NO_ENTRIES: dict[Any, Any] = _NoEntries()
+class SessionJournal(Protocol):
+    """Where a persistent session records what it holds: the `Journal` is one
+    (declared here, so the session does not depend on the journal's module)."""
+
+    def held(self, session: Session, message: Message, qos: int, retain: bool,
+             packet_id: int | None) -> None: ...
+
+    def moved(self, session: Session, message: Message, qos: int, retain: bool,
+              packet_id: int) -> None: ...
+
+    def released(self, session: Session, message: Message, qos: int, retain: bool,
+                 packet_id: int) -> None: ...
+
+    def done(self, session: Session, message: Message) -> None: ...
+
+    def awaiting_added(self, session: Session, packet_id: int) -> None: ...
+
+    def awaiting_removed(self, session: Session, packet_id: int) -> None: ...
 
 
 class Session:
@@ -87,6 +90,7 @@ class Session:
         "awaiting_rel",
         "clean_start",
         "client_id",
+        "clock",
         "counters",
         "created_at",
         "deliver_msg",
@@ -107,18 +111,21 @@ class Session:
     )
 
     def __init__(self, client_id: str, clean_start: bool, expiry_interval: float,
-                 options: BrokerOptions, counters: dict[str, int]) -> None:
+                 options: BrokerOptions, counters: dict[str, int],
+                 clock: Clock | None = None) -> None:
         self.client_id = client_id
+        #: The broker's clock: send times (retry_interval), message expiry.
+        self.clock = clock or DEFAULT_CLOCK
         self.username: str | None = None
         self.clean_start = clean_start
         #: Seconds the session outlives its connection; 0 = ends with it.
         self.expiry_interval = expiry_interval
         self.options = options
         self.counters = counters
-        self.created_at = time.time()
+        self.created_at = self.clock.time()
         self.disconnected_at: float | None = None
-        # The four maps start as the shared empty one (`_NoEntries`); the methods
-        # that add to them make the session's own.
+        # The four maps start as the shared empty one (`sentinels.NO_ENTRIES`); the
+        # methods that add to them make the session's own.
         self.subscriptions: dict[str, SubscriptionOptions] = NO_ENTRIES
         #: MQTT 5.0 Subscription Identifiers by topic filter (only filters that have one).
         self.subscription_ids: dict[str, int] = NO_ENTRIES
@@ -132,9 +139,9 @@ class Session:
         #: Where deliveries go while the client is connected.
         self.outlet: Outlet | None = None
         #: A will waiting out its Will Delay Interval: (message, timer).
-        self.pending_will: tuple[Message, asyncio.TimerHandle] | None = None
+        self.pending_will: tuple[Message, Timer] | None = None
         #: Set while the session is persistent and the store keeps data.
-        self.journal: Journal | None = None
+        self.journal: SessionJournal | None = None
         self.deliver_msg = 0
         self.enqueue_msg = 0
         self._next_id = 0
@@ -146,9 +153,7 @@ class Session:
     # -- adding to the maps (each made when first needed) -----------------------
     def put_subscription(self, topic_filter: str, opts: SubscriptionOptions) -> bool:
         """Add or replace a subscription; True if it is new."""
-        subs = self.subscriptions
-        if subs is NO_ENTRIES:
-            subs = self.subscriptions = {}
+        subs = self.subscriptions = own(self.subscriptions)
         is_new = topic_filter not in subs
         subs[topic_filter] = opts
         return is_new
@@ -158,20 +163,16 @@ class Session:
         if not sub_id:
             self.subscription_ids.pop(topic_filter, None)
             return
-        if self.subscription_ids is NO_ENTRIES:
-            self.subscription_ids = {}
-        self.subscription_ids[topic_filter] = sub_id
+        ids = self.subscription_ids = own(self.subscription_ids)
+        ids[topic_filter] = sub_id
 
     def put_inflight(self, packet_id: int, entry: InflightEntry) -> None:
-        inflight = self.inflight
-        if inflight is NO_ENTRIES:
-            inflight = self.inflight = {}
+        inflight = self.inflight = own(self.inflight)
         inflight[packet_id] = entry
 
     def put_awaiting_rel(self, packet_id: int, at: float) -> None:
-        if self.awaiting_rel is NO_ENTRIES:
-            self.awaiting_rel = {}
-        self.awaiting_rel[packet_id] = at
+        awaiting = self.awaiting_rel = own(self.awaiting_rel)
+        awaiting[packet_id] = at
 
     def reconfigure(self, options: BrokerOptions) -> None:
         """Adopt options changed at runtime (PUT /configs): the new window and queue
@@ -207,7 +208,7 @@ class Session:
             if len(self.inflight) < self.max_inflight and not self.mqueue:
                 packet_id = self._allocate_id()
                 self.put_inflight(packet_id, InflightEntry(message, qos, retain,
-                                                           time.monotonic(), via=via))
+                                                           self.clock.monotonic(), via=via))
                 if self.journal is not None:
                     self.journal.held(self, message, qos, retain, packet_id)
                 if not outlet.send_publish(message, qos, retain, packet_id, False, via):
@@ -249,7 +250,7 @@ class Session:
                 return
             queue.popleft()
             journal = self.journal
-            if message.expires_at is not None and message.expired:
+            if message.expires_at is not None and message.expires_at <= self.clock.monotonic():
                 self.counters[m.MESSAGES_EXPIRED] += 1
                 if journal is not None and qos:
                     journal.done(self, message)
@@ -258,7 +259,7 @@ class Session:
             if qos:
                 packet_id = self._allocate_id()
                 self.put_inflight(packet_id, InflightEntry(message, qos, retain,
-                                                           time.monotonic(), via=via))
+                                                           self.clock.monotonic(), via=via))
                 if journal is not None:
                     journal.moved(self, message, qos, retain, packet_id)
             if not outlet.send_publish(message, qos, retain, packet_id, False, via) and qos:
@@ -273,7 +274,7 @@ class Session:
         """
         outlet = self.outlet
         assert outlet is not None
-        now = time.monotonic()
+        now = self.clock.monotonic()
         oldest: float | None = None
         for packet_id, entry in self.inflight.items():
             if older_than is not None and entry.sent_at > older_than:
@@ -321,7 +322,7 @@ class Session:
         if entry is None or entry.qos != 2:
             return None
         entry.released = True
-        entry.sent_at = time.monotonic()
+        entry.sent_at = self.clock.monotonic()
         if self.journal is not None:
             self.journal.released(self, entry.message, entry.qos, entry.retain, packet_id)
         return entry.message
@@ -345,7 +346,7 @@ class Session:
         self.drain()
 
     def await_rel(self, packet_id: int) -> None:
-        self.put_awaiting_rel(packet_id, time.monotonic())
+        self.put_awaiting_rel(packet_id, self.clock.monotonic())
         if self.journal is not None:
             self.journal.awaiting_added(self, packet_id)
 

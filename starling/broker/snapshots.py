@@ -7,11 +7,46 @@ never hold a live object they could change.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .client import Client
     from .session import Session
+
+
+class Connected(Protocol):
+    """What a snapshot or a presence event reads of a connected client (a `Client`
+    is one; declared here, so hooks and snapshots do not depend on the client
+    module)."""
+
+    client_id: str
+    username: str | None
+    zone: str
+    protocol_level: int
+    clean_start: bool
+    keepalive: int
+    connected_at: float | None
+    recv_pkt: int
+    recv_msg: int
+    send_pkt: int
+    send_msg: int
+
+    # Read only (properties or class constants of a client).
+    @property
+    def peername(self) -> tuple[str, int]: ...
+    @property
+    def peerhost(self) -> str: ...
+    @property
+    def listener(self) -> str: ...
+    @property
+    def protocol(self) -> str: ...
+    @property
+    def proto_name(self) -> str: ...
+    @property
+    def is_bridge(self) -> bool: ...
+    @property
+    def peercert(self) -> str | None: ...
+
+    def io_stats(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +78,7 @@ class ConnectionSnapshot:
     protocol_name: str = "MQTT"
 
     @classmethod
-    def of(cls, client: Client) -> ConnectionSnapshot:
+    def of(cls, client: Connected) -> ConnectionSnapshot:
         io = client.io_stats()
         host, port = client.peername
         return cls(

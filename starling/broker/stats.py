@@ -11,10 +11,6 @@ emqx_delayed_publish's ``delayed``); they appear after the core's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .broker import Broker
 
 STAT_NAMES: tuple[str, ...] = (
     "connections",
@@ -31,8 +27,9 @@ STAT_NAMES: tuple[str, ...] = (
 
 
 class Stats:
-    def __init__(self, broker: Broker) -> None:
-        self._broker = broker
+    def __init__(self, core: Callable[[], dict[str, int]]) -> None:
+        #: Reads the core's gauges (`STAT_NAMES`) from the broker's state.
+        self._core = core
         self._max: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         self._gauges: dict[str, Callable[[], int]] = {}
 
@@ -47,21 +44,7 @@ class Stats:
         self._gauges.pop(name, None)
 
     def current(self) -> dict[str, int]:
-        b = self._broker
-        routes = b.router.route_count + b.shared_router.route_count
-        subscriptions = b.router.subscription_count
-        return {
-            "connections": len(b.channels),
-            "sessions": len(b.sessions),
-            "sessions/persistent": sum(1 for s in b.sessions.values() if s.persistent),
-            "topics": routes,
-            "routes": routes,
-            "subscribers": subscriptions,
-            "subscriptions": subscriptions,
-            "subscriptions/shared": sum(len(g.members) for g in b.shared_groups.values()),
-            "suboptions": subscriptions,
-            "retained": len(b.retained),
-        } | {name: read() for name, read in self._gauges.items()}
+        return self._core() | {name: read() for name, read in self._gauges.items()}
 
     def sample(self) -> dict[str, int]:
         """Every stat as `<name>/count` and `<name>/max` (the REST and $SYS form)."""

@@ -14,14 +14,17 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .hooks import Points
 from .message import Message
 
 if TYPE_CHECKING:
-    from .broker import Broker
-    from .client import Client
+    from .hooks import Hooks
+    from .options import BrokerOptions
+    from .router import Router
+    from .snapshots import Connected
+    from .stats import Stats
 
 
 def format_uptime(seconds: float) -> str:
@@ -45,8 +48,26 @@ def format_datetime(epoch: float | None = None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
+class SysSource(Protocol):
+    """What the $SYS publisher reads and publishes through: the `Broker` is one
+    (declared here, so this module does not depend on the broker's)."""
+
+    options: BrokerOptions
+    running: bool
+    router: Router[Any]
+    shared_router: Router[Any]
+    hooks: Hooks
+    stats: Stats
+
+    def publish(self, message: Message) -> int: ...
+
+    def uptime(self) -> float: ...
+
+    def metrics(self) -> dict[str, int]: ...
+
+
 class SysPublisher:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: SysSource) -> None:
         self._broker = broker
         self._timers: list[asyncio.TimerHandle] = []
 
@@ -113,7 +134,7 @@ class SysPublisher:
             broker.router.dollar_filters or broker.shared_router.dollar_filters
             or broker.hooks.has(Points.MESSAGE_PUBLISH))
 
-    def client_connected(self, client: Client) -> None:
+    def client_connected(self, client: Connected) -> None:
         if not self._observed():
             return
         payload = {
@@ -129,7 +150,7 @@ class SysPublisher:
         }
         self._presence(client, "connected", payload)
 
-    def client_disconnected(self, client: Client, reason: str) -> None:
+    def client_disconnected(self, client: Connected, reason: str) -> None:
         if not self._observed():
             return
         payload = {
@@ -140,7 +161,7 @@ class SysPublisher:
         }
         self._presence(client, "disconnected", payload)
 
-    def _presence(self, client: Client, event: str, payload: dict[str, object]) -> None:
+    def _presence(self, client: Connected, event: str, payload: dict[str, object]) -> None:
         if not self._broker.running:
             return
         topic = f"{self.prefix}clients/{client.client_id}/{event}"

@@ -13,12 +13,12 @@ replaces, a connection is looked at once per window, not per packet.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import logging
 import math
-import time
 from typing import Any, Protocol
+
+from .clock import DEFAULT_CLOCK, Clock, Timer
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +34,16 @@ class Timed(Protocol):
 
 
 class TimerWheel:
-    __slots__ = ("_buckets", "_due", "_handle", "_keys", "resolution")
+    __slots__ = ("_buckets", "_due", "_handle", "_keys", "clock", "resolution")
 
-    def __init__(self, resolution: float = RESOLUTION) -> None:
+    def __init__(self, resolution: float = RESOLUTION, clock: Clock = DEFAULT_CLOCK) -> None:
         self.resolution = resolution
+        self.clock = clock
         #: Bucket key (deadline / resolution, rounded up) → items due then.
         self._buckets: dict[int, dict[Timed, None]] = {}
         #: Heap of the keys in `_buckets`.
         self._keys: list[int] = []
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: Timer | None = None
         #: The key the loop timer is set for.
         self._due = 0
 
@@ -84,16 +85,18 @@ class TimerWheel:
         if self._handle is not None:
             self._handle.cancel()
         self._due = key
-        delay = max(0.0, key * self.resolution - time.monotonic())
-        self._handle = asyncio.get_running_loop().call_later(delay, self._fire)
+        delay = max(0.0, key * self.resolution - self.clock.monotonic())
+        self._handle = self.clock.call_later(delay, self._fire)
 
     def _fire(self) -> None:
         self._handle = None
-        now = time.monotonic()
+        now = self.clock.monotonic()
         keys = self._keys
-        limit = now / self.resolution
+        resolution = self.resolution
         due: list[dict[Timed, None]] = []
-        while keys and keys[0] <= limit:
+        # Due as `_schedule` reckons it (key x resolution, not now / resolution: the
+        # two can round apart, and a key not due here would be rescheduled at once).
+        while keys and keys[0] * resolution <= now:
             bucket = self._buckets.pop(heapq.heappop(keys), None)
             if bucket:
                 due.append(bucket)

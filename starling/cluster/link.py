@@ -368,7 +368,7 @@ class Cluster:
         await self.retained.resync(self.settings.rpc_timeout * 2)
         await self.tables.replica.resync(self.settings.rpc_timeout * 2)
         for client_id in list(self._unclaimed):
-            if client_id not in self.broker.channels:
+            if self.broker.client_info(client_id) is None:
                 self._unclaimed.discard(client_id)
                 continue
             try:

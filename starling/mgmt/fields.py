@@ -23,11 +23,16 @@ from starling.broker import (
 )
 
 if TYPE_CHECKING:
-    from starling.plugins.registry import PluginEntry
-    from starling.rules.actions import ActionSpec
-    from starling.rules.engine import BoundAction, Rule, RuleMetrics
-    from starling.rules.events import EventInfo
-    from starling.rules.resources import Resource, ResourceType
+    from starling.plugins import PluginEntry
+    from starling.rules import (
+        ActionSpec,
+        BoundAction,
+        EventInfo,
+        Resource,
+        ResourceType,
+        Rule,
+        RuleMetrics,
+    )
 
 Row = dict[str, Any]
 

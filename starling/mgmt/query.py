@@ -15,10 +15,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-
-if TYPE_CHECKING:
-    from .local import LocalNode
+from typing import Any, Generic, TypeVar
 
 #: A JSON value: what parameters and results are made of.
 JSON = Any
@@ -85,7 +82,10 @@ def _fits(value: Any, hint: Any) -> bool:
     return isinstance(value, origin)
 
 
-Runner = Callable[["LocalNode", P], Awaitable[JSON]]
+#: A query's coroutine: (the node it runs on, its parameters) → its result.  The
+#: node is a `LocalNode` (`local.py`, which runs the queries: typed Any here so
+#: this registry does not depend on it).
+Runner = Callable[[Any, P], Awaitable[JSON]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,7 @@ class Query(Generic[P]):
     params: type[P]
     run: Runner[P]
 
-    async def execute(self, node: LocalNode, params: Mapping[str, Any]) -> JSON:
+    async def execute(self, node: Any, params: Mapping[str, Any]) -> JSON:
         return await self.run(node, self.params.from_json(params))
 
 

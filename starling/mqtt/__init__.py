@@ -15,7 +15,14 @@ from .constants import (
     RetainHandling,
 )
 from .decoder import Decoder, settle_decoder, shared_decoder
-from .encoder import PINGRESP_BYTES, connack_bytes, encode, encode_publish, publish_parts
+from .encoder import (
+    PINGRESP_BYTES,
+    ack_bytes,
+    connack_bytes,
+    encode,
+    encode_publish,
+    publish_parts,
+)
 from .errors import (
     MalformedPacket,
     MQTTError,
@@ -92,6 +99,7 @@ __all__ = [
     "Unsubscribe",
     "UnsupportedProtocolVersion",
     "Will",
+    "ack_bytes",
     "connack_bytes",
     "connack_code_for",
     "decode_properties",

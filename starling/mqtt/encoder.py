@@ -93,6 +93,15 @@ def connack_bytes(session_present: bool, code: int) -> bytes:
     return bytes((0x20, 2, 1 if session_present else 0, code))
 
 
+def ack_bytes(first: int, packet_id: int, reason_code: int = 0, level: int = 4) -> bytes:
+    """PUBACK (0x40), PUBREC (0x50), PUBREL (0x62) or PUBCOMP (0x70) without
+    properties, as `encode` writes it, without building the packet: one leaves
+    for every QoS 1/2 message.  A 5.0 reason code other than 0 adds its byte."""
+    if reason_code and level == 5:
+        return bytes((first, 3)) + packet_id.to_bytes(2, "big") + bytes((reason_code,))
+    return bytes((first, 2)) + packet_id.to_bytes(2, "big")
+
+
 def _connack(p: Connack, level: int) -> bytes:
     return _frame(0x20, bytes((1 if p.session_present else 0, p.reason_code))
                   + _props(level, p.properties))
@@ -100,11 +109,9 @@ def _connack(p: Connack, level: int) -> bytes:
 
 def _ack(first: int, p: Puback | Pubrec | Pubrel | Pubcomp, level: int) -> bytes:
     pid = p.packet_id.to_bytes(2, "big")
-    if level == 5 and (p.reason_code or p.properties):
-        if p.properties:
-            return _frame(first, pid + bytes((p.reason_code,)) + encode_properties(p.properties))
-        return _frame(first, pid + bytes((p.reason_code,)))
-    return bytes((first, 2)) + pid
+    if level == 5 and p.properties:
+        return _frame(first, pid + bytes((p.reason_code,)) + encode_properties(p.properties))
+    return ack_bytes(first, p.packet_id, p.reason_code, level)
 
 
 def _subscribe(p: Subscribe, level: int) -> bytes:

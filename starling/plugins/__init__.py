@@ -1,75 +1,66 @@
-"""Plugins: the registry of every plugin EMQ X v3 lists, and their implementations.
+"""Plugins (EMQ X v3's): the framework here, the rest in their own packages.
 
-Plugins talk to the core only through the broker facade and its hooks bus
-(`starling.broker`), never its submodules.
-"""
+`starling.plugins` is the plugin framework (`plugins/framework`): what the
+broker's extensions build on: the rule engine, gateways, the cluster, and the
+plugins below.  `starling.plugins.auth` is the authentication and ACL chain
+(one password module, each backend); every other plugin is a module or package
+of its own (`starling.plugins.recon`, ...), with its REST routes when it has
+some.  Plugins reach the core only through the broker facade and its hooks."""
 
 from __future__ import annotations
 
-from .acl_file import AclFile, AclFileError, AclStatus
-from .auth_backend import BackendAuthPlugin
-from .auth_clientid import CLIENTID_SPEC, ClientIdAuthPlugin
-from .auth_http import HttpAuthPlugin
-from .auth_jwt import JwtAuthPlugin
-from .auth_ldap import LdapAuthPlugin
-from .auth_mongo import MongoAuthPlugin
-from .auth_mysql import MysqlAuthPlugin
-from .auth_pgsql import PgsqlAuthPlugin
-from .auth_redis import RedisAuthPlugin
-from .auth_table import TableAuthPlugin, TableSpec
-from .auth_username import USERNAME_SPEC, UsernameAuthPlugin
-from .conffile import ConfFileError, read_conf
-from .dashboard import DashboardPlugin
-from .delayed_publish import DelayedPublishPlugin
-from .discovery import discover_plugins
-from .http_sink import HttpSink, SinkStats
-from .lua_hook import LuaHookPlugin
-from .management import ManagementPlugin
-from .persistence import PluginPersistence, plugin_names
-from .psk_file import PskFilePlugin
-from .recon import ReconPlugin
-from .registry import (
-    PLUGIN_TYPES,
+from .framework.background import (
+    cancel,
+    positive_duration,
+)
+from .framework.conffile import (
+    ConfFileError,
+    parse_conf,
+    read_conf,
+)
+from .framework.config_values import (
+    parse_choice,
+    parse_nonnegative_duration,
+    parse_nonnegative_int,
+    parse_port,
+    parse_positive_int,
+    parse_switch,
+    parse_timeout,
+)
+from .framework.discovery import (
+    discover_plugins,
+)
+from .framework.http_sink import (
+    HttpSink,
+    SinkStats,
+    check_url,
+)
+from .framework.node_metrics import NodeReading, loop_lag, read_node
+from .framework.persistence import (
+    PluginPersistence,
+    plugin_names,
+)
+from .framework.plugin import PLUGIN_TYPES, ConfigKey, Plugin, PluginContext, PluginInfo
+from .framework.registry import (
     SEED_PLUGINS,
-    ConfigKey,
-    Plugin,
-    PluginContext,
     PluginEntry,
     PluginError,
     PluginFactory,
-    PluginInfo,
     PluginRegistry,
+    PluginUnavailable,
 )
-from .reloader import ReloaderPlugin
-from .retainer import RetainerPlugin
-from .statsd import StatsdPlugin
-from .storage import PluginStore
-from .template import TemplatePlugin
-from .web_hook import WebHookPlugin
+from .framework.storage import (
+    PluginStore,
+    Table,
+)
 
 __all__ = [
-    "CLIENTID_SPEC",
     "PLUGIN_TYPES",
     "SEED_PLUGINS",
-    "USERNAME_SPEC",
-    "AclFile",
-    "AclFileError",
-    "AclStatus",
-    "BackendAuthPlugin",
-    "ClientIdAuthPlugin",
     "ConfFileError",
     "ConfigKey",
-    "DashboardPlugin",
-    "DelayedPublishPlugin",
-    "HttpAuthPlugin",
     "HttpSink",
-    "JwtAuthPlugin",
-    "LdapAuthPlugin",
-    "LuaHookPlugin",
-    "ManagementPlugin",
-    "MongoAuthPlugin",
-    "MysqlAuthPlugin",
-    "PgsqlAuthPlugin",
+    "NodeReading",
     "Plugin",
     "PluginContext",
     "PluginEntry",
@@ -79,19 +70,23 @@ __all__ = [
     "PluginPersistence",
     "PluginRegistry",
     "PluginStore",
-    "PskFilePlugin",
-    "ReconPlugin",
-    "RedisAuthPlugin",
-    "ReloaderPlugin",
-    "RetainerPlugin",
+    "PluginUnavailable",
     "SinkStats",
-    "StatsdPlugin",
-    "TableAuthPlugin",
-    "TableSpec",
-    "TemplatePlugin",
-    "UsernameAuthPlugin",
-    "WebHookPlugin",
+    "Table",
+    "cancel",
+    "check_url",
     "discover_plugins",
+    "loop_lag",
+    "parse_choice",
+    "parse_conf",
+    "parse_nonnegative_duration",
+    "parse_nonnegative_int",
+    "parse_port",
+    "parse_positive_int",
+    "parse_switch",
+    "parse_timeout",
     "plugin_names",
+    "positive_duration",
     "read_conf",
+    "read_node",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .registry import Plugin, PluginContext, PluginFactory
+from . import Plugin, PluginContext, PluginFactory
 
 Callback = Callable[[], Awaitable[None]]
 

@@ -25,8 +25,7 @@ from typing import Any
 from starling.broker import HookPoint, Message, Stop
 from starling.mqtt import decode_properties, encode_properties, is_valid_topic_name
 
-from .config_values import parse_nonnegative_int
-from .registry import ConfigKey, Plugin
+from . import ConfigKey, Plugin, parse_nonnegative_int
 
 log = logging.getLogger(__name__)
 

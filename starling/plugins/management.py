@@ -17,12 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .config_values import parse_positive_int
-from .registry import ConfigKey, Plugin, PluginContext, PluginFactory
+from . import ConfigKey, Plugin, PluginContext, PluginFactory, parse_positive_int
 
 MAX_ROW_LIMIT = "management.max_row_limit"
-#: The old name, still imported by starling.rules.plugin.
-positive_int = parse_positive_int
 
 
 class ManagementPlugin(Plugin):
@@ -30,7 +27,7 @@ class ManagementPlugin(Plugin):
 
     SCHEMA = (
         ConfigKey(MAX_ROW_LIMIT, "10000",
-                  "Default page size (_limit) of paginated API lists.", positive_int),
+                  "Default page size (_limit) of paginated API lists.", parse_positive_int),
     )
 
     def __init__(self, context: PluginContext, settings: Mapping[str, Any],

@@ -12,8 +12,13 @@ from __future__ import annotations
 from starling.broker import RetainerSettings
 from starling.config import parse_size
 
-from .config_values import parse_choice, parse_nonnegative_duration, parse_nonnegative_int
-from .registry import ConfigKey, Plugin
+from . import (
+    ConfigKey,
+    Plugin,
+    parse_choice,
+    parse_nonnegative_duration,
+    parse_nonnegative_int,
+)
 
 #: EMQ X's storage types: ram keeps them in memory only; disc and disc_only also in
 #: the node's store (Starling always serves them from memory).

@@ -1,6 +1,6 @@
 """emqx_statsd: every metric and stat pushed to a StatsD server over UDP.
 
-Every ``statsd.interval`` the plugin reads the node (`node_metrics.read`) and
+Every ``statsd.interval`` the plugin reads the node (`read_node`) and
 sends, in as few datagrams as fit ``statsd.max_packet_size``:
 
 - each metric that changed since the last push as a counter of the change:
@@ -27,9 +27,7 @@ from typing import Any
 
 from starling.config import parse_duration
 
-from .config_values import parse_port
-from .node_metrics import read
-from .registry import ConfigKey, Plugin
+from . import ConfigKey, Plugin, PluginUnavailable, parse_port, read_node
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +143,12 @@ class StatsdPlugin(Plugin):
             infos = await asyncio.wait_for(
                 loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM), timeout=5.0)
         except (OSError, TimeoutError) as exc:
-            raise RuntimeError(f"cannot resolve statsd.host {host!r}: {exc}") from None
+            raise PluginUnavailable(f"cannot resolve statsd.host {host!r}: "
+                                    f"{getattr(exc, 'strerror', None) or 'timed out'}") from None
         family, _, _, _, address = infos[0]
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _Protocol(self), family=family, remote_addr=(str(address[0]), port))
-        self._last = read(self.broker).counters  # count from here on
+        self._last = read_node(self.broker).counters  # count from here on
         self._task = asyncio.create_task(self._run(), name="emqx_statsd")
 
     async def unload(self) -> None:
@@ -173,7 +172,7 @@ class StatsdPlugin(Plugin):
 
     def push(self) -> None:
         """Send one reading: counter changes since the last push, and every gauge."""
-        reading = read(self.broker)
+        reading = read_node(self.broker)
         deltas = {}
         for name, value in reading.counters.items():
             change = value - self._last.get(name, 0)

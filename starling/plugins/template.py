@@ -14,7 +14,7 @@ from typing import Any
 
 from starling.broker import ClientInfo, HookPoint, Message
 
-from .registry import ConfigKey, Plugin
+from . import ConfigKey, Plugin
 
 log = logging.getLogger("starling.plugins.template")
 

@@ -23,9 +23,15 @@ from typing import Any
 from starling.broker import ClientInfo, HookPoint, Message, topic_matches
 from starling.mqtt import SubscriptionOptions, is_valid_topic_filter
 
-from .config_values import parse_nonnegative_int, parse_positive_int, parse_timeout
-from .http_sink import HttpSink, check_url
-from .registry import ConfigKey, Plugin
+from . import (
+    ConfigKey,
+    HttpSink,
+    Plugin,
+    check_url,
+    parse_nonnegative_int,
+    parse_positive_int,
+    parse_timeout,
+)
 
 PLUGIN = "emqx_web_hook"
 

@@ -8,8 +8,7 @@ resources stay in the store and come back with the next load.
 from __future__ import annotations
 
 from starling.config import parse_bool, parse_duration
-from starling.plugins import ConfigKey, Plugin
-from starling.plugins.management import positive_int
+from starling.plugins import ConfigKey, Plugin, parse_positive_int
 
 from .engine import RESOURCES_TABLE, RULES_TABLE, RuleEngine
 
@@ -30,7 +29,7 @@ class RuleEnginePlugin(Plugin):
                   parse_bool),
         ConfigKey("rule_engine.max_pending", "100000",
                   "Events waiting for the rules at most; beyond it events are dropped "
-                  "and counted.", positive_int),
+                  "and counted.", parse_positive_int),
         ConfigKey("rule_engine.resource_check_interval", "10s",
                   "How often resources (web hook endpoints) are probed.", _interval),
     )

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starling.broker import Alarms
-from starling.plugins.http_sink import HttpSink
+from starling.plugins import HttpSink
 
 from .errors import RuleError, bad_arguments
 from .schema import Schema, check, param

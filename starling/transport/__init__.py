@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from .config import ListenerConfig
 from .connection import MQTTConnection
-from .listener import Listener, ListenerConfig, parse_bind
-from .tls import TlsOptions
+from .listener import BindError, Listener, parse_bind
+from .tls import TlsContext, TlsOptions
+from .trace import TraceError, Tracer
 from .ws import WSConnection
 
-__all__ = ["Listener", "ListenerConfig", "MQTTConnection", "TlsOptions", "WSConnection",
-           "parse_bind"]
+__all__ = ["BindError", "Listener", "ListenerConfig", "MQTTConnection", "TlsContext",
+           "TlsOptions", "TraceError", "Tracer", "WSConnection", "parse_bind"]

@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from starling.broker import Channel
 from starling.mqtt import MQTTError, ProtocolError, settle_decoder, shared_decoder
@@ -25,16 +24,33 @@ from starling.mqtt import MQTTError, ProtocolError, settle_decoder, shared_decod
 from .tls import subject_of
 
 if TYPE_CHECKING:
-    from .listener import Listener
+    from starling.broker import Broker
+
+    from .config import ListenerConfig
+    from .tls import TlsContext
 
 log = logging.getLogger(__name__)
 
 #: Write buffer high-water mark per connection, before the session queues.
 WRITE_HIGH_WATER = 256 * 1024
-#: The time of a recent read: reads less than a millisecond later share its float
-#: object as their `last_seen`. Every idle connection keeps one (24 bytes), and
-#: connections that arrive together (a reconnect storm) then need only one.
-_recent = [0.0]
+
+
+class ListenerSide(Protocol):
+    """What a connection needs of the listener that accepted it: a `Listener` is
+    one (declared here, so this module does not depend on the listener's)."""
+
+    broker: Broker
+    config: ListenerConfig
+    name: str
+    zone: str
+    tls: TlsContext | None
+    batcher: WriteBatcher
+    #: The broker's counters (a connection counts its bytes in them).
+    counters: dict[str, int]
+
+    def connection_opened(self, conn: MQTTConnection) -> None: ...
+
+    def connection_closed(self, conn: MQTTConnection) -> None: ...
 
 
 class WriteBatcher:
@@ -82,7 +98,7 @@ class MQTTConnection(asyncio.Protocol):
     cert_username: str | None = None
     cert_clientid: str | None = None
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: ListenerSide) -> None:
         broker = listener.broker
         #: Bytes written since the last flush; None when there are none.
         self._out: list[bytes] | None = None
@@ -157,13 +173,8 @@ class MQTTConnection(asyncio.Protocol):
         """MQTT bytes from the client (the WebSocket shell unwraps frames first)."""
         channel = self.channel
         assert channel is not None
-        now = time.monotonic()
-        recent = _recent[0]
-        if now - recent < 0.001:
-            now = recent
-        else:
-            _recent[0] = now
-        channel.last_seen = now
+        # Reads close together share one float (`Clock.shared_monotonic`).
+        channel.last_seen = channel.broker.clock.shared_monotonic()
         decoder = self.decoder
         if channel.state == "new" and data and data[0] != 0x10 and not decoder.buffered:
             channel.handle_error(ProtocolError("the first packet must be CONNECT"))
@@ -264,7 +275,7 @@ class TLSConnection(MQTTConnection):
 
     __slots__ = ("cert_clientid", "cert_username", "peercert")
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: ListenerSide) -> None:
         super().__init__(listener)
         self.peercert = self.cert_username = self.cert_clientid = None
 

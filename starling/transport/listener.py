@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 from starling.broker import Broker
 
+from .config import ListenerConfig
 from .connection import MQTTConnection, TLSConnection, WriteBatcher
-from .tls import TlsContext, TlsOptions
+from .tls import TlsContext
 from .ws import WSConnection
 
 log = logging.getLogger(__name__)
@@ -23,27 +24,18 @@ log = logging.getLogger(__name__)
 startup_log = logging.getLogger("starling.startup")
 
 
-@dataclass(frozen=True, slots=True)
-class ListenerConfig:
-    name: str  #: e.g. "mqtt:tcp:default"
-    host: str
-    port: int
-    zone: str = "external"
-    max_connections: int = 1024000
-    acceptors: int = 8  #: reported for EMQ X compatibility; asyncio has one accept loop
-    backlog: int = 1024
-    kind: str = "tcp"  #: tcp | ssl | ws | wss
-    tls: TlsOptions | None = None
-    path: str = "/mqtt"  #: WebSocket endpoint
-    proxy_address_header: str = ""  #: e.g. X-Forwarded-For, when behind a proxy
-    peer_cert_as_username: str = ""  #: "", "cn" or "dn"
-    peer_cert_as_clientid: str = ""
-    max_conn_rate: int = 0  #: new connections per second; 0 = unlimited
-    reuse_port: bool = False  #: SO_REUSEPORT: share the port with other processes
+class BindError(OSError):
+    """A listener could not bind: ``listener <name>: cannot bind <host>:<port>: <why>``."""
 
-    @property
-    def protocol(self) -> str:
-        return f"mqtt:{self.kind}"
+    @classmethod
+    def of(cls, name: str, host: str, port: int, exc: OSError) -> BindError:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        shown = f"[{host}]" if ":" in host else host
+        return cls(exc.errno or 0, f"listener {name}: cannot bind {shown}:{port}: "
+                   f"{why[:1].lower()}{why[1:]}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def parse_bind(value: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
@@ -88,10 +80,14 @@ class Listener:
             factory = WSConnection
         elif self.tls is not None:
             factory = TLSConnection
-        self.server = await loop.create_server(
-            lambda: factory(self),
-            self.config.host, self.config.port, backlog=self.config.backlog,
-            reuse_address=True, reuse_port=self.config.reuse_port or None, ssl=self.tls.context if self.tls is not None else None)
+        try:
+            self.server = await loop.create_server(
+                lambda: factory(self),
+                self.config.host, self.config.port, backlog=self.config.backlog,
+                reuse_address=True, reuse_port=self.config.reuse_port or None,
+                ssl=self.tls.context if self.tls is not None else None)
+        except OSError as exc:
+            raise BindError.of(self.name, self.config.host, self.config.port, exc) from None
         if self.tls is not None:
             self.tls.start_watching()
         addr = self.server.sockets[0].getsockname()

@@ -28,7 +28,7 @@ from starling.mqtt import ProtocolError
 from .connection import MQTTConnection
 
 if TYPE_CHECKING:
-    from .listener import Listener
+    from .connection import ListenerSide
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def _select_subprotocol(protocol: ServerProtocol,
 class WSConnection(MQTTConnection):
     __slots__ = ("cert_clientid", "cert_username", "handshake_done", "peercert", "ws")
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: ListenerSide) -> None:
         super().__init__(listener)
         self.ws = ServerProtocol(select_subprotocol=_select_subprotocol,
                                  max_size=listener.broker.zone_options(listener.zone)

@@ -513,6 +513,36 @@ def test_publish_errors(api: Any, body: dict[str, Any], status: int, code: int) 
     err(api.post("/mqtt/publish", json=body), status, code)
 
 
+def test_publish_obeys_the_mqtt_limits(make_node: Any) -> None:
+    """mqtt.max_packet_size and mqtt.max_topic_levels hold for HTTP publishes as for
+    MQTT ones: a message an MQTT client could not send is refused, not delivered."""
+    node = make_node({"management.bind": "127.0.0.1:0", "api.default_app_secret": "s",
+                      "mqtt.max_packet_size": "100", "mqtt.max_topic_levels": "3"})
+    subscriber = PahoClient(node.host, node.port, uid("limits"))
+    subscriber.connect()
+    try:
+        subscriber.subscribe("#", 1)
+        with node.api(auth=("admin", "s")) as api:
+            # 2 + 3 (topic "a/b") + 2 (packet id) + 90 = 97 bytes, plus a 2-byte header: 99
+            ok(api.post("/mqtt/publish", json={"topic": "a/b", "payload": "x" * 90,
+                                               "qos": 1}))
+            assert subscriber.get().payload == b"x" * 90
+            body = err(api.post("/mqtt/publish", json={"topic": "a/b", "payload": "x" * 92,
+                                                       "qos": 1}), 413, 108)
+            assert body["message"] == ("message too large: its PUBLISH would be 101 bytes, "
+                                       "over mqtt.max_packet_size (100)")
+            err(api.post("/mqtt/publish", json={"topic": "a/b/c/d", "payload": "deep"}),
+                400, 115)
+            batch = ok(api.post("/mqtt/publish_batch", json=[
+                {"topic": "a/b", "payload": "y" * 200}, {"topic": "a/b", "payload": "ok"}]))
+            assert [r["code"] for r in batch] == [108, 0]
+            assert subscriber.get().payload == b"ok"
+            time.sleep(0.2)
+            assert subscriber.drain() == []
+    finally:
+        subscriber.close()
+
+
 # -- HTTP subscribe / unsubscribe --------------------------------------------------------
 
 def test_subscribe_online_session(api: Any, mqtt: Any) -> None:
@@ -588,13 +618,29 @@ def test_subscribe_errors(api: Any, path: str, body: dict[str, Any], status: int
         assert resp["message"] == "session_not_found"
 
 
-def test_subscribe_shared_filter_is_refused_not_silently_dead(api: Any, mqtt: Any) -> None:
-    """Shared subscriptions are not supported (MQTT SUBSCRIBE refuses them): the API must
-    not answer 0 for a subscription that can never receive anything."""
-    client = mqtt()
-    err(api.post("/mqtt/subscribe", json={"client_id": client.client_id,
-                                          "topic": "$share/g/" + uid("sh")}), 400, 115)
-    assert ok(api.get(f"/subscriptions/{client.client_id}")) == []
+def test_subscribe_shared_filter_joins_the_group(api: Any, mqtt: Any) -> None:
+    """`$share/<group>/<filter>` over HTTP is the subscription an MQTT SUBSCRIBE would
+    make: the two members share the messages, each delivered once, on the real topic."""
+    topic = uid("sh") + "/t"
+    first, second = mqtt(), mqtt()
+    for client in (first, second):
+        ok(api.post("/mqtt/subscribe", json={"client_id": client.client_id,
+                                             "topic": f"$share/g/{topic}", "qos": 1}))
+        assert ok(api.get(f"/subscriptions/{client.client_id}")) == [
+            {"node": "starling@127.0.0.1", "client_id": client.client_id,
+             "topic": f"$share/g/{topic}", "qos": 1}]
+    publisher = mqtt()
+    for i in range(10):
+        publisher.publish(topic, f"m{i}", 1)
+    wait_until(lambda: first.messages.qsize() + second.messages.qsize() >= 10,
+               message="10 messages shared")
+    time.sleep(0.2)
+    got = first.drain() + second.drain()
+    assert sorted(m.payload for m in got) == sorted(f"m{i}".encode() for i in range(10))
+    assert {m.topic for m in got} == {topic}
+    ok(api.post("/mqtt/unsubscribe", json={"client_id": first.client_id,
+                                           "topic": f"$share/g/{topic}"}))
+    assert ok(api.get(f"/subscriptions/{first.client_id}")) == []
 
 
 def test_batch_forms(api: Any, mqtt: Any) -> None:

@@ -111,7 +111,7 @@ def test_a_missing_file_refuses_the_load(make_node, tmp_path) -> None:
                        json={"psk.file.path": str(tmp_path / "absent.txt")}).json()["code"] == 0
         body = api.put(f"/nodes/{NODE}/plugins/emqx_psk_file/load").json()
         assert body["code"] != 0
-    node.wait_log(r"emqx_psk_file failed to load")
+    node.wait_log(r"emqx_psk_file cannot load")
     node.wait_log(r"absent\.txt")
 
 

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from helpers.servers import find_program
-from starling.cluster.workers import LocalNats
+from starling.cluster import LocalNats
 
 
 class NatsServer(LocalNats):

@@ -10,6 +10,18 @@ from typing import Any
 ON_MOSQUITTO = os.environ.get("STARLING_E2E_BROKER", "starling").lower() == "mosquitto"
 
 
+#: Settings of every test node: the MQTT/TCP listener on a free port, the rest off.
+BASE_SETTINGS = {
+    "listeners.tcp.default.bind": "127.0.0.1:0",
+    "listeners.tcp.internal.bind": "off",
+    "listeners.ws.default.bind": "off",
+    "listeners.ssl.default.bind": "off",
+    "listeners.wss.default.bind": "off",
+    "management.bind": "off",
+    "dashboard.bind": "off",
+}
+
+
 def restart(node: Any) -> Any:
     """node.stop() (SIGTERM) + node.start() on the same data dir, without leaks."""
     node.stop()

@@ -1,4 +1,4 @@
-"""The pieces the database auth plugins share (starling/plugins/auth_common.py):
+"""The pieces the database auth plugins share (starling/plugins/auth/common.py):
 EMQ X queries turned into driver parameters, emqx_passwd's hash forms checked
 against digests computed here independently, placeholders, and mqtt_acl rows
 turned into ACL rules."""
@@ -11,13 +11,13 @@ import bcrypt
 import pytest
 
 from starling.broker import AclSubject
-from starling.plugins.auth_common import (
+from starling.plugins.auth.common import (
     SqlQuery,
     compile_acl_row,
     fill,
-    parse_password_hash,
     placeholder_values,
 )
+from starling.plugins.auth.passwords import parse_password_hash
 
 EMQX_AUTH = "select password from mqtt_user where username = '%u' limit 1"
 EMQX_ACL = ("select allow, ipaddr, username, clientid, access, topic from mqtt_acl "

@@ -29,7 +29,7 @@ from db_auth_support import (
 from helpers.api import err, ok
 from helpers.servers import free_port
 
-from starling.plugins.auth_mongo import (
+from starling.plugins.auth.mongo import (
     MongoAuthPlugin,
     acl_answer,
     parse_selector,

@@ -123,16 +123,26 @@ def test_many_pending_at_once(node: Any, api: httpx.Client,
     wait_until(lambda: pending(api, node) == 0, message="nothing pending")
 
 
+def offline_subscriber(clients: Clients, node: Any, topic: str) -> str:
+    """A persistent session subscribed to `topic`, left offline: what is published
+    while it is away (before or after a restart) waits for it."""
+    client_id = uid("sub")
+    subscriber = clients(node, client_id, clean_session=False)
+    subscriber.subscribe(topic, 1)
+    subscriber.disconnect()
+    return client_id
+
+
 def test_survives_a_clean_restart(make_node: Callable[..., Any], tmp_path: Path,
                                   clients: Clients) -> None:
     data = tmp_path / "node"
     topic = f"{uid('d')}/restart"
     node = make_node(LOADED, data_dir=data)
+    client_id = offline_subscriber(clients, node, topic)
     clients(node).publish(f"$delayed/4/{topic}", b"after restart", 1)
     node.stop()
     node = make_node(LOADED, data_dir=data)
-    subscriber = clients(node)
-    subscriber.subscribe(topic, 1)
+    subscriber = clients(node, client_id, clean_session=False)
     assert subscriber.get(timeout=30).payload == b"after restart"
     with node.api() as api:
         wait_until(lambda: pending(api, node) == 0, message="nothing pending")
@@ -144,11 +154,11 @@ def test_survives_kill_9_after_the_puback(make_node: Callable[..., Any], tmp_pat
     data = tmp_path / "node"
     topic = f"{uid('d')}/crash"
     node = make_node(LOADED, data_dir=data)
+    client_id = offline_subscriber(clients, node, topic)
     clients(node).publish(f"$delayed/3/{topic}", b"after a crash", 1)  # PUBACK received
     node.kill()
     node = make_node(LOADED, data_dir=data)
-    subscriber = clients(node)
-    subscriber.subscribe(topic, 1)
+    subscriber = clients(node, client_id, clean_session=False)
     assert subscriber.get(timeout=30).payload == b"after a crash"
 
 

@@ -15,7 +15,7 @@ from helpers.http_receiver import HangingServer, HttpReceiver
 from helpers.servers import free_port
 
 from starling.broker import Alarms
-from starling.plugins.http_sink import HttpSink
+from starling.plugins import HttpSink
 
 
 async def until(check: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -1,4 +1,4 @@
-"""starling.plugins.passwords: EMQ X's emqx_passwd hashes, salted as
+"""starling.plugins.auth.passwords: EMQ X's emqx_passwd hashes, salted as
 emqx_auth_clientid / emqx_auth_username store them (facts §10)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import hashlib
 import bcrypt
 import pytest
 
-from starling.plugins.passwords import (
+from starling.plugins.auth.passwords import (
     Hashed,
     HashType,
     check_async,

@@ -13,17 +13,16 @@ import pytest
 
 from starling.broker import Broker, HookPoint
 from starling.plugins import (
-    ClientIdAuthPlugin,
     ConfFileError,
     PluginContext,
     PluginError,
     PluginPersistence,
     PluginRegistry,
     PluginStore,
-    UsernameAuthPlugin,
+    parse_conf,
     plugin_names,
 )
-from starling.plugins.conffile import parse_conf
+from starling.plugins.auth import ClientIdAuthPlugin, UsernameAuthPlugin
 
 CID = "emqx_auth_clientid"
 USER = "emqx_auth_username"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..apps import App, generate_secret
@@ -19,7 +20,9 @@ APP_BODY = {
 }
 
 
-def _app_fields(req: ApiRequest) -> dict[str, Any]:
+def _app_fields(req: ApiRequest, current: App | None = None) -> dict[str, Any]:
+    """The fields of an app from the request; a new `expired` time in the past is
+    refused (the app could never be used; `status: false` disables one)."""
     fields: dict[str, Any] = {}
     for name in ("name", "desc"):
         value = req.arg(name)
@@ -32,6 +35,10 @@ def _app_fields(req: ApiRequest) -> dict[str, Any]:
         fields["expired"] = None
     else:
         fields["expired"] = req.int_arg("expired", 0)
+        unchanged = current is not None and current.expired == fields["expired"]
+        if fields["expired"] < time.time() and not unchanged:
+            raise bad_type(f"'expired' ({fields['expired']}) is in the past: the app could "
+                           "never be used; give a later time, or none for never")
     return fields
 
 
@@ -71,7 +78,7 @@ def register(table: RouteTable) -> None:
         app = req.ctx.apps.get(req.params["appid"])
         if app is None:
             raise not_found("ont_found", Code.UNKNOWN_ERROR)
-        for key, value in _app_fields(req).items():
+        for key, value in _app_fields(req, app).items():
             setattr(app, key, value)
         req.ctx.apps.put(app)
         return None

@@ -17,8 +17,8 @@ from ..errors import ApiError, Code, bad_type, missing
 from ..request import ApiRequest
 from ..routing import RouteTable
 
-#: EMQ X's messages, word for word (facts §1.6).
-MISSING_WHO_AS = "missing mandatory params: ['who', 'as']"
+#: EMQ X's message, word for word (facts §1.6).  A missing `who` or `as` is named
+#: alone (EMQ X names both whichever is missing).
 BAD_AS = "value of 'as' must be one of: [{}]".format(", ".join(f"'{k}'" for k in BAN_KINDS))
 
 BANNED_BODY = {
@@ -79,8 +79,9 @@ def register(table: RouteTable) -> None:
     @table.route("create_banned", "POST", "/banned/", "Create banned", body=BANNED_BODY)
     async def create_banned(req: ApiRequest) -> Any:
         who = req.arg("who")
-        if who in (None, "") or req.arg("as") in (None, ""):
-            raise ApiError(Code.MISSING_PARAMETER, MISSING_WHO_AS, 400)
+        absent = [name for name in ("who", "as") if req.arg(name) in (None, "")]
+        if absent:
+            raise missing(*absent)
         kind = _kind(req)
         if isinstance(who, bool) or not isinstance(who, (str, int)):
             raise bad_type("'who' must be a string")

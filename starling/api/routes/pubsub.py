@@ -18,7 +18,14 @@ from typing import Any, TypeVar
 
 from starling.broker import Message
 from starling.mgmt import PageSpec
-from starling.mqtt import is_valid_topic_filter, is_valid_topic_name, parse_share
+from starling.mqtt import (
+    Publish,
+    encode,
+    is_valid_topic_filter,
+    is_valid_topic_name,
+    is_wildcard,
+    parse_share,
+)
 
 from ..errors import ApiError, Code, bad_type, missing
 from ..request import ApiRequest, to_int
@@ -82,15 +89,22 @@ def _qos(item: dict[str, Any]) -> int:
 
 
 def _publish(req: ApiRequest, item: dict[str, Any]) -> None:
-    topics = [t for t in _topics(item) if is_valid_topic_name(t)]
+    broker = req.ctx.broker
+    topics = [t for t in _topics(item)
+              if is_valid_topic_name(t) and broker.topic_levels_ok(t)]
     if not topics:
         raise ApiError(Code.BAD_TOPIC, "bad_topic", 400)
-    payload = _field(item, "payload", str, "")
+    payload = _field(item, "payload", str, "").encode()
     qos = _qos(item)
     retain = _field(item, "retain", bool, False)
     sender = _field(item, "client_id", str, "")
-    broker = req.ctx.broker
-    messages = [Message(topic, payload.encode(), qos, retain, sender) for topic in topics]
+    limit = broker.options.max_packet_size
+    for topic in topics:  # each as the PUBLISH an MQTT client would have to send
+        size = len(encode(Publish(topic, payload, qos, retain, packet_id=1 if qos else None)))
+        if size > limit:
+            raise ApiError(Code.PARAMETER_TYPE_ERROR, f"message too large: its PUBLISH would "
+                           f"be {size} bytes, over mqtt.max_packet_size ({limit})", 413)
+    messages = [Message(topic, payload, qos, retain, sender) for topic in topics]
     if broker.journal.failing_since is not None and any(
             m.qos and broker.needs_store(m) for m in messages):
         raise store_unavailable()
@@ -113,7 +127,7 @@ async def _durably(req: ApiRequest, action: Callable[[ApiRequest, Any], T], arg:
     journal = req.ctx.broker.journal
     ops_before = journal.ops_added
     result = action(req, arg)
-    if journal.ops_added != ops_before:
+    if journal.changed_since(ops_before):
         try:
             await asyncio.wait_for(journal.committed(), COMMIT_TIMEOUT)
         except TimeoutError:
@@ -125,10 +139,12 @@ def _subscribe(req: ApiRequest, item: dict[str, Any]) -> None:
     client_id = _field(item, "client_id", str, None)
     if not client_id:
         raise missing("client_id")
-    # Shared subscriptions are refused as MQTT clients' SUBSCRIBE refuses them (not
-    # supported yet): taken as a plain filter, `$share/g/t` would never match anything.
+    # The filters an MQTT client's SUBSCRIBE would be granted (by node-wide options).
+    options = req.ctx.broker.options
     topics = [t for t in _topics(item) if is_valid_topic_filter(t)
-              and parse_share(t)[0] is None and req.ctx.broker.topic_levels_ok(t)]
+              and req.ctx.broker.topic_levels_ok(t)
+              and (options.shared_subscription or parse_share(t)[0] is None)
+              and (options.wildcard_subscription or not is_wildcard(parse_share(t)[1]))]
     if not topics:
         raise ApiError(Code.BAD_TOPIC, "bad_topic", 400)
     qos = _qos(item)

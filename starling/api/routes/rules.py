@@ -14,12 +14,18 @@ from collections.abc import Callable
 from typing import Any
 
 from starling.mgmt import fields
-from starling.rules.actions import actions_for, actions_of_type, find_action
-from starling.rules.engine import RuleEngine
-from starling.rules.errors import RuleError
-from starling.rules.events import EVENTS, event_name
-from starling.rules.plugin import PLUGIN, RuleEnginePlugin
-from starling.rules.resources import RESOURCE_TYPES
+from starling.rules import (
+    EVENT_INFO,
+    PLUGIN,
+    RESOURCE_TYPES,
+    RuleEngine,
+    RuleEnginePlugin,
+    RuleError,
+    actions_for,
+    actions_of_type,
+    event_name,
+    find_action,
+)
 
 from ..errors import ApiError, bad_type, not_found
 from ..request import ApiRequest
@@ -214,4 +220,4 @@ def register(table: RouteTable) -> None:
     @route("list_events", "GET", "/rule_events/", "List all events with detailed info")
     async def list_events(req: ApiRequest) -> Any:
         _engine(req)
-        return [fields.rule_event(info) for info in EVENTS.values()]
+        return [fields.rule_event(info) for info in EVENT_INFO.values()]

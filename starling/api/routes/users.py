@@ -12,12 +12,15 @@ which its own handlers never used) and a 4xx status (docs/api.md,
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..errors import ApiError, Code, bad_type, missing
 from ..request import ApiRequest
 from ..routing import RouteTable
 from ..users import MAX_PASSWORD, MAX_TAGS, USERS_SERVICE, UserRegistry, username_problem
+
+log = logging.getLogger(__name__)
 
 NOT_FOUND = "Username Not Found"
 PLUGIN = "emqx_dashboard"
@@ -63,10 +66,18 @@ async def _signed_in(req: ApiRequest) -> tuple[UserRegistry, str]:
         raise ApiError(Code.EMPTY_USERNAME_OR_PASSWORD, "Username undefined", 400)
     if not password:
         raise ApiError(Code.EMPTY_USERNAME_OR_PASSWORD, "Password undefined", 400)
-    if username not in users:
-        raise ApiError(Code.USER_NOT_FOUND, NOT_FOUND, 401)
-    if not await users.check(username, password):
+    known = username in users
+
+    async def check() -> bool:
+        return known and await users.check(username, password)
+
+    # Logged, and slowed after repeated failures (api/throttle.py).
+    if not await req.ctx.login_throttle.guard("dashboard login", req.peer,
+                                              "dashboard user", username, check):
+        if not known:
+            raise ApiError(Code.USER_NOT_FOUND, NOT_FOUND, 401)
         raise ApiError(Code.USERNAME_OR_PASSWORD_ERROR, "Password Error", 401)
+    log.info("dashboard login: user %r from %s", username, req.peer or "an unknown address")
     return users, username
 
 

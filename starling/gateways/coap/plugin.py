@@ -7,8 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from starling.plugins import ConfigKey, Plugin, PluginContext
-from starling.plugins.config_values import parse_switch, parse_timeout
+from starling.plugins import ConfigKey, Plugin, PluginContext, parse_switch, parse_timeout
 
 from ..config import parse_listen
 from .hub import Hub

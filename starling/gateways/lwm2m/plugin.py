@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from starling.config import parse_duration
-from starling.plugins import ConfigKey
-from starling.plugins.config_values import parse_nonnegative_duration, parse_switch
+from starling.plugins import ConfigKey, parse_nonnegative_duration, parse_switch
 
 from ..coap.plugin import GatewayPlugin, refuse_certificates
 from ..coap.transport import (

@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from starling.config import parse_duration
-from starling.plugins import ConfigKey, Plugin, PluginContext
-from starling.plugins.config_values import (
+from starling.plugins import (
+    ConfigKey,
+    Plugin,
+    PluginContext,
     parse_nonnegative_duration,
     parse_nonnegative_int,
     parse_positive_int,

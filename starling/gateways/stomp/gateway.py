@@ -22,7 +22,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
-from starling.transport.tls import TlsContext, TlsOptions
+from starling.transport import TlsContext, TlsOptions
 
 from ..inbox import Inbox
 from .codec import Frame, FrameError, FrameLimits, FrameParser, encode
