@@ -106,6 +106,17 @@ class NatsConnection:
                 f"NATS at {', '.join(s.servers)} has no JetStream (start nats-server "
                 f"with -js): {exc}") from None
 
+    async def synced(self, timeout: float = 10.0) -> None:
+        """Return once the server has processed every command sent so far (a SUB
+        just made: another connection's publish now reaches it).  nats-py's
+        `flush()` alone does not promise that: it writes its PING straight to the
+        socket, ahead of commands still in its buffer (2.16, `_send_ping`), and
+        measured on one nats-server 2.9.10, a publish right after another
+        connection's subscribe + flush was lost 3 to 6 times in 100.  The first
+        flush pushes the buffer out; the second's PONG comes after it."""
+        await self.nc.flush(timeout)
+        await self.nc.flush(timeout)
+
     async def close(self) -> None:
         if not self.nc.is_closed:
             with contextlib.suppress(TimeoutError, nats.errors.Error, OSError):

@@ -69,7 +69,7 @@ class Rpc:
 
     async def start(self) -> None:
         self._sub = await self.conn.nc.subscribe(self.names.rpc(self.node), cb=self._serve)
-        await self.conn.nc.flush()  # the server knows we answer before anyone asks
+        await self.conn.synced()  # the server knows we answer before anyone asks
 
     async def stop(self) -> None:
         if self._sub is not None:

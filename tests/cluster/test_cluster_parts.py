@@ -390,7 +390,7 @@ def test_outbox_batches_in_order_and_drops_past_its_limit(nats_server: NatsServe
             got.append(msg.data)
 
         await sub.nc.subscribe("box", cb=receive)
-        await sub.nc.flush()
+        await sub.synced()
         dropped: list[int] = []
         outbox = Outbox(pub, 64 * 1024, dropped.append)
         outbox.start()
