@@ -10,14 +10,29 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
-from helpers.clients import Clients, uid, wait_until
-from helpers.cluster import cluster_settings, settle
+from helpers.clients import Clients, PahoClient, uid, wait_until
+from helpers.cluster import Cluster, cluster_settings, settle
+from helpers.nats_server import NatsServer
 from helpers.packets import RawClient, gen_puback, parse_publish
 
 pytestmark = pytest.mark.needs_server
+
+#: A Stopped node is forgotten after this (the kill -9 test waits for it).
+AUTOCLEAN = "4s"
+
+
+@pytest.fixture(scope="module")
+def cluster(spawn_node: Any, nats_server: NatsServer,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    made = Cluster(spawn_node, tmp_path_factory.mktemp("faults"), nats_server,
+                   **{"cluster.autoclean": AUTOCLEAN})
+    yield made
+    made.stop()
 
 
 def metric(node: Any, name: str) -> int:
@@ -28,6 +43,27 @@ def metric(node: Any, name: str) -> int:
 def alarms(node: Any) -> list[str]:
     with node.api() as api:
         return [a["id"] for a in api.get(f"/alarms/present/{node.name}").json()["data"]]
+
+
+def node_list(node: Any) -> dict[str, str]:
+    """GET /nodes of `node`: name -> node_status."""
+    with node.api() as api:
+        return {n["name"]: n["node_status"] for n in api.get("/nodes/").json()["data"]}
+
+
+def route_nodes(node: Any, topic: str) -> set[str]:
+    """GET /routes/<topic> of `node`: the nodes with a route for that filter."""
+    with node.api() as api:
+        found = api.get(f"/routes/{quote(topic, safe='')}").json()["data"]
+    return {r["node"] for r in found}
+
+
+def connack(node: Any, client_id: str) -> int:
+    client = PahoClient(node.host, node.port, client_id)
+    try:
+        return client.connect(expect_rc=None)[0]
+    finally:
+        client.close()
 
 
 def test_connecting_on_another_node_takes_the_client_over(cluster: Any,
@@ -127,32 +163,47 @@ def test_a_second_node_with_a_taken_name_is_refused(cluster: Any, tmp_path: Any)
 
 
 def test_kill_9_of_a_node(cluster: Any, clients: Clients) -> None:
+    """kill -9 of n3: the others list it Stopped and drop its routes within a few
+    seconds, its clients reconnect elsewhere, nothing else is disturbed; after
+    cluster.autoclean it is forgotten; started again it rejoins."""
     n1, n2, n3 = cluster.nodes
     topic = uid("k") + "/t"
     on_n3 = clients(n3, uid("victim"), clean_session=False)
     on_n3.subscribe(topic, 1)
     survivor = clients(n2)
     survivor.subscribe(topic, 1)
+    bystander = clients(n1)  # a local client of n1, connected throughout
+    bystander.subscribe(topic, 1)
     pub = clients(n1)
-    settle(pub, [on_n3, survivor], topic)
+    settle(pub, [on_n3, survivor, bystander], topic)
+    assert route_nodes(n1, topic) == {n1.name, n2.name, n3.name}
     forwarded = metric(n1, "messages/forward")
     pub.publish(topic, b"x", 1)
     survivor.get(5)
+    bystander.get(5)
     wait_until(lambda: metric(n1, "messages/forward") == forwarded + 2, 5, 0.1,
                "two forwards (n2 and n3)")
     on_n3_id = on_n3.client_id
     n3.kill()
-    # within a few seconds n1 forgets n3's routes: only n2 gets a copy now
-    time.sleep(2.5)
-    forwarded = metric(n1, "messages/forward")
+    # within a few seconds the others list n3 as Stopped and forget its routes
+    for node in (n1, n2):
+        wait_until(lambda node=node: node_list(node).get(n3.name) == "Stopped", 10, 0.1,
+                   f"n3 Stopped on {node.name}")
+    wait_until(lambda: route_nodes(n1, topic) == {n1.name, n2.name}, 5, 0.1,
+               "n3's route gone from n1")
+    assert route_nodes(n2, topic) == {n1.name, n2.name}
     pub.publish(topic, b"y", 1)
     assert survivor.get(5).payload == b"y"
-    time.sleep(0.3)
-    assert metric(n1, "messages/forward") == forwarded + 1
+    assert bystander.get(5).payload == b"y"
     # n3's client reconnects to another node (its session was on n3: gone with it)
     again = clients(n1, on_n3_id, connect=False, clean_session=False)
     assert again.connect()[1] is False
-    assert not survivor.drain()
+    assert not survivor.drain() and not bystander.drain()
+    assert bystander.is_connected() and survivor.is_connected()
+    # after cluster.autoclean n3 is no longer listed anywhere
+    for node in (n1, n2):
+        wait_until(lambda node=node: n3.name not in node_list(node), 15, 0.2,
+                   f"n3 forgotten by {node.name} (autoclean {AUTOCLEAN})")
     # n3 comes back under its name and rejoins
     n3.start()
     cluster.wait_joined()
@@ -192,8 +243,12 @@ def test_a_frozen_nats_never_holds_up_local_delivery(cluster: Any, clients: Clie
 
 
 def test_nats_stopped_and_started_again(cluster: Any, clients: Clients) -> None:
+    """NATS goes away: every node raises an alarm and serves its own clients (a
+    ban, a subscription, connections made meanwhile); NATS back: the alarm clears
+    and the node rejoins: routes, the shared tables, one connection per client id."""
     n1, n2, _ = cluster.nodes
-    topic = uid("n") + "/t"
+    topic, later_topic = uid("n") + "/t", uid("n") + "/later"
+    banned, twice = uid("banned"), uid("twice")
     local_sub = clients(n1)
     local_sub.subscribe(topic, 1)
     far_sub = clients(n2)
@@ -202,17 +257,33 @@ def test_nats_stopped_and_started_again(cluster: Any, clients: Clients) -> None:
     settle(pub, [local_sub, far_sub], topic)
     cluster.nats.stop()
     try:
-        wait_until(lambda: "cluster_nats_down" in alarms(n1), 10, 0.1, "the NATS alarm")
+        for node in (n1, n2):
+            wait_until(lambda node=node: "cluster_nats_down" in alarms(node), 10, 0.1,
+                       f"the NATS alarm on {node.name}")
         # local clients are served as before
         pub.publish(topic, b"local-only", 1)
         assert local_sub.get(5).payload == b"local-only"
         newcomer = clients(n2, uid("during"))  # a new connection while NATS is away
         assert newcomer.is_connected()
+        newcomer.subscribe(later_topic, 1)  # a route n1 learns once NATS is back
+        with n1.api() as api:  # a ban made while cut off: written to the cluster later
+            made = api.post("/banned/", json={"who": banned, "as": "client_id"})
+            assert made.status_code == 200 and made.json()["code"] == 0, made.text
+        assert connack(n1, banned) != 0
+        # one client id accepted by two nodes that cannot see each other
+        first, second = clients(n1, twice), clients(n2, twice)
+        assert first.is_connected() and second.is_connected()
     finally:
         cluster.nats.start()
-    wait_until(lambda: "cluster_nats_down" not in alarms(n1), 20, 0.2, "the alarm cleared")
+    for node in (n1, n2):
+        wait_until(lambda node=node: "cluster_nats_down" not in alarms(node), 20, 0.2,
+                   f"the alarm cleared on {node.name}")
     far_sub.drain()
     local_sub.drain()
     settle(pub, [local_sub, far_sub], topic, timeout=20)
     pub.publish(topic, b"together-again", 1)
     assert far_sub.get(5).payload == b"together-again"
+    settle(pub, newcomer, later_topic, timeout=20)  # n2's route made while away
+    wait_until(lambda: connack(n2, banned) != 0, 10, 0.2, "the ban in force on n2")
+    wait_until(lambda: [first.is_connected(), second.is_connected()].count(True) == 1,
+               10, 0.1, "one of the two connections of one client id closed")
