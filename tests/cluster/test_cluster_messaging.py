@@ -35,6 +35,25 @@ def test_a_message_reaches_subscribers_on_other_nodes(cluster: Any, clients: Cli
         assert not sub.drain()
 
 
+def test_each_subscriber_gets_the_qos_of_its_subscription(cluster: Any,
+                                                          clients: Clients) -> None:
+    """A QoS 2 message published on n1 reaches subscribers of other nodes at the QoS
+    they subscribed with (0, 1, 2), and a QoS 0 message is not upgraded."""
+    n1, n2, n3 = cluster.nodes
+    topic = uid("q") + "/t"
+    subs = {0: clients(n2), 1: clients(n3), 2: clients(n2)}
+    for qos, sub in subs.items():
+        sub.subscribe(topic, qos)
+    pub = clients(n1)
+    settle(pub, list(subs.values()), topic)
+    pub.publish(topic, b"two", 2)
+    pub.publish(topic, b"zero", 0)
+    for qos, sub in subs.items():
+        got = sub.get_many(2)
+        assert [(m.payload, m.qos) for m in got] == [(b"two", qos), (b"zero", 0)]
+        assert not sub.drain()
+
+
 def test_only_matching_nodes_receive_and_each_subscriber_once(cluster: Any,
                                                               clients: Clients) -> None:
     n1, n2, n3 = cluster.nodes

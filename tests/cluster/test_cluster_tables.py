@@ -159,12 +159,23 @@ def test_a_delayed_message_is_listed_everywhere_and_published_once(
     eventually(lambda: delayed_count(n2) == 0, "the delayed message gone on n2")
 
 
-def test_a_full_cluster_restart_keeps_everything(cluster: Cluster, tmp_path: Path) -> None:
+def test_a_full_cluster_restart_keeps_everything(cluster: Cluster, clients: Clients,
+                                                 tmp_path: Path) -> None:
+    """Every node and NATS stopped and started again: bans, apps, dashboard users,
+    auth entries, rules and retained messages made before are in effect on every node."""
     n1, n2, n3 = cluster.nodes
-    who, app_id = uid("banned"), uid("app")
+    who, app_id, user, login = uid("banned"), uid("app"), uid("u"), uid("admin")
+    source, target, kept = uid("src"), uid("dst"), uid("kept") + "/t"
     with n2.api() as api:
         ok(api.post("/banned/", json={"who": who, "as": "client_id"}))
         secret = ok(api.post("/apps/", json={"app_id": app_id}))["secret"]
+        ok(api.post("/users/", json={"username": login, "password": "pw-1", "tags": "t"}))
+        ok(api.post("/auth_username", json={"username": user, "password": "right"}))
+        rule = ok(api.post("/rules", json={
+            "rawsql": f'SELECT payload FROM "{source}/#"',
+            "actions": [{"name": "built_in:republish_action",
+                         "params": {"target_topic": f"{target}/out"}}]}))
+    clients(n1).publish(kept, b"still-here", 1, retain=True)
     time.sleep(1.5)
     for node in cluster.nodes:
         node.stop()
@@ -176,6 +187,26 @@ def test_a_full_cluster_restart_keeps_everything(cluster: Cluster, tmp_path: Pat
     assert connack(n1, who) != 0 and connack(n3, who) != 0
     with n1.api(auth=(app_id, secret)) as api:
         assert api.get("/brokers/").status_code == 200
+    with n3.api() as api:
+        assert login in [u["username"] for u in ok(api.get("/users/"))]
+        assert rule["id"] in [r["id"] for r in ok(api.get("/rules"))]
+    assert connack(n3, uid("c"), user, "wrong") != 0
+    assert connack(n3, uid("c"), user, "right") == 0
+    late = clients(n3)
+    late.subscribe(kept, 1)
+    got = late.get(5)
+    assert (got.payload, got.retain) == (b"still-here", True)
+    watcher, publisher = clients(n1), clients(n1)
+    watcher.subscribe(f"{target}/out", 1)
+
+    def republished() -> bool:
+        publisher.publish(f"{source}/x", b"via-rule", 1)
+        try:
+            return watcher.get(0.3).payload == b'{"payload":"via-rule"}'
+        except AssertionError:
+            return False
+
+    eventually(republished, "the rule running on n1 after the restart")
     # a node that lost its own store gets everything back from the cluster
     n3.stop()
     fresh = cluster.start_node("n4@127.0.0.1")
@@ -186,4 +217,3 @@ def test_a_full_cluster_restart_keeps_everything(cluster: Cluster, tmp_path: Pat
     finally:
         fresh.stop()
         n3.start()
-
