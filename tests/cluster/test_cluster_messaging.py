@@ -49,8 +49,8 @@ def test_each_subscriber_gets_the_qos_of_its_subscription(cluster: Any,
     pub.publish(topic, b"two", 2)
     pub.publish(topic, b"zero", 0)
     for qos, sub in subs.items():
-        got = sub.get_many(2)
-        assert [(m.payload, m.qos) for m in got] == [(b"two", qos), (b"zero", 0)]
+        got = sub.get_many(2)  # paho hands a QoS 2 message over at PUBREL: any order
+        assert sorted((m.payload, m.qos) for m in got) == [(b"two", qos), (b"zero", 0)]
         assert not sub.drain()
 
 
