@@ -167,9 +167,12 @@ def test_actions_on_other_nodes(cluster: Cluster, world: World) -> None:
         ok(api.put(f"/nodes/{n3.name}/listeners/{listener}/stop"))
         assert data(api.get(f"/nodes/{n3.name}/listeners/{listener}"))["running"] is False
         ok(api.put(f"/nodes/{n3.name}/listeners/{listener}/start"))
-        assert data(api.get(f"/nodes/{n3.name}/listeners/{listener}"))["running"] is True
-    # n3's listener restarted on the same port: its client can come back
-    victim = PahoClient(n3.host, n3.port, uid("kick"))
+        restarted = data(api.get(f"/nodes/{n3.name}/listeners/{listener}"))
+        assert restarted["running"] is True
+    # n3's listener runs again (bound anew: port 0 in the tests picks another port,
+    # which the API tells): a client connects there
+    host, _, port = restarted["listen_on"].rpartition(":")
+    victim = PahoClient(host, int(port), uid("kick"))
     victim.connect()
     try:
         with n2.api() as api:  # kicked from another node

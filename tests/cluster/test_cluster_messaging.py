@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from helpers.clients import Clients, uid, wait_until
-from helpers.cluster import settle
+from helpers.cluster import cluster_settings, settle
 
 pytestmark = pytest.mark.needs_server
 
@@ -179,3 +179,31 @@ def test_sys_topics_of_every_node_reach_a_subscriber_on_any_node(cluster: Any,
         return seen == {n1.name, n2.name, n3.name}
 
     wait_until(every_node, 15, 0.0, "uptime of every node ($SYS/brokers/<node>/uptime)")
+
+
+def test_a_cluster_of_another_name_on_the_same_nats_never_mixes(
+        cluster: Any, clients: Clients, spawn_node: Any, tmp_path: Any) -> None:
+    """cluster.name: a node of another cluster on the same NATS server, even under a
+    name a node of this cluster has, sees only itself and exchanges no message."""
+    n1 = cluster.nodes[0]
+    other = spawn_node(tmp_path / "other", cluster_settings(cluster.nats, uid("other")),
+                       n1.name)
+    try:
+        with other.api() as api:
+            assert [n["name"] for n in api.get("/nodes/").json()["data"]] == [n1.name]
+        with n1.api() as api:
+            assert len(api.get("/nodes/").json()["data"]) == len(cluster.nodes)
+        topic = uid("iso") + "/t"
+        ours, theirs = clients(cluster.nodes[1]), clients(other)
+        ours.subscribe(topic, 1)
+        theirs.subscribe(topic, 1)
+        pub = clients(n1)
+        settle(pub, ours, topic)
+        pub.publish(topic, b"ours", 1)
+        clients(other).publish(topic, b"theirs", 1)
+        assert theirs.get(5).payload == b"theirs"  # its own node's subscriber
+        assert ours.get(5).payload == b"ours"
+        time.sleep(0.5)
+        assert not ours.drain() and not theirs.drain()
+    finally:
+        other.stop()
