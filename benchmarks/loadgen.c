@@ -110,6 +110,7 @@ struct config {
     double loss_timeout;
     int keepalive;
     bool persistent;      /* subscribers connect with clean session 0 */
+    bool wildcard;        /* fanout subscribers use <prefix>/+ instead of the topic */
 };
 
 static struct config cfg = {
@@ -1002,7 +1003,9 @@ static void setup_topology(void)
             s->id_state = xcalloc(65536, 1);
         switch (cfg.scenario) {
         case SC_FANIN: snprintf(s->filter, sizeof s->filter, "%s/fanin/+", pre); break;
-        case SC_FANOUT: snprintf(s->filter, sizeof s->filter, "%s/fanout", pre); break;
+        case SC_FANOUT:
+            snprintf(s->filter, sizeof s->filter, cfg.wildcard ? "%s/+" : "%s/fanout", pre);
+            break;
         case SC_PAIRS: snprintf(s->filter, sizeof s->filter, "%s/pair/%d", pre, i); break;
         default: snprintf(s->filter, sizeof s->filter, "%s/latency", pre); break;
         }
@@ -1341,6 +1344,7 @@ static void usage(FILE *f)
         "      --loss-timeout S     give up on an undelivered message after S (default 2)\n"
         "      --keepalive S        MQTT keep-alive (default 60; PINGREQ at half)\n"
         "      --persistent         subscribers use persistent sessions (clean session 0)\n"
+        "      --wildcard           fanout: subscribers use the filter <prefix>/+\n"
         "  -h, --help               this text\n"
         "\n"
         "exit status: 0 ok, 1 run failed (see \"error\" in the JSON), 2 usage error\n",
@@ -1382,7 +1386,7 @@ int main(int argc, char **argv)
 {
     enum {
         O_PAYLOAD = 256, O_WINDOW, O_INFLIGHT, O_RATE, O_CONNECTIONS, O_CONCURRENCY, O_SETTLE,
-        O_PID, O_PREFIX, O_CTIMEOUT, O_LTIMEOUT, O_KEEPALIVE, O_PERSISTENT,
+        O_PID, O_PREFIX, O_CTIMEOUT, O_LTIMEOUT, O_KEEPALIVE, O_PERSISTENT, O_WILDCARD,
         O_SUB_PORTS, O_PUB_PORTS,
     };
     static const struct option opts[] = {
@@ -1402,6 +1406,7 @@ int main(int argc, char **argv)
         {"persistent", no_argument, 0, O_PERSISTENT},
         {"sub-ports", required_argument, 0, O_SUB_PORTS},
         {"pub-ports", required_argument, 0, O_PUB_PORTS},
+        {"wildcard", no_argument, 0, O_WILDCARD},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     int opt;
@@ -1462,6 +1467,7 @@ int main(int argc, char **argv)
         case O_LTIMEOUT: bad |= !parse_double(a, 0.01, 3600, &cfg.loss_timeout); break;
         case O_KEEPALIVE: bad |= !parse_int(a, 0, 65535, &v); cfg.keepalive = (int)v; break;
         case O_PERSISTENT: cfg.persistent = true; break;
+        case O_WILDCARD: cfg.wildcard = true; break;
         case 'h': usage(stdout); return EXIT_OK;
         default: bad = true; break;
         }

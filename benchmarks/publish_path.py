@@ -10,6 +10,7 @@ packets are made before the measured window, so the window holds
     python benchmarks/publish_path.py                       # every scenario, callgrind
     python benchmarks/publish_path.py --scenarios qos0 -n 20000
     python benchmarks/publish_path.py --plain               # no valgrind: a smoke run
+    python benchmarks/publish_path.py --deliver-check off   # acl_deliver_check off
 
 Scenarios: `qos0` (one publisher, one subscriber on `bench/+`), `fanout`
 (one publisher, ten subscribers, QoS 0), `qos1` (QoS 1 both ways, the
@@ -17,7 +18,9 @@ subscriber acknowledges each delivery), `connect` (a new channel, its CONNECT
 and CONNACK; the figure is per connection: the broker's side of
 `profile_conn.py callgrind` without sockets and event loop).  Each runs in its
 own valgrind process, instrumented only around the loop; the figure is
-instructions per message.
+instructions per message.  The subscriptions are wildcards, so the delivery-time
+ACL check (`acl_deliver_check`, on by default) is on the path; `--deliver-check
+off` measures without it.
 """
 
 from __future__ import annotations
@@ -77,11 +80,11 @@ class CountingConnection:
                 "send_pend": 0}
 
 
-async def run(scenario: str, n: int, cg: Any) -> dict[str, Any]:
-    from starling.broker import DEFAULT_ACL_CONF, Broker, Channel, parse_acl
+async def run(scenario: str, n: int, cg: Any, deliver_check: bool = True) -> dict[str, Any]:
+    from starling.broker import DEFAULT_ACL_CONF, Broker, BrokerOptions, Channel, parse_acl
     from starling.mqtt import Connect, Puback, Publish, Subscribe, SubscriptionOptions
 
-    broker = Broker()
+    broker = Broker(BrokerOptions(acl_deliver_check=deliver_check))
     broker.acl.replace(parse_acl(DEFAULT_ACL_CONF))  # as a node has it: the ACL file
     broker.acl.attach(broker.hooks)
     if scenario == "connect":
@@ -124,7 +127,8 @@ async def run(scenario: str, n: int, cg: Any) -> dict[str, Any]:
         cg.cg_stop()
     written = sum(s.conn.written for s in subs)
     await broker.stop()
-    return {"scenario": scenario, "messages": n, "bytes_to_subscribers": written}
+    return {"scenario": scenario, "messages": n, "deliver_check": deliver_check,
+            "bytes_to_subscribers": written}
 
 
 async def run_connects(broker: Any, n: int, cg: Any) -> dict[str, Any]:
@@ -157,7 +161,8 @@ def inner(args: argparse.Namespace) -> int:
     if not args.plain:
         from profile_conn import callgrind_helper
         cg = callgrind_helper()
-    print(json.dumps(asyncio.run(run(args.scenarios, args.messages, cg))))
+    print(json.dumps(asyncio.run(run(args.scenarios, args.messages, cg,
+                                     args.deliver_check == "on"))))
     return 0
 
 
@@ -168,7 +173,8 @@ def outer(args: argparse.Namespace) -> int:
             raise SystemExit(f"unknown scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
         if args.plain:
             res = subprocess.run([sys.executable, __file__, "--inner", "--plain", "-n",
-                                  str(args.messages), "--scenarios", scenario],
+                                  str(args.messages), "--scenarios", scenario,
+                                  "--deliver-check", args.deliver_check],
                                  capture_output=True, text=True, check=True)
             results.append(json.loads(res.stdout.strip().splitlines()[-1]))
             continue
@@ -179,7 +185,8 @@ def outer(args: argparse.Namespace) -> int:
         out_dir = Path(tempfile.mkdtemp(prefix="starling-pub-"))
         cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                f"--callgrind-out-file={out_dir / 'callgrind.out'}", sys.executable, __file__,
-               "--inner", "-n", str(args.messages), "--scenarios", scenario]
+               "--inner", "-n", str(args.messages), "--scenarios", scenario,
+               "--deliver-check", args.deliver_check]
         res = subprocess.run(cmd, capture_output=True, text=True,
                              env=dict(os.environ, PYTHONHASHSEED="0"))
         if res.returncode != 0:
@@ -205,6 +212,8 @@ def main() -> int:
     p.add_argument("-n", "--messages", type=int, default=20000)
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--plain", action="store_true", help="no valgrind (check it runs)")
+    p.add_argument("--deliver-check", choices=("on", "off"), default="on",
+                   help="acl_deliver_check (the delivery-time ACL check): default on")
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     return inner(args) if args.inner else outer(args)

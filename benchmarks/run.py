@@ -104,6 +104,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         _traffic_budget,
     ),
     Scenario(
+        "fanoutw", "1 publisher -> 100 subscribers on the wildcard filter <prefix>/+, QoS 0: "
+        "every delivery passes Starling's delivery-time ACL check (acl_deliver_check)",
+        lambda a: ["--scenario", "fanout", "--subscribers", "100", "--payload", "64",
+                   "--wildcard"],
+        (Metric("fanoutw", "fan-out QoS0 1->100 on <prefix>/+, deliveries/s", ("receive_rate",),
+                True, "rate"),),
+        _traffic_budget,
+    ),
+    Scenario(
         "qos1", "10 publisher->subscriber pairs, own topic each, QoS 1, inflight 10",
         lambda a: ["--scenario", "pairs", "--qos", "1", "--publishers", "10", "--inflight", "10"],
         (Metric("qos1", "QoS1 10 pairs, msg/s received", ("receive_rate",), True, "rate"),),
@@ -890,6 +899,9 @@ BROKERS: dict[str, Callable[[argparse.Namespace], Broker]] = {
                                            ["store.durability=relaxed"]),
     "starling-memory": lambda a: Starling(a.starling_ref, "starling-memory",
                                           ["store.backend=memory"]),
+    # The delivery-time ACL check's cost (on by default): the same node without it.
+    "starling-nodeliver": lambda a: Starling(a.starling_ref, "starling-nodeliver",
+                                             ["acl_deliver_check=false"]),
     # The rule engine's cost: 10 rules matching every message.
     "starling-rules": lambda a: StarlingRules(a.starling_ref),
     # Clusters (docs/cluster.md): two nodes and NATS on this machine.

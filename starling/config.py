@@ -116,6 +116,12 @@ SETTINGS: tuple[Setting, ...] = (
     )),
     Setting("management.bind", "0.0.0.0:8080", "bind", "Management REST API listener."),
     Setting("management.max_connections", 512, "int", "Concurrent HTTP connections.", low=1),
+    Setting("management.max_connections_per_address", 64, "int",
+            "Concurrent HTTP connections from one IP address (beyond: 503); 0 = no limit.",
+            low=0),
+    Setting("management.request_timeout", 10.0, "duration",
+            "Time a client has to send a complete request (from connecting, or from the "
+            "previous response); past it the connection is closed. 0 = no limit.", low=0),
     Setting("management.max_row_limit", 10000, "int",
             "Default page size (_limit) of paginated API lists (emqx_management's key).", low=1),
     Setting("management.metric_names", "slash", "str",
@@ -132,6 +138,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Dashboard listener (emqx_dashboard): the API with dashboard user credentials."),
     Setting("dashboard.max_connections", 512, "int",
             "Concurrent HTTP connections to the dashboard listener.", low=1),
+    Setting("dashboard.max_connections_per_address", 64, "int",
+            "Concurrent dashboard connections from one IP address; 0 = no limit.", low=0),
+    Setting("dashboard.request_timeout", 10.0, "duration",
+            "Time a dashboard client has to send a complete request; 0 = no limit.", low=0),
     Setting("dashboard.default_user.login", "admin", "str",
             "Name of the default dashboard user, created when absent."),
     Setting("dashboard.default_user.password", "", "str",
@@ -256,6 +266,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("session.await_rel_timeout", 300.0, "duration",
             "After this an incoming QoS 2 message awaiting PUBREL is forgotten.",
             low=0, open_low=True),
+    Setting("session.strict_resume", True, "bool",
+            "A persistent session resumes only for the user name (or, without one, the "
+            "client certificate) it belongs to, otherwise a new one starts; the "
+            "subscriptions it brings back are checked against that user's ACL again. "
+            "false = EMQ X v3: any client with the client id resumes it as it is."),
     Setting("session.retry_interval", 20.0, "duration",
             "Resend unacknowledged QoS 1/2 messages after this long, on the same "
             "connection (MQTT 3.x only; MQTT 5.0 forbids it). 0 disables.", low=0),
@@ -275,13 +290,28 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("enable_acl_cache", True, "bool", "Cache ACL decisions per connection."),
     Setting("acl_cache_max_size", 32, "int", "ACL decisions cached per connection.", low=0),
     Setting("acl_cache_ttl", 60.0, "duration", "How long a cached ACL decision is used.", low=0),
+    Setting("acl_deliver_check", True, "bool",
+            "A message a wildcard subscription (+, #, also shared) would deliver, retained "
+            "ones included, is delivered only if the subscriber may subscribe to its topic; "
+            "decided once per connection and topic. false = EMQ X v3 (the filter alone)."),
+    Setting("acl_deliver_cache_max_size", 1000, "int",
+            "Delivery decisions remembered per connection (acl_deliver_check); when full "
+            "they are all forgotten.", low=1),
     Setting("zone.external.enable_acl", True, "bool",
             "Check ACL for clients of zone external (any zone not listed here: on)."),
     Setting("zone.internal.enable_acl", False, "bool",
             "Check ACL for clients of zone internal (the internal listener)."),
+    Setting("mqtt.allow_sys_publish", False, "bool",
+            "Let clients publish to $SYS/# (and set wills there); false: refused whatever the "
+            "ACL says (PUBACK 0x87 for MQTT 5.0, dropped for 3.x), as Mosquitto does. "
+            "true = EMQ X v3."),
+    Setting("zone.internal.allow_sys_publish", True, "bool",
+            "Clients of zone internal (the internal listener) may publish to $SYS/#."),
     *(Setting(f"zone.*.{field}", None, kind, doc) for field, kind, doc in (
         ("enable_acl", "bool", "Check ACL for the zone's clients (unset: on)."),
         ("enable_ban", "bool", "Refuse banned clients of the zone (unset: on)."),
+        ("allow_sys_publish", "bool",
+         "Let the zone's clients publish to $SYS/# (unset: mqtt.allow_sys_publish)."),
         ("allow_anonymous", "bool", "Let clients without credentials in."),
         ("acl_deny_action", "str", "ignore or disconnect when ACL denies."),
         ("max_packet_size", "size", "Largest MQTT packet accepted from the zone's clients."),

@@ -18,6 +18,7 @@ from .api import (
     ApiContext,
     AppRegistry,
     Dashboard,
+    HttpLimits,
     HttpListener,
     ListenerInfo,
     ManagementApp,
@@ -122,6 +123,7 @@ def broker_options(config: Config) -> BrokerOptions:
         shared_subscription_strategy=config["mqtt.shared_subscription_strategy"],
         message_expiry_interval=config["mqtt.message_expiry_interval"],
         response_information=config["mqtt.response_information"],
+        allow_sys_publish=config["mqtt.allow_sys_publish"],
         session_expiry_interval=config["session.expiry_interval"],
         max_inflight=config["session.max_inflight"],
         max_mqueue_len=config["session.max_mqueue_len"],
@@ -129,6 +131,7 @@ def broker_options(config: Config) -> BrokerOptions:
         max_awaiting_rel=config["session.max_awaiting_rel"],
         await_rel_timeout=config["session.await_rel_timeout"],
         retry_interval=config["session.retry_interval"],
+        strict_resume=config["session.strict_resume"],
         sys_interval=config["broker.sys_interval"],
         sys_heartbeat=config["broker.sys_heartbeat"],
         presence_qos=config["broker.presence_qos"],
@@ -174,6 +177,8 @@ def acl_options(config: Config) -> dict[str, Any]:
         "enable_acl_cache": config["enable_acl_cache"],
         "acl_cache_max_size": config["acl_cache_max_size"],
         "acl_cache_ttl": config["acl_cache_ttl"],
+        "acl_deliver_check": config["acl_deliver_check"],
+        "acl_deliver_cache_max_size": config["acl_deliver_cache_max_size"],
         "acl_disabled_zones": frozenset(
             key.split(".")[1] for key, on in config.items()
             if key.startswith("zone.") and key.endswith(".enable_acl") and not on),
@@ -346,7 +351,8 @@ class Node:
                               else "")
                  for lst in self.listeners]
         infos += [ListenerInfo(h.name, h.name, h.bound[0], h.bound[1], 1, h.max_connections,
-                               h.current_connections, {}) for h in self.http_listeners]
+                               h.current_connections, dict(h.guard.shutdown_count))
+                  for h in self.http_listeners]
         return infos
 
     # -- MQTT listeners stopped and started at runtime (API, ctl) -------------------
@@ -366,6 +372,12 @@ class Node:
             if lst.name == name:
                 await lst.start()
 
+    def _http_limits(self, prefix: str) -> HttpLimits:
+        """`management.*` / `dashboard.*`: what an HTTP listener allows."""
+        return HttpLimits(self.config[f"{prefix}.max_connections"],
+                          self.config[f"{prefix}.max_connections_per_address"],
+                          self.config[f"{prefix}.request_timeout"])
+
     async def _start_management(self) -> None:
         """Bind the management listener.  Its bootstrap app (and a generated secret)
         is made by `_bootstrap_app` once the whole node has started, so a start
@@ -378,7 +390,7 @@ class Node:
         app = ManagementApp(self.api, build_table(PLUGIN_ROUTES), raw_routes=prometheus_routes(
             self.api, lambda: not self.config["prometheus.auth"]))
         listener = HttpListener(app, "http:management", host, port,
-                                self.config["management.max_connections"],
+                                self._http_limits("management"),
                                 reuse_port=self.config["node.reuse_port"])
         await listener.start()
         self.http_listeners.append(listener)
@@ -390,7 +402,7 @@ class Node:
         port = 0
         if bind != "off":
             host, port = parse_bind(bind)
-        await self.dashboard.start(host, port, self.config["dashboard.max_connections"],
+        await self.dashboard.start(host, port, self._http_limits("dashboard"),
                                    self.config["dashboard.default_user.login"],
                                    self.config["dashboard.default_user.password"],
                                    self.data_dir)

@@ -14,7 +14,7 @@ from .routes.configs import RuntimeConfig
 from .routes.plugins import loaded_instance
 from .routes.plugins import registry as plugin_registry
 from .routing import Route, RouteTable
-from .server import HttpListener
+from .server import HttpLimits, HttpListener
 from .users import DashboardUser, UserRegistry
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Code",
     "Dashboard",
     "DashboardUser",
+    "HttpLimits",
     "HttpListener",
     "ListenerInfo",
     "ManagementApp",

@@ -20,7 +20,7 @@ from starling.dashboard import DashboardSite
 from .app import ManagementApp
 from .context import ApiContext
 from .routes import NO_PLUGIN_ROUTES, PluginRoutes, build_table
-from .server import HttpListener
+from .server import HttpLimits, HttpListener
 from .users import USERS_SERVICE, UserRegistry
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Dashboard:
         self.listeners = listeners
         self.listener: HttpListener | None = None
 
-    async def start(self, host: str | None, port: int, max_connections: int, login: str,
+    async def start(self, host: str | None, port: int, limits: HttpLimits, login: str,
                     default_password: str, data_dir: Path) -> None:
         """Publish the users to the routes and listen on host:port, making sure the
         default user exists; with `host` None (``dashboard.bind = off``) only the
@@ -59,7 +59,7 @@ class Dashboard:
         app = ManagementApp(self.ctx, build_table(self.plugin_routes), realm=REALM,
                             authenticate=self.users.check_sign_in, open_routes=OPEN_ROUTES)
         site = DashboardSite(app, self._ws_ports)
-        listener = HttpListener(site, LISTENER_NAME, host, port, max_connections)
+        listener = HttpListener(site, LISTENER_NAME, host, port, limits)
         try:
             await listener.start()
             # Only once it listens: a listener that cannot start leaves no password.

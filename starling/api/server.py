@@ -2,7 +2,9 @@
 
 The socket is bound here (port 0 picks a free one) and handed to uvicorn, so
 the real address can be logged and reported.  uvicorn's own signal handling
-is switched off: the node owns SIGINT/SIGTERM.
+is switched off: the node owns SIGINT/SIGTERM.  uvicorn runs its h11 protocol
+under the listener's `HttpLimits` (http_guard.py): a deadline for each request
+and a cap on connections per address, besides `max_connections`.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 
 from starling.transport import BindError
+
+from .http_guard import HttpGuard, guarded_protocol
 
 startup_log = logging.getLogger("starling.startup")
 
@@ -27,15 +32,30 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """What one HTTP listener allows (`management.*` / `dashboard.*` keys)."""
+
+    max_connections: int = 512
+    #: Open connections from one IP address; 0 = no limit.
+    max_connections_per_address: int = 64
+    #: Seconds a client has to send a complete request; 0 = no limit.
+    request_timeout: float = 10.0
+
+
 class HttpListener:
     def __init__(self, app: Any, name: str, host: str, port: int,
-                 max_connections: int = 512, reuse_port: bool = False) -> None:
+                 limits: HttpLimits | None = None, reuse_port: bool = False) -> None:
         self.app = app
         self.reuse_port = reuse_port
         self.name = name
         self.host = host
         self.port = port
-        self.max_connections = max_connections
+        limits = limits or HttpLimits()
+        self.max_connections = limits.max_connections
+        #: The request deadline and the per-address cap, and what they refused.
+        self.guard = HttpGuard(name, limits.request_timeout,
+                               limits.max_connections_per_address)
         self.bound: tuple[str, int] = (host, port)
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -61,9 +81,10 @@ class HttpListener:
         sock.setblocking(False)
         addr = sock.getsockname()
         self.bound = (addr[0], addr[1])
-        config = uvicorn.Config(self._limited, interface="asgi3", proxy_headers=False, log_level="warning", access_log=False,
-                                lifespan="off",
-                                server_header=False, date_header=False)
+        config = uvicorn.Config(self._limited, interface="asgi3", proxy_headers=False,
+                                log_level="warning", access_log=False, lifespan="off",
+                                server_header=False, date_header=False,
+                                http=guarded_protocol(self.guard))
         self._server = _EmbeddedServer(config)
         self._task = asyncio.get_running_loop().create_task(self._server.serve([sock]))
         while not self._server.started:

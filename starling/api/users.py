@@ -78,6 +78,13 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+#: What an unknown user's password is checked against: a hash no password matches
+#: (an all-zero digest), as costly to check as a real one.
+_NO_USER_HASH = "$".join((HASH_SCHEME, str(ITERATIONS),
+                          base64.b64encode(secrets.token_bytes(SALT_BYTES)).decode(),
+                          base64.b64encode(bytes(32)).decode()))
+
+
 def generate_password() -> str:
     return generate_secret(16)
 
@@ -171,6 +178,8 @@ class UserRegistry(StoredTable[DashboardUser]):
         dashboard listener, and `POST /auth`.)"""
         user = self._rows.get(username)
         if user is None:
+            # As long as a wrong password takes: the time does not tell who exists.
+            await asyncio.to_thread(verify_password, password, _NO_USER_HASH)
             return False
         fingerprint = self._fingerprint(user, password)
         cached = self._verified.get(username)

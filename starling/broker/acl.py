@@ -685,13 +685,49 @@ class InternalAcl:
 class AclCache:
     """Recent decisions of one connection (EMQ X's ``emqx_acl_cache``): keyed by
     (action, topic), each valid for `acl_cache_ttl`; beyond `acl_cache_max_size`
-    the oldest goes.  A new `generation` (rules reloaded) empties it."""
+    the oldest goes.  A new `generation` (rules reloaded) empties it.
 
-    __slots__ = ("_entries", "generation")
+    Beside them, the delivery decisions (`acl_deliver_check`): may the client
+    receive a message on this topic through a wildcard subscription?  The
+    publish path asks for every such delivery whether the topic is in
+    `deliverable` (through `Client.deliverable`): one set lookup, no tuple, no
+    clock read, no call; the refused topics are in `undeliverable`.  The broker
+    empties both when rules change and every `acl_cache_ttl`; they are also
+    emptied when they hold `acl_deliver_cache_max_size` decisions.  (Made with
+    the first decision: most connections never need them.)"""
+
+    __slots__ = ("_entries", "deciding", "deliverable", "generation", "undeliverable")
 
     def __init__(self, generation: int = 0) -> None:
         self._entries: OrderedDict[tuple[str, str], tuple[bool, float]] = OrderedDict()
         self.generation = generation
+        self.deliverable: set[str] | None = None
+        self.undeliverable: set[str] | None = None
+        #: Topics whose delivery an ACL source that must be awaited is deciding.
+        self.deciding: set[str] | None = None
+
+    def delivery(self, topic: str) -> bool | None:
+        """The delivery decision for `topic`, if there is one."""
+        if self.deliverable is None or self.undeliverable is None:
+            return None
+        if topic in self.deliverable:
+            return True
+        return False if topic in self.undeliverable else None
+
+    def remember_delivery(self, topic: str, allowed: bool, max_size: int) -> set[str]:
+        """Remember a decision; returns the allowed topics (`Client.deliverable`)."""
+        deliverable, undeliverable = self.deliverable, self.undeliverable
+        if deliverable is None or undeliverable is None:
+            deliverable, undeliverable = self.deliverable, self.undeliverable = set(), set()
+        elif len(deliverable) + len(undeliverable) >= max_size:
+            self.forget_deliveries()
+        (deliverable if allowed else undeliverable).add(topic)
+        return deliverable
+
+    def forget_deliveries(self) -> None:
+        if self.deliverable is not None and self.undeliverable is not None:
+            self.deliverable.clear()
+            self.undeliverable.clear()
 
     def get(self, action: str, topic: str, now: float, generation: int) -> bool | None:
         if generation != self.generation:

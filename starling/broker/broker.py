@@ -21,7 +21,13 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from starling.mqtt import SubscriptionOptions, matches, parse_share, topic_levels_ok
+from starling.mqtt import (
+    SubscriptionOptions,
+    is_wildcard,
+    matches,
+    parse_share,
+    topic_levels_ok,
+)
 from starling.store import (
     MemoryStore,
     SessionMessageRecord,
@@ -33,7 +39,7 @@ from . import metrics as m
 from .acl import AclCache, InternalAcl, acl_topic
 from .alarms import AlarmMonitor, Alarms
 from .banned import IP_ADDRESS, USERNAME, Ban, Banned, normalize_ip
-from .client import CLOSED, Client
+from .client import CLOSED, CONNECTED, Client
 from .clock import Clock, Timer
 from .cluster import ClusterLink, GroupKey
 from .hooks import HookPoint, Hooks, Points
@@ -61,6 +67,13 @@ DISCARDED = "discarded"
 REFUSAL_LOG_INTERVAL = 10.0
 #: Raised while the store cannot commit (disk full, I/O error, locked).
 STORE_UNAVAILABLE = "store_unavailable"
+
+
+def _owner(username: str | None, peercert: str | None) -> str:
+    """Who a session belongs to, for the log."""
+    if username is not None:
+        return f"user {username!r}"
+    return f"certificate {peercert!r}" if peercert is not None else "an anonymous client"
 
 
 class Broker:
@@ -113,6 +126,8 @@ class Broker:
         self.acl = InternalAcl()
         #: Bumped when ACL rules change: every connection's ACL cache is then stale.
         self.acl_generation = 0
+        #: When the connections' delivery decisions are next forgotten (`acl_cache_ttl`).
+        self._deliveries_expire = self.clock.monotonic() + self.options.acl_cache_ttl
         #: TLS-PSK keys by identity, installed by a PSK plugin (emqx_psk_file).
         self.psk_lookup: Callable[[str], bytes | None] | None = None
         self.started_at = time.time()
@@ -170,6 +185,9 @@ class Broker:
         self._retaining = self.retainer is not None and options.retain_available
         for session in list(self.sessions.values()):
             session.reconfigure(renewed.get(id(session.options), options))
+            if old.acl_deliver_check != options.acl_deliver_check:
+                session.acl_wildcards = sum(
+                    1 for f in session.subscriptions if self._checked(parse_share(f)[1]))
         for client in list(self.channels.values()):
             client.use_options(self.zone_options(client.zone))
         if self.running and (old.sys_interval, old.sys_heartbeat) != (
@@ -210,7 +228,7 @@ class Broker:
         mono = self.clock.monotonic()
         session = Session(rec.client_id, False, rec.expiry_interval, self.options,
                           self.counters, self.clock)
-        session.username = rec.username
+        session.username, session.peercert = rec.username, rec.peercert
         session.created_at = rec.created_at
         for sub in rec.subscriptions:
             opts = SubscriptionOptions(sub.qos, sub.no_local, sub.retain_as_published,
@@ -275,6 +293,9 @@ class Broker:
                 self.discard_session(session, "expired")
         for topic in self.retained.expire(now):
             self._retained_gone(topic)
+        if now >= self._deliveries_expire:
+            self._forget_deliveries()  # delivery decisions live acl_cache_ttl at most
+            self._deliveries_expire = now + self.options.acl_cache_ttl
         self.stats.sample()
         self.banned.sweep()
         self._housekeeping = self.clock.call_later(1.0, self._tick)
@@ -302,6 +323,9 @@ class Broker:
                 self.counters["sessions/expired"] += 1
                 self.discard_session(session, "expired")
             session = None
+        if session is not None and not self.resumable_by(session, client):
+            self._not_resumed(session, client)
+            session = None
         present = session is not None
         if session is None:
             session = Session(client_id, clean_start, expiry_interval, client.options,
@@ -316,10 +340,12 @@ class Broker:
                 session.pending_will[1].cancel()
                 session.pending_will = None
         session.outlet = client
-        session.username = client.username
+        session.username, session.peercert = client.username, client.peercert
         session.disconnected_at = None
         self.channels[client_id] = client
         self._persist(session, None)
+        if present and self.options.strict_resume:
+            self._recheck_subscriptions(session, client)
         hooks = self.hooks
         if not present:
             if hooks.has(Points.SESSION_CREATED):
@@ -330,6 +356,65 @@ class Broker:
             if hooks.has(HookPoint.SESSION_RESUMED):
                 hooks.run(HookPoint.SESSION_RESUMED, client_id, SessionSnapshot.of(session))
         return session, present
+
+    def resumable_by(self, session: Session, client: Client) -> bool:
+        """May `client` resume `session`?  With `session.strict_resume` (the default)
+        only its owner may: the same user name, or, when neither has one, the same
+        client certificate subject (both None: two anonymous clients).  EMQ X v3
+        lets any client with the client id resume it.  The one place a session's
+        ownership is decided."""
+        if not self.options.strict_resume:
+            return True
+        if session.username is not None or client.username is not None:
+            return session.username == client.username
+        return session.peercert == client.peercert
+
+    def _not_resumed(self, session: Session, client: Client) -> None:
+        """A client that is not its owner asked for a persistent session: it is
+        discarded (`session.discarded`) and the client gets a new one."""
+        self.counters["sessions/not_resumed"] += 1
+        log.warning("client id %r: the session of %s is not resumed by %s from %s; it is "
+                    "discarded and a new session starts (session.strict_resume)",
+                    session.client_id, _owner(session.username, session.peercert),
+                    _owner(client.username, client.peercert), client.peerhost)
+        self.discard_session(session, DISCARDED)
+
+    def _recheck_subscriptions(self, session: Session, client: Client) -> None:
+        """The subscriptions a resumed session brings back are checked against the
+        resuming client's ACL again (rules change); denied ones are removed.  An ACL
+        chain that must be awaited answers what its cache does not know shortly
+        after, in the background."""
+        if not session.subscriptions or not self.hooks.has(Points.CLIENT_CHECK_ACL):
+            return
+        denied, unknown = [], []
+        for topic_filter in list(session.subscriptions):
+            if self.acl_is_async:
+                allowed = self.acl_known(client, "subscribe", topic_filter)
+            else:
+                allowed = self.check_acl(client, "subscribe", topic_filter)
+            if allowed is None:
+                unknown.append(topic_filter)
+            elif not allowed:
+                denied.append(topic_filter)
+        self._drop_subscriptions(session, client, denied)
+        if unknown:
+            self.track(self._recheck_async(session, client, unknown))
+
+    async def _recheck_async(self, session: Session, client: Client, filters: list[str]) -> None:
+        denied = [topic_filter for topic_filter in filters
+                  if not await self.check_acl_async(client, "subscribe", topic_filter)]
+        if self.sessions.get(session.client_id) is session:
+            self._drop_subscriptions(session, client, denied)
+
+    def _drop_subscriptions(self, session: Session, client: Client, denied: list[str]) -> None:
+        if not denied:
+            return
+        for topic_filter in denied:
+            self.unsubscribe(session, topic_filter)
+            session.subscription_ids.pop(topic_filter, None)
+        log.info("client id %r: %d subscription(s) of the resumed session removed, denied "
+                 "by the ACL for %s: %s", session.client_id, len(denied),
+                 _owner(client.username, client.peercert), ", ".join(denied))
 
     def _persist(self, session: Session, disconnected_at: float | None) -> None:
         """Keep the store's copy of a session in step with whether it is persistent."""
@@ -547,7 +632,7 @@ class Broker:
             held.append(SessionMessageRecord(record_of(message), len(held), qos, retain))
         return SessionRecord(session.client_id, session.username, session.expiry_interval,
                              session.created_at, self.clock.time(), subs, held,
-                             list(session.awaiting_rel))
+                             list(session.awaiting_rel), session.peercert)
 
     def _drop_session(self, session: Session) -> None:
         """Forget a session that lives on elsewhere now: no will, no hooks."""
@@ -761,10 +846,13 @@ class Broker:
                 break
 
     def _route_add(self, topic_filter: str, session: Session, opts: SubscriptionOptions) -> None:
+        """Route a subscription; `session.acl_wildcards` counts those whose
+        deliveries are checked (`_checked`)."""
         name, real = parse_share(topic_filter)
         cluster = self.cluster
         if name is None:
-            self.router.subscribe(topic_filter, session, opts)
+            if self.router.subscribe(topic_filter, session, opts) and self._checked(real):
+                session.acl_wildcards += 1
             if cluster is not None and len(self.router.subscribers(topic_filter)) == 1:
                 cluster.route_changed("", topic_filter, 1)
             return
@@ -773,21 +861,32 @@ class Broker:
             group = self.shared_groups[(name, real)] = SharedGroup(name, real)
             self.shared_router.subscribe(real, group, SubscriptionOptions(2))
         count = len(group.members)
+        if session not in group.members and self._checked(real):
+            session.acl_wildcards += 1
         group.members[session] = opts
         if cluster is not None and len(group.members) != count:
             cluster.route_changed(name, real, len(group.members))
+
+    def _checked(self, real_filter: str) -> bool:
+        """Are the deliveries of a subscription to this filter ACL-checked?  Those
+        with + or #, while `acl_deliver_check` is on."""
+        return self.options.acl_deliver_check and is_wildcard(real_filter)
 
     def _route_remove(self, topic_filter: str, session: Session) -> None:
         name, real = parse_share(topic_filter)
         cluster = self.cluster
         if name is None:
-            if self.router.unsubscribe(topic_filter, session) and cluster is not None \
-                    and not self.router.subscribers(topic_filter):
-                cluster.route_changed("", topic_filter, 0)
+            if self.router.unsubscribe(topic_filter, session):
+                if self._checked(real):
+                    session.acl_wildcards -= 1
+                if cluster is not None and not self.router.subscribers(topic_filter):
+                    cluster.route_changed("", topic_filter, 0)
             return
         group = self.shared_groups.get((name, real))
         if group is None or group.members.pop(session, None) is None:
             return
+        if self._checked(real):
+            session.acl_wildcards -= 1
         if not group.members:
             del self.shared_groups[(name, real)]
             self.shared_router.unsubscribe(real, group)
@@ -886,10 +985,15 @@ class Broker:
             counters[m.ACL_ALLOW if cached else m.ACL_DENY] += 1
         return cached
 
-    def _acl_decided(self, client: Client, action: str, topic: str, result: Any) -> bool:
-        """Count the chain's answer and remember it in the connection's cache."""
+    def _acl_counted(self, result: Any) -> bool:
+        """The chain's answer as a decision, counted."""
         allowed = bool(result == "allow")
         self.counters[m.ACL_ALLOW if allowed else m.ACL_DENY] += 1
+        return allowed
+
+    def _acl_decided(self, client: Client, action: str, topic: str, result: Any) -> bool:
+        """Count the chain's answer and remember it in the connection's cache."""
+        allowed = self._acl_counted(result)
         options = self.options
         cache = client.acl_cache
         if options.enable_acl_cache and cache is not None:
@@ -905,6 +1009,65 @@ class Broker:
     def invalidate_acl_cache(self) -> None:
         """ACL rules changed: every connection's cached decisions are dropped."""
         self.acl_generation += 1
+        self._forget_deliveries()
+
+    # -- the delivery-time check (acl_deliver_check) ----------------------------------
+    def decide_delivery(self, client: Client, topic: str) -> bool | None:
+        """May `client` receive a message on `topic` through a wildcard subscription:
+        may it subscribe to the topic itself?  Decided here the first time for a
+        (connection, topic) and remembered in its `AclCache`; from then on
+        `Session.deliver` finds an allowed topic in `Client.deliverable` itself.
+        None while an ACL source that must be awaited decides: the session
+        queues, and drains once it has."""
+        cache = client.acl_cache
+        if cache is None:
+            cache = client.acl_cache = AclCache(self.acl_generation)
+        allowed = cache.delivery(topic)
+        if allowed is not None:
+            return allowed  # refused before (the publish path finds allowed ones itself)
+        if not self.hooks.has(Points.CLIENT_CHECK_ACL):
+            allowed = True  # as SUBSCRIBE: no ACL source, no check
+        else:
+            allowed = self._acl_known(client, "subscribe", topic)
+        if allowed is None:
+            if self.acl_is_async:
+                deciding = cache.deciding
+                if deciding is None:
+                    deciding = cache.deciding = set()
+                if topic not in deciding:
+                    deciding.add(topic)
+                    self.track(self._decide_delivery_async(client, cache, topic))
+                return None
+            result = self.hooks.run_fold(HookPoint.CLIENT_CHECK_ACL,
+                                         (client.info, "subscribe", topic),
+                                         self.options.acl_nomatch)
+            allowed = self._acl_counted(result)
+        # The allowed topics, where the publish path looks first from now on.
+        client.deliverable = cache.remember_delivery(
+            topic, allowed, self.options.acl_deliver_cache_max_size)
+        return allowed
+
+    def _forget_deliveries(self) -> None:
+        """Every connection's delivery decisions go (rules changed, or they are
+        `acl_cache_ttl` old): made again at the next delivery."""
+        for client in list(self.channels.values()):
+            cache = client.acl_cache
+            if cache is not None:
+                cache.forget_deliveries()
+
+    async def _decide_delivery_async(self, client: Client, cache: AclCache, topic: str) -> None:
+        try:
+            result = await self.hooks.run_fold_async(
+                HookPoint.CLIENT_CHECK_ACL, (client.info, "subscribe", topic),
+                self.options.acl_nomatch)
+            client.deliverable = cache.remember_delivery(
+                topic, self._acl_counted(result), self.options.acl_deliver_cache_max_size)
+        finally:
+            if cache.deciding is not None:
+                cache.deciding.discard(topic)
+        session = client.session
+        if session is not None and client.state == CONNECTED:
+            session.drain()  # what waited for the decision goes now (or is dropped)
 
     # -- readers for the API and plugins -------------------------------------------
     def connections(self) -> list[ConnectionSnapshot]:

@@ -18,6 +18,7 @@ A `Client` is the `Outlet` its session delivers through (`outlet.py`).
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from starling.mqtt import (
@@ -61,6 +62,8 @@ CLOSED: Final = "closed"
 _SUCCESS: Final = ReasonCode.SUCCESS
 _NOT_AUTHORIZED: Final = ReasonCode.NOT_AUTHORIZED
 _NO_IO: Final = {"recv_oct": 0, "recv_cnt": 0, "send_oct": 0, "send_cnt": 0, "send_pend": 0}
+#: `Client.deliverable` until the client's first delivery decision: shared, empty.
+_NO_DECISIONS: Final[Set[str]] = frozenset()
 
 
 class ClientHost(Protocol):
@@ -103,6 +106,8 @@ class ClientHost(Protocol):
 
     def acl_known(self, client: Client, action: str, topic: str) -> bool | None: ...
 
+    def decide_delivery(self, client: Client, topic: str) -> bool | None: ...
+
     # -- publish / subscribe
     def publish(self, message: Message) -> int: ...
 
@@ -138,6 +143,7 @@ class Client:
         "client_id",
         "connected_at",
         "counters",
+        "deliverable",
         "disconnect_reason",
         "is_superuser",
         "keepalive",
@@ -180,6 +186,8 @@ class Client:
         self.is_superuser = False
         #: Recent ACL decisions (made by `Broker.check_acl` when first needed).
         self.acl_cache: AclCache | None = None
+        #: `acl_cache.deliverable` (`Outlet.deliverable`), once it has decisions.
+        self.deliverable = _NO_DECISIONS
         #: False while the transport cannot take more: the session queues.
         self.writable = True
         self.disconnect_reason = ""
@@ -232,6 +240,10 @@ class Client:
 
     def send_pubrel(self, packet_id: int, wait: bool = False) -> None:
         raise NotImplementedError
+
+    def may_receive(self, topic: str) -> bool | None:
+        """The delivery-time ACL check (`Outlet.may_receive`): `Broker.decide_delivery`."""
+        return self.broker.decide_delivery(self, topic)
 
     def set_writable(self, writable: bool) -> None:
         """Flow control from the transport: queue while False, drain when True again."""
@@ -383,6 +395,8 @@ class Client:
         if auth.anonymous and self.username is None:
             self.counters["auth/mqtt/anonymous"] += 1
         self.is_superuser = auth.superuser
+        if self.will is not None and self.sys_publish_refused(self.will.topic):
+            return _NOT_AUTHORIZED
         if will_allowed is None and self.will is not None and \
                 Points.CLIENT_CHECK_ACL in broker.hooks.active:
             will_allowed = broker.check_acl(self, "publish", self.will.topic)
@@ -454,6 +468,10 @@ class Client:
             return ReasonCode.TOPIC_NAME_INVALID
         if retain and not self.options.retain_available:
             return ReasonCode.RETAIN_NOT_SUPPORTED
+        if self.sys_publish_refused(topic):
+            counters["packets/publish/auth_error"] += 1
+            self._acl_denied()
+            return _NOT_AUTHORIZED
         awaiting = qos == 2 and packet_id is not None
         journal = self.broker.journal
         if awaiting and packet_id in session.awaiting_rel:
@@ -481,6 +499,16 @@ class Client:
         if qos and journal.changed_since(ops_before):
             await journal.committed()
         return _SUCCESS if delivered else ReasonCode.NO_MATCHING_SUBSCRIBERS
+
+    def sys_publish_refused(self, topic: str) -> bool:
+        """Is this a `$SYS/#` topic the client may not publish to?  Only the broker
+        (and clients of a zone with `allow_sys_publish`, the internal listener's)
+        publishes there, whatever the ACL says, as in Mosquitto; counted."""
+        if self.options.allow_sys_publish or not (
+                topic == "$SYS" or topic.startswith("$SYS/")):
+            return False
+        self.counters["packets/publish/sys_denied"] += 1
+        return True
 
     def release(self, packet_id: int) -> bool:
         """A QoS 2 message's release (MQTT PUBREL): False if the id was unknown."""

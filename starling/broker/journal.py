@@ -285,7 +285,7 @@ class Journal:
 
     def session_saved(self, session: Session, disconnected_at: float | None) -> None:
         self.add(("session_put", session.client_id, session.username, session.expiry_interval,
-                  session.created_at, disconnected_at))
+                  session.created_at, disconnected_at, session.peercert))
 
     def session_deleted(self, session: Session) -> None:
         self.add(("session_delete", session.client_id))

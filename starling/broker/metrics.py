@@ -62,6 +62,9 @@ EXTRA_METRICS: tuple[str, ...] = (
     "packets/connack/auth_error",
     "packets/publish/error",
     "packets/publish/auth_error",
+    #: PUBLISHes and wills to $SYS/# refused (mqtt.allow_sys_publish); PUBLISHes
+    #: are also counted in packets/publish/auth_error
+    "packets/publish/sys_denied",
     "packets/auth/sent",
     "packets/malformed",  #: frames refused by the decoder (connection closed)
     "auth/mqtt/anonymous",
@@ -77,9 +80,14 @@ EXTRA_METRICS: tuple[str, ...] = (
     "messages/forward/received",
     "messages/forward/dropped",
     "sessions/expired",  #: offline sessions discarded because their expiry passed
+    #: persistent sessions discarded, not resumed: the client was not their owner
+    "sessions/not_resumed",
     "client/acl/allow",  #: ACL decisions: allowed (EMQ X 4's client.acl.allow)
     "client/acl/deny",  #: ... denied
     "client/acl/cache_hit",  #: ... answered from the connection's ACL cache
+    #: deliveries through a wildcard subscription the subscriber's ACL refused
+    #: (acl_deliver_check); also counted in messages/dropped
+    "delivery/dropped/acl_denied",
     # emqx_web_hook: events forwarded (EMQ X 3.2's web_hook.<event>), and what became of them
     "web_hook/client_connected",
     "web_hook/client_disconnected",
@@ -121,6 +129,7 @@ QOS_SENT = ("messages/qos0/sent", "messages/qos1/sent", "messages/qos2/sent")
 ACL_ALLOW = "client/acl/allow"
 ACL_DENY = "client/acl/deny"
 ACL_CACHE_HIT = "client/acl/cache_hit"
+DELIVERY_DROPPED_ACL = "delivery/dropped/acl_denied"
 
 
 def new_counters() -> dict[str, int]:

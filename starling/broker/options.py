@@ -41,6 +41,9 @@ class BrokerOptions:
     await_rel_timeout: float = 300.0
     #: Resend an unacknowledged QoS 1/2 message after this long (MQTT 3.x only; 0 = never).
     retry_interval: float = 20.0
+    #: A persistent session resumes only for its owner, its subscriptions checked
+    #: against the resumer's ACL again (`Broker.resumable_by`); False = EMQ X v3.
+    strict_resume: bool = True
     upgrade_qos: bool = False
     max_subscriptions: int = 0  #: 0 = unlimited
     # -- per-client limits (zone `publish_limit`, `rate_limit.conn_bytes_in`) ----------
@@ -55,8 +58,16 @@ class BrokerOptions:
     enable_acl_cache: bool = True
     acl_cache_max_size: int = 32  #: entries per connection
     acl_cache_ttl: float = 60.0  #: seconds
+    #: Check each message a wildcard subscription delivers against the subscriber's
+    #: subscribe ACL for its topic (Mosquitto's read check); False = EMQ X v3.
+    acl_deliver_check: bool = True
+    #: Delivery decisions remembered per connection (then forgotten all at once).
+    acl_deliver_cache_max_size: int = 1000
     #: Zones whose clients are not ACL-checked (`zone.<name>.enable_acl = off`).
     acl_disabled_zones: frozenset[str] = frozenset({"internal"})
+    #: Clients may publish to $SYS/# (and have a will there); off, as Mosquitto,
+    #: whatever the ACL says; on in zone internal (`zone.<name>.allow_sys_publish`).
+    allow_sys_publish: bool = False
     # -- $SYS --------------------------------------------------------------
     sys_interval: float = 60.0  #: 0 disables the periodic $SYS messages
     sys_heartbeat: float = 1.0

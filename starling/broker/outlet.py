@@ -5,6 +5,7 @@ remote node).
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Protocol
 
 from .info import ClientInfo
@@ -22,6 +23,9 @@ class Outlet(Protocol):
     `Client` (`puback`, `pubrec`, `pubcomp`)."""
 
     writable: bool
+    #: Topics it may receive through wildcard subscriptions (`acl_deliver_check`),
+    #: as decided so far: the session asks `may_receive` about any other.
+    deliverable: Set[str]
 
     @property
     def receive_maximum(self) -> int: ...
@@ -33,6 +37,13 @@ class Outlet(Protocol):
                      dup: bool, via: str | None = None) -> bool: ...
 
     def send_pubrel(self, packet_id: int, wait: bool = False) -> None: ...
+
+    def may_receive(self, topic: str) -> bool | None:
+        """May a message on `topic` go out through a wildcard subscription
+        (`acl_deliver_check`)?  Asked when `topic` is not in `deliverable`.  None: not
+        decided yet (the session queues it and drains again once decided).  An
+        outlet that checks elsewhere answers True."""
+        ...
 
     def close(self, reason: str) -> None:
         """End the connection (the will is published, unless it was a normal

@@ -87,6 +87,7 @@ class SessionJournal(Protocol):
 class Session:
     __slots__ = (
         "_next_id",
+        "acl_wildcards",
         "awaiting_rel",
         "clean_start",
         "client_id",
@@ -104,6 +105,7 @@ class Session:
         "mqueue_dropped",
         "options",
         "outlet",
+        "peercert",
         "pending_will",
         "subscription_ids",
         "subscriptions",
@@ -116,7 +118,10 @@ class Session:
         self.client_id = client_id
         #: The broker's clock: send times (retry_interval), message expiry.
         self.clock = clock or DEFAULT_CLOCK
+        #: Whose session it is (`Broker.resumable_by`): the user name of the client that
+        #: opened or last resumed it, and its client certificate's subject (None: none).
         self.username: str | None = None
+        self.peercert: str | None = None
         self.clean_start = clean_start
         #: Seconds the session outlives its connection; 0 = ends with it.
         self.expiry_interval = expiry_interval
@@ -145,6 +150,10 @@ class Session:
         self.deliver_msg = 0
         self.enqueue_msg = 0
         self._next_id = 0
+        #: Subscriptions with + or # (shared ones included) while `acl_deliver_check`
+        #: is on, else 0 (the broker counts them): while there are any, what the
+        #: session delivers is ACL-checked.
+        self.acl_wildcards = 0
 
     @property
     def persistent(self) -> bool:
@@ -201,6 +210,14 @@ class Session:
         `via` names the shared subscription this copy is for, if it is for one."""
         outlet = self.outlet
         if outlet is not None and outlet.writable:
+            if self.acl_wildcards and message.topic not in outlet.deliverable:
+                allowed = outlet.may_receive(message.topic)  # refused, or not decided yet
+                if not allowed:
+                    if allowed is None:  # being decided: wait in the queue
+                        self._enqueue(message, qos, retain, via)
+                    else:
+                        self._acl_denied()
+                    return
             if not qos:
                 outlet.send_publish(message, 0, retain, 0, False, via)
                 self.deliver_msg += 1
@@ -234,6 +251,12 @@ class Session:
         if journal is not None and qos:
             journal.held(self, message, qos, retain, None)
 
+    def _acl_denied(self) -> None:
+        """A delivery the subscriber's ACL refused (`acl_deliver_check`): dropped."""
+        counters = self.counters
+        counters[m.DELIVERY_DROPPED_ACL] += 1
+        counters[m.MESSAGES_DROPPED] += 1
+
     def enqueue_raw(self, entry: QueueEntry) -> None:
         """Append to the queue as it is (no limit, no journal): for restore too."""
         if self.mqueue is _NO_QUEUE:
@@ -241,17 +264,27 @@ class Session:
         self.mqueue.append(entry)
 
     def drain(self) -> None:
-        """Move queued messages into the window while there is room."""
+        """Move queued messages into the window while there is room (checked by the
+        delivery-time ACL, as `deliver` does: queued while offline, they were not)."""
         outlet = self.outlet
         queue = self.mqueue
         while queue and outlet is not None and outlet.writable:
             message, qos, retain, via = queue[0]
             if qos and len(self.inflight) >= self.max_inflight:
                 return
+            allowed: bool | None = True
+            if self.acl_wildcards and message.topic not in outlet.deliverable:
+                allowed = outlet.may_receive(message.topic)
+                if allowed is None:
+                    return  # being decided: drained again once it is
             queue.popleft()
             journal = self.journal
-            if message.expires_at is not None and message.expires_at <= self.clock.monotonic():
-                self.counters[m.MESSAGES_EXPIRED] += 1
+            if not allowed or (message.expires_at is not None
+                               and message.expires_at <= self.clock.monotonic()):
+                if allowed:
+                    self.counters[m.MESSAGES_EXPIRED] += 1
+                else:
+                    self._acl_denied()
                 if journal is not None and qos:
                     journal.done(self, message)
                 continue

@@ -106,7 +106,7 @@ class NatsConnection:
                 f"NATS at {', '.join(s.servers)} has no JetStream (start nats-server "
                 f"with -js): {exc}") from None
 
-    async def synced(self, timeout: float = 10.0) -> None:
+    async def synced(self, timeout: int = 10) -> None:
         """Return once the server has processed every command sent so far (a SUB
         just made: another connection's publish now reaches it).  nats-py's
         `flush()` alone does not promise that: it writes its PING straight to the

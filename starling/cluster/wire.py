@@ -166,6 +166,7 @@ def session_record_json(rec: SessionRecord) -> dict[str, Any]:
                       "retain": m.retain, "packet_id": m.packet_id, "released": m.released}
                      for m in rec.messages],
         "awaiting_rel": list(rec.awaiting_rel),
+        "peercert": rec.peercert,
     }
 
 
@@ -179,6 +180,7 @@ def session_record_of(obj: dict[str, Any]) -> SessionRecord:
             [SessionMessageRecord(message_record_of(m["message"]), int(m["seq"]),
                                   int(m["qos"]), bool(m["retain"]), m["packet_id"],
                                   bool(m["released"])) for m in obj["messages"]],
-            [int(p) for p in obj["awaiting_rel"]])
+            [int(p) for p in obj["awaiting_rel"]],
+            None if obj.get("peercert") is None else str(obj["peercert"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise WireError(f"bad session record: {exc}") from None

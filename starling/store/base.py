@@ -9,7 +9,8 @@ Operation names and arguments:
 
     ("kv_put", table, key, json_text)          ("kv_delete", table, key)
     ("retained_put", MessageRecord)            ("retained_delete", topic)
-    ("session_put", client_id, username, expiry_interval, created_at, disconnected_at)
+    ("session_put", client_id, username, expiry_interval, created_at, disconnected_at
+                    [, peercert])
     ("session_delete", client_id)              (drops its subscriptions and messages too)
     ("subscription_put", client_id, SubscriptionRecord)
     ("subscription_delete", client_id, topic_filter)

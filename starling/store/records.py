@@ -55,3 +55,5 @@ class SessionRecord:
     subscriptions: list[SubscriptionRecord] = field(default_factory=list)
     messages: list[SessionMessageRecord] = field(default_factory=list)  #: in seq order
     awaiting_rel: list[int] = field(default_factory=list)
+    #: The owner's client certificate subject (None: it had none).
+    peercert: str | None = None

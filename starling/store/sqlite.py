@@ -25,7 +25,7 @@ from .records import (
     SubscriptionRecord,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x53544C47  # "STLG": marks the file as a Starling store
 NO_PROPERTIES = b"\x00"  # the encoded property block of a message without properties
 
@@ -49,6 +49,11 @@ MIGRATIONS: dict[int, str] = {
                                    PRIMARY KEY (client_id, msg_id));
     CREATE TABLE awaiting_rel (client_id TEXT NOT NULL, packet_id INTEGER NOT NULL,
                                PRIMARY KEY (client_id, packet_id));
+    """,
+    # A session's owner is its user name and, for a client without one, its
+    # client certificate (session.strict_resume).
+    2: """
+    ALTER TABLE sessions ADD COLUMN peercert TEXT;
     """,
 }
 
@@ -259,9 +264,11 @@ class SQLiteStore(Store):
         self.db.execute("DELETE FROM retained WHERE topic = ?", (topic,))
 
     def _session_put(self, client_id: str, username: str | None, expiry: float,
-                     created_at: float, disconnected_at: float | None) -> None:
-        self.db.execute("INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?)",
-                        (client_id, username, expiry, created_at, disconnected_at))
+                     created_at: float, disconnected_at: float | None,
+                     peercert: str | None = None) -> None:
+        self.db.execute("INSERT OR REPLACE INTO sessions (client_id, username, expiry, "
+                        "created_at, disconnected_at, peercert) VALUES (?,?,?,?,?,?)",
+                        (client_id, username, expiry, created_at, disconnected_at, peercert))
 
     def _session_delete(self, client_id: str) -> None:
         db = self.db
@@ -318,9 +325,10 @@ class SQLiteStore(Store):
 
     def load_sessions(self) -> list[SessionRecord]:
         db = self.db
-        sessions = {row[0]: SessionRecord(row[0], row[1], row[2], row[3], row[4])
+        sessions = {row[0]: SessionRecord(row[0], row[1], row[2], row[3], row[4],
+                                          peercert=row[5])
                     for row in db.execute("SELECT client_id, username, expiry, created_at, "
-                                          "disconnected_at FROM sessions")}
+                                          "disconnected_at, peercert FROM sessions")}
         for row in db.execute("SELECT client_id, filter, qos, nl, rap, rh FROM subscriptions"):
             if row[0] in sessions:
                 sessions[row[0]].subscriptions.append(

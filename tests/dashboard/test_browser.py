@@ -49,7 +49,7 @@ def test_wrong_password_is_refused_then_login_and_logout(page: Any, dash_node: A
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password", exact=True).fill("not-the-password")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("alert")).to_have_text("Error 103: Password Error (HTTP 401)")
+    expect(page.get_by_role("alert")).to_have_text("Error 103: Username or Password Error (HTTP 401)")
     expect(page.get_by_role("navigation", name="Main menu")).to_have_count(0)
     assert storage(page) == {"local": {}, "session": {}}
 

@@ -107,7 +107,8 @@ def test_other_addresses_and_users_are_not_slowed(node: Any) -> None:
 def test_dashboard_logins_and_failures_are_logged(node: Any) -> None:
     with client(dash_url(node), "127.0.0.7", None) as browser:
         err(browser.post("/auth", json={"username": "admin", "password": "wrong-pw"}), 401, 103)
-        err(browser.post("/auth", json={"username": "ghost", "password": "wrong-pw"}), 401, 105)
+        # one answer for an unknown name (issue #25): it does not tell which names exist
+        err(browser.post("/auth", json={"username": "ghost", "password": "wrong-pw"}), 401, 103)
         ok(browser.post("/auth", json={"username": "admin", "password": "right-password"}))
     node.wait_log(r"dashboard login: authentication failed for 'admin' from 127\.0\.0\.7")
     node.wait_log(r"dashboard login: authentication failed for 'ghost' from 127\.0\.0\.7")

@@ -35,7 +35,7 @@ class AuthService:
     def __init__(self) -> None:
         self.users: dict[str, str] = {}
         self.supers: set[str] = set()
-        #: username -> [(access "1"|"2", topic)] allowed; others denied.
+        #: username -> [(access "1"|"2", topic filter)] allowed; others denied.
         self.acl: dict[str, list[tuple[str, str]]] = {}
         self.status_override: int | None = None
         self.lock = threading.Lock()
@@ -53,9 +53,23 @@ class AuthService:
         if req.path == "/mqtt/acl":
             if user not in self.acl:
                 return 200, "ignore"
-            wanted = (req.params.get("access"), req.params.get("topic"))
-            return (200, "") if wanted in self.acl[user] else (403, "")
+            access, topic = req.params.get("access"), req.params.get("topic", "")
+            allowed = any(access == rule_access and _matches(topic, rule_filter)
+                          for rule_access, rule_filter in self.acl[user])
+            return (200, "") if allowed else (403, "")
         return 404, ""
+
+
+def _matches(topic: str, rule_filter: str) -> bool:
+    """As an ACL service following EMQ X matches: the rule's + and # are wildcards;
+    the asked topic's own (a SUBSCRIBE's filter) are plain words."""
+    words, levels = topic.split("/"), rule_filter.split("/")
+    for i, level in enumerate(levels):
+        if level == "#":
+            return True
+        if i >= len(words) or level not in ("+", words[i]):
+            return False
+    return len(words) == len(levels)
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +278,14 @@ def test_acl_allowed_denied_superuser_and_cache(node: Any, server: HttpReceiver,
     watcher = user_client(node, loaded, [("1", f"{base}/#")])
     pub = user_client(node, loaded, [("2", f"{base}/ok"), ("1", f"{base}/mine")])
     root = user_client(node, loaded, [], superuser=True)
+
+    def asked(access: str, topic: str | None = None, by: PahoClient | None = None) -> int:
+        """ACL requests the server got, for this access (and topic, and client)."""
+        return len([r for r in server.requests if r.path == "/mqtt/acl"
+                    and r.params["access"] == access
+                    and (topic is None or r.params["topic"] == topic)
+                    and (by is None or r.params["clientid"] == by.client_id)])
+
     try:
         assert watcher.subscribe(f"{base}/#", qos=1) == [1]
         seen = server.last("/mqtt/acl")
@@ -278,17 +300,22 @@ def test_acl_allowed_denied_superuser_and_cache(node: Any, server: HttpReceiver,
         assert pub.subscribe(f"{base}/ok", qos=1) == [0x80]  # publish only
         pub.publish(f"{base}/denied", b"no", qos=1)
         pub.publish(f"{base}/ok", b"yes", qos=1)
-        assert server.last("/mqtt/acl").params["access"] == "2"
+        assert asked("2", f"{base}/denied", pub) == asked("2", f"{base}/ok", pub) == 1
         # The superuser bypasses ACL: the server is not asked, the message goes out.
-        asked = len([r for r in server.requests if r.path == "/mqtt/acl"])
+        publishes = asked("2")
         root.publish(f"{base}/root", b"root", qos=1)
         assert [(m.topic, m.payload) for m in watcher.get_many(2)] == [
             (f"{base}/ok", b"yes"), (f"{base}/root", b"root")]
-        assert len([r for r in server.requests if r.path == "/mqtt/acl"]) == asked
-        # The broker's ACL cache keeps the answer: the same publish is not asked again.
+        assert asked("2") == publishes
+        # What the watcher's wildcard subscription delivers is checked once per topic
+        # (acl_deliver_check): may it subscribe to the topic itself?
+        assert asked("1", f"{base}/ok", watcher) == asked("1", f"{base}/root", watcher) == 1
+        # The broker's ACL cache keeps the answers: the same publish is not asked again,
+        # nor its delivery.
         pub.publish(f"{base}/ok", b"again", qos=1)
         assert watcher.get().payload == b"again"
-        assert len([r for r in server.requests if r.path == "/mqtt/acl"]) == asked
+        assert asked("2") == publishes
+        assert asked("1", f"{base}/ok", watcher) == 1
         assert watcher.drain() == []
     finally:
         for client in (watcher, pub, root):

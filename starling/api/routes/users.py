@@ -4,7 +4,8 @@
 They answer while the `emqx_dashboard` plugin is loaded, on both listeners:
 on the dashboard listener with a dashboard user's credentials (``POST /auth``
 with none), on the management listener with an app's.  EMQ X's messages are
-kept ("Username Not Found", "Password Error", ...); as everywhere in this API
+kept ("Username Not Found", "Password Error", ...), except that `/auth` gives
+one answer to a wrong password and an unknown user; as everywhere in this API
 an error has a non-zero code (EMQ X's 103-106, 113, 114 from emqx_mgmt.hrl,
 which its own handlers never used) and a 4xx status (docs/api.md,
 "Dashboard users").
@@ -23,6 +24,8 @@ from ..users import MAX_PASSWORD, MAX_TAGS, USERS_SERVICE, UserRegistry, usernam
 log = logging.getLogger(__name__)
 
 NOT_FOUND = "Username Not Found"
+#: `/auth`'s one answer to a wrong password and to an unknown user name alike.
+SIGN_IN_REFUSED = "Username or Password Error"
 PLUGIN = "emqx_dashboard"
 
 
@@ -66,17 +69,15 @@ async def _signed_in(req: ApiRequest) -> tuple[UserRegistry, str]:
         raise ApiError(Code.EMPTY_USERNAME_OR_PASSWORD, "Username undefined", 400)
     if not password:
         raise ApiError(Code.EMPTY_USERNAME_OR_PASSWORD, "Password undefined", 400)
-    known = username in users
-
     async def check() -> bool:
-        return known and await users.check(username, password)
+        # An unknown name takes as long as a wrong password (UserRegistry.check).
+        return await users.check(username, password)
 
     # Logged, and slowed after repeated failures (api/throttle.py).
     if not await req.ctx.login_throttle.guard("dashboard login", req.peer,
                                               "dashboard user", username, check):
-        if not known:
-            raise ApiError(Code.USER_NOT_FOUND, NOT_FOUND, 401)
-        raise ApiError(Code.USERNAME_OR_PASSWORD_ERROR, "Password Error", 401)
+        # One answer for a wrong password and an unknown user: no name is revealed.
+        raise ApiError(Code.USERNAME_OR_PASSWORD_ERROR, SIGN_IN_REFUSED, 401)
     log.info("dashboard login: user %r from %s", username, req.peer or "an unknown address")
     return users, username
 

@@ -45,6 +45,9 @@ class PublishFlow(Replies):
         if not topic_levels_ok(p.topic, self.options.max_topic_levels):
             self._ack_publish(p, ReasonCode.TOPIC_NAME_INVALID)
             return
+        if p.topic[0] == "$" and self.sys_publish_refused(p.topic):
+            self._publish_denied(p)
+            return
         if broker.hooks.has(Points.CLIENT_CHECK_ACL):
             if broker.acl_is_async:
                 allowed = broker.acl_known(self, "publish", p.topic)
