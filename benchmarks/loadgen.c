@@ -81,6 +81,10 @@ static const char *const scenario_names[] = {"fanin", "fanout", "pairs", "latenc
 
 /* ------------------------------------------------------------------ config */
 
+/* Brokers made of several processes (a cluster): ports and pids per run. */
+#define MAX_PORTS 16
+#define MAX_PIDS 16
+
 struct config {
     enum scenario scenario;
     const char *host;
@@ -97,7 +101,11 @@ struct config {
     int connections;
     int concurrency;
     double settle;
-    long broker_pid;
+    long broker_pid;      /* the first of broker_pids (0: none) */
+    long broker_pids[MAX_PIDS];
+    int nbroker_pids;
+    int sub_ports[MAX_PORTS], nsub_ports; /* subscriber i connects to sub_ports[i % n] */
+    int pub_ports[MAX_PORTS], npub_ports; /* publisher i to pub_ports[i % n] */
     char topic_prefix[128];
     double connect_timeout;
     double loss_timeout;
@@ -257,13 +265,11 @@ static void fail(const char *fmt, ...)
     fprintf(stderr, "loadgen: %s\n", G.error);
 }
 
-/* Broker CPU time (user+system, all threads) from /proc/<pid>/stat, in ns. */
-static uint64_t broker_cpu_ns(void)
+/* CPU time (user+system, all threads) of one process from /proc/<pid>/stat, in ns. */
+static uint64_t pid_cpu_ns(long pid)
 {
-    if (cfg.broker_pid <= 0)
-        return 0;
     char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", cfg.broker_pid);
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
@@ -283,13 +289,20 @@ static uint64_t broker_cpu_ns(void)
     return (utime + stime) * (1000000000ull / (uint64_t)(tck > 0 ? tck : 100));
 }
 
-/* Broker resident set size (VmRSS) in KiB, or -1. */
-static long broker_rss_kib(void)
+/* Broker CPU time in ns: summed over every --broker-pid (a cluster's processes). */
+static uint64_t broker_cpu_ns(void)
 {
-    if (cfg.broker_pid <= 0)
-        return -1;
+    uint64_t total = 0;
+    for (int i = 0; i < cfg.nbroker_pids; i++)
+        total += pid_cpu_ns(cfg.broker_pids[i]);
+    return total;
+}
+
+/* Broker resident set size (VmRSS) in KiB, or -1. */
+static long pid_rss_kib(long pid)
+{
     char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%ld/status", cfg.broker_pid);
+    snprintf(path, sizeof path, "/proc/%ld/status", pid);
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
@@ -301,6 +314,18 @@ static long broker_rss_kib(void)
         }
     fclose(f);
     return kib;
+}
+
+/* Summed over every --broker-pid; -1 if none could be read. */
+static long broker_rss_kib(void)
+{
+    long total = -1;
+    for (int i = 0; i < cfg.nbroker_pids; i++) {
+        long kib = pid_rss_kib(cfg.broker_pids[i]);
+        if (kib >= 0)
+            total = (total < 0 ? 0 : total) + kib;
+    }
+    return total;
 }
 
 /* ------------------------------------------------------------------ buffers */
@@ -1069,7 +1094,10 @@ static void setup_topology(void)
     }
 }
 
-static void run_traffic(const struct sockaddr_in *addr)
+/* Where each subscriber / publisher connects (--sub-ports, --pub-ports). */
+static struct sockaddr_in sub_addrs[MAX_PORTS], pub_addrs[MAX_PORTS];
+
+static void run_traffic(void)
 {
     setup_topology();
     if (cfg.scenario == SC_LATENCY || cfg.scenario == SC_FAIRNESS) {
@@ -1081,7 +1109,7 @@ static void run_traffic(const struct sockaddr_in *addr)
     uint64_t setup_deadline = now + sec_to_ns(cfg.connect_timeout);
     /* Subscribers, then (once all are subscribed) publishers. */
     for (int i = 0; i < G.nsubs && !G.failed; i++)
-        start_conn(&G.conns[i], addr, now);
+        start_conn(&G.conns[i], &sub_addrs[i % cfg.nsub_ports], now);
     while (!G.failed && G.ready < G.nsubs) {
         now = now_ns();
         if (now >= setup_deadline) {
@@ -1091,7 +1119,7 @@ static void run_traffic(const struct sockaddr_in *addr)
         loop_turn(ms_until(setup_deadline, now, 100));
     }
     for (int i = G.nsubs; i < G.nconns && !G.failed; i++)
-        start_conn(&G.conns[i], addr, now_ns());
+        start_conn(&G.conns[i], &pub_addrs[(i - G.nsubs) % cfg.npub_ports], now_ns());
     while (!G.failed && G.ready < G.nconns) {
         now = now_ns();
         if (now >= setup_deadline) {
@@ -1424,6 +1452,27 @@ static void report(void)
 
 /* ------------------------------------------------------------------ main */
 
+/* "a,b,c" -> out[], each within [lo, hi]; the count, or -1 if malformed. */
+static int parse_list(const char *text, long lo, long hi, long *out, int max)
+{
+    int n = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < lo || v > hi || n == max)
+            return -1;
+        out[n++] = v;
+        if (*end == ',')
+            end++;
+        else if (*end)
+            return -1;
+        p = end;
+    }
+    return n;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -1463,6 +1512,9 @@ static void usage(FILE *f)
         "      --storm-concurrency N  idle: handshakes in flight in the storm (default: all)\n"
         "      --stuck N            fairness: subscribers that stop reading (default 1)\n"
         "      --broker-pid PID     read the broker's CPU time and RSS from /proc\n"
+        "                           (PID,PID,...: a broker of several processes, summed)\n"
+        "      --sub-ports P,P,...  subscriber i connects to the (i mod n)th port (a cluster)\n"
+        "      --pub-ports P,P,...  publisher i likewise (both default to --port)\n"
         "      --topic-prefix STR   topic prefix (default lg/<pid>)\n"
         "      --connect-timeout S  limit for connecting/subscribing everything (default 30)\n"
         "      --loss-timeout S     give up on an undelivered message after S (default 2)\n"
@@ -1511,7 +1563,7 @@ int main(int argc, char **argv)
     enum {
         O_PAYLOAD = 256, O_WINDOW, O_INFLIGHT, O_RATE, O_CONNECTIONS, O_CONCURRENCY, O_SETTLE,
         O_PID, O_PREFIX, O_CTIMEOUT, O_LTIMEOUT, O_KEEPALIVE, O_PERSISTENT, O_STUCK, O_STORM,
-        O_STORM_CONC, O_WILDCARD,
+        O_STORM_CONC, O_WILDCARD, O_SUB_PORTS, O_PUB_PORTS,
     };
     static const struct option opts[] = {
         {"scenario", required_argument, 0, 's'}, {"host", required_argument, 0, 'H'},
@@ -1530,6 +1582,8 @@ int main(int argc, char **argv)
         {"persistent", no_argument, 0, O_PERSISTENT},
         {"stuck", required_argument, 0, O_STUCK}, {"storm", no_argument, 0, O_STORM},
         {"storm-concurrency", required_argument, 0, O_STORM_CONC},
+        {"sub-ports", required_argument, 0, O_SUB_PORTS},
+        {"pub-ports", required_argument, 0, O_PUB_PORTS},
         {"wildcard", no_argument, 0, O_WILDCARD},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
@@ -1563,7 +1617,26 @@ int main(int argc, char **argv)
         case O_CONNECTIONS: bad |= !parse_int(a, 1, 1000000, &v); cfg.connections = (int)v; break;
         case O_CONCURRENCY: bad |= !parse_int(a, 1, 100000, &v); cfg.concurrency = (int)v; break;
         case O_SETTLE: bad |= !parse_double(a, 0, 3600, &cfg.settle); break;
-        case O_PID: bad |= !parse_int(a, 1, 1L << 30, &v); cfg.broker_pid = v; break;
+        case O_PID: {
+            long pids[MAX_PIDS];
+            cfg.nbroker_pids = parse_list(a, 1, 1L << 30, pids, MAX_PIDS);
+            bad |= cfg.nbroker_pids <= 0;
+            for (int i = 0; i < cfg.nbroker_pids; i++)
+                cfg.broker_pids[i] = pids[i];
+            cfg.broker_pid = cfg.nbroker_pids > 0 ? pids[0] : 0;
+            break;
+        }
+        case O_SUB_PORTS:
+        case O_PUB_PORTS: {
+            long ports[MAX_PORTS];
+            int n = parse_list(a, 1, 65535, ports, MAX_PORTS);
+            bad |= n <= 0;
+            int *out = opt == O_SUB_PORTS ? cfg.sub_ports : cfg.pub_ports;
+            for (int i = 0; i < n; i++)
+                out[i] = (int)ports[i];
+            *(opt == O_SUB_PORTS ? &cfg.nsub_ports : &cfg.npub_ports) = n > 0 ? n : 0;
+            break;
+        }
         case O_PREFIX:
             bad |= strlen(a) >= sizeof cfg.topic_prefix || !*a;
             snprintf(cfg.topic_prefix, sizeof cfg.topic_prefix, "%s", a);
@@ -1630,6 +1703,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "loadgen: --host must be an IPv4 address: %s\n", cfg.host);
         return EXIT_USAGE;
     }
+    if (cfg.nsub_ports == 0) {
+        cfg.sub_ports[0] = cfg.port;
+        cfg.nsub_ports = 1;
+    }
+    if (cfg.npub_ports == 0) {
+        cfg.pub_ports[0] = cfg.port;
+        cfg.npub_ports = 1;
+    }
+    for (int i = 0; i < cfg.nsub_ports; i++) {
+        sub_addrs[i] = addr;
+        sub_addrs[i].sin_port = htons((uint16_t)cfg.sub_ports[i]);
+    }
+    for (int i = 0; i < cfg.npub_ports; i++) {
+        pub_addrs[i] = addr;
+        pub_addrs[i].sin_port = htons((uint16_t)cfg.pub_ports[i]);
+    }
 
     /* Thousands of sockets: take the whole hard limit of open files. */
     struct rlimit rl;
@@ -1655,7 +1744,7 @@ int main(int argc, char **argv)
     if (cfg.scenario == SC_IDLE)
         run_idle(&addr);
     else
-        run_traffic(&addr);
+        run_traffic();
     disconnect_all();
     report();
     return G.failed || G.protocol_errors ? EXIT_RUN_FAILED : EXIT_OK;

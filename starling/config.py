@@ -52,6 +52,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log.clients", True, "bool",
             "Log each client's connect, refusal and disconnect (at info) and bad input "
             "(at warning), on the logger starling.clients."),
+    Setting("node.reuse_port", False, "bool",
+            "Bind every listener with SO_REUSEPORT, so several nodes on one machine share "
+            "its ports (set by starling start --workers)."),
     # MQTT listeners (EMQX's later key names).
     Setting("listeners.tcp.default.bind", "0.0.0.0:1883", "bind", "External MQTT/TCP listener."),
     Setting("listeners.tcp.default.zone", "external", "str", "Zone of the listener."),
@@ -158,6 +161,49 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("plugins.etc_dir", "", "str",
             "Directory of EMQ X v3 plugin conf files (<plugin>.conf, e.g. "
             "emqx_auth_clientid.conf), read at start; empty = none."),
+    # Cluster (docs/cluster.md): EMQ X's cluster.* names, NATS as the engine.
+    Setting("cluster.discovery", "manual", "str",
+            "manual: a lone node (no NATS); nats: join the cluster named cluster.name "
+            "through the NATS servers in cluster.nats.servers.", choices=("manual", "nats")),
+    Setting("cluster.name", "starling", "str",
+            "Cluster name (letters, digits, - and _): nodes with different names never mix, "
+            "even on the same NATS servers."),
+    Setting("cluster.autoclean", 300.0, "duration",
+            "How long a node that stopped or vanished is listed as Stopped before it is "
+            "forgotten; 0 = never.", low=0, high=31536000),
+    Setting("cluster.heartbeat_interval", 1.0, "duration",
+            "How often a node tells the others it is alive.", low=0, open_low=True, high=3600),
+    Setting("cluster.node_timeout", 3.0, "duration",
+            "A node not heard from for this long is Stopped: its routes are dropped.",
+            low=0, open_low=True, high=3600),
+    Setting("cluster.rpc_timeout", 2.0, "duration",
+            "How long a node waits for another to answer a call (API views, kick, takeover); "
+            "a node that does not answer is reported unreachable.",
+            low=0, open_low=True, high=3600),
+    Setting("cluster.forward_buffer", 16 * 1024 * 1024, "size",
+            "Bytes of messages for other nodes held while NATS is slow or unreachable; "
+            "beyond it messages are dropped and counted (messages/forward/dropped).",
+            low=65536, high=17179869184),
+    Setting("cluster.nats.servers", "nats://127.0.0.1:4222", "str",
+            "NATS servers with JetStream, comma-separated nats:// or tls:// URLs."),
+    Setting("cluster.nats.replicas", 1, "int",
+            "JetStream replicas of the cluster's buckets: 1 with one nats-server, 3 with a "
+            "NATS cluster of three or more servers (a bucket survives a server then).",
+            low=1, high=5),
+    Setting("cluster.nats.connect_timeout", 5.0, "duration",
+            "How long a starting node tries to reach NATS before it gives up.",
+            low=0, open_low=True, high=3600),
+    Setting("cluster.nats.user", "", "str", "NATS user name; empty = none."),
+    Setting("cluster.nats.password", "", "str", "Its password (never logged)."),
+    Setting("cluster.nats.token", "", "str", "NATS authentication token; empty = none."),
+    Setting("cluster.nats.credentials", "", "str",
+            "NATS user credentials file (.creds, JWT and NKey seed); empty = none."),
+    Setting("cluster.nats.tls.cacertfile", "", "str",
+            "CA certificates (PEM) the NATS server certificate is checked against; set, "
+            "the connection uses TLS."),
+    Setting("cluster.nats.tls.certfile", "", "str",
+            "Client certificate (PEM) for NATS servers that ask for one."),
+    Setting("cluster.nats.tls.keyfile", "", "str", "Its private key (PEM)."),
     # Store.
     Setting("store.backend", "sqlite", "str",
             "sqlite (a file in the data dir) or memory (nothing survives a restart).",

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .acl import AclCache
     from .banned import Banned
     from .clock import Clock
+    from .cluster import ClusterLink
     from .hooks import Hooks
     from .journal import Journal
     from .options import BrokerOptions
@@ -77,6 +78,8 @@ class ClientHost(Protocol):
     timers: TimerWheel
     counters: dict[str, int]
     banned: Banned
+    #: The cluster this node belongs to; None: a lone node.
+    cluster: ClusterLink | None
 
     @property
     def acl_is_async(self) -> bool: ...
@@ -86,6 +89,8 @@ class ClientHost(Protocol):
     def track(self, task: asyncio.Task[Any] | Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
     # -- the session and the client registry
+    async def claim_client(self, client_id: str, clean_start: bool) -> None: ...
+
     def open_session(self, client: Client, clean_start: bool,
                      expiry_interval: float) -> tuple[Session, bool]: ...
 
@@ -308,6 +313,8 @@ class Client:
             return self._connect_refused(ReasonCode.BANNED)
         if result.reason_code != _SUCCESS:
             return self._connect_refused(result.reason_code)
+        if not await self._claim():
+            return ReasonCode.UNSPECIFIED_ERROR, False  # closed while the cluster decided
         outcome = self._establish(result, will_allowed, clean_start, expiry_interval)
         if isinstance(outcome, ReasonCode):
             return self._connect_refused(outcome)
@@ -330,6 +337,16 @@ class Client:
         options = self.options
         return len(client_id) <= options.max_clientid_len and (
             options.allow_control_characters or not has_control_characters(client_id))
+
+    async def _claim(self) -> bool:
+        """In a cluster: make this node the client id's owner before the session
+        opens (another node's connection is closed, its session may move here);
+        False if the client went away meanwhile."""
+        broker = self.broker
+        if broker.cluster is None:
+            return True
+        await broker.claim_client(self.client_id, self.clean_start)
+        return self.state == CONNECTING
 
     def _connect_refused(self, reason: ReasonCode) -> tuple[ReasonCode, bool]:
         self._connack(reason)

@@ -76,6 +76,9 @@ EXTRA_METRICS: tuple[str, ...] = (
     "auth/username/failure",
     "auth/username/ignore",
     "messages/delayed",
+    # Clustering (docs/cluster.md): messages from other nodes, and for them but dropped.
+    "messages/forward/received",
+    "messages/forward/dropped",
     "sessions/expired",  #: offline sessions discarded because their expiry passed
     #: messages dropped from (or not let into) a full session queue: max_mqueue_len or
     #: max_mqueue_bytes (EMQ X 4.3's delivery.dropped.queue_full); also in messages/dropped

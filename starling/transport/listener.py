@@ -86,7 +86,8 @@ class Listener:
             self.server = await loop.create_server(
                 lambda: factory(self),
                 self.config.host, self.config.port, backlog=self.config.backlog,
-                reuse_address=True, ssl=self.tls.context if self.tls is not None else None)
+                reuse_address=True, reuse_port=self.config.reuse_port or None,
+                ssl=self.tls.context if self.tls is not None else None)
         except OSError as exc:
             raise BindError.of(self.name, self.config.host, self.config.port, exc) from None
         if self.tls is not None:

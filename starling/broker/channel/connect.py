@@ -87,7 +87,7 @@ class ConnectFlow(KeepaliveFlow):
             return
         acc = AuthResult(_SUCCESS if self.options.allow_anonymous else _NOT_AUTHORIZED)
         if broker.hooks.has(Points.CLIENT_AUTHENTICATE) or (
-                p.will is not None and broker.acl_is_async):
+                p.will is not None and broker.acl_is_async) or broker.cluster is not None:
             if not self.conn.admit_auth():
                 # Clients arrive faster than the backend answers: refuse now rather
                 # than queue without bound (docs/reliability.md).
@@ -173,7 +173,7 @@ class ConnectFlow(KeepaliveFlow):
             self._v5_state().auth_props = props
             self.is_superuser = step.superuser
             will_allowed = await self._will_acl()
-            if self.state != CONNECTING:
+            if self.state != CONNECTING or not await self._claim():
                 return
             self._finish_connect(AuthResult(ReasonCode.SUCCESS, anonymous=False,
                                             superuser=step.superuser), will_allowed)
@@ -199,6 +199,8 @@ class ConnectFlow(KeepaliveFlow):
             self.conn.auth_done()
         if self._banned():  # banned while authentication ran
             self._refuse(ReasonCode.BANNED, "banned")
+            return
+        if result.reason_code == ReasonCode.SUCCESS and not await self._claim():
             return
         self._finish_connect(result, will_allowed)
         self._release_held()
