@@ -71,14 +71,19 @@ enum {
 #define MAX_EVENTS 1024
 #define MAX_ERR_LOG 10            /* protocol errors printed before going quiet */
 
-enum scenario { SC_FANIN, SC_FANOUT, SC_PAIRS, SC_LATENCY, SC_IDLE };
+enum scenario { SC_FANIN, SC_FANOUT, SC_PAIRS, SC_LATENCY, SC_IDLE, SC_FAIRNESS };
 enum role { ROLE_PUB, ROLE_SUB, ROLE_IDLE };
 enum cstate { CS_CONNECTING, CS_WAIT_CONNACK, CS_WAIT_SUBACK, CS_READY, CS_CLOSED };
 enum phase { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_DONE };
 
-static const char *const scenario_names[] = {"fanin", "fanout", "pairs", "latency", "idle"};
+static const char *const scenario_names[] = {"fanin", "fanout", "pairs", "latency", "idle",
+                                              "fairness"};
 
 /* ------------------------------------------------------------------ config */
+
+/* Brokers made of several processes (a cluster): ports and pids per run. */
+#define MAX_PORTS 16
+#define MAX_PIDS 16
 
 struct config {
     enum scenario scenario;
@@ -96,7 +101,11 @@ struct config {
     int connections;
     int concurrency;
     double settle;
-    long broker_pid;
+    long broker_pid;      /* the first of broker_pids (0: none) */
+    long broker_pids[MAX_PIDS];
+    int nbroker_pids;
+    int sub_ports[MAX_PORTS], nsub_ports; /* subscriber i connects to sub_ports[i % n] */
+    int pub_ports[MAX_PORTS], npub_ports; /* publisher i to pub_ports[i % n] */
     char topic_prefix[128];
     double connect_timeout;
     double loss_timeout;
@@ -105,6 +114,9 @@ struct config {
     int min_batch;        /* a publisher refills only when this many messages fit */
     int per_write;        /* at most this many messages per send() (0: no limit) */
     int sub_batch;        /* QoS 0/1 subscribers wake once this many PUBLISHes are there */
+    int stuck;            /* fairness: subscribers that stop reading once subscribed */
+    bool storm;           /* idle: after settling, drop every connection and reconnect all */
+    int storm_concurrency;
     bool wildcard;        /* fanout subscribers use <prefix>/+ instead of the topic */
 };
 
@@ -115,7 +127,7 @@ static struct config cfg = {
     .rate = 1000.0, .connections = 10000, .concurrency = 50, .settle = 1.0,
     .broker_pid = 0, .topic_prefix = "", .connect_timeout = 30.0,
     .loss_timeout = 2.0, .keepalive = 60, .min_batch = 1, .per_write = 0,
-    .sub_batch = 1,
+    .sub_batch = 1, .stuck = 1, .storm_concurrency = 0,
 };
 
 /* ------------------------------------------------------------------ state */
@@ -140,6 +152,8 @@ struct conn {
 
 struct pub {
     struct conn *c;
+    int qos, payload;
+    bool heavy;           /* fairness: sends as fast as its socket takes, open loop */
     char topic[160];
     uint16_t topic_len;
     uint32_t seq_next;    /* next sequence number to send */
@@ -154,6 +168,10 @@ struct pub {
 
 struct sub {
     struct conn *c;
+    int qos;
+    bool record_latency;  /* deliveries go into the latency samples */
+    bool stuck;           /* stops reading once subscribed */
+    uint64_t rx;          /* deliveries received */
     char filter[160];
     uint32_t *expect;     /* [publishers]: next sequence expected from each */
     uint8_t *id_state;    /* QoS 2: [65536] 1 = PUBREC sent, waiting for PUBREL */
@@ -195,7 +213,14 @@ static struct {
     int nkick;
     /* idle scenario */
     uint64_t t_idle_first_connack, t_idle_last_connack;
-    long rss_before_kib, rss_after_kib;
+    long rss_before_kib, rss_after_kib, rss_storm_kib;
+    uint64_t pings, pongs;
+    uint64_t t_hold0, t_hold1, cpu_hold0, cpu_hold1;
+    uint64_t t_storm0, t_storm1, t_connect_end, t_drain0, t_drain1;
+    bool draining;        /* storm: DISCONNECT sent to all, the broker's close is expected */
+    int storm_connected;
+    int timed_pub;        /* the publisher the timer paces (latency, fairness) */
+    uint64_t heavy_rx_m0, heavy_rx_m1;
     uint8_t filler[65536];
 } G;
 
@@ -249,13 +274,11 @@ static void fail(const char *fmt, ...)
     fprintf(stderr, "loadgen: %s\n", G.error);
 }
 
-/* Broker CPU time (user+system, all threads) from /proc/<pid>/stat, in ns. */
-static uint64_t broker_cpu_ns(void)
+/* CPU time (user+system, all threads) of one process from /proc/<pid>/stat, in ns. */
+static uint64_t pid_cpu_ns(long pid)
 {
-    if (cfg.broker_pid <= 0)
-        return 0;
     char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", cfg.broker_pid);
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
@@ -280,34 +303,43 @@ static uint64_t broker_cpu_ns(void)
 static bool broker_syscalls(uint64_t *reads, uint64_t *writes)
 {
     *reads = *writes = 0;
-    if (cfg.broker_pid <= 0)
-        return false;
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%ld/io", cfg.broker_pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
+    if (cfg.nbroker_pids <= 0)
         return false;
     int found = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "syscr:", 6) == 0) {
-            *reads = strtoull(line + 6, NULL, 10);
-            found++;
-        } else if (strncmp(line, "syscw:", 6) == 0) {
-            *writes = strtoull(line + 6, NULL, 10);
-            found++;
+    for (int i = 0; i < cfg.nbroker_pids; i++) {
+        char path[64], line[256];
+        snprintf(path, sizeof path, "/proc/%ld/io", cfg.broker_pids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            return false;
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "syscr:", 6) == 0) {
+                *reads += strtoull(line + 6, NULL, 10);
+                found++;
+            } else if (strncmp(line, "syscw:", 6) == 0) {
+                *writes += strtoull(line + 6, NULL, 10);
+                found++;
+            }
         }
+        fclose(f);
     }
-    fclose(f);
-    return found == 2;
+    return found == 2 * cfg.nbroker_pids;
+}
+
+/* Broker CPU time in ns: summed over every --broker-pid (a cluster's processes). */
+static uint64_t broker_cpu_ns(void)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < cfg.nbroker_pids; i++)
+        total += pid_cpu_ns(cfg.broker_pids[i]);
+    return total;
 }
 
 /* Broker resident set size (VmRSS) in KiB, or -1. */
-static long broker_rss_kib(void)
+static long pid_rss_kib(long pid)
 {
-    if (cfg.broker_pid <= 0)
-        return -1;
     char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%ld/status", cfg.broker_pid);
+    snprintf(path, sizeof path, "/proc/%ld/status", pid);
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
@@ -319,6 +351,18 @@ static long broker_rss_kib(void)
         }
     fclose(f);
     return kib;
+}
+
+/* Summed over every --broker-pid; -1 if none could be read. */
+static long broker_rss_kib(void)
+{
+    long total = -1;
+    for (int i = 0; i < cfg.nbroker_pids; i++) {
+        long kib = pid_rss_kib(cfg.broker_pids[i]);
+        if (kib >= 0)
+            total = (total < 0 ? 0 : total) + kib;
+    }
+    return total;
 }
 
 /* ------------------------------------------------------------------ buffers */
@@ -412,7 +456,7 @@ static void conn_close(struct conn *c)
 /* The peer went away or the socket failed: fatal unless we are finishing. */
 static void conn_lost(struct conn *c, const char *why)
 {
-    if (G.phase != PH_DONE)
+    if (G.phase != PH_DONE && !G.draining)
         fail("connection %s#%d: %s", c->role == ROLE_PUB ? "pub" : c->role == ROLE_SUB ? "sub" : "idle",
              c->idx, why);
     conn_close(c);
@@ -517,7 +561,7 @@ static void send_publish(struct pub *pp, uint64_t ts)
     struct conn *c = pp->c;
     uint32_t seq = pp->seq_next++;
     uint16_t id = 0;
-    if (cfg.qos > 0) {
+    if (pp->qos > 0) {
         /* With at most --inflight ids in use a free one is always close by. */
         do {
             id = ++pp->next_id;
@@ -532,17 +576,17 @@ static void send_publish(struct pub *pp, uint64_t ts)
         pp->remaining[slot] = (uint16_t)G.fan;
         pp->sent_ns[slot] = ts;
     }
-    uint32_t rem = 2u + pp->topic_len + (cfg.qos > 0 ? 2u : 0u) + (uint32_t)cfg.payload;
+    uint32_t rem = 2u + pp->topic_len + (pp->qos > 0 ? 2u : 0u) + (uint32_t)pp->payload;
     uint8_t *p = out_begin(c, 5 + rem);
-    p = put_u8(p, (uint8_t)(MQTT_PUBLISH << 4 | cfg.qos << 1));
+    p = put_u8(p, (uint8_t)(MQTT_PUBLISH << 4 | pp->qos << 1));
     p = put_varint(p, rem);
     p = put_str(p, pp->topic, pp->topic_len);
-    if (cfg.qos > 0)
+    if (pp->qos > 0)
         p = put_u16(p, id);
     uint32_t hdr[4] = {PAYLOAD_MAGIC, (uint32_t)(pp - G.pubs), seq, 0};
     p = put_bytes(p, hdr, sizeof hdr);
     p = put_bytes(p, &ts, sizeof ts);
-    p = put_bytes(p, G.filler, (size_t)cfg.payload - PAYLOAD_HDR);
+    p = put_bytes(p, G.filler, (size_t)pp->payload - PAYLOAD_HDR);
     out_commit(c, p);
     c->last_tx_ns = ts;
     G.tx++;
@@ -572,7 +616,7 @@ static void pump(struct pub *pp, uint64_t now)
         return;
     int room = cfg.window - (int)(pp->seq_next - pp->base);
     int cap = cfg.window;
-    if (cfg.qos > 0) {
+    if (pp->qos > 0) {
         if (cfg.inflight - pp->unacked < room)
             room = cfg.inflight - pp->unacked;
         if (cfg.inflight < cap)
@@ -659,7 +703,8 @@ static void on_delivery(struct conn *c, const uint8_t *topic, size_t topic_len,
         return;
     }
     G.rx++;
-    if (G.phase == PH_MEASURE && G.lat) {
+    s->rx++;
+    if (G.phase == PH_MEASURE && G.lat && s->record_latency) {
         if (G.nlat < G.lat_cap)
             G.lat[G.nlat++] = now - ts;
     }
@@ -690,8 +735,7 @@ static void on_connack(struct conn *c, const uint8_t *body, uint32_t len, uint64
         return;
     }
     if (c->role == ROLE_SUB) {
-        int qos = cfg.scenario == SC_PAIRS ? cfg.qos : 0;
-        send_subscribe(c, G.subs[c->idx].filter, qos);
+        send_subscribe(c, G.subs[c->idx].filter, G.subs[c->idx].qos);
         c->state = CS_WAIT_SUBACK;
         return;
     }
@@ -765,6 +809,8 @@ static void handle_packet(struct conn *c, uint8_t b0, const uint8_t *body, uint3
         c->state = CS_READY;
         G.ready++;
         set_lowat(c);
+        if (G.subs[c->idx].stuck && epoll_ctl(G.ep, EPOLL_CTL_DEL, c->fd, NULL) < 0)
+            fail("epoll_ctl: %s", strerror(errno)); /* it never reads again */
         return;
     case MQTT_PUBLISH: {
         int qos = (flags >> 1) & 3;
@@ -799,7 +845,7 @@ static void handle_packet(struct conn *c, uint8_t b0, const uint8_t *body, uint3
         return;
     }
     case MQTT_PUBREL: {
-        if (c->role != ROLE_SUB || cfg.qos != 2 || len != 2 || flags != 2) {
+        if (c->role != ROLE_SUB || G.subs[c->idx].qos != 2 || len != 2 || flags != 2) {
             protocol_error(c, "unexpected PUBREL");
             return;
         }
@@ -812,7 +858,7 @@ static void handle_packet(struct conn *c, uint8_t b0, const uint8_t *body, uint3
     case MQTT_PUBREC:
     case MQTT_PUBCOMP: {
         int want_qos = type == MQTT_PUBACK ? 1 : 2;
-        if (!pp || cfg.qos != want_qos || len != 2) {
+        if (!pp || pp->qos != want_qos || len != 2) {
             protocol_error(c, "unexpected ack type %d", type);
             return;
         }
@@ -835,6 +881,7 @@ static void handle_packet(struct conn *c, uint8_t b0, const uint8_t *body, uint3
     case MQTT_PINGRESP:
         if (len != 0)
             protocol_error(c, "malformed PINGRESP");
+        G.pongs++;
         return;
     default:
         protocol_error(c, "unexpected packet type %d", type);
@@ -946,6 +993,22 @@ static int start_conn(struct conn *c, const struct sockaddr_in *addr, uint64_t n
     return 0;
 }
 
+/* Fairness: the heavy publisher sends whenever its socket has room, open loop;
+ * EPOLLOUT stays armed so the loop wakes whenever the socket drains. */
+static void heavy_refill(struct pub *pp, uint64_t now)
+{
+    struct conn *c = pp->c;
+    if ((G.phase != PH_WARMUP && G.phase != PH_MEASURE) || c->state != CS_READY)
+        return;
+    if (c->out.len == c->out.off) {
+        for (int i = 0; i < 4; i++)
+            send_publish(pp, now);
+        conn_flush(c);
+    }
+    if (c->state == CS_READY)
+        ep_update(c, true);
+}
+
 static void handle_event(struct epoll_event *ev, uint64_t now)
 {
     struct conn *c = ev->data.ptr;
@@ -967,8 +1030,11 @@ static void handle_event(struct epoll_event *ev, uint64_t now)
     }
     if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR))
         conn_read(c, now);
-    if ((ev->events & EPOLLOUT) && c->state != CS_CLOSED)
+    if ((ev->events & EPOLLOUT) && c->state != CS_CLOSED) {
         conn_flush(c);
+        if (c->role == ROLE_PUB && G.pubs[c->idx].heavy)
+            heavy_refill(&G.pubs[c->idx], now);
+    }
 }
 
 /* Keep-alive: a connection that has sent nothing for half the interval pings. */
@@ -981,6 +1047,7 @@ static void keepalive_sweep(uint64_t now)
         struct conn *c = &G.conns[i];
         if (c->state == CS_READY && now - c->last_tx_ns > half) {
             send_simple(c, MQTT_PINGREQ);
+            G.pings++;
             c->last_tx_ns = now;
             conn_flush(c);
         }
@@ -1034,9 +1101,10 @@ static void loop_turn(int timeout_ms)
             if (ticks > 1)
                 G.late_ticks += ticks - 1;
             if (G.phase == PH_WARMUP || G.phase == PH_MEASURE) {
+                struct pub *tp = &G.pubs[G.timed_pub];
                 for (uint64_t t = 0; t < ticks; t++)
-                    send_publish(&G.pubs[0], now);
-                conn_flush(G.pubs[0].c);
+                    send_publish(tp, now);
+                conn_flush(tp->c);
             }
             continue;
         }
@@ -1074,7 +1142,7 @@ static void setup_topology(void)
     G.pubs = xcalloc((size_t)G.npubs, sizeof *G.pubs);
     G.subs = xcalloc((size_t)G.nsubs, sizeof *G.subs);
     G.kick = xcalloc((size_t)G.npubs, sizeof *G.kick);
-    G.use_window = cfg.scenario != SC_LATENCY;
+    G.use_window = cfg.scenario != SC_LATENCY && cfg.scenario != SC_FAIRNESS;
     /* how many subscribers each message reaches */
     G.fan = cfg.scenario == SC_FANOUT ? G.nsubs : 1;
 
@@ -1086,7 +1154,18 @@ static void setup_topology(void)
         c->idx = i;
         s->c = c;
         s->expect = xcalloc((size_t)G.npubs, sizeof *s->expect);
-        if (cfg.qos == 2)
+        s->qos = cfg.scenario == SC_PAIRS ? cfg.qos : 0;
+        s->record_latency = cfg.scenario == SC_LATENCY;
+        if (cfg.scenario == SC_FAIRNESS) {
+            /* 0: the bystander on the heavy topic, 1: the probe's subscriber (QoS 1),
+             * 2..: stuck subscribers on the heavy topic */
+            s->qos = i == 1 ? 1 : 0;
+            s->record_latency = i == 1;
+            s->stuck = i >= 2;
+            snprintf(s->filter, sizeof s->filter, "%s/%s", pre, i == 1 ? "probe" : "heavy");
+            continue;
+        }
+        if (s->qos == 2)
             s->id_state = xcalloc(65536, 1);
         switch (cfg.scenario) {
         case SC_FANIN: snprintf(s->filter, sizeof s->filter, "%s/fanin/+", pre); break;
@@ -1103,8 +1182,17 @@ static void setup_topology(void)
         c->role = ROLE_PUB;
         c->idx = i;
         pp->c = c;
+        pp->qos = cfg.qos;
+        pp->payload = cfg.payload;
         int n;
         switch (cfg.scenario) {
+        case SC_FAIRNESS:
+            /* 0: the heavy publisher (QoS 0, --payload), 1: the probe (QoS 1, paced) */
+            pp->heavy = i == 0;
+            pp->qos = i == 0 ? 0 : 1;
+            pp->payload = i == 0 ? cfg.payload : 64;
+            n = snprintf(pp->topic, sizeof pp->topic, "%s/%s", pre, i == 0 ? "heavy" : "probe");
+            break;
         case SC_FANIN: n = snprintf(pp->topic, sizeof pp->topic, "%s/fanin/%d", pre, i); break;
         case SC_FANOUT: n = snprintf(pp->topic, sizeof pp->topic, "%s/fanout", pre); break;
         case SC_PAIRS: n = snprintf(pp->topic, sizeof pp->topic, "%s/pair/%d", pre, i); break;
@@ -1115,15 +1203,18 @@ static void setup_topology(void)
             pp->remaining = xcalloc((size_t)cfg.window, sizeof *pp->remaining);
             pp->sent_ns = xcalloc((size_t)cfg.window, sizeof *pp->sent_ns);
         }
-        if (cfg.qos > 0)
+        if (pp->qos > 0)
             pp->id_state = xcalloc(65536, 1);
     }
 }
 
-static void run_traffic(const struct sockaddr_in *addr)
+/* Where each subscriber / publisher connects (--sub-ports, --pub-ports). */
+static struct sockaddr_in sub_addrs[MAX_PORTS], pub_addrs[MAX_PORTS];
+
+static void run_traffic(void)
 {
     setup_topology();
-    if (cfg.scenario == SC_LATENCY) {
+    if (cfg.scenario == SC_LATENCY || cfg.scenario == SC_FAIRNESS) {
         G.lat_cap = (size_t)(cfg.rate * cfg.duration * 1.2) + 1024;
         G.lat = xcalloc(G.lat_cap, sizeof *G.lat);
     }
@@ -1132,7 +1223,7 @@ static void run_traffic(const struct sockaddr_in *addr)
     uint64_t setup_deadline = now + sec_to_ns(cfg.connect_timeout);
     /* Subscribers, then (once all are subscribed) publishers. */
     for (int i = 0; i < G.nsubs && !G.failed; i++)
-        start_conn(&G.conns[i], addr, now);
+        start_conn(&G.conns[i], &sub_addrs[i % cfg.nsub_ports], now);
     while (!G.failed && G.ready < G.nsubs) {
         now = now_ns();
         if (now >= setup_deadline) {
@@ -1142,7 +1233,7 @@ static void run_traffic(const struct sockaddr_in *addr)
         loop_turn(ms_until(setup_deadline, now, 100));
     }
     for (int i = G.nsubs; i < G.nconns && !G.failed; i++)
-        start_conn(&G.conns[i], addr, now_ns());
+        start_conn(&G.conns[i], &pub_addrs[(i - G.nsubs) % cfg.npub_ports], now_ns());
     while (!G.failed && G.ready < G.nconns) {
         now = now_ns();
         if (now >= setup_deadline) {
@@ -1158,7 +1249,11 @@ static void run_traffic(const struct sockaddr_in *addr)
     now = now_ns();
     G.phase = PH_WARMUP;
     G.t_warm0 = now;
-    if (cfg.scenario == SC_LATENCY) {
+    G.rss_before_kib = broker_rss_kib();
+    if (cfg.scenario == SC_LATENCY || cfg.scenario == SC_FAIRNESS) {
+        G.timed_pub = cfg.scenario == SC_FAIRNESS ? 1 : 0;
+        if (cfg.scenario == SC_FAIRNESS)
+            heavy_refill(&G.pubs[0], now);
         uint64_t iv = (uint64_t)(1e9 / cfg.rate);
         struct itimerspec its = {
             .it_interval = {.tv_sec = (time_t)(iv / 1000000000ull), .tv_nsec = (long)(iv % 1000000000ull)},
@@ -1189,6 +1284,7 @@ static void run_traffic(const struct sockaddr_in *addr)
             G.n_recv_m0 = G.n_recv;
             G.n_wait_m0 = G.n_wait;
             broker_syscalls(&G.bsys_r0, &G.bsys_w0);
+            G.heavy_rx_m0 = G.nsubs ? G.subs[0].rx : 0;
             G.cpu_self0 = self_cpu_ns(&G.cpu_user0);
             G.cpu_broker0 = broker_cpu_ns();
         }
@@ -1216,10 +1312,14 @@ static void run_traffic(const struct sockaddr_in *addr)
         G.n_recv_m1 = G.n_recv;
         G.n_wait_m1 = G.n_wait;
         broker_syscalls(&G.bsys_r1, &G.bsys_w1);
+        G.heavy_rx_m1 = G.nsubs ? G.subs[0].rx : 0;
         G.cpu_self1 = self_cpu_ns(&G.cpu_user1);
         G.cpu_broker1 = broker_cpu_ns();
     }
+    G.rss_after_kib = broker_rss_kib();
 }
+
+static void run_storm(const struct sockaddr_in *addr);
 
 static void run_idle(const struct sockaddr_in *addr)
 {
@@ -1264,7 +1364,9 @@ static void run_idle(const struct sockaddr_in *addr)
         return;
     /* Let the broker settle with every connection open, then read its RSS. */
     G.phase = PH_MEASURE;
-    uint64_t settle_end = now_ns() + sec_to_ns(cfg.settle);
+    G.t_hold0 = now_ns();
+    G.cpu_hold0 = broker_cpu_ns();
+    uint64_t settle_end = G.t_hold0 + sec_to_ns(cfg.settle);
     while (!G.failed && (now = now_ns()) < settle_end) {
         if (now >= next_housekeep) {
             keepalive_sweep(now);
@@ -1272,10 +1374,82 @@ static void run_idle(const struct sockaddr_in *addr)
         }
         loop_turn(ms_until(settle_end, now, 50));
     }
+    G.t_hold1 = now_ns();
+    G.cpu_hold1 = broker_cpu_ns();
     G.rss_after_kib = broker_rss_kib();
     G.connected = G.ready;
     if (!G.failed && G.ready != G.nconns)
         fail("only %d of %d connections still open after settling", G.ready, G.nconns);
+    if (!G.failed && cfg.storm)
+        run_storm(addr);
+}
+
+/* Every connection sends DISCONNECT at once, and is closed once the broker has closed
+ * it (so the broker's descriptors are free again: with 19,000 connections under a
+ * 20,000 open-file limit, old and new connections cannot all be open together);
+ * then all reconnect at once with the same client ids. */
+static void run_storm(const struct sockaddr_in *addr)
+{
+    G.t_connect_end = G.t_idle_last_connack;
+    G.draining = true;
+    G.t_drain0 = now_ns();
+    for (int i = 0; i < G.nconns; i++) {
+        struct conn *c = &G.conns[i];
+        c->out.off = c->out.len = 0;
+        send_simple(c, MQTT_DISCONNECT);
+        conn_flush(c);
+    }
+    uint64_t drain_deadline = now_ns() + sec_to_ns(cfg.connect_timeout);
+    uint64_t t;
+    while (!G.failed && G.ready > 0 && (t = now_ns()) < drain_deadline)
+        loop_turn(ms_until(drain_deadline, t, 50));
+    G.t_drain1 = now_ns();
+    G.draining = false;
+    if (G.ready > 0) {
+        fail("disconnect storm: the broker had not closed %d of %d connections", G.ready,
+             G.nconns);
+        return;
+    }
+    for (int i = 0; i < G.nconns; i++) {
+        struct conn *c = &G.conns[i];
+        conn_close(c);
+        c->in.off = c->in.len = c->out.off = c->out.len = 0;
+    }
+    int concurrency = cfg.storm_concurrency > 0 ? cfg.storm_concurrency : G.nconns;
+    uint64_t now = now_ns();
+    G.t_storm0 = now;
+    G.started = G.pending = 0;
+    uint64_t deadline = now + sec_to_ns(cfg.connect_timeout);
+    uint64_t next_housekeep = now + HOUSEKEEP_NS;
+    while (!G.failed && G.ready < G.nconns) {
+        now = now_ns();
+        /* All at once, but a few hundred connect() calls per loop turn: a client sends
+         * its CONNECT as soon as its connection is up, not after 19,000 others were
+         * started (the broker's idle timeout, 15 s, would close it first). */
+        for (int n = 0; !G.failed && G.started < G.nconns && G.pending < concurrency && n < 256;
+             n++) {
+            G.pending++;
+            start_conn(&G.conns[G.started++], addr, now);
+        }
+        if (now >= deadline) {
+            fail("reconnect storm timeout: %d of %d connections made", G.ready, G.nconns);
+            break;
+        }
+        if (now >= next_housekeep) {
+            keepalive_sweep(now);
+            next_housekeep = now + HOUSEKEEP_NS;
+        }
+        loop_turn(G.started < G.nconns ? 0 : ms_until(deadline, now, 50));
+    }
+    G.t_storm1 = G.t_idle_last_connack;
+    G.storm_connected = G.ready;
+    /* A second's grace: a connection the broker closes after its CONNACK fails the run. */
+    uint64_t grace_end = now_ns() + sec_to_ns(1.0);
+    while (!G.failed && (now = now_ns()) < grace_end)
+        loop_turn(ms_until(grace_end, now, 50));
+    G.rss_storm_kib = broker_rss_kib();
+    if (!G.failed && G.ready != G.nconns)
+        fail("only %d of %d connections open after the reconnect storm", G.ready, G.nconns);
 }
 
 /* ------------------------------------------------------------------ report */
@@ -1332,8 +1506,8 @@ static void report(void)
     printf(", \"protocol_errors\": %" PRIu64, G.protocol_errors);
     double t0 = (double)G.t_meas0, t1 = (double)G.t_meas1;
     if (cfg.scenario == SC_IDLE) {
-        double secs = G.t_idle_last_connack > G.t_setup0
-                          ? (double)(G.t_idle_last_connack - G.t_setup0) / 1e9 : 0.0;
+        uint64_t last = G.t_connect_end ? G.t_connect_end : G.t_idle_last_connack;
+        double secs = last > G.t_setup0 ? (double)(last - G.t_setup0) / 1e9 : 0.0;
         printf(", \"connections\": %d, \"connected\": %d, \"concurrency\": %d", cfg.connections,
                G.connected, cfg.concurrency);
         printf(", \"connect_seconds\": %.3f, \"connect_rate\": %.1f", secs,
@@ -1344,13 +1518,37 @@ static void report(void)
         if (G.rss_before_kib >= 0 && G.rss_after_kib >= 0 && G.connected > 0)
             printf(", \"rss_per_conn_kib\": %.3f",
                    (double)(G.rss_after_kib - G.rss_before_kib) / G.connected);
+        double hold = (double)(G.t_hold1 - G.t_hold0);
+        printf(", \"hold_s\": %.1f, \"pings\": %" PRIu64 ", \"pongs\": %" PRIu64,
+               hold / 1e9, G.pings, G.pongs);
+        if (cfg.broker_pid > 0 && hold > 0)
+            printf(", \"hold_broker_cpu_pct\": %.2f",
+                   100.0 * (double)(G.cpu_hold1 - G.cpu_hold0) / hold);
+        if (cfg.storm) {
+            double storm = G.t_storm1 > G.t_storm0 ? (double)(G.t_storm1 - G.t_storm0) / 1e9 : 0;
+            printf(", \"disconnect_seconds\": %.3f, \"storm_connected\": %d"
+                   ", \"storm_seconds\": %.3f, \"storm_rate\": %.1f, \"rss_after_storm_kib\": %ld",
+                   (double)(G.t_drain1 - G.t_drain0) / 1e9, G.storm_connected, storm,
+                   storm > 0 ? G.storm_connected / storm : 0.0, G.rss_storm_kib);
+        }
     } else {
         double secs = t1 > t0 ? (t1 - t0) / 1e9 : 0;
         uint64_t tx = G.tx_m1 - G.tx_m0, rx = G.rx_m1 - G.rx_m0;
         printf(", \"qos\": %d, \"publishers\": %d, \"subscribers\": %d, \"payload\": %d",
                cfg.qos, G.npubs, G.nsubs, cfg.payload);
-        if (cfg.scenario == SC_LATENCY)
+        if (cfg.scenario == SC_LATENCY || cfg.scenario == SC_FAIRNESS)
             printf(", \"rate\": %.1f, \"late_ticks\": %" PRIu64, cfg.rate, G.late_ticks);
+        if (cfg.scenario == SC_FAIRNESS) {
+            uint64_t heavy = G.heavy_rx_m1 - G.heavy_rx_m0;
+            printf(", \"stuck\": %d, \"heavy_received\": %" PRIu64 ", \"heavy_receive_rate\": %.1f"
+                   ", \"heavy_mib_s\": %.1f, \"rss_before_kib\": %ld, \"rss_after_kib\": %ld",
+                   cfg.stuck, heavy, secs > 0 ? (double)heavy / secs : 0.0,
+                   secs > 0 ? (double)heavy * cfg.payload / secs / 1048576.0 : 0.0,
+                   G.rss_before_kib, G.rss_after_kib);
+            if (G.rss_before_kib >= 0 && G.rss_after_kib >= 0)
+                printf(", \"rss_growth_mib\": %.1f",
+                       (double)(G.rss_after_kib - G.rss_before_kib) / 1024.0);
+        }
         else
             printf(", \"window\": %d, \"inflight\": %d", cfg.window, cfg.qos ? cfg.inflight : 0);
         printf(", \"warmup_s\": %.3f, \"measured_s\": %.3f", cfg.warmup, secs);
@@ -1390,6 +1588,27 @@ static void report(void)
 
 /* ------------------------------------------------------------------ main */
 
+/* "a,b,c" -> out[], each within [lo, hi]; the count, or -1 if malformed. */
+static int parse_list(const char *text, long lo, long hi, long *out, int max)
+{
+    int n = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < lo || v > hi || n == max)
+            return -1;
+        out[n++] = v;
+        if (*end == ',')
+            end++;
+        else if (*end)
+            return -1;
+        p = end;
+    }
+    return n;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -1403,9 +1622,12 @@ static void usage(FILE *f)
         "  pairs     N publisher->subscriber pairs, one topic each (--qos 0|1|2)\n"
         "  latency   1 publisher -> 1 subscriber at a fixed --rate, QoS 0\n"
         "  idle      open --connections idle connections, report connect rate and broker RSS\n"
+        "  fairness  a heavy QoS 0 publisher (--payload, open loop) to a reading subscriber and\n"
+        "            --stuck subscribers that stop reading, beside a QoS 1 probe pair at --rate:\n"
+        "            the probe's latency p50/p99 and what the reading subscriber got\n"
         "\n"
         "options:\n"
-        "  -s, --scenario NAME      fanin|fanout|pairs|latency|idle (default fanin)\n"
+        "  -s, --scenario NAME      fanin|fanout|pairs|latency|idle|fairness (default fanin)\n"
         "  -H, --host ADDR          broker IPv4 address (default 127.0.0.1)\n"
         "  -p, --port PORT          broker port (required)\n"
         "  -P, --publishers N       default: fanin 10, fanout 1, pairs 10, latency 1\n"
@@ -1416,11 +1638,19 @@ static void usage(FILE *f)
         "      --inflight N         max unacknowledged QoS 1/2 messages, per publisher (10)\n"
         "  -d, --duration SECS      measured time (default 5)\n"
         "  -w, --warmup SECS        unmeasured load before it (default 1)\n"
-        "      --rate MSGS          latency: messages per second (default 1000)\n"
+        "      --rate MSGS          latency, fairness: probe messages per second (default 1000)\n"
         "      --connections N      idle: connections to open (default 10000)\n"
         "      --concurrency N      idle: handshakes in flight at once (default 50)\n"
-        "      --settle SECS        idle: wait with all open before reading RSS (default 1)\n"
+        "      --settle SECS        idle: wait with all open before reading RSS (default 1);\n"
+        "                           the broker's CPU over this hold is reported\n"
+        "      --storm              idle: then every connection sends DISCONNECT at once, and\n"
+        "                           once the broker has closed them all, all reconnect at once\n"
+        "      --storm-concurrency N  idle: handshakes in flight in the storm (default: all)\n"
+        "      --stuck N            fairness: subscribers that stop reading (default 1)\n"
         "      --broker-pid PID     read the broker's CPU time and RSS from /proc\n"
+        "                           (PID,PID,...: a broker of several processes, summed)\n"
+        "      --sub-ports P,P,...  subscriber i connects to the (i mod n)th port (a cluster)\n"
+        "      --pub-ports P,P,...  publisher i likewise (both default to --port)\n"
         "      --topic-prefix STR   topic prefix (default lg/<pid>)\n"
         "      --connect-timeout S  limit for connecting/subscribing everything (default 30)\n"
         "      --loss-timeout S     give up on an undelivered message after S (default 2)\n"
@@ -1475,7 +1705,8 @@ int main(int argc, char **argv)
     enum {
         O_PAYLOAD = 256, O_WINDOW, O_INFLIGHT, O_RATE, O_CONNECTIONS, O_CONCURRENCY, O_SETTLE,
         O_PID, O_PREFIX, O_CTIMEOUT, O_LTIMEOUT, O_KEEPALIVE, O_PERSISTENT, O_MIN_BATCH,
-        O_PER_WRITE, O_SUB_BATCH, O_WILDCARD,
+        O_PER_WRITE, O_SUB_BATCH, O_STUCK, O_STORM, O_STORM_CONC, O_WILDCARD, O_SUB_PORTS,
+        O_PUB_PORTS,
     };
     static const struct option opts[] = {
         {"scenario", required_argument, 0, 's'}, {"host", required_argument, 0, 'H'},
@@ -1495,6 +1726,10 @@ int main(int argc, char **argv)
         {"min-batch", required_argument, 0, O_MIN_BATCH},
         {"per-write", required_argument, 0, O_PER_WRITE},
         {"sub-batch", required_argument, 0, O_SUB_BATCH},
+        {"stuck", required_argument, 0, O_STUCK}, {"storm", no_argument, 0, O_STORM},
+        {"storm-concurrency", required_argument, 0, O_STORM_CONC},
+        {"sub-ports", required_argument, 0, O_SUB_PORTS},
+        {"pub-ports", required_argument, 0, O_PUB_PORTS},
         {"wildcard", no_argument, 0, O_WILDCARD},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
@@ -1528,7 +1763,26 @@ int main(int argc, char **argv)
         case O_CONNECTIONS: bad |= !parse_int(a, 1, 1000000, &v); cfg.connections = (int)v; break;
         case O_CONCURRENCY: bad |= !parse_int(a, 1, 100000, &v); cfg.concurrency = (int)v; break;
         case O_SETTLE: bad |= !parse_double(a, 0, 3600, &cfg.settle); break;
-        case O_PID: bad |= !parse_int(a, 1, 1L << 30, &v); cfg.broker_pid = v; break;
+        case O_PID: {
+            long pids[MAX_PIDS];
+            cfg.nbroker_pids = parse_list(a, 1, 1L << 30, pids, MAX_PIDS);
+            bad |= cfg.nbroker_pids <= 0;
+            for (int i = 0; i < cfg.nbroker_pids; i++)
+                cfg.broker_pids[i] = pids[i];
+            cfg.broker_pid = cfg.nbroker_pids > 0 ? pids[0] : 0;
+            break;
+        }
+        case O_SUB_PORTS:
+        case O_PUB_PORTS: {
+            long ports[MAX_PORTS];
+            int n = parse_list(a, 1, 65535, ports, MAX_PORTS);
+            bad |= n <= 0;
+            int *out = opt == O_SUB_PORTS ? cfg.sub_ports : cfg.pub_ports;
+            for (int i = 0; i < n; i++)
+                out[i] = (int)ports[i];
+            *(opt == O_SUB_PORTS ? &cfg.nsub_ports : &cfg.npub_ports) = n > 0 ? n : 0;
+            break;
+        }
         case O_PREFIX:
             bad |= strlen(a) >= sizeof cfg.topic_prefix || !*a;
             snprintf(cfg.topic_prefix, sizeof cfg.topic_prefix, "%s", a);
@@ -1540,6 +1794,9 @@ int main(int argc, char **argv)
         case O_MIN_BATCH: bad |= !parse_int(a, 1, 60000, &v); cfg.min_batch = (int)v; break;
         case O_PER_WRITE: bad |= !parse_int(a, 0, 60000, &v); cfg.per_write = (int)v; break;
         case O_SUB_BATCH: bad |= !parse_int(a, 1, 1000, &v); cfg.sub_batch = (int)v; break;
+        case O_STUCK: bad |= !parse_int(a, 0, 1000, &v); cfg.stuck = (int)v; break;
+        case O_STORM: cfg.storm = true; break;
+        case O_STORM_CONC: bad |= !parse_int(a, 1, 1000000, &v); cfg.storm_concurrency = (int)v; break;
         case O_WILDCARD: cfg.wildcard = true; break;
         case 'h': usage(stdout); return EXIT_OK;
         default: bad = true; break;
@@ -1581,6 +1838,11 @@ int main(int argc, char **argv)
         cfg.publishers = cfg.subscribers = 0;
         cfg.qos = 0;
         break;
+    case SC_FAIRNESS:
+        cfg.publishers = 2;
+        cfg.subscribers = 2 + cfg.stuck;
+        cfg.qos = 0;
+        break;
     }
     if (!cfg.topic_prefix[0])
         snprintf(cfg.topic_prefix, sizeof cfg.topic_prefix, "lg/%d", (int)getpid());
@@ -1589,6 +1851,22 @@ int main(int argc, char **argv)
     if (inet_pton(AF_INET, cfg.host, &addr.sin_addr) != 1) {
         fprintf(stderr, "loadgen: --host must be an IPv4 address: %s\n", cfg.host);
         return EXIT_USAGE;
+    }
+    if (cfg.nsub_ports == 0) {
+        cfg.sub_ports[0] = cfg.port;
+        cfg.nsub_ports = 1;
+    }
+    if (cfg.npub_ports == 0) {
+        cfg.pub_ports[0] = cfg.port;
+        cfg.npub_ports = 1;
+    }
+    for (int i = 0; i < cfg.nsub_ports; i++) {
+        sub_addrs[i] = addr;
+        sub_addrs[i].sin_port = htons((uint16_t)cfg.sub_ports[i]);
+    }
+    for (int i = 0; i < cfg.npub_ports; i++) {
+        pub_addrs[i] = addr;
+        pub_addrs[i].sin_port = htons((uint16_t)cfg.pub_ports[i]);
     }
 
     /* Thousands of sockets: take the whole hard limit of open files. */
@@ -1600,7 +1878,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     /* Whatever happens (a broker that stops answering), end by ourselves. */
     signal(SIGALRM, watchdog);
-    double budget = cfg.connect_timeout + cfg.warmup + cfg.duration + cfg.settle + 15;
+    double budget = cfg.connect_timeout * (cfg.storm ? 2 : 1) + cfg.warmup + cfg.duration +
+                    cfg.settle + 15;
     alarm((unsigned)budget);
 
     memset(G.filler, 'x', sizeof G.filler);
@@ -1614,7 +1893,7 @@ int main(int argc, char **argv)
     if (cfg.scenario == SC_IDLE)
         run_idle(&addr);
     else
-        run_traffic(&addr);
+        run_traffic();
     disconnect_all();
     report();
     return G.failed || G.protocol_errors ? EXIT_RUN_FAILED : EXIT_OK;

@@ -16,7 +16,10 @@ Scenarios: `qos0` (one publisher, one subscriber on `bench/+`), `fanout`
 (one publisher, ten subscribers, QoS 0), `qos1` (QoS 1 both ways, the
 subscriber acknowledges each delivery), `connect` (a new channel, its CONNECT
 and CONNACK; the figure is per connection: the broker's side of
-`profile_conn.py callgrind` without sockets and event loop).  Each runs in its
+`profile_conn.py callgrind` without sockets and event loop), `decode` (one
+QoS 1 PUBLISH's bytes, 3.1.1, a 27-character topic, through `Decoder.feed`:
+what the codec's checks cost, since the other scenarios hand the channel
+packets already decoded).  Each runs in its
 own valgrind process, instrumented only around the loop; the figure is
 instructions per message.  The subscriptions are wildcards, so the delivery-time
 ACL check (`acl_deliver_check`, on by default) is on the path; `--deliver-check
@@ -41,7 +44,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
 sys.path.insert(0, str(BENCH_DIR))
 
-SCENARIOS = ("qos0", "fanout", "qos1", "connect")
+SCENARIOS = ("qos0", "fanout", "qos1", "connect", "decode")
 
 
 class CountingConnection:
@@ -66,6 +69,9 @@ class CountingConnection:
     def write(self, data: bytes) -> None:
         self.written += len(data)
 
+    def write_ahead(self, data: bytes, later: int) -> None:
+        self.written += len(data)
+
     def close(self) -> None:
         pass
 
@@ -84,6 +90,8 @@ async def run(scenario: str, n: int, cg: Any, deliver_check: bool = True) -> dic
     from starling.broker import DEFAULT_ACL_CONF, Broker, BrokerOptions, Channel, parse_acl
     from starling.mqtt import Connect, Puback, Publish, Subscribe, SubscriptionOptions
 
+    if scenario == "decode":
+        return run_decode(n, cg)
     broker = Broker(BrokerOptions(acl_deliver_check=deliver_check))
     broker.acl.replace(parse_acl(DEFAULT_ACL_CONF))  # as a node has it: the ACL file
     broker.acl.attach(broker.hooks)
@@ -154,6 +162,22 @@ async def run_connects(broker: Any, n: int, cg: Any) -> dict[str, Any]:
     await broker.stop()
     return {"scenario": "connect", "messages": n, "connected": connected,
             "bytes_to_clients": written}
+
+
+def run_decode(n: int, cg: Any) -> dict[str, Any]:
+    from starling.mqtt import Decoder, Publish, encode
+
+    data = encode(Publish("bench/sensor/42/temperature", b"x" * 64, 1, packet_id=7), 4)
+    feed = Decoder(protocol_level=4).feed
+    for _ in range(100):  # warm-up
+        feed(data)
+    if cg is not None:
+        cg.cg_start()
+    for _ in range(n):
+        feed(data)
+    if cg is not None:
+        cg.cg_stop()
+    return {"scenario": "decode", "messages": n, "bytes_decoded": n * len(data)}
 
 
 def inner(args: argparse.Namespace) -> int:

@@ -82,7 +82,7 @@ class Metric:
     label: str
     path: tuple[str, ...]
     higher_is_better: bool
-    fmt: str  # "rate", "us" or "kib"
+    fmt: str  # "rate", "us", "kib" or "num" (two decimals)
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,7 @@ class Scenario:
     #: The broker runs as fast as it can (closed loop, or connects): loadgen's CPU share
     #: is checked against the broker's ("generator-bound").  Not for the fixed-rate latency.
     throughput: bool = True
+    default: bool = True  # run when --scenarios is not given
 
 
 def _traffic_budget(a: argparse.Namespace) -> float:
@@ -106,7 +107,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "fanin", "10 publishers -> 1 subscriber on a wildcard filter, QoS 0, 64-byte payloads",
         lambda a: ["--scenario", "fanin", "--publishers", "10", "--payload", "64", *BATCH_QOS0],
-        (Metric("fanin", "fan-in QoS0 10->1, msg/s received", ("receive_rate",), True, "rate"),),
+        (Metric("fanin", "fan-in QoS0 10->1, msg/s received", ("receive_rate",), True, "rate"),
+         Metric("fanin_cpu", "fan-in QoS0: msg per broker CPU-second", ("receive_per_cpu_s",),
+                True, "rate")),
         _traffic_budget,
     ),
     Scenario(
@@ -122,7 +125,9 @@ SCENARIOS: tuple[Scenario, ...] = (
         "fanout", "1 publisher -> 100 subscribers on one topic, QoS 0, 64-byte payloads",
         lambda a: ["--scenario", "fanout", "--subscribers", "100", "--payload", "64",
                    *BATCH_QOS0],
-        (Metric("fanout", "fan-out QoS0 1->100, deliveries/s", ("receive_rate",), True, "rate"),),
+        (Metric("fanout", "fan-out QoS0 1->100, deliveries/s", ("receive_rate",), True, "rate"),
+         Metric("fanout_cpu", "fan-out QoS0: deliveries per broker CPU-second",
+                ("receive_per_cpu_s",), True, "rate")),
         _traffic_budget,
     ),
     Scenario(
@@ -181,6 +186,44 @@ SCENARIOS: tuple[Scenario, ...] = (
         _traffic_budget,
         noisy_pct=10.0,  # a p99 moves with any neighbour that wakes up
         throughput=False,  # open loop at a fixed rate: both sides mostly idle
+    ),
+    Scenario(
+        "fairness", "a heavy publisher (16 KiB QoS 0, as fast as the broker takes them) to a "
+        "reading subscriber and a stuck one, beside a QoS 1 probe pair at 200 msg/s",
+        lambda a: ["--scenario", "fairness", "--payload", "16384", "--rate", "200",
+                   "--stuck", "1"],
+        (
+            Metric("fair_p50", "probe latency beside a heavy publisher p50, us (lower=better)",
+                   ("latency_us", "p50"), False, "us"),
+            Metric("fair_p99", "probe latency beside a heavy publisher p99, us (lower=better)",
+                   ("latency_us", "p99"), False, "us"),
+            Metric("fair_heavy", "heavy publisher's MiB/s to the reading subscriber",
+                   ("heavy_mib_s",), True, "num"),
+            Metric("fair_rss", "broker RSS growth with a stuck subscriber, MiB (lower=better)",
+                   ("rss_growth_mib",), False, "num"),
+        ),
+        _traffic_budget,
+    ),
+    Scenario(
+        "scale", "open --scale-connections connections, hold them --scale-hold s with "
+        "keepalive traffic (60 s keepalive: a PINGREQ every 30 s each), then all send "
+        "DISCONNECT at once and, once closed, all reconnect at once",
+        lambda a: ["--scenario", "idle", "--connections", str(a.scale_connections),
+                   "--concurrency", str(IDLE_CONCURRENCY), "--settle", str(a.scale_hold),
+                   "--keepalive", "60", "--storm", "--connect-timeout", str(a.idle_timeout)],
+        (
+            Metric("scale_rate", "scale: connect rate, conn/s", ("connect_rate",), True, "rate"),
+            Metric("scale_rss", "scale: broker RSS, KiB/conn (lower=better)",
+                   ("rss_per_conn_kib",), False, "kib"),
+            Metric("scale_cpu", "scale: broker CPU % holding them (lower=better)",
+                   ("hold_broker_cpu_pct",), False, "num"),
+            Metric("scale_drop", "scale: disconnect storm, s for all (lower=better)",
+                   ("disconnect_seconds",), False, "num"),
+            Metric("scale_storm", "scale: reconnect storm, s for all (lower=better)",
+                   ("storm_seconds",), False, "num"),
+        ),
+        lambda a: float(2 * a.idle_timeout + a.scale_hold + 1 + 30),
+        default=False,
     ),
 )
 SCENARIO_BY_NAME = {s.name: s for s in SCENARIOS}
@@ -303,14 +346,14 @@ def _proc_cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def other_cpu_meter(broker_pid: int, box: dict[str, float]) -> Iterator[None]:
+def other_cpu_meter(broker_pids: Sequence[int], box: dict[str, float]) -> Iterator[None]:
     """CPU used by everything but the broker and loadgen while the block runs.
 
     Sets box["other_cpu_pct"], in percent of one CPU.  A busy neighbour (a test
     suite, a compiler) shows up here and marks the measurement as noisy.
     """
     busy0, _ = _cpu_jiffies()
-    broker0 = _proc_cpu_seconds(broker_pid)
+    broker0 = sum(_proc_cpu_seconds(pid) for pid in broker_pids)
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     try:
@@ -320,7 +363,7 @@ def other_cpu_meter(broker_pid: int, box: dict[str, float]) -> Iterator[None]:
         busy1, _ = _cpu_jiffies()
         kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # loadgen, reaped by now
         loadgen = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
-        broker = _proc_cpu_seconds(broker_pid) - broker0
+        broker = sum(_proc_cpu_seconds(pid) for pid in broker_pids) - broker0
         total = (busy1 - busy0) / os.sysconf("SC_CLK_TCK")
         if wall > 0:
             box["other_cpu_pct"] = max(0.0, 100.0 * (total - loadgen - broker) / wall)
@@ -381,12 +424,19 @@ def build_loadgen(force: bool = False, out: Path = LOADGEN_BIN) -> Path:
 
 
 def run_loadgen(
-    loadgen: Path, port: int, broker_pid: int, extra: list[str], timeout: float,
+    loadgen: Path, port: int, broker_pids: Sequence[int], extra: list[str], timeout: float,
     duration: float, warmup: float, cpu: int | None = LOADGEN_CPU,
+    pub_ports: Sequence[int] = (), sub_ports: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """Run one measurement; the loadgen JSON, plus 'error' if it failed."""
-    cmd = [*pin(cpu), str(loadgen), "--port", str(port), "--broker-pid", str(broker_pid),
+    """Run one measurement; the loadgen JSON, plus 'error' if it failed.  A cluster
+    gives several pids (CPU summed) and the ports its publishers / subscribers use."""
+    cmd = [*pin(cpu), str(loadgen), "--port", str(port),
+           "--broker-pid", ",".join(str(pid) for pid in broker_pids),
            "--duration", str(duration), "--warmup", str(warmup), *extra]
+    if pub_ports:
+        cmd += ["--pub-ports", ",".join(str(p) for p in pub_ports)]
+    if sub_ports:
+        cmd += ["--sub-ports", ",".join(str(p) for p in sub_ports)]
     proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -426,14 +476,34 @@ class RunningBroker:
     port: int
     log_path: Path
     log_tail: list[str] = field(default_factory=list)
+    #: A cluster: its other processes (nodes, nats-server), stopped after `proc`.
+    others: list[subprocess.Popen[Any]] = field(default_factory=list)
+    #: Every process whose CPU counts as the broker's (default: `proc`).
+    cpu_pids: list[int] = field(default_factory=list)
+    #: Where publishers / subscribers connect, in turn (default: `port`).
+    pub_ports: list[int] = field(default_factory=list)
+    sub_ports: list[int] = field(default_factory=list)
+    #: Sockets held open for the run (a subscriber that gives a node a route).
+    holds: list[socket.socket] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
         # setpriv and `taskset -c N cmd` exec what follows, so the pid is the broker's own.
         return self.proc.pid
 
+    @property
+    def pids(self) -> list[int]:
+        return self.cpu_pids or [self.proc.pid]
+
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.proc.poll() is None and all(p.poll() is None for p in self.others)
+
+    def stop(self) -> None:
+        for sock in self.holds:
+            sock.close()
+        stop_process(self.proc)
+        for other in self.others:
+            stop_process(other)
 
 
 class Broker:
@@ -455,7 +525,7 @@ class Broker:
         try:
             yield broker
         finally:
-            stop_process(broker.proc)
+            broker.stop()
 
 
 def _drain(stream: Any, log_path: Path, tail: list[str],
@@ -545,7 +615,8 @@ class Starling(Broker):
     LISTENER = re.compile(r"listener mqtt:tcp:default on ([0-9.]+):(\d+)")
 
     def __init__(self, ref: str | None = None, name: str = "starling",
-                 settings: Sequence[str] = (), compiled: bool = False) -> None:
+                 settings: Sequence[str] = (), compiled: bool = False,
+                 pinned: bool = True) -> None:
         self.ref = ref
         self.root = REPO_ROOT
         self.name = name
@@ -553,6 +624,8 @@ class Starling(Broker):
         self.compiled = compiled
         #: Extra `--set KEY=VALUE` settings: the store variants below.
         self.settings = list(settings)
+        #: On BROKER_CPU (a lone node); a cluster's nodes float over the CPUs.
+        self.pinned = pinned
 
     def _git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, timeout=60)
@@ -606,22 +679,24 @@ class Starling(Broker):
         out = self._git("describe", "--always", "--dirty").stdout.decode().strip()
         return f"{out or 'uncommitted'} (working tree), hot path {self.hot_path()}"
 
-    def start(self, workdir: Path) -> RunningBroker:
-        data_dir = workdir / "starling-data"
+    def start(self, workdir: Path, node: str = "starling", extra: Sequence[str] = (),
+              ) -> RunningBroker:
+        data_dir = workdir / f"{node}-data"
         data_dir.mkdir(exist_ok=True)
-        cmd = [*pin(BROKER_CPU), sys.executable, "-m", "starling", "start",
+        cmd = [*pin(BROKER_CPU if self.pinned else None), sys.executable, "-m", "starling",
+               "start", "--node-name", f"{node}@127.0.0.1",
                "--data-dir", str(data_dir),
                "--set", "listeners.tcp.default.bind=127.0.0.1:0",
                "--set", "listeners.tcp.internal.bind=off", "--set", "listeners.ws.default.bind=off",
                "--set", "management.bind=off",
                "--set", "dashboard.bind=off",
                "--set", "log.level=warning"]
-        for setting in self.settings:
+        for setting in [*self.settings, *extra]:
             cmd += ["--set", setting]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         proc = spawn(cmd, cwd=self.root, env=env, stdout=subprocess.DEVNULL,
                      stderr=subprocess.PIPE, text=True)
-        log_path = workdir / "starling.log"
+        log_path = workdir / f"{node}.log"
         port_box: list[int] = []
         started = threading.Event()
 
@@ -666,8 +741,9 @@ class StarlingRules(Starling):
             "management.bind=127.0.0.1:0", "api.default_app_id=bench",
             f"api.default_app_secret={self.SECRET}"], compiled)
 
-    def start(self, workdir: Path) -> RunningBroker:
-        broker = super().start(workdir)
+    def start(self, workdir: Path, node: str = "starling", extra: Sequence[str] = (),
+              ) -> RunningBroker:
+        broker = super().start(workdir, node, extra)
         try:
             match = next(m for line in broker.log_tail if (m := self.MANAGEMENT.search(line)))
             base = f"http://{match.group(1)}:{match.group(2)}/api/v3"
@@ -687,6 +763,144 @@ class StarlingRules(Starling):
         except (StopIteration, OSError, ValueError) as exc:
             stop_process(broker.proc)
             raise BrokerError(f"could not create the rules: {exc!r}") from exc
+        return broker
+
+
+def nats_server_binary() -> str | None:
+    return shutil.which("nats-server") or next(
+        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.path.exists(p)), None)
+
+
+def hold_subscription(port: int, topic_filter: str) -> socket.socket:
+    """A raw MQTT 3.1.1 client subscribed to `topic_filter`, kept open: it gives the
+    node a route (an open socket the caller closes)."""
+    def packet(kind: int, body: bytes) -> bytes:
+        size, out = len(body), bytearray([kind])
+        while True:
+            byte, size = size % 128, size // 128
+            out.append(byte | (128 if size else 0))
+            if not size:
+                return bytes(out) + body
+    client_id = f"bench-route-{os.getpid()}-{port}".encode()
+    connect = (b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big")
+               + client_id)
+    topic = topic_filter.encode()
+    subscribe = b"\x00\x01" + len(topic).to_bytes(2, "big") + topic + b"\x00"
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(packet(0x10, connect))
+    sock.recv(4)  # CONNACK
+    sock.sendall(packet(0x82, subscribe))
+    sock.recv(5)  # SUBACK
+    return sock
+
+
+class StarlingCluster(Starling):
+    """Two Starling nodes, A and B, joined through a local `nats-server -js`, not
+    pinned (the nodes and NATS share the CPUs with loadgen; for ``local`` A is on
+    the broker CPU, as a lone node is).  `layout`:
+
+    - ``cross``: every publisher on A, every subscriber on B: all traffic crosses;
+    - ``local``: every client on A, while B holds a subscription of its own (A knows a
+      remote route, no message matches it): the cost of being in a cluster;
+    - ``spread``: publishers and subscribers alternate between A and B (the first
+      subscriber on B, the first publisher on A): about half the traffic crosses.
+
+    The broker CPU is A's and B's and NATS's (only A's for ``local``)."""
+
+    def __init__(self, ref: str | None, name: str, layout: str) -> None:
+        super().__init__(ref, name, ["log.level=warning"], pinned=False)
+        self.layout = layout
+
+    def available(self) -> str | None:
+        if nats_server_binary() is None:
+            return "nats-server is not installed (apt-get install nats-server)"
+        return super().available()
+
+    def start(self, workdir: Path, node: str = "a", extra: Sequence[str] = ()) -> RunningBroker:
+        binary = nats_server_binary()
+        assert binary is not None
+        nats_port = free_port()
+        nats = spawn([binary, "-js", "-a", "127.0.0.1", "-p", str(nats_port),
+                      "-sd", str(workdir / "nats")], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+        started: list[RunningBroker] = []
+        try:
+            wait_port(nats_port, nats, BROKER_START_TIMEOUT)
+            join = ["cluster.discovery=nats", f"cluster.nats.servers=nats://127.0.0.1:{nats_port}",
+                    "cluster.name=bench"]
+            for name in ("a", "b"):
+                # local: A alone works, pinned like a lone node, for a fair comparison.
+                self.pinned = self.layout == "local" and name == "a"
+                started.append(super().start(workdir, name, join))
+            a, b = started
+            holds: list[socket.socket] = []
+            if self.layout == "local":
+                holds.append(hold_subscription(b.port, "elsewhere/#"))
+            time.sleep(1.0)  # routes announced and known
+        except BaseException:
+            for broker in started:
+                broker.stop()
+            stop_process(nats)
+            raise
+        a.others = [b.proc, nats]
+        a.holds = holds
+        if self.layout == "local":
+            a.cpu_pids = [a.proc.pid]
+        else:
+            a.cpu_pids = [a.proc.pid, b.proc.pid, nats.pid]
+        if self.layout == "cross":
+            a.pub_ports, a.sub_ports = [a.port], [b.port]
+        elif self.layout == "spread":
+            a.pub_ports, a.sub_ports = [a.port, b.port], [b.port, a.port]
+        return a
+
+
+class StarlingWorkers(Starling):
+    """`starling start --workers 2`: two nodes sharing one port (SO_REUSEPORT spreads
+    the connections), with the nats-server the command starts.  Not pinned.  The
+    broker CPU is the supervisor's children: both workers and nats-server."""
+
+    def __init__(self, ref: str | None) -> None:
+        super().__init__(ref, "starling-workers2", ["log.level=warning"], pinned=False)
+
+    def available(self) -> str | None:
+        if nats_server_binary() is None:
+            return "nats-server is not installed (apt-get install nats-server)"
+        return super().available()
+
+    def start(self, workdir: Path, node: str = "starling", extra: Sequence[str] = (),
+              ) -> RunningBroker:
+        data_dir = workdir / "workers-data"
+        data_dir.mkdir(exist_ok=True)
+        port = free_port()
+        cmd = [sys.executable, "-m", "starling", "start", "--workers", "2",
+               "--data-dir", str(data_dir),
+               "--set", f"listeners.tcp.default.bind=127.0.0.1:{port}",
+               "--set", "listeners.tcp.internal.bind=off", "--set", "listeners.ws.default.bind=off",
+               "--set", "management.bind=off", "--set", "dashboard.bind=off",
+               *(arg for setting in self.settings for arg in ("--set", setting))]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = spawn(cmd, cwd=self.root, env=env, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.PIPE, text=True)
+        log_path = workdir / "workers.log"
+        broker = RunningBroker(self.name, proc, port, log_path)
+        started = threading.Semaphore(0)
+
+        def on_line(line: str) -> None:
+            if "node started" in line:
+                started.release()
+
+        threading.Thread(target=_drain, args=(proc.stderr, log_path, broker.log_tail, on_line),
+                         daemon=True).start()
+        deadline = time.monotonic() + BROKER_START_TIMEOUT
+        for _ in range(2):
+            if not started.acquire(timeout=max(0.1, deadline - time.monotonic())):
+                stop_process(proc)
+                tail = "\n    ".join(broker.log_tail[-15:])
+                raise BrokerError(f"workers did not start; last output:\n    {tail}")
+        time.sleep(1.0)  # the workers know each other
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        broker.cpu_pids = [int(pid) for pid in children]
         return broker
 
 
@@ -789,6 +1003,14 @@ BROKERS: dict[str, Callable[[argparse.Namespace], Broker]] = {
                                              ["acl_deliver_check=false"], a.compiled),
     # The rule engine's cost: 10 rules matching every message.
     "starling-rules": lambda a: StarlingRules(a.starling_ref, a.compiled),
+    # Starling at another commit (--base-ref, default main): before/after a change in
+    # one interleaved run (the `starling/starling-base` column is the ratio).
+    "starling-base": lambda a: Starling(a.base_ref, "starling-base", compiled=a.compiled),
+    # Clusters (docs/cluster.md): two nodes and NATS on this machine.
+    "starling-cross": lambda a: StarlingCluster(a.starling_ref, "starling-cross", "cross"),
+    "starling-local": lambda a: StarlingCluster(a.starling_ref, "starling-local", "local"),
+    "starling-spread": lambda a: StarlingCluster(a.starling_ref, "starling-spread", "spread"),
+    "starling-workers2": lambda a: StarlingWorkers(a.starling_ref),
     "mosquitto": lambda a: Mosquitto(),
     # Mosquitto's own default: Nagle's algorithm on (see Mosquitto's docstring).
     "mosquitto-nagle": lambda a: Mosquitto(nagle=True),
@@ -1001,10 +1223,15 @@ def measure(broker: Broker, sc: Scenario, args: argparse.Namespace, loadgen: Pat
             if args.plain_generator:
                 extra = [a for i, a in enumerate(extra) if a not in BATCH_OPTIONS
                          and (i == 0 or extra[i - 1] not in BATCH_OPTIONS)]
-            with other_cpu_meter(rb.pid, box):
-                res = run_loadgen(loadgen, rb.port, rb.pid, extra,
-                                  sc.budget(args), args.duration, args.warmup)
+            with other_cpu_meter(rb.pids, box):
+                res = run_loadgen(loadgen, rb.port, rb.pids, extra,
+                                  sc.budget(args), args.duration, args.warmup,
+                                  pub_ports=rb.pub_ports, sub_ports=rb.sub_ports)
             res.update(box)
+            cpu = res.get("broker_cpu_pct")
+            if res.get("receive_rate") and cpu:
+                # What one broker CPU-second carries: comparable across process counts.
+                res["receive_per_cpu_s"] = 100.0 * float(res["receive_rate"]) / float(cpu)
             if not rb.alive():
                 res["ok"] = False
                 res["error"] = f"broker died (status {rb.proc.returncode})"
@@ -1026,14 +1253,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog="scenarios: " + "; ".join(f"{s.name}: {s.description}" for s in SCENARIOS))
     p.add_argument("--brokers", default="starling,mosquitto",
                    help="comma-separated, from starling,mosquitto,amqtt (default: %(default)s)")
-    p.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS),
-                   help="comma-separated (default: all: %(default)s)")
+    p.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS if s.default),
+                   help="comma-separated (default: %(default)s; also: "
+                   + ",".join(s.name for s in SCENARIOS if not s.default) + ")")
     p.add_argument("--duration", type=float, help="measured seconds per run (default 5, quick 1)")
     p.add_argument("--warmup", type=float, help="unmeasured seconds before it (default 1, quick 0.3)")
     p.add_argument("--runs", type=int, help="runs per scenario and broker; the median is reported "
                    "(default 1)")
     p.add_argument("--idle-connections", type=int,
                    help="connections in the idle scenario (default 10000, quick 1000)")
+    p.add_argument("--scale-connections", type=int, default=19000,
+                   help="connections in the scale scenario (default %(default)s)")
+    p.add_argument("--scale-hold", type=float, default=300.0,
+                   help="seconds the scale scenario holds them (default %(default)s)")
     p.add_argument("--idle-timeout", type=float, default=180.0,
                    help="limit for opening all idle connections, seconds (default %(default)s)")
     p.add_argument("--quiet-wait", type=float, default=60.0,
@@ -1058,6 +1290,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--plain-generator", action="store_true",
                    help="no --min-batch/--sub-batch: loadgen answers every packet as it comes "
                    "(the generator before issue #22, to compare)")
+    p.add_argument("--base-ref", metavar="REF", default="main",
+                   help="the commit the starling-base broker runs (default %(default)s)")
     p.add_argument("--json", metavar="FILE", type=Path, help="also write all results as JSON")
     p.add_argument("--from-json", metavar="FILE", type=Path,
                    help="measure nothing: print the tables of a run saved with --json")
@@ -1133,6 +1367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "idle" in args.scenario_names and nofile < args.idle_connections + 100:
         print(f"run.py: warning: open-file limit {nofile} is below {args.idle_connections} "
               "idle connections; lower --idle-connections or raise the hard limit", file=sys.stderr)
+    if "scale" in args.scenario_names and nofile < args.scale_connections + 100:
+        print(f"run.py: warning: open-file limit {nofile} is below {args.scale_connections} "
+              "connections; lower --scale-connections or raise the hard limit", file=sys.stderr)
     global BROKER_CPU, LOADGEN_CPU
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) >= 2:

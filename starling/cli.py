@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, compiled
+from .cluster import ClusterUnavailable, run_workers
 from .config import Config, ConfigError
 from .store import StoreError
 
@@ -29,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--node-name", help="node name, e.g. starling@127.0.0.1 (node.name)")
     start.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="set any configuration key (repeatable)")
+    start.add_argument("--workers", type=int, default=0, metavar="N",
+                       help="run N nodes as one cluster on this machine, sharing its ports "
+                            "(docs/cluster.md); starts a local nats-server when "
+                            "cluster.discovery is not nats")
     # Parsed by starling.ctl itself (main() hands it everything after "ctl").
     sub.add_parser("ctl", add_help=False,
                    help="operate a running node through its management API "
@@ -84,6 +89,20 @@ async def _run(config: Config) -> None:
         await node.stop()
 
 
+def _without_workers(args: list[str]) -> list[str]:
+    """The `start` arguments minus `--workers N` (what each worker is started with)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["ctl"]:
@@ -108,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     from .node import StartError
 
     log = logging.getLogger("starling")
+    if args.workers:
+        if args.workers < 1:
+            print("starling: --workers must be at least 1", file=sys.stderr)
+            return 2
+        return run_workers(_without_workers(argv[1:]), config, args.workers)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(_run(config))
@@ -119,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (DataDirError, StartError) as exc:
         log.error("cannot start: %s", exc)
+        return 1
+    except ClusterUnavailable as exc:
+        log.error("cannot join the cluster: %s", exc)
         return 1
     except OSError as exc:
         log.error("cannot start: %s", exc.strerror or exc)

@@ -52,6 +52,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log.clients", True, "bool",
             "Log each client's connect, refusal and disconnect (at info) and bad input "
             "(at warning), on the logger starling.clients."),
+    Setting("node.reuse_port", False, "bool",
+            "Bind every listener with SO_REUSEPORT, so several nodes on one machine share "
+            "its ports (set by starling start --workers)."),
     # MQTT listeners (EMQX's later key names).
     Setting("listeners.tcp.default.bind", "0.0.0.0:1883", "bind", "External MQTT/TCP listener."),
     Setting("listeners.tcp.default.zone", "external", "str", "Zone of the listener."),
@@ -80,6 +83,9 @@ SETTINGS: tuple[Setting, ...] = (
                 "Connections beyond this are refused and counted.", low=1),
         Setting(f"listeners.{kind}.*.max_conn_rate", 0, "int",
                 "New connections accepted per second; 0 = unlimited.", low=0),
+        Setting(f"listeners.{kind}.*.max_auth_pending", 1024, "int",
+                "Connections waiting for the authentication chain (a slow backend) at "
+                "once; a CONNECT beyond it is refused: server busy. 0 = unlimited.", low=0),
         Setting(f"listeners.{kind}.*.acceptors", 4, "int", "Reported acceptor count.", low=1),
     )),
     *(setting for kind in ("ssl", "wss") for setting in (
@@ -155,6 +161,49 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("plugins.etc_dir", "", "str",
             "Directory of EMQ X v3 plugin conf files (<plugin>.conf, e.g. "
             "emqx_auth_clientid.conf), read at start; empty = none."),
+    # Cluster (docs/cluster.md): EMQ X's cluster.* names, NATS as the engine.
+    Setting("cluster.discovery", "manual", "str",
+            "manual: a lone node (no NATS); nats: join the cluster named cluster.name "
+            "through the NATS servers in cluster.nats.servers.", choices=("manual", "nats")),
+    Setting("cluster.name", "starling", "str",
+            "Cluster name (letters, digits, - and _): nodes with different names never mix, "
+            "even on the same NATS servers."),
+    Setting("cluster.autoclean", 300.0, "duration",
+            "How long a node that stopped or vanished is listed as Stopped before it is "
+            "forgotten; 0 = never.", low=0, high=31536000),
+    Setting("cluster.heartbeat_interval", 1.0, "duration",
+            "How often a node tells the others it is alive.", low=0, open_low=True, high=3600),
+    Setting("cluster.node_timeout", 3.0, "duration",
+            "A node not heard from for this long is Stopped: its routes are dropped.",
+            low=0, open_low=True, high=3600),
+    Setting("cluster.rpc_timeout", 2.0, "duration",
+            "How long a node waits for another to answer a call (API views, kick, takeover); "
+            "a node that does not answer is reported unreachable.",
+            low=0, open_low=True, high=3600),
+    Setting("cluster.forward_buffer", 16 * 1024 * 1024, "size",
+            "Bytes of messages for other nodes held while NATS is slow or unreachable; "
+            "beyond it messages are dropped and counted (messages/forward/dropped).",
+            low=65536, high=17179869184),
+    Setting("cluster.nats.servers", "nats://127.0.0.1:4222", "str",
+            "NATS servers with JetStream, comma-separated nats:// or tls:// URLs."),
+    Setting("cluster.nats.replicas", 1, "int",
+            "JetStream replicas of the cluster's buckets: 1 with one nats-server, 3 with a "
+            "NATS cluster of three or more servers (a bucket survives a server then).",
+            low=1, high=5),
+    Setting("cluster.nats.connect_timeout", 5.0, "duration",
+            "How long a starting node tries to reach NATS before it gives up.",
+            low=0, open_low=True, high=3600),
+    Setting("cluster.nats.user", "", "str", "NATS user name; empty = none."),
+    Setting("cluster.nats.password", "", "str", "Its password (never logged)."),
+    Setting("cluster.nats.token", "", "str", "NATS authentication token; empty = none."),
+    Setting("cluster.nats.credentials", "", "str",
+            "NATS user credentials file (.creds, JWT and NKey seed); empty = none."),
+    Setting("cluster.nats.tls.cacertfile", "", "str",
+            "CA certificates (PEM) the NATS server certificate is checked against; set, "
+            "the connection uses TLS."),
+    Setting("cluster.nats.tls.certfile", "", "str",
+            "Client certificate (PEM) for NATS servers that ask for one."),
+    Setting("cluster.nats.tls.keyfile", "", "str", "Its private key (PEM)."),
     # Store.
     Setting("store.backend", "sqlite", "str",
             "sqlite (a file in the data dir) or memory (nothing survives a restart).",
@@ -185,6 +234,10 @@ SETTINGS: tuple[Setting, ...] = (
             "How long a new connection may take to send CONNECT.",
             low=0, open_low=True, high=86400),
     Setting("mqtt.retain_available", True, "bool", "Store and deliver retained messages."),
+    Setting("mqtt.allow_control_characters", False, "bool",
+            "Accept control characters (U+0001-U+001F, U+007F-U+009F) in topic names, "
+            "filters, will topics and client ids; off: the connection is closed (client "
+            "ids: CONNACK 2 / 0x85), as Mosquitto does."),
     Setting("mqtt.wildcard_subscription", True, "bool",
             "Allow subscriptions with + and # (refused with 0x80 / 0xA2 when off)."),
     Setting("mqtt.server_keepalive", 0, "int",
@@ -212,7 +265,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("session.max_inflight", 32, "int",
             "QoS 1/2 messages sent and not yet acknowledged, per client.", low=0, high=65535),
     Setting("session.max_mqueue_len", 1000, "int",
-            "Queued messages per session; beyond it the oldest is dropped. 0 = unlimited.", low=0),
+            "Queued messages per session; beyond it one is dropped (the oldest QoS 0 "
+            "first). 0 = unlimited.", low=0),
+    Setting("session.max_mqueue_bytes", 16 * 1024 * 1024, "size",
+            "Topic and payload bytes queued per session (online behind a full socket, or "
+            "offline); beyond it one is dropped (the oldest QoS 0 first). 0 = unlimited.",
+            low=0),
     Setting("session.mqueue_store_qos0", True, "bool",
             "Queue QoS 0 messages for offline persistent sessions."),
     Setting("session.max_awaiting_rel", 100, "int",
@@ -273,6 +331,8 @@ SETTINGS: tuple[Setting, ...] = (
         ("max_topic_levels", "int", "Most topic levels; 0 = no limit."),
         ("max_topic_alias", "int", "Client-to-server topic aliases accepted (5.0)."),
         ("retain_available", "bool", "Accept retained messages."),
+        ("allow_control_characters", "bool",
+         "Accept control characters in topics, filters and client ids."),
         ("wildcard_subscription", "bool", "Accept wildcard subscriptions."),
         ("shared_subscription", "bool", "Accept shared subscriptions."),
         ("server_keepalive", "int", "Keep alive imposed on 5.0 clients; 0 = the client's."),
@@ -288,7 +348,8 @@ SETTINGS: tuple[Setting, ...] = (
         ("await_rel_timeout", "duration", "How long a QoS 2 message awaits its PUBREL."),
         ("session_expiry_interval", "duration",
          "How long an offline persistent 3.x session lives."),
-        ("max_mqueue_len", "int", "Messages queued per offline session; 0 = no limit."),
+        ("max_mqueue_len", "int", "Messages queued per session; 0 = no limit."),
+        ("max_mqueue_bytes", "size", "Bytes queued per session; 0 = no limit."),
         ("mqueue_store_qos0", "bool", "Queue QoS 0 messages for offline sessions."),
         ("publish_limit", "rate",
          "PUBLISH packets a client may send: COUNT,PERIOD (e.g. 100,10s); past it the "
@@ -336,7 +397,7 @@ _ZONE_LIKE = {
     "retry_interval": "session.retry_interval", "max_awaiting_rel": "session.max_awaiting_rel",
     "await_rel_timeout": "session.await_rel_timeout",
     "session_expiry_interval": "session.expiry_interval",
-    "max_mqueue_len": "session.max_mqueue_len",
+    "max_mqueue_len": "session.max_mqueue_len", "max_mqueue_bytes": "session.max_mqueue_bytes",
 }
 
 

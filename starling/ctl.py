@@ -204,6 +204,12 @@ def cmd_broker(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
 
 
 def cmd_cluster(api: ApiClient, args: argparse.Namespace, out: Output) -> None:
+    if args.what == "leave":
+        node = node_of(api, args)
+        with failing_as(f"leave {node}"):
+            api.data("PUT", f"/nodes/{q(node)}/leave")
+        out.out.write(f"{node} left the cluster\n")
+        return
     data = api.data("GET", "/nodes/")
     if out.json(data):
         return
@@ -562,8 +568,11 @@ def parser() -> argparse.ArgumentParser:
     add("status", "is the node running", cmd_status)
     broker = add("broker", "broker info; 'broker stats' and 'broker metrics'", cmd_broker)
     broker.add_argument("what", nargs="?", choices=["info", "stats", "metrics"])
-    cluster = add("cluster", "the nodes of the cluster", cmd_cluster)
-    cluster.add_argument("what", nargs="?", choices=["status"])
+    cluster = add("cluster", "the nodes of the cluster; 'cluster leave [NODE]' makes a node "
+                  "leave it", cmd_cluster)
+    cluster.add_argument("what", nargs="?", choices=["status", "leave"])
+    cluster.add_argument("node", nargs="?", help="with leave: the node (default: the one "
+                         "the ctl talks to)")
 
     clients = add("clients", "list, show or kick connected clients", cmd_clients)
     clients.add_argument("action", nargs="?", choices=["list", "show", "kick"])

@@ -31,6 +31,13 @@ from .api import (
 )
 from .broker import Broker, BrokerOptions, Journal
 from .client_log import ClientLog
+from .cluster import (
+    ClusterConfigError,
+    NameTaken,
+    cluster_settings,
+    make_cluster,
+    remote_nodes,
+)
 from .config import Config, ConfigError
 from .datadir import DataDir
 from .gateways import CoapPlugin, Lwm2mPlugin, SnPlugin, StompPlugin, broker_hub
@@ -77,7 +84,16 @@ from .rules import PLUGIN as RULE_ENGINE
 from .rules import RuleEnginePlugin
 from .runtime_file import RuntimeFile
 from .store import MemoryStore, SQLiteStore, Store
-from .transport import BindError, Listener, ListenerConfig, TlsOptions, Tracer, parse_bind
+from .transport import (
+    BindError,
+    Listener,
+    ListenerConfig,
+    TlsOptions,
+    Tracer,
+    parse_bind,
+    raise_open_files_limit,
+    warn_over_limit,
+)
 
 log = logging.getLogger(__name__)
 startup_log = logging.getLogger("starling.startup")
@@ -108,6 +124,7 @@ def broker_options(config: Config) -> BrokerOptions:
         keepalive_multiplier=config["mqtt.keepalive_multiplier"],
         idle_timeout=config["mqtt.idle_timeout"],
         retain_available=config["mqtt.retain_available"],
+        allow_control_characters=config["mqtt.allow_control_characters"],
         wildcard_subscription=config["mqtt.wildcard_subscription"],
         server_keepalive=config["mqtt.server_keepalive"],
         max_topic_alias=config["mqtt.max_topic_alias"],
@@ -120,6 +137,7 @@ def broker_options(config: Config) -> BrokerOptions:
         session_expiry_interval=config["session.expiry_interval"],
         max_inflight=config["session.max_inflight"],
         max_mqueue_len=config["session.max_mqueue_len"],
+        max_mqueue_bytes=config["session.max_mqueue_bytes"],
         mqueue_store_qos0=config["session.mqueue_store_qos0"],
         max_awaiting_rel=config["session.max_awaiting_rel"],
         await_rel_timeout=config["session.await_rel_timeout"],
@@ -183,6 +201,12 @@ class Node:
         self.config = config
         self.name: str = config["node.name"]
         self.data_dir = Path(config["node.data_dir"])
+        try:
+            self.cluster_settings = cluster_settings(config)
+        except ClusterConfigError as exc:
+            raise ConfigError(str(exc)) from None
+        #: This node's membership of a cluster (`cluster.discovery = nats`), once joined.
+        self.cluster: Any = None
         self.datadir = DataDir(self.data_dir)
         #: How `starling ctl` on this machine reaches the node (written once started).
         self.runtime_file = RuntimeFile(self.data_dir)
@@ -205,8 +229,7 @@ class Node:
             raise ConfigError(f"management.metric_names: {exc}") from None
         self.mgmt = Management(self.local, metric_names=metric_names)
         self.api = ApiContext(self.broker, self.apps, self.name, __version__, self.mgmt)
-        self.plugin_store = PluginStore(self.store.load_kv, self.journal.kv_put,
-                                        self.journal.kv_delete)
+        self.plugin_store = PluginStore(self.store.load_kv, self._kv_put, self._kv_delete)
         self.plugins = PluginRegistry(PluginContext(self.broker, self.name, self.data_dir,
                                                     store=self.plugin_store),
                                       version=f"v{__version__}")
@@ -248,6 +271,7 @@ class Node:
         self.local.plugins = self.plugins
         self.local.forwarder = RouteDispatcher(self.api, build_table(PLUGIN_ROUTES)).forwarded
         self.api.services["listener_control"] = self
+        self.api.services["cluster"] = self
         self.users = UserRegistry()
         self.dashboard = Dashboard(self.api, self.users, self.http_listeners, PLUGIN_ROUTES)
         self.plugins.implement("emqx_dashboard",
@@ -303,7 +327,10 @@ class Node:
                     proxy_address_header=config[f"{prefix}.proxy_address_header"] if web else "",
                     peer_cert_as_username=config[f"{prefix}.peer_cert_as_username"] if tls else "",
                     peer_cert_as_clientid=config[f"{prefix}.peer_cert_as_clientid"] if tls else "",
-                    max_conn_rate=config[f"{prefix}.max_conn_rate"]))
+                    max_conn_rate=config[f"{prefix}.max_conn_rate"],
+                    max_auth_pending=config[f"{prefix}.max_auth_pending"],
+
+                    reuse_port=config["node.reuse_port"]))
         return out
 
     def _tls_options(self, prefix: str) -> TlsOptions | None:
@@ -376,7 +403,8 @@ class Node:
         app = ManagementApp(self.api, build_table(PLUGIN_ROUTES), raw_routes=prometheus_routes(
             self.api, lambda: not self.config["prometheus.auth"]))
         listener = HttpListener(app, "http:management", host, port,
-                                self._http_limits("management"))
+                                self._http_limits("management"),
+                                reuse_port=self.config["node.reuse_port"])
         await listener.start()
         self.http_listeners.append(listener)
 
@@ -449,23 +477,27 @@ class Node:
                          compiled.describe())
 
     async def _start_services(self) -> None:
-        self.apps.attach(self.store.load_kv("apps"), self.journal.kv_put, self.journal.kv_delete)
-        self.users.attach(self.store.load_kv(UserRegistry.TABLE), self.journal.kv_put,
-                          self.journal.kv_delete)
+        self.apps.attach(self.store.load_kv("apps"), self._kv_put, self._kv_delete)
+        self.users.attach(self.store.load_kv(UserRegistry.TABLE), self._kv_put,
+                          self._kv_delete)
         self.users.tokens.attach(self.store.load_kv(self.users.tokens.TABLE),
-                                 self.journal.kv_put, self.journal.kv_delete)
-        self.broker.banned.attach(self.store.load_kv("banned"), self.journal.kv_put,
-                                  self.journal.kv_delete)
+                                 self._kv_put, self._kv_delete)
+        self.broker.banned.attach(self.store.load_kv("banned"), self._kv_put,
+                                  self._kv_delete)
         self.broker.restore()
         await self.broker.start()
         self._broker_started = True
+        await self._join_cluster()
         try:
             await self.acl.start()
         except AclFileError as exc:
             raise ConfigError(str(exc)) from None
         await self._start_plugins()
         self.client_log.start()
-        for listener_config in self._listener_configs():
+        listener_configs = self._listener_configs()
+        warn_over_limit(((c.name, c.max_connections) for c in listener_configs),
+                        raise_open_files_limit())
+        for listener_config in listener_configs:
             try:
                 listener = Listener(self.broker, listener_config)
             except (ValueError, OSError) as exc:  # TLS files or options
@@ -483,6 +515,58 @@ class Node:
         self._bootstrap_app()
         self._write_runtime_file()
 
+    def _kv_put(self, table: str, key: str, text: str) -> None:
+        """A row of a store table changed here: to the store, and to the cluster's
+        copy when the table is one every node shares."""
+        self.journal.kv_put(table, key, text)
+        if self.cluster is not None:
+            self.cluster.tables.put(table, key, text)
+
+    def _kv_delete(self, table: str, key: str) -> None:
+        self.journal.kv_delete(table, key)
+        if self.cluster is not None:
+            self.cluster.tables.delete(table, key)
+
+    async def _join_cluster(self) -> None:
+        """`cluster.discovery = nats`: join before any listener accepts a client (NATS
+        is loaded only here)."""
+        if self.cluster_settings is None:
+            return
+        cluster = make_cluster(self.cluster_settings, self.broker, __version__,
+                               self.journal.kv_put, self.journal.kv_delete, self.store.load_kv)
+        cluster.tables.register("apps", self.apps.apply_row)
+        cluster.tables.register("users", self.users.apply_row)
+        cluster.tables.register("dashboard_tokens", self.users.tokens.apply_row)
+        cluster.tables.register("banned", self.broker.banned.apply_row)
+        cluster.tables.register_rest(self.plugin_store.apply_row)
+        remote = remote_nodes(cluster, self.local)
+        self.broker.attach_cluster(cluster)
+        try:
+            await cluster.start()
+        except NameTaken as exc:
+            self.broker.attach_cluster(None)
+            raise ConfigError(str(exc)) from None
+        except BaseException:
+            self.broker.attach_cluster(None)
+            raise
+        self.cluster = cluster
+        self.mgmt.remote = remote
+        self.mgmt.timeout = self.cluster_settings.rpc_timeout
+
+    async def leave_cluster(self) -> bool:
+        """`starling ctl cluster leave`: the others forget this node at once (no
+        Stopped entry) and it goes on as a lone node until its next start.  False
+        when it is not in a cluster."""
+        cluster = self.cluster
+        if cluster is None:
+            return False
+        self.mgmt.remote = None
+        self.broker.attach_cluster(None)
+        self.cluster = None
+        await cluster.stop(leave=True)
+        log.info("left cluster %s: running alone until the next start", cluster.settings.name)
+        return True
+
     async def stop(self) -> None:
         """Stop what runs (also after a start that failed half-way)."""
         self.runtime_file.remove()
@@ -497,6 +581,10 @@ class Node:
         if self._broker_started:
             self._broker_started = False
             await self.broker.stop()
+        if self.cluster is not None:
+            self.mgmt.remote = None
+            await self.cluster.stop()
+            self.cluster = None
         await asyncio.gather(*(listener.stop() for listener in self.listeners),
                              return_exceptions=True)
         self.listeners.clear()

@@ -161,6 +161,18 @@ API_SETTINGS = {
 }
 
 
+@pytest.fixture(scope="session")
+def spawn_node() -> Callable[[Path, dict[str, str], str], Node]:
+    """Start a node process with the management API on (test credentials) plus
+    `settings`; the caller stops it.  For suites that manage their nodes' lives
+    themselves (tests/cluster: several nodes, killed and restarted)."""
+
+    def spawn(data_dir: Path, settings: dict[str, str], name: str) -> Node:
+        return Node(data_dir, {**BASE_SETTINGS, **API_SETTINGS, **settings}, name).start()
+
+    return spawn
+
+
 @pytest.fixture(scope="module")
 def api_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """A node with the management API on, shared by a test module."""

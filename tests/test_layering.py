@@ -86,8 +86,9 @@ DEPENDS_ON: dict[str, set[str]] = {
                               "starling.mgmt", "starling.api", "starling.dashboard",
                               "starling.client_log", "starling.datadir",
                               "starling.runtime_file", "starling.compiled"},
-    "starling.cli": {"starling", "starling.compiled", "starling.config", "starling.store", "starling.node",
-                     "starling.ctl", "starling.datadir"},
+    #: ... and the cluster: `--workers` runs its supervisor, a failed join is reported.
+    "starling.cli": {"starling", "starling.compiled", "starling.config", "starling.store",
+                     "starling.node", "starling.ctl", "starling.datadir", "starling.cluster"},
     "starling.__main__": {"starling.cli"},
     "starling": {"starling.compiled"},
 }
@@ -95,6 +96,11 @@ DEPENDS_ON: dict[str, set[str]] = {
 FACADES = ("starling.broker", "starling.mqtt", "starling.store", "starling.transport",
            "starling.plugins", "starling.rules", "starling.cluster", "starling.gateways",
            "starling.mgmt", "starling.api", "starling.dashboard")
+#: The cluster's modules a lone node loads (its facade, settings, errors, the
+#: `--workers` supervisor): none of them may import NATS; only the other modules
+#: of starling/cluster may, which `make_cluster` loads for a clustered node.
+LONE_NODE_CLUSTER = ("starling.cluster", "starling.cluster.settings", "starling.cluster.errors",
+                     "starling.cluster.workers")
 #: Where the live client objects (`Channel`, `broker.channels`, `.conn`) may be named.
 SEAM_INSIDE = ("starling.broker", "starling.transport")
 
@@ -210,6 +216,10 @@ def violations(module: str, package: bool, source: str) -> list[str]:
             for forbidden in MGMT_FORBIDDEN:
                 if within(imp.module, forbidden):
                     out.append(f"{where}: the management facade must not depend on {forbidden}")
+        if top == "nats" and (not within(module, "starling.cluster")
+                              or module in LONE_NODE_CLUSTER):
+            out.append(f"{where}: a lone node never imports NATS: only starling/cluster's "
+                       "modules loaded by make_cluster may")
         facade = facade_of(imp.module)
         if facade is not None and imp.module != facade and not within(module, facade):
             out.append(f"{where}: import from {facade} itself, not a submodule")
@@ -391,6 +401,9 @@ def test_no_import_cycles() -> None:
     ("starling.node", False, "from .api.routes.configs import RuntimeConfig"),
     ("starling.ctl_ops", False, "from .node import Node"),
     ("starling.newthing", False, "from starling.broker import Broker"),
+    ("starling.node", False, "import nats"),
+    ("starling.cluster", True, "from nats.js.kv import KeyValue"),
+    ("starling.cluster.settings", False, "import nats.errors"),
 ])
 def test_checker_flags(module: str, package: bool, source: str) -> None:
     assert violations(module, package, source)
@@ -420,6 +433,8 @@ def test_checker_flags(module: str, package: bool, source: str) -> None:
     ("starling.plugins.recon.routes", False, "from .plugin import ReconPlugin"),
     ("starling.plugins.auth.ldap", False, "from ..framework import ConfigKey"),
     ("starling.ctl", False, "from .ctl_ops import add_commands"),
+    ("starling.cluster.link", False, "import nats.errors"),
+    ("starling.cluster", True, "from .link import Cluster"),
 ])
 def test_checker_allows(module: str, package: bool, source: str) -> None:
     assert violations(module, package, source) == []

@@ -45,8 +45,9 @@ class HttpLimits:
 
 class HttpListener:
     def __init__(self, app: Any, name: str, host: str, port: int,
-                 limits: HttpLimits | None = None) -> None:
+                 limits: HttpLimits | None = None, reuse_port: bool = False) -> None:
         self.app = app
+        self.reuse_port = reuse_port
         self.name = name
         self.host = host
         self.port = port
@@ -70,6 +71,8 @@ class HttpListener:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((self.host, self.port))
             sock.listen(128)
         except OSError as exc:

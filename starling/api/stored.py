@@ -45,6 +45,18 @@ class StoredTable(Generic[Row]):
     def all(self) -> list[Row]:
         return list(self._rows.values())
 
+    def apply_row(self, key: str, text: str | None) -> None:
+        """A row changed on another node of the cluster (None: deleted): memory only,
+        the cluster keeps this node's store copy."""
+        if text is None:
+            self._rows.pop(key, None)
+        else:
+            self._rows[key] = self._row(json.loads(text))
+        self._row_changed(key)
+
+    def _row_changed(self, key: str) -> None:
+        """A subclass's caches of `key` are stale."""
+
     def _write(self, key: str, row: Row) -> None:
         self._rows[key] = row
         if self._save is not None:

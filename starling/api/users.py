@@ -130,6 +130,9 @@ class UserRegistry(StoredTable[DashboardUser]):
         return DashboardUser(**data)
 
     # -- writing ---------------------------------------------------------------------
+    def _row_changed(self, key: str) -> None:
+        self._verified.pop(key, None)  # a password changed on another node
+
     def _put(self, user: DashboardUser) -> None:
         self._verified.pop(user.username, None)
         self._write(user.username, user)

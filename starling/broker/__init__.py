@@ -30,6 +30,7 @@ from .broker import DISCARDED, Broker
 from .channel import Channel, Connection
 from .client import CLOSED, CONNECTED, CONNECTING, NEW, Client, ClientHost
 from .clock import Clock, Timer
+from .cluster import ClusterLink, GroupKey
 from .hooks import (
     STOP,
     HookPoint,
@@ -62,6 +63,7 @@ from .options import BrokerOptions
 from .outlet import Outlet
 from .queries import BrokerQueries
 from .retained import RetainerSettings
+from .router import Router
 from .session import Session
 from .snapshots import ConnectionSnapshot, SessionSnapshot, SubscriptionSnapshot
 from .stats import STAT_NAMES
@@ -104,9 +106,11 @@ __all__ = [
     "ClientHost",
     "ClientInfo",
     "Clock",
+    "ClusterLink",
     "Connection",
     "ConnectionMemory",
     "ConnectionSnapshot",
+    "GroupKey",
     "HookPoint",
     "Hooks",
     "InternalAcl",
@@ -131,6 +135,7 @@ __all__ = [
     "OnSessionUnsubscribed",
     "Outlet",
     "RetainerSettings",
+    "Router",
     "Session",
     "SessionSnapshot",
     "Stop",

@@ -113,6 +113,18 @@ class Banned:
         self._save = save
         self._delete = delete
 
+    def apply_row(self, key: str, text: str | None) -> None:
+        """A ban made or lifted on another node of the cluster: in force here too
+        (connections it covers are closed), without writing it back."""
+        if text is None:
+            kind, _, who = key.partition(":")
+            self._bans.pop((kind, who), None)
+            return
+        ban = Ban.from_json(text)
+        self._index(ban)
+        if self.on_ban is not None and not ban.expired(time.time()):
+            self.on_ban(ban)
+
     def _index(self, ban: Ban) -> None:
         self._bans.pop(ban.key, None)  # a replaced ban moves to the end
         self._bans[ban.key] = ban

@@ -28,7 +28,12 @@ from starling.mqtt import (
     parse_share,
     topic_levels_ok,
 )
-from starling.store import MemoryStore
+from starling.store import (
+    MemoryStore,
+    SessionMessageRecord,
+    SessionRecord,
+    SubscriptionRecord,
+)
 
 from . import metrics as m
 from .acl import AclCache, InternalAcl, acl_topic
@@ -36,9 +41,10 @@ from .alarms import AlarmMonitor, Alarms
 from .banned import IP_ADDRESS, USERNAME, Ban, Banned, normalize_ip
 from .client import CLOSED, CONNECTED, Client
 from .clock import Clock, Timer
+from .cluster import ClusterLink, GroupKey
 from .hooks import HookPoint, Hooks, Points
 from .info import ClientInfo
-from .journal import Journal, message_of
+from .journal import Journal, message_of, record_of
 from .memory import ConnectionMemory, connection_memory
 from .message import Message, reset_message_ids
 from .options import BrokerOptions
@@ -130,6 +136,8 @@ class Broker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._housekeeping: Timer | None = None
         self.running = False
+        #: The cluster this node belongs to; None: a lone node.
+        self.cluster: ClusterLink | None = None
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self) -> None:
@@ -193,7 +201,6 @@ class Broker:
         store = self.journal.store
         reset_message_ids(store.max_message_id() + 1)
         now = time.time()
-        mono = self.clock.monotonic()
         for record in store.load_retained():
             message = message_of(record)
             if message.expires_at is not None and message.expired:
@@ -204,40 +211,47 @@ class Broker:
         for rec in store.load_sessions():
             # A session that was online when the node stopped went offline then.
             gone_at = rec.disconnected_at if rec.disconnected_at is not None else now
-            remaining = rec.expiry_interval - (now - gone_at)
-            session = Session(rec.client_id, False, rec.expiry_interval, self.options,
-                              self.counters, self.clock)
-            session.username, session.peercert = rec.username, rec.peercert
-            session.created_at = rec.created_at
-            if remaining <= 0:
+            if rec.expiry_interval - (now - gone_at) <= 0:
                 self.journal.add(("session_delete", rec.client_id))
                 expired += 1
                 continue
-            for sub in rec.subscriptions:
-                opts = SubscriptionOptions(sub.qos, sub.no_local, sub.retain_as_published,
-                                           sub.retain_handling)
-                session.put_subscription(sub.topic_filter, opts)
-                self._route_add(sub.topic_filter, session, opts)
-            for held in rec.messages:
-                message = message_of(held.message)
-                self.journal.restored(message.id)
-                if held.packet_id is None:
-                    session.enqueue_raw((message, held.qos, held.retain, None))
-                else:
-                    session.put_inflight(held.packet_id, InflightEntry(
-                        message, held.qos, held.retain, mono, held.released))
-            for packet_id in rec.awaiting_rel:
-                session.put_awaiting_rel(packet_id, mono)
-            session.journal = self.journal
-            session.disconnected_at = mono - (now - gone_at)
-            self.sessions[rec.client_id] = session
-            self._expiry_seq += 1
-            heapq.heappush(self._expiry, (session.disconnected_at + session.expiry_interval,
-                                          self._expiry_seq, session))
+            self._install_session(rec, gone_at, restoring=True)
             restored += 1
         if restored or expired or len(self.retained):
             log.info("restored %d sessions (%d expired) and %d retained messages",
                      restored, expired, len(self.retained))
+
+    def _install_session(self, rec: SessionRecord, gone_at: float,
+                         restoring: bool = False) -> Session:
+        """Make an offline session from its record (restored from the store, or
+        handed over by another node), with its routes."""
+        mono = self.clock.monotonic()
+        session = Session(rec.client_id, False, rec.expiry_interval, self.options,
+                          self.counters, self.clock)
+        session.username, session.peercert = rec.username, rec.peercert
+        session.created_at = rec.created_at
+        for sub in rec.subscriptions:
+            opts = SubscriptionOptions(sub.qos, sub.no_local, sub.retain_as_published,
+                                       sub.retain_handling)
+            session.put_subscription(sub.topic_filter, opts)
+            self._route_add(sub.topic_filter, session, opts)
+        for held in rec.messages:
+            message = message_of(held.message)
+            if restoring:
+                self.journal.restored(message.id)
+            if held.packet_id is None:
+                session.enqueue_raw((message, held.qos, held.retain, None))
+            else:
+                session.put_inflight(held.packet_id, InflightEntry(
+                    message, held.qos, held.retain, mono, held.released))
+        for packet_id in rec.awaiting_rel:
+            session.put_awaiting_rel(packet_id, mono)
+        if restoring:
+            session.journal = self.journal
+        session.disconnected_at = mono - (self.clock.time() - gone_at)
+        self.sessions[rec.client_id] = session
+        self._expire_later(session)
+        return session
 
     def _core_stats(self) -> dict[str, int]:
         """The core's gauges (`stats.STAT_NAMES`), read from the live state."""
@@ -300,6 +314,12 @@ class Broker:
             old.takeover()  # closed: its session stays if persistent, else terminated
             taken_over = held is not None and self.sessions.get(client_id) is held
         session = self.sessions.get(client_id)
+        if session is not None and session.pending_will is not None and \
+                not self._expired(session):
+            # Back before the Will Delay Interval passed: no will, whether the session
+            # is resumed or started clean [MQTT-3.1.3-9, MQTT-3.1.2-8].
+            session.pending_will[1].cancel()
+            session.pending_will = None
         if session is not None and (clean_start or self._expired(session)):
             if clean_start:
                 self.discard_session(session, DISCARDED)
@@ -320,9 +340,6 @@ class Broker:
             session.expiry_interval = expiry_interval
             if session.options is not client.options:  # back through another zone
                 session.reconfigure(client.options)
-            if session.pending_will is not None:  # back in time: no will (§3.1.3.2.2)
-                session.pending_will[1].cancel()
-                session.pending_will = None
         session.outlet = client
         session.username, session.peercert = client.username, client.peercert
         session.disconnected_at = None
@@ -456,8 +473,11 @@ class Broker:
             self.journal.session_deleted(session)
             session.journal = None
         session.subscriptions.clear()
+        session.drop_messages()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
+            if self.cluster is not None:
+                self.cluster.released(session.client_id)
         if snapshot is None:
             return
         if discarded:
@@ -485,13 +505,32 @@ class Broker:
             if session.expiry_interval <= 0:
                 self.discard_session(session, reason)
             else:
-                now = self.clock.monotonic()
                 self._persist(session, self.clock.time())
-                session.disconnected_at = now
-                self._expiry_seq += 1
-                heapq.heappush(self._expiry, (now + session.expiry_interval,
-                                              self._expiry_seq, session))
+                session.disconnected_at = self.clock.monotonic()
+                self._expire_later(session)
         self.sys.client_disconnected(client, reason)
+
+    def _expire_later(self, session: Session) -> None:
+        """Put an offline session on the expiry heap.  An entry stays until its deadline
+        even when the session comes back or is discarded meanwhile (the sweep skips it),
+        so when stale entries outnumber the offline sessions the heap is rebuilt: it
+        would otherwise hold every session that went offline in the last expiry
+        interval (2 h), discarded ones with them."""
+        assert session.disconnected_at is not None
+        self._expiry_seq += 1
+        heapq.heappush(self._expiry, (session.disconnected_at + session.expiry_interval,
+                                      self._expiry_seq, session))
+        if len(self._expiry) > 2 * len(self.sessions) + 1024:
+            # Keep the latest entry of each session still registered and offline.
+            latest: dict[int, tuple[float, int, Session]] = {}
+            for entry in self._expiry:
+                queued = entry[2]
+                if queued.outlet is None and self.sessions.get(queued.client_id) is queued:
+                    kept = latest.get(id(queued))
+                    if kept is None or kept[1] < entry[1]:
+                        latest[id(queued)] = entry
+            self._expiry = list(latest.values())
+            heapq.heapify(self._expiry)
 
     def kick(self, client_id: str) -> bool:
         """Close a connected client (REST kickout): its will is published."""
@@ -515,6 +554,131 @@ class Broker:
             if client.options.enable_ban:  # zone `enable_ban = off`: not enforced
                 self.banned.kicked += 1
                 client.kick("banned")
+
+    # -- the cluster (starling.cluster, through the ClusterLink interface) ------------------
+    def attach_cluster(self, link: ClusterLink | None) -> None:
+        """Join a cluster (or leave it, None): the link learns every route the node
+        has now (restored sessions), and from then on every change."""
+        self.cluster = link
+        if link is None:
+            return
+        for topic_filter in self.router.filters():
+            link.route_changed("", topic_filter, 1)
+        for (name, real), group in self.shared_groups.items():
+            link.route_changed(name, real, len(group.members))
+
+    def drop_session(self, client_id: str) -> None:
+        """Forget an offline session another node owns now (no will, no hooks)."""
+        session = self.sessions.get(client_id)
+        if session is not None and session.outlet is None:
+            self._drop_session(session)
+
+    async def claim_client(self, client_id: str, clean_start: bool) -> None:
+        """Before `client_id`'s session opens here: make this node its owner in the
+        cluster.  A session another node had is moved here (the other node closed
+        its connection), to be resumed by `open_session`."""
+        if self.cluster is None:
+            return
+        record = await self.cluster.claim(client_id, clean_start)
+        if record is None or clean_start:
+            return
+        old = self.sessions.get(client_id)
+        if old is not None and old.outlet is None:
+            self._drop_session(old)  # an older copy of the same session
+        if client_id not in self.sessions:
+            session = self._install_session(record, record.disconnected_at or self.clock.time())
+            self._persist(session, record.disconnected_at or self.clock.time())
+
+    def dispatch_remote(self, message: Message, plain: bool,
+                        groups: tuple[GroupKey, ...]) -> int:
+        """A message another node forwarded: to this node's matching plain
+        subscribers (`plain`) and one local member of each shared group in
+        `groups` (the other node chose this node for them)."""
+        delivered = 0
+        msg_qos = message.qos
+        if plain:
+            subscribers = self.router.match(message.topic)
+            sender = message.sender
+            for session, opts in subscribers.items():
+                if opts.no_local and session.client_id == sender:
+                    continue
+                qos = opts.qos if opts.qos < msg_qos else msg_qos
+                session.deliver(message, qos, message.retain and opts.retain_as_published)
+                delivered += 1
+            if subscribers and self.hooks.has(Points.MESSAGE_DELIVERED):
+                for session in subscribers:
+                    self.hooks.run(Points.MESSAGE_DELIVERED, session.client_id, message)
+        strategy = self.options.shared_subscription_strategy
+        for key in groups:
+            group = self.shared_groups.get(key)
+            picked = group.pick(strategy, message.sender) if group is not None else None
+            if picked is None or group is None:
+                continue  # the group's last member here left meanwhile
+            session, opts = picked
+            qos = opts.qos if opts.qos < msg_qos else msg_qos
+            session.deliver(message, qos, message.retain and opts.retain_as_published,
+                            group.full_filter)
+            delivered += 1
+        if not delivered and not message.sys:
+            self.counters[m.MESSAGES_DROPPED] += 1
+        return delivered
+
+    def hand_over(self, client_id: str, keep_session: bool) -> SessionRecord | None:
+        """Another node took `client_id` over: close its connection here (as a
+        takeover) and give up its session, returned as a record when
+        `keep_session` (the new node resumes it) and it is persistent."""
+        client = self.channels.get(client_id)
+        if client is not None:
+            client.takeover()  # closed: its session stays if persistent, else terminated
+        session = self.sessions.get(client_id)
+        if session is None:
+            return None
+        if not keep_session or session.expiry_interval <= 0:
+            self.discard_session(session, DISCARDED)
+            return None
+        if self.hooks.has(HookPoint.SESSION_TAKEOVERED):
+            self.hooks.run(HookPoint.SESSION_TAKEOVERED, client_id, SessionSnapshot.of(session))
+        record = self._session_record(session)
+        self._drop_session(session)
+        return record
+
+    def _session_record(self, session: Session) -> SessionRecord:
+        subs = [SubscriptionRecord(f, o.qos, o.no_local, o.retain_as_published,
+                                   o.retain_handling) for f, o in session.subscriptions.items()]
+        held: list[SessionMessageRecord] = []
+        for packet_id, entry in session.inflight.items():
+            held.append(SessionMessageRecord(record_of(entry.message), len(held), entry.qos,
+                                             entry.retain, packet_id, entry.released))
+        for message, qos, retain, _via in session.mqueue:
+            held.append(SessionMessageRecord(record_of(message), len(held), qos, retain))
+        return SessionRecord(session.client_id, session.username, session.expiry_interval,
+                             session.created_at, self.clock.time(), subs, held,
+                             list(session.awaiting_rel), session.peercert)
+
+    def _drop_session(self, session: Session) -> None:
+        """Forget a session that lives on elsewhere now: no will, no hooks."""
+        if session.pending_will is not None:
+            session.pending_will[1].cancel()
+            session.pending_will = None
+        for topic_filter in list(session.subscriptions):
+            self._route_remove(topic_filter, session)
+        if session.journal is not None:
+            self.journal.session_deleted(session)
+            session.journal = None
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+
+    def retained_replicated(self, topic: str, message: Message | None) -> None:
+        """A retained message stored (None: cleared) by another node: kept here too,
+        in memory and in the store, not delivered (it was, where it was published)."""
+        if message is None:
+            if self.retained.delete(topic) and self._retained_in_store \
+                    and self.journal.enabled:
+                self.journal.retained_delete(topic)
+            return
+        self.retained.put(message)
+        if self._retained_in_store and self.journal.enabled:
+            self.journal.retained_put(message)
 
     # -- publish -----------------------------------------------------------------
     def publish(self, message: Message) -> int:
@@ -586,6 +750,8 @@ class Broker:
                 self.journal.retained_put(message)
             else:
                 self.journal.retained_delete(topic)
+        if self.cluster is not None and not message.sys:
+            self.cluster.retained_changed(topic, message if message.payload else None)
 
     def needs_store(self, message: Message) -> bool:
         """Would routing `message` write to the store (a persistent session holds
@@ -631,7 +797,12 @@ class Broker:
 
     def dispatch(self, message: Message) -> int:
         subscribers = self.router.match(message.topic)
-        shared = self._dispatch_shared(message) if self.shared_groups else 0
+        remote = 0
+        elsewhere = None
+        if self.cluster is not None:  # to the other nodes with a matching route
+            remote, elsewhere = self.cluster.forward(message)
+        shared = self._dispatch_shared(message, elsewhere) if self.shared_groups else 0
+        shared += remote
         if not subscribers:
             if not shared and not message.sys:
                 self.counters[m.MESSAGES_DROPPED] += 1
@@ -651,11 +822,15 @@ class Broker:
                 self.hooks.run(Points.MESSAGE_DELIVERED, session.client_id, message)
         return len(subscribers) + shared
 
-    def _dispatch_shared(self, message: Message) -> int:
-        """One member of each matching shared group gets the message."""
+    def _dispatch_shared(self, message: Message,
+                         elsewhere: frozenset[GroupKey] | None = None) -> int:
+        """One member of each matching shared group gets the message (in a cluster,
+        groups in `elsewhere` are served by a member on another node)."""
         delivered = 0
         strategy = self.options.shared_subscription_strategy
         for group in self.shared_router.match(message.topic):
+            if elsewhere and (group.name, group.topic_filter) in elsewhere:
+                continue
             picked = group.pick(strategy, message.sender)
             if picked is None:
                 continue
@@ -695,17 +870,23 @@ class Broker:
         """Route a subscription; `session.acl_wildcards` counts those whose
         deliveries are checked (`_checked`)."""
         name, real = parse_share(topic_filter)
+        cluster = self.cluster
         if name is None:
             if self.router.subscribe(topic_filter, session, opts) and self._checked(real):
                 session.acl_wildcards += 1
+            if cluster is not None and len(self.router.subscribers(topic_filter)) == 1:
+                cluster.route_changed("", topic_filter, 1)
             return
         group = self.shared_groups.get((name, real))
         if group is None:
             group = self.shared_groups[(name, real)] = SharedGroup(name, real)
             self.shared_router.subscribe(real, group, SubscriptionOptions(2))
+        count = len(group.members)
         if session not in group.members and self._checked(real):
             session.acl_wildcards += 1
         group.members[session] = opts
+        if cluster is not None and len(group.members) != count:
+            cluster.route_changed(name, real, len(group.members))
 
     def _checked(self, real_filter: str) -> bool:
         """Are the deliveries of a subscription to this filter ACL-checked?  Those
@@ -714,9 +895,13 @@ class Broker:
 
     def _route_remove(self, topic_filter: str, session: Session) -> None:
         name, real = parse_share(topic_filter)
+        cluster = self.cluster
         if name is None:
-            if self.router.unsubscribe(topic_filter, session) and self._checked(real):
-                session.acl_wildcards -= 1
+            if self.router.unsubscribe(topic_filter, session):
+                if self._checked(real):
+                    session.acl_wildcards -= 1
+                if cluster is not None and not self.router.subscribers(topic_filter):
+                    cluster.route_changed("", topic_filter, 0)
             return
         group = self.shared_groups.get((name, real))
         if group is None or group.members.pop(session, None) is None:
@@ -726,6 +911,8 @@ class Broker:
         if not group.members:
             del self.shared_groups[(name, real)]
             self.shared_router.unsubscribe(real, group)
+        if cluster is not None:
+            cluster.route_changed(name, real, len(group.members))
 
     def deliver_retained(self, session: Session, topic_filter: str, granted_qos: int) -> None:
         """Send retained messages matching a new subscription, RETAIN set [MQTT-3.3.1-8].

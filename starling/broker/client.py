@@ -26,6 +26,7 @@ from starling.mqtt import (
     ReasonCode,
     SubscriptionOptions,
     Will,
+    has_control_characters,
     is_valid_topic_filter,
     is_valid_topic_name,
     is_wildcard,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from .acl import AclCache
     from .banned import Banned
     from .clock import Clock
+    from .cluster import ClusterLink
     from .hooks import Hooks
     from .journal import Journal
     from .options import BrokerOptions
@@ -76,6 +78,8 @@ class ClientHost(Protocol):
     timers: TimerWheel
     counters: dict[str, int]
     banned: Banned
+    #: The cluster this node belongs to; None: a lone node.
+    cluster: ClusterLink | None
 
     @property
     def acl_is_async(self) -> bool: ...
@@ -85,6 +89,8 @@ class ClientHost(Protocol):
     def track(self, task: asyncio.Task[Any] | Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
     # -- the session and the client registry
+    async def claim_client(self, client_id: str, clean_start: bool) -> None: ...
+
     def open_session(self, client: Client, clean_start: bool,
                      expiry_interval: float) -> tuple[Session, bool]: ...
 
@@ -289,7 +295,7 @@ class Client:
         self.clean_start, self.keepalive, self.will = clean_start, keepalive, will
         self.state = CONNECTING
         self._connect_hook()
-        if not client_id or len(client_id) > self.options.max_clientid_len:
+        if not client_id or not self._client_id_valid(client_id):
             return self._connect_refused(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
         if self._banned():
             return self._connect_refused(ReasonCode.BANNED)
@@ -307,6 +313,8 @@ class Client:
             return self._connect_refused(ReasonCode.BANNED)
         if result.reason_code != _SUCCESS:
             return self._connect_refused(result.reason_code)
+        if not await self._claim():
+            return ReasonCode.UNSPECIFIED_ERROR, False  # closed while the cluster decided
         outcome = self._establish(result, will_allowed, clean_start, expiry_interval)
         if isinstance(outcome, ReasonCode):
             return self._connect_refused(outcome)
@@ -322,6 +330,23 @@ class Client:
         # Deliveries (and `client.connected`) once the caller has answered its client.
         self.broker.clock.call_soon(self._connected, outcome)
         return _SUCCESS, outcome
+
+    def _client_id_valid(self, client_id: str) -> bool:
+        """At most `max_clientid_len` characters, and no control characters unless
+        `allow_control_characters` (a client id is logged and shown: docs/behaviour.md)."""
+        options = self.options
+        return len(client_id) <= options.max_clientid_len and (
+            options.allow_control_characters or not has_control_characters(client_id))
+
+    async def _claim(self) -> bool:
+        """In a cluster: make this node the client id's owner before the session
+        opens (another node's connection is closed, its session may move here);
+        False if the client went away meanwhile."""
+        broker = self.broker
+        if broker.cluster is None:
+            return True
+        await broker.claim_client(self.client_id, self.clean_start)
+        return self.state == CONNECTING
 
     def _connect_refused(self, reason: ReasonCode) -> tuple[ReasonCode, bool]:
         self._connack(reason)
@@ -622,6 +647,10 @@ class Client:
             return
         props = dict(will.properties)
         delay = props.pop(PropertyId.WILL_DELAY_INTERVAL, 0)
+        if delay and self.disconnect_reason == "takeovered":
+            # The connection that took over came before the delay could pass: a new
+            # connection of the client id cancels the will [MQTT-3.1.3-9, MQTT-3.1.2-8].
+            return
         message = Message(will.topic, will.payload, will.qos, will.retain, self.client_id,
                           self.username, self.peerhost, props)
         expiry = props.get(PropertyId.MESSAGE_EXPIRY_INTERVAL)

@@ -76,7 +76,13 @@ EXTRA_METRICS: tuple[str, ...] = (
     "auth/username/failure",
     "auth/username/ignore",
     "messages/delayed",
+    # Clustering (docs/cluster.md): messages from other nodes, and for them but dropped.
+    "messages/forward/received",
+    "messages/forward/dropped",
     "sessions/expired",  #: offline sessions discarded because their expiry passed
+    #: messages dropped from (or not let into) a full session queue: max_mqueue_len or
+    #: max_mqueue_bytes (EMQ X 4.3's delivery.dropped.queue_full); also in messages/dropped
+    "delivery/dropped/queue_full",
     #: persistent sessions discarded, not resumed: the client was not their owner
     "sessions/not_resumed",
     "client/acl/allow",  #: ACL decisions: allowed (EMQ X 4's client.acl.allow)
@@ -119,6 +125,7 @@ PACKETS_MALFORMED = "packets/malformed"
 MESSAGES_RECEIVED = "messages/received"
 MESSAGES_SENT = "messages/sent"
 MESSAGES_DROPPED = "messages/dropped"
+MESSAGES_DROPPED_QUEUE_FULL = "delivery/dropped/queue_full"
 MESSAGES_RETAINED = "messages/retained"
 MESSAGES_EXPIRED = "messages/expired"
 QOS_RECEIVED = ("messages/qos0/received", "messages/qos1/received", "messages/qos2/received")

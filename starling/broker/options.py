@@ -24,6 +24,8 @@ class BrokerOptions:
     idle_timeout: float = 15.0  #: seconds a new connection may wait before CONNECT
     wildcard_subscription: bool = True
     retain_available: bool = True
+    #: Accept U+0001-U+001F, U+007F-U+009F in topics, filters, will topics and client ids.
+    allow_control_characters: bool = False
     # -- MQTT 5.0 -----------------------------------------------------------
     server_keepalive: int = 0  #: 0 = the client's keepalive; else imposed (Server Keep Alive)
     max_topic_alias: int = 65535  #: client->server aliases accepted; 0 = none
@@ -36,6 +38,8 @@ class BrokerOptions:
     session_expiry_interval: float = 7200.0  #: seconds an offline persistent session lives
     max_inflight: int = 32
     max_mqueue_len: int = 1000  #: 0 = unlimited
+    #: Topic and payload bytes a session's queue may hold; 0 = unlimited.
+    max_mqueue_bytes: int = 16 * 1024 * 1024
     mqueue_store_qos0: bool = True
     max_awaiting_rel: int = 100  #: 0 = unlimited
     await_rel_timeout: float = 300.0

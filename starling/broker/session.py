@@ -5,9 +5,11 @@ but not acknowledged, keyed by packet id in send order), the message queue
 for what does not fit the window or arrives while offline, and the packet
 ids of incoming QoS 2 messages awaiting PUBREL.
 
-Bounds, so a slow or absent consumer cannot grow memory without limit:
-the window holds at most `max_inflight`; the queue at most `max_mqueue_len`,
-after which the *oldest* message is dropped and counted (EMQ X's policy).
+Bounds, so a slow, stuck or absent consumer cannot grow memory without limit:
+the window holds at most `max_inflight`; the queue at most `max_mqueue_len`
+messages and `max_mqueue_bytes` bytes (topic and payload), past which a
+message is dropped and counted: the oldest QoS 0 message queued; else the new
+message if it is QoS 0; else the oldest (docs/reliability.md).
 
 The session does no I/O: it hands messages to its outlet (`client.Outlet`:
 the MQTT channel, a gateway's client), which is None while the client is
@@ -16,6 +18,7 @@ offline.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -60,6 +63,8 @@ class _NoQueue(deque[QueueEntry]):
 
 
 _NO_QUEUE = _NoQueue()
+#: How deep a full queue is searched for a QoS 0 message to drop first.
+_QOS0_SCAN = 1000
 
 
 
@@ -102,6 +107,7 @@ class Session:
         "journal",
         "max_inflight",
         "mqueue",
+        "mqueue_bytes",
         "mqueue_dropped",
         "options",
         "outlet",
@@ -138,6 +144,8 @@ class Session:
         self.max_inflight = options.max_inflight or 65535
         #: (message, qos, retain flag, shared subscription it is for or None).
         self.mqueue: deque[QueueEntry] = _NO_QUEUE
+        #: Topic and payload bytes of what `mqueue` holds (`max_mqueue_bytes` bounds it).
+        self.mqueue_bytes = 0
         self.mqueue_dropped = 0
         #: Incoming QoS 2 packet ids → monotonic time received.
         self.awaiting_rel: dict[int, float] = NO_ENTRIES
@@ -193,14 +201,8 @@ class Session:
         if self.outlet is not None:
             window = min(window, self.outlet.receive_maximum)
         self.max_inflight = window
-        limit = options.max_mqueue_len
-        journal = self.journal
-        while limit and len(self.mqueue) > limit:
-            dropped, dropped_qos, _, _ = self.mqueue.popleft()
-            self.mqueue_dropped += 1
-            self.counters[m.MESSAGES_DROPPED] += 1
-            if journal is not None and dropped_qos:
-                journal.done(self, dropped)
+        while self.mqueue and self._over_limit(0):
+            self._drop_queued(1)
         self.drain()
 
     # -- outgoing messages ---------------------------------------------------
@@ -238,18 +240,57 @@ class Session:
         self._enqueue(message, qos, retain, via)
 
     def _enqueue(self, message: Message, qos: int, retain: bool, via: str | None) -> None:
-        limit = self.options.max_mqueue_len
-        journal = self.journal
-        if limit and len(self.mqueue) >= limit:
-            dropped, dropped_qos, _, _ = self.mqueue.popleft()
-            self.mqueue_dropped += 1
-            self.counters[m.MESSAGES_DROPPED] += 1
-            if journal is not None and dropped_qos:
-                journal.done(self, dropped)
+        size = len(message.payload) + len(message.topic)
+        while self.mqueue and self._over_limit(size):
+            if not self._drop_queued(qos):
+                self._count_dropped()  # the new QoS 0 message itself
+                return
         self.enqueue_raw((message, qos, retain, via))
         self.enqueue_msg += 1
-        if journal is not None and qos:
-            journal.held(self, message, qos, retain, None)
+        if self.journal is not None and qos:
+            self.journal.held(self, message, qos, retain, None)
+
+    def _over_limit(self, adding: int) -> bool:
+        """Would the queue, with one more message of `adding` bytes (0: as it is), be
+        over `max_mqueue_len` or `max_mqueue_bytes`?"""
+        options = self.options
+        limit = options.max_mqueue_len
+        if limit and len(self.mqueue) + (1 if adding else 0) > limit:
+            return True
+        byte_limit = options.max_mqueue_bytes
+        return bool(byte_limit) and self.mqueue_bytes + adding > byte_limit
+
+    def _drop_queued(self, arriving_qos: int) -> bool:
+        """Make room: drop the oldest QoS 0 message queued (looking at most
+        `_QOS0_SCAN` deep), else, unless the arriving message is QoS 0 (it is the
+        one to drop: False), the oldest message."""
+        queue = self.mqueue
+        victim = next((i for i, entry in enumerate(itertools.islice(queue, _QOS0_SCAN))
+                       if not entry[1]), None)
+        if victim is None:
+            if not arriving_qos:
+                return False
+            victim = 0
+        message, qos, _, _ = queue[victim]
+        del queue[victim]
+        self.mqueue_bytes -= len(message.payload) + len(message.topic)
+        self.mqueue_dropped += 1
+        self._count_dropped()
+        if self.journal is not None and qos:
+            self.journal.done(self, message)
+        return True
+
+    def _count_dropped(self) -> None:
+        self.counters[m.MESSAGES_DROPPED] += 1
+        self.counters[m.MESSAGES_DROPPED_QUEUE_FULL] += 1
+
+    def drop_messages(self) -> None:
+        """The session has ended: let go of what it still held (nothing is delivered
+        from it any more; anything still referring to the session keeps no message)."""
+        self.mqueue = _NO_QUEUE
+        self.mqueue_bytes = 0
+        self.inflight = NO_ENTRIES
+        self.awaiting_rel = NO_ENTRIES
 
     def _acl_denied(self) -> None:
         """A delivery the subscriber's ACL refused (`acl_deliver_check`): dropped."""
@@ -262,6 +303,8 @@ class Session:
         if self.mqueue is _NO_QUEUE:
             self.mqueue = deque()
         self.mqueue.append(entry)
+        message = entry[0]
+        self.mqueue_bytes += len(message.payload) + len(message.topic)
 
     def drain(self) -> None:
         """Move queued messages into the window while there is room (checked by the
@@ -278,6 +321,7 @@ class Session:
                 if allowed is None:
                     return  # being decided: drained again once it is
             queue.popleft()
+            self.mqueue_bytes -= len(message.payload) + len(message.topic)
             journal = self.journal
             if not allowed or (message.expires_at is not None
                                and message.expires_at <= self.clock.monotonic()):

@@ -55,6 +55,8 @@ from .packets import (
 from .properties import Properties, PropertyId, decode_properties, encode_properties
 from .reason_codes import ConnackReturnCode, ReasonCode, connack_code_for
 from .topics import (
+    has_control_characters,
+    is_empty_filter,
     is_valid_topic_filter,
     is_valid_topic_name,
     is_wildcard,
@@ -107,6 +109,8 @@ __all__ = [
     "encode",
     "encode_properties",
     "encode_publish",
+    "has_control_characters",
+    "is_empty_filter",
     "is_valid_topic_filter",
     "is_valid_topic_name",
     "is_wildcard",

@@ -8,6 +8,13 @@ split at any byte boundary decodes exactly as the same bytes in one piece.
 The decoder starts knowing no protocol level; decoding CONNECT sets it, so
 MQTT 5.0 packets that follow in the same read already parse with properties.
 
+What the specification puts on a packet itself is checked here, so every
+transport (and the fuzzers) gets it: zero-length topic filters, the values of
+PUBLISH and will properties a client must send well-formed, control characters
+in topics and filters (unless `allow_control_characters`), and the looser forms
+MQTT 3.1 (`MQIsdp`) allowed.  Rules that depend on the connection's state
+(topic aliases in use, flow control) are the broker's.
+
 Errors: if a read holds good packets followed by a bad one, `feed()` returns
 the good ones and keeps the error in `pending_error` for the caller to raise
 after handling them (packets a client sent before its mistake still count).
@@ -25,6 +32,7 @@ from .errors import (
     MQTTError,
     PacketTooLarge,
     ProtocolError,
+    TopicAliasInvalid,
     UnsupportedProtocolVersion,
 )
 from .packets import (
@@ -47,10 +55,21 @@ from .packets import (
     Unsubscribe,
     Will,
 )
-from .properties import NO_PROPERTIES, WILL_PROPERTIES, Properties, decode_properties
+from .properties import (
+    NO_PROPERTIES,
+    WILL_PROPERTIES,
+    Properties,
+    PropertyId,
+    decode_properties,
+)
+from .topics import has_control_characters, is_empty_filter, is_valid_topic_name
 
-#: Fixed-header flag bits each packet type must carry [MQTT-2.2.2-1, -2], by type.
-#: PUBLISH's flags carry DUP/QoS/RETAIN and are checked apart; type 0 is reserved.
+#: Fixed-header flag bits each packet type must carry [MQTT-2.2.2-1, -2], by type
+#: (a tuple: one index on the hot path). PUBLISH's flags carry DUP/QoS/RETAIN and
+#: are checked apart; type 0 is reserved. MQTT 3.1 did not fix them (a resent
+#: PUBREL, SUBSCRIBE or UNSUBSCRIBE carried DUP; CONNECT's were "not used"), so a
+#: 3.1 connection's are not checked, and CONNECT's are checked with its body, once
+#: its protocol name is known.
 REQUIRED_FLAGS: tuple[int, ...] = tuple(
     0b0010 if t in (PacketType.PUBREL, PacketType.SUBSCRIBE, PacketType.UNSUBSCRIBE) else 0
     for t in range(16))
@@ -75,18 +94,36 @@ def _check_end(pos: int, end: int) -> None:
         raise MalformedPacket("bytes left over at the end of the packet")
 
 
+def _check_message_properties(props: Properties) -> None:
+    """The properties of a PUBLISH (or a will) whose values a sender must keep
+    well-formed: Payload Format Indicator 0 or 1 (§3.3.2.3.2), a Response Topic
+    that is a topic name [MQTT-3.3.2-14], no Topic Alias 0 [MQTT-3.3.2-8]."""
+    indicator = props.get(PropertyId.PAYLOAD_FORMAT_INDICATOR)
+    if indicator is not None and indicator > 1:
+        raise ProtocolError(f"Payload Format Indicator {indicator}")
+    response_topic = props.get(PropertyId.RESPONSE_TOPIC)
+    if response_topic is not None and not is_valid_topic_name(response_topic):
+        raise ProtocolError("Response Topic is not a topic name")  # [MQTT-3.3.2-14]
+    if props.get(PropertyId.TOPIC_ALIAS) == 0:
+        raise TopicAliasInvalid("topic alias 0")  # [MQTT-3.3.2-8]
+
+
 class Decoder:
     """Turns a byte stream from one peer into packets."""
 
-    __slots__ = ("_buffer", "_need", "_pool_key", "max_packet_size", "pending_error",
-                 "protocol_level")
+    __slots__ = ("_buffer", "_need", "_pool_key", "allow_control_characters",
+                 "max_packet_size", "pending_error", "protocol_level")
 
-    def __init__(self, max_packet_size: int = MAX_PACKET_SIZE, protocol_level: int = 0) -> None:
-        #: Set while the decoder is `shared_decoder`'s for this (size, level).
-        self._pool_key: tuple[int, int] | None = None
+    def __init__(self, max_packet_size: int = MAX_PACKET_SIZE, protocol_level: int = 0,
+                 allow_control_characters: bool = False) -> None:
+        #: Set while the decoder is `shared_decoder`'s for this (size, level, allow).
+        self._pool_key: tuple[int, int, bool] | None = None
         self.max_packet_size = max_packet_size
         #: 0 until a CONNECT is decoded; then 3, 4 or 5.
         self.protocol_level = protocol_level
+        #: Accept U+0001-U+001F and U+007F-U+009F in topics, filters and will
+        #: topics; refused by default, as Mosquitto does (MQTT 5.0 §1.5.4).
+        self.allow_control_characters = allow_control_characters
         self.pending_error: MQTTError | None = None
         #: Bytes of an incomplete packet; a bytearray only while there are some.
         self._buffer: bytes | bytearray = b""
@@ -119,7 +156,8 @@ class Decoder:
                 # Check type and flags before waiting for the body: a peer that
                 # is not speaking MQTT is refused at its first byte.
                 ptype = first >> 4
-                if ptype != 3 and (ptype == 0 or (first & 0x0F) != REQUIRED_FLAGS[ptype]):
+                if ptype != 3 and (ptype == 0 or (first & 0x0F) != REQUIRED_FLAGS[ptype]) and (
+                        ptype == 0 or (ptype != 1 and self.protocol_level != 3)):
                     raise MalformedPacket(
                         f"invalid packet type {ptype} with flags 0x{first & 0x0F:x}")
                 # Remaining Length, inlined: at most 4 bytes [MQTT-2.2.3].
@@ -148,6 +186,8 @@ class Decoder:
                     break
                 if ptype == 3:  # PUBLISH: the hot path, kept out of the table lookup
                     packets.append(self._publish(first, buf, i, end))
+                elif ptype == 1:  # its flags are checked once its protocol is known
+                    packets.append(self._connect(first & 0x0F, buf, i, end))
                 else:  # type and flags were checked above
                     packets.append(_READERS[ptype](self, buf, i, end))
                 pos = end
@@ -183,8 +223,13 @@ class Decoder:
             raise MalformedPacket("string is not valid UTF-8") from None
         if "+" in topic or "#" in topic:
             raise MalformedPacket("wildcard in PUBLISH topic")  # [MQTT-3.3.2-2]
-        if "\x00" in topic:
-            raise MalformedPacket("string contains U+0000")
+        # `isprintable` first: one C call settles the usual topic (~35 instructions a
+        # character; benchmarks/README.md, "Control characters").
+        if not topic.isprintable():
+            if "\x00" in topic:
+                raise MalformedPacket("string contains U+0000")  # [MQTT-1.5.4-2]
+            if not self.allow_control_characters and has_control_characters(topic):
+                raise MalformedPacket("control character in PUBLISH topic")  # §1.5.4
         pos = stop
         packet_id = None
         if qos:
@@ -197,11 +242,13 @@ class Decoder:
         props = None
         if self.protocol_level == 5:
             props, pos = decode_properties(data, pos, end, 3)
+            if props:
+                _check_message_properties(props)
         elif not topic:
             raise MalformedPacket("empty PUBLISH topic")  # [MQTT-4.7.3-1]
         return Publish(topic, data[pos:end], qos, (first & 1) != 0, dup, packet_id, props)
 
-    def _connect(self, data: bytes, pos: int, end: int) -> Connect:
+    def _connect(self, header_flags: int, data: bytes, pos: int, end: int) -> Connect:
         name, pos = decode_string(data, pos, end)
         if pos >= end:
             raise MalformedPacket("CONNECT without protocol level")
@@ -212,12 +259,14 @@ class Decoder:
         name = "MQTT" if name == "MQTT" else "MQIsdp"  # the constants: no copy per connection
         if (name == "MQIsdp") != (level == 3) or level not in (3, 4, 5):
             raise UnsupportedProtocolVersion(f"unsupported protocol level {level}")
+        if header_flags and level != 3:
+            raise MalformedPacket(f"CONNECT with flags 0x{header_flags:x}")  # [MQTT-2.2.2-2]
         if pos + 3 > end:
             raise MalformedPacket("truncated CONNECT")
         flags = data[pos]
         keepalive = (data[pos + 1] << 8) | data[pos + 2]
         pos += 3
-        if flags & 0x01:
+        if flags & 0x01 and level != 3:  # MQTT 3.1 left the bit unused, unchecked
             raise MalformedPacket("CONNECT reserved flag set")  # [MQTT-3.1.2-3]
         will_flag = bool(flags & 0x04)
         will_qos = (flags >> 3) & 3
@@ -236,9 +285,12 @@ class Decoder:
         will = None
         if will_flag:
             will_props, pos = _props(level, data, pos, end, WILL_PROPERTIES)
+            if will_props:
+                _check_message_properties(will_props)
             will_topic, pos = decode_string(data, pos, end)
             if not will_topic or "+" in will_topic or "#" in will_topic:
                 raise MalformedPacket("invalid will topic")  # [MQTT-3.1.3-11]
+            self._check_controls(will_topic, "will topic")
             will_payload, pos = decode_binary(data, pos, end)
             will = Will(will_topic, will_payload, will_qos, will_retain, will_props)
         username = password = None
@@ -306,6 +358,7 @@ class Decoder:
         entries: list[tuple[str, SubscriptionOptions]] = []
         while pos < end:
             topic_filter, pos = decode_string(data, pos, end)
+            self._check_filter(topic_filter)
             if pos >= end:
                 raise MalformedPacket("SUBSCRIBE entry without options")
             options = data[pos]
@@ -327,6 +380,17 @@ class Decoder:
             raise ProtocolError("SUBSCRIBE without topic filters")  # [MQTT-3.8.3-3]
         return Subscribe(packet_id, entries, props)
 
+    def _check_filter(self, topic_filter: str) -> None:
+        """A SUBSCRIBE or UNSUBSCRIBE filter: one the spec does not make invalid per
+        entry (``a/#/b`` is answered 0x80 / 0x8F by the broker) but not a filter at all."""
+        if is_empty_filter(topic_filter):
+            raise ProtocolError(f"zero-length topic filter {topic_filter!r}")  # [MQTT-4.7.3-1]
+        self._check_controls(topic_filter, "topic filter")
+
+    def _check_controls(self, text: str, what: str) -> None:
+        if not self.allow_control_characters and has_control_characters(text):
+            raise MalformedPacket(f"control character in {what}")  # §1.5.4
+
     def _suback(self, data: bytes, pos: int, end: int) -> Suback:
         packet_id, pos = _packet_id(data, pos, end)
         props, pos = _props(self.protocol_level, data, pos, end, 9)
@@ -338,6 +402,7 @@ class Decoder:
         filters: list[str] = []
         while pos < end:
             topic_filter, pos = decode_string(data, pos, end)
+            self._check_filter(topic_filter)
             filters.append(topic_filter)
         if not filters:
             raise ProtocolError("UNSUBSCRIBE without topic filters")  # [MQTT-3.10.3-2]
@@ -382,7 +447,6 @@ class Decoder:
 
 
 _READERS: dict[int, Callable[[Decoder, bytes, int, int], Packet]] = {
-    PacketType.CONNECT: Decoder._connect,
     PacketType.CONNACK: Decoder._connack,
     PacketType.PUBACK: Decoder._puback,
     PacketType.PUBREC: Decoder._pubrec,
@@ -401,19 +465,20 @@ _READERS: dict[int, Callable[[Decoder, bytes, int, int], Packet]] = {
 
 # -- decoders shared between packets ---------------------------------------------
 # Between packets a decoder holds nothing but its size limit and protocol level,
-# so connections share one per (limit, level) instead of keeping 72 bytes each.
+# so connections share one per (limit, level, leniency) instead of keeping 72 bytes each.
 # A connection left with state of its own after `feed` (part of a packet, an
 # error) gets a decoder of its own holding that state, and the shared one is
 # emptied again; an own decoder that holds nothing any more goes back to sharing.
-_SHARED: dict[tuple[int, int], Decoder] = {}
+_SHARED: dict[tuple[int, int, bool], Decoder] = {}
 
 
-def shared_decoder(max_packet_size: int, protocol_level: int = 0) -> Decoder:
-    """The decoder connections with this limit and level use between packets."""
-    key = (max_packet_size, protocol_level)
+def shared_decoder(max_packet_size: int, protocol_level: int = 0,
+                   allow_control_characters: bool = False) -> Decoder:
+    """The decoder connections with this limit, level and leniency use between packets."""
+    key = (max_packet_size, protocol_level, allow_control_characters)
     decoder = _SHARED.get(key)
     if decoder is None:
-        decoder = _SHARED[key] = Decoder(max_packet_size, protocol_level)
+        decoder = _SHARED[key] = Decoder(*key)
         decoder._pool_key = key
     return decoder
 
@@ -422,17 +487,19 @@ def settle_decoder(decoder: Decoder) -> Decoder:
     """After `feed` (returned or raised): the decoder the connection goes on with."""
     key = decoder._pool_key
     level = decoder.protocol_level
+    allow = decoder.allow_control_characters
     stateless = not decoder._buffer and decoder.pending_error is None
     if key is None:  # the connection's own
-        return shared_decoder(decoder.max_packet_size, level) if stateless else decoder
+        return (shared_decoder(decoder.max_packet_size, level, allow) if stateless
+                else decoder)
     if stateless and level == key[1]:
         return decoder
     # The shared decoder took on this connection's state (a CONNECT sets the level):
     # the state moves to a decoder of the connection's own, the shared one is reset.
     if stateless:
-        own = shared_decoder(decoder.max_packet_size, level)
+        own = shared_decoder(decoder.max_packet_size, level, allow)
     else:
-        own = Decoder(decoder.max_packet_size, level)
+        own = Decoder(decoder.max_packet_size, level, allow)
         own._buffer, own._need, own.pending_error = (
             decoder._buffer, decoder._need, decoder.pending_error)
         decoder._buffer, decoder._need, decoder.pending_error = b"", 0, None

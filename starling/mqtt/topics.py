@@ -9,6 +9,8 @@ A filter whose first level is a wildcard does not match topics starting with
 
 from __future__ import annotations
 
+import re
+
 SHARE_PREFIX = "$share/"
 QUEUE_PREFIX = "$queue/"  # EMQ X's older shared-subscription form
 
@@ -21,6 +23,18 @@ def _encodable(text: str) -> bool:
         return len(text.encode()) <= 65535
     except UnicodeEncodeError:  # lone surrogates
         return False
+
+
+#: U+0001-U+001F and U+007F-U+009F: code points a string SHOULD NOT hold, which a
+#: receiver MAY treat as malformed (MQTT 5.0 §1.5.4, MQTT 3.1.1 §1.5.3).
+_CONTROL = re.compile("[\x01-\x1f\x7f-\x9f]")
+
+
+def has_control_characters(text: str) -> bool:
+    """Does `text` hold a control character?  (`isprintable` answers in C for the
+    usual text; only text it flags, which includes a few allowed characters such as
+    U+00A0 or U+FEFF, is searched exactly.)"""
+    return not text.isprintable() and _CONTROL.search(text) is not None
 
 
 def is_valid_topic_name(topic: str) -> bool:
@@ -57,6 +71,16 @@ def parse_share(topic_filter: str) -> tuple[str | None, str]:
     if topic_filter.startswith(QUEUE_PREFIX):
         return "$queue", topic_filter[len(QUEUE_PREFIX):]
     return None, topic_filter
+
+
+def is_empty_filter(topic_filter: str) -> bool:
+    """A zero-length filter, or a shared subscription with a zero-length share name
+    or filter (``$share/g``, ``$share/g/``, ``$share//a``, ``$queue/``): not a
+    filter at all [MQTT-4.7.3-1, MQTT-4.8.2-1, -2], a protocol violation."""
+    if not topic_filter:
+        return True
+    group, real = parse_share(topic_filter)
+    return group is not None and (not group or not real)
 
 
 def is_valid_topic_filter(topic_filter: str) -> bool:

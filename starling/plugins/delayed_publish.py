@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import heapq
 import logging
 import re
@@ -63,8 +64,9 @@ def parse_delayed(topic: str, now: float) -> tuple[float, str] | None:
     return float(n), real
 
 
-def row_of(message: Message, topic: str, publish_at: float) -> dict[str, Any]:
-    """A pending message as the JSON row kept in the store."""
+def row_of(message: Message, topic: str, publish_at: float, node: str) -> dict[str, Any]:
+    """A pending message as the JSON row kept in the store; `node` publishes it (in a
+    cluster every node lists it, the node that took it publishes it)."""
     expires = None
     if message.expires_at is not None:
         expires = time.time() + (message.expires_at - time.monotonic())
@@ -73,7 +75,7 @@ def row_of(message: Message, topic: str, publish_at: float) -> dict[str, Any]:
             "qos": message.qos, "retain": message.retain,
             "props": base64.b64encode(encode_properties(message.properties)).decode(),
             "from": message.sender, "username": message.username,
-            "peerhost": message.peerhost, "expires": expires}
+            "peerhost": message.peerhost, "expires": expires, "node": node}
 
 
 def message_of(row: dict[str, Any]) -> Message:
@@ -110,6 +112,8 @@ class DelayedPublishPlugin(Plugin):
         """Pick up what is pending (also from before a restart or an unload)."""
         heap = []
         for key, row in self.table.items():
+            if not self._mine(row):
+                continue
             try:
                 heap.append((float(row["at"]), key))
             except (KeyError, TypeError, ValueError):
@@ -117,6 +121,7 @@ class DelayedPublishPlugin(Plugin):
                 self.table.delete(key)
         heapq.heapify(heap)
         self._heap = heap
+        self.table.watch(self._replicated)
         broker = self.context.broker
         broker.hooks.add(HookPoint.MESSAGE_PUBLISH, self.on_publish, PRIORITY)
         broker.stats.add_gauge(STAT, self.pending)
@@ -124,8 +129,22 @@ class DelayedPublishPlugin(Plugin):
             log.info("delayed_publish: %d messages pending", len(heap))
         self._arm()
 
+    def _mine(self, row: Any) -> bool:
+        """Is this node the one to publish the row's message?"""
+        return not isinstance(row, dict) or row.get("node", self.context.node_name) \
+            == self.context.node_name
+
+    def _replicated(self, key: str, row: Any) -> None:
+        """A row another node of the cluster wrote (ours again after a restore of the
+        cluster's copy): scheduled if this node publishes it."""
+        if row is not None and self._mine(row):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                heapq.heappush(self._heap, (float(row["at"]), key))
+                self._arm()
+
     async def unload(self) -> None:
         """Stop taking and publishing; pending messages stay stored for the next load."""
+        self.table.watch(None)
         broker = self.context.broker
         broker.hooks.remove(HookPoint.MESSAGE_PUBLISH, self.on_publish)
         broker.stats.remove_gauge(STAT)
@@ -164,7 +183,7 @@ class DelayedPublishPlugin(Plugin):
             self._refused(topic, f"{why}: dropped")
             return Stop(None)
         key = uuid.uuid4().hex
-        self.table.put(key, row_of(message, real, publish_at))
+        self.table.put(key, row_of(message, real, publish_at, self.context.node_name))
         heapq.heappush(self._heap, (publish_at, key))
         broker.counters[METRIC] += 1
         self._arm()

@@ -84,6 +84,7 @@ class Table(Protocol):
     def put(self, key: str, value: Any) -> None: ...
     def delete(self, key: str) -> bool: ...
     def items(self) -> list[tuple[str, Any]]: ...
+    def watch(self, callback: Callable[[str, Any], None] | None) -> None: ...
 
 
 class BoundAction:
@@ -211,21 +212,17 @@ class RuleEngine:
         #: Events dropped because the queue was full.
         self.dropped = 0
         self._timers: list[asyncio.Task[None]] = []
+        #: Resources started or stopped because another node changed them.
+        self._pending_work: set[asyncio.Future[Any]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         self._running = True
         for rid, row in sorted(self._resources_table.items(),
                                key=lambda kv: kv[1].get("created_at", 0)):
-            try:
-                resource = make_resource(rid, row.get("name", ""), row.get("type", ""),
-                                         row.get("config"), row.get("description", ""),
-                                         self.broker.alarms, row.get("created_at"))
-            except RuleError as exc:
-                log.error("stored resource %s not loaded: %s", rid, exc.message)
-                continue
-            self.resources[rid] = resource
-            await resource.start()
+            resource = self._stored_resource(rid, row, "stored")
+            if resource is not None:
+                await resource.start()
         for rid, row in sorted(self._rules_table.items(),
                                key=lambda kv: kv[1].get("created_at", 0)):
             try:
@@ -233,12 +230,16 @@ class RuleEngine:
             except RuleError as exc:
                 log.error("stored rule %s not loaded: %s", rid, exc.message)
         self._reindex()
+        self._rules_table.watch(self._rule_replicated)
+        self._resources_table.watch(self._resource_replicated)
         self._timers = [asyncio.create_task(self._every(SPEED_INTERVAL, self._sample_speed)),
                         asyncio.create_task(self._every(self.check_interval,
                                                         self._check_resources))]
 
     async def stop(self) -> None:
         self._running = False
+        self._rules_table.watch(None)
+        self._resources_table.watch(None)
         for point, callback in self._hooked.items():
             self.broker.hooks.remove(point, callback)
         self._hooked.clear()
@@ -541,6 +542,52 @@ class RuleEngine:
         if self.rules.pop(rid, None) is not None:
             self._rules_table.delete(rid)
             self._reindex()
+
+    # -- changes made on another node of the cluster --------------------------------------
+    def _rule_replicated(self, rid: str, row: Any) -> None:
+        """A rule created, changed or deleted on another node: the same here (this
+        node's metrics of it are kept)."""
+        if row is None:
+            if self.rules.pop(rid, None) is not None:
+                self._reindex()
+            return
+        try:
+            rule = self._make_rule(rid, row)
+        except RuleError as exc:
+            log.error("replicated rule %s not loaded: %s", rid, exc.message)
+            return
+        current = self.rules.get(rid)
+        if current is not None:
+            rule.metrics = current.metrics
+        self.rules[rid] = rule
+        self._reindex()
+
+    def _resource_replicated(self, rid: str, row: Any) -> None:
+        old = self.resources.pop(rid, None)
+        if old is not None:
+            self._track(old.stop())
+        if row is None:
+            return
+        resource = self._stored_resource(rid, row, "replicated")
+        if resource is not None:
+            self._track(resource.start())
+
+    def _stored_resource(self, rid: str, row: Any, where: str) -> Resource | None:
+        """A resource from its table row, in `self.resources` (not started yet)."""
+        try:
+            resource = make_resource(rid, row.get("name", ""), row.get("type", ""),
+                                     row.get("config"), row.get("description", ""),
+                                     self.broker.alarms, row.get("created_at"))
+        except RuleError as exc:
+            log.error("%s resource %s not loaded: %s", where, rid, exc.message)
+            return None
+        self.resources[rid] = resource
+        return resource
+
+    def _track(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._pending_work.add(task)
+        task.add_done_callback(self._pending_work.discard)
 
     def rule_list(self) -> list[Rule]:
         return sorted(self.rules.values(), key=lambda r: r.created_at)

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starling.broker import Alarms
-from starling.plugins import HttpSink
+from starling.plugins import HttpSink, check_url
 
 from .errors import RuleError, bad_arguments
 from .schema import Schema, check, param
@@ -58,6 +58,10 @@ def check_config(rtype: ResourceType, config: Any) -> dict[str, Any]:
         parts = urlsplit(checked["url"])
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise bad_arguments("config: 'url' must be an http:// or https:// URL")
+        try:
+            check_url(checked["url"])  # what the web hook client itself will accept
+        except ValueError as exc:
+            raise bad_arguments(f"config: 'url': {exc}") from None
         try:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError:
@@ -151,7 +155,7 @@ async def probe(url: str) -> bool:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT)
-    except (TimeoutError, OSError):
+    except (TimeoutError, OSError, UnicodeError):  # UnicodeError: a host IDNA refuses
         return False
     writer.close()
     with contextlib.suppress(OSError):

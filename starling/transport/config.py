@@ -23,6 +23,9 @@ class ListenerConfig:
     peer_cert_as_username: str = ""  #: "", "cn" or "dn"
     peer_cert_as_clientid: str = ""
     max_conn_rate: int = 0  #: new connections per second; 0 = unlimited
+    #: CONNECTs waiting for the authentication chain at once; 0 = unlimited
+    max_auth_pending: int = 1024
+    reuse_port: bool = False  #: SO_REUSEPORT: share the port with other processes
 
     @property
     def protocol(self) -> str:

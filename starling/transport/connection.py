@@ -4,11 +4,21 @@ packets to the channel, and the channel's writes back to the socket.
 Writes are coalesced: `write()` only appends to the connection's output list,
 and a `WriteBatcher` flushes every connection written to once per event-loop
 iteration.  A subscriber that receives a hundred messages from one read of a
-publisher's socket then costs one send() system call, not a hundred.
+publisher's socket then costs one send() system call, not a hundred.  Once the
+list holds `WRITE_HIGH_WATER` bytes it goes to the socket at once, so a session
+draining a large queue never joins it all into one buffer.
 
-Flow control: asyncio calls `pause_writing` when the socket's write buffer
-passes its high-water mark; the channel then stops sending and lets its
-session queue (bounded), and `resume_writing` drains the queue again.
+Flow control, out: the channel stops sending (its session queues, bounded:
+docs/reliability.md) when the socket's write buffer passes its high-water mark
+(asyncio's `pause_writing`) and drains the queue again once it is below the
+low-water mark (`resume_writing`).  (Blocking the channel for the rest of the
+loop turn after `WRITE_HIGH_WATER` bytes, as this once did, cut a reading
+subscriber to ~4 MiB/s beside a heavy publisher on a busy machine: each refill
+then waited for a loop turn; benchmarks/README.md, "Fairness".)
+
+Fairness, in: at most `MAX_PACKETS_PER_TURN` packets of one connection are
+handled per loop turn; the rest wait in a backlog (reading paused meanwhile,
+order kept) and are handled in the next turns, after other connections.
 """
 
 from __future__ import annotations
@@ -16,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from starling.broker import Channel
-from starling.mqtt import MQTTError, ProtocolError, settle_decoder, shared_decoder
+from starling.mqtt import MQTTError, Packet, ProtocolError, settle_decoder, shared_decoder
 
 from .tls import subject_of
 
@@ -31,8 +42,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Write buffer high-water mark per connection, before the session queues.
+#: Write buffer high-water mark per connection, before the session queues; also the
+#: most bytes joined for one connection before they are handed to the socket.
 WRITE_HIGH_WATER = 256 * 1024
+#: Seconds a connection the server closes stays half open, so the peer can read
+#: what was sent last (a DISCONNECT's reason) before the socket goes (`close`).
+LINGER = 1.0
+#: Packets of one connection handled in one loop turn; the rest wait their turn.
+MAX_PACKETS_PER_TURN = 64
+# Bits of `MQTTConnection._flow`.
+_SOCKET_FULL = 1  #: asyncio paused writing: the socket's buffer is over its high-water mark
+_CHANNEL_PAUSED = 4  #: the channel asked to stop reading
+_BACKLOG = 8  #: packets of earlier reads are still to be handled
+_AUTHENTICATING = 16  #: holds one of the listener's `max_auth_pending` places
 
 
 class ListenerSide(Protocol):
@@ -47,6 +69,10 @@ class ListenerSide(Protocol):
     batcher: WriteBatcher
     #: The broker's counters (a connection counts its bytes in them).
     counters: dict[str, int]
+    #: Connections holding a place among the listener's `max_auth_pending`.
+    auth_pending: int
+
+    def admit_auth(self) -> bool: ...
 
     def connection_opened(self, conn: MQTTConnection) -> None: ...
 
@@ -79,7 +105,10 @@ class MQTTConnection(asyncio.Protocol):
     # Slots: one per client, so every field is per-client memory; what the
     # listener knows (broker, batcher, name) is reached through it.
     __slots__ = (
+        "_backlog",
+        "_flow",
         "_out",
+        "_out_size",
         "channel",
         "decoder",
         "listener_ref",
@@ -102,12 +131,19 @@ class MQTTConnection(asyncio.Protocol):
         broker = listener.broker
         #: Bytes written since the last flush; None when there are none.
         self._out: list[bytes] | None = None
+        self._out_size = 0
+        #: `_SOCKET_FULL` | `_CHANNEL_PAUSED` | `_BACKLOG` | `_AUTHENTICATING`
+        self._flow = 0
+        #: Packets decoded but not handled yet (then an MQTTError, if the bytes had one).
+        self._backlog: deque[Packet | MQTTError] | None = None
         self.listener_ref = listener
         #: The client's address (interned: connections from one gateway share it).
         self.peerhost = ""
         self.transport: asyncio.Transport | None = None
         #: Shared with other connections while it holds nothing (`settle_decoder`).
-        self.decoder = shared_decoder(broker.zone_options(listener.zone).max_packet_size)
+        options = broker.zone_options(listener.zone)
+        self.decoder = shared_decoder(options.max_packet_size, 0,
+                                      options.allow_control_characters)
         self.channel: Channel | None = None
         self.recv_oct = self.send_oct = 0
         self.recv_cnt = self.send_cnt = 0
@@ -173,19 +209,28 @@ class MQTTConnection(asyncio.Protocol):
         """MQTT bytes from the client (the WebSocket shell unwraps frames first)."""
         channel = self.channel
         assert channel is not None
+        state = channel.state
+        if state == "closed":
+            return  # closing (lingering): what still arrives is read and dropped
         # Reads close together share one float (`Clock.shared_monotonic`).
         channel.last_seen = channel.broker.clock.shared_monotonic()
         decoder = self.decoder
-        if channel.state == "new" and data and data[0] != 0x10 and not decoder.buffered:
+        if state == "new" and data and data[0] >> 4 != 1 and not decoder.buffered:
             channel.handle_error(ProtocolError("the first packet must be CONNECT"))
             return
         try:
             packets = decoder.feed(data)
         except MQTTError as exc:
             self.decoder = settle_decoder(decoder)
-            channel.handle_error(exc)
+            if self._backlog is not None:
+                self._backlog.append(exc)  # after what came before it
+            else:
+                channel.handle_error(exc)
             return
         self.decoder = settle_decoder(decoder)
+        if len(packets) > MAX_PACKETS_PER_TURN or self._backlog is not None:
+            self._queue(packets)
+            return
         handle = channel.handle
         for packet in packets:
             handle(packet)
@@ -193,20 +238,69 @@ class MQTTConnection(asyncio.Protocol):
         if error is not None and channel.state != "closed":
             channel.handle_error(error)
 
+    def _queue(self, packets: list[Packet]) -> None:
+        """More packets than one turn handles: keep them in the backlog, stop reading
+        until it is worked off, and start on it now if it is new."""
+        backlog = self._backlog
+        fresh = backlog is None
+        if backlog is None:
+            backlog = self._backlog = deque()
+        backlog.extend(packets)
+        error = self.decoder.pending_error
+        if error is not None:
+            backlog.append(error)
+        if fresh:
+            self._flow |= _BACKLOG
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.pause_reading()
+            self._work_backlog()
+
+    def _work_backlog(self) -> None:
+        """Handle up to MAX_PACKETS_PER_TURN backlogged packets; come back next turn
+        for the rest; read again once it is empty (unless the channel paused reading)."""
+        backlog = self._backlog
+        channel = self.channel
+        if backlog is None:
+            return
+        if channel is None or channel.state == "closed" or self.transport is None:
+            self._backlog = None
+            return
+        handle = channel.handle
+        for _ in range(min(MAX_PACKETS_PER_TURN, len(backlog))):
+            item = backlog.popleft()
+            if isinstance(item, MQTTError):
+                self._backlog = None
+                channel.handle_error(item)
+                return
+            handle(item)
+            if channel.state == "closed":
+                self._backlog = None
+                return
+        if backlog:
+            asyncio.get_running_loop().call_soon(self._work_backlog)
+            return
+        self._backlog = None
+        self._flow &= ~_BACKLOG
+        if not self._flow & _CHANNEL_PAUSED and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def eof_received(self) -> bool:
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.channel is not None:
             self.channel.connection_lost()
+        self.auth_done()
         self.listener_ref.connection_closed(self)
         self.transport = None
 
     def pause_writing(self) -> None:
+        self._flow |= _SOCKET_FULL
         if self.channel is not None:
             self.channel.set_writable(False)
 
     def resume_writing(self) -> None:
+        self._flow &= ~_SOCKET_FULL
         if self.channel is not None:
             self.channel.set_writable(True)
 
@@ -215,23 +309,58 @@ class MQTTConnection(asyncio.Protocol):
         if self.transport is None:
             return
         out = self._out
+        size = len(data)
         if out is None:
             self._out = [data]
+            self._out_size = size
             self.listener_ref.batcher.mark(self)
         else:
             out.append(data)
+            self._out_size += size
+            if self._out_size >= WRITE_HIGH_WATER:
+                # Hand it to the socket now rather than join more: if the socket
+                # cannot take it, asyncio's pause_writing blocks the channel.
+                self.flush()
+        self.send_oct += size
+        self.send_cnt += 1
+        self.listener_ref.counters["bytes/sent"] += size
+
+    def write_ahead(self, data: bytes, later: int) -> None:
+        """`write`, but before the last `later` writes (still in `_out`: the batch
+        leaves when the loop next turns)."""
+        out = self._out
+        if self.transport is None or out is None or len(out) < later:
+            self.write(data)
+            return
+        out.insert(len(out) - later, data)
         size = len(data)
+        self._out_size += size
         self.send_oct += size
         self.send_cnt += 1
         self.listener_ref.counters["bytes/sent"] += size
 
     def pause_reading(self) -> None:
+        self._flow |= _CHANNEL_PAUSED
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
+        self._flow &= ~_CHANNEL_PAUSED
+        if self._flow & _BACKLOG:
+            return  # reading starts again once the backlog is handled
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+
+    def admit_auth(self) -> bool:
+        if not self.listener_ref.admit_auth():
+            return False
+        self._flow |= _AUTHENTICATING
+        return True
+
+    def auth_done(self) -> None:
+        if self._flow & _AUTHENTICATING:
+            self._flow &= ~_AUTHENTICATING
+            self.listener_ref.auth_pending -= 1
 
     def io_stats(self) -> dict[str, int]:
         transport = self.transport
@@ -246,6 +375,7 @@ class MQTTConnection(asyncio.Protocol):
         if out is None:
             return
         self._out = None
+        self._out_size = 0
         transport = self.transport
         if transport is not None and not transport.is_closing():
             self.send_bytes(out[0] if len(out) == 1 else b"".join(out))
@@ -263,11 +393,23 @@ class MQTTConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def close(self) -> None:
-        """Flush what is buffered, then close."""
+    def close(self, linger: float = LINGER) -> None:
+        """Flush what is buffered, then close, gracefully on plain TCP: our side is
+        shut down once the buffer is sent (the peer reads it, then EOF), and what
+        the peer still sends is read and dropped until it closes too, `linger`
+        seconds at most.  Closed at once with unread input, the socket would be
+        reset, and a peer still answering earlier packets would lose the
+        DISCONNECT that says why.  TLS closes at once (asyncio's TLS shutdown)."""
         self.flush()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if linger <= 0 or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()  # read (and drop) until the peer's EOF
+        asyncio.get_running_loop().call_later(linger, transport.close)
 
 
 class TLSConnection(MQTTConnection):

@@ -60,6 +60,8 @@ class Listener:
         self.connections: dict[MQTTConnection, None] = {}
         self.shutdown_count: Counter[str] = Counter()
         self.refused = 0
+        #: Connections waiting for the authentication chain now (`max_auth_pending`).
+        self.auth_pending = 0
         self.bound: tuple[str, int] = (config.host, config.port)
         self.batcher = WriteBatcher()
         #: The broker's counters (connections count their bytes in them).
@@ -84,7 +86,8 @@ class Listener:
             self.server = await loop.create_server(
                 lambda: factory(self),
                 self.config.host, self.config.port, backlog=self.config.backlog,
-                reuse_address=True, ssl=self.tls.context if self.tls is not None else None)
+                reuse_address=True, reuse_port=self.config.reuse_port or None,
+                ssl=self.tls.context if self.tls is not None else None)
         except OSError as exc:
             raise BindError.of(self.name, self.config.host, self.config.port, exc) from None
         if self.tls is not None:
@@ -100,7 +103,7 @@ class Listener:
         if self.server is not None:
             self.server.close()
             for conn in list(self.connections):
-                conn.close()
+                conn.close(linger=0)  # stopping: no time to wait for anyone
             await self.server.wait_closed()
             self.server = None
 
@@ -131,6 +134,14 @@ class Listener:
         if self._rate_tokens < 1.0:
             return False
         self._rate_tokens -= 1.0
+        return True
+
+    def admit_auth(self) -> bool:
+        """A place among the connections waiting for authentication, if one is free."""
+        limit = self.config.max_auth_pending
+        if limit and self.auth_pending >= limit:
+            return False
+        self.auth_pending += 1
         return True
 
     def connection_closed(self, conn: MQTTConnection) -> None:

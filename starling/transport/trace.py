@@ -341,8 +341,14 @@ class Tracer:
                 cls.write(conn, data)
                 tracer._sent(conn, data)
 
+            def write_ahead(conn: MQTTConnection, data: bytes, later: int) -> None:
+                # Traced as it is written: after the `later` packets it goes ahead of.
+                cls.write_ahead(conn, data, later)
+                tracer._sent(conn, data)
+
             traced = type(f"Traced{cls.__name__}", (cls,),
-                          {"__slots__": (), "feed": feed, "write": write})
+                          {"__slots__": (), "feed": feed, "write": write,
+                           "write_ahead": write_ahead})
             self._classes[cls] = traced
         return traced
 

@@ -25,7 +25,7 @@ from websockets.typing import Subprotocol
 
 from starling.mqtt import ProtocolError
 
-from .connection import MQTTConnection
+from .connection import LINGER, MQTTConnection
 
 if TYPE_CHECKING:
     from .connection import ListenerSide
@@ -119,7 +119,9 @@ class WSConnection(MQTTConnection):
         self.ws.send_binary(data)
         self._pump()
 
-    def close(self) -> None:
+    def close(self, linger: float = LINGER) -> None:
+        """Flush, send a WebSocket close frame, close (the WebSocket closing
+        handshake stands in for lingering)."""
         self.flush()
         if self.handshake_done and self.transport is not None:
             with contextlib.suppress(InvalidState):  # already closing

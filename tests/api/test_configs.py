@@ -23,7 +23,8 @@ RUNTIME_KEYS = {
     "mqtt.max_packet_size", "mqtt.max_clientid_len", "mqtt.max_topic_levels",
     "mqtt.allow_anonymous", "mqtt.keepalive_multiplier", "mqtt.idle_timeout",
     "mqtt.retain_available", "session.expiry_interval", "session.max_inflight",
-    "session.max_mqueue_len", "session.mqueue_store_qos0", "session.max_awaiting_rel",
+    "session.max_mqueue_len", "session.max_mqueue_bytes",
+    "session.mqueue_store_qos0", "session.max_awaiting_rel",
     "session.await_rel_timeout", "session.retry_interval", "broker.sys_interval",
     "broker.sys_heartbeat", "broker.presence_qos",
 }

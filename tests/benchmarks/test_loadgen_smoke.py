@@ -39,7 +39,7 @@ def test_loadgen_fanin_against_mosquitto(tmp_path: Path) -> None:
     loadgen = run.build_loadgen(force=True, out=tmp_path / "loadgen")
     with mosquitto.running(tmp_path) as broker:
         result = run.run_loadgen(
-            loadgen, broker.port, broker.pid,
+            loadgen, broker.port, broker.pids,
             ["--scenario", "fanin", "--publishers", "10", "--connect-timeout", "5"],
             timeout=20, duration=1.0, warmup=0.2, cpu=None,
         )

@@ -22,6 +22,7 @@ if _TESTS_DIR not in sys.path:  # make `helpers` importable whatever the import 
 from helpers.clients import MQTTv311, PahoClient  # noqa: E402
 from helpers.nodes import ON_MOSQUITTO  # noqa: E402
 from helpers.packets import RawClient  # noqa: E402
+from helpers.packets5 import RawClient5  # noqa: E402
 
 if ON_MOSQUITTO:
     from helpers.mosquitto_node import MosquittoNode, UnsupportedSetting
@@ -66,6 +67,22 @@ def raw(node: Any) -> Iterator[Callable[..., RawClient]]:
                 rcvbuf: int | None = None) -> RawClient:
         n = target or node
         client = RawClient(n.host, n.port, timeout=timeout, rcvbuf=rcvbuf)
+        made.append(client)
+        return client
+
+    yield factory
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def raw5(node: Any) -> Iterator[Callable[..., RawClient5]]:
+    """Factory for raw MQTT 5.0 socket clients to `node` or `target=`."""
+    made: list[RawClient5] = []
+
+    def factory(target: Any = None, timeout: float = 5.0) -> RawClient5:
+        n = target or node
+        client = RawClient5(n.host, n.port, timeout=timeout)
         made.append(client)
         return client
 

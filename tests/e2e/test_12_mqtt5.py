@@ -25,7 +25,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from helpers import packets as p3
-from helpers.clients import MQTTv311, PahoClient, uid, wait_until
+from helpers.clients import sys_metric, uid, wait_until
 from helpers.nodes import ON_MOSQUITTO
 from helpers.packets import PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, UNSUBACK, Packet
 from helpers.packets5 import (
@@ -286,22 +286,6 @@ def cv5(v5: Callable[..., V5]) -> Callable[..., V5]:
     return factory
 
 
-@pytest.fixture
-def raw5(node: Any) -> Iterator[Callable[..., RawClient5]]:
-    """Factory for raw MQTT 5.0 socket clients to `node` or `target=`."""
-    made: list[RawClient5] = []
-
-    def factory(target: Any = None, timeout: float = 5.0) -> RawClient5:
-        n = target or node
-        client = RawClient5(n.host, n.port, timeout=timeout)
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        client.close()
-
-
 def until_pingresp(client: RawClient5, timeout: float = 5.0) -> list[Packet]:
     """PINGREQ, then every packet the server sent before the PINGRESP."""
     client.send(p3.gen_pingreq())
@@ -317,26 +301,6 @@ def until_pingresp(client: RawClient5, timeout: float = 5.0) -> list[Packet]:
 def publishes(packets: list[Packet]) -> list[Publish5]:
     assert all(pk.type == PUBLISH for pk in packets), [str(pk) for pk in packets]
     return [parse_publish5(pk) for pk in packets]
-
-
-def sys_metric(node: Any, name: str, at_least: int, timeout: float = 5.0) -> int:
-    """Wait until $SYS publishes metric `name` with a value >= `at_least`."""
-    watcher = PahoClient(node.host, node.port, protocol=MQTTv311)
-    try:
-        watcher.connect()
-        topic = f"$SYS/brokers/{node.name}/metrics/{name}"
-        watcher.subscribe(topic, 0)
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            with contextlib.suppress(AssertionError):
-                last = int(watcher.get(timeout=max(deadline - time.monotonic(), 0.01),
-                                       topic=topic).payload)
-                if last >= at_least:
-                    return last
-        raise AssertionError(f"$SYS metric {name} = {last}, expected >= {at_least}")
-    finally:
-        watcher.close()
 
 
 def exact_size_payload(topic: str, qos: int, size: int) -> bytes:
@@ -791,14 +755,6 @@ def test_topic_alias_client_to_server(raw5):
         (f"{base}/one", b"a"), (f"{base}/one", b"b"), (f"{base}/two", b"c"),
         (f"{base}/two", b"d")]
     assert all(TOPIC_ALIAS not in m.props for m in got)
-
-
-def test_topic_alias_zero_is_invalid(raw5, require_starling):
-    """[MQTT-3.3.2-8] Topic Alias 0 is not permitted: DISCONNECT 0x94."""
-    c = raw5()
-    c.connect5(uid("ta0"))
-    c.send(gen_publish5(uid("ta0/t"), 0, b"x", props=[(TOPIC_ALIAS, 0)]))
-    c.expect_disconnect(TOPIC_ALIAS_INVALID)
 
 
 @pytest.mark.parametrize("maximum", [3, 0])

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from starling.gateways.coap.plugin import CoapPlugin, refuse_certificates
+from starling.gateways.coap.dtls_config import parse_certfile, parse_keyfile
+from starling.gateways.coap.plugin import CoapPlugin
 from starling.gateways.coap.pubsub import PsError, PsTopics, parse_create
 from starling.gateways.coap.requests import Credentials, credentials, observable, publishable
 from starling.gateways.coap.transport import parse_optional_listen
@@ -61,8 +62,14 @@ def test_listener_values() -> None:
 
 
 def test_config_values_are_refused_naming_the_problem(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="pre-shared keys"):
-        refuse_certificates("etc/certs/cert.pem")
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_certfile("etc/certs/cert.pem")
+    (tmp_path / "empty.pem").write_text("", "utf-8")
+    with pytest.raises(ValueError, match="no PEM certificate"):
+        parse_certfile(str(tmp_path / "empty.pem"))
+    with pytest.raises(ValueError, match="no PEM private key"):
+        parse_keyfile(str(tmp_path / "empty.pem"))
+    assert parse_certfile("") == parse_keyfile(" ") == ""
     assert parse_xml_dir(str(tmp_path)) == str(tmp_path)
     with pytest.raises(ValueError, match="not a directory"):
         parse_xml_dir(str(tmp_path / "missing"))

@@ -505,6 +505,23 @@ def test_banned_client_is_refused(node: Node, api: httpx.Client) -> None:
         api.delete(f"/banned/client_id/{client_id}")
 
 
+def test_client_id_with_a_control_character_is_refused(node: Node) -> None:
+    """As for MQTT (docs/behaviour.md, "Control characters"): the client id is
+    logged and shown, so one holding a terminal escape is refused at CONNECT."""
+    refused = sn_pub(sn_port(node), "-i", "sn\x1b[31mred", "-t", "a", "-m", "x")
+    assert refused.returncode != 0
+    assert "CONNECT error" in refused.stdout + refused.stderr
+
+
+def test_client_id_with_a_control_character_allowed_by_setting(tmp_path: Path) -> None:
+    node = start_node(tmp_path, **{"mqtt.allow_control_characters": "true"})
+    try:
+        accepted = sn_pub(sn_port(node), "-i", "sn\x1b[31mred", "-t", "a", "-m", "x")
+        assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    finally:
+        node.stop()
+
+
 # -- unload -------------------------------------------------------------------------------
 def test_unload_closes_the_listener_and_load_opens_it_again(tmp_path: Path) -> None:
     node = start_node(tmp_path)

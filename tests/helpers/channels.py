@@ -98,11 +98,16 @@ class FakeConnection:
     cert_clientid: str | None = None
 
     def __init__(self, peerhost: str = "127.0.0.1", port: int = 50000,
-                 listener: str = "mqtt:tcp:test") -> None:
+                 listener: str = "mqtt:tcp:test", max_auth_pending: int = 0) -> None:
         self.peerhost = peerhost
         self.port = port
         self._listener = listener
+        #: Places for connections waiting on authentication (0: unlimited), as a
+        #: listener's `max_auth_pending`; this connection alone takes them here.
+        self.max_auth_pending = max_auth_pending
+        self.auth_pending = 0
         self.out = bytearray()
+        self._sizes: list[int] = []  # of each write, for `write_ahead`
         self.closed = False
         self.reading = True
 
@@ -117,6 +122,19 @@ class FakeConnection:
     def write(self, data: bytes) -> None:
         if not self.closed:  # a closed socket takes nothing more
             self.out += data
+            self._sizes.append(len(data))
+
+    def write_ahead(self, data: bytes, later: int) -> None:
+        if not self.closed:
+            at = len(self.out) - sum(self._sizes[len(self._sizes) - later:])
+            self.out[at:at] = data
+            self._sizes.insert(len(self._sizes) - later, len(data))
+
+    def take(self) -> bytes:
+        """What was written since the last take."""
+        data, self.out = bytes(self.out), bytearray()
+        self._sizes.clear()
+        return data
 
     def close(self) -> None:
         self.closed = True
@@ -126,6 +144,15 @@ class FakeConnection:
 
     def resume_reading(self) -> None:
         self.reading = True
+
+    def admit_auth(self) -> bool:
+        if self.max_auth_pending and self.auth_pending >= self.max_auth_pending:
+            return False
+        self.auth_pending += 1
+        return True
+
+    def auth_done(self) -> None:
+        self.auth_pending = max(0, self.auth_pending - 1)
 
     def io_stats(self) -> dict[str, int]:
         return {"recv_oct": 0, "recv_cnt": 0, "send_oct": len(self.out), "send_cnt": 0,
@@ -182,7 +209,7 @@ class ChannelClient:
 
     def read(self) -> list[Packet]:
         """Every packet written to the client since the last read."""
-        data, self.conn.out = bytes(self.conn.out), bytearray()
+        data = self.conn.take()
         packets, self.unread = self.unread + split_packets(data), []
         return packets
 

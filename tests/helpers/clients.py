@@ -247,3 +247,23 @@ class Clients:
         for client in self.made:
             client.close()
         self.made.clear()
+
+
+def sys_metric(node: Any, name: str, at_least: int, timeout: float = 5.0) -> int:
+    """Wait until $SYS publishes metric `name` with a value >= `at_least`."""
+    watcher = PahoClient(node.host, node.port, protocol=MQTTv311)
+    try:
+        watcher.connect()
+        topic = f"$SYS/brokers/{node.name}/metrics/{name}"
+        watcher.subscribe(topic, 0)
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(AssertionError):
+                last = int(watcher.get(timeout=max(deadline - time.monotonic(), 0.01),
+                                       topic=topic).payload)
+                if last >= at_least:
+                    return last
+        raise AssertionError(f"$SYS metric {name} = {last}, expected >= {at_least}")
+    finally:
+        watcher.close()

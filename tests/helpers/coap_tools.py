@@ -30,9 +30,10 @@ def coap_client(*args: str, timeout: float = 10.0, dtls: bool = False) -> tuple[
     return done.stdout, done.stderr
 
 
-def start_coap_client(*args: str, timeout: float = 30.0) -> subprocess.Popen[str]:
+def start_coap_client(*args: str, timeout: float = 30.0,
+                      dtls: bool = False) -> subprocess.Popen[str]:
     """libcoap's client in the background (observing); read its stdout."""
-    program = find_program("coap-client-notls")
+    program = find_program("coap-client-openssl" if dtls else "coap-client-notls")
     return subprocess.Popen([program, "-B", str(int(timeout)), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 

@@ -26,3 +26,12 @@ def restart(node: Any) -> Any:
     """node.stop() (SIGTERM) + node.start() on the same data dir, without leaks."""
     node.stop()
     return node.start()
+
+
+def rss_kib(node: Any) -> int:
+    """The node process's resident memory (VmRSS), KiB."""
+    with open(f"/proc/{node.proc.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {node.proc.pid}")

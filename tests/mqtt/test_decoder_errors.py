@@ -24,6 +24,7 @@ from starling.mqtt import (
     ReasonCode,
     Subscribe,
     SubscriptionOptions,
+    TopicAliasInvalid,
     UnsupportedProtocolVersion,
 )
 
@@ -134,6 +135,10 @@ VECTORS: list[tuple[str, int, str, tuple[type[MQTTError], int]]] = [
      "10 0e 0006 4d5149736470 04 02 003c 0000", VERSION),
     ("[MQTT-3.1.2-2] level 255", 0,
      "10 0c 0004 4d515454 ff 02 003c 0000", VERSION),
+    ("[MQTT-2.2.2-2] 3.1.1 CONNECT with fixed-header flags 0b0010", 0,
+     "12 0c 0004 4d515454 04 02 003c 0000", MALFORMED),
+    ("[MQTT-2.2.2-2] 5.0 CONNECT with fixed-header flags 0b1000", 0,
+     "18 0d 0004 4d515454 05 02 003c 00 0000", MALFORMED),
     ("§3.1 CONNECT ending after the protocol name", 0, "10 06 0004 4d515454", MALFORMED),
     ("§3.1 CONNECT ending after the protocol level", 0,
      "10 08 0004 4d515454 04 02", MALFORMED),
@@ -149,6 +154,28 @@ VECTORS: list[tuple[str, int, str, tuple[type[MQTTError], int]]] = [
     ("[MQTT-2.3.1-1] SUBSCRIBE with packet id 0", 4, "82 06 0000 0001 61 00", MALFORMED),
     ("[MQTT-3.10.3-2] UNSUBSCRIBE with no topic filters", 4, "a2 02 0001", PROTOCOL),
     ("[MQTT-2.3.1-1] UNSUBSCRIBE with packet id 0", 4, "a2 05 0000 0001 61", MALFORMED),
+    ("[MQTT-4.7.3-1] zero-length filter in SUBSCRIBE", 4, "82 05 0001 0000 00", PROTOCOL),
+    ("[MQTT-4.7.3-1] zero-length filter after a good one", 4,
+     "82 09 0001 0001 61 00 0000 00", PROTOCOL),
+    ("[MQTT-4.7.3-1] zero-length filter in UNSUBSCRIBE", 4, "a2 04 0001 0000", PROTOCOL),
+    ("[MQTT-4.8.2-2] '$share/g/' (no filter) in SUBSCRIBE", 4,
+     "82 0e 0001 0009 2473686172652f672f 00", PROTOCOL),
+    ("[MQTT-4.8.2-2] '$share/g' (no '/' and filter) in SUBSCRIBE", 4,
+     "82 0d 0001 0008 2473686172652f67 00", PROTOCOL),
+    ("[MQTT-4.8.2-1] '$share//a' (no share name) in SUBSCRIBE", 4,
+     "82 0e 0001 0009 2473686172652f2f61 00", PROTOCOL),
+    ("[MQTT-4.8.2-2] '$share/g' in UNSUBSCRIBE", 4,
+     "a2 0c 0001 0008 2473686172652f67", PROTOCOL),
+    ("[MQTT-4.7.3-1] '$queue/' (EMQ X's form, no filter) in SUBSCRIBE", 4,
+     "82 0c 0001 0007 2471756575652f 00", PROTOCOL),
+    # -- control characters (MQTT 5.0 §1.5.4: a receiver MAY treat them as malformed) --
+    ("§1.5.4 U+0009 (tab) in PUBLISH topic", 4, "30 05 0003 610962", MALFORMED),
+    ("§1.5.4 U+001F in PUBLISH topic", 4, "30 03 0001 1f", MALFORMED),
+    ("§1.5.4 U+007F in PUBLISH topic", 4, "30 05 0003 617f62", MALFORMED),
+    ("§1.5.4 U+0085 in SUBSCRIBE filter", 4, "82 07 0001 0002 c285 00", MALFORMED),
+    ("§1.5.4 U+009F in UNSUBSCRIBE filter", 4, "a2 07 0001 0003 61c29f", MALFORMED),
+    ("§1.5.4 U+000A in will topic", 0,
+     "10 14 0004 4d515454 04 06 003c 0000 0003 610a62 0001 6d", MALFORMED),
     # -- lengths that disagree with the packet ------------------------------------------
     ("§3.12 PINGREQ with a body", 4, "c0 01 00", MALFORMED),
     ("§3.14 DISCONNECT with a body in 3.1.1", 4, "e0 01 00", MALFORMED),
@@ -367,6 +394,20 @@ V5_VECTORS: list[tuple[str, str, tuple[type[MQTTError], int]]] = [
      "10 0d 0004 4d515454 05 0a 003c 00 0000", MALFORMED),
     ("[MQTT-3.1.2-1] unknown protocol name",
      "10 0d 0004 4d515458 05 02 003c 00 0000", PROTOCOL),
+    ("§3.3.2.3.2 Payload Format Indicator 2", "30 06 0001 61 02 0102", PROTOCOL),
+    ("§3.3.2.3.2 Payload Format Indicator 255", "30 06 0001 61 02 01ff", PROTOCOL),
+    ("[MQTT-3.3.2-14] Response Topic with '#'", "30 0a 0001 61 06 08 0003 612f23", PROTOCOL),
+    ("[MQTT-3.3.2-14] Response Topic with '+'", "30 0a 0001 61 06 08 0003 2b2f61", PROTOCOL),
+    ("[MQTT-4.7.3-1] zero-length Response Topic", "30 07 0001 61 03 08 0000", PROTOCOL),
+    ("[MQTT-3.3.2-8] Topic Alias 0", "30 07 0001 61 03 230000",
+     (TopicAliasInvalid, 0x94)),
+    ("§3.1.3.2.3 will Payload Format Indicator 2",
+     "10 16 0004 4d515454 05 06 003c 00 0000 02 0102 0001 77 0001 6d", PROTOCOL),
+    ("[MQTT-3.3.2-14] will Response Topic with '+'",
+     "10 1a 0004 4d515454 05 06 003c 00 0000 06 08 0003 612f2b 0001 77 0001 6d", PROTOCOL),
+    ("[MQTT-4.7.3-1] zero-length filter in 5.0 SUBSCRIBE", "82 06 0001 00 0000 00", PROTOCOL),
+    ("[MQTT-4.8.2-2] '$share/g/' in 5.0 UNSUBSCRIBE",
+     "a2 0e 0001 00 0009 2473686172652f672f", PROTOCOL),
 ]
 
 
@@ -404,3 +445,56 @@ def test_v5_subscribe_qos_3_is_protocol_error() -> None:
 
 def test_v5_property_not_valid_for_packet_type_is_malformed() -> None:
     assert_error(decode_error(b("30 09 0001 61 05 1100000001"), 5), MALFORMED)
+
+
+def test_v5_well_formed_message_properties_decode() -> None:
+    """Payload Format Indicator 0 and 1, a Response Topic that is a topic name, a
+    Topic Alias from 1 are what a client may send."""
+    packets = Decoder(protocol_level=5).feed(
+        b("30 0f 0001 61 0b 0101 08 0003 612f62 230001"))
+    assert packets == [Publish("a", b"", properties={
+        PropertyId.PAYLOAD_FORMAT_INDICATOR: 1, PropertyId.RESPONSE_TOPIC: "a/b",
+        PropertyId.TOPIC_ALIAS: 1})]
+
+
+# -- MQTT 3.1 (MQIsdp): what its specification allowed ---------------------------------
+
+def test_v31_connect_fixed_header_flags_and_reserved_bit_are_not_checked() -> None:
+    """MQTT 3.1 left CONNECT's DUP/QoS/RETAIN bits and connect flag bit 0 unused,
+    and did not ask a server to check them (3.1.1 made them [MQTT-2.2.2-2],
+    [MQTT-3.1.2-3])."""
+    packets = Decoder().feed(b("1f 12 0006 4d5149736470 03 03 003c 0004 74657374"))
+    assert packets == [Connect(client_id="test", protocol_level=3, protocol_name="MQIsdp")]
+
+
+@pytest.mark.parametrize(("name", "hex_bytes", "ptype"), [
+    ("PUBREL with DUP", "6a 02 0001", 6),
+    ("SUBSCRIBE with DUP", "8a 06 0001 0001 61 00", 8),
+    ("UNSUBSCRIBE with DUP", "aa 05 0001 0001 61", 10),
+    ("PUBACK with QoS 1 bits", "42 02 0001", 4),
+])
+def test_v31_fixed_header_flags_are_not_checked(name: str, hex_bytes: str, ptype: int) -> None:
+    """A 3.1 client resends PUBREL, SUBSCRIBE and UNSUBSCRIBE with DUP set, as 3.1
+    asked it to; 3.1 fixed no other flags either (Mosquitto does not check them)."""
+    packets = Decoder(protocol_level=3).feed(b(hex_bytes))
+    assert [p.type for p in packets] == [ptype]
+
+
+# -- control characters: refused unless allowed -----------------------------------------
+
+@pytest.mark.parametrize("hex_bytes", [
+    "30 05 0003 610962",  # PUBLISH topic "a\tb"
+    "82 07 0001 0002 c285 00",  # SUBSCRIBE filter "\x85"
+    "a2 07 0001 0003 61c29f",  # UNSUBSCRIBE filter "a\x9fb"
+])
+def test_control_characters_allowed_when_asked(hex_bytes: str) -> None:
+    assert len(Decoder(protocol_level=4, allow_control_characters=True).feed(b(hex_bytes))) == 1
+
+
+@pytest.mark.parametrize("text", ["a\u00a0b", "\ufeffa", "a\u200bb", "\u00a0", "x/\u2028"])
+def test_other_non_printable_characters_are_allowed(text: str) -> None:
+    """Only U+0001-U+001F and U+007F-U+009F are refused: NO-BREAK SPACE, the BOM
+    [MQTT-1.5.4-3], a zero-width space or a line separator are not."""
+    raw = text.encode()
+    data = bytes((0x30, 2 + len(raw))) + len(raw).to_bytes(2, "big") + raw
+    assert Decoder(protocol_level=4).feed(data) == [Publish(text)]

@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from starling.mqtt import (
+    has_control_characters,
+    is_empty_filter,
     is_valid_topic_filter,
     is_valid_topic_name,
     is_wildcard,
@@ -193,3 +195,26 @@ def test_regex_reference_is_sane() -> None:
     for topic_filter, topic, expected in MATCHES:
         assert (_regex_for(topic_filter).fullmatch(topic) is not None) is expected, \
             (topic_filter, topic)
+
+
+@pytest.mark.parametrize(("topic_filter", "empty"), [
+    ("", True), ("$share/g", True), ("$share/g/", True), ("$share//a", True), ("$share/", True),
+    ("$queue/", True), ("a", False), ("/", False), ("$share/g/a", False), ("$share", False),
+    ("$queue/a", False), ("$share/g+/a", False), ("a/#/b", False),
+])
+def test_is_empty_filter(topic_filter: str, empty: bool) -> None:
+    """Zero-length filters and shared subscriptions missing their share name or
+    filter [MQTT-4.7.3-1, MQTT-4.8.2-1, -2]: not filters at all, unlike `a/#/b`
+    (a filter the spec makes invalid)."""
+    assert is_empty_filter(topic_filter) is empty
+
+
+@pytest.mark.parametrize("codepoint", [*range(0x01, 0x20), *range(0x7F, 0xA0)])
+def test_control_characters_are_found(codepoint: int) -> None:
+    assert has_control_characters(f"a/{chr(codepoint)}/b")
+
+
+@pytest.mark.parametrize("text", ["a/b", "", " ", "ünï/€/\U0001f426", "\u00a0", "\ufeff",
+                                  "\u200b", "\u2028", "\ue000", "\U000e0001", "a\u00adb"])
+def test_other_characters_are_not_control_characters(text: str) -> None:
+    assert not has_control_characters(text)

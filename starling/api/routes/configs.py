@@ -61,6 +61,7 @@ RUNTIME_KEYS: tuple[RuntimeKey, ...] = (
     RuntimeKey("session.expiry_interval", "MQTT 3.x clients connecting afterwards"),
     RuntimeKey("session.max_inflight", "every session, at once"),
     RuntimeKey("session.max_mqueue_len", "every session, at once"),
+    RuntimeKey("session.max_mqueue_bytes", "every session, at once"),
     RuntimeKey("session.mqueue_store_qos0", "every session, at once"),
     RuntimeKey("session.max_awaiting_rel", "every session, at once"),
     RuntimeKey("session.await_rel_timeout", "every session, at once"),

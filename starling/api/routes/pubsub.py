@@ -5,7 +5,10 @@ behalf (online or offline).  HTTP publishes go through the normal broker path
 
 In durable mode a success answer is an acknowledgement like PUBACK/SUBACK: it
 is sent once what the request changed in the store is committed; while the
-store cannot write, a publish that needs it is refused (503, store_unavailable)."""
+store cannot write, a publish that needs it is refused (503, store_unavailable).
+
+In a cluster, a subscribe or unsubscribe for a client whose session lives on
+another node is run there (a publish is routed like any message)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from starling.broker import Message
+from starling.mgmt import PageSpec
 from starling.mqtt import (
     Publish,
     encode,
@@ -160,6 +164,37 @@ def _unsubscribe(req: ApiRequest, item: dict[str, Any]) -> None:
         raise ApiError(Code.CLIENT_NOT_ONLINE, "session_not_found", 404)
 
 
+async def _session_elsewhere(req: ApiRequest, item: dict[str, Any]) -> str | None:
+    """In a cluster: the other node that holds the session of the item's client
+    (None: this node holds it, no node does, or the node is alone)."""
+    client_id = item.get("client_id")
+    mgmt = req.ctx.mgmt
+    if mgmt.remote is None or not isinstance(client_id, str) or not client_id \
+            or req.ctx.broker.sessions.get(client_id) is not None:
+        return None
+    page = await mgmt.sessions(None, PageSpec(1, 1), client_id=client_id)
+    for row in page.rows:
+        node = row.get("node")
+        if isinstance(node, str) and node != mgmt.node_name:
+            return node
+    return None
+
+
+async def _on_session_node(req: ApiRequest, path: str, item: dict[str, Any],
+                           action: Callable[[ApiRequest, dict[str, Any]], None]) -> None:
+    """`action` here, or the same request on the node with the client's session."""
+    node = await _session_elsewhere(req, item)
+    if node is None:
+        await _durably(req, action, item)
+        return
+    answer = await req.ctx.mgmt.forward(node, "POST", ["mqtt", path], {}, item)
+    body = answer.get("body") if isinstance(answer, dict) else None
+    if not isinstance(body, dict) or body.get("code") != 0:
+        body = body if isinstance(body, dict) else {}
+        raise ApiError(int(body.get("code", Code.UNKNOWN_ERROR)),
+                       str(body.get("message", "failed")), int(answer.get("status", 500)))
+
+
 def _single(req: ApiRequest) -> dict[str, Any]:
     """The request's parameters as one item: query string over JSON body."""
     body = req.body if isinstance(req.body, dict) else {}
@@ -168,22 +203,47 @@ def _single(req: ApiRequest) -> dict[str, Any]:
     return {**body, **req.query}
 
 
-def _batch(req: ApiRequest, action: Callable[[ApiRequest, dict[str, Any]], None],
-           ) -> list[dict[str, Any]]:
+def _items(req: ApiRequest) -> list[dict[str, Any]]:
     if not isinstance(req.body, list):
         raise bad_type("request body must be a JSON array of objects")
-    results = []
     for item in req.body:
         if not isinstance(item, dict):
             raise bad_type("each batch item must be a JSON object")
-        outcome = {k: item[k] for k in ("client_id", "topic", "topics") if k in item}
+    return list(req.body)
+
+
+def _outcome(item: dict[str, Any], error: ApiError | None) -> dict[str, Any]:
+    outcome: dict[str, Any] = {k: item[k] for k in ("client_id", "topic", "topics")
+                               if k in item}
+    outcome["code"] = 0 if error is None else error.code
+    if error is not None:
+        outcome["message"] = error.message
+    return outcome
+
+
+def _batch(req: ApiRequest, action: Callable[[ApiRequest, dict[str, Any]], None],
+           ) -> list[dict[str, Any]]:
+    results = []
+    for item in _items(req):
         try:
             action(req, item)
-            outcome["code"] = 0
+            results.append(_outcome(item, None))
         except ApiError as exc:
-            outcome["code"] = exc.code
-            outcome["message"] = exc.message
-        results.append(outcome)
+            results.append(_outcome(item, exc))
+    return results
+
+
+async def _session_batch(req: ApiRequest, path: str,
+                         action: Callable[[ApiRequest, dict[str, Any]], None],
+                         ) -> list[dict[str, Any]]:
+    """A subscribe/unsubscribe batch, each item on its session's node."""
+    results = []
+    for item in _items(req):
+        try:
+            await _on_session_node(req, path, item, action)
+            results.append(_outcome(item, None))
+        except ApiError as exc:
+            results.append(_outcome(item, exc))
     return results
 
 
@@ -191,7 +251,7 @@ def register(table: RouteTable) -> None:
     @table.route("mqtt_subscribe", "POST", "/mqtt/subscribe", "Subscribe a topic",
                  body=SUBSCRIBE_BODY)
     async def mqtt_subscribe(req: ApiRequest) -> Any:
-        await _durably(req, _subscribe, _single(req))
+        await _on_session_node(req, "subscribe", _single(req), _subscribe)
 
     @table.route("mqtt_publish", "POST", "/mqtt/publish", "Publish a MQTT message",
                  body=PUBLISH_BODY)
@@ -201,12 +261,12 @@ def register(table: RouteTable) -> None:
     @table.route("mqtt_unsubscribe", "POST", "/mqtt/unsubscribe", "Unsubscribe a topic",
                  body=UNSUBSCRIBE_BODY)
     async def mqtt_unsubscribe(req: ApiRequest) -> Any:
-        await _durably(req, _unsubscribe, _single(req))
+        await _on_session_node(req, "unsubscribe", _single(req), _unsubscribe)
 
     @table.route("mqtt_subscribe_batch", "POST", "/mqtt/subscribe_batch",
                  "Batch subscribes topics")
     async def mqtt_subscribe_batch(req: ApiRequest) -> Any:
-        return await _durably(req, _batch, _subscribe)
+        return await _session_batch(req, "subscribe", _subscribe)
 
     @table.route("mqtt_publish_batch", "POST", "/mqtt/publish_batch",
                  "Batch publish MQTT messages")
@@ -216,4 +276,4 @@ def register(table: RouteTable) -> None:
     @table.route("mqtt_unsubscribe_batch", "POST", "/mqtt/unsubscribe_batch",
                  "Batch unsubscribes topics")
     async def mqtt_unsubscribe_batch(req: ApiRequest) -> Any:
-        return await _durably(req, _batch, _unsubscribe)
+        return await _session_batch(req, "unsubscribe", _unsubscribe)

@@ -30,21 +30,23 @@ class Replies(ChannelBase):
             return
         self._write(data)
 
-    def _send_ordered(self, data: bytes, wait: bool) -> None:
-        """Send now, or after the commit holding what the packet confirms.
+    def _send_ordered(self, data: bytes, wait: bool, ahead_of: int = 0) -> None:
+        """Send now, or after the commit holding what the packet confirms.  Sent
+        now, it goes before the last `ahead_of` packets written (the copies of a
+        PUBLISH to its own publisher, which the acknowledgement answers first).
 
         Past `HOLD_LIMIT` acknowledgements waiting (a store that cannot write),
         the socket is not read until they leave: the client's packets wait in
         TCP, not in our memory."""
         held = self._held_acks
         if not wait and not held:
-            self._write(data)
+            self._write(data, ahead_of)
             return
         journal = self.broker.journal
         if wait and not journal.uncommitted:
             wait = False  # committed already
             if not held:
-                self._write(data)
+                self._write(data, ahead_of)
                 return
         if held is None:
             held = self._held_acks = deque()

@@ -55,11 +55,24 @@ class Connection(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def write_ahead(self, data: bytes, later: int) -> None:
+        """Write `data` before the last `later` writes, which have not left yet
+        (they were made in the same call, without giving the loop a turn)."""
+        ...
+
     def close(self) -> None: ...
 
     def pause_reading(self) -> None:
         """Stop reading from the socket (the channel holds too many packets)."""
         ...
+
+    def admit_auth(self) -> bool:
+        """May this CONNECT wait for the authentication chain now?  False when the
+        listener already has its most connections waiting (`max_auth_pending`);
+        True takes a place that `auth_done` gives back."""
+        ...
+
+    def auth_done(self) -> None: ...
 
     def resume_reading(self) -> None: ...
 
@@ -102,6 +115,7 @@ class ChannelBase(Client):
         "_busy",
         "_connack_pending",
         "_held_acks",
+        "_last_qos1_id",
         "_pending",
         "_retry_interval",
         "_retry_timer",
@@ -133,6 +147,9 @@ class ChannelBase(Client):
         self._busy = 0
         #: Acknowledgements waiting for a store commit: (batch id needed, bytes).
         self._held_acks: deque[tuple[int, bytes]] | None = None  # made when first needed
+        #: The packet id of the client's latest PUBLISH if it was QoS 1 (else 0): a
+        #: PUBREL for it is an acknowledgement of the wrong kind (`_on_pubrel`).
+        self._last_qos1_id = 0
         #: The CONNECT being handled; let go once connected (what lasts is copied out).
         self.connect_packet: Connect | None = None
         #: What only MQTT 5.0 clients ask for (limits, aliases, enhanced auth),
@@ -271,10 +288,14 @@ class ChannelBase(Client):
             self.handle(packet)
 
     # -- writing -------------------------------------------------------------------------------
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, ahead_of: int = 0) -> None:
+        """Write a packet; before the last `ahead_of` packets written, if any."""
         self.send_pkt += 1
         self.counters[m.PACKETS_SENT] += 1
-        self.conn.write(data)
+        if ahead_of:
+            self.conn.write_ahead(data, ahead_of)
+        else:
+            self.conn.write(data)
 
     def _send_disconnect(self, reason: ReasonCode, why: str = "") -> None:
         """MQTT 5.0 only; a reason string unless the client asked for none."""
@@ -307,6 +328,11 @@ class ChannelBase(Client):
 
     def _named(self) -> str:
         return f"client {self.client_id!r}" if self.client_id else "a connection (no CONNECT yet)"
+
+    def _wrong_acknowledgement(self, packet: str, packet_id: int, expected: str) -> None:
+        """The client acknowledged with a packet of the wrong kind (§4.3): closed as a
+        protocol violation, not left waiting for an acknowledgement that never comes."""
+        self._protocol_violation(f"{packet} for packet id {packet_id}, which expects {expected}")
 
     def _protocol_violation(self, why: str) -> None:
         self.counters[m.PACKETS_MALFORMED] += 1

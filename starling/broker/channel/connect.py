@@ -63,11 +63,14 @@ class ConnectFlow(KeepaliveFlow):
         if Points.CLIENT_CONNECT in broker.hooks.active:
             broker.hooks.run(Points.CLIENT_CONNECT, self.info)
         if not client_id:
-            if not p.clean_start and p.protocol_level < 5:
-                self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)  # [MQTT-3.1.3-8]
+            if p.protocol_level == 3 or (not p.clean_start and p.protocol_level < 5):
+                # [MQTT-3.1.3-8]; MQTT 3.1 has no server-assigned ids (1 to 23 characters).
+                self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
                 return
             client_id = "starling-" + uuid.uuid4().hex  # assigned: p.client_id stays ""
-        elif len(client_id) > self.options.max_clientid_len:
+        elif len(client_id) > self.options.max_clientid_len or (
+                not client_id.isprintable() and not self._client_id_valid(client_id)):
+            # (`isprintable` first: one C call passes the usual client id.)
             self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             return
         self.client_id = client_id
@@ -84,7 +87,12 @@ class ConnectFlow(KeepaliveFlow):
             return
         acc = AuthResult(_SUCCESS if self.options.allow_anonymous else _NOT_AUTHORIZED)
         if broker.hooks.has(Points.CLIENT_AUTHENTICATE) or (
-                p.will is not None and broker.acl_is_async):
+                p.will is not None and broker.acl_is_async) or broker.cluster is not None:
+            if not self.conn.admit_auth():
+                # Clients arrive faster than the backend answers: refuse now rather
+                # than queue without bound (docs/reliability.md).
+                self._refuse(ReasonCode.SERVER_BUSY, "auth_overload")
+                return
             self.state = CONNECTING
             broker.track(self._connect_after_auth(acc))
         else:
@@ -165,7 +173,7 @@ class ConnectFlow(KeepaliveFlow):
             self._v5_state().auth_props = props
             self.is_superuser = step.superuser
             will_allowed = await self._will_acl()
-            if self.state != CONNECTING:
+            if self.state != CONNECTING or not await self._claim():
                 return
             self._finish_connect(AuthResult(ReasonCode.SUCCESS, anonymous=False,
                                             superuser=step.superuser), will_allowed)
@@ -177,17 +185,22 @@ class ConnectFlow(KeepaliveFlow):
             self._disconnect(ReasonCode.NOT_AUTHORIZED, "re-authentication failed")
 
     async def _connect_after_auth(self, acc: AuthResult) -> None:
-        result = await self._authenticate(acc)
-        if self.state != CONNECTING:
-            return  # the socket went away while we waited
-        will_allowed = None
-        if result.reason_code == ReasonCode.SUCCESS:
-            self.is_superuser = result.superuser
-            will_allowed = await self._will_acl()
+        try:
+            result = await self._authenticate(acc)
             if self.state != CONNECTING:
-                return
+                return  # the socket went away while we waited
+            will_allowed = None
+            if result.reason_code == ReasonCode.SUCCESS:
+                self.is_superuser = result.superuser
+                will_allowed = await self._will_acl()
+                if self.state != CONNECTING:
+                    return
+        finally:
+            self.conn.auth_done()
         if self._banned():  # banned while authentication ran
             self._refuse(ReasonCode.BANNED, "banned")
+            return
+        if result.reason_code == ReasonCode.SUCCESS and not await self._claim():
             return
         self._finish_connect(result, will_allowed)
         self._release_held()

@@ -134,6 +134,9 @@ class DeliveryFlow(Replies):
         assert session is not None
         message = session.puback(p.packet_id)
         if message is None:
+            if p.packet_id in session.inflight:  # a QoS 2 delivery
+                self._wrong_acknowledgement("PUBACK", p.packet_id, "PUBREC and PUBCOMP")
+                return
             self.counters["packets/puback/missed"] += 1
         elif self.broker.hooks.has(Points.MESSAGE_ACKED):
             self.broker.hooks.run(Points.MESSAGE_ACKED, self.info, message)
@@ -144,11 +147,15 @@ class DeliveryFlow(Replies):
         assert session is not None
         if p.reason_code >= 0x80:
             # MQTT 5.0: the client refused the message; the flow ends here.
+            if self._pubrec_wrong(p.packet_id):
+                return
             session.abandon(p.packet_id)
             return
         journal = self.broker.journal
         ops_before = journal.ops_added
         if session.pubrec(p.packet_id) is None:
+            if self._pubrec_wrong(p.packet_id):
+                return
             self.counters["packets/pubrec/missed"] += 1
             if self.protocol_level == 5:
                 self.counters["packets/pubrel/sent"] += 1
@@ -158,6 +165,16 @@ class DeliveryFlow(Replies):
         # resend the PUBLISH to a client that already completed it.
         self.send_pubrel(p.packet_id, journal.changed_since(ops_before))
 
+    def _pubrec_wrong(self, packet_id: int) -> bool:
+        """A PUBREC for a QoS 1 delivery: closed (`_wrong_acknowledgement`)."""
+        session = self.session
+        assert session is not None
+        entry = session.inflight.get(packet_id)
+        if entry is None or entry.qos == 2:
+            return False
+        self._wrong_acknowledgement("PUBREC", packet_id, "PUBACK")
+        return True
+
     def send_pubrel(self, packet_id: int, wait: bool = False) -> None:
         self.counters["packets/pubrel/sent"] += 1
         self._send_ordered(ack_bytes(0x62, packet_id), wait)
@@ -165,4 +182,10 @@ class DeliveryFlow(Replies):
     def _on_pubcomp(self, p: Pubcomp) -> None:
         self.counters["packets/pubcomp/received"] += 1
         if self.pubcomp(p.packet_id) is None:
+            session = self.session
+            entry = session.inflight.get(p.packet_id) if session is not None else None
+            if entry is not None:  # QoS 1, or QoS 2 before its PUBREC
+                self._wrong_acknowledgement(
+                    "PUBCOMP", p.packet_id, "PUBACK" if entry.qos == 1 else "PUBREC first")
+                return
             self.counters["packets/pubcomp/missed"] += 1

@@ -111,13 +111,17 @@ class PublishFlow(Replies):
             expiry = expiry_cap
         if expiry is not None:
             message.expires_at = broker.clock.monotonic() + expiry
+        sent_before = self.send_pkt
         delivered = broker.publish(message)
         if qos:
             code = 0
             if not delivered and self.protocol_level == 5:
                 code = ReasonCode.NO_MATCHING_SUBSCRIBERS
             # Durable mode: what this PUBLISH changed in the store is committed first.
-            self._ack_publish(p, code, broker.journal.changed_since(ops_before))
+            # The acknowledgement goes ahead of the copies to the publisher itself
+            # (written by `publish` just now), as other brokers send it.
+            self._ack_publish(p, code, broker.journal.changed_since(ops_before),
+                              self.send_pkt - sent_before)
 
     def _v5_publish_checks(self, p: Publish) -> bool:
         """Topic aliases, forbidden properties and Receive Maximum (MQTT 5.0)."""
@@ -152,19 +156,25 @@ class PublishFlow(Replies):
             return False
         return True
 
-    def _ack_publish(self, p: Publish, code: int, wait: bool = False) -> None:
-        """PUBACK / PUBREC, after the journal's commit when `wait` (`acks.py`)."""
+    def _ack_publish(self, p: Publish, code: int, wait: bool = False, ahead_of: int = 0) -> None:
+        """PUBACK / PUBREC, after the journal's commit when `wait` (`acks.py`),
+        else before the last `ahead_of` packets written."""
         if not p.qos:
             return
-        assert p.packet_id is not None
+        packet_id = p.packet_id
+        assert packet_id is not None
         if code >= 0x80:
             self.counters["packets/publish/error"] += 1
         if p.qos == 1:
+            self._last_qos1_id = packet_id
             self.counters["packets/puback/sent"] += 1
-            self._send_ordered(ack_bytes(0x40, p.packet_id, code, self.protocol_level), wait)
+            self._send_ordered(ack_bytes(0x40, packet_id, code, self.protocol_level), wait,
+                               ahead_of)
         else:
+            self._last_qos1_id = 0
             self.counters["packets/pubrec/sent"] += 1
-            self._send_ordered(ack_bytes(0x50, p.packet_id, code, self.protocol_level), wait)
+            self._send_ordered(ack_bytes(0x50, packet_id, code, self.protocol_level), wait,
+                               ahead_of)
 
     def _on_pubrel(self, p: Pubrel) -> None:
         self.counters["packets/pubrel/received"] += 1
@@ -174,6 +184,10 @@ class PublishFlow(Replies):
         journal = self.broker.journal
         ops_before = journal.ops_added
         if not session.release(p.packet_id):
+            if p.packet_id == self._last_qos1_id:
+                # The id of a QoS 1 PUBLISH, which has no PUBREL (§4.3.2).
+                self._wrong_acknowledgement("PUBREL", p.packet_id, "no acknowledgement")
+                return
             self.counters["packets/pubrel/missed"] += 1
             code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
         self.counters["packets/pubcomp/sent"] += 1

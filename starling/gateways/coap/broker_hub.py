@@ -32,8 +32,10 @@ class CoapBrokerClient(GatewayClient):
     #: As the API's `proto_name` shows it.
     display_name: ClassVar[str] = "CoAP"
 
-    def __init__(self, broker: Broker, outlet: Outlet, peer: tuple[str, int]) -> None:
-        super().__init__(broker, "external", peer, f"{self.protocol}:udp:default")
+    def __init__(self, broker: Broker, outlet: Outlet, peer: tuple[str, int],
+                 secure: bool = False) -> None:
+        super().__init__(broker, "external", peer,
+                         f"{self.protocol}:{'dtls' if secure else 'udp'}:default")
         self.outlet = outlet
         self.protocol_level = 1
 
@@ -101,7 +103,7 @@ class BrokerHub:
         self.client_class = CLIENT_CLASSES[protocol]
 
     async def attach(self, details: ClientDetails, outlet: Outlet) -> BrokerAttachment:
-        client = self.client_class(self.broker, outlet, details.peer)
+        client = self.client_class(self.broker, outlet, details.peer, details.secure)
         reason, _ = await client.connect(details.client_id, username=details.username,
                                          password=details.password,
                                          keepalive=details.keepalive)

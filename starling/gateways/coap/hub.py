@@ -31,6 +31,8 @@ class ClientDetails:
     peer: tuple[str, int]
     protocol: str  #: "coap" or "lwm2m", as the connection list shows it
     keepalive: int
+    #: Came over DTLS: the connection list shows the DTLS listener.
+    secure: bool = False
 
 
 class Outlet(Protocol):

@@ -7,9 +7,18 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from starling.plugins import ConfigKey, Plugin, PluginContext, parse_switch, parse_timeout
+from starling.plugins import (
+    ConfigKey,
+    Plugin,
+    PluginContext,
+    PluginUnavailable,
+    parse_switch,
+    parse_timeout,
+)
+from starling.transport import TlsOptions
 
 from ..config import parse_listen
+from .dtls_config import DtlsKeys, DtlsLimits
 from .hub import Hub
 from .pubsub import PsTopics
 from .sessions import CoapClients
@@ -17,21 +26,13 @@ from .site import CoapSite
 from .transport import (
     CoapServer,
     parse_optional_listen,
+    start_certificate_dtls_server,
     start_dtls_server,
     start_server,
 )
 
 #: Makes the hub a gateway's clients attach through: (context, protocol name) → Hub.
 HubFactory = Callable[[PluginContext, str], Hub]
-
-
-def refuse_certificates(value: str) -> str:
-    """DTLS with certificates is not available (aiocoap's DTLS server is tinydtls,
-    pre-shared keys only): a config that asks for it is refused, not ignored."""
-    if value.strip():
-        raise ValueError("certificate DTLS is not supported (aiocoap's DTLS server takes "
-                         "pre-shared keys only, from emqx_psk_file); leave it empty")
-    return ""
 
 
 class GatewayPlugin(Plugin):
@@ -50,10 +51,36 @@ class GatewayPlugin(Plugin):
             return cls(context, settings, hub_factory)
         return make
 
+    def certificates(self, keys: DtlsKeys) -> TlsOptions | None:
+        """The DTLS listener's certificates, None for pre-shared keys; keys that do
+        not fit together refuse the load, named."""
+        try:
+            return keys.options(self.settings)
+        except ValueError as exc:
+            raise PluginUnavailable(str(exc)) from None
+
+    async def start_dtls(self, name: str, site: Any, listen: tuple[str, int],
+                         certificates: TlsOptions | None, idle_timeout: float) -> CoapServer:
+        """The DTLS listener: X.509 certificates when given, else pre-shared keys
+        (the broker's PSK table, emqx_psk_file)."""
+        host, port = listen
+        if certificates is None:
+            server = await start_dtls_server(name, site, host, port,
+                                             self.context.broker.psk_key)
+        else:
+            server = await start_certificate_dtls_server(
+                name, site, host, port, certificates, DtlsLimits(idle_timeout=idle_timeout))
+        self.servers.append(server)
+        return server
+
     async def close_servers(self) -> None:
         for server in reversed(self.servers):
             await server.close()
         self.servers.clear()
+
+
+#: emqx_coap's DTLS keys, as EMQ X v3.2 named them.
+DTLS = DtlsKeys.under("coap.dtls")
 
 
 class CoapPlugin(GatewayPlugin):
@@ -66,28 +93,30 @@ class CoapPlugin(GatewayPlugin):
                   "Accepted for EMQ X's conf files (CoAP clients are always counted).",
                   parse_switch, required=False),
         ConfigKey("coap.dtls.port", "",
-                  "DTLS (pre-shared keys) listener: ip:port, 0 as port = a free one; "
+                  "DTLS listener (coaps): port or ip:port, 0 as port = a free one; "
                   "empty = none.", parse_optional_listen, required=False),
-        ConfigKey("coap.dtls.certfile", "", "Not supported: DTLS takes pre-shared keys.",
-                  refuse_certificates, required=False),
-        ConfigKey("coap.dtls.keyfile", "", "Not supported: DTLS takes pre-shared keys.",
-                  refuse_certificates, required=False),
+        *DTLS.schema(),
     )
 
     clients: CoapClients | None = None
 
     async def load(self) -> None:
         settings = self.settings
+        certificates = self.certificates(DTLS)
+        dtls = settings["coap.dtls.port"]
+        if certificates is not None and dtls is None:
+            raise PluginUnavailable("coap.dtls.certfile is set but coap.dtls.port is empty "
+                                    "(no DTLS listener to use it)")
         self.clients = CoapClients(self.hub_factory(self.context, "coap"),
                                    settings["coap.keepalive"])
         site = CoapSite(self.clients, PsTopics(), time.monotonic)
         try:
             host, port = settings["coap.port"]
             self.servers.append(await start_server("coap:udp:default", site, host, port))
-            dtls = settings["coap.dtls.port"]
             if dtls is not None:
-                self.servers.append(await start_dtls_server(
-                    "coap:dtls:default", site, dtls[0], dtls[1], self.context.broker.psk_key))
+                # A DTLS session idle past the keepalive serves no CoAP session any more.
+                await self.start_dtls("coap:dtls:default", site, dtls, certificates,
+                                      settings["coap.keepalive"])
         except BaseException:
             await self.unload()
             raise

@@ -141,9 +141,10 @@ class CoapClients:
     def __len__(self) -> int:
         return len(self._clients)
 
-    async def client(self, credentials: Credentials, peer: tuple[str, int]) -> CoapClient:
-        """The session `credentials` name, started if needed; `AttachRefused` when the
-        broker refuses it."""
+    async def client(self, credentials: Credentials, peer: tuple[str, int],
+                     secure: bool = False) -> CoapClient:
+        """The session `credentials` name, started if needed (`secure`: by a request
+        over DTLS); `AttachRefused` when the broker refuses it."""
         current = self._clients.get(credentials)
         if current is not None:
             current.touch(peer)
@@ -156,7 +157,7 @@ class CoapClients:
         future: asyncio.Future[CoapClient] = asyncio.get_running_loop().create_future()
         self._starting[credentials] = future
         try:
-            client = await self._start(credentials, peer)
+            client = await self._start(credentials, peer, secure)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters get it, nobody else must
@@ -166,11 +167,12 @@ class CoapClients:
         future.set_result(client)
         return client
 
-    async def _start(self, credentials: Credentials, peer: tuple[str, int]) -> CoapClient:
+    async def _start(self, credentials: Credentials, peer: tuple[str, int],
+                     secure: bool) -> CoapClient:
         client = CoapClient(credentials, peer, self._closed)
         password = None if credentials.password is None else credentials.password.encode()
         details = ClientDetails(credentials.client_id, credentials.username, password, peer,
-                                self.protocol, int(self.keepalive))
+                                self.protocol, int(self.keepalive), secure)
         client.attachment = await self.hub.attach(details, client)
         self._clients[credentials] = client
         self._ensure_sweeper()

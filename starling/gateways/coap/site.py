@@ -23,7 +23,7 @@ from .hub import AttachRefused
 from .pubsub import PsError, PsTopics, parse_create
 from .requests import credentials, observable, publishable, topic_of
 from .sessions import CoapClient, CoapClients, Ended
-from .transport import peer_of
+from .transport import is_secure, peer_of
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ class CoapSite:
         if found is None:
             raise Answer(Code.BAD_REQUEST, "missing client id: ?c=<clientid>")
         try:
-            return await self.clients.client(found, peer_of(request.remote))
+            return await self.clients.client(found, peer_of(request.remote),
+                                             is_secure(request.remote))
         except AttachRefused as refused:
             raise Answer(REFUSALS.get(refused.reason, Code.INTERNAL_SERVER_ERROR),
                          refused.reason) from None

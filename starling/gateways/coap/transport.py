@@ -22,12 +22,16 @@ import aiocoap
 import aiocoap.util
 from aiocoap.util import socknumbers
 
+from starling.plugins import PluginUnavailable
+from starling.transport import TlsOptions
+
 from ..config import parse_listen
+from .dtls_config import DtlsLimits
 
 log = logging.getLogger(__name__)
 
 
-class ListenerError(Exception):
+class ListenerError(PluginUnavailable):
     """A listener that cannot start (the message names the config key's value)."""
 
 
@@ -107,6 +111,27 @@ async def start_dtls_server(name: str, site: Any, host: str, port: int,
     return CoapServer(name, host, port, context)
 
 
+async def start_certificate_dtls_server(name: str, site: Any, host: str, port: int,
+                                        options: TlsOptions,
+                                        limits: DtlsLimits | None = None) -> CoapServer:
+    """Serve `site` over DTLS with X.509 certificates (`dtls_x509`, on pyOpenSSL)."""
+    try:
+        from .dtls_x509 import start_x509_dtls_interface
+    except ImportError:
+        raise ListenerError(f"{name}: certificate DTLS needs the pyOpenSSL package "
+                            "(pip install 'starling-mqtt[dtls]')") from None
+    if port:
+        _refuse_busy_port(name, host, port)
+    context = aiocoap.Context(serversite=site, loggername=f"coap.{name}")
+    try:
+        bound = await start_x509_dtls_interface(context, name, host, port, options,
+                                                limits or DtlsLimits())
+    except OSError as exc:
+        raise ListenerError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
+    log.info("listener %s on %s:%d", name, host, bound)
+    return CoapServer(name, host, bound, context)
+
+
 def _free_udp_port(host: str) -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as probe:
@@ -149,6 +174,11 @@ def _ignore_icmp_errors(sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_IPV6, socknumbers.IPV6_RECVERR, 0)
             sock.setsockopt(socket.IPPROTO_IP, socknumbers.IP_RECVERR, 0)
+
+
+def is_secure(remote: Any) -> bool:
+    """Whether an aiocoap remote address came over DTLS (``coaps``)."""
+    return getattr(remote, "scheme", "coap") == "coaps"
 
 
 def peer_of(remote: Any) -> tuple[str, int]:

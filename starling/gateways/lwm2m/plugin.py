@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import ClassVar
 
 from starling.config import parse_duration
-from starling.plugins import ConfigKey, parse_nonnegative_duration, parse_switch
-
-from ..coap.plugin import GatewayPlugin, refuse_certificates
-from ..coap.transport import (
-    parse_optional_listen,
-    start_dtls_server,
-    start_server,
+from starling.plugins import (
+    ConfigKey,
+    PluginUnavailable,
+    parse_nonnegative_duration,
+    parse_switch,
 )
+from starling.transport import TlsOptions
+
+from ..coap.dtls_config import DtlsKeys
+from ..coap.plugin import GatewayPlugin
+from ..coap.transport import parse_optional_listen, start_server
 from ..config import parse_listen
 from .objectdb import ObjectDatabase, load_directory, standard_objects
 from .server import Lwm2mServer, Lwm2mSettings
@@ -40,6 +43,13 @@ def parse_topic(value: str) -> str:
     if "#" in value[:-1] or "+" in value.replace("%", ""):
         raise ValueError(f"only a trailing '#' wildcard is allowed, got {value!r}")
     return value
+
+
+#: emqx_lwm2m's DTLS keys: the files as EMQ X v3.2 named them (``lwm2m.certfile``),
+#: the rest under ``lwm2m.dtls.`` with the port.
+DTLS = DtlsKeys.under("lwm2m.dtls", files="lwm2m")
+#: A DTLS session of a device is kept this long without a datagram at least.
+MIN_DTLS_IDLE = 60.0
 
 
 class Lwm2mPlugin(GatewayPlugin):
@@ -68,12 +78,10 @@ class Lwm2mPlugin(GatewayPlugin):
                   "Folder of object definitions (OMA XML); empty = the OMA objects 0-7 "
                   "shipped with Starling.", parse_xml_dir, required=False),
         ConfigKey("lwm2m.dtls.port", "",
-                  "DTLS (pre-shared keys) listener: ip:port; empty = none.",
-                  parse_optional_listen, required=False),
-        ConfigKey("lwm2m.certfile", "", "Not supported: DTLS takes pre-shared keys.",
-                  refuse_certificates, required=False),
-        ConfigKey("lwm2m.keyfile", "", "Not supported: DTLS takes pre-shared keys.",
-                  refuse_certificates, required=False),
+                  "DTLS listener (coaps): port or ip:port; empty = none, or lwm2m.port + 1 "
+                  "when lwm2m.certfile is set (EMQ X).", parse_optional_listen,
+                  required=False),
+        *DTLS.schema(),
     )
 
     server: Lwm2mServer | None = None
@@ -81,7 +89,7 @@ class Lwm2mPlugin(GatewayPlugin):
     def lwm2m_settings(self) -> Lwm2mSettings:
         s = self.settings
         if s["lwm2m.lifetime_min"] > s["lwm2m.lifetime_max"]:
-            raise ValueError("lwm2m.lifetime_min is above lwm2m.lifetime_max")
+            raise PluginUnavailable("lwm2m.lifetime_min is above lwm2m.lifetime_max")
         xml_dir = s["lwm2m.xml_dir"]
         objects: ObjectDatabase = load_directory(Path(xml_dir)) if xml_dir else \
             standard_objects()
@@ -92,22 +100,35 @@ class Lwm2mPlugin(GatewayPlugin):
                              s["lwm2m.lifetime_max"], s["lwm2m.qmode_time_window"],
                              s["lwm2m.auto_observe"])
 
+    def dtls_listen(self, certificates: TlsOptions | None) -> tuple[str, int] | None:
+        """`lwm2m.dtls.port`; unset with certificates, lwm2m.port + 1 as EMQ X did."""
+        dtls: tuple[str, int] | None = self.settings["lwm2m.dtls.port"]
+        if dtls is None and certificates is not None:
+            host, port = self.settings["lwm2m.port"]
+            if port == 65535:
+                raise PluginUnavailable("lwm2m.dtls.port: needed, lwm2m.port + 1 is no port")
+            dtls = (host, port + 1 if port else 0)
+        return dtls
+
     async def load(self) -> None:
-        self.server = Lwm2mServer(self.hub_factory(self.context, "lwm2m"),
-                                  self.lwm2m_settings())
+        settings = self.lwm2m_settings()
+        certificates = self.certificates(DTLS)
+        dtls = self.dtls_listen(certificates)
+        self.server = Lwm2mServer(self.hub_factory(self.context, "lwm2m"), settings)
         try:
             host, port = self.settings["lwm2m.port"]
             site = self.server.listener()
             udp = await start_server("lwm2m:udp:default", site, host, port)
             site.context = udp.context
             self.servers.append(udp)
-            dtls = self.settings["lwm2m.dtls.port"]
             if dtls is not None:
                 secure = self.server.listener()
-                server = await start_dtls_server("lwm2m:dtls:default", secure, dtls[0], dtls[1],
-                                                 self.context.broker.psk_key)
+                # A device updates its registration within its lifetime; a DTLS
+                # session silent for longer serves no registration any more.
+                idle = max(float(settings.lifetime_max), MIN_DTLS_IDLE)
+                server = await self.start_dtls("lwm2m:dtls:default", secure, dtls,
+                                               certificates, idle)
                 secure.context = server.context
-                self.servers.append(server)
         except BaseException:
             await self.unload()
             raise

@@ -24,7 +24,7 @@ import aiocoap.error
 from aiocoap import Code, Message
 
 from ..coap.hub import Attachment, AttachRefused, ClientDetails, Hub
-from ..coap.transport import peer_of
+from ..coap.transport import is_secure, peer_of
 from . import replies
 from .commands import Command, CommandError, DeviceRequest, parse_command, translate
 from .content import ContentError, decode_content, split_links
@@ -295,7 +295,7 @@ class Lwm2mServer:
             old.end("re-registered")
         device = Device(self, registration, request.remote, context)
         details = ClientDetails(registration.endpoint, None, None, device.peer, "lwm2m",
-                                registration.lifetime)
+                                registration.lifetime, is_secure(request.remote))
         try:
             device.attachment = await self.hub.attach(details, device)
         except AttachRefused as refused:
@@ -323,7 +323,9 @@ class Lwm2mServer:
         device.registration = apply_update(device.registration, change)
         device.expires_at = asyncio.get_running_loop().time() + device.registration.lifetime
         peer = peer_of(request.remote)
-        if peer != device.peer:
+        # A new source port, or over DTLS a new session from the same address (a
+        # device that rebooted): the gateway's requests now go there.
+        if request.remote != device.remote:
             device.remote, device.peer = request.remote, peer
             device.context = context
             if device.attachment is not None:

@@ -29,7 +29,7 @@ Delete = Callable[[str, str], None]
 class Table:
     """One named table: key (a string) → a JSON value."""
 
-    __slots__ = ("_delete", "_rows", "_save", "name")
+    __slots__ = ("_delete", "_rows", "_save", "_watchers", "name")
 
     def __init__(self, name: str, rows: dict[str, Any], save: Save | None,
                  delete: Delete | None) -> None:
@@ -37,6 +37,35 @@ class Table:
         self._rows = rows
         self._save = save
         self._delete = delete
+        self._watchers: list[Callable[[str, Any], None]] = []
+
+    def watch(self, callback: Callable[[str, Any], None] | None) -> None:
+        """Call ``callback(key, value or None)`` when another node of the cluster
+        changes a row (`apply_row`); None: stop (all watchers)."""
+        if callback is None:
+            self._watchers.clear()
+        else:
+            self._watchers.append(callback)
+
+    def apply_row(self, key: str, text: str | None) -> None:
+        """A row changed on another node of the cluster: memory only, then the
+        watchers are told."""
+        value: Any = None
+        if text is None:
+            if self._rows.pop(key, None) is None:
+                return
+        else:
+            try:
+                value = self._rows[key] = json.loads(text)
+            except ValueError:
+                log.error("store table %s: replicated row %r is not JSON; ignored",
+                          self.name, key)
+                return
+        for callback in list(self._watchers):
+            try:
+                callback(key, value)
+            except Exception:
+                log.exception("store table %s: watcher of %r failed", self.name, key)
 
     def get(self, key: str) -> Any:
         return self._rows.get(key)
@@ -81,6 +110,11 @@ class PluginStore:
         self._save = save
         self._delete = delete
         self._tables: dict[str, Table] = {}
+
+    def apply_row(self, table: str, key: str, text: str | None) -> None:
+        """A row of `table` changed on another node of the cluster (the table is
+        opened now, so the change is in memory whatever the store has committed)."""
+        self.table(table).apply_row(key, text)
 
     def table(self, name: str) -> Table:
         """The table `name`, read from the node's store the first time it is asked for

@@ -16,6 +16,7 @@ from helpers.packets import (
     PINGRESP,
     PUBACK,
     PUBCOMP,
+    PUBLISH,
     PUBREC,
     SUBACK,
     Packet,
@@ -93,6 +94,19 @@ async def test_qos2_resend_before_pubrel_is_routed_once(level: int) -> None:
         client.send(publish(level, "t", 2, b"once", mid=3, dup=True))
         assert client.read() == [Packet(PUBREC, 0, b"\x00\x03")] * 2
         assert routed(watcher) == [b"once"]
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+async def test_acknowledgement_goes_ahead_of_the_copy_to_oneself(qos: int) -> None:
+    """The PUBACK / PUBREC is written before the publisher's own copy, and after
+    what was written before the PUBLISH (a SUBACK still unread here)."""
+    async with ChannelWorld() as world:
+        client = world.connect("self")
+        client.send(gen_subscribe(1, "me/#", qos))
+        client.send(gen_publish("me/t", qos, b"mine", mid=4))
+        packets = client.read()
+        assert [p.type for p in packets] == [SUBACK, PUBACK if qos == 1 else PUBREC, PUBLISH]
+        assert parse_publish(packets[2]).payload == b"mine"
 
 
 async def test_pubrel_for_an_unknown_id() -> None:

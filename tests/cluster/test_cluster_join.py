@@ -1,0 +1,88 @@
+"""Joining a cluster: NATS credentials, and the clear refusals at start (NATS
+unreachable, wrong credentials, a bad cluster key), with no secret in the log."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.cluster import cluster_settings
+from helpers.nats_server import NatsServer
+from helpers.servers import free_port
+
+pytestmark = pytest.mark.needs_server
+
+SECRET = "s3cret-nats-pw"
+
+
+def start(tmp_path: Path, settings: dict[str, str], timeout: float = 60) -> \
+        subprocess.CompletedProcess[str]:
+    """`starling start` that is expected to refuse: its exit status and output."""
+    args = [sys.executable, "-m", "starling", "start", "--data-dir", str(tmp_path / "n"),
+            "--node-name", "joiner@127.0.0.1",
+            "--set", "listeners.tcp.default.bind=127.0.0.1:0",
+            "--set", "listeners.tcp.internal.bind=off", "--set", "listeners.ws.default.bind=off",
+            "--set", "management.bind=off", "--set", "dashboard.bind=off"]
+    for key, value in settings.items():
+        args += ["--set", f"{key}={value}"]
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def auth_nats(tmp_path: Path) -> Any:
+    server = NatsServer(tmp_path / "nats", "--user", "starling", "--pass", SECRET).start()
+    yield server
+    server.close()
+
+
+def test_nodes_join_with_nats_credentials(spawn_node: Any, auth_nats: NatsServer,
+                                          tmp_path: Path) -> None:
+    settings = cluster_settings(auth_nats, "auth", **{"cluster.nats.user": "starling",
+                                                      "cluster.nats.password": SECRET})
+    a = spawn_node(tmp_path / "a", settings, "a@127.0.0.1")
+    b = spawn_node(tmp_path / "b", settings, "b@127.0.0.1")
+    try:
+        with a.api() as api:
+            listed = {n["name"]: n["node_status"] for n in api.get("/nodes/").json()["data"]}
+        assert listed == {"a@127.0.0.1": "Running", "b@127.0.0.1": "Running"}
+        assert not any(SECRET in line for line in a.log_lines + b.log_lines)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_wrong_credentials_are_refused_at_start(auth_nats: NatsServer, tmp_path: Path) -> None:
+    done = start(tmp_path, cluster_settings(auth_nats, "auth", **{
+        "cluster.nats.user": "starling", "cluster.nats.password": "wrong-" + SECRET,
+        "cluster.nats.connect_timeout": "2s"}))
+    assert done.returncode == 1
+    assert "cannot join the cluster: cannot reach NATS at" in done.stderr
+    assert SECRET not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unreachable_nats_is_refused_at_start(tmp_path: Path) -> None:
+    done = start(tmp_path, {"cluster.discovery": "nats",
+                            "cluster.nats.servers": f"nats://127.0.0.1:{free_port()}",
+                            "cluster.nats.connect_timeout": "1s"})
+    assert done.returncode == 1
+    assert "cannot join the cluster: cannot reach NATS at nats://127.0.0.1:" in done.stderr
+    assert "(cluster.nats.servers)" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_bad_cluster_key_is_refused_naming_it(tmp_path: Path) -> None:
+    done = start(tmp_path, {"cluster.discovery": "nats", "cluster.name": "no.dots"})
+    assert done.returncode == 2
+    assert "configuration error: cluster.name: 'no.dots' must be" in done.stderr
+
+
+def test_buckets_that_one_nats_server_cannot_replicate_are_refused(
+        nats_server: NatsServer, tmp_path: Path) -> None:
+    done = start(tmp_path, cluster_settings(nats_server, "r3", **{
+        "cluster.nats.replicas": "3"}))
+    assert done.returncode == 1
+    assert "cannot join the cluster: JetStream refused the bucket starling_r3_nodes" \
+        in done.stderr
+    assert "Traceback" not in done.stderr
