@@ -86,9 +86,13 @@ class ConnectFlow(KeepaliveFlow):
             broker.track(self._enhanced_step(data))
             return
         acc = AuthResult(_SUCCESS if self.options.allow_anonymous else _NOT_AUTHORIZED)
-        if broker.hooks.has(Points.CLIENT_AUTHENTICATE) or (
-                p.will is not None and broker.acl_is_async) or broker.cluster is not None:
-            if not self.conn.admit_auth():
+        backend = broker.hooks.has(Points.CLIENT_AUTHENTICATE) or (
+            p.will is not None and broker.acl_is_async)
+        if backend or broker.cluster is not None:
+            # Only a wait for an authentication backend takes one of the listener's
+            # `max_auth_pending` places: a cluster's client-id claim is not a backend's
+            # answer, and a reconnect storm must not be refused for it.
+            if backend and not self.conn.admit_auth():
                 # Clients arrive faster than the backend answers: refuse now rather
                 # than queue without bound (docs/reliability.md).
                 self._refuse(ReasonCode.SERVER_BUSY, "auth_overload")
