@@ -1,5 +1,6 @@
 """What every node shares, made through the API of any node: banned clients, apps,
-dashboard users, emqx_auth_username entries, rules, delayed messages; in effect on
+dashboard users, emqx_auth_username and emqx_auth_clientid entries, rules, resources,
+delayed messages; in effect on
 the other nodes within a second or two, and kept across a full cluster restart."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from helpers.nats_server import NatsServer
 pytestmark = pytest.mark.needs_server
 
 PLUGINS = ("emqx_dashboard,emqx_management,emqx_recon,emqx_retainer,emqx_rule_engine,"
-           "emqx_auth_username,emqx_delayed_publish")
+           "emqx_auth_username,emqx_auth_clientid,emqx_delayed_publish")
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +106,33 @@ def test_auth_username_entries_work_on_every_node(cluster: Cluster) -> None:
         ok(api.post("/auth_username", json={"username": user, "password": "right"}))
     eventually(lambda: connack(n3, uid("c"), user, "wrong") != 0, "the entry on n3")
     assert connack(n3, uid("c"), user, "right") == 0
+
+
+def test_auth_clientid_entries_work_on_every_node(cluster: Cluster) -> None:
+    _, n2, n3 = cluster.nodes
+    client_id = uid("dev")
+    with n2.api() as api:
+        ok(api.post("/auth_clientid", json={"clientid": client_id, "password": "right"}))
+    # the password travels with any user name; emqx_auth_username does not know it
+    eventually(lambda: connack(n3, client_id, "anyone", "wrong") != 0, "the entry on n3")
+    assert connack(n3, client_id, "anyone", "right") == 0
+
+
+def test_a_resource_made_on_one_node_is_listed_everywhere(cluster: Cluster) -> None:
+    n1, n2, n3 = cluster.nodes
+    with n1.api() as api:
+        made = ok(api.post("/resources", json={"name": uid("res"), "type": "built_in",
+                                               "config": {"a": 1}, "description": "shared"}))
+
+    def listed(node: Any) -> list[str]:
+        with node.api() as api:
+            return [r["id"] for r in ok(api.get("/resources"))]
+
+    for node in (n2, n3):
+        eventually(lambda node=node: made["id"] in listed(node), f"the resource on {node.name}")
+    with n3.api() as api:
+        ok(api.delete(f"/resources/{made['id']}"))
+    eventually(lambda: made["id"] not in listed(n1), "the resource deleted on n1")
 
 
 def test_a_rule_made_on_one_node_runs_on_every_node(cluster: Cluster,
