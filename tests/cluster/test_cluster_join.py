@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.certs import CA
 from helpers.cluster import cluster_settings
 from helpers.nats_server import NatsServer
 from helpers.servers import free_port
@@ -86,3 +87,55 @@ def test_buckets_that_one_nats_server_cannot_replicate_are_refused(
     assert "cannot join the cluster: JetStream refused the bucket starling_r3_nodes" \
         in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _joined(a: Any, b: Any) -> None:
+    with a.api() as api:
+        listed = {n["name"]: n["node_status"] for n in api.get("/nodes/").json()["data"]}
+    assert listed == {a.name: "Running", b.name: "Running"}
+
+
+def test_nodes_join_over_mutual_tls(spawn_node: Any, tmp_path: Path) -> None:
+    """nats-server requiring TLS and a client certificate from our CA: the nodes
+    join with cluster.nats.tls.*; a node without a client certificate is refused."""
+    ca = CA.create(tmp_path / "pki")
+    server, client = ca.issue_server(), ca.issue_client("starling-node")
+    nats = NatsServer(tmp_path / "nats", "--tls", "--tlscert", str(server.cert),
+                      "--tlskey", str(server.key), "--tlsverify",
+                      "--tlscacert", str(ca.cert)).start()
+    url = nats.url.replace("nats://", "tls://")
+    tls = {"cluster.nats.servers": url, "cluster.nats.tls.cacertfile": str(ca.cert)}
+    settings = cluster_settings(nats, "tls", **tls, **{
+        "cluster.nats.tls.certfile": str(client.cert),
+        "cluster.nats.tls.keyfile": str(client.key)})
+    try:
+        a = spawn_node(tmp_path / "a", settings, "a@127.0.0.1")
+        b = spawn_node(tmp_path / "b", settings, "b@127.0.0.1")
+        try:
+            _joined(a, b)
+        finally:
+            a.stop()
+            b.stop()
+        done = start(tmp_path, cluster_settings(nats, "tls", **tls, **{
+            "cluster.nats.connect_timeout": "2s"}))
+        assert done.returncode != 0
+        assert "NATS" in done.stderr + done.stdout
+    finally:
+        nats.close()
+
+
+def test_nodes_join_with_a_nats_token(spawn_node: Any, tmp_path: Path) -> None:
+    token = "t0ken-" + SECRET
+    nats = NatsServer(tmp_path / "nats", "--auth", token).start()
+    try:
+        settings = cluster_settings(nats, "token", **{"cluster.nats.token": token})
+        a = spawn_node(tmp_path / "a", settings, "a@127.0.0.1")
+        b = spawn_node(tmp_path / "b", settings, "b@127.0.0.1")
+        try:
+            _joined(a, b)
+            assert not any(token in line for line in a.log_lines + b.log_lines)
+        finally:
+            a.stop()
+            b.stop()
+    finally:
+        nats.close()
