@@ -86,6 +86,9 @@ SETTINGS: tuple[Setting, ...] = (
         Setting(f"listeners.{kind}.*.max_auth_pending", 1024, "int",
                 "Connections waiting for the authentication chain (a slow backend) at "
                 "once; a CONNECT beyond it is refused: server busy. 0 = unlimited.", low=0),
+        Setting(f"listeners.{kind}.*.read_budget", 64 * 1024, "size",
+                "Bytes one connection may bring in before it lets the others be served "
+                "(reading resumes on the event loop's next turn).", low=1),
         Setting(f"listeners.{kind}.*.acceptors", 4, "int", "Reported acceptor count.", low=1),
     )),
     *(setting for kind in ("ssl", "wss") for setting in (

@@ -25,6 +25,8 @@ class ListenerConfig:
     max_conn_rate: int = 0  #: new connections per second; 0 = unlimited
     #: CONNECTs waiting for the authentication chain at once; 0 = unlimited
     max_auth_pending: int = 1024
+    #: Bytes one connection may bring before it yields the loop to the others
+    read_budget: int = 64 * 1024
     reuse_port: bool = False  #: SO_REUSEPORT: share the port with other processes
 
     @property

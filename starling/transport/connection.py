@@ -18,7 +18,12 @@ then waited for a loop turn; benchmarks/README.md, "Fairness".)
 
 Fairness, in: at most `MAX_PACKETS_PER_TURN` packets of one connection are
 handled per loop turn; the rest wait in a backlog (reading paused meanwhile,
-order kept) and are handled in the next turns, after other connections.
+order kept) and are handled in the next turns, after other connections.  And
+once a connection has brought the listener's `read_budget` bytes (or
+`MAX_PACKETS_PER_TURN` packets) in one loop turn, it yields: reading stops until
+the next turn.  Without that, libuv read one busy socket up to 32 times in a row
+(256 KiB each: 8 MB, ~10 ms of handling) before any other connection was
+served (benchmarks/README.md, "Fairness").
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ LINGER = 1.0
 MAX_PACKETS_PER_TURN = 64
 # Bits of `MQTTConnection._flow`.
 _SOCKET_FULL = 1  #: asyncio paused writing: the socket's buffer is over its high-water mark
+_YIELDED = 2  #: used its read budget: reading resumes on the loop's next turn
 _CHANNEL_PAUSED = 4  #: the channel asked to stop reading
 _BACKLOG = 8  #: packets of earlier reads are still to be handled
 _AUTHENTICATING = 16  #: holds one of the listener's `max_auth_pending` places
@@ -67,6 +73,7 @@ class ListenerSide(Protocol):
     zone: str
     tls: TlsContext | None
     batcher: WriteBatcher
+    read_turns: ReadTurns
     #: The broker's counters (a connection counts its bytes in them).
     counters: dict[str, int]
     #: Connections holding a place among the listener's `max_auth_pending`.
@@ -99,6 +106,24 @@ class WriteBatcher:
             conn.flush()
 
 
+class ReadTurns:
+    """Gives the connections read from in a loop turn their whole read budget
+    back on the next turn (one callback per turn, only for those read from)."""
+
+    def __init__(self) -> None:
+        self._spent: list[MQTTConnection] = []
+
+    def spent(self, conn: MQTTConnection) -> None:
+        if not self._spent:
+            asyncio.get_running_loop().call_soon(self.new_turn)
+        self._spent.append(conn)
+
+    def new_turn(self) -> None:
+        spent, self._spent = self._spent, []
+        for conn in spent:
+            conn.new_turn()
+
+
 class MQTTConnection(asyncio.Protocol):
     """One MQTT connection over a stream transport (TCP or TLS)."""
 
@@ -109,6 +134,8 @@ class MQTTConnection(asyncio.Protocol):
         "_flow",
         "_out",
         "_out_size",
+        "_turn_bytes",
+        "_turn_packets",
         "channel",
         "decoder",
         "listener_ref",
@@ -132,8 +159,10 @@ class MQTTConnection(asyncio.Protocol):
         #: Bytes written since the last flush; None when there are none.
         self._out: list[bytes] | None = None
         self._out_size = 0
-        #: `_SOCKET_FULL` | `_CHANNEL_PAUSED` | `_BACKLOG` | `_AUTHENTICATING`
+        #: `_SOCKET_FULL` | `_YIELDED` | `_CHANNEL_PAUSED` | `_BACKLOG` | `_AUTHENTICATING`
         self._flow = 0
+        #: Bytes and packets read in this loop turn (`_spend`).
+        self._turn_bytes = self._turn_packets = 0
         #: Packets decoded but not handled yet (then an MQTTError, if the bytes had one).
         self._backlog: deque[Packet | MQTTError] | None = None
         self.listener_ref = listener
@@ -237,6 +266,40 @@ class MQTTConnection(asyncio.Protocol):
         error = self.decoder.pending_error
         if error is not None and channel.state != "closed":
             channel.handle_error(error)
+        self._spend(len(data), len(packets))
+
+    def _spend(self, size: int, packets: int) -> None:
+        """Count what this read brought in this loop turn; past the read budget,
+        yield: stop reading until the next turn, so the other connections are
+        served first (libuv would otherwise read this socket again, up to 32
+        times in a row)."""
+        spent = self._turn_bytes + size
+        handled = self._turn_packets + packets
+        if spent < self.listener_ref.config.read_budget and handled < MAX_PACKETS_PER_TURN:
+            if not self._turn_bytes and not self._turn_packets:
+                self.listener_ref.read_turns.spent(self)
+            self._turn_bytes, self._turn_packets = spent, handled
+            return
+        transport = self.transport
+        if self._flow & _YIELDED or transport is None or transport.is_closing():
+            return
+        self._flow |= _YIELDED
+        transport.pause_reading()
+        asyncio.get_running_loop().call_soon(self._end_yield)
+
+    def new_turn(self) -> None:
+        """The loop turned (`ReadTurns`): the read budget is whole again."""
+        self._turn_bytes = self._turn_packets = 0
+
+    def _end_yield(self) -> None:
+        """The loop turned: read again (unless something else still holds reading)."""
+        self._flow &= ~_YIELDED
+        self._turn_bytes = self._turn_packets = 0
+        if self._flow & (_CHANNEL_PAUSED | _BACKLOG):
+            return
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     def _queue(self, packets: list[Packet]) -> None:
         """More packets than one turn handles: keep them in the backlog, stop reading
@@ -281,7 +344,7 @@ class MQTTConnection(asyncio.Protocol):
             return
         self._backlog = None
         self._flow &= ~_BACKLOG
-        if not self._flow & _CHANNEL_PAUSED and not self.transport.is_closing():
+        if not self._flow & (_CHANNEL_PAUSED | _YIELDED) and not self.transport.is_closing():
             self.transport.resume_reading()
 
     def eof_received(self) -> bool:
@@ -346,8 +409,8 @@ class MQTTConnection(asyncio.Protocol):
 
     def resume_reading(self) -> None:
         self._flow &= ~_CHANNEL_PAUSED
-        if self._flow & _BACKLOG:
-            return  # reading starts again once the backlog is handled
+        if self._flow & (_BACKLOG | _YIELDED):
+            return  # reading starts again once the backlog is handled / next turn
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 

@@ -15,7 +15,7 @@ from collections import Counter
 from starling.broker import Broker
 
 from .config import ListenerConfig
-from .connection import MQTTConnection, TLSConnection, WriteBatcher
+from .connection import MQTTConnection, ReadTurns, TLSConnection, WriteBatcher
 from .tls import TlsContext
 from .ws import WSConnection
 
@@ -64,6 +64,7 @@ class Listener:
         self.auth_pending = 0
         self.bound: tuple[str, int] = (config.host, config.port)
         self.batcher = WriteBatcher()
+        self.read_turns = ReadTurns()
         #: The broker's counters (connections count their bytes in them).
         self.counters = broker.counters
         self.tls = (TlsContext(config.tls, broker.psk_key) if config.tls is not None

@@ -5,17 +5,23 @@ What must hold: the node's memory stays bounded by `session.max_mqueue_bytes`
 (here 1 MB, with no limit on the number of messages, so only the byte limit
 bounds it: without it the stuck session would keep every message, 128 MB); the
 drops are counted; a bystander subscriber on the same topic gets every message,
-in order; and the probe pair of an unrelated topic keeps getting its messages
-through while a publisher floods the node with small packets (not starved).
+in order; the probe pair of an unrelated topic keeps getting its messages
+through while a publisher floods the node with small packets (not starved); and
+a publisher whose socket holds more than its read budget yields the event loop
+to another after each read (the order the node handled two bursts in).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
+import itertools
 import os
+import signal
 import socket
 import struct
+import termios
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -231,3 +237,84 @@ def test_probe_is_not_starved_by_a_flood(slow_node: Any, clients: Clients) -> No
         stop.set()
         thread.join(30)
         stuck.close()
+
+
+# -- the read budget: a busy connection yields the loop to the others ----------------------
+
+BURST_MESSAGES = 40
+BURST_PAYLOAD = 8 * 1024  # 8 packets in a 64 KiB budget: the byte budget acts, not the count
+#: Sent first by each publisher, to a topic nobody reads: the node's socket buffer for
+#: it grows (TCP autotuning) until it holds a whole burst while the node is stopped.
+WARM_UP = 48 * 1024 * 1024
+
+
+def interleaving(node: Any) -> list[str]:
+    """Two publishers each have a burst of BURST_MESSAGES (~330 KB: more than one
+    read of a socket, 256 KiB, takes) waiting in the node's sockets, put there
+    while the node was stopped (SIGSTOP), then the node goes on (SIGCONT).
+    Returns who sent each message a subscriber of both topics got ("a"/"b"),
+    in the order the node handled them."""
+    topics = {name: uid(f"burst-{name}") for name in "ab"}
+    sub = RawClient(node.host, node.port, timeout=30)
+    sub.connect(uid("sub"))
+    for mid, topic in enumerate(topics.values(), 1):
+        sub.subscribe(mid, topic, 0)
+    publishers = {}
+    warm = gen_publish(uid("nobody"), 0, b"w" * 65000) * 16
+    for name in topics:
+        publisher = publishers[name] = RawClient(node.host, node.port, timeout=60)
+        publisher.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        publisher.connect(uid(name))
+        for _ in range(WARM_UP // len(warm)):
+            publisher.send(warm)
+        publisher.ping(timeout=60)  # the node read all of it
+    assert node.proc is not None
+    os.kill(node.proc.pid, signal.SIGSTOP)
+    try:
+        for name, topic in topics.items():
+            publishers[name].send(b"".join(
+                gen_publish(topic, 0, b"%s%04d" % (name.encode(), n) + b"x" * BURST_PAYLOAD)
+                for n in range(BURST_MESSAGES)))
+        for publisher in publishers.values():
+            wait_until(lambda p=publisher: unacked(p.sock) == 0, timeout=10,
+                       message="the burst to be all in the node's socket buffer")
+    finally:
+        os.kill(node.proc.pid, signal.SIGCONT)
+    got: list[bytes] = []
+    try:
+        while len(got) < 2 * BURST_MESSAGES:
+            got.append(sub.expect_publish(timeout=30).payload[:5])
+    finally:
+        for client in (sub, *publishers.values()):
+            client.close()
+    for name in "ab":  # every message, each burst in its order
+        assert [g for g in got if g[:1] == name.encode()] == \
+            [b"%s%04d" % (name.encode(), n) for n in range(BURST_MESSAGES)]
+    return [g[:1].decode() for g in got]
+
+
+def unacked(sock: socket.socket) -> int:
+    """Bytes the kernel still holds for the peer (not in its buffer yet): TIOCOUTQ."""
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+
+
+def runs(order: list[str]) -> int:
+    """How many times the sender changes along `order`, plus one."""
+    return 1 + sum(1 for x, y in itertools.pairwise(order) if x != y)
+
+
+def test_busy_connection_yields_to_others(make_node: Callable[..., Any]) -> None:
+    """Past the listener's read budget (64 KiB by default) a publisher is not read
+    again until the loop's next turn, where the other publisher is served first:
+    the two bursts are handled interleaved, a read of each in turn, not one whole
+    burst and then the other (libuv reads the same socket up to 32 times in a row)."""
+    order = interleaving(make_node())
+    assert runs(order) >= 3, "".join(order)
+
+
+def test_read_budget_is_a_listener_setting(make_node: Callable[..., Any]) -> None:
+    """With a budget larger than the bursts (64 MB; the 64-packet count is more
+    than a burst too), each burst is read whole before the other: the interleaving
+    above is the budget's doing."""
+    order = interleaving(make_node({"listeners.tcp.default.read_budget": "64MB"}))
+    assert runs(order) == 2, "".join(order)
