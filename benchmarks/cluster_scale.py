@@ -136,7 +136,8 @@ class ViewWatcher(threading.Thread):
 def loadgen_args(connections: int, args: argparse.Namespace) -> list[str]:
     return ["--scenario", "idle", "--connections", str(connections),
             "--concurrency", str(args.concurrency), "--settle", str(args.hold),
-            "--keepalive", "60", "--storm", "--connect-timeout", str(args.connect_timeout)]
+            "--keepalive", "60", "--storm", "--connect-timeout", str(args.connect_timeout),
+            *(["--storm-concurrency", str(args.storm_concurrency)] if args.storm_concurrency else [])]
 
 
 def run_cluster(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -303,6 +304,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds to hold them with keepalive traffic (default %(default)s)")
     p.add_argument("--concurrency", type=int, default=run.IDLE_CONCURRENCY,
                    help="handshakes in flight per loadgen while connecting (default %(default)s)")
+    p.add_argument("--storm-concurrency", type=int, default=0,
+                   help="handshakes in flight per loadgen in the reconnect storm "
+                        "(default 0: all of its share at once)")
     p.add_argument("--connect-timeout", type=float, default=None,
                    help="seconds each loadgen may take to connect its share, and again for "
                         "the reconnect storm (default: 60 + 10 ms per connection)")

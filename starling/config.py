@@ -86,6 +86,9 @@ SETTINGS: tuple[Setting, ...] = (
         Setting(f"listeners.{kind}.*.max_auth_pending", 1024, "int",
                 "Connections waiting for the authentication chain (a slow backend) at "
                 "once; a CONNECT beyond it is refused: server busy. 0 = unlimited.", low=0),
+        Setting(f"listeners.{kind}.*.backlog", 4096, "int",
+                "Connections the kernel holds for the listener before the node accepts them "
+                "(listen(2); capped by net.core.somaxconn).", low=1),
         Setting(f"listeners.{kind}.*.read_budget", 64 * 1024, "size",
                 "Bytes one connection may bring in before it lets the others be served "
                 "(reading resumes on the event loop's next turn).", low=1),

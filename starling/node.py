@@ -330,6 +330,7 @@ class Node:
                     max_conn_rate=config[f"{prefix}.max_conn_rate"],
                     max_auth_pending=config[f"{prefix}.max_auth_pending"],
                     read_budget=config[f"{prefix}.read_budget"],
+                    backlog=config[f"{prefix}.backlog"],
 
                     reuse_port=config["node.reuse_port"]))
         return out

@@ -15,7 +15,7 @@ class ListenerConfig:
     zone: str = "external"
     max_connections: int = 1024000
     acceptors: int = 8  #: reported for EMQ X compatibility; asyncio has one accept loop
-    backlog: int = 1024
+    backlog: int = 4096  #: listen(2) backlog (capped by net.core.somaxconn)
     kind: str = "tcp"  #: tcp | ssl | ws | wss
     tls: TlsOptions | None = None
     path: str = "/mqtt"  #: WebSocket endpoint
