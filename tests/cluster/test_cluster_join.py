@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from helpers.certs import CA
 from helpers.cluster import cluster_settings
+from helpers.nats_jwt import Operator
 from helpers.nats_server import NatsServer
 from helpers.servers import free_port
 
@@ -139,3 +140,53 @@ def test_nodes_join_with_a_nats_token(spawn_node: Any, tmp_path: Path) -> None:
             b.stop()
     finally:
         nats.close()
+
+
+def test_nodes_join_an_operator_mode_nats_with_a_creds_file(spawn_node: Any,
+                                                             tmp_path: Path) -> None:
+    """nats-server in operator mode (decentralized JWT auth, as `nsc` sets it up):
+    the nodes join with a user's `.creds` file (cluster.nats.credentials); the seed
+    in it is never logged; a node without credentials is refused at start."""
+    operator = Operator()
+    config = operator.server_config(tmp_path / "operator.conf")
+    creds = operator.user_creds(tmp_path / "node.creds")
+    seed = creds.read_text().split("-----BEGIN USER NKEY SEED-----\n")[1].split("\n")[0]
+    nats = NatsServer(tmp_path / "nats", "-c", str(config)).start()
+    try:
+        settings = cluster_settings(nats, "creds", **{"cluster.nats.credentials": str(creds)})
+        a = spawn_node(tmp_path / "a", settings, "a@127.0.0.1")
+        b = spawn_node(tmp_path / "b", settings, "b@127.0.0.1")
+        try:
+            _joined(a, b)
+            assert not any(seed in line for line in a.log_lines + b.log_lines)
+        finally:
+            a.stop()
+            b.stop()
+        done = start(tmp_path, cluster_settings(nats, "creds", **{
+            "cluster.nats.connect_timeout": "2s"}))
+        assert done.returncode == 1
+        assert "cannot join the cluster: cannot reach NATS at" in done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        nats.close()
+
+
+def test_a_missing_client_library_is_refused_naming_the_key(tmp_path: Path) -> None:
+    """A node installed without the `cluster` extra (nats-py, nkeys): refused at
+    start naming the key and the install command, not an ImportError later."""
+    creds = Operator().user_creds(tmp_path / "node.creds")
+    settings = {"cluster.discovery": "nats", "cluster.nats.credentials": str(creds)}
+    for hidden, key in (("nkeys", "cluster.nats.credentials"), ("nats", "cluster.discovery")):
+        args = ["--data-dir", str(tmp_path / "n"), "--node-name", "joiner@127.0.0.1",
+                "--set", "management.bind=off", "--set", "dashboard.bind=off"]
+        for name, value in settings.items():
+            args += ["--set", f"{name}={value}"]
+        # The library made unimportable in that process, as if never installed.
+        code = (f"import sys; sys.modules[{hidden!r}] = None; from starling.cli import main; "
+                f"sys.exit(main(['start', *{args!r}]))")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert f"configuration error: {key}:" in done.stderr
+        assert "pip install 'starling-mqtt[cluster]'" in done.stderr
+        assert "Traceback" not in done.stderr
