@@ -44,16 +44,7 @@ def test_nodes_join_with_nats_credentials(spawn_node: Any, auth_nats: NatsServer
                                           tmp_path: Path) -> None:
     settings = cluster_settings(auth_nats, "auth", **{"cluster.nats.user": "starling",
                                                       "cluster.nats.password": SECRET})
-    a = spawn_node(tmp_path / "a", settings, "a@127.0.0.1")
-    b = spawn_node(tmp_path / "b", settings, "b@127.0.0.1")
-    try:
-        with a.api() as api:
-            listed = {n["name"]: n["node_status"] for n in api.get("/nodes/").json()["data"]}
-        assert listed == {"a@127.0.0.1": "Running", "b@127.0.0.1": "Running"}
-        assert not any(SECRET in line for line in a.log_lines + b.log_lines)
-    finally:
-        a.stop()
-        b.stop()
+    _two_join(spawn_node, tmp_path, settings, secret=SECRET)
 
 
 def test_wrong_credentials_are_refused_at_start(auth_nats: NatsServer, tmp_path: Path) -> None:
@@ -90,10 +81,21 @@ def test_buckets_that_one_nats_server_cannot_replicate_are_refused(
     assert "Traceback" not in done.stderr
 
 
-def _joined(a: Any, b: Any) -> None:
-    with a.api() as api:
-        listed = {n["name"]: n["node_status"] for n in api.get("/nodes/").json()["data"]}
-    assert listed == {a.name: "Running", b.name: "Running"}
+def _two_join(spawn_node: Any, tmp_path: Path, settings: dict[str, str],
+              secret: str | None = None) -> None:
+    """Two nodes started with `settings` list each other as running; `secret` is
+    in neither log."""
+    a = spawn_node(tmp_path / "a", settings, "a@127.0.0.1")
+    b = spawn_node(tmp_path / "b", settings, "b@127.0.0.1")
+    try:
+        with a.api() as api:
+            listed = {n["name"]: n["node_status"] for n in api.get("/nodes/").json()["data"]}
+        assert listed == {a.name: "Running", b.name: "Running"}
+        if secret is not None:
+            assert not any(secret in line for line in a.log_lines + b.log_lines)
+    finally:
+        a.stop()
+        b.stop()
 
 
 def test_nodes_join_over_mutual_tls(spawn_node: Any, tmp_path: Path) -> None:
@@ -110,13 +112,7 @@ def test_nodes_join_over_mutual_tls(spawn_node: Any, tmp_path: Path) -> None:
         "cluster.nats.tls.certfile": str(client.cert),
         "cluster.nats.tls.keyfile": str(client.key)})
     try:
-        a = spawn_node(tmp_path / "a", settings, "a@127.0.0.1")
-        b = spawn_node(tmp_path / "b", settings, "b@127.0.0.1")
-        try:
-            _joined(a, b)
-        finally:
-            a.stop()
-            b.stop()
+        _two_join(spawn_node, tmp_path, settings)
         done = start(tmp_path, cluster_settings(nats, "tls", **tls, **{
             "cluster.nats.connect_timeout": "2s"}))
         assert done.returncode != 0
@@ -130,14 +126,7 @@ def test_nodes_join_with_a_nats_token(spawn_node: Any, tmp_path: Path) -> None:
     nats = NatsServer(tmp_path / "nats", "--auth", token).start()
     try:
         settings = cluster_settings(nats, "token", **{"cluster.nats.token": token})
-        a = spawn_node(tmp_path / "a", settings, "a@127.0.0.1")
-        b = spawn_node(tmp_path / "b", settings, "b@127.0.0.1")
-        try:
-            _joined(a, b)
-            assert not any(token in line for line in a.log_lines + b.log_lines)
-        finally:
-            a.stop()
-            b.stop()
+        _two_join(spawn_node, tmp_path, settings, secret=token)
     finally:
         nats.close()
 
@@ -154,14 +143,7 @@ def test_nodes_join_an_operator_mode_nats_with_a_creds_file(spawn_node: Any,
     nats = NatsServer(tmp_path / "nats", "-c", str(config)).start()
     try:
         settings = cluster_settings(nats, "creds", **{"cluster.nats.credentials": str(creds)})
-        a = spawn_node(tmp_path / "a", settings, "a@127.0.0.1")
-        b = spawn_node(tmp_path / "b", settings, "b@127.0.0.1")
-        try:
-            _joined(a, b)
-            assert not any(seed in line for line in a.log_lines + b.log_lines)
-        finally:
-            a.stop()
-            b.stop()
+        _two_join(spawn_node, tmp_path, settings, secret=seed)
         done = start(tmp_path, cluster_settings(nats, "creds", **{
             "cluster.nats.connect_timeout": "2s"}))
         assert done.returncode == 1
