@@ -30,28 +30,29 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
+from typing import Final
 
 from starling.broker.message import Message
 from starling.mqtt.properties import decode_properties, encode_properties
 
+# Final: mypyc compiles these as constants, not module lookups.
 #: The first byte of every batch: a node of another format refuses the batch.
-FORMAT = 0xB2
-_HEADER = struct.Struct("!BH")
-_STRING = struct.Struct("!H")
-_RECORD = struct.Struct("!BBHHHId")  # the route byte, then the body's head
-_BODY = struct.Struct("!BHHHId")
-_LENGTH = struct.Struct("!I")
-_EXPIRES = struct.Struct("!d")
-_GROUP = struct.Struct("!HH")
-PLAIN = 1
-GROUPS = 2
-PROPS = 16
-EXPIRES = 32
-_NONE = 0xFFFF
-_ROUTES = (b"\x00", b"\x01", b"\x02", b"\x03")
+FORMAT: Final = 0xB2
+_HEADER: Final = struct.Struct("!BH")
+_STRING: Final = struct.Struct("!H")
+_RECORD: Final = struct.Struct("!BBHHHId")  # the route byte, then the body's head
+_LENGTH: Final = struct.Struct("!I")
+_EXPIRES: Final = struct.Struct("!d")
+_GROUP: Final = struct.Struct("!HH")
+PLAIN: Final = 1
+GROUPS: Final = 2
+PROPS: Final = 16
+EXPIRES: Final = 32
+_NONE: Final = 0xFFFF
+_ROUTES: Final = (b"\x00", b"\x01", b"\x02", b"\x03")
 #: Strings in one turn's table past which the turn is closed early (an index is
 #: 16 bits and 0xFFFF means none: room is left for the strings of one message).
-MAX_STRINGS = 0xF000
+MAX_STRINGS: Final = 0xF000
 
 #: (group name, real filter): a shared group, as `$share/<group>/<filter>`.
 GroupKey = tuple[str, str]
@@ -235,12 +236,15 @@ def decode(data: bytes) -> list[Forwarded]:
 
 
 def _decode(data: bytes) -> list[Forwarded]:
+    version: int
+    count: int
     version, count = _HEADER.unpack_from(data, 0)
     if version != FORMAT:
         raise WireError(f"batch format {version:#x}, not {FORMAT:#x} (a node of another "
                         "version?)")
     pos = _HEADER.size
     strings: list[str] = []
+    length: int
     for _ in range(count):
         (length,) = _STRING.unpack_from(data, pos)
         pos += 2
@@ -252,6 +256,12 @@ def _decode(data: bytes) -> list[Forwarded]:
     out: list[Forwarded] = []
     record_size = _RECORD.size
     total = len(data)
+    route: int
+    flags: int
+    topic: int
+    sender: int
+    user: int
+    timestamp: float
     while pos < total:
         route, flags, topic, sender, user, length, timestamp = _RECORD.unpack_from(data, pos)
         pos += record_size
@@ -272,6 +282,11 @@ def _decode(data: bytes) -> list[Forwarded]:
 def _options(data: bytes, pos: int, flags: int, route: int, message: Message,
              strings: list[str]) -> tuple[int, tuple[GroupKey, ...]]:
     """The optional parts of a record: properties, expiry, shared groups."""
+    length: int
+    expires_at: float
+    name: int
+    topic_filter: int
+    count: int
     if flags & PROPS:
         (length,) = _LENGTH.unpack_from(data, pos)
         pos += 4

@@ -399,11 +399,11 @@ def test_outbox_batches_in_order_and_drops_past_its_limit(nats_server: NatsServe
         outbox.start()
         to_box: list[Target] = [("box", True, ())]
         for i in range(100):
-            outbox.batches.add(Message("t/%d" % (i % 3), b"%03d" % i), to_box)
+            outbox.batches.add(Message(f"t/{i % 3}", b"%03d" % i), to_box)
         await asyncio.sleep(0)  # the loop iteration ends: one batch
         await eventually(lambda: len(got) == 1)
         assert [(m.topic, m.payload) for _, _, m in decode(got[0])] == [
-            ("t/%d" % (i % 3), b"%03d" % i) for i in range(100)]
+            (f"t/{i % 3}", b"%03d" % i) for i in range(100)]
         assert forwarded == [100]
         # more than the buffer holds in one go: the rest is dropped and counted
         for _ in range(100):
