@@ -153,6 +153,23 @@ def test_body_round_trip(topic: str, payload: bytes, qos: int, retain: bool, sen
         topic, payload, qos, retain, sender, username)
 
 
+@given(st.lists(st.tuples(st.text(max_size=30), st.binary(max_size=100), st.integers(0, 2),
+                          st.booleans(), st.text(max_size=10), st.none() | st.text(max_size=10),
+                          st.booleans(), st.lists(st.tuples(st.text(max_size=5),
+                                                            st.text(max_size=8)), max_size=3)),
+                max_size=20))
+def test_batch_round_trip(items: list[tuple[str, bytes, int, bool, str, str | None, bool,
+                                            list[tuple[str, str]]]]) -> None:
+    turn, dropped = batches()
+    for topic, payload, qos, retain, sender, username, plain, groups in items:
+        turn.add(Message(topic, payload, qos, retain, sender, username),
+                 [("to-b", plain, tuple(groups))])
+    ready = turn.close()
+    got = [(m.topic, m.payload, m.qos, m.retain, m.sender, m.username, plain, list(groups))
+           for _, data, _ in ready for plain, groups, m in decode(data)]
+    assert got == items and dropped == []
+
+
 @pytest.mark.parametrize("cut", [1, 5, 20, 40])
 def test_truncated_batch_is_refused(cut: int) -> None:
     turn, _ = batches()
