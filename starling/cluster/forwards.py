@@ -32,8 +32,8 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from starling.broker.message import Message
-from starling.mqtt.properties import decode_properties, encode_properties
+from starling.broker import Message
+from starling.mqtt import decode_properties, encode_properties
 
 # Final: mypyc compiles these as constants, not module lookups.
 #: The first byte of every batch: a node of another format refuses the batch.

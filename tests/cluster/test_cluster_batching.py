@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from helpers.clients import Clients, PahoClient, uid
-from helpers.cluster import Cluster, settle
+from helpers.cluster import settle
 from helpers.nats_server import NatsServer
 from helpers.servers import free_port
 
@@ -28,20 +28,13 @@ BURST = {0: 1000, 1: 300, 2: 200}
 
 @pytest.fixture(scope="module")
 def nats_server() -> Iterator[NatsServer]:
-    """The module's nats-server, with its monitoring port (its message counts)."""
+    """The module's nats-server (conftest's `cluster` runs on it), with its
+    monitoring port (its message counts)."""
     port = free_port()
     server = NatsServer(None, "-m", str(port)).start()
     server.monitoring = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
     yield server
     server.close()
-
-
-@pytest.fixture(scope="module")
-def cluster(spawn_node: Any, nats_server: NatsServer,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    made = Cluster(spawn_node, tmp_path_factory.mktemp("cluster"), nats_server)
-    yield made
-    made.stop()
 
 
 def nats_messages_in(server: NatsServer) -> int:
