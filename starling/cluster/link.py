@@ -268,11 +268,8 @@ class Cluster:
         except WireError as exc:
             log.warning("cluster: undecodable batch of forwarded messages: %s", exc)
             return
-        broker = self.broker
-        broker.counters[FORWARD_RECEIVED] += len(records)
-        dispatch = broker.dispatch_remote
-        for plain, groups, message in records:
-            dispatch(message, plain, groups)
+        self.broker.counters[FORWARD_RECEIVED] += len(records)
+        self.broker.dispatch_forwarded(records)
 
     def _apply_retained(self, topic: str, body: bytes | None) -> None:
         if body is None:
