@@ -112,6 +112,8 @@ def main() -> int:
         brokers = {}
         for name in layouts:
             broker = run.BROKERS[LAYOUTS[name]](args)
+            assert isinstance(broker, run.Starling)
+            broker.compiled = args.compiled  # whichever layout exports the tree builds it
             broker.export(workdir / "export")
             brokers[name] = broker
         print(f"cluster_cost.py: Starling {brokers[layouts[0]].version()}", file=sys.stderr)
