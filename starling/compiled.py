@@ -39,6 +39,8 @@ MODULES: tuple[str, ...] = (
     "starling.mqtt.encoder",
     "starling.broker.router",
     "starling.broker.message",
+    # The cluster's forwarded messages (imported only by a clustered node).
+    "starling.cluster.forwards",
 )
 #: The name of the library the compiled modules share (mypyc's "group").
 GROUP = "starling.hotpath"

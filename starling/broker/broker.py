@@ -18,7 +18,7 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from starling.mqtt import (
@@ -589,39 +589,45 @@ class Broker:
             session = self._install_session(record, record.disconnected_at or self.clock.time())
             self._persist(session, record.disconnected_at or self.clock.time())
 
-    def dispatch_remote(self, message: Message, plain: bool,
-                        groups: tuple[GroupKey, ...]) -> int:
-        """A message another node forwarded: to this node's matching plain
-        subscribers (`plain`) and one local member of each shared group in
-        `groups` (the other node chose this node for them)."""
-        delivered = 0
-        msg_qos = message.qos
-        if plain:
-            subscribers = self.router.match(message.topic)
-            sender = message.sender
-            for session, opts in subscribers.items():
-                if opts.no_local and session.client_id == sender:
-                    continue
-                qos = opts.qos if opts.qos < msg_qos else msg_qos
-                session.deliver(message, qos, message.retain and opts.retain_as_published)
-                delivered += 1
-            if subscribers and self.hooks.has(Points.MESSAGE_DELIVERED):
-                for session in subscribers:
-                    self.hooks.run(Points.MESSAGE_DELIVERED, session.client_id, message)
+    def dispatch_forwarded(self, records: Sequence[tuple[bool, tuple[GroupKey, ...], Message]],
+                           ) -> int:
+        """Messages another node forwarded (one batch, in its order): each to this
+        node's matching plain subscribers (when `plain`) and to one local member of
+        each shared group in `groups` (the other node chose this node for them).
+        Returns the deliveries made."""
+        match = self.router.match
+        delivered_hook = self.hooks.has(Points.MESSAGE_DELIVERED)
         strategy = self.options.shared_subscription_strategy
-        for key in groups:
-            group = self.shared_groups.get(key)
-            picked = group.pick(strategy, message.sender) if group is not None else None
-            if picked is None or group is None:
-                continue  # the group's last member here left meanwhile
-            session, opts = picked
-            qos = opts.qos if opts.qos < msg_qos else msg_qos
-            session.deliver(message, qos, message.retain and opts.retain_as_published,
-                            group.full_filter)
-            delivered += 1
-        if not delivered and not message.sys:
-            self.counters[m.MESSAGES_DROPPED] += 1
-        return delivered
+        total = 0
+        for plain, groups, message in records:
+            delivered = 0
+            msg_qos = message.qos
+            if plain:
+                subscribers = match(message.topic)
+                sender = message.sender
+                for session, opts in subscribers.items():
+                    if opts.no_local and session.client_id == sender:
+                        continue
+                    qos = opts.qos if opts.qos < msg_qos else msg_qos
+                    session.deliver(message, qos, message.retain and opts.retain_as_published)
+                    delivered += 1
+                if subscribers and delivered_hook:
+                    for session in subscribers:
+                        self.hooks.run(Points.MESSAGE_DELIVERED, session.client_id, message)
+            for key in groups:
+                group = self.shared_groups.get(key)
+                picked = group.pick(strategy, message.sender) if group is not None else None
+                if picked is None or group is None:
+                    continue  # the group's last member here left meanwhile
+                session, opts = picked
+                qos = opts.qos if opts.qos < msg_qos else msg_qos
+                session.deliver(message, qos, message.retain and opts.retain_as_published,
+                                group.full_filter)
+                delivered += 1
+            if not delivered and not message.sys:
+                self.counters[m.MESSAGES_DROPPED] += 1
+            total += delivered
+        return total
 
     def hand_over(self, client_id: str, keep_session: bool) -> SessionRecord | None:
         """Another node took `client_id` over: close its connection here (as a

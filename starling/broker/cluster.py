@@ -8,8 +8,8 @@ local subscriber (`route_changed`), hands it each message it dispatches
 which shared groups another node serves), asks it to claim a client id before
 a session opens (`claim`, which may bring the session back from the node
 that held it), and tells it about retained messages and ended sessions.
-Messages from other nodes come back through `Broker.dispatch_remote`, and
-sessions leave through `Broker.hand_over`.
+Messages from other nodes come back through `Broker.dispatch_forwarded` (a
+batch at a time), and sessions leave through `Broker.hand_over`.
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ from starling.store import SessionRecord
 
 from .connection import NatsConnection
 from .errors import ClusterUnavailable, NameTaken
+from .forwards import Target, WireError
+from .forwards import decode as decode_forwards
 from .membership import Member, Membership
 from .names import Names
 from .outbox import Outbox
@@ -42,11 +44,8 @@ from .settings import ClusterSettings
 from .tables import SharedTables
 from .wire import (
     GroupKey,
-    WireError,
-    decode_batch,
     decode_body,
     encode_body,
-    encode_route,
     session_record_json,
     session_record_of,
 )
@@ -54,9 +53,11 @@ from .wire import (
 log = logging.getLogger(__name__)
 
 NATS_DOWN_ALARM = "cluster_nats_down"
+FORWARDED = "messages/forward"
 FORWARD_DROPPED = "messages/forward/dropped"
 FORWARD_RECEIVED = "messages/forward/received"
-_NOTHING: tuple[int, frozenset[GroupKey]] = (0, frozenset())
+_NO_GROUPS: frozenset[GroupKey] = frozenset()
+_NOTHING: tuple[int, frozenset[GroupKey]] = (0, _NO_GROUPS)
 
 __all__ = ["Cluster", "ClusterUnavailable", "NameTaken"]
 
@@ -82,7 +83,9 @@ class Cluster:
         self.conn = NatsConnection(settings.nats, f"starling {self.node}", self._link_down,
                                    self._link_up, self._slow_consumer)
         self.rpc = Rpc(self.conn, self.names, self.node, settings.rpc_timeout)
-        self.outbox = Outbox(self.conn, settings.forward_buffer, self._dropped)
+        self.outbox = Outbox(self.conn, settings.forward_buffer, self._dropped,
+                             self._forwarded)
+        self._add_forward = self.outbox.batches.add
         self.local = LocalRoutes(self._announce, self.node, self.incarnation)
         self.remote = RemoteRoutes()
         self.membership = Membership(self.conn, self.names, settings, self.incarnation,
@@ -96,6 +99,8 @@ class Cluster:
                                    store_save or _nothing, store_delete or _nothing,
                                    store_load or _no_rows)
         self._forward_subject = {self.node: self.names.forward(self.node)}
+        #: Where a message matching only plain routes goes, by the nodes it matched.
+        self._plain_targets: dict[tuple[str, ...], list[Target]] = {}
         self._subs: list[Subscription] = []
         self._resyncing: dict[str, asyncio.Task[None]] = {}
         #: Nodes whose heartbeat showed a route batch we had not seen: resync if still so.
@@ -187,27 +192,31 @@ class Cluster:
         if found is NO_MATCH:
             return _NOTHING
         nodes, groups = found
+        if not groups:  # the common case: plain routes, targets made once per node set
+            targets = self._plain_targets.get(nodes)
+            if targets is None:
+                if len(self._plain_targets) >= 1024:
+                    self._plain_targets.clear()
+                targets = self._plain_targets[nodes] = [
+                    (self._subject(node), True, ()) for node in nodes]
+            self._add_forward(message, targets)
+            return len(targets), _NO_GROUPS
         taken: set[GroupKey] = set()
         per_node: dict[str, list[GroupKey]] = {}
-        if groups:
-            strategy = self.broker.options.shared_subscription_strategy
-            here = self.node
-            for key in groups:
-                chosen = remote.pick(key, strategy, message.sender, here,
-                                     self.local.table.get(key, 0))
-                if chosen is not None and chosen != here:
-                    per_node.setdefault(chosen, []).append(key)
-                    taken.add(key)
-        body = encode_body(message)
-        batch = self.outbox.batch
-        sent = 0
-        for node in nodes:
-            shared = per_node.pop(node, None)
-            sent += batch(self._subject(node), encode_route(True, tuple(shared or ())) + body)
-        for node, shared in per_node.items():
-            sent += batch(self._subject(node), encode_route(False, tuple(shared)) + body)
-        self.broker.counters["messages/forward"] += sent
-        return sent, frozenset(taken)
+        strategy = self.broker.options.shared_subscription_strategy
+        here = self.node
+        for key in groups:
+            chosen = remote.pick(key, strategy, message.sender, here,
+                                 self.local.table.get(key, 0))
+            if chosen is not None and chosen != here:
+                per_node.setdefault(chosen, []).append(key)
+                taken.add(key)
+        targets = [(self._subject(node), True, tuple(per_node.pop(node, ()))) for node in nodes]
+        targets += [(self._subject(node), False, tuple(shared))
+                    for node, shared in per_node.items()]
+        if targets:
+            self._add_forward(message, targets)
+        return len(targets), frozenset(taken)
 
     def _subject(self, node: str) -> str:
         subject = self._forward_subject.get(node)
@@ -254,14 +263,13 @@ class Cluster:
 
     # -- inbound ---------------------------------------------------------------------------
     async def _on_forward(self, msg: Msg) -> None:
-        broker = self.broker
-        counters = broker.counters
         try:
-            for plain, groups, message in decode_batch(msg.data):
-                counters[FORWARD_RECEIVED] += 1
-                broker.dispatch_remote(message, plain, groups)
+            records = decode_forwards(msg.data)
         except WireError as exc:
-            log.warning("cluster: undecodable forwarded message: %s", exc)
+            log.warning("cluster: undecodable batch of forwarded messages: %s", exc)
+            return
+        self.broker.counters[FORWARD_RECEIVED] += len(records)
+        self.broker.dispatch_forwarded(records)
 
     def _apply_retained(self, topic: str, body: bytes | None) -> None:
         if body is None:
@@ -384,6 +392,9 @@ class Cluster:
 
     def _dropped(self, count: int) -> None:
         self.broker.counters[FORWARD_DROPPED] += count
+
+    def _forwarded(self, count: int) -> None:
+        self.broker.counters[FORWARDED] += count
 
     def _slow_consumer(self) -> None:
         self.broker.counters[FORWARD_DROPPED] += 1

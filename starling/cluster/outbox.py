@@ -1,12 +1,13 @@
 """Everything a node sends to NATS, in order, without ever making the broker wait.
 
-The broker hands messages over synchronously (`batch`, `send`): they are
-appended to a bounded buffer and a single sender task publishes them.
-Records for one subject within one loop iteration go out as one NATS
-message (a batch), so fan-out to another node costs one NATS publish per
-iteration, not one per message.  One buffer and one task keep the order in
-which things were handed over, which is what keeps each publisher's
-messages in order on the other nodes.
+The broker hands messages over synchronously (`batches.add`, `send`): they
+are added to this loop turn's batches (`forwards.Batches`: one per
+destination node) or queued, and a single sender task publishes them.  When the turn
+ends, each destination's batch goes out as one NATS message (split only past
+NATS's max_payload), so crossing to another node costs one NATS publish per
+turn, not one per message.  One queue and one task keep the order in which
+things were handed over, which is what keeps each publisher's messages in
+order on the other nodes.
 
 When NATS is slow or unreachable the buffer fills up to `limit` bytes; past
 that, what is handed over is dropped and counted (`on_drop`), and local
@@ -23,23 +24,29 @@ from collections.abc import Callable
 import nats.errors
 
 from .connection import NatsConnection
+from .forwards import Batches
 
 log = logging.getLogger(__name__)
 
 
+def _nothing(count: int) -> None:
+    return None
+
+
 class Outbox:
-    def __init__(self, conn: NatsConnection, limit: int,
-                 on_drop: Callable[[int], None]) -> None:
+    def __init__(self, conn: NatsConnection, limit: int, on_drop: Callable[[int], None],
+                 on_forwarded: Callable[[int], None] = _nothing) -> None:
         self.conn = conn
         self.limit = limit
         self._on_drop = on_drop
+        #: Told how many records each closed turn holds.
+        self._on_forwarded = on_forwarded
         #: (subject, payload, records in it) in the order handed over.
         self._queue: deque[tuple[str, bytes, int]] = deque()
         self._queued_bytes = 0
-        #: This iteration's records by subject, and their byte count.
-        self._batches: dict[str, list[bytes]] = {}
-        self._batch_bytes = 0
-        self._scheduled = False
+        #: This turn's forwarded messages, by destination: the broker hands them over
+        #: with `batches.add(message, targets)` (drops counted, the turn closed here).
+        self.batches = Batches(limit, self._turn_started, on_drop)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
@@ -54,60 +61,41 @@ class Outbox:
 
     @property
     def buffered(self) -> int:
-        return self._queued_bytes + self._batch_bytes
+        return self._queued_bytes + self.batches.size
 
     # -- handing over (synchronous, from the broker's dispatch) -----------------------
-    def batch(self, subject: str, record: bytes) -> bool:
-        """Add one record to `subject`'s batch; False (and counted) if the buffer is full."""
-        if self._queued_bytes + self._batch_bytes + len(record) > self.limit:
-            self._on_drop(1)
-            return False
-        records = self._batches.get(subject)
-        if records is None:
-            records = self._batches[subject] = []
-        records.append(record)
-        self._batch_bytes += len(record)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._close_batches)
-        return True
+    def _turn_started(self) -> None:
+        asyncio.get_running_loop().call_soon(self.close_turn)
 
     def send(self, subject: str, payload: bytes) -> None:
         """Queue one NATS message (control traffic: route changes).  Past the limit it
         is dropped too: the others notice the gap and ask for the whole table."""
-        self._close_batches()
+        self.close_turn()
         if self._queued_bytes + len(payload) > self.limit:
             return
         self._queue.append((subject, payload, 0))
-        self._queued_bytes += len(payload)
+        self._queued(len(payload))
         self._wake.set()
 
-    def _close_batches(self) -> None:
-        """Move this iteration's batches to the queue, each split to fit NATS's
-        max_payload (a single record over it is dropped and counted)."""
-        self._scheduled = False
-        if not self._batches:
+    def _queued(self, change: int) -> None:
+        self._queued_bytes += change
+        self.batches.queued = self._queued_bytes
+
+    def close_turn(self) -> None:
+        """The loop turn is over: its batches join the queue."""
+        batches = self.batches
+        batches.max_payload = self.conn.max_payload
+        ready = batches.close()
+        if not ready:
             return
-        batches, self._batches = self._batches, {}
-        self._batch_bytes = 0
-        max_payload = self.conn.max_payload
+        count, batches.count = batches.count, 0
+        self._on_forwarded(count)
         queue = self._queue
-        for subject, records in batches.items():
-            chunk: list[bytes] = []
-            size = 0
-            for record in records:
-                if len(record) > max_payload:
-                    self._on_drop(1)
-                    continue
-                if size + len(record) > max_payload:
-                    queue.append((subject, b"".join(chunk), len(chunk)))
-                    self._queued_bytes += size
-                    chunk, size = [], 0
-                chunk.append(record)
-                size += len(record)
-            if chunk:
-                queue.append((subject, b"".join(chunk), len(chunk)))
-                self._queued_bytes += size
+        size = 0
+        for batch in ready:
+            queue.append(batch)
+            size += len(batch[1])
+        self._queued(size)
         self._wake.set()
 
     # -- the sender task -------------------------------------------------------------
@@ -119,7 +107,7 @@ class Outbox:
             self._wake.clear()
             while queue:
                 subject, payload, records = queue.popleft()
-                self._queued_bytes -= len(payload)
+                self._queued(-len(payload))
                 try:
                     await publish(subject, payload)
                     self.sent += records

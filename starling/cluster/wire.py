@@ -1,18 +1,12 @@
-"""What travels between nodes, as bytes.
+"""What travels between nodes, as bytes, besides forwarded messages (those are
+`forwards`, batched per loop turn).
 
-Forwarded messages: a NATS message on a node's forward subject is a batch of
-records, each one message with what the receiving node must do with it:
+Retained messages in the cluster's bucket are each one message body:
 
-    record  = route body
-    route   = !BH  plain (1: deliver to matching plain subscriptions), n groups
-              n x (!HH len(group) len(filter), group, filter)   shared groups to serve
     body    = !BHIHHIdd  flags (qos | retain << 2 | sys << 3), len(topic), len(payload),
               len(sender), len(username) (0xFFFF: none), len(properties),
               timestamp, expires_at (epoch seconds, 0: none)
               topic, payload, sender, username, properties (MQTT 5.0 encoding)
-
-The body is encoded once per message and shared by every node it goes to.
-Retained messages in the cluster's bucket use the same body encoding.
 
 Session records (a session moving to another node) travel as JSON, with
 payloads and property blocks in base64.
@@ -23,7 +17,6 @@ from __future__ import annotations
 import base64
 import struct
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from starling.broker import Message
@@ -35,17 +28,13 @@ from starling.store import (
     SubscriptionRecord,
 )
 
-_ROUTE = struct.Struct("!BH")
-_GROUP = struct.Struct("!HH")
+from .forwards import GroupKey, WireError
+
+__all__ = ["GroupKey", "WireError", "decode_body", "encode_body", "session_record_json",
+           "session_record_of"]
+
 _BODY = struct.Struct("!BHIHHIdd")
 _NO_USERNAME = 0xFFFF
-
-#: (group name, real filter): a shared group, as `$share/<group>/<filter>`.
-GroupKey = tuple[str, str]
-
-
-class WireError(ValueError):
-    """Bytes from another node that do not decode (a version mismatch, or damage)."""
 
 
 def encode_body(message: Message) -> bytes:
@@ -61,19 +50,6 @@ def encode_body(message: Message) -> bytes:
                       _NO_USERNAME if username is None else len(username), len(props),
                       message.timestamp, expires_at)
     return b"".join((head, topic, message.payload, sender, username or b"", props))
-
-
-def encode_route(plain: bool, groups: tuple[GroupKey, ...] = ()) -> bytes:
-    if not groups:
-        return _PLAIN_ROUTE if plain else _ROUTE.pack(0, 0)
-    parts = [_ROUTE.pack(plain, len(groups))]
-    for name, topic_filter in groups:
-        a, b = name.encode(), topic_filter.encode()
-        parts += (_GROUP.pack(len(a), len(b)), a, b)
-    return b"".join(parts)
-
-
-_PLAIN_ROUTE = _ROUTE.pack(1, 0)
 
 
 def decode_body(data: bytes | memoryview, pos: int = 0) -> tuple[Message, int]:
@@ -108,27 +84,6 @@ def decode_body(data: bytes | memoryview, pos: int = 0) -> tuple[Message, int]:
     if expires_at:
         message.expires_at = time.monotonic() + (expires_at - time.time())
     return message, end
-
-
-def decode_batch(data: bytes) -> Iterator[tuple[bool, tuple[GroupKey, ...], Message]]:
-    """Each record of a forwarded batch: (plain, shared groups, message)."""
-    view = memoryview(data)
-    pos = 0
-    while pos < len(data):
-        try:
-            plain, n_groups = _ROUTE.unpack_from(view, pos)
-        except struct.error as exc:
-            raise WireError(f"truncated record: {exc}") from None
-        pos += _ROUTE.size
-        groups: list[GroupKey] = []
-        for _ in range(n_groups):
-            a, b = _GROUP.unpack_from(view, pos)
-            pos += _GROUP.size
-            groups.append((bytes(view[pos:pos + a]).decode(),
-                           bytes(view[pos + a:pos + a + b]).decode()))
-            pos += a + b
-        message, pos = decode_body(view, pos)
-        yield bool(plain), tuple(groups), message
 
 
 # -- session records as JSON ---------------------------------------------------------

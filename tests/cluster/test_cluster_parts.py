@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from helpers.nats_server import NatsServer
 
+from starling.broker import Message
 from starling.cluster.connection import NatsConnection
 from starling.cluster.errors import ClusterUnavailable, NameTaken
+from starling.cluster.forwards import Target, decode
 from starling.cluster.membership import Member, Membership
 from starling.cluster.names import Names
 from starling.cluster.outbox import Outbox
@@ -392,18 +394,24 @@ def test_outbox_batches_in_order_and_drops_past_its_limit(nats_server: NatsServe
         await sub.nc.subscribe("box", cb=receive)
         await sub.synced()
         dropped: list[int] = []
-        outbox = Outbox(pub, 64 * 1024, dropped.append)
+        forwarded: list[int] = []
+        outbox = Outbox(pub, 64 * 1024, dropped.append, forwarded.append)
         outbox.start()
+        to_box: list[Target] = [("box", True, ())]
         for i in range(100):
-            outbox.batch("box", b"%03d;" % i)
+            outbox.batches.add(Message(f"t/{i % 3}", b"%03d" % i), to_box)
         await asyncio.sleep(0)  # the loop iteration ends: one batch
         await eventually(lambda: len(got) == 1)
-        assert got[0] == b"".join(b"%03d;" % i for i in range(100))
+        assert [(m.topic, m.payload) for _, _, m in decode(got[0])] == [
+            (f"t/{i % 3}", b"%03d" % i) for i in range(100)]
+        assert forwarded == [100]
         # more than the buffer holds in one go: the rest is dropped and counted
         for _ in range(100):
-            outbox.batch("box", b"x" * 1024)
-        assert sum(dropped) == 100 - 64
+            outbox.batches.add(Message("t/0", b"x" * 1024), to_box)
+        assert sum(dropped) == 100 - 62 and outbox.buffered > 62 * 1024
         await eventually(lambda: outbox.buffered == 0)
+        await eventually(lambda: len(got) == 2)
+        assert len(decode(got[1])) == 62 and forwarded == [100, 62]
         await outbox.stop()
         await pub.close()
         await sub.close()

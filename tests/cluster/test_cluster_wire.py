@@ -10,13 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from starling.broker import Message
+from starling.cluster.forwards import Batches, Target, decode
 from starling.cluster.names import MAX_TOKEN, Names, token
 from starling.cluster.wire import (
     WireError,
-    decode_batch,
     decode_body,
     encode_body,
-    encode_route,
     session_record_json,
     session_record_of,
 )
@@ -62,6 +61,12 @@ def test_clusters_have_separate_subjects_and_buckets() -> None:
     assert a.rpc("x@y.z") == "starling.a.rpc.x=40y=2Ez"
 
 
+def batches(limit: int = 1 << 20, max_payload: int = 1 << 20) -> tuple[Batches, list[int]]:
+    """A turn's batches outside any event loop: drops are listed."""
+    dropped: list[int] = []
+    return Batches(limit, lambda: None, dropped.append, max_payload), dropped
+
+
 def test_a_batch_carries_everything_a_subscriber_needs() -> None:
     props = {PropertyId.CONTENT_TYPE: "text/plain",
              PropertyId.USER_PROPERTY: [("k", "v"), ("k", "w")]}
@@ -69,9 +74,12 @@ def test_a_batch_carries_everything_a_subscriber_needs() -> None:
                     1234.5)
     first.expires_at = time.monotonic() + 30
     second = Message("$SYS/brokers/n/uptime", b"1 s", 0, False, "", None, sys=True)
-    data = (encode_route(True) + encode_body(first)
-            + encode_route(False, (("g1", "a/+/c"), ("$queue", "a/#"))) + encode_body(second))
-    records = list(decode_batch(data))
+    turn, dropped = batches()
+    turn.add(first, [("to-b", True, ())])
+    turn.add(second, [("to-b", False, (("g1", "a/+/c"), ("$queue", "a/#")))])
+    [(subject, data, count)] = turn.close()
+    assert (subject, count, turn.count, dropped) == ("to-b", 2, 2, [])
+    records = decode(data)
     assert [(plain, groups) for plain, groups, _ in records] == [
         (True, ()), (False, (("g1", "a/+/c"), ("$queue", "a/#")))]
     got = records[0][2]
@@ -84,6 +92,57 @@ def test_a_batch_carries_everything_a_subscriber_needs() -> None:
     assert sys_message.sys and sys_message.username is None and sys_message.expires_at is None
 
 
+def test_one_batch_per_destination_per_turn_in_order() -> None:
+    turn, dropped = batches()
+    targets: dict[str, list[Target]] = {
+        "b": [("to-b", True, ())], "c": [("to-c", True, ())],
+        "bc": [("to-b", True, ()), ("to-c", False, (("g", "t/#"),))]}
+    sent = []
+    for i in range(30):
+        where = ("b", "c", "bc")[i % 3]
+        turn.add(Message(f"t/{i % 4}", b"%d" % i, i % 3, False, f"pub-{i % 2}"), targets[where])
+        sent.append((where, i))
+    ready = turn.close()
+    assert [subject for subject, _, _ in ready] == ["to-b", "to-c"]
+    got = {subject: [(m.topic, int(m.payload), m.qos, m.sender, plain, groups)
+                     for plain, groups, m in decode(data)] for subject, data, _ in ready}
+    for node, subject in (("b", "to-b"), ("c", "to-c")):
+        expected = [(f"t/{i % 4}", i, i % 3, f"pub-{i % 2}",
+                     node == "b" or where == "c", (("g", "t/#"),) if where == "bc" and
+                     node == "c" else ()) for where, i in sent if node in where]
+        assert got[subject] == expected
+    assert turn.close() == [] and dropped == []
+
+
+def test_a_turn_past_the_limit_drops_and_counts() -> None:
+    turn, dropped = batches(limit=1000)
+    for _ in range(20):
+        turn.add(Message("t", b"x" * 100), [("to-b", True, ())])
+    [(_, data, count)] = turn.close()
+    assert count == len(decode(data)) == 8 and sum(dropped) == 12
+
+
+def test_a_batch_over_max_payload_is_split_and_oversized_records_dropped() -> None:
+    turn, dropped = batches(max_payload=4096)
+    for i in range(40):
+        turn.add(Message("t", bytes([i]) * 300), [("to-b", True, ())])
+    turn.add(Message("t", b"y" * 5000), [("to-b", True, ())])
+    ready = turn.close()
+    assert len(ready) > 1 and all(len(data) <= 4096 for _, data, _ in ready)
+    payloads = [m.payload for _, data, _ in ready for _, _, m in decode(data)]
+    assert payloads == [bytes([i]) * 300 for i in range(40)] and dropped == [1]
+
+
+def test_many_distinct_topics_close_the_turn_early() -> None:
+    turn, dropped = batches(max_payload=64 * 1024)
+    for i in range(5000):
+        turn.add(Message(f"sensor/{i:06d}/temperature", b"1"), [("to-b", True, ())])
+    ready = turn.close()
+    assert len(ready) > 1 and all(len(data) <= 64 * 1024 for _, data, _ in ready)
+    topics = [m.topic for _, data, _ in ready for _, _, m in decode(data)]
+    assert topics == [f"sensor/{i:06d}/temperature" for i in range(5000)] and dropped == []
+
+
 @given(st.text(max_size=50), st.binary(max_size=200), st.integers(0, 2), st.booleans(),
        st.text(max_size=20), st.none() | st.text(max_size=20))
 def test_body_round_trip(topic: str, payload: bytes, qos: int, retain: bool, sender: str,
@@ -94,11 +153,40 @@ def test_body_round_trip(topic: str, payload: bytes, qos: int, retain: bool, sen
         topic, payload, qos, retain, sender, username)
 
 
+@given(st.lists(st.tuples(st.text(max_size=30), st.binary(max_size=100), st.integers(0, 2),
+                          st.booleans(), st.text(max_size=10), st.none() | st.text(max_size=10),
+                          st.booleans(), st.lists(st.tuples(st.text(max_size=5),
+                                                            st.text(max_size=8)), max_size=3)),
+                max_size=20))
+def test_batch_round_trip(items: list[tuple[str, bytes, int, bool, str, str | None, bool,
+                                            list[tuple[str, str]]]]) -> None:
+    turn, dropped = batches()
+    for topic, payload, qos, retain, sender, username, plain, groups in items:
+        turn.add(Message(topic, payload, qos, retain, sender, username),
+                 [("to-b", plain, tuple(groups))])
+    ready = turn.close()
+    got = [(m.topic, m.payload, m.qos, m.retain, m.sender, m.username, plain, list(groups))
+           for _, data, _ in ready for plain, groups, m in decode(data)]
+    assert got == items and dropped == []
+
+
 @pytest.mark.parametrize("cut", [1, 5, 20, 40])
 def test_truncated_batch_is_refused(cut: int) -> None:
-    data = encode_route(True) + encode_body(Message("t/x", b"payload-bytes"))
+    turn, _ = batches()
+    turn.add(Message("t/x", b"payload-bytes", 1, False, "p", "u"), [("b", True, ())])
+    [(_, data, _)] = turn.close()
     with pytest.raises(WireError):
-        list(decode_batch(data[:-cut]))
+        decode(data[:-cut])
+
+
+def test_a_batch_of_another_format_is_refused() -> None:
+    turn, _ = batches()
+    turn.add(Message("t/x", b"payload"), [("b", True, ())])
+    [(_, data, _)] = turn.close()
+    with pytest.raises(WireError, match="format"):
+        decode(b"\x01" + data[1:])
+    with pytest.raises(WireError):
+        decode(b"")
 
 
 def test_session_record_round_trip() -> None:
