@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between attempts to commit a batch that failed.
 RETRY_DELAY = 1.0
+#: The encoded property block of a message without properties.
+NO_PROPERTIES = b"\x00"
 #: `Journal._refs` of a message held by one session, stored as one row with its body.
 SINGLE = -1
 
@@ -52,9 +54,11 @@ def record_of(message: Message) -> MessageRecord:
     expires_at = None
     if message.expires_at is not None:
         expires_at = time.time() + (message.expires_at - time.monotonic())
+    properties = message.properties
     return MessageRecord(message.id, message.topic, message.payload, message.qos,
-                         message.retain, encode_properties(message.properties), message.sender,
-                         message.username, message.timestamp, expires_at)
+                         message.retain,
+                         encode_properties(properties) if properties else NO_PROPERTIES,
+                         message.sender, message.username, message.timestamp, expires_at)
 
 
 def message_of(record: MessageRecord) -> Message:

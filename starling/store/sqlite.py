@@ -28,6 +28,12 @@ from .records import (
 SCHEMA_VERSION = 3
 APPLICATION_ID = 0x53544C47  # "STLG": marks the file as a Starling store
 NO_PROPERTIES = b"\x00"  # the encoded property block of a message without properties
+#: Single rows written (or deleted) by one statement at most.  A batch goes in
+#: chunks of this many, then powers of two: few distinct statements, all of
+#: them kept prepared in the connection's statement cache.
+ROWS_PER_STATEMENT = 64
+#: Payloads up to this size are bound as a bytearray copy (see `_insert_single`).
+SMALL_PAYLOAD = 16384
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -130,6 +136,8 @@ class SQLiteStore(Store):
         self._db: sqlite3.Connection | None = None
         #: A failed rollback closed the connection: the next `apply` reopens it.
         self._reopen = False
+        #: SQL of the multi-row statements, by (row shape, rows).
+        self._statements: dict[tuple[str, int], str] = {}
         self._ops: dict[str, Callable[..., None]] = {
             "kv_put": self._kv_put,
             "kv_delete": self._kv_delete,
@@ -293,9 +301,9 @@ class SQLiteStore(Store):
         db = self.db
         single = batch.single
         if single:
-            gone = [(message_id,) for message_id, op in single.items() if op is None]
+            gone = [message_id for message_id, op in single.items() if op is None]
             if gone:
-                db.executemany("DELETE FROM single_messages WHERE msg_id = ?", gone)
+                self._delete_single(gone)
             changed = [(op[2], op[3], op[1]) for op in single.values()
                        if op is not None and op[0] == "single_update"]
             if changed:
@@ -352,23 +360,61 @@ class SQLiteStore(Store):
         expiry and no username go in as SQL literals, not bound parameters."""
         if not puts:
             return
-        plain: list[tuple[Any, ...]] = []
-        other: list[tuple[Any, ...]] = []
+        plain: list[Any] = []  # the rows' parameters one after the other
+        other: list[Any] = []
         for _, client_id, qos, retain, packet_id, released, m in puts:
+            payload = m.payload
+            if len(payload) <= SMALL_PAYLOAD:
+                # sqlite3 binds a bytearray as it is, a bytes only after a failed
+                # adapter lookup (an exception formatted and dropped): dearer than
+                # copying a small payload.
+                payload = bytearray(payload)
             if m.expires_at is None and m.username is None and m.properties == NO_PROPERTIES:
-                plain.append((m.id, client_id, qos, retain, packet_id, released, m.topic,
-                              m.payload, m.qos, 1 if m.retain else 0, m.sender, m.timestamp))
+                plain += (m.id, client_id, qos, retain, packet_id, released, m.topic, payload,
+                          m.qos, 1 if m.retain else 0, m.sender, m.timestamp)
             else:
-                other.append((m.id, client_id, qos, retain, packet_id, released, m.topic,
-                              m.payload, m.qos, 1 if m.retain else 0, m.properties, m.sender,
-                              m.username, m.timestamp, m.expires_at))
-        db = self.db
+                other += (m.id, client_id, qos, retain, packet_id, released, m.topic, payload,
+                          m.qos, 1 if m.retain else 0, m.properties, m.sender, m.username,
+                          m.timestamp, m.expires_at)
         if plain:
-            db.executemany("INSERT OR REPLACE INTO single_messages "
-                           "VALUES (?,?,?,?,?,?,?,?,?,?,X'00',?,NULL,?,NULL)", plain)
+            self._insert_rows("INSERT OR REPLACE INTO single_messages VALUES ",
+                              "(?,?,?,?,?,?,?,?,?,?,X'00',?,NULL,?,NULL)", 12, plain)
         if other:
-            db.executemany("INSERT OR REPLACE INTO single_messages "
-                           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", other)
+            self._insert_rows("INSERT OR REPLACE INTO single_messages VALUES ",
+                              "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 15, other)
+
+    def _insert_rows(self, head: str, row: str, width: int, params: list[Any]) -> None:
+        """Insert rows given as one flat list of parameters, several rows per
+        statement: one step (one trip through sqlite3's per-call work, its GIL
+        release and statement reset) for up to `ROWS_PER_STATEMENT` rows."""
+        db = self.db
+        statements = self._statements
+        done, total = 0, len(params) // width
+        while done < total:
+            left = total - done
+            rows = ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (
+                left.bit_length() - 1)
+            sql = statements.get((row, rows))
+            if sql is None:
+                sql = statements[(row, rows)] = head + ",".join([row] * rows)
+            db.execute(sql, params[done * width:(done + rows) * width])
+            done += rows
+
+    def _delete_single(self, message_ids: list[int]) -> None:
+        """As `_insert_rows`: up to `ROWS_PER_STATEMENT` rows per statement."""
+        db = self.db
+        statements = self._statements
+        done, total = 0, len(message_ids)
+        while done < total:
+            left = total - done
+            rows = ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (
+                left.bit_length() - 1)
+            sql = statements.get(("delete", rows))
+            if sql is None:
+                sql = statements[("delete", rows)] = (
+                    "DELETE FROM single_messages WHERE msg_id IN (" + ",".join("?" * rows) + ")")
+            db.execute(sql, message_ids[done:done + rows])
+            done += rows
 
     def _share_on_disk(self, message_id: int) -> None:
         """A second session holds a message stored as a single row: its body moves
