@@ -13,7 +13,7 @@ node with a message naming the file instead of starting empty.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,17 @@ MIGRATIONS: dict[int, str] = {
 def _message_row(m: MessageRecord) -> tuple[Any, ...]:
     return (m.id, m.topic, m.payload, m.qos, int(m.retain), m.properties, m.sender,
             m.username, m.timestamp, m.expires_at)
+
+
+def _chunks(total: int) -> Iterator[tuple[int, int]]:
+    """(first, count) of the chunks `total` rows are written in: `ROWS_PER_STATEMENT`
+    at a time, then the powers of two of the rest (100 rows: 64, 32, 4)."""
+    start = 0
+    while start < total:
+        left = total - start
+        rows = ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (left.bit_length() - 1)
+        yield start, rows
+        start += rows
 
 
 def _seq(held: SessionMessageRecord) -> int:
@@ -389,32 +400,22 @@ class SQLiteStore(Store):
         release and statement reset) for up to `ROWS_PER_STATEMENT` rows."""
         db = self.db
         statements = self._statements
-        done, total = 0, len(params) // width
-        while done < total:
-            left = total - done
-            rows = ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (
-                left.bit_length() - 1)
+        for start, rows in _chunks(len(params) // width):
             sql = statements.get((row, rows))
             if sql is None:
                 sql = statements[(row, rows)] = head + ",".join([row] * rows)
-            db.execute(sql, params[done * width:(done + rows) * width])
-            done += rows
+            db.execute(sql, params[start * width:(start + rows) * width])
 
     def _delete_single(self, message_ids: list[int]) -> None:
         """As `_insert_rows`: up to `ROWS_PER_STATEMENT` rows per statement."""
         db = self.db
         statements = self._statements
-        done, total = 0, len(message_ids)
-        while done < total:
-            left = total - done
-            rows = ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (
-                left.bit_length() - 1)
+        for start, rows in _chunks(len(message_ids)):
             sql = statements.get(("delete", rows))
             if sql is None:
                 sql = statements[("delete", rows)] = (
                     "DELETE FROM single_messages WHERE msg_id IN (" + ",".join("?" * rows) + ")")
-            db.execute(sql, message_ids[done:done + rows])
-            done += rows
+            db.execute(sql, message_ids[start:start + rows])
 
     def _share_on_disk(self, message_id: int) -> None:
         """A second session holds a message stored as a single row: its body moves

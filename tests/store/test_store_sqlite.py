@@ -665,3 +665,24 @@ def test_store_of_schema_2_opens_with_everything_in_it(path: Path) -> None:
         assert s.max_message_id() == 119
     finally:
         s.close()
+
+
+def test_many_single_rows_in_one_batch(store: SQLiteStore) -> None:
+    """A batch of 100 single rows (written several per statement: 64 + 32 + 4),
+    of both shapes, then 99 of them deleted in one batch: every row as written,
+    the one left still there."""
+    ops: list[Operation] = [("session_put", "c", None, 60.0, 1.0, None)]
+    for i in range(1, 101):
+        fields: dict[str, object] = {"username": "u"} if i % 3 == 0 else {}
+        ops.append(("single_put", "c", 1, 0, i, 0, record(i, f"t/{i}", b"p%d" % i, **fields)))
+    store.apply(ops)
+    store = reopen(store)
+    (s,) = store.load_sessions()
+    assert [(h.message.id, h.message.payload, h.message.username, h.packet_id)
+            for h in s.messages] == [
+        (i, b"p%d" % i, "u" if i % 3 == 0 else None, i) for i in range(1, 101)]
+    store.apply([("single_delete", i) for i in range(1, 101) if i != 50])
+    store = reopen(store)
+    (s,) = store.load_sessions()
+    assert [h.message.id for h in s.messages] == [50]
+    store.close()
