@@ -82,14 +82,17 @@ class Listener:
             factory = WSConnection
         elif self.tls is not None:
             factory = TLSConnection
+        # Port 0 picks a free port the first time; a listener stopped and started
+        # again (API, ctl) comes back on the port its clients already know.
+        port = self.config.port or self.bound[1]
         try:
             self.server = await loop.create_server(
                 lambda: factory(self),
-                self.config.host, self.config.port, backlog=self.config.backlog,
+                self.config.host, port, backlog=self.config.backlog,
                 reuse_address=True, reuse_port=self.config.reuse_port or None,
                 ssl=self.tls.context if self.tls is not None else None)
         except OSError as exc:
-            raise BindError.of(self.name, self.config.host, self.config.port, exc) from None
+            raise BindError.of(self.name, self.config.host, port, exc) from None
         if self.tls is not None:
             self.tls.start_watching()
         addr = self.server.sockets[0].getsockname()
