@@ -13,6 +13,7 @@ user-space instructions around them (callgrind does not see the kernel).
     python benchmarks/msg_profile.py                        # fanin,iot,qos1,qos2,fanout
     python benchmarks/msg_profile.py --scenarios qos1 -n 20000
     python benchmarks/msg_profile.py --no-breakdown         # totals only (no wrappers)
+    python benchmarks/msg_profile.py --scenarios qos1p --set store.backend=memory
 
 Breakdown: each stage's entry point is wrapped in a small C function of its
 own (`zone_<stage>`, in a helper built here), so callgrind's inclusive count
@@ -219,7 +220,7 @@ async def drive(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     from starling.node import Node
 
     wrapped = install_zones() if args.zones else {}
-    config = Config.load(None, list(SETTINGS), {"node.data_dir": data_dir})
+    config = Config.load(None, [*SETTINGS, *args.set], {"node.data_dir": data_dir})
     _setup_logging(config["log.level"])
     logging.getLogger("starling.startup").setLevel(logging.WARNING)
     node = Node(config)
@@ -305,6 +306,8 @@ def callgrind_run(args: argparse.Namespace, scenario: str, zones: bool) -> dict[
            "--skip", str(args.skip)]
     if zones:
         cmd.append("--zones")
+    for setting in args.set:
+        cmd += ["--set", setting]
     if args.installed:
         cmd.append("--installed")
     env = dict(os.environ, PYTHONHASHSEED="0")
@@ -399,6 +402,8 @@ def main() -> int:
     p.add_argument("--skip", type=int, default=3000,
                    help="messages received before the window opens (default %(default)s)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a node setting, e.g. store.backend=memory (repeatable)")
     p.add_argument("--no-breakdown", dest="zones_wanted", action="store_false",
                    help="totals only: no second run with the stage wrappers")
     p.add_argument("--installed", action="store_true",

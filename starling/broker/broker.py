@@ -238,7 +238,7 @@ class Broker:
         for held in rec.messages:
             message = message_of(held.message)
             if restoring:
-                self.journal.restored(message.id)
+                self.journal.restored(message.id, held.single)
             if held.packet_id is None:
                 session.enqueue_raw((message, held.qos, held.retain, None))
             else:

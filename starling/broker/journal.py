@@ -44,15 +44,21 @@ log = logging.getLogger(__name__)
 
 #: Seconds between attempts to commit a batch that failed.
 RETRY_DELAY = 1.0
+#: The encoded property block of a message without properties.
+NO_PROPERTIES = b"\x00"
+#: `Journal._refs` of a message held by one session, stored as one row with its body.
+SINGLE = -1
 
 
 def record_of(message: Message) -> MessageRecord:
     expires_at = None
     if message.expires_at is not None:
         expires_at = time.time() + (message.expires_at - time.monotonic())
+    properties = message.properties
     return MessageRecord(message.id, message.topic, message.payload, message.qos,
-                         message.retain, encode_properties(message.properties), message.sender,
-                         message.username, message.timestamp, expires_at)
+                         message.retain,
+                         encode_properties(properties) if properties else NO_PROPERTIES,
+                         message.sender, message.username, message.timestamp, expires_at)
 
 
 def message_of(record: MessageRecord) -> Message:
@@ -291,9 +297,9 @@ class Journal:
         self.add(("session_delete", session.client_id))
         for message, qos, _retain, _via in session.mqueue:
             if qos:
-                self._unref(message.id, delete_row=False)
+                self._unref(message.id)
         for entry in session.inflight.values():
-            self._unref(entry.message.id, delete_row=False)
+            self._unref(entry.message.id)
 
     def subscribed(self, session: Session, topic_filter: str, opts: SubscriptionOptions) -> None:
         self.add(("subscription_put", session.client_id, SubscriptionRecord(
@@ -307,53 +313,73 @@ class Journal:
              packet_id: int | None) -> None:
         """A session starts holding a QoS 1/2 message: queued (no packet id) or in flight.
 
-        Message bodies are stored once and shared; `_refs` counts the sessions
-        holding each, so the body is deleted with its last holder."""
+        A message held by one session is one row with its body (`single_put`);
+        when a second session holds it, the body becomes shared (`single_share`)
+        and each holder gets a holding row.  `_refs` counts the holders of each
+        shared body, so it is deleted with its last holder; `SINGLE` marks a
+        message stored as a single row."""
         message_id = message.id
-        refs = self._refs.get(message_id, 0)
-        self._refs[message_id] = refs + 1
+        refs = self._refs.get(message_id)
         # Flags as ints, not bools: sqlite3 binds a bool only after an adapter lookup.
+        if refs is None:
+            self._refs[message_id] = SINGLE
+            self.add(("single_put", session.client_id, qos, 1 if retain else 0, packet_id, 0,
+                      record_of(message)))
+            return
         held = ("session_message_put", session.client_id, message_id, message_id, qos,
                 1 if retain else 0, packet_id, 0)
-        if refs:
-            self.add(held)
+        if refs == SINGLE:
+            self._refs[message_id] = 2
+            self.add_pair(("single_share", message_id), held)
         else:
-            self.add_pair(("message_put", record_of(message)), held)
+            self._refs[message_id] = refs + 1
+            self.add(held)
 
     def moved(self, session: Session, message: Message, qos: int, retain: bool,
               packet_id: int) -> None:
         """A queued message was sent: it is in flight now, under `packet_id`."""
-        self.add(("session_message_put", session.client_id, message.id, message.id, qos,
-                  1 if retain else 0, packet_id, 0))
+        self._changed(session, message, qos, retain, packet_id, 0)
 
     def released(self, session: Session, message: Message, qos: int, retain: bool,
                  packet_id: int) -> None:
-        self.add(("session_message_put", session.client_id, message.id, message.id, qos,
-                  1 if retain else 0, packet_id, 1))
+        self._changed(session, message, qos, retain, packet_id, 1)
+
+    def _changed(self, session: Session, message: Message, qos: int, retain: bool,
+                 packet_id: int, released: int) -> None:
+        message_id = message.id
+        if self._refs.get(message_id) == SINGLE:
+            self.add(("single_update", message_id, packet_id, released))
+        else:
+            self.add(("session_message_put", session.client_id, message_id, message_id, qos,
+                      1 if retain else 0, packet_id, released))
 
     def done(self, session: Session, message: Message) -> None:
         """Acknowledged, dropped or expired: the session no longer holds it."""
         message_id = message.id
-        refs = self._refs.get(message_id, 0) - 1
-        if refs > 0:
-            self._refs[message_id] = refs
+        refs = self._refs.pop(message_id, 0)
+        if refs == SINGLE:
+            self.add(("single_delete", message_id))
+        elif refs > 1:
+            self._refs[message_id] = refs - 1
             self.add(("session_message_delete", session.client_id, message_id))
-            return
-        self._refs.pop(message_id, None)
-        self.add_pair(("session_message_delete", session.client_id, message_id),
-                      ("message_delete", message_id))
+        else:
+            self.add_pair(("session_message_delete", session.client_id, message_id),
+                          ("message_delete", message_id))
 
-    def _unref(self, message_id: int, delete_row: bool) -> None:
-        refs = self._refs.get(message_id, 0) - 1
-        if refs > 0:
-            self._refs[message_id] = refs
-            return
-        self._refs.pop(message_id, None)
-        if delete_row:
-            self.add(("message_delete", message_id))
+    def _unref(self, message_id: int) -> None:
+        """A holder of the message is deleted with its session (`session_delete`
+        drops its holdings and the bodies nobody holds; a single row goes here)."""
+        refs = self._refs.pop(message_id, 0)
+        if refs == SINGLE:
+            self.add(("single_delete", message_id))
+        elif refs > 1:
+            self._refs[message_id] = refs - 1
 
-    def restored(self, message_id: int) -> None:
-        self._refs[message_id] = self._refs.get(message_id, 0) + 1
+    def restored(self, message_id: int, single: bool = False) -> None:
+        if single:
+            self._refs[message_id] = SINGLE
+        else:
+            self._refs[message_id] = self._refs.get(message_id, 0) + 1
 
     def awaiting_added(self, session: Session, packet_id: int) -> None:
         self.add(("awaiting_put", session.client_id, packet_id))

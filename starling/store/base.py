@@ -14,6 +14,12 @@ Operation names and arguments:
     ("session_delete", client_id)              (drops its subscriptions and messages too)
     ("subscription_put", client_id, SubscriptionRecord)
     ("subscription_delete", client_id, topic_filter)
+    ("single_put", client_id, qos, retain, packet_id, released, MessageRecord)
+                                               (a message held by one session: one row)
+    ("single_update", message_id, packet_id, released)
+    ("single_delete", message_id)
+    ("single_share", message_id)               (a second session holds it: the single
+                                                row becomes a body and a holding)
     ("message_put", MessageRecord)             (a message body shared by sessions)
     ("message_delete", message_id)
     ("session_message_put", client_id, message_id, seq, qos, retain, packet_id, released)

@@ -43,6 +43,9 @@ class SessionMessageRecord:
     retain: bool
     packet_id: int | None = None
     released: bool = False
+    #: Stored as one row with its body (held by this session alone), not as a
+    #: holding of a shared body: the journal writes its changes accordingly.
+    single: bool = False
 
 
 @dataclass(slots=True)

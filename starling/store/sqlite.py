@@ -13,7 +13,7 @@ node with a message naming the file instead of starting empty.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,15 @@ from .records import (
     SubscriptionRecord,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x53544C47  # "STLG": marks the file as a Starling store
 NO_PROPERTIES = b"\x00"  # the encoded property block of a message without properties
+#: Single rows written (or deleted) by one statement at most.  A batch goes in
+#: chunks of this many, then powers of two: few distinct statements, all of
+#: them kept prepared in the connection's statement cache.
+ROWS_PER_STATEMENT = 64
+#: Payloads up to this size are bound as a bytearray copy (see `_insert_single`).
+SMALL_PAYLOAD = 16384
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -55,6 +61,18 @@ MIGRATIONS: dict[int, str] = {
     2: """
     ALTER TABLE sessions ADD COLUMN peercert TEXT;
     """,
+    # A message held for exactly one session (the common case: one persistent
+    # subscriber) is one row with its body, keyed by the message id alone: one
+    # b-tree insert and one delete per message instead of four (a body row, a
+    # holding row and its primary-key index entry, each written and deleted).
+    # Rows of schema 2 stay where they are: the shared form reads as before.
+    3: """
+    CREATE TABLE single_messages (msg_id INTEGER PRIMARY KEY, client_id TEXT NOT NULL,
+                                  qos INTEGER, retain INTEGER, packet_id INTEGER,
+                                  released INTEGER, topic TEXT, payload BLOB,
+                                  msg_qos INTEGER, msg_retain INTEGER, props BLOB,
+                                  sender TEXT, username TEXT, ts REAL, expires_at REAL);
+    """,
 }
 
 
@@ -63,9 +81,58 @@ def _message_row(m: MessageRecord) -> tuple[Any, ...]:
             m.username, m.timestamp, m.expires_at)
 
 
+def _chunks(total: int) -> Iterator[tuple[int, int]]:
+    """(first, count) of the chunks `total` rows are written in: `ROWS_PER_STATEMENT`
+    at a time, then the powers of two of the rest (100 rows: 64, 32, 4)."""
+    start = 0
+    while start < total:
+        left = total - start
+        rows = ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (left.bit_length() - 1)
+        yield start, rows
+        start += rows
+
+
+def _seq(held: SessionMessageRecord) -> int:
+    return held.seq
+
+
 def _message_from(row: Sequence[Any]) -> MessageRecord:
     return MessageRecord(row[0], row[1], bytes(row[2]), row[3], bool(row[4]), bytes(row[5]),
                          row[6], row[7], row[8], row[9])
+
+
+class _Pending:
+    """The per-message rows a batch changes, by key, until they are written:
+    an operation, or None for a deletion."""
+
+    __slots__ = ("bodies", "held", "replaced", "single")
+
+    def __init__(self) -> None:
+        self.single: dict[int, Operation | None] = {}  # message id → single_*, None = delete
+        #: Message ids whose `single_put` followed another operation on that row
+        #: in this batch: the row may be on disk, so a later delete must run.
+        self.replaced: set[int] = set()
+        self.held: dict[tuple[str, int], Operation | None] = {}  # (client, message) → row
+        self.bodies: dict[int, MessageRecord | None] = {}  # message id → body, None = delete
+
+    def __bool__(self) -> bool:
+        return bool(self.single or self.held or self.bodies)
+
+    def share(self, message_id: int) -> bool:
+        """Turn a single row written in this batch into a shared body and a holding;
+        False if the row is not here (it is on disk)."""
+        op = self.single.get(message_id)
+        if op is None or op[0] != "single_put":
+            return False
+        _, client_id, qos, retain, packet_id, released, record = op
+        self.bodies[message_id] = record
+        self.held[(client_id, message_id)] = ("session_message_put", client_id, message_id,
+                                              message_id, qos, retain, packet_id, released)
+        if message_id in self.replaced:
+            self.single[message_id] = None
+        else:
+            del self.single[message_id]
+        return True
 
 
 class SQLiteStore(Store):
@@ -80,6 +147,8 @@ class SQLiteStore(Store):
         self._db: sqlite3.Connection | None = None
         #: A failed rollback closed the connection: the next `apply` reopens it.
         self._reopen = False
+        #: SQL of the multi-row statements, by (row shape, rows).
+        self._statements: dict[tuple[str, int], str] = {}
         self._ops: dict[str, Callable[..., None]] = {
             "kv_put": self._kv_put,
             "kv_delete": self._kv_delete,
@@ -150,39 +219,70 @@ class SQLiteStore(Store):
 
     # -- writes ------------------------------------------------------------------
     def apply(self, operations: Sequence[Operation]) -> None:
-        """One transaction.  The per-message operations (bodies and session
-        holdings, four per QoS 1/2 message to a persistent session) are the bulk
-        of every batch: they are reduced to their net effect per row (the last
-        operation on a row wins, as executing them in order would leave it) and
-        written with one `executemany` per kind.  Every other operation runs in
-        order where it stands; `session_delete`, which reads the message tables,
-        first writes what was collected before it."""
+        """One transaction.  The per-message operations (a message held for one
+        session: its row written, then deleted; for several: a shared body and a
+        holding each) are the bulk of every batch: they are reduced to their net
+        effect per row (the last operation on a row wins, as executing them in
+        order would leave it; a single message written and deleted in the same
+        batch is not written at all) and written with one `executemany` per kind.
+        Every other operation runs in order where it stands; `session_delete`,
+        which reads the message tables, first writes what was collected before it,
+        and so does `single_share` of a row already on disk."""
         if self._reopen:
             self.open()
             self._reopen = False
         db = self.db
         ops = self._ops
-        bodies: dict[int, MessageRecord | None] = {}  # message id → body, None = delete
-        held: dict[tuple[str, int], Operation | None] = {}  # (client, message) → row
+        batch = _Pending()
+        single = batch.single
         db.execute("BEGIN")
         try:
             for op in operations:
                 name = op[0]
-                if name == "session_message_put":
-                    held[(op[1], op[2])] = op
+                if name == "single_put":
+                    message_id = op[6].id
+                    if message_id in single:
+                        batch.replaced.add(message_id)
+                    single[message_id] = op
+                elif name == "single_delete":
+                    message_id = op[1]
+                    pending = single.get(message_id)
+                    if (pending is not None and pending[0] == "single_put"
+                            and message_id not in batch.replaced):
+                        del single[message_id]  # written and deleted in this batch
+                    else:
+                        single[message_id] = None
+                elif name == "session_message_put":
+                    batch.held[(op[1], op[2])] = op
                 elif name == "session_message_delete":
-                    held[(op[1], op[2])] = None
+                    batch.held[(op[1], op[2])] = None
+                elif name == "single_update":
+                    pending = single.get(op[1])
+                    if pending is None:
+                        if op[1] not in single:
+                            single[op[1]] = op
+                    elif pending[0] == "single_put":
+                        single[op[1]] = (*pending[:4], op[2], op[3], pending[6])
+                    else:
+                        single[op[1]] = op
                 elif name == "message_put":
-                    bodies[op[1].id] = op[1]
+                    batch.bodies[op[1].id] = op[1]
                 elif name == "message_delete":
-                    bodies[op[1]] = None
+                    batch.bodies[op[1]] = None
+                elif name == "single_share":
+                    if not batch.share(op[1]):
+                        self._write_messages(batch)
+                        batch = _Pending()
+                        single = batch.single
+                        self._share_on_disk(op[1])
                 else:
-                    if name == "session_delete" and (bodies or held):
-                        self._write_messages(bodies, held)
-                        bodies, held = {}, {}
+                    if name == "session_delete" and batch:
+                        self._write_messages(batch)
+                        batch = _Pending()
+                        single = batch.single
                     ops[name](*op[1:])
-            if bodies or held:
-                self._write_messages(bodies, held)
+            if batch:
+                self._write_messages(batch)
             db.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -206,19 +306,35 @@ class SQLiteStore(Store):
                 self._db = None
                 self._reopen = True
 
-    def _write_messages(self, bodies: dict[int, MessageRecord | None],
-                        held: dict[tuple[str, int], Operation | None]) -> None:
+    def _write_messages(self, batch: _Pending) -> None:
         """The net effect of a run of per-message operations: rows of different
         keys are independent, so deletes and writes go in one statement each."""
         db = self.db
-        gone = [key for key, op in held.items() if op is None]
-        if gone:
-            db.executemany("DELETE FROM session_messages WHERE client_id = ? AND msg_id = ?",
-                           gone)
-        rows = [op[1:] for op in held.values() if op is not None]
-        if rows:
-            db.executemany("INSERT OR REPLACE INTO session_messages VALUES (?,?,?,?,?,?,?)",
-                           rows)
+        single = batch.single
+        if single:
+            gone = [message_id for message_id, op in single.items() if op is None]
+            if gone:
+                self._delete_single(gone)
+            changed = [(op[2], op[3], op[1]) for op in single.values()
+                       if op is not None and op[0] == "single_update"]
+            if changed:
+                db.executemany("UPDATE single_messages SET packet_id = ?, released = ? "
+                               "WHERE msg_id = ?", changed)
+            self._insert_single([op for op in single.values()
+                                 if op is not None and op[0] == "single_put"])
+        held = batch.held
+        if held:
+            gone2 = [key for key, op in held.items() if op is None]
+            if gone2:
+                db.executemany("DELETE FROM session_messages WHERE client_id = ? AND msg_id = ?",
+                               gone2)
+            rows = [op[1:] for op in held.values() if op is not None]
+            if rows:
+                db.executemany("INSERT OR REPLACE INTO session_messages VALUES (?,?,?,?,?,?,?)",
+                               rows)
+        bodies = batch.bodies
+        if not bodies:
+            return
         dropped = [(message_id,) for message_id, m in bodies.items() if m is None]
         if dropped:
             db.executemany("DELETE FROM messages WHERE id = ?", dropped)
@@ -248,6 +364,70 @@ class SQLiteStore(Store):
                            named)
         if new:
             db.executemany("INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)", new)
+
+    def _insert_single(self, puts: list[Operation]) -> None:
+        """`single_put` operations: ("single_put", client_id, qos, retain, packet_id,
+        released, MessageRecord).  As for bodies, the usual empty properties, no
+        expiry and no username go in as SQL literals, not bound parameters."""
+        if not puts:
+            return
+        plain: list[Any] = []  # the rows' parameters one after the other
+        other: list[Any] = []
+        for _, client_id, qos, retain, packet_id, released, m in puts:
+            payload = m.payload
+            if len(payload) <= SMALL_PAYLOAD:
+                # sqlite3 binds a bytearray as it is, a bytes only after a failed
+                # adapter lookup (an exception formatted and dropped): dearer than
+                # copying a small payload.
+                payload = bytearray(payload)
+            if m.expires_at is None and m.username is None and m.properties == NO_PROPERTIES:
+                plain += (m.id, client_id, qos, retain, packet_id, released, m.topic, payload,
+                          m.qos, 1 if m.retain else 0, m.sender, m.timestamp)
+            else:
+                other += (m.id, client_id, qos, retain, packet_id, released, m.topic, payload,
+                          m.qos, 1 if m.retain else 0, m.properties, m.sender, m.username,
+                          m.timestamp, m.expires_at)
+        if plain:
+            self._insert_rows("INSERT OR REPLACE INTO single_messages VALUES ",
+                              "(?,?,?,?,?,?,?,?,?,?,X'00',?,NULL,?,NULL)", 12, plain)
+        if other:
+            self._insert_rows("INSERT OR REPLACE INTO single_messages VALUES ",
+                              "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 15, other)
+
+    def _insert_rows(self, head: str, row: str, width: int, params: list[Any]) -> None:
+        """Insert rows given as one flat list of parameters, several rows per
+        statement: one step (one trip through sqlite3's per-call work, its GIL
+        release and statement reset) for up to `ROWS_PER_STATEMENT` rows."""
+        db = self.db
+        statements = self._statements
+        for start, rows in _chunks(len(params) // width):
+            sql = statements.get((row, rows))
+            if sql is None:
+                sql = statements[(row, rows)] = head + ",".join([row] * rows)
+            db.execute(sql, params[start * width:(start + rows) * width])
+
+    def _delete_single(self, message_ids: list[int]) -> None:
+        """As `_insert_rows`: up to `ROWS_PER_STATEMENT` rows per statement."""
+        db = self.db
+        statements = self._statements
+        for start, rows in _chunks(len(message_ids)):
+            sql = statements.get(("delete", rows))
+            if sql is None:
+                sql = statements[("delete", rows)] = (
+                    "DELETE FROM single_messages WHERE msg_id IN (" + ",".join("?" * rows) + ")")
+            db.execute(sql, message_ids[start:start + rows])
+
+    def _share_on_disk(self, message_id: int) -> None:
+        """A second session holds a message stored as a single row: its body moves
+        to `messages`, its first holder to `session_messages`."""
+        db = self.db
+        db.execute("INSERT OR IGNORE INTO messages SELECT msg_id, topic, payload, msg_qos, "
+                   "msg_retain, props, sender, username, ts, expires_at FROM single_messages "
+                   "WHERE msg_id = ?", (message_id,))
+        db.execute("INSERT OR REPLACE INTO session_messages SELECT client_id, msg_id, msg_id, "
+                   "qos, retain, packet_id, released FROM single_messages WHERE msg_id = ?",
+                   (message_id,))
+        db.execute("DELETE FROM single_messages WHERE msg_id = ?", (message_id,))
 
     def _kv_put(self, table: str, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (table, key, value))
@@ -343,6 +523,16 @@ class SQLiteStore(Store):
             if session is not None and message is not None:
                 session.messages.append(SessionMessageRecord(
                     message, row[2], row[3], bool(row[4]), row[5], bool(row[6])))
+        for row in db.execute("SELECT msg_id, topic, payload, msg_qos, msg_retain, props, "
+                              "sender, username, ts, expires_at, client_id, qos, retain, "
+                              "packet_id, released FROM single_messages"):
+            session = sessions.get(row[10])
+            if session is not None:
+                session.messages.append(SessionMessageRecord(
+                    _message_from(row), row[0], row[11], bool(row[12]), row[13],
+                    bool(row[14]), single=True))
+        for session in sessions.values():
+            session.messages.sort(key=_seq)
         for row in db.execute("SELECT client_id, packet_id FROM awaiting_rel"):
             if row[0] in sessions:
                 sessions[row[0]].awaiting_rel.append(row[1])
@@ -350,5 +540,6 @@ class SQLiteStore(Store):
 
     def max_message_id(self) -> int:
         row = self.db.execute("SELECT max(m) FROM (SELECT max(id) AS m FROM messages "
-                              "UNION ALL SELECT max(id) FROM retained)").fetchone()
+                              "UNION ALL SELECT max(id) FROM retained "
+                              "UNION ALL SELECT max(msg_id) FROM single_messages)").fetchone()
         return int(row[0] or 0)

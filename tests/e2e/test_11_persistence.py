@@ -64,6 +64,12 @@ API = {
 }
 #: The store's mark in the SQLite header (PRAGMA application_id), "STLG".
 STARLING_APP_ID = 0x53544C47
+#: How many messages sessions hold on disk: a message held by one session is one row
+#: of `single_messages`, one held by several a row of `session_messages` per holder.
+HELD = ("SELECT (SELECT count(*) FROM session_messages) + "
+        "(SELECT count(*) FROM single_messages)")
+#: How many message bodies are on disk (shared ones, and those in single rows).
+BODIES = "SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM single_messages)"
 
 
 # -- nodes and clients -----------------------------------------------------------
@@ -331,7 +337,7 @@ def test_acknowledged_messages_survive_kill_9_under_load(make_node, clients, tmp
     sent, acked = stream_until_killed(node, topic, qos, False, kill_delay(seed, f"q{qos}"))
     assert acked, f"killed before anything was acknowledged ({sent} sent)"
     assert len(acked) < sent or sent < 30000, "never killed mid-stream"
-    held = on_disk(node, "SELECT count(*) FROM session_messages")[0][0]
+    held = on_disk(node, HELD)[0][0]
 
     node.start()
     c = connect(clients, node, cid, present=True)
@@ -415,7 +421,7 @@ def test_inflight_messages_are_resent_with_dup_after_kill_9(make_node, clients,
     assert consume(sub, 0) == []
     # Acknowledgements from the subscriber wait for nothing; once their removal is
     # committed, nothing comes back after another crash.
-    wait_on_disk(node, "SELECT count(*) FROM session_messages", (), 0)
+    wait_on_disk(node, HELD, (), 0)
     crash(node)
     node.start()
     assert consume(connect(clients, node, cid, present=True), 0) == []
@@ -512,7 +518,7 @@ def test_sessions_expired_while_down_are_discarded_on_start(make_node, clients,
     offline_at = time.time()
     sigterm(node)
     assert sorted(on_disk(node, "SELECT client_id FROM sessions")) == sorted([(a,), (b,)])
-    assert on_disk(node, "SELECT count(*) FROM session_messages")[0][0] == 2
+    assert on_disk(node, HELD)[0][0] == 2
     time.sleep(max(0.0, offline_at + 2.3 - time.time()))  # past the expiry, while down
 
     node.start()
@@ -521,8 +527,86 @@ def test_sessions_expired_while_down_are_discarded_on_start(make_node, clients,
     wait_until(lambda: on_disk(node, "SELECT client_id FROM sessions") == [(a,)],
                message="only the new session of a on disk")
     sigterm(node)
-    for table in ("subscriptions", "session_messages", "messages"):
+    for table in ("subscriptions", "session_messages", "messages", "single_messages"):
         assert on_disk(node, f"SELECT count(*) FROM {table}")[0][0] == 0, table
+
+
+# -- 5b. messages held by one session and by several, and the previous schema ------------
+def test_a_message_held_by_several_sessions_survives_kill_9_for_each(make_node, clients,
+                                                                       tmp_path) -> None:
+    """Three persistent sessions subscribed to one topic (so each message is held by
+    three, its body shared) and one to a topic of its own (each message held by it
+    alone): kill -9, then each gets all of its messages; one of the three
+    acknowledges, kill -9 again, and the other two still get theirs, once."""
+    node = make_node({}, data_dir=tmp_path / "d")
+    topic, own = uid("fan"), uid("own")
+    subs = [uid(f"s{i}") for i in range(3)]
+    for cid in subs:
+        subscriber(clients, node, cid, [(topic, 1)])
+    alone = uid("alone")
+    subscriber(clients, node, alone, [(own, 2)])
+    pub = connect(clients, node, uid("p"), clean=True)
+    for i in range(1, 11):
+        publish(pub, topic, str(i).encode(), 1, mid=i)
+        publish(pub, own, str(i).encode(), 2, mid=100 + i)
+    pub.disconnect()
+    assert on_disk(node, HELD)[0][0] == 40
+    crash(node)
+    node.start()
+    first = connect(clients, node, subs[0], present=True)
+    assert numbers(consume(first, 10)) == list(range(1, 11))
+    go_offline(first)
+    wait_on_disk(node, HELD, (), 30)
+    crash(node)
+    node.start()
+    for cid in subs[1:]:
+        got = consume(connect(clients, node, cid, present=True), 10)
+        assert numbers(got) == list(range(1, 11))
+    got = consume(connect(clients, node, alone, present=True), 10)
+    assert numbers(got) == list(range(1, 11))
+    assert {p.qos for p in got} == {2}
+    assert consume(connect(clients, node, subs[0], present=True), 0) == []
+
+
+#: A data dir's store written by Starling at b21a493 (schema 2): see
+#: tests/store/test_store_sqlite.py for what it holds.
+STORE_V2 = Path(__file__).resolve().parent.parent / "store" / "data" / "store-v2.db"
+
+
+def test_a_store_of_the_previous_schema_is_migrated_with_nothing_lost(make_node, clients,
+                                                                      tmp_path) -> None:
+    """A node starts on a data dir written by the previous schema: the sessions
+    resume with everything they held (the unacknowledged in-flight message again,
+    with DUP, then the queue in order), the retained message is there; once
+    acknowledged, nothing comes back after kill -9."""
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / DB).write_bytes(STORE_V2.read_bytes())
+    db = sqlite3.connect(data / DB)  # as if the node had stopped just now
+    db.execute("UPDATE sessions SET disconnected_at = ?", (time.time(),))
+    db.commit()
+    db.close()
+    node = make_node({}, data_dir=data)
+    a = connect(clients, node, "old-a", present=True)
+    got = consume(a, 6)
+    assert [p.payload for p in got] == [b"in-flight", b"single-1", b"single-2", b"single-3",
+                                        b"shared", b"kept"]
+    assert [p.dup for p in got] == [True] + [False] * 5
+    b = connect(clients, node, "old-b", present=True)
+    got = consume(b, 1)
+    assert [(p.payload, p.qos) for p in got] == [(b"shared", 2)]
+    fresh = connect(clients, node, uid("r"), clean=True)
+    fresh.send(gen_subscribe(1, [("old/retained", 1)]))
+    fresh.expect_packet(gen_suback(1, [1]))
+    kept = fresh.expect_publish()
+    assert (kept.payload, kept.retain) == (b"kept", True)
+    for c in (a, b):
+        go_offline(c)
+    wait_on_disk(node, HELD, (), 0)
+    crash(node)
+    node.start()
+    for cid in ("old-a", "old-b"):
+        assert consume(connect(clients, node, cid, present=True), 0) == []
 
 
 # -- 6. bounded ------------------------------------------------------------------------------
@@ -538,8 +622,8 @@ def test_offline_queue_on_disk_is_bounded_by_max_mqueue_len(make_node, clients,
         publish(pub, topic, str(i).encode(), 1, mid=i)
     pub.disconnect()
     sigterm(node)
-    assert on_disk(node, "SELECT count(*) FROM session_messages")[0][0] == 5
-    assert on_disk(node, "SELECT count(*) FROM messages")[0][0] == 5
+    assert on_disk(node, HELD)[0][0] == 5
+    assert on_disk(node, BODIES)[0][0] == 5
     node.start()
     got = consume(connect(clients, node, cid, present=True), 5)
     assert numbers(got) == list(range(8, 13))
@@ -728,7 +812,7 @@ def test_relaxed_mode_clean_stop_commits_everything(make_node, clients, tmp_path
     for i in range(1, 31):
         publish(pub, topic, str(i).encode(), 1, mid=i)
     pub.disconnect()
-    assert on_disk(node, "SELECT count(*) FROM session_messages")[0][0] == 0
+    assert on_disk(node, HELD)[0][0] == 0
     sigterm(node)
     node.start()
     got = consume(connect(clients, node, cid, present=True), 30)
@@ -745,7 +829,7 @@ def test_relaxed_mode_commits_on_the_interval(make_node, clients, tmp_path) -> N
     for i in range(1, 11):
         publish(pub, topic, str(i).encode(), 1, mid=i)
     pub.disconnect()
-    wait_on_disk(node, "SELECT count(*) FROM session_messages", (), 10)
+    wait_on_disk(node, HELD, (), 10)
     crash(node)
     node.start()
     got = consume(connect(clients, node, cid, present=True), 10)

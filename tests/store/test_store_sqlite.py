@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from starling.store import (
@@ -224,6 +224,7 @@ def test_every_body_shape_round_trips(store: SQLiteStore, fields: dict[str, obje
 
 _CLIENTS = st.sampled_from(["a", "b"])
 _IDS = st.integers(1, 4)
+_SINGLE_IDS = st.integers(5, 6)  # messages stored as single rows (and then maybe shared)
 _OPS = st.one_of(
     st.builds(lambda i: ("message_put", record(i, f"t/{i}", b"p%d" % i)), _IDS),
     st.builds(lambda i: ("message_delete", i), _IDS),
@@ -233,34 +234,147 @@ _OPS = st.one_of(
     st.builds(lambda c: ("session_put", c, None, 60.0, 1.0, None), _CLIENTS),
     st.builds(lambda c: ("session_delete", c), _CLIENTS),
     st.builds(lambda c, pid: ("awaiting_put", c, pid), _CLIENTS, st.integers(1, 3)),
+    st.builds(lambda c, i, pid, user: ("single_put", c, 1, 0, pid, 0,
+                                       record(i, f"t/{i}", b"s%d" % i, username=user)),
+              _CLIENTS, _SINGLE_IDS, st.none() | st.integers(1, 9), st.none() | st.just("u")),
+    st.builds(lambda i, pid, rel: ("single_update", i, pid, rel),
+              _SINGLE_IDS, st.integers(1, 9), st.integers(0, 1)),
+    st.builds(lambda i: ("single_delete", i), _SINGLE_IDS),
+    st.builds(lambda i: ("single_share", i), _SINGLE_IDS),
 )
 
 
+def as_the_journal_writes(ops: list[Operation]) -> list[Operation]:
+    """Keep the single-row operations the journal can emit: `single_put` of a
+    message no session holds, and the others on a single row that exists."""
+    live: set[int] = set()  # message ids with a single row
+    used: set[int] = set()  # ... or shared since: never single again in one example
+    kept: list[Operation] = []
+    for op in ops:
+        name = op[0]
+        if name == "single_put":
+            message_id = op[6].id
+            if message_id in live or message_id in used:
+                continue
+            live.add(message_id)
+        elif name.startswith("single_"):
+            if op[1] not in live:
+                continue
+            if name != "single_update":
+                live.discard(op[1])
+            if name == "single_share":
+                used.add(op[1])
+        kept.append(op)
+    return kept
+
+
 def _tables(s: SQLiteStore) -> dict[str, list[tuple[object, ...]]]:
-    return {t: s.db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
-            for t in ("sessions", "messages", "session_messages", "awaiting_rel")}
+    return {t: s.db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in _TABLES}
 
 
-@settings(max_examples=150, deadline=None,
+_TABLES = ("sessions", "messages", "session_messages", "single_messages", "awaiting_rel")
+
+
+@settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops=st.lists(_OPS, max_size=30))
+@given(ops=st.lists(_OPS, max_size=30).map(as_the_journal_writes), cut=st.integers(0, 30))
+@example(ops=[("single_put", "a", 1, 0, None, 0, record(5)), ("single_delete", 5),
+              ("single_put", "a", 1, 0, None, 0, record(5)), ("single_delete", 5)], cut=1)
 def test_one_batch_writes_what_the_operations_one_by_one_do(tmp_path: Path,
-                                                            ops: list[Operation]) -> None:
+                                                            ops: list[Operation],
+                                                            cut: int) -> None:
     """apply() writes the per-message rows by their net effect, grouped: whatever the
-    interleaving, a batch leaves the tables as applying its operations singly does."""
+    interleaving, a batch leaves the tables as applying its operations singly does
+    (a single row written and deleted in one batch is not written at all; one
+    shared in the batch that wrote it becomes a body and a holding in Python).  The
+    operations go in two batches, so the second finds rows of the first on disk."""
     batched, single = SQLiteStore(tmp_path / "b.db"), SQLiteStore(tmp_path / "s.db")
     for s in (batched, single):
         s.open()  # the files outlive one example: start from empty tables
-        for table in ("sessions", "messages", "session_messages", "awaiting_rel"):
+        for table in _TABLES:
             s.db.execute(f"DELETE FROM {table}")
     try:
-        batched.apply(ops)
+        batched.apply(ops[:cut])
+        batched.apply(ops[cut:])
         for op in ops:
             single.apply([op])
         assert _tables(batched) == _tables(single)
     finally:
         batched.close()
         single.close()
+
+
+@pytest.mark.parametrize("fields", [
+    {},                                                  # the common body: literals in SQL
+    {"username": "alice"},
+    {"retain": True},
+    {"properties": b"\x03\x00\x04text", "expires_at": 1900000000.25},
+], ids=["plain", "username", "retain", "properties-expiry"])
+def test_single_message_round_trips_in_one_row(store: SQLiteStore,
+                                               fields: dict[str, object]) -> None:
+    """A message held by one session: one row with its body, and no shared body or
+    holding; it loads back as the same record, in flight or queued, marked single."""
+    m = record(51, "s/1", b"\x00body\xff", **fields)
+    queued = record(52, "s/2", b"queued")
+    store.apply([("session_put", "c", None, 60.0, 1.0, None),
+                 ("single_put", "c", 1, 1, 7, 0, m), ("single_put", "c", 1, 0, None, 0, queued)])
+    assert store.db.execute("SELECT count(*) FROM single_messages").fetchone()[0] == 2
+    for table in ("messages", "session_messages"):
+        assert store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+    store.apply([("single_update", 51, 7, 1)])  # PUBREC: released
+    assert store.max_message_id() == 52
+    store = reopen(store)
+    (s,) = store.load_sessions()
+    assert s.messages == [SessionMessageRecord(m, 51, 1, True, 7, True, single=True),
+                          SessionMessageRecord(queued, 52, 1, False, None, False, single=True)]
+    store.apply([("single_delete", 51), ("single_delete", 52)])
+    assert store.db.execute("SELECT count(*) FROM single_messages").fetchone()[0] == 0
+    store.close()
+
+
+@pytest.mark.parametrize("same_batch", [True, False], ids=["same-batch", "on-disk"])
+def test_second_holder_shares_a_single_message(store: SQLiteStore, same_batch: bool) -> None:
+    """A second session holds a message stored as a single row (in the batch that
+    wrote it, as in a fan-out, or later): both hold it after a restart, the body is
+    kept until its last holder lets go."""
+    m = record(61, "s", b"both")
+    first: list[Operation] = [("session_put", "a", None, 60.0, 1.0, None),
+                              ("session_put", "b", None, 60.0, 1.0, None),
+                              ("single_put", "a", 1, 0, 3, 0, m), ("single_update", 61, 4, 0)]
+    second: list[Operation] = [("single_share", 61),
+                               ("session_message_put", "b", 61, 61, 1, 0, None, 0)]
+    if same_batch:
+        store.apply(first + second)
+    else:
+        store.apply(first)
+        store.apply(second)
+    store = reopen(store)
+    held = {s.client_id: s.messages for s in store.load_sessions()}
+    assert held == {"a": [SessionMessageRecord(m, 61, 1, False, 4, False)],
+                    "b": [SessionMessageRecord(m, 61, 1, False, None, False)]}
+    assert store.db.execute("SELECT count(*) FROM single_messages").fetchone()[0] == 0
+    store.apply([("session_message_delete", "a", 61)])
+    store = reopen(store)
+    held = {s.client_id: s.messages for s in store.load_sessions()}
+    assert held == {"a": [], "b": [SessionMessageRecord(m, 61, 1, False, None, False)]}
+    store.apply([("session_message_delete", "b", 61), ("message_delete", 61)])
+    assert store.db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+    store.close()
+
+
+def test_both_forms_load_in_sequence_order(store: SQLiteStore) -> None:
+    """A session's messages come back in the order it got them, whichever form
+    each is stored in (seq is the message id, which grows)."""
+    store.apply([("session_put", "c", None, 60.0, 1.0, None), ("session_put", "d", None, 60.0, 1.0, None),
+                 ("single_put", "c", 1, 0, None, 0, record(71)),
+                 ("message_put", record(72)),
+                 ("session_message_put", "c", 72, 72, 1, 0, None, 0),
+                 ("session_message_put", "d", 72, 72, 1, 0, None, 0),
+                 ("single_put", "c", 1, 0, None, 0, record(73))])
+    store = reopen(store)
+    held = {s.client_id: [h.message.id for h in s.messages] for s in store.load_sessions()}
+    assert held == {"c": [71, 72, 73], "d": [72]}
+    store.close()
 
 
 def test_rows_of_unknown_sessions_are_not_loaded(store: SQLiteStore) -> None:
@@ -503,3 +617,72 @@ def test_sessions_record_defaults_are_independent() -> None:
     a, b = SessionRecord("a", None, 1.0, 0.0, None), SessionRecord("b", None, 1.0, 0.0, None)
     a.subscriptions.append(SubscriptionRecord("t", 0))
     assert b.subscriptions == []
+
+
+# -- a store written by schema 2 ------------------------------------------------------------
+#: Written by Starling at b21a493 (schema 2, before single rows): a real node, sessions
+#: old-a (subscribed to old/# at QoS 1: "in-flight" sent and not acknowledged, then
+#: three "single-N" queued, "shared" and the retained "kept" queued) and old-b
+#: (old/shared at QoS 2: "shared" queued), and the retained old/retained.
+STORE_V2 = Path(__file__).parent / "data" / "store-v2.db"
+
+
+def test_store_of_schema_2_opens_with_everything_in_it(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_bytes(STORE_V2.read_bytes())
+    assert pragma(path, "user_version") == 2
+    s = SQLiteStore(path)
+    s.open()
+    try:
+        assert pragma(path, "user_version") == SCHEMA_VERSION == 3
+        assert s.max_message_id() == 118
+        (kept,) = s.load_retained()
+        assert (kept.topic, kept.payload, kept.id) == ("old/retained", b"kept", 118)
+        sessions = {r.client_id: r for r in s.load_sessions()}
+        assert sorted(sessions) == ["old-a", "old-b"]
+        a = sessions["old-a"]
+        assert [(sub.topic_filter, sub.qos) for sub in a.subscriptions] == [("old/#", 1)]
+        assert [(h.message.topic, h.message.payload, h.qos, h.packet_id, h.single)
+                for h in a.messages] == [
+            ("old/inflight", b"in-flight", 1, 1, False),
+            ("old/single", b"single-1", 1, None, False),
+            ("old/single", b"single-2", 1, None, False),
+            ("old/single", b"single-3", 1, None, False),
+            ("old/shared", b"shared", 1, None, False),
+            ("old/retained", b"kept", 1, None, False)]
+        assert [(h.message.payload, h.qos) for h in sessions["old-b"].messages] == [
+            (b"shared", 2)]
+        # the old rows go on working, beside new single rows
+        s.apply([("session_message_delete", "old-a", 114), ("message_delete", 114),
+                 ("single_put", "old-a", 1, 0, None, 0, record(119, "old/new", b"new"))])
+    finally:
+        s.close()
+    s = SQLiteStore(path)
+    s.open()
+    try:
+        (a,) = [r for r in s.load_sessions() if r.client_id == "old-a"]
+        assert [h.message.id for h in a.messages] == [113, 115, 116, 117, 118, 119]
+        assert s.max_message_id() == 119
+    finally:
+        s.close()
+
+
+def test_many_single_rows_in_one_batch(store: SQLiteStore) -> None:
+    """A batch of 100 single rows (written several per statement: 64 + 32 + 4),
+    of both shapes, then 99 of them deleted in one batch: every row as written,
+    the one left still there."""
+    ops: list[Operation] = [("session_put", "c", None, 60.0, 1.0, None)]
+    for i in range(1, 101):
+        fields: dict[str, object] = {"username": "u"} if i % 3 == 0 else {}
+        ops.append(("single_put", "c", 1, 0, i, 0, record(i, f"t/{i}", b"p%d" % i, **fields)))
+    store.apply(ops)
+    store = reopen(store)
+    (s,) = store.load_sessions()
+    assert [(h.message.id, h.message.payload, h.message.username, h.packet_id)
+            for h in s.messages] == [
+        (i, b"p%d" % i, "u" if i % 3 == 0 else None, i) for i in range(1, 101)]
+    store.apply([("single_delete", i) for i in range(1, 101) if i != 50])
+    store = reopen(store)
+    (s,) = store.load_sessions()
+    assert [h.message.id for h in s.messages] == [50]
+    store.close()

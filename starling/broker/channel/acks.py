@@ -50,10 +50,14 @@ class Replies(ChannelBase):
                 return
         if held is None:
             held = self._held_acks = deque()
-        held.append((journal.flush_id if wait else 0, data))
+        flush_id = journal.flush_id if wait else 0
+        # One callback per commit and connection: a reply still held for the same
+        # commit registered it already (it releases every reply up to that commit).
+        registered = wait and bool(held) and held[-1][0] == flush_id
+        held.append((flush_id, data))
         if len(held) == HOLD_LIMIT:
             self.conn.pause_reading()
-        if wait:
+        if wait and not registered:
             journal.after_commit(self._release_acks)
 
     def _release_acks(self) -> None:
