@@ -505,6 +505,11 @@ class SQLiteStore(Store):
 
     def load_sessions(self) -> list[SessionRecord]:
         db = self.db
+        # A single row outliving its session could never be delivered, and nothing
+        # would delete it (the journal deletes a session's rows with it, in one
+        # transaction): the safety net, once at start, for the disk's sake.
+        db.execute("DELETE FROM single_messages WHERE client_id NOT IN "
+                   "(SELECT client_id FROM sessions)")
         sessions = {row[0]: SessionRecord(row[0], row[1], row[2], row[3], row[4],
                                           peercert=row[5])
                     for row in db.execute("SELECT client_id, username, expiry, created_at, "

@@ -332,6 +332,20 @@ def test_single_message_round_trips_in_one_row(store: SQLiteStore,
     store.close()
 
 
+def test_single_rows_of_no_session_are_swept_at_start(store: SQLiteStore) -> None:
+    """A single row whose session is gone (a leftover the journal should never
+    make) is deleted when the sessions are loaded, not kept on disk forever."""
+    store.apply([("session_put", "kept", None, 60.0, 1.0, None),
+                 ("single_put", "kept", 1, 0, None, 0, record(71)),
+                 ("single_put", "gone", 1, 0, None, 0, record(72))])
+    store = reopen(store)
+    (s,) = store.load_sessions()
+    assert s.client_id == "kept" and [m.message.id for m in s.messages] == [71]
+    rows = store.db.execute("SELECT msg_id FROM single_messages").fetchall()
+    assert rows == [(71,)]
+    store.close()
+
+
 @pytest.mark.parametrize("same_batch", [True, False], ids=["same-batch", "on-disk"])
 def test_second_holder_shares_a_single_message(store: SQLiteStore, same_batch: bool) -> None:
     """A second session holds a message stored as a single row (in the batch that
