@@ -219,7 +219,7 @@ async def drive(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
     from starling.node import Node
 
     wrapped = install_zones() if args.zones else {}
-    config = Config.load(None, list(SETTINGS), {"node.data_dir": data_dir})
+    config = Config.load(None, [*SETTINGS, *args.set], {"node.data_dir": data_dir})
     _setup_logging(config["log.level"])
     logging.getLogger("starling.startup").setLevel(logging.WARNING)
     node = Node(config)
@@ -303,6 +303,8 @@ def callgrind_run(args: argparse.Namespace, scenario: str, zones: bool) -> dict[
            f"--callgrind-out-file={out_file}", sys.executable, str(Path(__file__).resolve()),
            "--inner", "--callgrind", "--scenario", scenario, "-n", str(args.messages),
            "--skip", str(args.skip)]
+    for setting in args.set:
+        cmd += ["--set", setting]
     if zones:
         cmd.append("--zones")
     if args.installed:
@@ -404,6 +406,9 @@ def main() -> int:
     p.add_argument("--installed", action="store_true",
                    help="profile the starling package installed for this Python (e.g. the "
                    "compiled one in a virtualenv), not this checkout")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a node setting, as for `starling start` (repeatable), e.g. "
+                   "listeners.tcp.default.transport=loop")
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--scenario", help=argparse.SUPPRESS)
     p.add_argument("--zones", action="store_true", help=argparse.SUPPRESS)

@@ -39,6 +39,7 @@ MODULES: tuple[str, ...] = (
     "starling.mqtt.encoder",
     "starling.broker.router",
     "starling.broker.message",
+    "starling.transport.lean",
 )
 #: The name of the library the compiled modules share (mypyc's "group").
 GROUP = "starling.hotpath"

@@ -329,6 +329,7 @@ class Node:
                     peer_cert_as_clientid=config[f"{prefix}.peer_cert_as_clientid"] if tls else "",
                     max_conn_rate=config[f"{prefix}.max_conn_rate"],
                     max_auth_pending=config[f"{prefix}.max_auth_pending"],
+                    transport=config[f"{prefix}.transport"] if kind == "tcp" else "loop",
 
                     reuse_port=config["node.reuse_port"]))
         return out

@@ -15,7 +15,8 @@ from collections import Counter
 from starling.broker import Broker
 
 from .config import ListenerConfig
-from .connection import MQTTConnection, TLSConnection, WriteBatcher
+from .connection import WRITE_HIGH_WATER, MQTTConnection, TLSConnection, WriteBatcher
+from .lean import LeanServer, bind
 from .tls import TlsContext
 from .ws import WSConnection
 
@@ -55,7 +56,7 @@ class Listener:
         self.config = config
         self.name = config.name
         self.zone = config.zone
-        self.server: asyncio.base_events.Server | None = None
+        self.server: asyncio.base_events.Server | LeanServer | None = None
         #: Open connections (a dict as an ordered set: ~30 bytes an entry, a set ~100).
         self.connections: dict[MQTTConnection, None] = {}
         self.shutdown_count: Counter[str] = Counter()
@@ -72,6 +73,13 @@ class Listener:
         self._rate_time = time.monotonic()
 
     @property
+    def lean(self) -> bool:
+        """Plain TCP served by `LeanServer` (`transport = "lean"`, the default) rather
+        than the event loop's transports (TLS and WebSocket always use the loop's)."""
+        return (self.config.transport == "lean" and self.config.kind == "tcp"
+                and self.tls is None)
+
+    @property
     def current_connections(self) -> int:
         return len(self.connections)
 
@@ -82,14 +90,21 @@ class Listener:
             factory = WSConnection
         elif self.tls is not None:
             factory = TLSConnection
+        config = self.config
         try:
-            self.server = await loop.create_server(
-                lambda: factory(self),
-                self.config.host, self.config.port, backlog=self.config.backlog,
-                reuse_address=True, reuse_port=self.config.reuse_port or None,
-                ssl=self.tls.context if self.tls is not None else None)
+            if self.lean:
+                self.server = LeanServer(
+                    loop, lambda: factory(self),
+                    bind(config.host, config.port, reuse_port=config.reuse_port),
+                    config.backlog, WRITE_HIGH_WATER)
+            else:
+                self.server = await loop.create_server(
+                    lambda: factory(self),
+                    config.host, config.port, backlog=config.backlog,
+                    reuse_address=True, reuse_port=config.reuse_port or None,
+                    ssl=self.tls.context if self.tls is not None else None)
         except OSError as exc:
-            raise BindError.of(self.name, self.config.host, self.config.port, exc) from None
+            raise BindError.of(self.name, config.host, config.port, exc) from None
         if self.tls is not None:
             self.tls.start_watching()
         addr = self.server.sockets[0].getsockname()
