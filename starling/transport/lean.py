@@ -38,8 +38,11 @@ from typing import Any, Final, cast
 
 log = logging.getLogger(__name__)
 
-_IN: Final = select.EPOLLIN
-_OUT: Final = select.EPOLLOUT
+#: select.EPOLLIN and EPOLLOUT (Linux's values, so that this module imports where
+#: there is no epoll: the listener then uses the loop's transports, `AVAILABLE`).
+_IN: Final = 1
+_OUT: Final = 4
+AVAILABLE: Final = hasattr(select, "epoll")
 #: Bytes read at most per read.  `recv` allocates this much and shrinks it to what
 #: came (`recv_into` a shared buffer and a copy of the slice cost ~1,000
 #: instructions more); under glibc's mmap threshold (128 KiB).
@@ -56,8 +59,8 @@ ACCEPT_RETRY_DELAY: Final = 1.0
 _TRY_AGAIN = (BlockingIOError, InterruptedError)
 
 # Bits of `LeanTransport._flags`.
-_READING: Final = 1  #: EPOLLIN is asked for
-_WRITING: Final = 2  #: EPOLLOUT is asked for (the buffer holds bytes)
+_READING: Final = 1  #: reading wanted (EPOLLIN)
+_WRITING: Final = 2  #: writing wanted (EPOLLOUT: the buffer holds bytes)
 _PAUSED: Final = 4  #: the protocol paused reading
 _CLOSING: Final = 8  #: close() called: closes once the buffer is sent
 _EOF: Final = 16  #: write_eof() called: shuts down once the buffer is sent
@@ -67,6 +70,13 @@ _CLOSED: Final = 128  #: the socket is closed and connection_lost scheduled
 _AT_EOF: Final = 256  #: the peer sent EOF: nothing more to read
 _REGISTERED: Final = 512  #: the socket is in the epoll (it is not while it waits for nothing:
 #: a reset socket would otherwise be reported, EPOLLHUP, on every turn)
+# What the epoll has for the socket.  Reading is stopped lazily, as libuv does: a
+# pause_reading only clears `_READING`; EPOLLIN is taken out of the epoll when an
+# event comes for a socket that does not read.  A pause that ends before the next
+# poll (a read of more packets than one turn handles: connection.py's backlog)
+# then costs no epoll_ctl at all.
+_K_IN: Final = 2048
+_K_OUT: Final = 4096
 _BIG_READS: Final = 1024  #: the last read filled SMALL_READ: read READ_SIZE
 
 
@@ -109,10 +119,19 @@ class Poller:
             if transport is None:
                 continue
             try:
+                unwanted = False
                 if events & _OUT:
-                    transport.write_ready()
-                if events & ~_OUT and transport._flags & _READING:
-                    transport.read_ready()
+                    if transport._flags & _WRITING:
+                        transport.write_ready()
+                    else:
+                        unwanted = True
+                if events & ~_OUT:
+                    if transport._flags & _READING:
+                        transport.read_ready()
+                    else:
+                        unwanted = True
+                if unwanted and not transport._flags & _CLOSED:
+                    transport.sync()
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:  # one connection's error must not stop the rest
@@ -141,7 +160,7 @@ class LeanTransport:
         #: from one host, or one gateway, share the string).
         self._peer = peer
         self._protocol = protocol
-        self._flags = _READING | _REGISTERED
+        self._flags = _READING | _REGISTERED | _K_IN
         #: (low, high) water marks of the write buffer; usually a shared tuple.
         self._limits = limits
         #: Bytes the socket has not taken yet; None while there are none.
@@ -186,25 +205,33 @@ class LeanTransport:
 
     def _set_reading(self, on: bool) -> None:
         flags = self._flags
-        if bool(flags & _READING) == on or flags & _CLOSED:
+        if flags & _CLOSED:
             return
-        flags = flags | _READING if on else flags & ~_READING
-        self._flags = flags
-        self._modify(flags)
+        if not on:
+            self._flags = flags & ~_READING  # the epoll keeps EPOLLIN until it reports it
+            return
+        self._flags = flags | _READING
+        if not flags & _K_IN:
+            self.sync()
 
-    def _modify(self, flags: int) -> None:
-        mask = (_IN if flags & _READING else 0) | (_OUT if flags & _WRITING else 0)
+    def sync(self) -> None:
+        """Make what the epoll has for the socket what it wants."""
+        flags = self._flags
+        want = (_K_IN if flags & _READING else 0) | (_K_OUT if flags & _WRITING else 0)
+        if want == flags & (_K_IN | _K_OUT):
+            return
+        flags = flags & ~(_K_IN | _K_OUT) | want
+        mask = (_IN if want & _K_IN else 0) | (_OUT if want & _K_OUT else 0)
         epoll = self._poller.epoll
-        fd = self._fd
         if not mask:
-            if flags & _REGISTERED:
-                self._flags = flags & ~_REGISTERED
-                epoll.unregister(fd)
+            epoll.unregister(self._fd)
+            flags &= ~_REGISTERED
         elif flags & _REGISTERED:
-            epoll.modify(fd, mask)
+            epoll.modify(self._fd, mask)
         else:
-            self._flags = flags | _REGISTERED
-            epoll.register(fd, mask)
+            epoll.register(self._fd, mask)
+            flags |= _REGISTERED
+        self._flags = flags
 
     # -- writing ---------------------------------------------------------------------
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -223,8 +250,8 @@ class LeanTransport:
             if sent == len(data):
                 return
             self._out = bytearray(memoryview(data)[sent:])
-            self._flags = flags = flags | _WRITING
-            self._modify(flags)
+            self._flags = flags | _WRITING
+            self.sync()
         else:
             out += data
         self._check_high()
@@ -245,8 +272,8 @@ class LeanTransport:
             self._check_low()
             return
         self._out = None
-        self._flags = flags = self._flags & ~_WRITING
-        self._modify(flags)
+        self._flags &= ~_WRITING
+        self.sync()
         self._check_low()
         if self._flags & _CLOSING:
             self._finish(None)
@@ -329,7 +356,7 @@ class LeanTransport:
         if self._flags & _CLOSED:
             return
         flags = self._flags
-        self._flags = (flags | _CLOSED) & ~(_READING | _WRITING | _REGISTERED)
+        self._flags = (flags | _CLOSED) & ~(_READING | _WRITING | _REGISTERED | _K_IN | _K_OUT)
         self._out = None
         fd, self._fd = self._fd, -1
         self._poller.remove(fd, bool(flags & _REGISTERED))

@@ -16,6 +16,7 @@ from starling.broker import Broker
 
 from .config import ListenerConfig
 from .connection import WRITE_HIGH_WATER, MQTTConnection, TLSConnection, WriteBatcher
+from .lean import AVAILABLE as lean_available
 from .lean import LeanServer, bind
 from .tls import TlsContext
 from .ws import WSConnection
@@ -74,10 +75,11 @@ class Listener:
 
     @property
     def lean(self) -> bool:
-        """Plain TCP served by `LeanServer` (`transport = "lean"`, the default) rather
-        than the event loop's transports (TLS and WebSocket always use the loop's)."""
+        """Plain TCP served by `LeanServer` (`transport = "lean"`, the default, where
+        there is an epoll) rather than the event loop's transports (TLS and WebSocket
+        always use the loop's)."""
         return (self.config.transport == "lean" and self.config.kind == "tcp"
-                and self.tls is None)
+                and self.tls is None and lean_available)
 
     @property
     def current_connections(self) -> int:

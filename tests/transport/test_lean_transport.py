@@ -19,6 +19,7 @@ import asyncio
 import socket
 import struct
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -323,3 +324,30 @@ def test_bind_refuses_a_port_in_use() -> None:
             bind("127.0.0.1", port)
     finally:
         taken[0].close()
+
+
+@pytest.mark.parametrize(("setting", "lean"), [(None, True), ("lean", True), ("loop", False)])
+def test_which_transport_a_node_uses(tmp_path: Path, setting: str | None, lean: bool) -> None:
+    """Plain TCP is lean unless `listeners.tcp.<name>.transport = "loop"`; WebSocket
+    always uses the loop's."""
+    from starling.config import Config
+    from starling.node import Node
+
+    settings = ["listeners.tcp.default.bind=127.0.0.1:0", "listeners.tcp.internal.bind=off",
+                "listeners.ws.default.bind=127.0.0.1:0", "management.bind=off",
+                "dashboard.bind=off"]
+    if setting is not None:
+        settings.append(f"listeners.tcp.default.transport={setting}")
+
+    async def main() -> None:
+        node = Node(Config.load(None, settings, {"node.data_dir": str(tmp_path)}))
+        await node.start()
+        try:
+            kinds = {listener.name: isinstance(listener.server, LeanServer)
+                     for listener in node.listeners}
+        finally:
+            await node.stop()
+        assert kinds == {"mqtt:tcp:default": lean, "mqtt:ws:default": False}
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
