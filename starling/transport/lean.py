@@ -4,11 +4,11 @@ that it registers with the loop once (`loop.add_reader` on the epoll's fd).
 
 Why: uvloop keeps ~1.2 KiB per accepted socket (its `TCPTransport` with two
 inline `sockaddr_storage`, the libuv handle, a bound method, a context copy,
-the loop's weak map entry); a `LeanTransport` is one small object with six
-slots and the socket (~0.2 KiB), which is what brings an idle MQTT connection
-under 1.5 KiB (benchmarks/README.md, "Where the bytes of one idle connection
-go").  It implements what `MQTTConnection` uses of `asyncio.Transport`, with
-asyncio's semantics:
+the loop's weak map entry); a `LeanTransport` is one object of eight fields
+around the socket's file descriptor (~0.1 KiB, no socket object), which is what
+brings an idle MQTT connection under 1.5 KiB (benchmarks/README.md, "Memory per
+connection").  It implements what `MQTTConnection` uses of `asyncio.Transport`,
+with asyncio's semantics:
 
 - `write` sends at once; what the socket does not take is buffered and sent
   when epoll says the socket is writable; past the high-water mark the protocol
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 _IN: Final = 1
 _OUT: Final = 4
 AVAILABLE: Final = hasattr(select, "epoll")
+#: Read from a static when compiled, not looked up in `os` per call.
+_read: Final = os.read
+_write: Final = os.write
 #: Bytes read at most per read.  `recv` allocates this much and shrinks it to what
 #: came (`recv_into` a shared buffer and a copy of the slice cost ~1,000
 #: instructions more); under glibc's mmap threshold (128 KiB).
@@ -135,7 +138,7 @@ class Poller:
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:  # one connection's error must not stop the rest
-                log.exception("error on connection from %s", transport._peer)
+                log.exception("error on connection from %s", transport._host)
                 transport.fail(exc)
 
 
@@ -147,18 +150,20 @@ class LeanTransport:
     """One accepted TCP socket: the parts of `asyncio.Transport` a protocol uses
     (duck-typed, not a subclass: compiled, it is a native class)."""
 
-    __slots__ = ("_fd", "_flags", "_limits", "_out", "_peer", "_poller", "_protocol")
+    __slots__ = ("_fd", "_flags", "_host", "_limits", "_out", "_poller", "_port", "_protocol")
 
-    def __init__(self, poller: Poller, fd: int, peer: Any,
+    def __init__(self, poller: Poller, fd: int, host: str, port: int,
                  protocol: asyncio.Protocol, limits: tuple[int, int] = DEFAULT_LIMITS) -> None:
         self._poller = poller
         #: The socket's file descriptor, read and written with `os.read` / `os.write`
         #: (no socket object: 48 bytes less, and no `recv` argument parsing per read);
         #: -1 once closed.
         self._fd = fd
-        #: The peer's address as accept() gave it, its host interned (connections
-        #: from one host, or one gateway, share the string).
-        self._peer = peer
+        #: The peer's address: the host interned (connections from one host, or one
+        #: gateway, share the string), the port an int (compiled, kept in the object:
+        #: no int object, and no tuple until `get_extra_info("peername")` asks).
+        self._host = host
+        self._port = port
         self._protocol = protocol
         self._flags = _READING | _REGISTERED | _K_IN
         #: (low, high) water marks of the write buffer; usually a shared tuple.
@@ -170,7 +175,7 @@ class LeanTransport:
     def read_ready(self) -> None:
         big = self._flags & _BIG_READS
         try:
-            data = os.read(self._fd, READ_SIZE if big else SMALL_READ)
+            data = _read(self._fd, READ_SIZE if big else SMALL_READ)
         except _TRY_AGAIN:
             return
         except OSError as exc:
@@ -241,7 +246,7 @@ class LeanTransport:
         out = self._out
         if out is None:
             try:
-                sent = os.write(self._fd, data)
+                sent = _write(self._fd, data)
             except _TRY_AGAIN:
                 sent = 0
             except OSError as exc:
@@ -261,7 +266,7 @@ class LeanTransport:
         if out is None:
             return
         try:
-            sent = os.write(self._fd, out)
+            sent = _write(self._fd, out)
         except _TRY_AGAIN:
             return
         except OSError as exc:
@@ -365,8 +370,10 @@ class LeanTransport:
 
     # -- what it is ------------------------------------------------------------------
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """`peername` ((host, port), also for IPv6, where asyncio gives four) and
+        `sockname`; nothing else (no `socket`: there is no socket object)."""
         if name == "peername":
-            return self._peer
+            return (self._host, self._port)
         if name == "sockname" and self._fd >= 0:
             sock = _socket_of(self._fd)
             try:
@@ -426,11 +433,11 @@ class LeanServer:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.detach()  # the transport keeps the file descriptor only
-            peer = (sys.intern(peer[0]), *peer[1:])
+            host: str = sys.intern(peer[0])
             transport: LeanTransport | None = None
             try:
                 protocol = self.factory()
-                transport = LeanTransport(poller, fd, peer, protocol, limits)
+                transport = LeanTransport(poller, fd, host, peer[1], protocol, limits)
                 poller.add(transport, fd)
                 protocol.connection_made(cast(asyncio.Transport, transport))
             except (SystemExit, KeyboardInterrupt):
