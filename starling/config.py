@@ -88,11 +88,12 @@ SETTINGS: tuple[Setting, ...] = (
                 "once; a CONNECT beyond it is refused: server busy. 0 = unlimited.", low=0),
         Setting(f"listeners.{kind}.*.acceptors", 4, "int", "Reported acceptor count.", low=1),
     )),
-    Setting("listeners.tcp.*.transport", "lean", "str",
+    Setting("listeners.tcp.*.transport", "auto", "str",
             "lean: the listener serves its sockets through one epoll with a small "
-            "transport each (~0.9 KiB less per connection than the event loop's); "
-            "loop: the event loop's (uvloop's) own transports.",
-            choices=("lean", "loop")),
+            "transport each (~1 KiB less per connection than the event loop's); "
+            "loop: the event loop's (uvloop's) own transports; auto: lean when the "
+            "hot path runs compiled, else loop.",
+            choices=("auto", "lean", "loop")),
     *(setting for kind in ("ssl", "wss") for setting in (
         Setting(f"listeners.{kind}.*.ssl_options.certfile", "", "str",
                 "Server certificate (PEM); the chain may follow it in the file."),

@@ -230,9 +230,9 @@ class Node:
         self.mgmt = Management(self.local, metric_names=metric_names)
         self.api = ApiContext(self.broker, self.apps, self.name, __version__, self.mgmt)
         self.plugin_store = PluginStore(self.store.load_kv, self._kv_put, self._kv_delete)
-        self.plugins = PluginRegistry(PluginContext(self.broker, self.name, self.data_dir,
-                                                    store=self.plugin_store),
-                                      version=f"v{__version__}")
+        self.plugin_context = PluginContext(self.broker, self.name, self.data_dir,
+                                            store=self.plugin_store)
+        self.plugins = PluginRegistry(self.plugin_context, version=f"v{__version__}")
         for auth in (ClientIdAuthPlugin, UsernameAuthPlugin):
             self.plugins.implement(auth.SPEC.plugin, auth, auth.SCHEMA)
         for backend in (RedisAuthPlugin, MysqlAuthPlugin, PgsqlAuthPlugin, MongoAuthPlugin):
@@ -367,6 +367,11 @@ class Node:
         infos += [ListenerInfo(h.name, h.name, h.bound[0], h.bound[1], 1, h.max_connections,
                                h.current_connections, dict(h.guard.shutdown_count))
                   for h in self.http_listeners]
+        # The gateways' (plugins'), while loaded: every port the node serves.
+        for describe in list(self.plugin_context.listeners.values()):
+            g = describe()
+            infos.append(ListenerInfo(g.protocol, g.name, g.host, g.port, 1, g.max_conns,
+                                      g.current_conns, dict(g.shutdown_count)))
         return infos
 
     # -- MQTT listeners stopped and started at runtime (API, ctl) -------------------

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Protocol
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _URL = re.compile(r"^(nats|tls)://[^\s/@]+(:\d+)?/?$")
 
+
+#: How to install what a cluster node needs.
+EXTRA = "pip install 'starling-mqtt[cluster]'"
 
 class ClusterConfigError(ValueError):
     """A `cluster.*` value that cannot be used; the message names the key."""
@@ -102,6 +106,13 @@ def cluster_settings(config: ConfigSource) -> ClusterSettings | None:
     if config["cluster.nats.token"] and config["cluster.nats.user"]:
         raise ClusterConfigError(
             "cluster.nats.token and cluster.nats.user: give one way to authenticate")
+    # The libraries are looked for, not imported: a missing one is a refusal at
+    # start naming the key, not an ImportError when the node first connects.
+    if find_spec("nats") is None:
+        raise ClusterConfigError(f"cluster.discovery: nats needs the nats-py library ({EXTRA})")
+    if files["credentials"] and find_spec("nkeys") is None:
+        raise ClusterConfigError("cluster.nats.credentials: a .creds file needs the nkeys "
+                                 f"library ({EXTRA})")
     nats = NatsSettings(servers, connect_timeout, replicas, config["cluster.nats.user"],
                         config["cluster.nats.password"], config["cluster.nats.token"],
                         files["credentials"], files["cacertfile"], files["certfile"],

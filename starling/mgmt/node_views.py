@@ -109,14 +109,17 @@ async def listener(node: LocalNode, p: ListenerName) -> JSON:
 @query("listeners.switch", ListenerSwitch)
 async def switch_listener(node: LocalNode, p: ListenerSwitch) -> JSON:
     """Stop or start an MQTT listener: "ok", or QueryError not_found /
-    already_started / not_started."""
+    already_started / not_started / bind_failed."""
     control = node.listener_control
     if control is None or not control.listener_known(p.listener):
         raise QueryError("not_found", f"listener {p.listener} not found")
     if control.listener_running(p.listener) == p.running:
         raise QueryError("already_started" if p.running else "not_started")
     if p.running:
-        await control.start_listener(p.listener)
+        try:
+            await control.start_listener(p.listener)
+        except OSError as exc:  # its port taken meanwhile: the bind error names it
+            raise QueryError("bind_failed", str(exc)) from None
     else:
         await control.stop_listener(p.listener)
     return "ok"

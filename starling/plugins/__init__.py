@@ -40,7 +40,14 @@ from .framework.persistence import (
     PluginPersistence,
     plugin_names,
 )
-from .framework.plugin import PLUGIN_TYPES, ConfigKey, Plugin, PluginContext, PluginInfo
+from .framework.plugin import (
+    PLUGIN_TYPES,
+    ConfigKey,
+    Plugin,
+    PluginContext,
+    PluginInfo,
+    PluginListener,
+)
 from .framework.registry import (
     SEED_PLUGINS,
     PluginEntry,
@@ -67,6 +74,7 @@ __all__ = [
     "PluginError",
     "PluginFactory",
     "PluginInfo",
+    "PluginListener",
     "PluginPersistence",
     "PluginRegistry",
     "PluginStore",

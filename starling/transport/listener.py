@@ -12,6 +12,7 @@ import os
 import time
 from collections import Counter
 
+from starling import compiled
 from starling.broker import Broker
 
 from .config import ListenerConfig
@@ -75,11 +76,15 @@ class Listener:
 
     @property
     def lean(self) -> bool:
-        """Plain TCP served by `LeanServer` (`transport = "lean"`, the default, where
-        there is an epoll) rather than the event loop's transports (TLS and WebSocket
-        always use the loop's)."""
-        return (self.config.transport == "lean" and self.config.kind == "tcp"
-                and self.tls is None and lean_available)
+        """Plain TCP served by `LeanServer` rather than the event loop's transports:
+        with `transport = "lean"`, or `"auto"` (the default) when the hot path runs
+        compiled; only where there is an epoll.  TLS and WebSocket always use the
+        loop's.  `auto` because compiled, the lean transport costs what uvloop's
+        does per message (within 1%), but in pure Python 1-4% more
+        (benchmarks/README.md, "The lean TCP transport")."""
+        transport = self.config.transport
+        return ((transport == "lean" or (transport == "auto" and compiled.COMPILED))
+                and self.config.kind == "tcp" and self.tls is None and lean_available)
 
     @property
     def current_connections(self) -> int:
@@ -93,20 +98,23 @@ class Listener:
         elif self.tls is not None:
             factory = TLSConnection
         config = self.config
+        # Port 0 picks a free port the first time; a listener stopped and started
+        # again (API, ctl) comes back on the port its clients already know.
+        port = config.port or self.bound[1]
         try:
             if self.lean:
                 self.server = LeanServer(
                     loop, lambda: factory(self),
-                    bind(config.host, config.port, reuse_port=config.reuse_port),
+                    bind(config.host, port, reuse_port=config.reuse_port),
                     config.backlog, WRITE_HIGH_WATER)
             else:
                 self.server = await loop.create_server(
                     lambda: factory(self),
-                    config.host, config.port, backlog=config.backlog,
+                    config.host, port, backlog=config.backlog,
                     reuse_address=True, reuse_port=config.reuse_port or None,
                     ssl=self.tls.context if self.tls is not None else None)
         except OSError as exc:
-            raise BindError.of(self.name, config.host, config.port, exc) from None
+            raise BindError.of(self.name, config.host, port, exc) from None
         if self.tls is not None:
             self.tls.start_watching()
         addr = self.server.sockets[0].getsockname()

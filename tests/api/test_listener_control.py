@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 from urllib.parse import quote
@@ -51,8 +52,9 @@ def test_stop_and_start_a_listener(make_node) -> None:
         assert again.status_code == 409 and again.json()["message"] == "not_started"
         assert api.put(f"/nodes/{NODE}/listeners/{path}/start").json() == {"code": 0}
         assert listener_row(api, "mqtt:tcp:second")["running"] is True
-        host, port = listener_row(api, "mqtt:tcp:second")["listen_on"].rsplit(":", 1)
-        assert connects(host, int(port))
+        # Configured with port 0: it comes back on the port its clients know.
+        assert listener_row(api, "mqtt:tcp:second")["listen_on"] == f"{host}:{port}"
+        assert connects(host, port)
         unknown = api.put(f"/nodes/{NODE}/listeners/{quote('mqtt:tcp:nope', safe='')}/stop")
         assert unknown.status_code == 404 and unknown.json()["code"] != 0
     client.close()
@@ -101,3 +103,26 @@ def test_listener_details_name_every_listener(make_node) -> None:
         assert listener_row(api, "mqtt:ws:default")["path"] == "/mqtt-here"
         unknown = api.get("/nodes/other@host/listener_details")
         assert unknown.status_code == 404 and unknown.json()["code"] == 404
+
+
+def test_a_listener_whose_port_was_taken_meanwhile_says_so(make_node) -> None:
+    """Started again while another process holds its port: a 500 naming the listener
+    and the port (no stack trace), and it starts once the port is free."""
+    node = make_node({**API_SETTINGS, "listeners.tcp.second.bind": "127.0.0.1:0"})
+    path = quote("mqtt:tcp:second", safe="")
+    host, port = node.listeners["mqtt:tcp:second"]
+    with node.api() as api:
+        assert api.put(f"/nodes/{NODE}/listeners/{path}/stop").json() == {"code": 0}
+        squatter = socket.socket()
+        squatter.bind((host, port))
+        squatter.listen()
+        try:
+            answer = api.put(f"/nodes/{NODE}/listeners/{path}/start")
+            assert answer.status_code == 500
+            message = answer.json()["message"]
+            assert "mqtt:tcp:second" in message and f"{host}:{port}" in message
+            assert listener_row(api, "mqtt:tcp:second")["running"] is False
+        finally:
+            squatter.close()
+        assert api.put(f"/nodes/{NODE}/listeners/{path}/start").json() == {"code": 0}
+        assert connects(host, port)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from helpers.certs import CA
 from helpers.cluster import cluster_settings
+from helpers.nats_jwt import Operator
 from helpers.nats_server import NatsServer
 from helpers.servers import free_port
 
@@ -43,16 +44,7 @@ def test_nodes_join_with_nats_credentials(spawn_node: Any, auth_nats: NatsServer
                                           tmp_path: Path) -> None:
     settings = cluster_settings(auth_nats, "auth", **{"cluster.nats.user": "starling",
                                                       "cluster.nats.password": SECRET})
-    a = spawn_node(tmp_path / "a", settings, "a@127.0.0.1")
-    b = spawn_node(tmp_path / "b", settings, "b@127.0.0.1")
-    try:
-        with a.api() as api:
-            listed = {n["name"]: n["node_status"] for n in api.get("/nodes/").json()["data"]}
-        assert listed == {"a@127.0.0.1": "Running", "b@127.0.0.1": "Running"}
-        assert not any(SECRET in line for line in a.log_lines + b.log_lines)
-    finally:
-        a.stop()
-        b.stop()
+    _two_join(spawn_node, tmp_path, settings, secret=SECRET)
 
 
 def test_wrong_credentials_are_refused_at_start(auth_nats: NatsServer, tmp_path: Path) -> None:
@@ -89,10 +81,21 @@ def test_buckets_that_one_nats_server_cannot_replicate_are_refused(
     assert "Traceback" not in done.stderr
 
 
-def _joined(a: Any, b: Any) -> None:
-    with a.api() as api:
-        listed = {n["name"]: n["node_status"] for n in api.get("/nodes/").json()["data"]}
-    assert listed == {a.name: "Running", b.name: "Running"}
+def _two_join(spawn_node: Any, tmp_path: Path, settings: dict[str, str],
+              secret: str | None = None) -> None:
+    """Two nodes started with `settings` list each other as running; `secret` is
+    in neither log."""
+    a = spawn_node(tmp_path / "a", settings, "a@127.0.0.1")
+    b = spawn_node(tmp_path / "b", settings, "b@127.0.0.1")
+    try:
+        with a.api() as api:
+            listed = {n["name"]: n["node_status"] for n in api.get("/nodes/").json()["data"]}
+        assert listed == {a.name: "Running", b.name: "Running"}
+        if secret is not None:
+            assert not any(secret in line for line in a.log_lines + b.log_lines)
+    finally:
+        a.stop()
+        b.stop()
 
 
 def test_nodes_join_over_mutual_tls(spawn_node: Any, tmp_path: Path) -> None:
@@ -109,13 +112,7 @@ def test_nodes_join_over_mutual_tls(spawn_node: Any, tmp_path: Path) -> None:
         "cluster.nats.tls.certfile": str(client.cert),
         "cluster.nats.tls.keyfile": str(client.key)})
     try:
-        a = spawn_node(tmp_path / "a", settings, "a@127.0.0.1")
-        b = spawn_node(tmp_path / "b", settings, "b@127.0.0.1")
-        try:
-            _joined(a, b)
-        finally:
-            a.stop()
-            b.stop()
+        _two_join(spawn_node, tmp_path, settings)
         done = start(tmp_path, cluster_settings(nats, "tls", **tls, **{
             "cluster.nats.connect_timeout": "2s"}))
         assert done.returncode != 0
@@ -129,13 +126,49 @@ def test_nodes_join_with_a_nats_token(spawn_node: Any, tmp_path: Path) -> None:
     nats = NatsServer(tmp_path / "nats", "--auth", token).start()
     try:
         settings = cluster_settings(nats, "token", **{"cluster.nats.token": token})
-        a = spawn_node(tmp_path / "a", settings, "a@127.0.0.1")
-        b = spawn_node(tmp_path / "b", settings, "b@127.0.0.1")
-        try:
-            _joined(a, b)
-            assert not any(token in line for line in a.log_lines + b.log_lines)
-        finally:
-            a.stop()
-            b.stop()
+        _two_join(spawn_node, tmp_path, settings, secret=token)
     finally:
         nats.close()
+
+
+def test_nodes_join_an_operator_mode_nats_with_a_creds_file(spawn_node: Any,
+                                                             tmp_path: Path) -> None:
+    """nats-server in operator mode (decentralized JWT auth, as `nsc` sets it up):
+    the nodes join with a user's `.creds` file (cluster.nats.credentials); the seed
+    in it is never logged; a node without credentials is refused at start."""
+    operator = Operator()
+    config = operator.server_config(tmp_path / "operator.conf")
+    creds = operator.user_creds(tmp_path / "node.creds")
+    seed = creds.read_text().split("-----BEGIN USER NKEY SEED-----\n")[1].split("\n")[0]
+    nats = NatsServer(tmp_path / "nats", "-c", str(config)).start()
+    try:
+        settings = cluster_settings(nats, "creds", **{"cluster.nats.credentials": str(creds)})
+        _two_join(spawn_node, tmp_path, settings, secret=seed)
+        done = start(tmp_path, cluster_settings(nats, "creds", **{
+            "cluster.nats.connect_timeout": "2s"}))
+        assert done.returncode == 1
+        assert "cannot join the cluster: cannot reach NATS at" in done.stderr
+        assert "Traceback" not in done.stderr
+    finally:
+        nats.close()
+
+
+def test_a_missing_client_library_is_refused_naming_the_key(tmp_path: Path) -> None:
+    """A node installed without the `cluster` extra (nats-py, nkeys): refused at
+    start naming the key and the install command, not an ImportError later."""
+    creds = Operator().user_creds(tmp_path / "node.creds")
+    settings = {"cluster.discovery": "nats", "cluster.nats.credentials": str(creds)}
+    for hidden, key in (("nkeys", "cluster.nats.credentials"), ("nats", "cluster.discovery")):
+        args = ["--data-dir", str(tmp_path / "n"), "--node-name", "joiner@127.0.0.1",
+                "--set", "management.bind=off", "--set", "dashboard.bind=off"]
+        for name, value in settings.items():
+            args += ["--set", f"{name}={value}"]
+        # The library made unimportable in that process, as if never installed.
+        code = (f"import sys; sys.modules[{hidden!r}] = None; from starling.cli import main; "
+                f"sys.exit(main(['start', *{args!r}]))")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert f"configuration error: {key}:" in done.stderr
+        assert "pip install 'starling-mqtt[cluster]'" in done.stderr
+        assert "Traceback" not in done.stderr

@@ -1,7 +1,7 @@
 """Plain TCP over both transports a listener can use (`listeners.tcp.*.transport`):
-`lean` (the default: one epoll per listener, a small transport per socket,
-starling/transport/lean.py) and `loop` (the event loop's own, uvloop's), with real
-clients, the same expectations for both:
+`lean` (one epoll per listener, a small transport per socket,
+starling/transport/lean.py; the default when the hot path runs compiled) and `loop`
+(the event loop's own, uvloop's), with real clients, the same expectations for both:
 
 - paho-mqtt publish/subscribe at QoS 0, 1 and 2, every message once and in order;
   mosquitto_pub / mosquitto_sub;

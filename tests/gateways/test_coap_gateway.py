@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.api import ok
+from helpers.api import listener_row, ok
 from helpers.clients import uid, wait_until
 from helpers.coap_tools import aiocoap_client, coap_client, start_coap_client
 from helpers.gateway_node import (
@@ -164,9 +164,15 @@ def test_unload_closes_the_listener_and_load_opens_it(make_node: Any) -> None:
     node = make_node(API)
     port = load_gateway(node, "emqx_coap", "coap:udp:default", {"coap.port": "127.0.0.1:0"})
     assert not udp_port_closed(port)
+    coap_client("-m", "put", "-e", "1", f"coap://127.0.0.1:{port}/mqtt/t?c={uid('dev')}")
     with node.api() as api:
+        # Listed with the node's own listeners while loaded, with its session.
+        row = listener_row(api, node.name, "coap:udp")
+        assert row is not None and row["listen_on"] == f"127.0.0.1:{port}"
+        assert row["current_conns"] == 1
         plugin_call(api, node, "emqx_coap", "unload")
         assert udp_port_closed(port)
+        assert listener_row(api, node.name, "coap:udp") is None
         configure(api, node, "emqx_coap", {"coap.port": f"127.0.0.1:{port}"})
         plugin_call(api, node, "emqx_coap", "load")
     assert not udp_port_closed(port)

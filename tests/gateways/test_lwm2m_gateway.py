@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from aiocoap import Code
-from helpers.api import ok
+from helpers.api import listener_row, ok
 from helpers.clients import uid, wait_until
 from helpers.gateway_node import (
     API,
@@ -134,8 +134,18 @@ def test_unload_closes_the_listener(make_node: Any) -> None:
     node = make_node(API)
     port = load_gateway(node, "emqx_lwm2m", "lwm2m:udp:default", {"lwm2m.port": "127.0.0.1:0"})
     assert not udp_port_closed(port)
-    with node.api() as api:
-        plugin_call(api, node, "emqx_lwm2m", "unload")
+    device = TestDevice(uid("dev"), ("127.0.0.1", port))
+    try:
+        assert device.register().code == Code.CREATED
+        with node.api() as api:
+            # Listed with the node's own listeners while loaded, with its device.
+            row = listener_row(api, node.name, "lwm2m:udp")
+            assert row is not None and row["listen_on"] == f"127.0.0.1:{port}"
+            assert row["current_conns"] == 1
+            plugin_call(api, node, "emqx_lwm2m", "unload")
+            assert listener_row(api, node.name, "lwm2m:udp") is None
+    finally:
+        device.close()
     assert udp_port_closed(port)
 
 

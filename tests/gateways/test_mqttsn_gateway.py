@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers.api import ok
+from helpers.api import listener_row, ok
 from helpers.clients import Clients, uid, wait_until
 from helpers.gateways import HOST, SnLibClient, SnSub, gateway_node, sn_pub
 from helpers.http_receiver import HttpReceiver
@@ -529,7 +529,12 @@ def test_unload_closes_the_listener_and_load_opens_it_again(tmp_path: Path) -> N
         port = node.listeners[LISTENER][1]
         with node.api() as api:
             client = SnLibClient(port, sn_id("snunload")).connect()
+            # Listed with the node's own listeners while loaded, with its client.
+            row = listener_row(api, node.name, "mqttsn:udp")
+            assert row is not None and row["listen_on"] == f"{HOST}:{port}"
+            assert row["current_conns"] == 1
             ok(api.put(f"/nodes/{node.name}/plugins/{PLUGIN}/unload"))
+            assert listener_row(api, node.name, "mqttsn:udp") is None
             # Its clients are told, and gone from the broker.
             assert client.client.wait_for(True, C.TYPE_DISCONNECT) is not None
             client.close()

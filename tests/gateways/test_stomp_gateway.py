@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import stomp
-from helpers.api import ok
+from helpers.api import listener_row, ok
 from helpers.certs import CA
 from helpers.clients import Clients, uid, wait_until
 from helpers.gateways import HOST, gateway_node, stomp_connection
@@ -458,7 +458,12 @@ def test_unload_closes_the_listener(tmp_path: Path) -> None:
         port = stomp_port(node)
         conn, frames = connect(node, made)
         with node.api() as api:
+            # Listed with the node's own listeners while loaded, with its connection.
+            row = listener_row(api, node.name, "stomp:tcp")
+            assert row is not None and row["listen_on"] == f"{HOST}:{port}"
+            assert row["current_conns"] == 1 and row["max_conns"] == 512
             ok(api.put(f"/nodes/{node.name}/plugins/{PLUGIN}/unload"))
+            assert listener_row(api, node.name, "stomp:tcp") is None
             assert frames.disconnected.wait(5)
             with pytest.raises(OSError):
                 socket.create_connection((HOST, port), timeout=2).close()

@@ -29,3 +29,11 @@ def err(resp: httpx.Response, status: int, code: int | None = None,
     if message is not None:
         assert body["message"] == message, body
     return body
+
+
+def listener_row(api: httpx.Client, node: str, protocol: str) -> dict[str, Any] | None:
+    """The node's listener of `protocol` ("stomp:tcp", ...) in GET /nodes/:node/listeners,
+    or None when it lists none."""
+    rows = [row for row in ok(api.get(f"/nodes/{node}/listeners")) if row["protocol"] == protocol]
+    assert len(rows) <= 1, rows
+    return rows[0] if rows else None

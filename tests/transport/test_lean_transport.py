@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import uvloop
 
+from starling.compiled import COMPILED
 from starling.transport.lean import LeanServer, bind
 
 KINDS = ["lean", "loop"]
@@ -326,10 +327,11 @@ def test_bind_refuses_a_port_in_use() -> None:
         taken[0].close()
 
 
-@pytest.mark.parametrize(("setting", "lean"), [(None, True), ("lean", True), ("loop", False)])
+@pytest.mark.parametrize(("setting", "lean"), [(None, COMPILED), ("auto", COMPILED),
+                                               ("lean", True), ("loop", False)])
 def test_which_transport_a_node_uses(tmp_path: Path, setting: str | None, lean: bool) -> None:
-    """Plain TCP is lean unless `listeners.tcp.<name>.transport = "loop"`; WebSocket
-    always uses the loop's."""
+    """Plain TCP is lean with `listeners.tcp.<name>.transport = "lean"`, and with "auto"
+    (the default) when the hot path runs compiled; WebSocket always uses the loop's."""
     from starling.config import Config
     from starling.node import Node
 

@@ -47,6 +47,8 @@ def register(table: RouteTable) -> None:
                 raise not_found(exc.detail) from None
             if exc.reason in ("already_started", "not_started"):
                 raise ApiError(Code.UNKNOWN_ERROR, exc.reason, 409) from None
+            if exc.reason == "bind_failed":
+                raise ApiError(Code.UNKNOWN_ERROR, exc.detail, 500) from None
             raise
 
     @table.route("stop_listener", "PUT", "/nodes/:node/listeners/:listener/stop",

@@ -11,6 +11,7 @@ from starling.plugins import (
     ConfigKey,
     Plugin,
     PluginContext,
+    PluginListener,
     PluginUnavailable,
     parse_switch,
     parse_timeout,
@@ -70,11 +71,27 @@ class GatewayPlugin(Plugin):
         else:
             server = await start_certificate_dtls_server(
                 name, site, host, port, certificates, DtlsLimits(idle_timeout=idle_timeout))
+        return self.listening(server)
+
+    def listening(self, server: CoapServer) -> CoapServer:
+        """Keep `server` to close on unload, and show it in GET /listeners."""
         self.servers.append(server)
+        protocol = server.name.rsplit(":", 1)[0]
+
+        def describe() -> PluginListener:
+            # UDP has no connection limit of its own here: max_conns 0.
+            return PluginListener(protocol, server.name, server.host, server.port, 0,
+                                  self.connections_on(server))
+        self.context.listeners[server.name] = describe
         return server
+
+    def connections_on(self, server: CoapServer) -> int:
+        """The gateway's clients that came through `server`."""
+        raise NotImplementedError
 
     async def close_servers(self) -> None:
         for server in reversed(self.servers):
+            self.context.listeners.pop(server.name, None)
             await server.close()
         self.servers.clear()
 
@@ -112,7 +129,7 @@ class CoapPlugin(GatewayPlugin):
         site = CoapSite(self.clients, PsTopics(), time.monotonic)
         try:
             host, port = settings["coap.port"]
-            self.servers.append(await start_server("coap:udp:default", site, host, port))
+            self.listening(await start_server("coap:udp:default", site, host, port))
             if dtls is not None:
                 # A DTLS session idle past the keepalive serves no CoAP session any more.
                 await self.start_dtls("coap:dtls:default", site, dtls, certificates,
@@ -125,3 +142,8 @@ class CoapPlugin(GatewayPlugin):
         if self.clients is not None:
             await self.clients.close()
         await self.close_servers()
+
+    def connections_on(self, server: CoapServer) -> int:
+        if self.clients is None:
+            return 0
+        return self.clients.count(secure=server.name.startswith("coap:dtls:"))

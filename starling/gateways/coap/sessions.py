@@ -54,9 +54,11 @@ class CoapClient:
     """One session: the broker's `Outlet` for it, and its observers."""
 
     def __init__(self, credentials: Credentials, peer: tuple[str, int],
-                 on_close: Callable[[CoapClient], None]) -> None:
+                 on_close: Callable[[CoapClient], None], secure: bool = False) -> None:
         self.credentials = credentials
         self.peer = peer
+        #: Started by a request over DTLS (the listener /listeners counts it on).
+        self.secure = secure
         self.attachment: Attachment | None = None
         self.observers: dict[str, list[Observer]] = {}
         self.last_seen = asyncio.get_running_loop().time()
@@ -141,6 +143,10 @@ class CoapClients:
     def __len__(self) -> int:
         return len(self._clients)
 
+    def count(self, secure: bool) -> int:
+        """Sessions started over DTLS (`secure`) or plain UDP."""
+        return sum(1 for client in self._clients.values() if client.secure == secure)
+
     async def client(self, credentials: Credentials, peer: tuple[str, int],
                      secure: bool = False) -> CoapClient:
         """The session `credentials` name, started if needed (`secure`: by a request
@@ -169,7 +175,7 @@ class CoapClients:
 
     async def _start(self, credentials: Credentials, peer: tuple[str, int],
                      secure: bool) -> CoapClient:
-        client = CoapClient(credentials, peer, self._closed)
+        client = CoapClient(credentials, peer, self._closed, secure)
         password = None if credentials.password is None else credentials.password.encode()
         details = ClientDetails(credentials.client_id, credentials.username, password, peer,
                                 self.protocol, int(self.keepalive), secure)

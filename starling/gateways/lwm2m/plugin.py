@@ -17,7 +17,7 @@ from starling.transport import TlsOptions
 
 from ..coap.dtls_config import DtlsKeys
 from ..coap.plugin import GatewayPlugin
-from ..coap.transport import parse_optional_listen, start_server
+from ..coap.transport import CoapServer, parse_optional_listen, start_server
 from ..config import parse_listen
 from .objectdb import ObjectDatabase, load_directory, standard_objects
 from .server import Lwm2mServer, Lwm2mSettings
@@ -120,7 +120,7 @@ class Lwm2mPlugin(GatewayPlugin):
             site = self.server.listener()
             udp = await start_server("lwm2m:udp:default", site, host, port)
             site.context = udp.context
-            self.servers.append(udp)
+            self.listening(udp)
             if dtls is not None:
                 secure = self.server.listener()
                 # A device updates its registration within its lifetime; a DTLS
@@ -137,3 +137,10 @@ class Lwm2mPlugin(GatewayPlugin):
         if self.server is not None:
             await self.server.close()
         await self.close_servers()
+
+    def connections_on(self, server: CoapServer) -> int:
+        """Devices registered through `server` (each is answered through the one it used)."""
+        if self.server is None:
+            return 0
+        return sum(1 for device in self.server.devices.values()
+                   if device.context is server.context)

@@ -17,6 +17,7 @@ from starling.plugins import (
     ConfigKey,
     Plugin,
     PluginContext,
+    PluginListener,
     parse_nonnegative_duration,
     parse_nonnegative_int,
     parse_positive_int,
@@ -25,7 +26,7 @@ from starling.plugins import (
 
 from ..config import family, non_empty, parse_listen, text
 from .client import SnBrokerBackend, SnCredentials
-from .gateway import SnGateway, SnGatewayConfig
+from .gateway import REFUSED, SnGateway, SnGatewayConfig
 from .protocol import SnSettings
 from .topics import LAST_ID, PredefinedTopics
 
@@ -152,8 +153,21 @@ class SnPlugin(Plugin):
                                   config.name)
         self.gateway = SnGateway(config, backend, broker.counters)
         await self.gateway.start()
+        self.context.listeners[config.name] = self.describe
+
+    def describe(self) -> PluginListener:
+        """The UDP listener as GET /listeners shows it: connected peers, and CONNECTs
+        refused over max_clients as `max_conns`."""
+        gateway = self.gateway
+        assert gateway is not None
+        name = gateway.config.name
+        refused = gateway.counters[REFUSED]
+        return PluginListener(name.rsplit(":", 1)[0], name, *gateway.bound,
+                              gateway.config.max_clients, gateway.connected,
+                              {"max_conns": refused} if refused else {})
 
     async def unload(self) -> None:
         gateway, self.gateway = self.gateway, None
         if gateway is not None:
+            self.context.listeners.pop(gateway.config.name, None)
             await gateway.stop()

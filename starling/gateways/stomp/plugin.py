@@ -17,6 +17,7 @@ from starling.plugins import (
     ConfigKey,
     Plugin,
     PluginContext,
+    PluginListener,
     parse_choice,
     parse_nonnegative_int,
     parse_positive_int,
@@ -27,7 +28,7 @@ from starling.transport import TlsOptions
 from ..config import non_empty, parse_listen, text
 from .client import StompBrokerBackend, StompDefaultUser
 from .codec import FrameLimits
-from .gateway import StompGatewayConfig, StompServer
+from .gateway import REFUSED, StompGatewayConfig, StompServer
 
 PLUGIN = "emqx_stomp"
 
@@ -127,9 +128,22 @@ class StompPlugin(Plugin):
         except BaseException:
             self.default_user.detach(broker)
             raise
+        self.context.listeners[config.name] = self.describe
+
+    def describe(self) -> PluginListener:
+        """The listener as GET /listeners shows it (refusals over max_clients as
+        `max_conns`, as an MQTT listener counts them)."""
+        server = self.server
+        assert server is not None
+        name = server.config.name
+        refused = server.counters[REFUSED]
+        return PluginListener(name.rsplit(":", 1)[0], name, *server.bound,
+                              server.config.max_clients, len(server.connections),
+                              {"max_conns": refused} if refused else {})
 
     async def unload(self) -> None:
         server, self.server = self.server, None
         if server is not None:
+            self.context.listeners.pop(server.config.name, None)
             await server.stop()
         self.default_user.detach(self.context.broker)

@@ -18,16 +18,33 @@ from .storage import PluginStore
 PLUGIN_TYPES = ("auth", "protocol", "backend", "bridge", "feature")
 
 @dataclass(frozen=True, slots=True)
+class PluginListener:
+    """A listener a plugin runs (a gateway's), as GET /listeners shows it beside the
+    node's own: an operator sees every port the node serves in one place."""
+
+    protocol: str  #: "stomp:tcp", "mqtt-sn:udp", "coap:dtls", ...
+    name: str  #: "stomp:tcp:default"
+    host: str
+    port: int
+    max_conns: int
+    current_conns: int
+    shutdown_count: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class PluginContext:
     """What a plugin gets to work with: the broker facade (hooks bus included)
     and where the node keeps its data.  `services` is shared by all plugins;
-    `store` holds the plugins' tables (written through to the node's store)."""
+    `store` holds the plugins' tables (written through to the node's store);
+    `listeners` maps a running listener's name to what describes it now (a plugin
+    adds its own while loaded and removes them when unloaded)."""
 
     broker: Broker
     node_name: str
     data_dir: Path
     services: dict[str, Any] = field(default_factory=dict)
     store: PluginStore = field(default_factory=PluginStore)
+    listeners: dict[str, Callable[[], PluginListener]] = field(default_factory=dict)
 
 
 def parse_str(value: str) -> str:
