@@ -329,10 +329,21 @@ class Node:
                     peer_cert_as_clientid=config[f"{prefix}.peer_cert_as_clientid"] if tls else "",
                     max_conn_rate=config[f"{prefix}.max_conn_rate"],
                     max_auth_pending=config[f"{prefix}.max_auth_pending"],
-                    transport=config[f"{prefix}.transport"] if kind == "tcp" else "loop",
+                    transport=self._transport(config[f"{prefix}.transport"])
+                    if kind == "tcp" else "loop",
 
                     reuse_port=config["node.reuse_port"]))
         return out
+
+    @staticmethod
+    def _transport(setting: str) -> str:
+        """`listeners.tcp.*.transport`: "auto" is the lean transport when the hot path
+        runs compiled (it then costs per message what uvloop's transports do, within
+        1%), the loop's in pure Python (where the lean one costs 1-4% more per
+        message): benchmarks/README.md, "The lean TCP transport"."""
+        if setting == "auto":
+            return "lean" if compiled.COMPILED else "loop"
+        return setting
 
     def _tls_options(self, prefix: str) -> TlsOptions | None:
         opts = f"{prefix}.ssl_options"

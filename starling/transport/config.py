@@ -26,10 +26,10 @@ class ListenerConfig:
     #: CONNECTs waiting for the authentication chain at once; 0 = unlimited
     max_auth_pending: int = 1024
     reuse_port: bool = False  #: SO_REUSEPORT: share the port with other processes
-    #: Plain TCP: "lean" (one epoll, a small transport per socket), "loop" (the event
-    #: loop's own transports) or "auto" (lean when the hot path runs compiled); TLS and
-    #: WebSocket listeners always use the loop's.
-    transport: str = "auto"
+    #: Plain TCP: "lean" (one epoll, a small transport per socket) or "loop" (the event
+    #: loop's own transports); TLS and WebSocket listeners always use the loop's.  The
+    #: node turns the setting's "auto" into one of them (`Node._transport`).
+    transport: str = "lean"
 
     @property
     def protocol(self) -> str:

@@ -12,7 +12,6 @@ import os
 import time
 from collections import Counter
 
-from starling import compiled
 from starling.broker import Broker
 
 from .config import ListenerConfig
@@ -76,15 +75,11 @@ class Listener:
 
     @property
     def lean(self) -> bool:
-        """Plain TCP served by `LeanServer` rather than the event loop's transports:
-        with `transport = "lean"`, or `"auto"` (the default) when the hot path runs
-        compiled; only where there is an epoll.  TLS and WebSocket always use the
-        loop's.  `auto` because compiled, the lean transport costs what uvloop's
-        does per message (within 1%), but in pure Python 1-4% more
-        (benchmarks/README.md, "The lean TCP transport")."""
-        transport = self.config.transport
-        return ((transport == "lean" or (transport == "auto" and compiled.COMPILED))
-                and self.config.kind == "tcp" and self.tls is None and lean_available)
+        """Plain TCP served by `LeanServer` (`transport = "lean"`) rather than the
+        event loop's transports, where there is an epoll.  TLS and WebSocket always
+        use the loop's."""
+        return (self.config.transport == "lean" and self.config.kind == "tcp"
+                and self.tls is None and lean_available)
 
     @property
     def current_connections(self) -> int:
