@@ -304,6 +304,8 @@ def callgrind_run(args: argparse.Namespace, scenario: str, zones: bool) -> dict[
            f"--callgrind-out-file={out_file}", sys.executable, str(Path(__file__).resolve()),
            "--inner", "--callgrind", "--scenario", scenario, "-n", str(args.messages),
            "--skip", str(args.skip)]
+    for setting in args.set:
+        cmd += ["--set", setting]
     if zones:
         cmd.append("--zones")
     for setting in args.set:
@@ -409,6 +411,9 @@ def main() -> int:
     p.add_argument("--installed", action="store_true",
                    help="profile the starling package installed for this Python (e.g. the "
                    "compiled one in a virtualenv), not this checkout")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a node setting, as for `starling start` (repeatable), e.g. "
+                   "listeners.tcp.default.transport=loop")
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--scenario", help=argparse.SUPPRESS)
     p.add_argument("--zones", action="store_true", help=argparse.SUPPRESS)

@@ -308,6 +308,9 @@ def main() -> int:
     p.add_argument("--sizes", type=int, default=0, metavar="N",
                    help="trace: block sizes at the N top sites")
     p.add_argument("--sort", choices=["tottime", "cumtime", "calls"], default="tottime")
+    p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
+                   help="the event loop (asyncio: its default selector loop, to compare "
+                   "transports with --set listeners.tcp.default.transport=loop)")
     p.add_argument("--plain-malloc", action="store_true",
                    help="callgrind: PYTHONMALLOC=malloc")
     args = p.parse_args()
@@ -317,8 +320,9 @@ def main() -> int:
         args.mode = "callgrind"
     import uvloop
 
+    factory = uvloop.new_event_loop if args.loop == "uvloop" else asyncio.new_event_loop
     with (tempfile.TemporaryDirectory(prefix="starling-prof-") as data_dir,
-          asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner):
+          asyncio.Runner(loop_factory=factory) as runner):
         result = runner.run(measure(args, data_dir))
     print(json.dumps(result))
     return 0

@@ -41,6 +41,7 @@ MODULES: tuple[str, ...] = (
     "starling.broker.message",
     # The cluster's forwarded messages (imported only by a clustered node).
     "starling.cluster.forwards",
+    "starling.transport.lean",
 )
 #: The name of the library the compiled modules share (mypyc's "group").
 GROUP = "starling.hotpath"

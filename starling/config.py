@@ -94,6 +94,12 @@ SETTINGS: tuple[Setting, ...] = (
                 "(reading resumes on the event loop's next turn).", low=1),
         Setting(f"listeners.{kind}.*.acceptors", 4, "int", "Reported acceptor count.", low=1),
     )),
+    Setting("listeners.tcp.*.transport", "auto", "str",
+            "lean: the listener serves its sockets through one epoll with a small "
+            "transport each (~1 KiB less per connection than the event loop's); "
+            "loop: the event loop's (uvloop's) own transports; auto: lean when the "
+            "hot path runs compiled, else loop.",
+            choices=("auto", "lean", "loop")),
     *(setting for kind in ("ssl", "wss") for setting in (
         Setting(f"listeners.{kind}.*.ssl_options.certfile", "", "str",
                 "Server certificate (PEM); the chain may follow it in the file."),

@@ -331,9 +331,21 @@ class Node:
                     max_auth_pending=config[f"{prefix}.max_auth_pending"],
                     read_budget=config[f"{prefix}.read_budget"],
                     backlog=config[f"{prefix}.backlog"],
+                    transport=self._transport(config[f"{prefix}.transport"])
+                    if kind == "tcp" else "loop",
 
                     reuse_port=config["node.reuse_port"]))
         return out
+
+    @staticmethod
+    def _transport(setting: str) -> str:
+        """`listeners.tcp.*.transport`: "auto" is the lean transport when the hot path
+        runs compiled (it then costs per message what uvloop's transports do, within
+        1%), the loop's in pure Python (where the lean one costs 1-4% more per
+        message): benchmarks/README.md, "The lean TCP transport"."""
+        if setting == "auto":
+            return "lean" if compiled.COMPILED else "loop"
+        return setting
 
     def _tls_options(self, prefix: str) -> TlsOptions | None:
         opts = f"{prefix}.ssl_options"

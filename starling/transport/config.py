@@ -28,6 +28,10 @@ class ListenerConfig:
     #: Bytes one connection may bring before it yields the loop to the others
     read_budget: int = 64 * 1024
     reuse_port: bool = False  #: SO_REUSEPORT: share the port with other processes
+    #: Plain TCP: "lean" (one epoll, a small transport per socket) or "loop" (the event
+    #: loop's own transports); TLS and WebSocket listeners always use the loop's.  The
+    #: node turns the setting's "auto" into one of them (`Node._transport`).
+    transport: str = "lean"
 
     @property
     def protocol(self) -> str:

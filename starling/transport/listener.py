@@ -15,7 +15,9 @@ from collections import Counter
 from starling.broker import Broker
 
 from .config import ListenerConfig
-from .connection import MQTTConnection, ReadTurns, TLSConnection, WriteBatcher
+from .connection import WRITE_HIGH_WATER, MQTTConnection, ReadTurns, TLSConnection, WriteBatcher
+from .lean import AVAILABLE as lean_available
+from .lean import LeanServer, bind
 from .tls import TlsContext
 from .ws import WSConnection
 
@@ -55,7 +57,7 @@ class Listener:
         self.config = config
         self.name = config.name
         self.zone = config.zone
-        self.server: asyncio.base_events.Server | None = None
+        self.server: asyncio.base_events.Server | LeanServer | None = None
         #: Open connections (a dict as an ordered set: ~30 bytes an entry, a set ~100).
         self.connections: dict[MQTTConnection, None] = {}
         self.shutdown_count: Counter[str] = Counter()
@@ -73,6 +75,14 @@ class Listener:
         self._rate_time = time.monotonic()
 
     @property
+    def lean(self) -> bool:
+        """Plain TCP served by `LeanServer` (`transport = "lean"`) rather than the
+        event loop's transports, where there is an epoll.  TLS and WebSocket always
+        use the loop's."""
+        return (self.config.transport == "lean" and self.config.kind == "tcp"
+                and self.tls is None and lean_available)
+
+    @property
     def current_connections(self) -> int:
         return len(self.connections)
 
@@ -83,17 +93,24 @@ class Listener:
             factory = WSConnection
         elif self.tls is not None:
             factory = TLSConnection
+        config = self.config
         # Port 0 picks a free port the first time; a listener stopped and started
         # again (API, ctl) comes back on the port its clients already know.
-        port = self.config.port or self.bound[1]
+        port = config.port or self.bound[1]
         try:
-            self.server = await loop.create_server(
-                lambda: factory(self),
-                self.config.host, port, backlog=self.config.backlog,
-                reuse_address=True, reuse_port=self.config.reuse_port or None,
-                ssl=self.tls.context if self.tls is not None else None)
+            if self.lean:
+                self.server = LeanServer(
+                    loop, lambda: factory(self),
+                    bind(config.host, port, reuse_port=config.reuse_port),
+                    config.backlog, WRITE_HIGH_WATER)
+            else:
+                self.server = await loop.create_server(
+                    lambda: factory(self),
+                    config.host, port, backlog=config.backlog,
+                    reuse_address=True, reuse_port=config.reuse_port or None,
+                    ssl=self.tls.context if self.tls is not None else None)
         except OSError as exc:
-            raise BindError.of(self.name, self.config.host, port, exc) from None
+            raise BindError.of(self.name, config.host, port, exc) from None
         if self.tls is not None:
             self.tls.start_watching()
         addr = self.server.sockets[0].getsockname()

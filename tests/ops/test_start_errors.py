@@ -51,6 +51,8 @@ def last_line(stderr: str) -> str:
     ("listeners.tcp.lan.max_connections", "0",
      "listeners.tcp.lan.max_connections: must be at least 1, got 0"),
     ("broker.presence_qos", "3", "broker.presence_qos: must be 0 to 2, got 3"),
+    ("listeners.tcp.default.transport", "fast",
+     "listeners.tcp.default.transport: 'fast' is not one of auto, lean, loop"),
 ])
 def test_a_bad_set_value_names_the_key_and_value(start_fails: Any, tmp_path: Path,
                                                   setting: str, value: str,
