@@ -303,18 +303,21 @@ def runs(order: list[str]) -> int:
     return 1 + sum(1 for x, y in itertools.pairwise(order) if x != y)
 
 
-def test_busy_connection_yields_to_others(make_node: Callable[..., Any]) -> None:
+@pytest.mark.parametrize("transport", ["lean", "loop"])
+def test_busy_connection_yields_to_others(make_node: Callable[..., Any], transport: str) -> None:
     """Past the listener's read budget (64 KiB by default) a publisher is not read
     again until the loop's next turn, where the other publisher is served first:
     the two bursts are handled interleaved, a read of each in turn, not one whole
-    burst and then the other (libuv reads the same socket up to 32 times in a row)."""
-    order = interleaving(make_node())
+    burst and then the other (libuv reads the same socket up to 32 times in a row;
+    the lean transport reads each socket at most once a turn)."""
+    order = interleaving(make_node({"listeners.tcp.default.transport": transport}))
     assert runs(order) >= 3, "".join(order)
 
 
 def test_read_budget_is_a_listener_setting(make_node: Callable[..., Any]) -> None:
-    """With a budget larger than the bursts (64 MB; the 64-packet count is more
-    than a burst too), each burst is read whole before the other: the interleaving
-    above is the budget's doing."""
-    order = interleaving(make_node({"listeners.tcp.default.read_budget": "64MB"}))
+    """On the loop's transports (uvloop), with a budget larger than the bursts
+    (64 MB; the 64-packet count is more than a burst too), each burst is read whole
+    before the other: the interleaving above is the budget's doing there."""
+    order = interleaving(make_node({"listeners.tcp.default.read_budget": "64MB",
+                                    "listeners.tcp.default.transport": "loop"}))
     assert runs(order) == 2, "".join(order)
