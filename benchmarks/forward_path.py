@@ -29,11 +29,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -163,18 +161,8 @@ def outer(args: argparse.Namespace) -> int:
                              text=True, check=True)
         print(res.stdout.strip().splitlines()[-1])
         return 0
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed")
-    from profile_conn import callgrind_helper, window_dumps
-    callgrind_helper()  # build it outside valgrind
-    out_dir = Path(tempfile.mkdtemp(prefix="starling-fwd-"))
-    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-           f"--callgrind-out-file={out_dir / 'callgrind.out'}", sys.executable, __file__, *argv]
-    res = subprocess.run(cmd, capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONHASHSEED="0"))
-    if res.returncode != 0:
-        sys.stderr.write(res.stderr[-3000:])
-        return 1
+    from profile_conn import under_callgrind, window_dumps
+    res, out_dir = under_callgrind(__file__, argv)
     result = json.loads(res.stdout.strip().splitlines()[-1])
     dumps = window_dumps(out_dir)
     if len(dumps) != len(WINDOWS):

@@ -63,7 +63,7 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(BENCH_DIR))
 
-from profile_conn import SETTINGS, callgrind_helper, window_dumps  # noqa: E402
+from profile_conn import SETTINGS, callgrind_helper, under_callgrind, window_dumps  # noqa: E402
 from run import SCENARIO_BY_NAME, build_loadgen  # noqa: E402
 
 BUILD_DIR = BENCH_DIR / "build"
@@ -298,25 +298,15 @@ def inclusive_costs(path: Path) -> dict[str, int]:
 
 
 def callgrind_run(args: argparse.Namespace, scenario: str, zones: bool) -> dict[str, Any]:
-    out_dir = Path(tempfile.mkdtemp(prefix="starling-msgprof-cg-"))
-    out_file = out_dir / "callgrind.out"
-    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-           f"--callgrind-out-file={out_file}", sys.executable, str(Path(__file__).resolve()),
-           "--inner", "--callgrind", "--scenario", scenario, "-n", str(args.messages),
-           "--skip", str(args.skip)]
+    argv = ["--inner", "--callgrind", "--scenario", scenario, "-n", str(args.messages),
+            "--skip", str(args.skip)]
     for setting in args.set:
-        cmd += ["--set", setting]
+        argv += ["--set", setting]
     if zones:
-        cmd.append("--zones")
-    for setting in args.set:
-        cmd += ["--set", setting]
+        argv.append("--zones")
     if args.installed:
-        cmd.append("--installed")
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if res.returncode != 0:
-        sys.stderr.write(res.stderr[-3000:])
-        raise SystemExit(f"callgrind run failed: {scenario}")
+        argv.append("--installed")
+    res, out_dir = under_callgrind(__file__, argv)
     for line in res.stderr.splitlines():
         if line.startswith("# not wrapped"):
             print(line, file=sys.stderr)
@@ -405,15 +395,13 @@ def main() -> int:
                    help="messages received before the window opens (default %(default)s)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a node setting, e.g. store.backend=memory (repeatable)")
+                   help="a node setting, as for `starling start` (repeatable), e.g. "
+                   "store.backend=memory or listeners.tcp.default.transport=loop")
     p.add_argument("--no-breakdown", dest="zones_wanted", action="store_false",
                    help="totals only: no second run with the stage wrappers")
     p.add_argument("--installed", action="store_true",
                    help="profile the starling package installed for this Python (e.g. the "
                    "compiled one in a virtualenv), not this checkout")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a node setting, as for `starling start` (repeatable), e.g. "
-                   "listeners.tcp.default.transport=loop")
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--scenario", help=argparse.SUPPRESS)
     p.add_argument("--zones", action="store_true", help=argparse.SUPPRESS)

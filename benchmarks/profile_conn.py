@@ -263,20 +263,31 @@ def window_dumps(out_dir: Path) -> list[tuple[Path, int]]:
     return found
 
 
-def run_callgrind(args: argparse.Namespace) -> int:
+def under_callgrind(script: str, argv: list[str], env: dict[str, str] | None = None
+                    ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run `script` with `argv` under callgrind, counting only the windows its
+    `callgrind_helper` toggles (`--instr-atstart=no`), hash seed fixed: the finished
+    process and the directory of its dumps (the caller removes it).  A failed run
+    exits with the end of its stderr."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed")
-    callgrind_helper()
+    callgrind_helper()  # built outside valgrind
     out_dir = Path(tempfile.mkdtemp(prefix="starling-cg-"))
-    out_file = out_dir / "callgrind.out"
-    argv = [a for a in sys.argv[1:] if a != "callgrind"]
-    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_file}",
-           sys.executable, str(Path(__file__).resolve()), "callgrind-inner", *argv]
-    env = dict(os.environ, PYTHONMALLOC="malloc" if args.plain_malloc else "pymalloc")
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+           f"--callgrind-out-file={out_dir / 'callgrind.out'}", sys.executable,
+           str(Path(script).resolve()), *argv]
+    res = subprocess.run(cmd, capture_output=True, text=True,
+                         env={"PYTHONHASHSEED": "0", **os.environ, **(env or {})})
     if res.returncode != 0:
-        sys.stderr.write(res.stderr[-3000:])
-        return 1
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise SystemExit(f"{Path(script).name}: the callgrind run failed:\n{res.stderr[-3000:]}")
+    return res, out_dir
+
+
+def run_callgrind(args: argparse.Namespace) -> int:
+    argv = [a for a in sys.argv[1:] if a != "callgrind"]
+    res, out_dir = under_callgrind(__file__, ["callgrind-inner", *argv], {
+        "PYTHONMALLOC": "malloc" if args.plain_malloc else "pymalloc"})
     print(res.stdout.strip())
     dumps = sorted(out_dir.glob("callgrind.out*"))
     total = sum(count for _, count in window_dumps(out_dir))

@@ -31,12 +31,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -202,20 +200,10 @@ def outer(args: argparse.Namespace) -> int:
                                  capture_output=True, text=True, check=True)
             results.append(json.loads(res.stdout.strip().splitlines()[-1]))
             continue
-        if shutil.which("valgrind") is None:
-            raise SystemExit("valgrind is not installed")
-        from profile_conn import callgrind_helper
-        callgrind_helper()  # build it outside valgrind
-        out_dir = Path(tempfile.mkdtemp(prefix="starling-pub-"))
-        cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-               f"--callgrind-out-file={out_dir / 'callgrind.out'}", sys.executable, __file__,
-               "--inner", "-n", str(args.messages), "--scenarios", scenario,
-               "--deliver-check", args.deliver_check]
-        res = subprocess.run(cmd, capture_output=True, text=True,
-                             env=dict(os.environ, PYTHONHASHSEED="0"))
-        if res.returncode != 0:
-            sys.stderr.write(res.stderr[-3000:])
-            return 1
+        from profile_conn import under_callgrind
+        res, out_dir = under_callgrind(__file__, [
+            "--inner", "-n", str(args.messages), "--scenarios", scenario,
+            "--deliver-check", args.deliver_check])
         result = json.loads(res.stdout.strip().splitlines()[-1])
         total = 0
         for dump in out_dir.glob("callgrind.out*"):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -96,20 +95,11 @@ def counted_pass(work: list[list[Operation]]) -> None:
 
 def instructions(argv: list[str]) -> int:
     """Instructions of one counted pass: this script again, under callgrind."""
-    from profile_conn import callgrind_helper, window_dumps
+    from profile_conn import under_callgrind, window_dumps
 
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed")
-    callgrind_helper()  # built before valgrind starts
-    out_dir = Path(tempfile.mkdtemp(prefix="starling-store-cg-"))
+    _, out_dir = under_callgrind(__file__, ["--counted-pass",
+                                            *[a for a in argv if a != "--callgrind"]])
     try:
-        cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-               f"--callgrind-out-file={out_dir / 'callgrind.out'}", sys.executable,
-               str(Path(__file__).resolve()), "--counted-pass",
-               *[a for a in argv if a != "--callgrind"]]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode:
-            raise SystemExit(f"callgrind run failed:\n{res.stderr[-2000:]}")
         return sum(total for _, total in window_dumps(out_dir))
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
